@@ -1,0 +1,41 @@
+/**
+ * Every error pnet throws or emits is a PnetError with a stable `code`.
+ * Codes are part of the public API (listed in README.md); messages are not.
+ */
+export type PnetErrorCode =
+  // identity
+  | 'ERR_KEY_FILE'
+  | 'ERR_BAD_NODE_ID'
+  | 'ERR_PEER_CERTIFICATE'
+  // transport
+  | 'ERR_PEER_ID_MISMATCH'
+  | 'ERR_HANDSHAKE'
+  | 'ERR_CONNECT_TIMEOUT'
+  | 'ERR_CONNECTION_CLOSED'
+  | 'ERR_IDLE_TIMEOUT'
+  | 'ERR_STREAM_RESET'
+  | 'ERR_STREAM_LIMIT'
+  | 'ERR_TRANSPORT_CLOSED'
+  | 'ERR_BAD_ADDRESS'
+  // channel
+  | 'UNKNOWN_CHANNEL'
+  | 'UNAUTHORIZED'
+  | 'BAD_FRAME'
+  | 'VERSION'
+  | 'OVERLOADED'
+  | 'ERR_CHANNEL_REGISTERED'
+  // node
+  | 'ERR_NOT_CONNECTED'
+  | 'ERR_REQUEST_TIMEOUT'
+  | 'ERR_REQUEST_TOO_LARGE'
+  | 'ERR_NODE_CLOSED'
+  | 'ERR_BAD_OPTION';
+
+export class PnetError extends Error {
+  readonly code: PnetErrorCode;
+  constructor(code: PnetErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
