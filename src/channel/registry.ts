@@ -1,0 +1,105 @@
+import type { Buffer } from 'node:buffer';
+import { PnetError } from '../errors.js';
+import type { NodeId } from '../identity/index.js';
+import { EMPTY_METADATA, encodeAccept, isValidChannelName, type Metadata } from './codec.js';
+import type { ChannelStream } from './stream.js';
+
+/** What the acceptor knows about an incoming OPEN. */
+export interface ChannelRequestInfo {
+  readonly channel: string;
+  /** From the peer's verified certificate (passed in by the transport), never from a frame. */
+  readonly remoteNodeId: NodeId;
+  /** The OPEN's metadata (null-prototype object). */
+  readonly metadata: Metadata;
+  /** The OPEN's credentials, if any (a copy; safe to keep). */
+  readonly credentials?: Uint8Array;
+}
+
+/** Called once per accepted stream, after ACCEPT was written. */
+export type ChannelHandler = (channel: ChannelStream, info: ChannelRequestInfo) => void | Promise<void>;
+
+/**
+ * `true` accepts with the registration's metadata; `{ metadata }` accepts and
+ * adds/overrides ACCEPT metadata; `false`, any other value, or a throw rejects
+ * with UNAUTHORIZED (fail closed). Throwing a PnetError whose code is a reject
+ * code (e.g. OVERLOADED) rejects with that code and its message as reason.
+ */
+export type AuthoriseVerdict = boolean | { metadata?: Record<string, string> };
+export type AuthoriseHook = (info: ChannelRequestInfo) => AuthoriseVerdict | Promise<AuthoriseVerdict>;
+
+export interface RegisterOptions {
+  authorise?: AuthoriseHook;
+  /** Metadata sent in every ACCEPT for this channel (encoded once, at registration). */
+  metadata?: Record<string, string>;
+}
+
+export interface ChannelRegistration {
+  readonly name: string;
+  readonly handler: ChannelHandler;
+  readonly authorise: AuthoriseHook | undefined;
+  readonly metadata: Metadata;
+}
+
+/** @internal registration plus its pre-encoded ACCEPT frame. */
+export interface RegistrationRecord extends ChannelRegistration {
+  readonly acceptFrame: Buffer;
+}
+
+/** @internal count of negotiations in progress, shared by acceptChannel calls on one registry. */
+export const kPending: unique symbol = Symbol('pnet.channel.pending');
+/** @internal */
+export const kLookup: unique symbol = Symbol('pnet.channel.lookup');
+
+export class ChannelRegistry {
+  private readonly channels = new Map<string, RegistrationRecord>();
+  /** @internal */
+  [kPending] = 0;
+
+  /** Negotiations currently in progress (read OPEN / authorise) on this registry. */
+  get pendingNegotiations(): number {
+    return this[kPending];
+  }
+
+  register(name: string, handler: ChannelHandler, options: RegisterOptions = {}): void {
+    if (!isValidChannelName(name)) {
+      throw new PnetError(
+        'ERR_BAD_OPTION',
+        `invalid channel name ${JSON.stringify(String(name)).slice(0, 80)}: 1..64 of [a-z0-9._/-], starting with [a-z0-9]`,
+      );
+    }
+    if (typeof handler !== 'function') throw new PnetError('ERR_BAD_OPTION', 'channel handler must be a function');
+    if (options.authorise !== undefined && typeof options.authorise !== 'function') {
+      throw new PnetError('ERR_BAD_OPTION', 'authorise must be a function');
+    }
+    if (this.channels.has(name)) throw new PnetError('ERR_CHANNEL_REGISTERED', `channel "${name}" is already registered`);
+    let metadata: Metadata = EMPTY_METADATA;
+    if (options.metadata !== undefined && Object.keys(options.metadata).length > 0) {
+      metadata = Object.freeze(Object.assign(Object.create(null) as Record<string, string>, options.metadata));
+    }
+    const acceptFrame = encodeAccept(metadata); // validates metadata (ERR_BAD_OPTION)
+    this.channels.set(name, { name, handler, authorise: options.authorise, metadata, acceptFrame });
+  }
+
+  /** Returns true if the channel was registered. Streams already accepted are not affected. */
+  unregister(name: string): boolean {
+    return this.channels.delete(name);
+  }
+
+  get(name: string): ChannelRegistration | undefined {
+    const r = this.channels.get(name);
+    return r === undefined ? undefined : { name: r.name, handler: r.handler, authorise: r.authorise, metadata: r.metadata };
+  }
+
+  has(name: string): boolean {
+    return this.channels.has(name);
+  }
+
+  names(): string[] {
+    return [...this.channels.keys()];
+  }
+
+  /** @internal */
+  [kLookup](name: string): RegistrationRecord | undefined {
+    return this.channels.get(name);
+  }
+}

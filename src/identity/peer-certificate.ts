@@ -1,0 +1,66 @@
+import { X509Certificate } from 'node:crypto';
+import { PnetError } from '../errors.js';
+import { nodeIdFromPublicKey, type NodeId } from './node-id.js';
+import { rawPublicKey } from './keys.js';
+
+function reject(reason: string, cause?: unknown): never {
+  throw new PnetError('ERR_PEER_CERTIFICATE', `peer certificate rejected: ${reason}`, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * Verifies a peer's certificate chain as presented in a TLS/QUIC handshake
+ * and returns the peer's node id. Synchronous (runs inside the QUIC loop).
+ *
+ * Only the leaf (`chain[0]`, DER) matters; further certificates are ignored.
+ * The leaf must carry an Ed25519 public key, be signed by that same key, and
+ * be valid at `now` (validFrom <= now <= validTo). The node id comes from the
+ * key, never from the subject name.
+ *
+ * @throws PnetError ERR_PEER_CERTIFICATE with the reason.
+ */
+export function verifyPeerCertificate(chain: readonly Uint8Array[] | null | undefined, now: Date = new Date()): NodeId {
+  if (chain == null || chain.length === 0) reject('peer presented no certificate');
+  const leaf = chain[0];
+  if (!(leaf instanceof Uint8Array) || leaf.length === 0) reject('leaf certificate is empty or not bytes');
+
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(leaf);
+  } catch (err) {
+    reject(`leaf certificate is not a parsable X.509 certificate (${(err as Error).message})`, err);
+  }
+
+  const key = cert.publicKey;
+  if (key.asymmetricKeyType !== 'ed25519') {
+    reject(`certificate key must be Ed25519, got ${key.asymmetricKeyType ?? 'unknown'}`);
+  }
+
+  const t = now.getTime();
+  const notBefore = Date.parse(cert.validFrom);
+  const notAfter = Date.parse(cert.validTo);
+  if (!Number.isFinite(notBefore) || !Number.isFinite(notAfter)) reject('certificate validity dates are unreadable');
+  if (t < notBefore) reject(`certificate is not valid before ${new Date(notBefore).toISOString()}`);
+  if (t > notAfter) reject(`certificate expired at ${new Date(notAfter).toISOString()}`);
+
+  let selfSigned = false;
+  try {
+    selfSigned = cert.verify(key);
+  } catch (err) {
+    reject('certificate signature could not be checked', err);
+  }
+  if (!selfSigned) reject('certificate is not signed by its own key');
+
+  return nodeIdFromPublicKey(rawPublicKey(key));
+}
+
+/**
+ * DER bytes of the first certificate in a PEM text.
+ * @throws PnetError ERR_PEER_CERTIFICATE if there is no well-formed PEM certificate block.
+ */
+export function certificateDerFromPem(pem: string): Uint8Array {
+  const match = /-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----/.exec(typeof pem === 'string' ? pem : '');
+  if (match === null) reject('no PEM certificate block found');
+  const der = Buffer.from(match[1]!.replace(/\s+/g, ''), 'base64');
+  if (der.length === 0 || der[0] !== 0x30) reject('PEM certificate block does not hold DER');
+  return new Uint8Array(der); // copy: Buffer.from may hand out a slice of a shared pool
+}

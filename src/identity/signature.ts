@@ -1,0 +1,38 @@
+import { verify, type KeyObject } from 'node:crypto';
+import { publicKeyFromNodeId, type NodeId } from './node-id.js';
+import { publicKeyObject } from './keys.js';
+
+/**
+ * Small cache of public KeyObjects by node id: routing verifies many records
+ * from the same few thousand nodes, and importing a key costs about as much
+ * as the verification itself. Insertion-ordered Map, oldest evicted first.
+ */
+const KEY_CACHE_LIMIT = 4096;
+const keyCache = new Map<string, KeyObject>();
+
+function keyFor(nodeId: NodeId): KeyObject {
+  let key = keyCache.get(nodeId);
+  if (key === undefined) {
+    key = publicKeyObject(publicKeyFromNodeId(nodeId));
+    if (keyCache.size >= KEY_CACHE_LIMIT) {
+      const oldest = keyCache.keys().next().value;
+      if (oldest !== undefined) keyCache.delete(oldest);
+    }
+    keyCache.set(nodeId, key);
+  }
+  return key;
+}
+
+/**
+ * Checks an Ed25519 signature by the key inside `nodeId`. Synchronous; never
+ * throws: any bad input (invalid node id, non-bytes, wrong signature length,
+ * key not on the curve) gives `false`.
+ */
+export function verifySignature(nodeId: NodeId, data: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    if (!(data instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64) return false;
+    return verify(null, data, keyFor(nodeId), signature);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,625 @@
+import { EventEmitter } from 'node:events';
+import type { native } from '@matrixai/quic';
+import { PnetError } from '../../errors.js';
+import { verifyPeerCertificate } from '../../identity/index.js';
+import type { NodeId } from '../../identity/index.js';
+import type { CloseOptions, Connection, ConnectionEvents, SocketAddress } from '../types.js';
+import { QuicStream } from './stream.js';
+
+type QuicheConnection = native.Connection;
+type HostPort = native.Host;
+
+const SHUTDOWN_READ = 0;
+const SHUTDOWN_WRITE = 1;
+/** TLS bad_certificate alert as a QUIC crypto error (0x100 + 42). */
+const CRYPTO_BAD_CERTIFICATE = 0x100 + 42;
+const EMPTY = Buffer.alloc(0);
+const READ_POOL_SIZE = 256 * 1024;
+const MAX_READ = 64 * 1024;
+/** Below this many streams, probing each is cheaper than quiche's readable() iterator. */
+const PROBE_LIMIT = 8;
+
+/** What a connection needs from the endpoint: the socket, scheduling and the id map. */
+export interface ConnectionHost {
+  /** Sends datagrams for this connection now (drains quiche's send queue). */
+  flush(connection: QuicConnection): void;
+  /** Asks for `process()` soon (after the current batch of writes). */
+  schedule(connection: QuicConnection): void;
+  /** The connection is gone: forget its ids. */
+  forget(connection: QuicConnection): void;
+  readonly localAddress: SocketAddress;
+  readonly localNodeId: NodeId;
+}
+
+export interface QuicConnectionOptions {
+  expectedNodeId?: NodeId;
+  handshakeTimeoutMs: number;
+  streamOpenTimeoutMs: number;
+}
+
+type StreamWaiter = { resolve: () => void; reject: (error: PnetError) => void; timer: NodeJS.Timeout };
+
+/**
+ * Bookkeeping for one QUIC connection over a quiche connection: handshake and
+ * peer verification, stream table, reads, pending writes, the one re-armed
+ * timer, close. It never touches the socket: the host flushes datagrams.
+ */
+export class QuicConnection extends EventEmitter<ConnectionEvents> implements Connection {
+  readonly transport = 'quic' as const;
+  readonly direction: 'inbound' | 'outbound';
+  readonly quiche: QuicheConnection;
+  readonly remoteAddress: SocketAddress;
+  /** The recvInfo passed to quiche, reused for every datagram from the peer. */
+  readonly recvInfo: { from: HostPort; to: HostPort };
+  /** Connection-id keys under which the endpoint maps this connection. */
+  readonly keys: string[] = [];
+  remoteNodeId!: NodeId;
+  /** Set once quiche reports the handshake done and the certificate checked out. */
+  established = false;
+  closed = false;
+  lastActivity = 0;
+
+  readonly ready: Promise<void>;
+  private resolveReady!: () => void;
+  private rejectReady!: (error: PnetError) => void;
+
+  private readonly host: ConnectionHost;
+  private readonly options: QuicConnectionOptions;
+  private readonly streams = new Map<number, QuicStream>();
+  private readonly blocked = new Set<QuicStream>();
+  private readonly streamWaiters: StreamWaiter[] = [];
+  /** Stream ids fully ended on our side whose last bytes quiche may still be sending. */
+  private readonly finishing = new Set<number>();
+  private readonly skippedRemoteIds = new Set<number>();
+  private nextLocalStreamId: number;
+  private nextRemoteStreamId: number;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private readPool = Buffer.allocUnsafe(READ_POOL_SIZE);
+  private readPoolOffset = 0;
+  private closing: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+  private closeError: PnetError | undefined;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    host: ConnectionHost,
+    quiche: QuicheConnection,
+    direction: 'inbound' | 'outbound',
+    remote: SocketAddress,
+    options: QuicConnectionOptions,
+  ) {
+    super();
+    this.host = host;
+    this.quiche = quiche;
+    this.direction = direction;
+    this.remoteAddress = remote;
+    this.options = options;
+    this.recvInfo = { from: { host: remote.host, port: remote.port }, to: host.localAddress };
+    // Client-initiated bidirectional ids are 0 mod 4, server-initiated 1 mod 4.
+    this.nextLocalStreamId = direction === 'outbound' ? 0 : 1;
+    this.nextRemoteStreamId = direction === 'outbound' ? 1 : 0;
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.resolveReady = resolve;
+      this.rejectReady = reject;
+    });
+    this.ready.catch(() => undefined);
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event === 'stream' && this.backlog.length > 0) queueMicrotask(this.deliverBacklog);
+    });
+    this.handshakeTimer = setTimeout(() => {
+      this.handshakeTimer = undefined;
+      if (!this.established) {
+        this.abort(new PnetError('ERR_CONNECT_TIMEOUT', `QUIC handshake with ${remote.host}:${remote.port} did not complete within ${options.handshakeTimeoutMs} ms`));
+      }
+    }, options.handshakeTimeoutMs);
+  }
+
+  get localNodeId(): NodeId {
+    return this.host.localNodeId;
+  }
+
+  get localAddress(): SocketAddress {
+    return this.host.localAddress;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  rttMs(): number {
+    const paths = this.quiche.pathStats();
+    const rtt = paths[0]?.rtt;
+    // quiche reports the smoothed RTT in nanoseconds.
+    return rtt === undefined ? 0 : rtt / 1e6;
+  }
+
+  /** Feeds one datagram (decrypted in place by quiche). */
+  receive(datagram: Buffer, now: number): void {
+    try {
+      this.quiche.recv(datagram, this.recvInfo);
+      this.lastActivity = now;
+    } catch {
+      // A datagram quiche cannot use (garbage, duplicate, wrong keys) is dropped; the connection lives on.
+    }
+  }
+
+  /**
+   * Runs everything that may have become possible after datagrams arrived,
+   * a timer fired or the application wrote: handshake completion, pending
+   * writes, reads, new peer streams; then sends and re-arms the timer.
+   */
+  process(): void {
+    if (this.closed) return;
+    if (!this.established && this.quiche.isEstablished()) this.completeHandshake();
+    if (this.established) {
+      if (this.blocked.size > 0) this.retryBlocked();
+      this.readStreams();
+      if (this.streamWaiters.length > 0) this.wakeStreamWaiters();
+    }
+    this.host.flush(this);
+    if (this.quiche.isClosed() || this.quiche.isDraining()) this.terminate();
+    else this.armTimer();
+  }
+
+  private completeHandshake(): void {
+    let peer: NodeId;
+    try {
+      peer = verifyPeerCertificate(this.quiche.peerCertChain());
+    } catch (error) {
+      const failure = error instanceof PnetError ? error : new PnetError('ERR_PEER_CERTIFICATE', String(error));
+      this.quiche.close(false, CRYPTO_BAD_CERTIFICATE, Buffer.from('bad certificate'));
+      this.abort(failure);
+      return;
+    }
+    const expected = this.options.expectedNodeId;
+    if (expected !== undefined && peer !== expected) {
+      this.quiche.close(false, CRYPTO_BAD_CERTIFICATE, Buffer.from('unexpected node id'));
+      this.abort(new PnetError('ERR_PEER_ID_MISMATCH', `expected node ${expected} at ${this.remoteAddress.host}:${this.remoteAddress.port}, but ${peer} answered`));
+      return;
+    }
+    this.remoteNodeId = peer;
+    this.established = true;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
+    this.resolveReady();
+  }
+
+  // ---- streams ----------------------------------------------------------
+
+  async openStream(options?: { timeoutMs?: number }): Promise<QuicStream> {
+    for (;;) {
+      if (this.closed || this.closing) throw this.closedError();
+      if (this.quiche.peerStreamsLeftBidi() > 0) {
+        const id = this.nextLocalStreamId;
+        try {
+          // A zero-length send creates the stream in quiche, claiming its slot in the peer's limit.
+          this.quiche.streamSend(id, EMPTY, false);
+        } catch (error) {
+          if (!String(error).includes('StreamLimit')) throw new PnetError('ERR_STREAM_LIMIT', `cannot open stream: ${String(error)}`);
+          await this.waitForStreamCredit(options?.timeoutMs);
+          continue;
+        }
+        this.nextLocalStreamId += 4;
+        return this.track(id);
+      }
+      await this.waitForStreamCredit(options?.timeoutMs);
+    }
+  }
+
+  private waitForStreamCredit(timeoutMs = this.options.streamOpenTimeoutMs): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter: StreamWaiter = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const index = this.streamWaiters.indexOf(waiter);
+          if (index >= 0) this.streamWaiters.splice(index, 1);
+          reject(new PnetError('ERR_STREAM_LIMIT', `peer ${this.remoteNodeId} allows no more streams; none freed within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.streamWaiters.push(waiter);
+    });
+  }
+
+  private wakeStreamWaiters(): void {
+    let credit = this.quiche.peerStreamsLeftBidi();
+    while (credit-- > 0 && this.streamWaiters.length > 0) {
+      const waiter = this.streamWaiters.shift()!;
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+  }
+
+  private readonly backlog: QuicStream[] = [];
+  private readonly deliverBacklog = (): void => {
+    for (const stream of this.backlog.splice(0)) {
+      if (!stream.destroyed) this.emit('stream', stream);
+    }
+  };
+
+  private track(id: number): QuicStream {
+    const stream = new QuicStream(this, id);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  private readStreams(): void {
+    const quiche = this.quiche;
+    if (this.streams.size <= PROBE_LIMIT) {
+      for (const stream of this.streams.values()) {
+        if (stream.wantRead && !stream.readEnded && quiche.streamReadable(stream.streamId)) this.readStream(stream);
+      }
+      // New peer streams arrive in id order almost always: probe the next expected id.
+      while (quiche.streamReadable(this.nextRemoteStreamId)) {
+        const stream = this.acceptRemote(this.nextRemoteStreamId);
+        if (stream) this.readStream(stream);
+      }
+      if (!quiche.isReadable()) return;
+    }
+    // Many streams, or one that arrived out of order: ask quiche which are readable.
+    for (const id of quiche.readable()) {
+      let stream = this.streams.get(id);
+      if (stream === undefined) {
+        if (!this.isNewRemoteId(id)) continue;
+        stream = this.acceptRemote(id);
+        if (stream === undefined) continue;
+      }
+      if (stream.wantRead && !stream.readEnded) this.readStream(stream);
+    }
+  }
+
+  private isNewRemoteId(id: number): boolean {
+    if ((id & 3) !== (this.nextRemoteStreamId & 3)) return false;
+    return id >= this.nextRemoteStreamId || this.skippedRemoteIds.has(id);
+  }
+
+  private acceptRemote(id: number): QuicStream | undefined {
+    if (id >= this.nextRemoteStreamId) {
+      for (let skipped = this.nextRemoteStreamId; skipped < id; skipped += 4) this.skippedRemoteIds.add(skipped);
+      this.nextRemoteStreamId = id + 4;
+    } else {
+      this.skippedRemoteIds.delete(id);
+    }
+    const stream = this.track(id);
+    if (this.listenerCount('stream') === 0) {
+      // Nobody listens yet (the peer was quicker than our 'connection' handlers): hold it.
+      this.backlog.push(stream);
+      return stream;
+    }
+    this.emit('stream', stream);
+    return stream.destroyed ? undefined : stream;
+  }
+
+  private readStream(stream: QuicStream): void {
+    const quiche = this.quiche;
+    const id = stream.streamId;
+    for (;;) {
+      if (READ_POOL_SIZE - this.readPoolOffset < 16 * 1024) {
+        // Pushed chunks are views of the pool, so a full pool is replaced, never reused.
+        this.readPool = Buffer.allocUnsafe(READ_POOL_SIZE);
+        this.readPoolOffset = 0;
+      }
+      const start = this.readPoolOffset;
+      const view = this.readPool.subarray(start, Math.min(READ_POOL_SIZE, start + MAX_READ));
+      let result: [number, boolean] | null;
+      try {
+        result = quiche.streamRecv(id, view);
+      } catch (error) {
+        stream.readEnded = true;
+        this.release(stream);
+        stream.fail(streamError(error, this.remoteNodeId));
+        return;
+      }
+      if (result === null) return;
+      const [length, fin] = result;
+      let more = true;
+      if (length > 0) {
+        this.readPoolOffset = start + length;
+        more = stream.push(view.subarray(0, length));
+      }
+      if (fin) {
+        stream.readEnded = true;
+        stream.push(null);
+        this.maybeRelease(stream);
+        return;
+      }
+      if (!more) {
+        stream.wantRead = false;
+        return;
+      }
+    }
+  }
+
+  /** Called by a stream whose consumer drained its buffer. */
+  streamWantsRead(stream: QuicStream): void {
+    if (!stream.released) this.host.schedule(this);
+  }
+
+  streamWrite(stream: QuicStream, chunk: Buffer, fin: boolean, callback: (error?: Error | null) => void): void {
+    if (stream.released || this.closed) {
+      callback(stream.resetError ?? this.closedError());
+      return;
+    }
+    let written: number | null;
+    try {
+      written = this.quiche.streamSend(stream.streamId, chunk, fin);
+    } catch (error) {
+      const failure = streamError(error, this.remoteNodeId);
+      this.release(stream);
+      stream.fail(failure);
+      callback(failure);
+      return;
+    }
+    // null: no room at all (and a fin on an empty chunk was not applied either).
+    const taken = written ?? -1;
+    if (taken === chunk.length || (chunk.length === 0 && !fin)) {
+      if (fin) this.endWrite(stream);
+      callback();
+    } else {
+      // Flow control: keep the rest (and the fin) until quiche has room.
+      stream.pendingChunk = taken <= 0 ? chunk : chunk.subarray(taken);
+      stream.pendingFin = fin;
+      stream.pendingCallback = callback;
+      this.blocked.add(stream);
+    }
+    this.host.schedule(this);
+  }
+
+  private retryBlocked(): void {
+    for (const stream of this.blocked) {
+      const chunk = stream.pendingChunk!;
+      let written: number | null;
+      try {
+        written = this.quiche.streamSend(stream.streamId, chunk, stream.pendingFin);
+      } catch (error) {
+        const failure = streamError(error, this.remoteNodeId);
+        const callback = this.unblock(stream);
+        this.release(stream);
+        stream.fail(failure);
+        callback?.(failure);
+        continue;
+      }
+      const taken = written ?? -1;
+      if (taken !== chunk.length) {
+        if (taken > 0) stream.pendingChunk = chunk.subarray(taken);
+        continue;
+      }
+      const fin = stream.pendingFin;
+      const callback = this.unblock(stream);
+      if (fin) this.endWrite(stream);
+      callback?.();
+    }
+  }
+
+  private unblock(stream: QuicStream): ((error?: Error | null) => void) | null {
+    const callback = stream.pendingCallback;
+    stream.pendingChunk = null;
+    stream.pendingCallback = null;
+    stream.pendingFin = false;
+    this.blocked.delete(stream);
+    return callback;
+  }
+
+  private endWrite(stream: QuicStream): void {
+    stream.writeEnded = true;
+    this.maybeRelease(stream);
+  }
+
+  /** Local reset or destroy: stop both directions, tell the peer. */
+  streamAbort(stream: QuicStream, code: number): void {
+    if (stream.released) return;
+    const id = stream.streamId;
+    if (!this.closed) {
+      try {
+        if (!stream.readEnded) this.quiche.streamShutdown(id, SHUTDOWN_READ, code);
+      } catch {
+        // already finished in quiche
+      }
+      try {
+        if (!stream.writeEnded) this.quiche.streamShutdown(id, SHUTDOWN_WRITE, code);
+      } catch {
+        // already finished in quiche
+      }
+      this.host.schedule(this);
+    }
+    const callback = this.unblock(stream);
+    this.release(stream);
+    callback?.(new PnetError('ERR_STREAM_RESET', `stream ${id} was reset locally`));
+  }
+
+  private maybeRelease(stream: QuicStream): void {
+    if (stream.readEnded && stream.writeEnded) {
+      this.finishing.add(stream.streamId);
+      this.release(stream);
+    }
+  }
+
+  private release(stream: QuicStream): void {
+    if (stream.released && !this.streams.has(stream.streamId)) return;
+    stream.released = true;
+    this.streams.delete(stream.streamId);
+    if (this.streams.size === 0 && this.drained) this.drained();
+  }
+
+  // ---- timer and close --------------------------------------------------
+
+  private armTimer(): void {
+    const timeout = this.quiche.timeout();
+    if (timeout === null) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      return;
+    }
+    const at = performance.now() + timeout;
+    // Re-arm only when quiche wants us earlier; a timer firing early just re-checks.
+    if (this.timer && this.timerAt <= at + 1) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(this.onTimer, Math.max(0, timeout));
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.closed && this.quiche.isClosed()) return;
+    const remaining = this.quiche.timeout();
+    if (remaining !== null && remaining > 1) {
+      this.armTimer();
+      return;
+    }
+    this.quiche.onTimeout();
+    this.process();
+    if (this.closed) this.finishIfQuicheClosed();
+  };
+
+  /** Keep-alive: an ack-eliciting packet so the peer's idle timer resets. */
+  keepAlive(): void {
+    if (!this.established || this.closed) return;
+    this.quiche.sendAckEliciting();
+    this.host.schedule(this);
+  }
+
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = this.runClose(options);
+    return this.closing;
+  }
+
+  private async runClose(options: CloseOptions): Promise<void> {
+    const { code = 0, reason = '', graceful = true, timeoutMs = 5000 } = options;
+    const deadline = performance.now() + timeoutMs;
+    if (!this.closed && !this.established) {
+      this.quiche.close(true, code, Buffer.from(reason));
+      this.abort(new PnetError('ERR_CONNECTION_CLOSED', 'connection closed before the handshake completed'));
+    }
+    if (graceful && !this.closed) {
+      await this.drainStreams(deadline);
+      await this.waitForAcks(deadline);
+    }
+    if (!this.closed) {
+      try {
+        this.quiche.close(true, code, Buffer.from(reason));
+      } catch {
+        // already closing in quiche
+      }
+      this.closeError = undefined;
+      this.host.flush(this);
+      this.terminate();
+    }
+    await this.quicheClosed;
+  }
+
+  private drainStreams(deadline: number): Promise<void> {
+    if (this.streams.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.drained = undefined;
+        resolve();
+      }
+      this.drained = done;
+    });
+  }
+
+  /** Waits until quiche has collected the streams we finished (all their data acknowledged). */
+  private async waitForAcks(deadline: number): Promise<void> {
+    while (!this.closed && this.finishing.size > 0 && performance.now() < deadline) {
+      for (const id of this.finishing) {
+        try {
+          this.quiche.streamCapacity(id);
+        } catch {
+          this.finishing.delete(id); // collected: nothing left to send
+        }
+      }
+      if (this.finishing.size === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  private quicheClosedResolve!: () => void;
+  private readonly quicheClosed = new Promise<void>((resolve) => {
+    this.quicheClosedResolve = resolve;
+  });
+
+  /** Fails the connection from our side (handshake failure, timeout). */
+  private abort(error: PnetError): void {
+    if (this.closed) return;
+    this.closeError = error;
+    try {
+      if (!this.quiche.isClosed() && !this.quiche.isDraining()) this.quiche.close(false, 0, Buffer.from(error.code));
+    } catch {
+      // already closing
+    }
+    this.host.flush(this);
+    this.terminate();
+  }
+
+  /** The connection is over for the application: fail streams and waiters, emit close. */
+  private terminate(): void {
+    if (!this.closed) {
+      this.closed = true;
+      if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+      this.handshakeTimer = undefined;
+      const error = this.closeError ?? this.remoteCloseError();
+      this.closeError = error;
+      if (!this.established) this.rejectReady(error ?? new PnetError('ERR_HANDSHAKE', 'connection closed during the handshake'));
+      const streamFailure = error ?? new PnetError('ERR_CONNECTION_CLOSED', 'connection closed');
+      for (const stream of [...this.streams.values()]) {
+        const callback = this.unblock(stream);
+        this.release(stream);
+        stream.fail(streamFailure);
+        callback?.(streamFailure);
+      }
+      for (const waiter of this.streamWaiters.splice(0)) {
+        clearTimeout(waiter.timer);
+        waiter.reject(streamFailure);
+      }
+      if (this.drained) this.drained();
+      this.emit('close', error);
+    }
+    this.finishIfQuicheClosed();
+  }
+
+  private finishIfQuicheClosed(): void {
+    if (this.quiche.isClosed()) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.host.forget(this);
+      this.quicheClosedResolve();
+    } else {
+      this.armTimer();
+    }
+  }
+
+  /** Why quiche closed, as a PnetError; undefined for a clean application close. */
+  private remoteCloseError(): PnetError | undefined {
+    if (this.quiche.isTimedOut()) {
+      return new PnetError('ERR_IDLE_TIMEOUT', `peer ${this.remoteNodeId ?? `${this.remoteAddress.host}:${this.remoteAddress.port}`} went silent (idle timeout)`);
+    }
+    const peer = this.quiche.peerError();
+    const local = this.quiche.localError();
+    const failure = peer ?? local;
+    if (failure === null) return undefined;
+    const reason = Buffer.from(failure.reason).toString('utf8');
+    if (failure.isApp && failure.errorCode === 0) return undefined;
+    if (!this.established) {
+      return new PnetError('ERR_HANDSHAKE', `QUIC handshake failed: ${peer ? 'peer' : 'local'} error 0x${failure.errorCode.toString(16)}${reason ? ` (${reason})` : ''}`);
+    }
+    return new PnetError('ERR_CONNECTION_CLOSED', `connection closed by ${peer ? 'peer' : 'us'} with ${failure.isApp ? 'application' : 'transport'} code ${failure.errorCode}${reason ? ` (${reason})` : ''}`);
+  }
+
+  private closedError(): PnetError {
+    return this.closeError ?? new PnetError('ERR_CONNECTION_CLOSED', 'connection is closed');
+  }
+}
+
+function streamError(error: unknown, peer: NodeId): PnetError {
+  const text = String(error instanceof Error ? error.message : error);
+  const reset = /Stream(Reset|Stopped)\((\d+)\)/.exec(text);
+  if (reset) return new PnetError('ERR_STREAM_RESET', `stream ${reset[1] === 'Reset' ? 'reset' : 'stopped'} by peer ${peer} with code ${reset[2]}`);
+  return new PnetError('ERR_STREAM_RESET', `stream failed: ${text}`);
+}

@@ -1,0 +1,371 @@
+import dgram from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { isIP } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { native } from '@matrixai/quic';
+import { PnetError } from '../../errors.js';
+import type { Identity, NodeId } from '../../identity/index.js';
+import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
+import { QuicConnection } from './connection.js';
+import type { ConnectionHost } from './connection.js';
+
+const quiche = native.quiche;
+/** Length of the connection ids pnet issues; short-header packets carry exactly this many. */
+const CID_LEN = 16;
+const SLAB_SIZE = 1024 * 1024;
+export const ALPN = 'pnet/1';
+
+export interface QuicTransportOptions {
+  identity: Identity;
+  /** Address to bind (default 127.0.0.1). */
+  host?: string;
+  /** UDP port (default 0: any free port). */
+  port?: number;
+  /** Largest UDP payload sent (default 1350, safe off loopback; up to 16383 on loopback). */
+  maxDatagramSize?: number;
+  /** A silent peer is dropped after this long (default 5000 ms). */
+  idleTimeoutMs?: number;
+  /** A keep-alive goes out after this much quiet (default idleTimeoutMs / 3). */
+  keepAliveIntervalMs?: number;
+  /** Dial deadline for the handshake (default 5000 ms). */
+  handshakeTimeoutMs?: number;
+  /** Concurrent bidirectional streams a peer may open on one connection (default 1000). */
+  maxStreamsPerConnection?: number;
+  /** How long openStream waits for the peer's stream limit to free up (default 10000 ms). */
+  streamOpenTimeoutMs?: number;
+  /** Initial per-stream flow-control window in bytes (default 1 MiB; grows up to 16 MiB). */
+  streamWindow?: number;
+  /** Initial connection flow-control window in bytes (default 16 MiB; grows up to 24 MiB). */
+  connectionWindow?: number;
+  /** Most connections this node keeps (default 10000). */
+  maxConnections?: number;
+  /** Most inbound handshakes in progress at once (default 1000). */
+  maxPendingHandshakes?: number;
+  /** UDP socket buffer sizes (default 4 MiB; the kernel may cap them). */
+  socketBufferSize?: number;
+}
+
+type Resolved = Required<Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>>;
+
+function resolveOptions(options: QuicTransportOptions): Resolved {
+  const idleTimeoutMs = options.idleTimeoutMs ?? 5000;
+  const resolved: Resolved = {
+    maxDatagramSize: options.maxDatagramSize ?? 1350,
+    idleTimeoutMs,
+    keepAliveIntervalMs: options.keepAliveIntervalMs ?? Math.max(100, Math.floor(idleTimeoutMs / 3)),
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
+    maxStreamsPerConnection: options.maxStreamsPerConnection ?? 1000,
+    streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? 10_000,
+    streamWindow: options.streamWindow ?? 1024 * 1024,
+    connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
+    maxConnections: options.maxConnections ?? 10_000,
+    maxPendingHandshakes: options.maxPendingHandshakes ?? 1000,
+    socketBufferSize: options.socketBufferSize ?? 4 * 1024 * 1024,
+  };
+  if (!Number.isInteger(resolved.maxDatagramSize) || resolved.maxDatagramSize < 1200 || resolved.maxDatagramSize > 16383) {
+    throw new PnetError('ERR_BAD_OPTION', `maxDatagramSize must be an integer in 1200..16383, got ${resolved.maxDatagramSize}`);
+  }
+  for (const key of ['idleTimeoutMs', 'keepAliveIntervalMs', 'handshakeTimeoutMs', 'maxStreamsPerConnection', 'streamWindow', 'connectionWindow', 'maxConnections', 'maxPendingHandshakes'] as const) {
+    if (!(resolved[key] > 0) || !Number.isFinite(resolved[key])) throw new PnetError('ERR_BAD_OPTION', `${key} must be a positive number, got ${resolved[key]}`);
+  }
+  return resolved;
+}
+
+function makeConfig(identity: Identity, options: Resolved): native.Config {
+  const config = quiche.Config.withBoringSslCtx(
+    true, // ask every peer for its certificate (mutual TLS) ...
+    true, // ... but let the handshake finish: pnet verifies the certificate itself, pinned to node ids
+    null,
+    [Buffer.from(identity.keyPem)],
+    [Buffer.from(identity.certPem)],
+    'ed25519',
+  );
+  config.setApplicationProtos([ALPN]);
+  config.setMaxIdleTimeout(options.idleTimeoutMs);
+  config.setMaxRecvUdpPayloadSize(65527);
+  config.setMaxSendUdpPayloadSize(options.maxDatagramSize);
+  config.setInitialMaxData(options.connectionWindow);
+  config.setInitialMaxStreamDataBidiLocal(options.streamWindow);
+  config.setInitialMaxStreamDataBidiRemote(options.streamWindow);
+  config.setInitialMaxStreamDataUni(0);
+  config.setInitialMaxStreamsBidi(options.maxStreamsPerConnection);
+  config.setInitialMaxStreamsUni(0);
+  config.setMaxStreamWindow(Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW));
+  config.setMaxConnectionWindow(Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW));
+  config.setDisableActiveMigration(true);
+  config.enablePacing(false);
+  config.grease(false);
+  return config;
+}
+
+function literalLookup(address: string, family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
+  callback(null, address, isIP(address));
+}
+
+/**
+ * pnet's QUIC transport: one UDP socket shared by the dialing and listening
+ * roles, demultiplexed by connection id, driving quiche directly. Received
+ * datagrams are fed to quiche as they come; streams are read and sends drained
+ * once per batch (a setImmediate), or after application writes (a microtask).
+ */
+export class QuicTransport extends EventEmitter<TransportEvents> implements Transport, ConnectionHost {
+  readonly kind = 'quic' as const;
+  readonly localNodeId: NodeId;
+  readonly localAddress: SocketAddress;
+  readonly options: Resolved;
+  /** Datagrams dropped because no connection wanted them or they were malformed. */
+  droppedDatagrams = 0;
+
+  private readonly socket: dgram.Socket;
+  private readonly config: native.Config;
+  private readonly byCid = new Map<string, QuicConnection>();
+  private readonly connections = new Set<QuicConnection>();
+  private readonly dirty = new Set<QuicConnection>();
+  private pendingInbound = 0;
+  private batchScheduled = false;
+  private microtaskScheduled = false;
+  private processing: QuicConnection | undefined;
+  private slab = Buffer.allocUnsafe(SLAB_SIZE);
+  private slabOffset = 0;
+  private readonly keepAliveTimer: NodeJS.Timeout;
+  private closing: Promise<void> | undefined;
+
+  private constructor(identity: Identity, socket: dgram.Socket, options: Resolved) {
+    super();
+    this.localNodeId = identity.nodeId;
+    this.socket = socket;
+    this.options = options;
+    this.config = makeConfig(identity, options);
+    const bound = socket.address();
+    this.localAddress = { host: bound.address, port: bound.port };
+    socket.on('message', this.onMessage);
+    socket.on('error', (error) => {
+      // Send errors (e.g. ICMP unreachable reported late) must not crash the node.
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    });
+    this.keepAliveTimer = setInterval(this.sweep, Math.max(50, Math.floor(options.keepAliveIntervalMs / 2)));
+  }
+
+  /** Binds the UDP socket and starts serving. */
+  static async listen(options: QuicTransportOptions): Promise<QuicTransport> {
+    const resolved = resolveOptions(options);
+    const host = options.host ?? '127.0.0.1';
+    const family = isIP(host);
+    if (family === 0) throw new PnetError('ERR_BAD_ADDRESS', `listen host must be an IP address, got ${JSON.stringify(host)}`);
+    const socket = dgram.createSocket({
+      type: family === 6 ? 'udp6' : 'udp4',
+      recvBufferSize: resolved.socketBufferSize,
+      sendBufferSize: resolved.socketBufferSize,
+      // Peers are always IP literals: answering at once spares dgram a dns.lookup and a nextTick per datagram.
+      lookup: literalLookup,
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(options.port ?? 0, host, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    }).catch((error: NodeJS.ErrnoException) => {
+      socket.close();
+      throw new PnetError('ERR_BAD_ADDRESS', `cannot bind UDP ${host}:${options.port ?? 0}: ${error.message}`, { cause: error });
+    });
+    return new QuicTransport(options.identity, socket, resolved);
+  }
+
+  get address(): SocketAddress {
+    return this.localAddress;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  async dial(address: SocketAddress, options: DialOptions = {}): Promise<QuicConnection> {
+    if (this.closing) throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
+    const family = isIP(address.host);
+    if (family === 0 || !Number.isInteger(address.port) || address.port <= 0 || address.port > 65535) {
+      throw new PnetError('ERR_BAD_ADDRESS', `cannot dial ${address.host}:${address.port}: need an IP address and a port`);
+    }
+    if (family !== isIP(this.localAddress.host)) {
+      throw new PnetError('ERR_BAD_ADDRESS', `cannot dial IPv${family} ${address.host} from a socket bound to ${this.localAddress.host}`);
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      throw new PnetError('ERR_BAD_OPTION', `connection limit (${this.options.maxConnections}) reached`);
+    }
+    const scid = randomBytes(CID_LEN);
+    const remote = { host: address.host, port: address.port };
+    const connection = new QuicConnection(
+      this,
+      quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.config),
+      'outbound',
+      remote,
+      {
+        handshakeTimeoutMs: options.timeoutMs ?? this.options.handshakeTimeoutMs,
+        streamOpenTimeoutMs: this.options.streamOpenTimeoutMs,
+        ...(options.expectedNodeId === undefined ? {} : { expectedNodeId: options.expectedNodeId }),
+      },
+    );
+    this.register(connection, scid.toString('latin1'));
+    connection.process();
+    await connection.ready;
+    return connection;
+  }
+
+  private register(connection: QuicConnection, key: string): void {
+    connection.keys.push(key);
+    this.byCid.set(key, connection);
+    this.connections.add(connection);
+  }
+
+  private readonly onMessage = (datagram: Buffer, rinfo: dgram.RemoteInfo): void => {
+    const length = datagram.length;
+    if (length < 1 + CID_LEN) {
+      this.droppedDatagrams++;
+      return;
+    }
+    let key: string;
+    const long = (datagram[0]! & 0x80) !== 0;
+    if (!long) {
+      key = datagram.toString('latin1', 1, 1 + CID_LEN);
+    } else {
+      const dcidLength = datagram[5]!;
+      if (dcidLength > quiche.MAX_CONN_ID_LEN || 6 + dcidLength > length) {
+        this.droppedDatagrams++;
+        return;
+      }
+      key = datagram.toString('latin1', 6, 6 + dcidLength);
+    }
+    let connection = this.byCid.get(key);
+    if (connection === undefined) {
+      connection = long ? this.acceptInitial(datagram, rinfo, key) : undefined;
+      if (connection === undefined) {
+        this.droppedDatagrams++;
+        return;
+      }
+    } else if (rinfo.port !== connection.remoteAddress.port || rinfo.address !== connection.remoteAddress.host) {
+      // Migration is disabled: a datagram for this id from elsewhere is spoofed or stale.
+      this.droppedDatagrams++;
+      return;
+    }
+    connection.receive(datagram, performance.now());
+    this.dirty.add(connection);
+    if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      setImmediate(this.runBatch);
+    }
+  };
+
+  private acceptInitial(datagram: Buffer, rinfo: dgram.RemoteInfo, key: string): QuicConnection | undefined {
+    if (this.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) return undefined;
+    let header: native.Header;
+    try {
+      header = quiche.Header.fromSlice(datagram, CID_LEN);
+    } catch {
+      return undefined;
+    }
+    const remote = { host: rinfo.address, port: rinfo.port };
+    if (!quiche.versionIsSupported(header.version)) {
+      const out = Buffer.allocUnsafe(1350);
+      const written = quiche.negotiateVersion(header.scid, header.dcid, out);
+      this.socket.send(out, 0, written, remote.port, remote.host);
+      return undefined;
+    }
+    if (header.ty !== quiche.Type.Initial) return undefined;
+    if (this.connections.size >= this.options.maxConnections || this.pendingInbound >= this.options.maxPendingHandshakes) return undefined;
+    const scid = randomBytes(CID_LEN);
+    const connection = new QuicConnection(this, quiche.Connection.accept(scid, null, this.localAddress, remote, this.config), 'inbound', remote, {
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      streamOpenTimeoutMs: this.options.streamOpenTimeoutMs,
+    });
+    // The client keeps using its random initial id until it hears ours: map both.
+    this.register(connection, key);
+    this.register(connection, scid.toString('latin1'));
+    this.pendingInbound++;
+    connection.ready.then(
+      () => {
+        this.pendingInbound--;
+        this.emit('connection', connection);
+      },
+      () => {
+        this.pendingInbound--;
+      },
+    );
+    return connection;
+  }
+
+  private readonly runBatch = (): void => {
+    this.batchScheduled = false;
+    this.microtaskScheduled = false;
+    const dirty = this.dirty;
+    while (dirty.size > 0) {
+      for (const connection of dirty) {
+        dirty.delete(connection);
+        this.processing = connection;
+        connection.process();
+      }
+    }
+    this.processing = undefined;
+  };
+
+  schedule(connection: QuicConnection): void {
+    // Writes made while this connection is being processed go out in its own flush.
+    if (connection === this.processing) return;
+    this.dirty.add(connection);
+    if (!this.microtaskScheduled && !this.batchScheduled) {
+      this.microtaskScheduled = true;
+      queueMicrotask(this.runBatch);
+    }
+  }
+
+  flush(connection: QuicConnection): void {
+    const q = connection.quiche;
+    const { port, host } = connection.remoteAddress;
+    const max = this.options.maxDatagramSize;
+    const socket = this.socket;
+    for (;;) {
+      if (SLAB_SIZE - this.slabOffset < max) {
+        // The socket may still hold views of the old slab (kernel queue full): never reuse it.
+        this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+        this.slabOffset = 0;
+      }
+      const offset = this.slabOffset;
+      let sent: [number, native.SendInfo] | null;
+      try {
+        sent = q.send(this.slab.subarray(offset, offset + max));
+      } catch {
+        break;
+      }
+      if (sent === null) break;
+      const length = sent[0];
+      socket.send(this.slab, offset, length, port, host);
+      this.slabOffset = offset + length;
+    }
+  }
+
+  forget(connection: QuicConnection): void {
+    for (const key of connection.keys) {
+      if (this.byCid.get(key) === connection) this.byCid.delete(key);
+    }
+    this.connections.delete(connection);
+    this.dirty.delete(connection);
+  }
+
+  private readonly sweep = (): void => {
+    const quietSince = performance.now() - this.options.keepAliveIntervalMs;
+    for (const connection of this.connections) {
+      if (connection.lastActivity < quietSince) connection.keepAlive();
+    }
+  };
+
+  /** Closes every connection (gracefully, bounded by timeoutMs) and the socket. */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      const timeoutMs = options.timeoutMs ?? 2000;
+      await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
+      clearInterval(this.keepAliveTimer);
+      await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+    })();
+    return this.closing;
+  }
+}

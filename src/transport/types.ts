@@ -1,0 +1,76 @@
+import type { Duplex } from 'node:stream';
+import type { EventEmitter } from 'node:events';
+import type { NodeId } from '../identity/index.js';
+import type { PnetError } from '../errors.js';
+
+export interface SocketAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export type TransportKind = 'quic';
+
+/**
+ * A bidirectional byte stream: a Node Duplex with half-close (`end()`) and
+ * reset with an application code. Errors carry PnetError codes
+ * (ERR_STREAM_RESET, ERR_CONNECTION_CLOSED, ERR_IDLE_TIMEOUT).
+ */
+export interface Stream extends Duplex {
+  /** Transport stream id, unique within its connection. */
+  readonly streamId: number;
+  readonly connection: Connection;
+  /** Abort both directions; the peer sees ERR_STREAM_RESET with `code`. */
+  reset(code?: number): void;
+}
+
+export interface ConnectionEvents {
+  stream: [stream: Stream];
+  close: [error: PnetError | undefined];
+}
+
+export interface CloseOptions {
+  /** Application close code sent to the peer (default 0). */
+  code?: number;
+  reason?: string;
+  /** Wait for open streams to finish before closing (default true). */
+  graceful?: boolean;
+  /** Upper bound on the graceful drain (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+export interface Connection extends EventEmitter<ConnectionEvents> {
+  readonly transport: TransportKind;
+  readonly direction: 'inbound' | 'outbound';
+  readonly localNodeId: NodeId;
+  /** Read from the peer's verified certificate, never from a frame. */
+  readonly remoteNodeId: NodeId;
+  readonly localAddress: SocketAddress;
+  readonly remoteAddress: SocketAddress;
+  readonly closed: boolean;
+  /** Smoothed round-trip time in milliseconds, as measured by the transport. */
+  rttMs(): number;
+  /** Open a bidirectional stream; waits while the peer's stream limit is reached. */
+  openStream(options?: { timeoutMs?: number }): Promise<Stream>;
+  close(options?: CloseOptions): Promise<void>;
+  /** Number of streams currently open on this connection. */
+  readonly streamCount: number;
+}
+
+export interface DialOptions {
+  /** Fail with ERR_PEER_ID_MISMATCH unless the peer's certificate is this node's. */
+  expectedNodeId?: NodeId;
+  /** Handshake deadline (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+export interface TransportEvents {
+  connection: [connection: Connection];
+  error: [error: Error];
+}
+
+export interface Transport extends EventEmitter<TransportEvents> {
+  readonly kind: TransportKind;
+  readonly address: SocketAddress;
+  dial(address: SocketAddress, options?: DialOptions): Promise<Connection>;
+  close(): Promise<void>;
+}
