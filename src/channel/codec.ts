@@ -355,9 +355,15 @@ function readMetadata(buf: Buffer, off: number, end: number, out: { off: number 
  * whose total length `length` was returned by frameLength(). Throws BAD_FRAME.
  */
 export function decodeFrameAt(buf: Buffer, offset: number, length: number): OpenFrame | AcceptFrame | RejectFrame {
-  const type = buf[offset]!;
-  const end = offset + length;
-  let off = offset + HEADER_LENGTH;
+  return decodeBody(buf[offset]!, buf, offset + HEADER_LENGTH, offset + length);
+}
+
+/**
+ * Decode a version-1 body of frame type `type` held in buf[start, end)
+ * (the header having been checked by frameLength()). Throws BAD_FRAME.
+ */
+export function decodeBody(type: number, buf: Buffer, start: number, end: number): OpenFrame | AcceptFrame | RejectFrame {
+  let off = start;
   const cursor = { off: 0 };
   if (type === TYPE_OPEN) {
     const flags = buf[off++]!;

@@ -47,6 +47,8 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   readonly localAddress: SocketAddress;
   readonly remoteAddress: SocketAddress;
   readonly closed: boolean;
+  /** An id both ends agree on (the dialer's connection id), used to break ties between duplicates. */
+  readonly connectionKey: string;
   /** Smoothed round-trip time in milliseconds, as measured by the transport. */
   rttMs(): number;
   /** Open a bidirectional stream; waits while the peer's stream limit is reached. */

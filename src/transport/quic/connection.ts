@@ -123,6 +123,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     return this.host.localAddress;
   }
 
+  get connectionKey(): string {
+    return Buffer.from(this.direction === 'outbound' ? this.quiche.sourceId() : this.quiche.destinationId()).toString('hex');
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }

@@ -1,0 +1,488 @@
+/**
+ * Thin IO glue: channel negotiation over any byte-mode Node Duplex.
+ *
+ * No wrapper stream: both sides hand back the transport's own Duplex,
+ * positioned on the first payload byte.
+ * - Acceptor: the OPEN is taken off the stream with `read(4)` + `read(n)`
+ *   before anyone else can read it, so payload behind it stays in the
+ *   stream's buffer untouched (no copy, no unshift).
+ * - Opener: the caller gets the stream at once (to write optimistically)
+ *   and may attach readers immediately, so the ACCEPT/REJECT must be removed
+ *   before it enters the readable buffer: while negotiating, the stream's
+ *   `push` is shadowed by an instance property that feeds the decoder and
+ *   forwards only the bytes after ACCEPT. Afterwards the instance property
+ *   points back to the original `push`. This requires (as every Node stream
+ *   does: net, tls, http2) that the Duplex delivers bytes via `this.push()`.
+ *
+ * Every stream that goes through this module gets a no-op 'error' listener,
+ * so a remote reset can never crash the process; errors still reach your own
+ * 'error' listeners, `pipeline`, `finished` and async iteration.
+ */
+import { Buffer } from 'node:buffer';
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import type { NodeId } from '../identity/index.js';
+import {
+  EMPTY_METADATA,
+  HEADER_LENGTH,
+  decodeBody,
+  encodeAccept,
+  encodeOpen,
+  encodeReject,
+  frameLength,
+  isChannelRejectCode,
+  type ChannelRejectCode,
+  type Metadata,
+  type OpenFrame,
+} from './codec.js';
+import { OpenerNegotiation, versionReason } from './negotiate.js';
+import { ChannelRegistry, kLookup, kPending, type ChannelRequestInfo } from './registry.js';
+
+export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_PENDING = 1024;
+export const DEFAULT_LINGER_MS = 1000;
+
+export interface ChannelAccepted {
+  /** The peer's metadata: the ACCEPT's for an opener, the OPEN's for an acceptor. */
+  readonly metadata: Metadata;
+}
+
+/**
+ * A negotiated (or negotiating) channel. `stream` is the transport's Duplex
+ * itself; read and write payload on it directly.
+ */
+export interface ChannelStream {
+  readonly stream: Duplex;
+  readonly channel: string;
+  readonly role: 'opener' | 'acceptor';
+  /** 'pending' until ACCEPT/REJECT (opener only); an acceptor's channel is always 'accepted'. */
+  readonly state: 'pending' | 'accepted' | 'failed';
+  /**
+   * Opener: resolves when ACCEPT arrives, rejects with a PnetError (a
+   * ChannelRejectedError carrying the REJECT's code, or BAD_FRAME / VERSION /
+   * ERR_STREAM_RESET). Never an unhandledRejection if you do not look at it.
+   * Acceptor: already resolved.
+   */
+  readonly accepted: Promise<ChannelAccepted>;
+  /** The peer's metadata once known (opener: after ACCEPT), else undefined. */
+  readonly remoteMetadata: Metadata | undefined;
+}
+
+export interface OpenChannelOptions {
+  metadata?: Record<string, string>;
+  credentials?: Uint8Array;
+}
+
+export interface AcceptChannelOptions {
+  /** Refuse with OVERLOADED when this many negotiations are already in progress on the registry (default 1024). */
+  maxPending?: number;
+  /** Deadline for the whole negotiation: OPEN (else REJECT BAD_FRAME) and authorise (else REJECT OVERLOADED). Default 10 s. */
+  timeoutMs?: number;
+  /** After a REJECT, how long to keep draining before destroying the stream (default 1 s). */
+  lingerMs?: number;
+  /** Called when a handler throws or its promise rejects (the stream is then destroyed). */
+  onHandlerError?: (error: unknown, info: ChannelRequestInfo) => void;
+}
+
+export type AcceptResult =
+  | { readonly accepted: true; readonly channel: ChannelStream; readonly info: ChannelRequestInfo }
+  /** Nothing was handed to a handler; `error.code` is the REJECT code sent (or ERR_STREAM_RESET if the stream died first). */
+  | { readonly accepted: false; readonly error: PnetError; readonly info?: ChannelRequestInfo };
+
+const EMPTY = Buffer.alloc(0);
+function noop(): void {}
+function uncork(s: Duplex): void {
+  s.uncork();
+}
+function toPnetError(err: unknown, fallback: string): PnetError {
+  if (err instanceof PnetError) return err;
+  return new PnetError('ERR_STREAM_RESET', err instanceof Error ? err.message : fallback, { cause: err });
+}
+
+function checkByteStream(stream: Duplex): void {
+  if (stream === null || typeof stream !== 'object' || typeof stream.push !== 'function' || typeof stream.write !== 'function') {
+    throw new PnetError('ERR_BAD_OPTION', 'channel negotiation needs a Duplex stream');
+  }
+  if (stream.readableObjectMode || stream.writableObjectMode) {
+    throw new PnetError('ERR_BAD_OPTION', 'channel negotiation needs a byte stream, not object mode');
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Opener
+
+type PushFn = (chunk: unknown, encoding?: BufferEncoding) => boolean;
+
+class OpenerChannel implements ChannelStream {
+  readonly role = 'opener' as const;
+  state: 'pending' | 'accepted' | 'failed' = 'pending';
+  remoteMetadata: Metadata | undefined = undefined;
+  private error: PnetError | undefined = undefined;
+  private promise: Promise<ChannelAccepted> | undefined = undefined;
+  private resolveFn: ((v: ChannelAccepted) => void) | undefined = undefined;
+  private rejectFn: ((e: PnetError) => void) | undefined = undefined;
+  private readonly negotiation = new OpenerNegotiation();
+  private readonly originalPush: PushFn;
+
+  constructor(
+    readonly stream: Duplex,
+    readonly channel: string,
+  ) {
+    this.originalPush = stream.push as PushFn;
+  }
+
+  get accepted(): Promise<ChannelAccepted> {
+    if (this.promise === undefined) {
+      if (this.state === 'accepted') {
+        this.promise = Promise.resolve({ metadata: this.remoteMetadata! });
+      } else if (this.state === 'failed') {
+        this.promise = Promise.reject(this.error!);
+      } else {
+        this.promise = new Promise<ChannelAccepted>((resolve, reject) => {
+          this.resolveFn = resolve;
+          this.rejectFn = reject;
+        });
+      }
+      this.promise.catch(noop); // an unobserved rejection is not an unhandledRejection
+    }
+    return this.promise;
+  }
+
+  start(frame: Buffer): void {
+    const s = this.stream;
+    s.on('error', this.onError);
+    s.once('close', this.onClose);
+    if (s.destroyed) {
+      this.fail(new PnetError('ERR_STREAM_RESET', 'stream already destroyed'), false);
+      return;
+    }
+    (s as { push: PushFn }).push = this.onPush;
+    if (s.readableLength > 0) {
+      // bytes arrived before we were called (a protocol violation, but decode them as the answer)
+      const early = s.read() as Buffer | null;
+      if (early !== null) {
+        const out = this.negotiation.push(early);
+        if (out !== null) {
+          this.settle(out);
+          if (out.type === 'accepted' && out.rest.length > 0) s.unshift(out.rest);
+        }
+      }
+    }
+    // Cork so OPEN and a payload written in the same tick leave in one write(v).
+    s.cork();
+    s.write(frame);
+    process.nextTick(uncork, s);
+  }
+
+  private readonly onPush = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    const s = this.stream;
+    if (this.state !== 'pending') return this.originalPush.call(s, chunk, encoding);
+    if (chunk === null || chunk === undefined) {
+      this.settle(this.negotiation.end());
+      return false;
+    }
+    const buf = Buffer.isBuffer(chunk)
+      ? chunk
+      : typeof chunk === 'string'
+        ? Buffer.from(chunk, encoding)
+        : Buffer.from((chunk as Uint8Array).buffer, (chunk as Uint8Array).byteOffset, (chunk as Uint8Array).byteLength);
+    const out = this.negotiation.push(buf);
+    if (out === null) return this.originalPush.call(s, EMPTY); // keeps the stream's read loop going
+    this.settle(out);
+    if (out.type === 'failed') return false;
+    return this.originalPush.call(s, out.rest.length > 0 ? out.rest : EMPTY);
+  };
+
+  private settle(out: NonNullable<ReturnType<OpenerNegotiation['push']>>): void {
+    if (out.type === 'accepted') {
+      this.state = 'accepted';
+      this.restorePush();
+      this.remoteMetadata = out.metadata;
+      this.resolveFn?.({ metadata: out.metadata });
+      this.resolveFn = this.rejectFn = undefined;
+    } else {
+      this.fail(out.error, true);
+    }
+  }
+
+  private fail(error: PnetError, destroy: boolean): void {
+    if (this.state !== 'pending') return;
+    this.state = 'failed';
+    this.error = error;
+    this.restorePush();
+    this.rejectFn?.(error);
+    this.resolveFn = this.rejectFn = undefined;
+    if (destroy && !this.stream.destroyed) this.stream.destroy(error);
+  }
+
+  private restorePush(): void {
+    // Assign rather than delete: deleting an own property can drop the
+    // stream object into dictionary mode; an own property equal to the
+    // prototype's method keeps its hidden class stable.
+    (this.stream as { push: PushFn }).push = this.originalPush;
+  }
+
+  private readonly onError = (err: unknown): void => {
+    if (this.state === 'pending') this.fail(toPnetError(err, 'stream error before ACCEPT'), false);
+  };
+
+  private readonly onClose = (): void => {
+    if (this.state === 'pending') {
+      this.fail(new PnetError('ERR_STREAM_RESET', 'stream closed before ACCEPT or REJECT'), false);
+    }
+  };
+}
+
+/**
+ * Start a channel on a fresh stream: writes OPEN and returns at once, so the
+ * caller can write payload right away (it leaves with OPEN in one write when
+ * written in the same tick). Read the answer from `channel.stream`; the
+ * ACCEPT frame never shows up there. On REJECT the stream is destroyed with a
+ * ChannelRejectedError (code = the REJECT's code) and `accepted` rejects.
+ * Throws PnetError('ERR_BAD_OPTION') for an invalid name/metadata/credentials.
+ */
+export function openChannel(stream: Duplex, channel: string, options?: OpenChannelOptions): ChannelStream {
+  checkByteStream(stream);
+  const frame = encodeOpen(channel, options);
+  const cs = new OpenerChannel(stream, channel);
+  cs.start(frame);
+  return cs;
+}
+
+// ---------------------------------------------------------------------------
+// Acceptor
+
+class AcceptorChannel implements ChannelStream {
+  readonly role = 'acceptor' as const;
+  readonly state = 'accepted' as const;
+  private promise: Promise<ChannelAccepted> | undefined = undefined;
+  constructor(
+    readonly stream: Duplex,
+    readonly channel: string,
+    readonly remoteMetadata: Metadata,
+  ) {}
+  get accepted(): Promise<ChannelAccepted> {
+    return (this.promise ??= Promise.resolve({ metadata: this.remoteMetadata }));
+  }
+}
+
+/** Read state for the OPEN: -1 while the header is outstanding, else the body length still to read. */
+interface OpenReadState {
+  type: number;
+  bodyLength: number;
+}
+
+/**
+ * Take the OPEN off the stream if its bytes are buffered. Returns null if
+ * more are needed. Throws PnetError BAD_FRAME / VERSION.
+ */
+function readOpenStep(stream: Duplex, st: OpenReadState): OpenFrame | null {
+  if (st.bodyLength < 0) {
+    const h = stream.read(HEADER_LENGTH) as Buffer | null;
+    if (h === null) return null;
+    const len = frameLength(h, 0, h.length);
+    if (len === 0) throw new PnetError('VERSION', versionReason(h[1]!));
+    if (len < 0) throw new PnetError('BAD_FRAME', 'stream ended inside the OPEN header');
+    st.type = h[0]!;
+    st.bodyLength = len - HEADER_LENGTH;
+  }
+  const body = stream.read(st.bodyLength) as Buffer | null;
+  if (body === null) return null;
+  if (body.length < st.bodyLength) throw new PnetError('BAD_FRAME', 'stream ended inside the OPEN');
+  const f = decodeBody(st.type, body, 0, body.length);
+  if (f.type !== 'open') throw new PnetError('BAD_FRAME', `expected OPEN, got ${f.type.toUpperCase()}`);
+  return f;
+}
+
+function readOpenAsync(stream: Duplex, st: OpenReadState, timeoutMs: number): Promise<OpenFrame> {
+  return new Promise<OpenFrame>((resolve, reject) => {
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      stream.removeListener('readable', onReadable);
+      stream.removeListener('end', onEnd);
+      stream.removeListener('close', onClose);
+      stream.removeListener('error', onError);
+    };
+    const onReadable = (): void => {
+      let f: OpenFrame | null;
+      try {
+        f = readOpenStep(stream, st);
+      } catch (err) {
+        cleanup();
+        reject(err);
+        return;
+      }
+      if (f !== null) {
+        cleanup();
+        resolve(f);
+      }
+    };
+    const onEnd = (): void => {
+      cleanup();
+      reject(new PnetError('BAD_FRAME', 'stream ended before a complete OPEN'));
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new PnetError('ERR_STREAM_RESET', 'stream closed before OPEN'));
+    };
+    const onError = (err: unknown): void => {
+      cleanup();
+      reject(toPnetError(err, 'stream error before OPEN'));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new PnetError('BAD_FRAME', `no complete OPEN within ${timeoutMs} ms`));
+    }, timeoutMs);
+    stream.on('readable', onReadable);
+    stream.on('end', onEnd);
+    stream.on('close', onClose);
+    stream.on('error', onError);
+  });
+}
+
+class DeadlineError extends Error {}
+
+function withDeadline<T>(p: PromiseLike<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new DeadlineError('deadline')), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && typeof v === 'object' && typeof (v as { then?: unknown }).then === 'function';
+}
+
+function destroyQuietly(stream: Duplex): void {
+  if (!stream.destroyed) stream.destroy();
+}
+
+/**
+ * Send REJECT, half-close, discard whatever the peer sends (optimistic
+ * payload, garbage) and destroy the stream when it closes or after `lingerMs`.
+ * Draining instead of destroying at once lets the REJECT reach the peer.
+ */
+function refuse(stream: Duplex, code: ChannelRejectCode, reason: string, lingerMs: number, info?: ChannelRequestInfo): AcceptResult {
+  if (!stream.destroyed) {
+    if (stream.writable) stream.end(encodeReject(code, reason));
+    stream.resume();
+    const t = setTimeout(destroyQuietly, lingerMs, stream);
+    t.unref();
+    stream.once('close', () => clearTimeout(t));
+  }
+  const error = new PnetError(code, reason);
+  return info === undefined ? { accepted: false, error } : { accepted: false, error, info };
+}
+
+/**
+ * Negotiate an incoming stream against `registry`: read OPEN, look up the
+ * channel, run its authorise hook, answer ACCEPT or REJECT, and on ACCEPT
+ * call the handler with the stream positioned on the first payload byte.
+ * Never rejects (except for invalid arguments): the result says what happened.
+ */
+export async function acceptChannel(
+  stream: Duplex,
+  registry: ChannelRegistry,
+  remoteNodeId: NodeId,
+  options: AcceptChannelOptions = {},
+): Promise<AcceptResult> {
+  checkByteStream(stream);
+  if (!(registry instanceof ChannelRegistry)) throw new PnetError('ERR_BAD_OPTION', 'registry must be a ChannelRegistry');
+  const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+  const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
+  const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+
+  stream.on('error', noop); // a remote reset must never crash the process
+  if (stream.destroyed) {
+    return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream already destroyed') };
+  }
+  if (registry[kPending] >= maxPending) {
+    return refuse(stream, 'OVERLOADED', 'too many pending channel negotiations', lingerMs);
+  }
+  registry[kPending]++;
+  const started = Date.now();
+  try {
+    // 1. OPEN
+    let open: OpenFrame;
+    try {
+      const st: OpenReadState = { type: 0, bodyLength: -1 };
+      open = readOpenStep(stream, st) ?? (await readOpenAsync(stream, st, timeoutMs));
+    } catch (err) {
+      const e = err as PnetError;
+      if (e.code === 'BAD_FRAME' || e.code === 'VERSION') return refuse(stream, e.code, e.message, lingerMs);
+      destroyQuietly(stream);
+      return { accepted: false, error: e };
+    }
+
+    // 2. channel
+    const reg = registry[kLookup](open.channel);
+    const info: ChannelRequestInfo =
+      open.credentials === undefined
+        ? { channel: open.channel, remoteNodeId, metadata: open.metadata }
+        : { channel: open.channel, remoteNodeId, metadata: open.metadata, credentials: open.credentials };
+    if (reg === undefined) {
+      return refuse(stream, 'UNKNOWN_CHANNEL', `unknown channel "${open.channel}"`, lingerMs, info);
+    }
+
+    // 3. authorise
+    let acceptFrame = reg.acceptFrame;
+    if (reg.authorise !== undefined) {
+      let verdict: unknown;
+      try {
+        verdict = reg.authorise(info);
+        if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, timeoutMs - (Date.now() - started)));
+      } catch (err) {
+        if (err instanceof DeadlineError) return refuse(stream, 'OVERLOADED', 'authorisation timed out', lingerMs, info);
+        if (err instanceof PnetError && isChannelRejectCode(err.code)) {
+          return refuse(stream, err.code, err.message, lingerMs, info);
+        }
+        return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
+      }
+      if (verdict !== true) {
+        if (verdict === null || typeof verdict !== 'object') return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
+        const extra = (verdict as { metadata?: Record<string, string> }).metadata;
+        if (extra !== undefined && extra !== null) {
+          try {
+            acceptFrame = encodeAccept(reg.metadata === EMPTY_METADATA ? extra : { ...reg.metadata, ...extra });
+          } catch {
+            return refuse(stream, 'UNAUTHORIZED', 'not authorised (invalid ACCEPT metadata)', lingerMs, info);
+          }
+        }
+      }
+    }
+    if (stream.destroyed || !stream.writable) {
+      return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info };
+    }
+
+    // 4. ACCEPT + handler. Cork so ACCEPT and a reply written synchronously by the handler leave together.
+    const cs = new AcceptorChannel(stream, open.channel, open.metadata);
+    stream.cork();
+    stream.write(acceptFrame);
+    const onHandlerError = (err: unknown): void => {
+      try {
+        options.onHandlerError?.(err, info);
+      } finally {
+        destroyQuietly(stream);
+      }
+    };
+    try {
+      const r = reg.handler(cs, info);
+      if (isThenable(r)) r.then(undefined, onHandlerError);
+    } catch (err) {
+      onHandlerError(err);
+    }
+    process.nextTick(uncork, stream);
+    return { accepted: true, channel: cs, info };
+  } finally {
+    registry[kPending]--;
+  }
+}

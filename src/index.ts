@@ -1,0 +1,34 @@
+/**
+ * pnet: QUIC-first peer-to-peer networking for Node.js.
+ * The public API is what this file exports; each layer's folder has one door (its index.ts).
+ */
+export { PnetError } from './errors.js';
+export type { PnetErrorCode } from './errors.js';
+export {
+  Identity,
+  loadOrCreateIdentity,
+  saveIdentity,
+  nodeIdFromPublicKey,
+  parseNodeId,
+  isNodeId,
+  verifySignature,
+  verifyPeerCertificate,
+} from './identity/index.js';
+export type { NodeId } from './identity/index.js';
+export { QuicTransport, ALPN, parseAddress, formatAddress } from './transport/index.js';
+export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, DialOptions, CloseOptions } from './transport/index.js';
+export { ChannelRejectedError } from './channel/index.js';
+export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata } from './channel/index.js';
+export { createNode, PnetNode } from './node/index.js';
+export type {
+  HandleOptions,
+  HandleRequestOptions,
+  NodeEvents,
+  NodeOptions,
+  OpenStreamOptions,
+  PeerInfo,
+  PnetStream,
+  RequestHandler,
+  RequestOptions,
+  StreamHandler,
+} from './node/index.js';

@@ -1,0 +1,20 @@
+export { PnetNode } from './node.js';
+export type {
+  HandleOptions,
+  HandleRequestOptions,
+  NodeEvents,
+  NodeOptions,
+  OpenStreamOptions,
+  PeerInfo,
+  PnetStream,
+  RequestHandler,
+  RequestOptions,
+  StreamHandler,
+} from './node.js';
+import { PnetNode } from './node.js';
+import type { NodeOptions } from './node.js';
+
+/** Starts a node: loads or makes its identity, binds QUIC, dials the bootstrap peers. */
+export function createNode(options: NodeOptions = {}): Promise<PnetNode> {
+  return PnetNode.create(options);
+}

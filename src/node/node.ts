@@ -1,0 +1,400 @@
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import { Identity, loadOrCreateIdentity } from '../identity/index.js';
+import type { NodeId } from '../identity/index.js';
+import { QuicTransport, formatAddress, parseAddress } from '../transport/index.js';
+import type { Connection, QuicTransportOptions, SocketAddress, Stream, TransportKind } from '../transport/index.js';
+import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
+import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
+
+export interface NodeOptions {
+  /** Where to listen for QUIC (UDP): "host:port" or { host, port }. Default "127.0.0.1:0". */
+  listen?: string | SocketAddress;
+  /** The node's identity; if absent, `keyFile` is loaded (or created), else a fresh key is made. */
+  identity?: Identity;
+  /** Path of the node's private key (PEM, created with mode 0600 when missing). */
+  keyFile?: string;
+  /** Nodes to connect to at start; createNode waits until each has connected or failed. */
+  bootstrap?: ReadonlyArray<string | SocketAddress>;
+  /** QUIC tuning: datagram size, idle timeout, flow-control windows, stream limits. */
+  quic?: Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
+  /** Deadline for channel negotiation (OPEN to ACCEPT), both directions (default 10000 ms). */
+  negotiationTimeoutMs?: number;
+}
+
+export interface PeerInfo {
+  readonly nodeId: NodeId;
+  readonly address: string;
+  readonly transport: TransportKind;
+  readonly direction: 'inbound' | 'outbound';
+  readonly rttMs: number;
+  readonly streams: number;
+}
+
+/** A negotiated channel stream: a Node Duplex plus what negotiation established. */
+export interface PnetStream extends Duplex {
+  readonly channel: string;
+  readonly remoteNodeId: NodeId;
+  /** Metadata the other side sent (its ACCEPT for an opener, its OPEN for a handler). */
+  readonly remoteMetadata: Metadata;
+  /** Abort both directions; the other side's stream errors with ERR_STREAM_RESET. */
+  reset(code?: number): void;
+}
+
+export type StreamHandler = (stream: PnetStream, info: ChannelRequestInfo) => void | Promise<void>;
+export type RequestHandler = (request: Buffer, info: ChannelRequestInfo) => Uint8Array | string | Promise<Uint8Array | string>;
+
+export interface HandleOptions {
+  /** Decides whether this peer may use the channel; sees the verified node id and the OPEN's metadata. */
+  authorise?: AuthoriseHook;
+  /** Metadata sent back in every ACCEPT. */
+  metadata?: Record<string, string>;
+}
+
+export interface HandleRequestOptions extends HandleOptions {
+  /** Largest request accepted (default 16 MiB); a larger one resets the stream. */
+  maxRequestBytes?: number;
+}
+
+export interface OpenStreamOptions {
+  metadata?: Record<string, string>;
+  credentials?: Uint8Array;
+  /**
+   * Resolve at once, before the ACCEPT, so payload can follow OPEN with no
+   * round trip; a REJECT then arrives as an 'error' on the stream. Default false.
+   */
+  optimistic?: boolean;
+}
+
+export interface RequestOptions {
+  metadata?: Record<string, string>;
+  credentials?: Uint8Array;
+  /** Whole-request deadline (default 10000 ms): ERR_REQUEST_TIMEOUT. */
+  timeoutMs?: number;
+  /** Largest response accepted (default 16 MiB): ERR_REQUEST_TOO_LARGE. */
+  maxResponseBytes?: number;
+}
+
+export interface NodeEvents {
+  'peer:up': [peer: PeerInfo];
+  'peer:down': [peer: { nodeId: NodeId; error: PnetError | undefined }];
+  /** Non-fatal problems (a failed bootstrap dial, a handler that threw). Only emitted when listened to. */
+  error: [error: Error];
+}
+
+const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+/** How long a connection that lost the duplicate-connection rule keeps serving before it drains. */
+const DUPLICATE_GRACE_MS = 500;
+
+/**
+ * A pnet node: one identity, one QUIC endpoint, a table of channels it
+ * serves and at most one connection per peer.
+ */
+export class PnetNode extends EventEmitter<NodeEvents> {
+  readonly identity: Identity;
+  private readonly transport: QuicTransport;
+  private readonly registry = new ChannelRegistry();
+  private readonly connections = new Map<NodeId, Connection>();
+  private readonly dialing = new Map<string, Promise<NodeId>>();
+  private readonly knownAddresses = new Map<NodeId, SocketAddress>();
+  private readonly negotiationTimeoutMs: number;
+  private closing: Promise<void> | undefined;
+
+  private constructor(identity: Identity, transport: QuicTransport, options: NodeOptions) {
+    super();
+    this.identity = identity;
+    this.transport = transport;
+    this.negotiationTimeoutMs = options.negotiationTimeoutMs ?? 10_000;
+    transport.on('connection', (connection) => this.adopt(connection));
+    transport.on('error', (error) => this.report(error));
+  }
+
+  static async create(options: NodeOptions = {}): Promise<PnetNode> {
+    const identity = options.identity ?? (options.keyFile !== undefined ? await loadOrCreateIdentity(options.keyFile) : await Identity.generate());
+    const listen = parseAddress(options.listen ?? '127.0.0.1:0');
+    const transport = await QuicTransport.listen({ ...options.quic, identity, host: listen.host, port: listen.port });
+    const node = new PnetNode(identity, transport, options);
+    const results = await Promise.allSettled((options.bootstrap ?? []).map((address) => node.dial(address)));
+    for (const result of results) if (result.status === 'rejected') node.report(result.reason as Error);
+    return node;
+  }
+
+  get id(): NodeId {
+    return this.identity.nodeId;
+  }
+
+  /** The address peers dial, "host:port". */
+  get address(): string {
+    return formatAddress(this.transport.address);
+  }
+
+  // ---- channels ---------------------------------------------------------
+
+  /** Serves `channel`: the handler gets each accepted stream. */
+  handle(channel: string, handler: StreamHandler, options: HandleOptions = {}): void {
+    this.registry.register(
+      channel,
+      (negotiated, info) => handler(decorate(negotiated.stream as Stream, channel, info.remoteNodeId, info.metadata), info),
+      { ...(options.authorise ? { authorise: options.authorise } : {}), ...(options.metadata ? { metadata: options.metadata } : {}) },
+    );
+  }
+
+  /** Serves `channel` as request/response: the whole request in, one reply out. */
+  handleRequest(channel: string, handler: RequestHandler, options: HandleRequestOptions = {}): void {
+    const maxBytes = options.maxRequestBytes ?? DEFAULT_MAX_BYTES;
+    this.handle(
+      channel,
+      async (stream, info) => {
+        let request: Buffer;
+        try {
+          request = await readAll(stream, maxBytes, 'ERR_REQUEST_TOO_LARGE');
+        } catch {
+          stream.reset(1);
+          return;
+        }
+        const reply = await handler(request, info);
+        stream.end(typeof reply === 'string' ? Buffer.from(reply) : reply);
+      },
+      options,
+    );
+  }
+
+  /** Stops serving `channel`; streams already accepted carry on. */
+  unhandle(channel: string): void {
+    this.registry.unregister(channel);
+  }
+
+  // ---- connections ------------------------------------------------------
+
+  /**
+   * Connects to the node at `address` (mutual TLS; with `expectedNodeId`, a
+   * different key fails with ERR_PEER_ID_MISMATCH) and returns its node id.
+   */
+  async dial(address: string | SocketAddress, options: { expectedNodeId?: NodeId; timeoutMs?: number } = {}): Promise<NodeId> {
+    this.assertOpen();
+    const target = parseAddress(address);
+    const key = formatAddress(target);
+    const expected = options.expectedNodeId;
+    if (expected !== undefined) {
+      const existing = this.connections.get(expected);
+      if (existing && !existing.closed) return expected;
+    }
+    let pending = this.dialing.get(key);
+    if (pending === undefined) {
+      pending = this.transport
+        .dial(target, options)
+        .then((connection) => {
+          this.knownAddresses.set(connection.remoteNodeId, target);
+          this.adopt(connection);
+          return connection.remoteNodeId;
+        })
+        .finally(() => this.dialing.delete(key));
+      this.dialing.set(key, pending);
+    }
+    const id = await pending;
+    if (expected !== undefined && id !== expected) {
+      throw new PnetError('ERR_PEER_ID_MISMATCH', `expected node ${expected} at ${key}, but ${id} answered`);
+    }
+    return id;
+  }
+
+  /** Closes the connection to `nodeId` (gracefully: open streams finish first). */
+  async disconnect(nodeId: NodeId): Promise<void> {
+    const connection = this.connections.get(nodeId);
+    if (connection) await connection.close({ reason: 'disconnect' });
+  }
+
+  peers(): PeerInfo[] {
+    return [...this.connections.values()].map(peerInfo);
+  }
+
+  private adopt(connection: Connection): void {
+    const id = connection.remoteNodeId;
+    connection.on('stream', (stream) => this.accept(stream, id));
+    if (this.closing) {
+      void connection.close({ graceful: false, reason: 'node closing' });
+      return;
+    }
+    const existing = this.connections.get(id);
+    if (existing && !existing.closed) {
+      // Two connections to one peer (simultaneous dial): both ends keep the same one.
+      const keep = preferred(existing, connection, this.id);
+      const drop = keep === existing ? connection : existing;
+      this.connections.set(id, keep);
+      setTimeout(() => void drop.close({ reason: 'duplicate connection' }), DUPLICATE_GRACE_MS).unref();
+      if (keep === existing) return;
+      connection.on('close', (error) => this.lost(connection, error));
+      return;
+    }
+    this.connections.set(id, connection);
+    connection.on('close', (error) => this.lost(connection, error));
+    this.emit('peer:up', peerInfo(connection));
+  }
+
+  private lost(connection: Connection, error: PnetError | undefined): void {
+    const id = connection.remoteNodeId;
+    if (this.connections.get(id) !== connection) return;
+    this.connections.delete(id);
+    this.emit('peer:down', { nodeId: id, error });
+  }
+
+  private accept(stream: Stream, remoteNodeId: NodeId): void {
+    acceptChannel(stream, this.registry, remoteNodeId, {
+      timeoutMs: this.negotiationTimeoutMs,
+      onHandlerError: (error) => this.report(error instanceof Error ? error : new Error(String(error))),
+    }).catch((error: unknown) => this.report(error as Error));
+  }
+
+  // ---- streams ----------------------------------------------------------
+
+  /**
+   * Opens a stream to `nodeId` on `channel`. Resolves once the peer accepted
+   * (rejects with its REJECT code: UNKNOWN_CHANNEL, UNAUTHORIZED, ...), or at
+   * once with `optimistic: true`.
+   */
+  async openStream(nodeId: NodeId, channel: string, options: OpenStreamOptions = {}): Promise<PnetStream> {
+    const connection = await this.connectionTo(nodeId);
+    const stream = await connection.openStream();
+    const negotiated = openChannel(stream, channel, {
+      ...(options.metadata ? { metadata: options.metadata } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+    });
+    const result = decorate(stream, channel, nodeId, undefined);
+    if (options.optimistic) {
+      negotiated.accepted.then(({ metadata }) => setMetadata(result, metadata), () => undefined);
+      return result;
+    }
+    const timer = setTimeout(() => stream.destroy(new PnetError('ERR_REQUEST_TIMEOUT', `no answer to OPEN ${channel} from ${nodeId} within ${this.negotiationTimeoutMs} ms`)), this.negotiationTimeoutMs);
+    try {
+      const { metadata } = await negotiated.accepted;
+      setMetadata(result, metadata);
+      return result;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends `data` on `channel` and resolves with the whole reply (see handleRequest). */
+  async request(nodeId: NodeId, channel: string, data: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const stream = await this.openStream(nodeId, channel, {
+      optimistic: true,
+      ...(options.metadata ? { metadata: options.metadata } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+    });
+    const timer = setTimeout(() => stream.destroy(new PnetError('ERR_REQUEST_TIMEOUT', `request on ${channel} to ${nodeId} got no reply within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      const reply = readAll(stream, options.maxResponseBytes ?? DEFAULT_MAX_BYTES, 'ERR_REQUEST_TOO_LARGE');
+      stream.end(typeof data === 'string' ? Buffer.from(data) : data);
+      return await reply;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async connectionTo(nodeId: NodeId): Promise<Connection> {
+    this.assertOpen();
+    const connection = this.connections.get(nodeId);
+    if (connection && !connection.closed) return connection;
+    const address = this.knownAddresses.get(nodeId);
+    if (address === undefined) throw new PnetError('ERR_NOT_CONNECTED', `not connected to ${nodeId} and no address known for it`);
+    await this.dial(address, { expectedNodeId: nodeId });
+    const dialed = this.connections.get(nodeId);
+    if (!dialed) throw new PnetError('ERR_NOT_CONNECTED', `connection to ${nodeId} closed right after it opened`);
+    return dialed;
+  }
+
+  // ---- lifecycle --------------------------------------------------------
+
+  /** Drains open streams (bounded by timeoutMs, default 2000), closes every connection and the socket. */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.closing ??= this.transport.close(options);
+    return this.closing;
+  }
+
+  private assertOpen(): void {
+    if (this.closing) throw new PnetError('ERR_NODE_CLOSED', 'node is closed');
+  }
+
+  private report(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+}
+
+/** Both ends pick the same survivor: the connection dialed by the smaller node id, then the smaller key. */
+function preferred(a: Connection, b: Connection, self: NodeId): Connection {
+  const dialerA = a.direction === 'outbound' ? self : a.remoteNodeId;
+  const dialerB = b.direction === 'outbound' ? self : b.remoteNodeId;
+  if (dialerA !== dialerB) return dialerA < dialerB ? a : b;
+  return a.connectionKey <= b.connectionKey ? a : b;
+}
+
+function peerInfo(connection: Connection): PeerInfo {
+  return {
+    nodeId: connection.remoteNodeId,
+    address: formatAddress(connection.remoteAddress),
+    transport: connection.transport,
+    direction: connection.direction,
+    rttMs: connection.rttMs(),
+    streams: connection.streamCount,
+  };
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function decorate(stream: Stream, channel: string, remoteNodeId: NodeId, metadata: Metadata | undefined): PnetStream {
+  const result = stream as unknown as Mutable<PnetStream>;
+  result.channel = channel;
+  result.remoteNodeId = remoteNodeId;
+  result.remoteMetadata = metadata ?? EMPTY_METADATA;
+  return result;
+}
+
+function setMetadata(stream: PnetStream, metadata: Metadata): void {
+  (stream as Mutable<PnetStream>).remoteMetadata = metadata;
+}
+
+const EMPTY_METADATA: Metadata = Object.freeze({});
+
+/** Reads a stream to its end, failing with `code` past `maxBytes`. */
+export function readAll(stream: Duplex, maxBytes: number, code: 'ERR_REQUEST_TOO_LARGE'): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > maxBytes) {
+        cleanup();
+        const error = new PnetError(code, `more than ${maxBytes} bytes`);
+        stream.destroy(error);
+        reject(error);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = (): void => {
+      cleanup();
+      const reason = (stream as { resetError?: Error }).resetError;
+      reject(reason ?? new PnetError('ERR_STREAM_RESET', 'stream closed before its end'));
+    };
+    function cleanup(): void {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    }
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
+}
