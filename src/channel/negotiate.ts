@@ -29,8 +29,8 @@ export type OpenerOutcome =
   | { readonly type: 'accepted'; readonly metadata: Metadata; readonly rest: Buffer }
   /**
    * The channel is not usable: a ChannelRejectedError for a REJECT, or a local
-   * PnetError BAD_FRAME (garbage / unexpected frame / stream ended early) or
-   * VERSION (answer in a version we do not speak).
+   * PnetError BAD_FRAME (garbage / unexpected frame), VERSION (answer in a
+   * version we do not speak) or ERR_STREAM_RESET (EOF before the answer).
    */
   | { readonly type: 'failed'; readonly error: PnetError };
 
@@ -74,7 +74,7 @@ export class OpenerNegotiation {
     if (this.outcome !== undefined) return this.outcome;
     return (this.outcome = {
       type: 'failed',
-      error: new PnetError('BAD_FRAME', 'stream ended before ACCEPT or REJECT'),
+      error: new PnetError('ERR_STREAM_RESET', 'stream ended before ACCEPT or REJECT'),
     });
   }
 }

@@ -168,6 +168,9 @@ class OpenerChannel implements ChannelStream {
         }
       }
     }
+    // Pull-based streams only fetch data when read: ask for it, so the answer
+    // arrives even if the caller waits for `accepted` before reading.
+    if (this.state === 'pending') s.read(0);
     // Cork so OPEN and a payload written in the same tick leave in one write(v).
     s.cork();
     s.write(frame);
@@ -177,10 +180,11 @@ class OpenerChannel implements ChannelStream {
   private readonly onPush = (chunk: unknown, encoding?: BufferEncoding): boolean => {
     const s = this.stream;
     if (this.state !== 'pending') return this.originalPush.call(s, chunk, encoding);
-    if (chunk === null || chunk === undefined) {
+    if (chunk === null) {
       this.settle(this.negotiation.end());
       return false;
     }
+    if (chunk === undefined) return this.originalPush.call(s, EMPTY);
     const buf = Buffer.isBuffer(chunk)
       ? chunk
       : typeof chunk === 'string'
@@ -266,7 +270,7 @@ class AcceptorChannel implements ChannelStream {
   }
 }
 
-/** Read state for the OPEN: -1 while the header is outstanding, else the body length still to read. */
+/** Read state for the OPEN: bodyLength -1 while the header is outstanding. */
 interface OpenReadState {
   type: number;
   bodyLength: number;
@@ -294,10 +298,51 @@ function readOpenStep(stream: Duplex, st: OpenReadState): OpenFrame | null {
   return f;
 }
 
-function readOpenAsync(stream: Duplex, st: OpenReadState, timeoutMs: number): Promise<OpenFrame> {
+/**
+ * Acceptor-side guard for the end of the stream. While negotiating (which
+ * may wait for an async authorise hook), an EOF from the peer is held back
+ * instead of entering the stream: otherwise a stream like net.Socket emits
+ * 'end' at once, before the handler exists to see it (OPEN + FIN with no
+ * payload is a normal request). The EOF is replayed once the handler has
+ * been called (or after a REJECT). Data chunks pass straight through.
+ */
+class AcceptorSession {
+  private readonly originalPush: PushFn;
+  private holding = true;
+  eofHeld = false;
+  onEof: (() => void) | undefined = undefined;
+
+  constructor(readonly stream: Duplex) {
+    this.originalPush = stream.push as PushFn;
+    (stream as { push: PushFn }).push = this.onPush;
+  }
+
+  private readonly onPush = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    if (chunk === null && this.holding) {
+      if (!this.eofHeld) {
+        this.eofHeld = true;
+        this.onEof?.();
+      }
+      return false;
+    }
+    return this.originalPush.call(this.stream, chunk, encoding);
+  };
+
+  /** Restore `push` (by assignment, see OpenerChannel.restorePush) and replay a held EOF. */
+  release(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    (this.stream as { push: PushFn }).push = this.originalPush;
+    if (this.eofHeld && !this.stream.destroyed) this.originalPush.call(this.stream, null);
+  }
+}
+
+function readOpenAsync(session: AcceptorSession, st: OpenReadState, timeoutMs: number): Promise<OpenFrame> {
+  const stream = session.stream;
   return new Promise<OpenFrame>((resolve, reject) => {
     const cleanup = (): void => {
       clearTimeout(timer);
+      session.onEof = undefined;
       stream.removeListener('readable', onReadable);
       stream.removeListener('end', onEnd);
       stream.removeListener('close', onClose);
@@ -315,6 +360,8 @@ function readOpenAsync(stream: Duplex, st: OpenReadState, timeoutMs: number): Pr
       if (f !== null) {
         cleanup();
         resolve(f);
+      } else if (session.eofHeld) {
+        onEnd();
       }
     };
     const onEnd = (): void => {
@@ -333,8 +380,9 @@ function readOpenAsync(stream: Duplex, st: OpenReadState, timeoutMs: number): Pr
       cleanup();
       reject(new PnetError('BAD_FRAME', `no complete OPEN within ${timeoutMs} ms`));
     }, timeoutMs);
+    session.onEof = onReadable; // EOF held back: decide with what is buffered
     stream.on('readable', onReadable);
-    stream.on('end', onEnd);
+    stream.on('end', onEnd); // EOF that arrived before acceptChannel was called
     stream.on('close', onClose);
     stream.on('error', onError);
   });
@@ -397,7 +445,6 @@ export async function acceptChannel(
 ): Promise<AcceptResult> {
   checkByteStream(stream);
   if (!(registry instanceof ChannelRegistry)) throw new PnetError('ERR_BAD_OPTION', 'registry must be a ChannelRegistry');
-  const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
   const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
   const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
 
@@ -409,80 +456,102 @@ export async function acceptChannel(
     return refuse(stream, 'OVERLOADED', 'too many pending channel negotiations', lingerMs);
   }
   registry[kPending]++;
-  const started = Date.now();
+  const session = new AcceptorSession(stream);
   try {
-    // 1. OPEN
-    let open: OpenFrame;
-    try {
-      const st: OpenReadState = { type: 0, bodyLength: -1 };
-      open = readOpenStep(stream, st) ?? (await readOpenAsync(stream, st, timeoutMs));
-    } catch (err) {
-      const e = err as PnetError;
-      if (e.code === 'BAD_FRAME' || e.code === 'VERSION') return refuse(stream, e.code, e.message, lingerMs);
-      destroyQuietly(stream);
-      return { accepted: false, error: e };
-    }
-
-    // 2. channel
-    const reg = registry[kLookup](open.channel);
-    const info: ChannelRequestInfo =
-      open.credentials === undefined
-        ? { channel: open.channel, remoteNodeId, metadata: open.metadata }
-        : { channel: open.channel, remoteNodeId, metadata: open.metadata, credentials: open.credentials };
-    if (reg === undefined) {
-      return refuse(stream, 'UNKNOWN_CHANNEL', `unknown channel "${open.channel}"`, lingerMs, info);
-    }
-
-    // 3. authorise
-    let acceptFrame = reg.acceptFrame;
-    if (reg.authorise !== undefined) {
-      let verdict: unknown;
-      try {
-        verdict = reg.authorise(info);
-        if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, timeoutMs - (Date.now() - started)));
-      } catch (err) {
-        if (err instanceof DeadlineError) return refuse(stream, 'OVERLOADED', 'authorisation timed out', lingerMs, info);
-        if (err instanceof PnetError && isChannelRejectCode(err.code)) {
-          return refuse(stream, err.code, err.message, lingerMs, info);
-        }
-        return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
-      }
-      if (verdict !== true) {
-        if (verdict === null || typeof verdict !== 'object') return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
-        const extra = (verdict as { metadata?: Record<string, string> }).metadata;
-        if (extra !== undefined && extra !== null) {
-          try {
-            acceptFrame = encodeAccept(reg.metadata === EMPTY_METADATA ? extra : { ...reg.metadata, ...extra });
-          } catch {
-            return refuse(stream, 'UNAUTHORIZED', 'not authorised (invalid ACCEPT metadata)', lingerMs, info);
-          }
-        }
-      }
-    }
-    if (stream.destroyed || !stream.writable) {
-      return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info };
-    }
-
-    // 4. ACCEPT + handler. Cork so ACCEPT and a reply written synchronously by the handler leave together.
-    const cs = new AcceptorChannel(stream, open.channel, open.metadata);
-    stream.cork();
-    stream.write(acceptFrame);
-    const onHandlerError = (err: unknown): void => {
-      try {
-        options.onHandlerError?.(err, info);
-      } finally {
-        destroyQuietly(stream);
-      }
-    };
-    try {
-      const r = reg.handler(cs, info);
-      if (isThenable(r)) r.then(undefined, onHandlerError);
-    } catch (err) {
-      onHandlerError(err);
-    }
-    process.nextTick(uncork, stream);
-    return { accepted: true, channel: cs, info };
+    return await negotiate(session, registry, remoteNodeId, options, lingerMs);
   } finally {
     registry[kPending]--;
+    session.release();
   }
+}
+
+async function negotiate(
+  session: AcceptorSession,
+  registry: ChannelRegistry,
+  remoteNodeId: NodeId,
+  options: AcceptChannelOptions,
+  lingerMs: number,
+): Promise<AcceptResult> {
+  const stream = session.stream;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
+  const started = Date.now();
+
+  // 1. OPEN
+  let open: OpenFrame;
+  try {
+    const st: OpenReadState = { type: 0, bodyLength: -1 };
+    let f = readOpenStep(stream, st);
+    if (f === null && session.eofHeld) throw new PnetError('BAD_FRAME', 'stream ended before a complete OPEN');
+    f ??= await readOpenAsync(session, st, timeoutMs);
+    open = f;
+  } catch (err) {
+    const e = err as PnetError;
+    if (e.code === 'BAD_FRAME' || e.code === 'VERSION') return refuse(stream, e.code, e.message, lingerMs);
+    destroyQuietly(stream);
+    return { accepted: false, error: e };
+  }
+
+  // 2. channel
+  const reg = registry[kLookup](open.channel);
+  const info: ChannelRequestInfo =
+    open.credentials === undefined
+      ? { channel: open.channel, remoteNodeId, metadata: open.metadata }
+      : { channel: open.channel, remoteNodeId, metadata: open.metadata, credentials: open.credentials };
+  if (reg === undefined) {
+    return refuse(stream, 'UNKNOWN_CHANNEL', `unknown channel "${open.channel}"`, lingerMs, info);
+  }
+
+  // 3. authorise
+  let acceptFrame = reg.acceptFrame;
+  if (reg.authorise !== undefined) {
+    let verdict: unknown;
+    try {
+      verdict = reg.authorise(info);
+      if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, timeoutMs - (Date.now() - started)));
+    } catch (err) {
+      if (err instanceof DeadlineError) return refuse(stream, 'OVERLOADED', 'authorisation timed out', lingerMs, info);
+      if (err instanceof PnetError && isChannelRejectCode(err.code)) {
+        return refuse(stream, err.code, err.message, lingerMs, info);
+      }
+      return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
+    }
+    if (verdict !== true) {
+      if (verdict === null || typeof verdict !== 'object') return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
+      const extra = (verdict as { metadata?: Record<string, string> }).metadata;
+      if (extra !== undefined && extra !== null) {
+        try {
+          acceptFrame = encodeAccept(reg.metadata === EMPTY_METADATA ? extra : { ...reg.metadata, ...extra });
+        } catch {
+          return refuse(stream, 'UNAUTHORIZED', 'not authorised (invalid ACCEPT metadata)', lingerMs, info);
+        }
+      }
+    }
+  }
+  if (stream.destroyed || !stream.writable) {
+    return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info };
+  }
+
+  // 4. ACCEPT + handler. Cork so ACCEPT and a reply written synchronously by
+  // the handler leave in one write(v); release a held EOF only after the
+  // handler had the chance to attach its listeners.
+  const cs = new AcceptorChannel(stream, open.channel, open.metadata);
+  stream.cork();
+  stream.write(acceptFrame);
+  const onHandlerError = (err: unknown): void => {
+    try {
+      options.onHandlerError?.(err, info);
+    } finally {
+      stream.uncork(); // let the ACCEPT out first: the opener sees ACCEPT, then the reset
+      destroyQuietly(stream);
+    }
+  };
+  try {
+    const r = reg.handler(cs, info);
+    if (isThenable(r)) r.then(undefined, onHandlerError);
+  } catch (err) {
+    onHandlerError(err);
+  }
+  session.release();
+  process.nextTick(uncork, stream);
+  return { accepted: true, channel: cs, info };
 }

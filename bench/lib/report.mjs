@@ -1,0 +1,202 @@
+// Aggregation (median of runs), ratios against baselines, and the JSON /
+// Markdown / console renderings of one bench run.
+import { median } from './common.mjs';
+
+const BASELINES = ['matrixai-quic', 'node-tls'];
+
+export function aggregate(values) {
+  const ok = values.filter((v) => Number.isFinite(v));
+  if (ok.length === 0) return { median: null, min: null, max: null, runs: 0, samples: [] };
+  return { median: median(ok), min: Math.min(...ok), max: Math.max(...ok), runs: ok.length, samples: ok };
+}
+
+export function checkTarget(target, value) {
+  if (!target || value === null || value === undefined) return undefined;
+  return target.op === '>=' ? value >= target.value : value <= target.value;
+}
+
+/**
+ * Ratio pnet/baseline for a metric, or null when it would compare different
+ * workloads (a scaled baseline and a metric that is not a rate).
+ */
+export function ratioOf(figure, metric, pnetEntry, baselineEntry) {
+  if (!pnetEntry || !baselineEntry) return null;
+  if (pnetEntry.median === null || baselineEntry.median === null || baselineEntry.median === 0) return null;
+  const comparable = metric.rate || !baselineEntry.scaled;
+  if (!comparable) return null;
+  return pnetEntry.median / baselineEntry.median;
+}
+
+/** "2.3× faster" style reading of a ratio, given which direction is better. */
+export function verdict(ratio, better) {
+  if (ratio === null || !Number.isFinite(ratio)) return '';
+  const good = better === 'higher' ? ratio : 1 / ratio;
+  if (Math.abs(good - 1) < 0.005) return 'same';
+  return good >= 1 ? `pnet ${fmtRatio(good)} better` : `pnet ${fmtRatio(1 / good)} worse`;
+}
+
+export function fmtRatio(r) {
+  if (r === null || !Number.isFinite(r)) return 'n/a';
+  return r >= 100 ? `${r.toFixed(0)}×` : r >= 10 ? `${r.toFixed(1)}×` : `${r.toFixed(2)}×`;
+}
+
+export function fmt(value, unit) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
+  const abs = Math.abs(value);
+  const digits = unit === 's' ? (abs < 10 ? 2 : 1) : abs >= 1000 ? 0 : abs >= 100 ? 0 : abs >= 10 ? 1 : 2;
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** Builds the figure entries (one per cell and metric) and the ratios. */
+export function buildResults({ figures, cellResults }) {
+  const entries = [];
+  const ratios = [];
+  for (const figure of figures) {
+    const cells = cellResults.filter((c) => c.cell.figure === figure.id);
+    if (cells.length === 0) continue;
+    for (const metric of figure.metrics) {
+      const byCell = new Map();
+      for (const c of cells) {
+        const agg = aggregate(c.runs.map((r) => r.metrics?.[metric.key]));
+        const entry = {
+          figure: figure.id,
+          figureNumber: figure.number,
+          name: `${figure.number}. ${figure.title}: ${metric.name}`,
+          metric: metric.key,
+          system: c.cell.system,
+          variant: c.cell.variant,
+          primary: Boolean(c.cell.primary),
+          workload: c.workload,
+          params: c.params,
+          scaled: Boolean(c.scaled),
+          unit: metric.unit,
+          better: metric.better,
+          ...agg,
+          failedRuns: c.runs.filter((r) => r.error).length,
+        };
+        if (c.cell.primary && figure.target?.metric === metric.key) {
+          entry.target = { op: figure.target.op, value: figure.target.value, unit: metric.unit };
+          entry.pass = checkTarget(figure.target, agg.median);
+        }
+        entries.push(entry);
+        byCell.set(c, entry);
+      }
+      const primary = cells.find((c) => c.cell.primary);
+      if (!primary) continue;
+      for (const c of cells) {
+        if (!BASELINES.includes(c.cell.system)) continue;
+        const ratio = ratioOf(figure, metric, byCell.get(primary), byCell.get(c));
+        ratios.push({
+          figure: figure.id,
+          metric: metric.key,
+          unit: metric.unit,
+          better: metric.better,
+          pnetVariant: primary.cell.variant,
+          baseline: c.cell.system,
+          baselineVariant: c.cell.variant,
+          ratio,
+          reading: ratio === null ? 'not comparable (baseline ran a scaled-down workload)' : verdict(ratio, metric.better),
+        });
+      }
+    }
+  }
+  return { entries, ratios };
+}
+
+export function renderMarkdown({ figures, entries, ratios, machine, mode, notes, durationS }) {
+  const lines = [];
+  lines.push(`# pnet benchmark results (${mode} run)`);
+  lines.push('');
+  lines.push(`${machine.date} · ${machine.cpuModel} · ${machine.cores} cores · Node ${machine.nodeVersion} · ${machine.platform} · @matrixai/quic ${machine.matrixaiQuicVersion ?? '?'} · run took ${durationS.toFixed(0)} s`);
+  lines.push('');
+  lines.push('Loopback (127.0.0.1); server and client in separate child processes; each figure is the median of its runs (min–max in brackets). ');
+  lines.push('"pnet/this" is the pnet primary row\'s median divided by that row\'s median, for the headline metric; the last column reads it in the right direction (higher is better for rates, lower for times).');
+  lines.push('');
+  for (const figure of figures) {
+    const figEntries = entries.filter((e) => e.figure === figure.id);
+    if (figEntries.length === 0) continue;
+    const head = figure.metrics[0];
+    lines.push(`## ${figure.number}. ${figure.title}`);
+    lines.push('');
+    if (figure.target) {
+      const t = figEntries.find((e) => e.target);
+      const m = figure.metrics.find((x) => x.key === figure.target.metric);
+      lines.push(`Target for pnet: ${m.name} ${figure.target.op === '>=' ? '≥' : '≤'} ${fmt(figure.target.value, m.unit)} ${m.unit} — **${t?.pass === undefined ? 'no result' : t.pass ? 'PASS' : 'FAIL'}**`);
+      lines.push('');
+    }
+    const cols = ['System', 'Variant', 'Workload', 'Runs', ...figure.metrics.map((m) => `${m.name} (${m.unit})`), `pnet/this (${head.name})`, 'Reading'];
+    lines.push(`| ${cols.join(' | ')} |`);
+    lines.push(`|${cols.map((_, i) => (i >= 3 && i < cols.length - 1 ? '---:' : '---')).join('|')}|`);
+    const cellKeys = [...new Set(figEntries.map((e) => `${e.system}\u0000${e.variant}`))];
+    const primaryHead = figEntries.find((e) => e.primary && e.metric === head.key);
+    for (const key of cellKeys) {
+      const [system, variant] = key.split('\u0000');
+      const row = figEntries.filter((e) => e.system === system && e.variant === variant);
+      const headEntry = row.find((e) => e.metric === head.key);
+      const cells = figure.metrics.map((m) => {
+        const e = row.find((x) => x.metric === m.key);
+        if (!e || e.median === null) return 'failed';
+        return `${fmt(e.median, m.unit)} [${fmt(e.min, m.unit)}–${fmt(e.max, m.unit)}]`;
+      });
+      let ratioCell = '';
+      let reading = '';
+      if (headEntry.primary) {
+        ratioCell = '—';
+        reading = 'primary pnet row';
+      } else if (primaryHead) {
+        const r = ratioOf(figure, head, primaryHead, headEntry);
+        ratioCell = fmtRatio(r);
+        reading = r === null ? 'scaled workload, not comparable' : verdict(r, head.better);
+      }
+      const label = `${system}${headEntry.primary ? ' ★' : ''}`;
+      const workload = `${headEntry.workload}${headEntry.scaled ? ' (scaled down)' : ''}`;
+      const runs = `${headEntry.runs}${headEntry.failedRuns ? ` (+${headEntry.failedRuns} failed)` : ''}`;
+      lines.push(`| ${[label, variant, workload, runs, ...cells, ratioCell, reading].join(' | ')} |`);
+    }
+    const figRatios = ratios.filter((r) => r.figure === figure.id && r.metric !== head.key && r.ratio !== null);
+    if (figRatios.length) {
+      lines.push('');
+      lines.push(
+        'Other ratios (pnet ★ / baseline): ' +
+          figRatios.map((r) => `${r.metric} vs ${r.baseline} ${fmtRatio(r.ratio)} (${r.reading})`).join('; ') +
+          '.',
+      );
+    }
+    lines.push('');
+  }
+  if (notes.length) {
+    lines.push('## Notes');
+    lines.push('');
+    for (const note of notes) lines.push(`- ${note}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+export function renderConsole({ figures, entries }) {
+  const out = [];
+  for (const figure of figures) {
+    const figEntries = entries.filter((e) => e.figure === figure.id);
+    if (figEntries.length === 0) continue;
+    const head = figure.metrics[0];
+    out.push(`${figure.number}. ${figure.title}`);
+    const heads = figEntries.filter((e) => e.metric === head.key);
+    const primary = heads.find((e) => e.primary);
+    for (const e of heads) {
+      const value = e.median === null ? 'FAILED' : `${fmt(e.median, e.unit)} ${e.unit}`;
+      let tail = '';
+      if (e.target) {
+        tail = `  target ${e.target.op === '>=' ? '≥' : '≤'} ${e.target.value} → ${e.pass === undefined ? 'no result' : e.pass ? 'PASS' : 'FAIL'}`;
+      } else if (primary && !e.primary && e.system !== 'pnet') {
+        const r = ratioOf(figure, head, primary, e);
+        tail = r === null ? '  (scaled workload)' : `  pnet/this ${fmtRatio(r)} (${verdict(r, head.better)})`;
+      }
+      const extras = figEntries
+        .filter((x) => x.system === e.system && x.variant === e.variant && x.metric !== head.key && x.median !== null)
+        .map((x) => `${x.metric}=${fmt(x.median, x.unit)}`)
+        .join(' ');
+      out.push(`   ${(e.system + (e.primary ? ' ★' : '')).padEnd(15)} ${value.padStart(16)}  ${e.variant}${e.scaled ? ' [' + e.workload + ']' : ''}${tail}${extras ? `\n${' '.repeat(36)}${extras}` : ''}`);
+    }
+  }
+  return out.join('\n');
+}

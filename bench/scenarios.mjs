@@ -1,0 +1,164 @@
+// What is measured: five figures, each run by several systems ("cells").
+// Workloads differ by mode (full / quick) and, for @matrixai/quic's
+// high-level classes (~50x slower), are scaled down; a scaled workload is
+// labelled in the output and its ratio is only given for rate metrics.
+import { KiB, MiB } from './lib/common.mjs';
+
+export const SYSTEMS = ['pnet', 'matrixai-quic', 'node-tls'];
+
+/**
+ * Figures. Each has metrics; the first metric is the headline. `better` says
+ * which direction is good; `target` (pnet's goal) applies to the figure's
+ * primary pnet cell.
+ */
+export const FIGURES = [
+  {
+    id: 'throughput',
+    number: 1,
+    title: 'One stream, bulk transfer one way',
+    metrics: [
+      { key: 'mibps', name: 'throughput', unit: 'MiB/s', better: 'higher', rate: true },
+      { key: 'clientCpuS', name: 'client CPU', unit: 's', better: 'lower' },
+      { key: 'serverCpuS', name: 'server CPU', unit: 's', better: 'lower' },
+      { key: 'clientRssMiB', name: 'client peak RSS', unit: 'MiB', better: 'lower' },
+      { key: 'serverRssMiB', name: 'server peak RSS', unit: 'MiB', better: 'lower' },
+    ],
+    target: { metric: 'mibps', op: '>=', value: 100 },
+  },
+  {
+    id: 'echo',
+    number: 2,
+    title: 'One stream, 1 KiB echo, sequential round trips',
+    metrics: [
+      { key: 'rtps', name: 'round trips', unit: 'rt/s', better: 'higher', rate: true },
+      { key: 'p50us', name: 'p50 latency', unit: 'µs', better: 'lower', rate: true },
+      { key: 'p99us', name: 'p99 latency', unit: 'µs', better: 'lower', rate: true },
+    ],
+    target: { metric: 'rtps', op: '>=', value: 4500 },
+  },
+  {
+    id: 'stream-per-request',
+    number: 3,
+    title: 'A new stream per 1 KiB request, sequential',
+    metrics: [
+      { key: 'opsps', name: 'requests', unit: 'ops/s', better: 'higher', rate: true },
+      { key: 'p50us', name: 'p50 latency', unit: 'µs', better: 'lower', rate: true },
+      { key: 'p99us', name: 'p99 latency', unit: 'µs', better: 'lower', rate: true },
+    ],
+    target: { metric: 'opsps', op: '>=', value: 3500 },
+  },
+  {
+    id: 'parallel',
+    number: 4,
+    title: 'Parallel streams, 64 KiB echo each, one connection',
+    metrics: [
+      { key: 'totalMs', name: 'total time', unit: 'ms', better: 'lower' },
+      { key: 'mibps', name: 'echoed bytes rate', unit: 'MiB/s', better: 'higher', rate: true },
+    ],
+    target: { metric: 'totalMs', op: '<=', value: 200 },
+  },
+  {
+    id: 'connect',
+    number: 5,
+    title: 'Connect + verified handshake + one 1 KiB echo + close, sequential',
+    metrics: [
+      { key: 'connps', name: 'connections', unit: 'conn/s', better: 'higher', rate: true },
+      { key: 'p50ms', name: 'p50 per connection', unit: 'ms', better: 'lower', rate: true },
+      { key: 'p50ConnectMs', name: 'p50 connect+handshake', unit: 'ms', better: 'lower', rate: true },
+      { key: 'p50EchoMs', name: 'p50 echo', unit: 'ms', better: 'lower', rate: true },
+      { key: 'p50CloseMs', name: 'p50 close', unit: 'ms', better: 'lower', rate: true },
+    ],
+    target: { metric: 'connps', op: '>=', value: 700 },
+  },
+];
+
+/** Workload by mode: [full, quick]. */
+const w = (full, quick) => ({ full, quick });
+
+/**
+ * Cells: one (figure, system, variant) measured `runs` times. `primary` marks
+ * the pnet cell that targets and ratios refer to. `params` go to both child
+ * processes. A cell whose workload differs from its figure's primary cell is
+ * marked "scaled" in the output (see isScaled).
+ */
+export const CELLS = [
+  // 1. bulk throughput
+  { figure: 'throughput', system: 'pnet', variant: 'node API, 1350-byte datagrams', primary: true,
+    params: w({ bytes: 64 * MiB, datagram: 1350 }, { bytes: 16 * MiB, datagram: 1350 }) },
+  { figure: 'throughput', system: 'pnet', variant: 'node API, 16 KiB datagrams (loopback only)',
+    params: w({ bytes: 64 * MiB, datagram: 16383 }, { bytes: 16 * MiB, datagram: 16383 }) },
+  { figure: 'throughput', system: 'matrixai-quic', variant: 'high-level classes, 1350-byte datagrams',
+    params: w({ bytes: 8 * MiB, datagram: 1350 }, { bytes: 2 * MiB, datagram: 1350 }) },
+  { figure: 'throughput', system: 'node-tls', variant: 'TLS 1.3 over TCP',
+    params: w({ bytes: 64 * MiB }, { bytes: 16 * MiB }) },
+
+  // 2. echo round trips on one stream
+  { figure: 'echo', system: 'pnet', variant: 'node API (openStream)', primary: true,
+    params: w({ count: 5000, warmup: 300, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+  { figure: 'echo', system: 'matrixai-quic', variant: 'high-level classes',
+    params: w({ count: 500, warmup: 50, size: KiB }, { count: 200, warmup: 30, size: KiB }) },
+  { figure: 'echo', system: 'node-tls', variant: 'TLS 1.3 over TCP',
+    params: w({ count: 5000, warmup: 300, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+
+  // 3. a new stream per request
+  { figure: 'stream-per-request', system: 'pnet', variant: 'node API, request() (negotiated, optimistic)', primary: true,
+    params: w({ count: 3000, warmup: 300, size: KiB, api: 'request' }, { count: 1000, warmup: 200, size: KiB, api: 'request' }) },
+  { figure: 'stream-per-request', system: 'pnet', variant: 'node API, openStream() awaiting ACCEPT',
+    params: w({ count: 3000, warmup: 300, size: KiB, api: 'openStream' }, { count: 1000, warmup: 200, size: KiB, api: 'openStream' }) },
+  { figure: 'stream-per-request', system: 'pnet', variant: 'raw transport stream, no channel negotiation',
+    params: w({ count: 3000, warmup: 300, size: KiB, api: 'transport' }, { count: 1000, warmup: 200, size: KiB, api: 'transport' }) },
+  { figure: 'stream-per-request', system: 'matrixai-quic', variant: 'high-level classes',
+    params: w({ count: 300, warmup: 30, size: KiB }, { count: 100, warmup: 20, size: KiB }) },
+  { figure: 'stream-per-request', system: 'node-tls', variant: 'HTTP/2 streams over TLS 1.3 (node:http2)',
+    params: w({ count: 3000, warmup: 300, size: KiB }, { count: 1000, warmup: 200, size: KiB }) },
+
+  // 4. parallel streams
+  { figure: 'parallel', system: 'pnet', variant: 'node API (openStream)', primary: true,
+    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+  { figure: 'parallel', system: 'matrixai-quic', variant: 'high-level classes',
+    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 4 * KiB }) },
+  { figure: 'parallel', system: 'node-tls', variant: 'HTTP/2 streams over TLS 1.3 (node:http2)',
+    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+
+  // 5. connection setup
+  { figure: 'connect', system: 'pnet', variant: 'one client node: dial() + request() + disconnect()', primary: true,
+    params: w({ count: 200, warmup: 20, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+  { figure: 'connect', system: 'matrixai-quic', variant: 'high-level classes: createQUICClient + stream + destroy',
+    params: w({ count: 50, warmup: 5, size: KiB }, { count: 20, warmup: 3, size: KiB }) },
+  { figure: 'connect', system: 'node-tls', variant: 'tls.connect + write/read + end',
+    params: w({ count: 200, warmup: 20, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+];
+
+const WORKLOAD_KEYS = ['bytes', 'count', 'streams', 'size'];
+
+/** Whether `params` describe a different amount of work than the primary cell's `primaryParams`. */
+export function isScaled(params, primaryParams) {
+  if (!primaryParams) return false;
+  return WORKLOAD_KEYS.some((k) => params[k] !== primaryParams[k]);
+}
+
+/** The nominal workload of each figure (what the targets are defined on). */
+export const NOMINAL = {
+  throughput: { bytes: 64 * MiB },
+  echo: { count: 5000, size: KiB },
+  'stream-per-request': { size: KiB },
+  parallel: { streams: 100, size: 64 * KiB },
+  connect: { count: 200, size: KiB },
+};
+
+export function describeWorkload(figure, p) {
+  switch (figure) {
+    case 'throughput':
+      return `${p.bytes / MiB} MiB${p.datagram ? `, ${p.datagram}-B datagrams` : ''}`;
+    case 'echo':
+      return `${p.count} × ${p.size / KiB} KiB round trips`;
+    case 'stream-per-request':
+      return `${p.count} × ${p.size / KiB} KiB requests`;
+    case 'parallel':
+      return `${p.streams} × ${p.size / KiB} KiB`;
+    case 'connect':
+      return `${p.count} connections`;
+    default:
+      return JSON.stringify(p);
+  }
+}

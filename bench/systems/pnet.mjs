@@ -1,0 +1,187 @@
+// pnet, measured through its public API as a user would call it: the built
+// package (dist/), createNode / handle / handleRequest / dial / openStream /
+// request / disconnect, with channel negotiation on every stream. One extra
+// row (figure 3, params.api === 'transport') drives the QUIC transport
+// directly, without negotiation, to show what negotiation costs.
+import { createNode, Identity, QuicTransport } from '../../dist/index.js';
+import { ByteCounter, KiB, MiB, now, payload, percentile, writeBulk, connectCycles } from '../lib/common.mjs';
+
+const noop = () => {};
+
+const HOST = '127.0.0.1';
+
+function quicOptions(params) {
+  return { maxDatagramSize: params.datagram ?? 1350 };
+}
+
+function portOf(address) {
+  return Number(address.split(':').pop());
+}
+
+export async function server({ params, identity: pem }) {
+  const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
+  if (params.api === 'transport') {
+    const transport = await QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params) });
+    transport.on('connection', (connection) => {
+      connection.on('stream', (stream) => {
+        stream.on('error', () => {});
+        stream.pipe(stream);
+      });
+    });
+    transport.on('error', () => {});
+    return { address: `${HOST}:${transport.address.port}`, nodeId: identity.nodeId, close: () => transport.close() };
+  }
+  const node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
+  node.on('error', () => {});
+  node.handle('echo', (stream) => {
+    stream.on('error', () => {});
+    stream.pipe(stream);
+  });
+  node.handleRequest('echo-req', (request) => request);
+  node.handle('sink', (stream) => {
+    let got = 0;
+    stream.on('error', () => {});
+    stream.on('data', (chunk) => {
+      got += chunk.length;
+      if (got === params.bytes) stream.end('k');
+    });
+  });
+  return { address: node.address, nodeId: node.id, close: () => node.close({ timeoutMs: 500 }) };
+}
+
+/** Opens a stream (negotiated or raw), sends `body`, half-closes and reads the echo to its end. */
+async function streamEcho(open, body) {
+  const stream = await open();
+  const counter = new ByteCounter(stream);
+  stream.end(body);
+  const got = await counter.end();
+  if (got !== body.length) throw new Error(`echo returned ${got} of ${body.length} bytes`);
+}
+
+export async function client({ figure, params, identity: pem, address, serverNodeId }) {
+  const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
+  const body = payload(params.size ?? KiB);
+  let node;
+  let transport;
+  let remoteId;
+  let stream;
+  let counter;
+  let op; // one stream-per-request operation
+
+  async function connectEchoClose(phase = noop) {
+    const id = await node.dial(address, { expectedNodeId: serverNodeId });
+    phase();
+    const reply = await node.request(id, 'echo-req', body);
+    if (reply.length !== body.length) throw new Error('bad echo');
+    phase();
+    await node.disconnect(id);
+  }
+
+  async function echoOnce() {
+    stream.write(body);
+    await counter.wait(body.length);
+  }
+
+  return {
+    async setup() {
+      if (params.api === 'transport') {
+        transport = await QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params) });
+        transport.on('error', () => {});
+        const connection = await transport.dial({ host: HOST, port: portOf(address) }, { expectedNodeId: serverNodeId });
+        op = () => streamEcho(() => connection.openStream(), body);
+        for (let i = 0; i < params.warmup; i++) await op();
+        return;
+      }
+      node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
+      node.on('error', () => {});
+      if (figure === 'connect') {
+        for (let i = 0; i < params.warmup; i++) await connectEchoClose();
+        return;
+      }
+      remoteId = await node.dial(address, { expectedNodeId: serverNodeId });
+      switch (figure) {
+        case 'throughput':
+          stream = await node.openStream(remoteId, 'sink');
+          counter = new ByteCounter(stream);
+          break;
+        case 'echo': {
+          stream = await node.openStream(remoteId, 'echo');
+          const check = new ByteCounter(stream, { keep: true });
+          counter = new ByteCounter(stream);
+          await echoOnce();
+          if (!check.bytes().equals(body)) throw new Error('echo corrupted');
+          stream.removeAllListeners('data');
+          counter = new ByteCounter(stream);
+          for (let i = 1; i < params.warmup; i++) await echoOnce();
+          break;
+        }
+        case 'stream-per-request':
+          op =
+            params.api === 'request'
+              ? async () => {
+                  const reply = await node.request(remoteId, 'echo-req', body);
+                  if (reply.length !== body.length) throw new Error('bad echo');
+                }
+              : () => streamEcho(() => node.openStream(remoteId, 'echo'), body);
+          for (let i = 0; i < params.warmup; i++) await op();
+          break;
+        case 'parallel':
+          op = () => streamEcho(() => node.openStream(remoteId, 'echo'), body);
+          await Promise.all(Array.from({ length: 10 }, op));
+          break;
+        default:
+          throw new Error(`unknown figure ${figure}`);
+      }
+    },
+
+    async run() {
+      switch (figure) {
+        case 'throughput': {
+          const chunk = payload(64 * KiB);
+          const t0 = now();
+          const ack = counter.wait(1);
+          await writeBulk(stream, chunk, params.bytes);
+          await ack;
+          return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
+        }
+        case 'echo': {
+          const lat = new Float64Array(params.count);
+          const t0 = now();
+          for (let i = 0; i < params.count; i++) {
+            const t = now();
+            await echoOnce();
+            lat[i] = now() - t;
+          }
+          const s = (now() - t0) / 1000;
+          return { rtps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+        }
+        case 'stream-per-request': {
+          const lat = new Float64Array(params.count);
+          const t0 = now();
+          for (let i = 0; i < params.count; i++) {
+            const t = now();
+            await op();
+            lat[i] = now() - t;
+          }
+          const s = (now() - t0) / 1000;
+          return { opsps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+        }
+        case 'parallel': {
+          const t0 = now();
+          await Promise.all(Array.from({ length: params.streams }, op));
+          const ms = now() - t0;
+          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
+        }
+        case 'connect':
+          return connectCycles(params.count, connectEchoClose);
+        default:
+          throw new Error(`unknown figure ${figure}`);
+      }
+    },
+
+    async close() {
+      stream?.destroy();
+      await Promise.all([node?.close({ timeoutMs: 500 }), transport?.close({ timeoutMs: 500 })]);
+    },
+  };
+}

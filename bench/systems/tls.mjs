@@ -1,0 +1,239 @@
+// Baseline: Node's TLS 1.3 over TCP (figures 1, 2, 5) and HTTP/2 over the
+// same TLS (figures 3 and 4, which need streams). Mutual authentication with
+// the same Ed25519 certificates pnet uses; each side checks the peer's
+// self-signed certificate, and the client pins the server's key.
+import tls from 'node:tls';
+import http2 from 'node:http2';
+import { once } from 'node:events';
+import { ByteCounter, KiB, MiB, now, payload, percentile, spkiOfPem, verifySelfSigned, writeBulk, connectCycles } from '../lib/common.mjs';
+
+const noop = () => {};
+
+const TLS13 = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' };
+const HTTP2_STREAM_WINDOW = 1 * MiB; // pnet's default stream window
+const HTTP2_CONNECTION_WINDOW = 16 * MiB; // pnet's default connection window
+const HTTP2_SETTINGS = { initialWindowSize: HTTP2_STREAM_WINDOW, maxConcurrentStreams: 1000 };
+const usesHttp2 = (figure) => figure === 'stream-per-request' || figure === 'parallel';
+
+function checkPeer(socket, expectedSpki) {
+  const cert = socket.getPeerCertificate();
+  if (!cert || !cert.raw) throw new Error('peer sent no certificate');
+  const spki = verifySelfSigned(cert.raw);
+  if (expectedSpki && !spki.equals(expectedSpki)) throw new Error('peer certificate is not the pinned key');
+}
+
+export async function server({ figure, params, identity }) {
+  const options = { key: identity.keyPem, cert: identity.certPem, requestCert: true, rejectUnauthorized: false, ...TLS13 };
+  let srv;
+  if (usesHttp2(figure)) {
+    srv = http2.createSecureServer({ ...options, settings: HTTP2_SETTINGS });
+    srv.on('secureConnection', (socket) => {
+      try {
+        checkPeer(socket);
+      } catch {
+        socket.destroy();
+      }
+    });
+    srv.on('session', (session) => {
+      session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
+      session.on('error', () => {});
+    });
+    srv.on('stream', (stream) => {
+      stream.on('error', () => {});
+      stream.respond({ ':status': 200 });
+      stream.pipe(stream);
+    });
+  } else {
+    srv = tls.createServer(options, (socket) => {
+      socket.on('error', () => {});
+      try {
+        checkPeer(socket);
+      } catch {
+        socket.destroy();
+        return;
+      }
+      socket.setNoDelay(true);
+      if (figure === 'throughput') {
+        let got = 0;
+        socket.on('data', (chunk) => {
+          got += chunk.length;
+          if (got === params.bytes) socket.end('k');
+        });
+      } else {
+        socket.pipe(socket);
+      }
+    });
+  }
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return {
+    address: `127.0.0.1:${srv.address().port}`,
+    close: () => new Promise((resolve) => srv.close(() => resolve())),
+  };
+}
+
+// One SecureContext per process, as an application reusing its key would do
+// (tls.connect with key/cert options would parse the PEMs on every call).
+let clientContext;
+
+function connectTls(port, identity, expectedSpki) {
+  clientContext ??= tls.createSecureContext({ key: identity.keyPem, cert: identity.certPem, ...TLS13 });
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      secureContext: clientContext,
+      rejectUnauthorized: false,
+    });
+    socket.once('error', reject);
+    socket.once('secureConnect', () => {
+      socket.off('error', reject);
+      try {
+        checkPeer(socket, expectedSpki);
+      } catch (error) {
+        socket.destroy();
+        reject(error);
+        return;
+      }
+      socket.setNoDelay(true);
+      resolve(socket);
+    });
+  });
+}
+
+function connectHttp2(port, identity, expectedSpki) {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://127.0.0.1:${port}`, {
+      key: identity.keyPem,
+      cert: identity.certPem,
+      rejectUnauthorized: false,
+      settings: HTTP2_SETTINGS,
+      ...TLS13,
+    });
+    session.once('error', reject);
+    session.once('connect', () => {
+      session.off('error', reject);
+      try {
+        checkPeer(session.socket, expectedSpki);
+      } catch (error) {
+        session.destroy();
+        reject(error);
+        return;
+      }
+      session.setLocalWindowSize(HTTP2_CONNECTION_WINDOW);
+      session.on('error', () => {});
+      resolve(session);
+    });
+  });
+}
+
+/** One HTTP/2 request: POST `body`, read the echoed response to its end. */
+async function http2Echo(session, body) {
+  const req = session.request({ ':method': 'POST', ':path': '/echo' });
+  const counter = new ByteCounter(req);
+  req.end(body);
+  const got = await counter.end();
+  if (got !== body.length) throw new Error(`echo returned ${got} of ${body.length} bytes`);
+}
+
+export async function client({ figure, params, identity, address, peerCertPem }) {
+  const port = Number(address.split(':').pop());
+  const expectedSpki = spkiOfPem(peerCertPem);
+  let socket;
+  let session;
+  let counter;
+  const body = payload(params.size ?? KiB);
+
+  async function echoOnce() {
+    socket.write(body);
+    await counter.wait(body.length);
+  }
+
+  async function connectEchoClose(phase = noop) {
+    const s = await connectTls(port, identity, expectedSpki);
+    phase();
+    const c = new ByteCounter(s);
+    s.write(body);
+    await c.wait(body.length);
+    phase();
+    s.end();
+    if (!s.closed) await once(s, 'close');
+  }
+
+  return {
+    async setup() {
+      if (usesHttp2(figure)) {
+        session = await connectHttp2(port, identity, expectedSpki);
+        const warm = figure === 'parallel' ? 10 : params.warmup;
+        for (let i = 0; i < warm; i++) await http2Echo(session, body);
+      } else if (figure !== 'connect') {
+        socket = await connectTls(port, identity, expectedSpki);
+        counter = new ByteCounter(socket);
+        if (figure === 'echo') {
+          const keep = new ByteCounter(socket, { keep: true });
+          await echoOnce();
+          if (!keep.bytes().subarray(0, body.length).equals(body)) throw new Error('echo corrupted');
+          for (let i = 1; i < params.warmup; i++) await echoOnce();
+          socket.removeAllListeners('data');
+          counter = new ByteCounter(socket);
+        }
+      } else {
+        for (let i = 0; i < params.warmup; i++) await connectEchoClose();
+      }
+    },
+
+    async run() {
+      switch (figure) {
+        case 'throughput': {
+          const chunk = payload(64 * KiB);
+          const t0 = now();
+          const ack = counter.wait(1);
+          await writeBulk(socket, chunk, params.bytes);
+          await ack;
+          const s = (now() - t0) / 1000;
+          return { mibps: params.bytes / MiB / s };
+        }
+        case 'echo': {
+          const lat = new Float64Array(params.count);
+          const t0 = now();
+          for (let i = 0; i < params.count; i++) {
+            const t = now();
+            await echoOnce();
+            lat[i] = now() - t;
+          }
+          const s = (now() - t0) / 1000;
+          return { rtps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+        }
+        case 'stream-per-request': {
+          const lat = new Float64Array(params.count);
+          const t0 = now();
+          for (let i = 0; i < params.count; i++) {
+            const t = now();
+            await http2Echo(session, body);
+            lat[i] = now() - t;
+          }
+          const s = (now() - t0) / 1000;
+          return { opsps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+        }
+        case 'parallel': {
+          const t0 = now();
+          await Promise.all(Array.from({ length: params.streams }, () => http2Echo(session, body)));
+          const ms = now() - t0;
+          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
+        }
+        case 'connect':
+          return connectCycles(params.count, connectEchoClose);
+        default:
+          throw new Error(`unknown figure ${figure}`);
+      }
+    },
+
+    async close() {
+      if (socket) {
+        socket.end();
+        socket.destroy();
+      }
+      if (session) session.close();
+    },
+  };
+}
