@@ -139,9 +139,16 @@ async function runOnce(cell, params, identities, timeoutMs) {
   try {
     return await Promise.race([work, timeout]);
   } catch (error) {
+    let message = String(error?.message ?? error).split('\n').slice(0, 6).join('\n');
+    if (/timed out/.test(message)) {
+      // Ask both sides what they were doing (a stalled stream, a lost connection...).
+      const ask = (child) => (child ? Promise.race([child.request({ type: 'diag' }, 'diag').then((d) => d.state), new Promise((r) => setTimeout(() => r('no answer'), 1000))]).catch((e) => String(e)) : 'not started');
+      const [serverState, clientState] = await Promise.all([ask(server), ask(client)]);
+      message += `\n  server state: ${JSON.stringify(serverState)}\n  client state: ${JSON.stringify(clientState)}`;
+    }
     server.kill();
     client?.kill();
-    return { error: String(error?.message ?? error).split('\n').slice(0, 6).join('\n') };
+    return { error: message };
   } finally {
     clearTimeout(timer);
     await Promise.all([client?.stop(), server.stop()]);
@@ -213,6 +220,7 @@ async function main() {
   }
 
   const durationS = (performance.now() - started) / 1000;
+  machine.loadAverageEnd = machineInfo().loadAverage;
   const { entries, ratios } = buildResults({ figures, cellResults });
   notes.push(
     '@matrixai/quic high-level classes are ~50× slower than pnet, so their workloads are scaled down (marked "scaled down"); ratios are given for rates and latencies, which do not depend on the amount of work, and omitted for totals.',

@@ -54,6 +54,16 @@ process.on('message', async (message) => {
         cpuMark = process.cpuUsage();
         send({ type: 'marked' });
         break;
+      case 'diag': {
+        let state;
+        try {
+          state = instance?.diag?.() ?? null;
+        } catch (error) {
+          state = String(error);
+        }
+        send({ type: 'diag', state });
+        break;
+      }
       case 'report':
         send({ type: 'stats', cpuS: cpuSeconds(cpuMark), rssMiB: peakRssMiB() });
         break;

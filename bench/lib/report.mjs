@@ -73,6 +73,7 @@ export function buildResults({ figures, cellResults }) {
           better: metric.better,
           ...agg,
           failedRuns: c.runs.filter((r) => r.error).length,
+          errors: c.runs.filter((r) => r.error).map((r) => r.error),
         };
         if (c.cell.primary && figure.target?.metric === metric.key) {
           entry.target = { op: figure.target.op, value: figure.target.value, unit: metric.unit };
@@ -146,7 +147,8 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
       } else if (primaryHead) {
         const r = ratioOf(figure, head, primaryHead, headEntry);
         ratioCell = fmtRatio(r);
-        reading = r === null ? 'scaled workload, not comparable' : verdict(r, head.better);
+        if (headEntry.system === 'pnet') reading = r === null ? 'pnet variant' : `pnet variant (★ is ${verdict(r, head.better).replace(/^pnet /, '')})`;
+        else reading = r === null ? 'scaled workload, not comparable' : verdict(r, head.better);
       }
       const label = `${system}${headEntry.primary ? ' ★' : ''}`;
       const workload = `${headEntry.workload}${headEntry.scaled ? ' (scaled down)' : ''}`;

@@ -46,16 +46,23 @@ export async function server({ params, identity: pem }) {
       if (got === params.bytes) stream.end('k');
     });
   });
-  return { address: node.address, nodeId: node.id, close: () => node.close({ timeoutMs: 500 }) };
+  return { address: node.address, nodeId: node.id, close: () => node.close({ timeoutMs: 500 }), diag: () => ({ peers: peersOf(node) }) };
 }
 
 /** Opens a stream (negotiated or raw), sends `body`, half-closes and reads the echo to its end. */
-async function streamEcho(open, body) {
+async function streamEcho(open, body, progress) {
   const stream = await open();
   const counter = new ByteCounter(stream);
+  progress?.active.add(counter);
   stream.end(body);
   const got = await counter.end();
+  progress?.active.delete(counter);
+  if (progress) progress.done++;
   if (got !== body.length) throw new Error(`echo returned ${got} of ${body.length} bytes`);
+}
+
+function peersOf(node) {
+  return node?.peers().map((p) => ({ streams: p.streams, rttMs: p.rttMs, direction: p.direction }));
 }
 
 export async function client({ figure, params, identity: pem, address, serverNodeId }) {
@@ -67,6 +74,7 @@ export async function client({ figure, params, identity: pem, address, serverNod
   let stream;
   let counter;
   let op; // one stream-per-request operation
+  const progress = { done: 0, active: new Set() };
 
   async function connectEchoClose(phase = noop) {
     const id = await node.dial(address, { expectedNodeId: serverNodeId });
@@ -126,7 +134,7 @@ export async function client({ figure, params, identity: pem, address, serverNod
           for (let i = 0; i < params.warmup; i++) await op();
           break;
         case 'parallel':
-          op = () => streamEcho(() => node.openStream(remoteId, 'echo'), body);
+          op = () => streamEcho(() => node.openStream(remoteId, 'echo'), body, progress);
           await Promise.all(Array.from({ length: 10 }, op));
           break;
         default:
@@ -177,6 +185,15 @@ export async function client({ figure, params, identity: pem, address, serverNod
         default:
           throw new Error(`unknown figure ${figure}`);
       }
+    },
+
+    diag() {
+      return {
+        peers: peersOf(node),
+        opsDone: progress.done,
+        active: [...progress.active].map((c) => ({ got: c.got, ended: c.ended, error: c.error ? String(c.error) : undefined })),
+        stream: counter ? { got: counter.got, want: counter.want, ended: counter.ended } : undefined,
+      };
     },
 
     async close() {

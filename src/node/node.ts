@@ -42,7 +42,8 @@ export interface PnetStream extends Duplex {
   reset(code?: number): void;
 }
 
-export type StreamHandler = (stream: PnetStream, info: ChannelRequestInfo) => void | Promise<void>;
+/** Serves one accepted stream; a returned promise that rejects resets the stream (and is reported as 'error'). */
+export type StreamHandler = (stream: PnetStream, info: ChannelRequestInfo) => unknown;
 export type RequestHandler = (request: Buffer, info: ChannelRequestInfo) => Uint8Array | string | Promise<Uint8Array | string>;
 
 export interface HandleOptions {
@@ -135,7 +136,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   handle(channel: string, handler: StreamHandler, options: HandleOptions = {}): void {
     this.registry.register(
       channel,
-      (negotiated, info) => handler(decorate(negotiated.stream as Stream, channel, info.remoteNodeId, info.metadata), info),
+      (negotiated, info) => handler(decorate(negotiated.stream as Stream, channel, info.remoteNodeId, info.metadata), info) as void | Promise<void>,
       { ...(options.authorise ? { authorise: options.authorise } : {}), ...(options.metadata ? { metadata: options.metadata } : {}) },
     );
   }
