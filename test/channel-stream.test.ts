@@ -509,6 +509,59 @@ t.test('OPEN and EOF already buffered before acceptChannel is called', async (t)
   }
 });
 
+t.test('peer resets before OPEN / during authorise → ERR_STREAM_RESET, no reply', async (t) => {
+  {
+    const [client, server] = await tcpPair(t);
+    const resultP = serve(server, new ChannelRegistry());
+    client.resetAndDestroy();
+    const r = await resultP;
+    t.equal(!r.accepted && r.error.code, 'ERR_STREAM_RESET', 'reset before OPEN');
+  }
+  {
+    const [client, server] = await tcpPair(t);
+    const registry = new ChannelRegistry();
+    registry.register('svc', () => void t.fail('handler must not run'), {
+      authorise: () => new Promise((r) => setTimeout(() => r(true), 50)),
+    });
+    const resultP = serve(server, registry);
+    openChannel(client, 'svc');
+    setTimeout(() => client.resetAndDestroy(), 10);
+    const r = await resultP;
+    t.equal(!r.accepted && r.error.code, 'ERR_STREAM_RESET', 'reset during authorise');
+    t.equal(registry.pendingNegotiations, 0);
+  }
+});
+
+t.test('authorise returns metadata that cannot be encoded → UNAUTHORIZED', async (t) => {
+  const [client, server] = await tcpPair(t);
+  const registry = new ChannelRegistry();
+  registry.register('svc', () => void t.fail('handler must not run'), { authorise: () => ({ metadata: { k: 'v'.repeat(5000) } }) });
+  const resultP = serve(server, registry);
+  await t.rejects(openChannel(client, 'svc').accepted, { code: 'UNAUTHORIZED' });
+  t.equal(((await resultP) as { error: PnetError }).error.code, 'UNAUTHORIZED');
+});
+
+t.test('opener: answer already buffered when openChannel is called', async (t) => {
+  const written: Buffer[] = [];
+  const d = new Duplex({
+    read() {},
+    write(c: Buffer, _e, cb) {
+      written.push(c);
+      cb();
+    },
+  });
+  d.push(Buffer.concat([encodeAccept({ early: 'yes' }), Buffer.from('tail')]));
+  const ch = openChannel(d, 'x');
+  t.equal(ch.state, 'accepted', 'decided synchronously from the buffered bytes');
+  t.equal((await ch.accepted).metadata.early, 'yes');
+  d.push(null);
+  t.equal((await collect(d)).toString(), 'tail', 'only the payload is readable');
+  await new Promise((r) => setImmediate(r));
+  const r = tryDecodeFrame(Buffer.concat(written));
+  assert(r !== 'need-more');
+  t.equal(r.frame.type, 'open', 'OPEN was still written');
+});
+
 function hex(s: string): Buffer {
   return Buffer.from(s.replace(/\s+/g, ''), 'hex');
 }
