@@ -14,7 +14,6 @@ const SHUTDOWN_WRITE = 1;
 /** TLS bad_certificate alert as a QUIC crypto error (0x100 + 42). */
 const CRYPTO_BAD_CERTIFICATE = 0x100 + 42;
 const EMPTY = Buffer.alloc(0);
-const READ_POOL_SIZE = 256 * 1024;
 const MAX_READ = 64 * 1024;
 /** Below this many streams, probing each is cheaper than quiche's readable() iterator. */
 const PROBE_LIMIT = 8;
@@ -29,7 +28,11 @@ export interface ConnectionHost {
   forget(connection: QuicConnection): void;
   readonly localAddress: SocketAddress;
   readonly localNodeId: NodeId;
+  /** Receive buffer shared by the endpoint's connections; chunks pushed to streams are slices of it. */
+  readonly readPool: { buffer: Buffer; offset: number };
 }
+
+export const READ_POOL_SIZE = 256 * 1024;
 
 export interface QuicConnectionOptions {
   expectedNodeId?: NodeId;
@@ -75,8 +78,6 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private nextRemoteStreamId: number;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
-  private readPool = Buffer.allocUnsafe(READ_POOL_SIZE);
-  private readPoolOffset = 0;
   private closing: Promise<void> | undefined;
   private drained: (() => void) | undefined;
   private closeError: PnetError | undefined;
@@ -160,6 +161,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       if (this.blocked.size > 0) this.retryBlocked();
       this.readStreams();
       if (this.streamWaiters.length > 0) this.wakeStreamWaiters();
+      if (this.acked !== undefined && this.allAcked()) this.acked();
     }
     this.host.flush(this);
     if (this.quiche.isClosed() || this.quiche.isDraining()) this.terminate();
@@ -298,14 +300,15 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private readStream(stream: QuicStream): void {
     const quiche = this.quiche;
     const id = stream.streamId;
+    const pool = this.host.readPool;
     for (;;) {
-      if (READ_POOL_SIZE - this.readPoolOffset < 16 * 1024) {
+      if (READ_POOL_SIZE - pool.offset < 16 * 1024) {
         // Pushed chunks are views of the pool, so a full pool is replaced, never reused.
-        this.readPool = Buffer.allocUnsafe(READ_POOL_SIZE);
-        this.readPoolOffset = 0;
+        pool.buffer = Buffer.allocUnsafe(READ_POOL_SIZE);
+        pool.offset = 0;
       }
-      const start = this.readPoolOffset;
-      const view = this.readPool.subarray(start, Math.min(READ_POOL_SIZE, start + MAX_READ));
+      const start = pool.offset;
+      const view = pool.buffer.subarray(start, Math.min(READ_POOL_SIZE, start + MAX_READ));
       let result: [number, boolean] | null;
       try {
         result = quiche.streamRecv(id, view);
@@ -319,7 +322,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       const [length, fin] = result;
       let more = true;
       if (length > 0) {
-        this.readPoolOffset = start + length;
+        pool.offset = start + length;
         more = stream.push(view.subarray(0, length));
       }
       if (fin) {
@@ -435,8 +438,22 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private maybeRelease(stream: QuicStream): void {
     if (stream.readEnded && stream.writeEnded) {
       this.finishing.add(stream.streamId);
+      // Most are long collected by now: prune in bulk rather than per stream.
+      if (this.finishing.size > 256) this.allAcked();
       this.release(stream);
     }
+  }
+
+  /** Forgets finished streams quiche has collected (all their data acknowledged); true when none is left. */
+  private allAcked(): boolean {
+    for (const id of this.finishing) {
+      try {
+        this.quiche.streamCapacity(id);
+      } catch {
+        this.finishing.delete(id); // collected
+      }
+    }
+    return this.finishing.size === 0;
   }
 
   private release(stream: QuicStream): void {
@@ -467,7 +484,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private readonly onTimer = (): void => {
     this.timer = undefined;
     this.timerAt = Infinity;
-    if (this.closed && this.quiche.isClosed()) return;
+    if (this.closed && this.quiche.isClosed()) {
+      this.dispose();
+      return;
+    }
     const remaining = this.quiche.timeout();
     if (remaining !== null && remaining > 1) {
       this.armTimer();
@@ -512,7 +532,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       this.host.flush(this);
       this.terminate();
     }
-    await this.quicheClosed;
+    // quiche drains (absorbing late packets) on its timer; nobody needs to wait for that.
   }
 
   private drainStreams(deadline: number): Promise<void> {
@@ -529,25 +549,22 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     });
   }
 
-  /** Waits until quiche has collected the streams we finished (all their data acknowledged). */
-  private async waitForAcks(deadline: number): Promise<void> {
-    while (!this.closed && this.finishing.size > 0 && performance.now() < deadline) {
-      for (const id of this.finishing) {
-        try {
-          this.quiche.streamCapacity(id);
-        } catch {
-          this.finishing.delete(id); // collected: nothing left to send
-        }
-      }
-      if (this.finishing.size === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+  /** Waits until quiche has collected the streams we finished (their last bytes acknowledged). */
+  private waitForAcks(deadline: number): Promise<void> {
+    if (this.closed || this.allAcked()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.acked = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
+      this.acked = done;
+    });
   }
 
-  private quicheClosedResolve!: () => void;
-  private readonly quicheClosed = new Promise<void>((resolve) => {
-    this.quicheClosedResolve = resolve;
-  });
+  private acked: (() => void) | undefined;
+
 
   /** Fails the connection from our side (handshake failure, timeout). */
   private abort(error: PnetError): void {
@@ -571,32 +588,35 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       const error = this.closeError ?? this.remoteCloseError();
       this.closeError = error;
       if (!this.established) this.rejectReady(error ?? new PnetError('ERR_HANDSHAKE', 'connection closed during the handshake'));
-      const streamFailure = error ?? new PnetError('ERR_CONNECTION_CLOSED', 'connection closed');
+      const streamFailure = this.streams.size + this.streamWaiters.length === 0 ? undefined : (error ?? new PnetError('ERR_CONNECTION_CLOSED', 'connection closed'));
       for (const stream of [...this.streams.values()]) {
         const callback = this.unblock(stream);
         this.release(stream);
-        stream.fail(streamFailure);
+        stream.fail(streamFailure!);
         callback?.(streamFailure);
       }
       for (const waiter of this.streamWaiters.splice(0)) {
         clearTimeout(waiter.timer);
-        waiter.reject(streamFailure);
+        waiter.reject(streamFailure!);
       }
       if (this.drained) this.drained();
+      if (this.acked) this.acked();
       this.emit('close', error);
     }
     this.finishIfQuicheClosed();
   }
 
   private finishIfQuicheClosed(): void {
-    if (this.quiche.isClosed()) {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      this.host.forget(this);
-      this.quicheClosedResolve();
-    } else {
-      this.armTimer();
-    }
+    if (this.quiche.isClosed()) this.dispose();
+    else this.armTimer();
+  }
+
+  /** Stops the timer and leaves the endpoint; called when quiche is done or the socket goes away. */
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    this.host.forget(this);
   }
 
   /** Why quiche closed, as a PnetError; undefined for a clean application close. */

@@ -6,7 +6,7 @@ import { native } from '@matrixai/quic';
 import { PnetError } from '../../errors.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
-import { QuicConnection } from './connection.js';
+import { QuicConnection, READ_POOL_SIZE } from './connection.js';
 import type { ConnectionHost } from './connection.js';
 
 const quiche = native.quiche;
@@ -125,6 +125,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private batchScheduled = false;
   private microtaskScheduled = false;
   private processing: QuicConnection | undefined;
+  readonly readPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
   private slabOffset = 0;
   private readonly keepAliveTimer: NodeJS.Timeout;
@@ -364,6 +365,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       const timeoutMs = options.timeoutMs ?? 2000;
       await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
       clearInterval(this.keepAliveTimer);
+      // Every peer has our CONNECTION_CLOSE; quiche's draining periods need not outlive the socket.
+      for (const connection of [...this.connections]) connection.dispose();
       await new Promise<void>((resolve) => this.socket.close(() => resolve()));
     })();
     return this.closing;
