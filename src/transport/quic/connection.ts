@@ -15,6 +15,8 @@ const SHUTDOWN_WRITE = 1;
 const CRYPTO_BAD_CERTIFICATE = 0x100 + 42;
 const EMPTY = Buffer.alloc(0);
 const MAX_READ = 64 * 1024;
+/** How long a finished stream is remembered for a graceful close to wait on its last bytes. */
+const FINISHING_MEMORY_MS = 10_000;
 /** Below this many streams, probing each is cheaper than quiche's readable() iterator. */
 const PROBE_LIMIT = 8;
 
@@ -71,8 +73,8 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private readonly streams = new Map<number, QuicStream>();
   private readonly blocked = new Set<QuicStream>();
   private readonly streamWaiters: StreamWaiter[] = [];
-  /** Stream ids fully ended on our side whose last bytes quiche may still be sending. */
-  private readonly finishing = new Set<number>();
+  /** Streams fully ended on our side whose last bytes quiche may still be sending: id → when. */
+  private readonly finishing = new Map<number, number>();
   private readonly skippedRemoteIds = new Set<number>();
   private nextLocalStreamId: number;
   private nextRemoteStreamId: number;
@@ -437,16 +439,20 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
 
   private maybeRelease(stream: QuicStream): void {
     if (stream.readEnded && stream.writeEnded) {
-      this.finishing.add(stream.streamId);
-      // Most are long collected by now: prune in bulk rather than per stream.
-      if (this.finishing.size > 256) this.allAcked();
+      const now = performance.now();
+      this.finishing.set(stream.streamId, now);
+      // Data unacknowledged for that long means the connection is dead anyway: forget old entries unchecked.
+      for (const [id, at] of this.finishing) {
+        if (at > now - FINISHING_MEMORY_MS) break;
+        this.finishing.delete(id);
+      }
       this.release(stream);
     }
   }
 
   /** Forgets finished streams quiche has collected (all their data acknowledged); true when none is left. */
   private allAcked(): boolean {
-    for (const id of this.finishing) {
+    for (const id of this.finishing.keys()) {
       try {
         this.quiche.streamCapacity(id);
       } catch {

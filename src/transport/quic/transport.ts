@@ -312,9 +312,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     // Writes made while this connection is being processed go out in its own flush.
     if (connection === this.processing) return;
     this.dirty.add(connection);
-    if (!this.microtaskScheduled && !this.batchScheduled) {
-      this.microtaskScheduled = true;
-      queueMicrotask(this.runBatch);
+    if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      setImmediate(this.runBatch);
     }
   }
 
