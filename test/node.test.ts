@@ -259,6 +259,43 @@ t.test('a killed peer process: its stream errors within the idle deadline, the n
   t.equal((await a.request(bid, 'echo', 'alive')).toString(), 'alive');
 });
 
+t.test('parallel echoes against a peer process all end (a FIN is never lost to an early ack)', async (t) => {
+  const [a] = await pair();
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/peer.mts', import.meta.url).pathname], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const peer = JSON.parse(line.toString()) as { id: string; address: string };
+  const id = await a.dial(peer.address);
+  const body = randomBytes(64 * 1024);
+  let completed = 0;
+  for (let round = 0; round < 8; round++) {
+    await Promise.all(
+      Array.from({ length: 100 }, async () => {
+        const stream = await a.openStream(id, 'echo');
+        const echoed = collect(stream);
+        stream.end(body);
+        if ((await echoed).equals(body)) completed++;
+      }),
+    );
+  }
+  t.equal(completed, 800, 'every echo came back whole and ended');
+});
+
+t.test('dialing a peer whose connection is closing makes a new connection', async (t) => {
+  const [a, b] = await pair();
+  b.handleRequest('ping', () => 'pong');
+  const id = await a.dial(b.address);
+  const closing = a.disconnect(id);
+  t.equal(await a.dial(b.address, { expectedNodeId: id }), id);
+  t.equal((await a.request(id, 'ping', '')).toString(), 'pong');
+  await closing;
+  t.equal((await a.request(id, 'ping', '')).toString(), 'pong', 'the new connection survives the old one closing');
+});
+
 t.test('bad options and closed nodes give clear errors', async (t) => {
   await t.rejects(createNode({ quic: { maxDatagramSize: 100 } }), { code: 'ERR_BAD_OPTION' });
   await t.rejects(createNode({ listen: 'localhost:0' }), { code: 'ERR_BAD_ADDRESS' });

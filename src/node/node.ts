@@ -179,7 +179,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const expected = options.expectedNodeId;
     if (expected !== undefined) {
       const existing = this.connections.get(expected);
-      if (existing && !existing.closed) return expected;
+      if (existing && !existing.closing) return expected;
     }
     let pending = this.dialing.get(key);
     if (pending === undefined) {
@@ -218,7 +218,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       return;
     }
     const existing = this.connections.get(id);
-    if (existing && !existing.closed) {
+    if (existing && !existing.closing) {
       // Two connections to one peer (simultaneous dial): both ends keep the same one.
       const keep = preferred(existing, connection, this.id);
       const drop = keep === existing ? connection : existing;
@@ -297,7 +297,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private async connectionTo(nodeId: NodeId): Promise<Connection> {
     this.assertOpen();
     const connection = this.connections.get(nodeId);
-    if (connection && !connection.closed) return connection;
+    if (connection && !connection.closing) return connection;
     const address = this.knownAddresses.get(nodeId);
     if (address === undefined) throw new PnetError('ERR_NOT_CONNECTED', `not connected to ${nodeId} and no address known for it`);
     await this.dial(address, { expectedNodeId: nodeId });

@@ -46,10 +46,13 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   readonly remoteNodeId: NodeId;
   readonly localAddress: SocketAddress;
   readonly remoteAddress: SocketAddress;
+  /** The connection is over (closed by either side, or failed). */
   readonly closed: boolean;
+  /** close() was called or the connection is over: it takes no new streams. */
+  readonly closing: boolean;
   /** An id both ends agree on (the dialer's connection id), used to break ties between duplicates. */
   readonly connectionKey: string;
-  /** Smoothed round-trip time in milliseconds, as measured by the transport. */
+  /** Smoothed round-trip time in milliseconds, as measured by the transport (whole ms for QUIC). */
   rttMs(): number;
   /** Open a bidirectional stream; waits while the peer's stream limit is reached. */
   openStream(options?: { timeoutMs?: number }): Promise<Stream>;

@@ -26,6 +26,8 @@ export interface ConnectionHost {
   flush(connection: QuicConnection): void;
   /** Asks for `process()` soon (after the current batch of writes). */
   schedule(connection: QuicConnection): void;
+  /** Drains sends now, or at the end of the current `process()` if one is running for it. */
+  flushSoon(connection: QuicConnection): void;
   /** The connection is gone: forget its ids. */
   forget(connection: QuicConnection): void;
   readonly localAddress: SocketAddress;
@@ -80,7 +82,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private nextRemoteStreamId: number;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
-  private closing: Promise<void> | undefined;
+  private closingPromise: Promise<void> | undefined;
   private drained: (() => void) | undefined;
   private closeError: PnetError | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -130,15 +132,18 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     return Buffer.from(this.direction === 'outbound' ? this.quiche.sourceId() : this.quiche.destinationId()).toString('hex');
   }
 
+  /** True from the moment close() is called (or the connection failed): no new streams. */
+  get closing(): boolean {
+    return this.closed || this.closingPromise !== undefined;
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }
 
   rttMs(): number {
-    const paths = this.quiche.pathStats();
-    const rtt = paths[0]?.rtt;
-    // quiche reports the smoothed RTT in nanoseconds.
-    return rtt === undefined ? 0 : rtt / 1e6;
+    // The binding reports quiche's smoothed RTT in whole milliseconds.
+    return this.quiche.pathStats()[0]?.rtt ?? 0;
   }
 
   /** Feeds one datagram (decrypted in place by quiche). */
@@ -197,7 +202,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
 
   async openStream(options?: { timeoutMs?: number }): Promise<QuicStream> {
     for (;;) {
-      if (this.closed || this.closing) throw this.closedError();
+      if (this.closing) throw this.closedError();
       if (this.quiche.peerStreamsLeftBidi() > 0) {
         const id = this.nextLocalStreamId;
         try {
@@ -372,7 +377,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       stream.pendingCallback = callback;
       this.blocked.add(stream);
     }
-    this.host.schedule(this);
+    // A fin goes out before this connection reads another datagram: quiche collects a stream whose
+    // data is all acknowledged as soon as it has a fin offset, and would then never send the FIN.
+    if (fin) this.host.flushSoon(this);
+    else this.host.schedule(this);
   }
 
   private retryBlocked(): void {
@@ -512,9 +520,8 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   }
 
   close(options: CloseOptions = {}): Promise<void> {
-    if (this.closing) return this.closing;
-    this.closing = this.runClose(options);
-    return this.closing;
+    this.closingPromise ??= this.runClose(options);
+    return this.closingPromise;
   }
 
   private async runClose(options: CloseOptions): Promise<void> {

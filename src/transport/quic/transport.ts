@@ -318,6 +318,10 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
   }
 
+  flushSoon(connection: QuicConnection): void {
+    if (connection !== this.processing) this.flush(connection);
+  }
+
   flush(connection: QuicConnection): void {
     const q = connection.quiche;
     const { port, host } = connection.remoteAddress;
