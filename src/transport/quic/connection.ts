@@ -28,6 +28,8 @@ export interface ConnectionHost {
   schedule(connection: QuicConnection): void;
   /** Drains sends now, or at the end of the current `process()` if one is running for it. */
   flushSoon(connection: QuicConnection): void;
+  /** Drains sends after the application had a chance to write (next loop turn), or before the next datagram in. */
+  flushLater(connection: QuicConnection): void;
   /** The connection is gone: forget its ids. */
   forget(connection: QuicConnection): void;
   readonly localAddress: SocketAddress;
@@ -170,10 +172,20 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       if (this.streamWaiters.length > 0) this.wakeStreamWaiters();
       if (this.acked !== undefined && this.allAcked()) this.acked();
     }
-    this.host.flush(this);
+    // Data goes out now. Only an ACK is left otherwise: it waits a moment, so that a reply the
+    // application writes in a later tick (a nextTick, a promise) carries it instead of a packet of its own.
+    if (this.wrote || !this.established) {
+      this.wrote = false;
+      this.host.flush(this);
+    } else {
+      this.host.flushLater(this);
+    }
     if (this.quiche.isClosed() || this.quiche.isDraining()) this.terminate();
     else this.armTimer();
   }
+
+  /** quiche was given something to send since the last flush. */
+  wrote = false;
 
   private completeHandshake(): void {
     let peer: NodeId;
@@ -365,6 +377,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       callback(failure);
       return;
     }
+    this.wrote = true;
     // null: no room at all (and a fin on an empty chunk was not applied either).
     const taken = written ?? -1;
     if (taken === chunk.length || (chunk.length === 0 && !fin)) {
@@ -377,8 +390,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       stream.pendingCallback = callback;
       this.blocked.add(stream);
     }
-    // A fin goes out before this connection reads another datagram: quiche collects a stream whose
-    // data is all acknowledged as soon as it has a fin offset, and would then never send the FIN.
+    // A stream's end leaves at once: nothing is likely to join it.
     if (fin) this.host.flushSoon(this);
     else this.host.schedule(this);
   }
@@ -398,6 +410,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
         continue;
       }
       const taken = written ?? -1;
+      if (taken > 0 || (taken === 0 && stream.pendingFin)) this.wrote = true;
       if (taken !== chunk.length) {
         if (taken > 0) stream.pendingChunk = chunk.subarray(taken);
         continue;
@@ -438,6 +451,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       } catch {
         // already finished in quiche
       }
+      this.wrote = true;
       this.host.schedule(this);
     }
     const callback = this.unblock(stream);
@@ -508,6 +522,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       return;
     }
     this.quiche.onTimeout();
+    this.wrote = true; // loss recovery and ACK timers want their packets out now
     this.process();
     if (this.closed) this.finishIfQuicheClosed();
   };
@@ -516,6 +531,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   keepAlive(): void {
     if (!this.established || this.closed) return;
     this.quiche.sendAckEliciting();
+    this.wrote = true;
     this.host.schedule(this);
   }
 

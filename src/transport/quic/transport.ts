@@ -121,9 +121,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly byCid = new Map<string, QuicConnection>();
   private readonly connections = new Set<QuicConnection>();
   private readonly dirty = new Set<QuicConnection>();
+  /** Connections with only ACKs to send, drained next loop turn (or before their next datagram). */
+  private readonly unflushed = new Set<QuicConnection>();
+  private flushScheduled = false;
   private pendingInbound = 0;
   private batchScheduled = false;
-  private microtaskScheduled = false;
   private processing: QuicConnection | undefined;
   readonly readPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
@@ -248,6 +250,10 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       this.droppedDatagrams++;
       return;
     }
+    // Whatever the application wrote goes out before quiche reads on: quiche 0.18 collects a stream
+    // whose data is all acknowledged as soon as it has a fin offset, so an ACK read before a pending
+    // FIN was sent would make it drop that FIN.
+    if (connection.wrote || this.unflushed.has(connection)) this.flush(connection);
     connection.receive(datagram, performance.now());
     this.dirty.add(connection);
     if (!this.batchScheduled) {
@@ -296,7 +302,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
 
   private readonly runBatch = (): void => {
     this.batchScheduled = false;
-    this.microtaskScheduled = false;
     const dirty = this.dirty;
     while (dirty.size > 0) {
       for (const connection of dirty) {
@@ -322,7 +327,22 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     if (connection !== this.processing) this.flush(connection);
   }
 
+  flushLater(connection: QuicConnection): void {
+    this.unflushed.add(connection);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushAll);
+    }
+  }
+
+  private readonly flushAll = (): void => {
+    this.flushScheduled = false;
+    for (const connection of this.unflushed) this.flush(connection);
+  };
+
   flush(connection: QuicConnection): void {
+    this.unflushed.delete(connection);
+    connection.wrote = false;
     const q = connection.quiche;
     const { port, host } = connection.remoteAddress;
     const max = this.options.maxDatagramSize;
@@ -353,6 +373,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
     this.connections.delete(connection);
     this.dirty.delete(connection);
+    this.unflushed.delete(connection);
   }
 
   private readonly sweep = (): void => {
