@@ -94,23 +94,23 @@ export const CELLS = [
 
   // 2. echo round trips on one stream
   { figure: 'echo', system: 'pnet', variant: 'node API (openStream)', primary: true,
-    params: w({ count: 5000, warmup: 300, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+    params: w({ count: 5000, warmup: 2000, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
   { figure: 'echo', system: 'matrixai-quic', variant: 'high-level classes',
     params: w({ count: 500, warmup: 50, size: KiB }, { count: 200, warmup: 30, size: KiB }) },
   { figure: 'echo', system: 'node-tls', variant: 'TLS 1.3 over TCP',
-    params: w({ count: 5000, warmup: 300, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+    params: w({ count: 5000, warmup: 2000, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
 
   // 3. a new stream per request
   { figure: 'stream-per-request', system: 'pnet', variant: 'node API, request() (negotiated, optimistic)', primary: true,
-    params: w({ count: 3000, warmup: 300, size: KiB, api: 'request' }, { count: 1000, warmup: 200, size: KiB, api: 'request' }) },
+    params: w({ count: 3000, warmup: 2000, size: KiB, api: 'request' }, { count: 1000, warmup: 200, size: KiB, api: 'request' }) },
   { figure: 'stream-per-request', system: 'pnet', variant: 'node API, openStream() awaiting ACCEPT',
-    params: w({ count: 3000, warmup: 300, size: KiB, api: 'openStream' }, { count: 1000, warmup: 200, size: KiB, api: 'openStream' }) },
+    params: w({ count: 3000, warmup: 2000, size: KiB, api: 'openStream' }, { count: 1000, warmup: 200, size: KiB, api: 'openStream' }) },
   { figure: 'stream-per-request', system: 'pnet', variant: 'raw transport stream, no channel negotiation',
-    params: w({ count: 3000, warmup: 300, size: KiB, api: 'transport' }, { count: 1000, warmup: 200, size: KiB, api: 'transport' }) },
+    params: w({ count: 3000, warmup: 2000, size: KiB, api: 'transport' }, { count: 1000, warmup: 200, size: KiB, api: 'transport' }) },
   { figure: 'stream-per-request', system: 'matrixai-quic', variant: 'high-level classes',
     params: w({ count: 300, warmup: 30, size: KiB }, { count: 100, warmup: 20, size: KiB }) },
   { figure: 'stream-per-request', system: 'node-tls', variant: 'HTTP/2 streams over TLS 1.3 (node:http2)',
-    params: w({ count: 3000, warmup: 300, size: KiB }, { count: 1000, warmup: 200, size: KiB }) },
+    params: w({ count: 3000, warmup: 2000, size: KiB }, { count: 1000, warmup: 200, size: KiB }) },
 
   // 4. parallel streams
   { figure: 'parallel', system: 'pnet', variant: 'node API (openStream)', primary: true,
@@ -122,11 +122,11 @@ export const CELLS = [
 
   // 5. connection setup
   { figure: 'connect', system: 'pnet', variant: 'one client node: dial() + request() + disconnect()', primary: true,
-    params: w({ count: 200, warmup: 20, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+    params: w({ count: 200, warmup: 100, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
   { figure: 'connect', system: 'matrixai-quic', variant: 'high-level classes: createQUICClient + stream + destroy',
     params: w({ count: 50, warmup: 5, size: KiB }, { count: 20, warmup: 3, size: KiB }) },
   { figure: 'connect', system: 'node-tls', variant: 'tls.connect + write/read + end',
-    params: w({ count: 200, warmup: 20, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+    params: w({ count: 200, warmup: 100, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
 ];
 
 const WORKLOAD_KEYS = ['bytes', 'count', 'streams', 'size'];

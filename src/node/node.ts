@@ -337,8 +337,13 @@ function peerInfo(connection: Connection): PeerInfo {
     address: formatAddress(connection.remoteAddress),
     transport: connection.transport,
     direction: connection.direction,
-    rttMs: connection.rttMs(),
-    streams: connection.streamCount,
+    // Read on demand: asking quiche for path statistics costs more than a connection's bookkeeping.
+    get rttMs() {
+      return connection.rttMs();
+    },
+    get streams() {
+      return connection.streamCount;
+    },
   };
 }
 

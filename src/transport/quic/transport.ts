@@ -195,7 +195,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     if (this.connections.size >= this.options.maxConnections) {
       throw new PnetError('ERR_BAD_OPTION', `connection limit (${this.options.maxConnections}) reached`);
     }
-    const scid = randomBytes(CID_LEN);
+    const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
     const connection = new QuicConnection(
       this,
@@ -212,6 +212,20 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     connection.process();
     await connection.ready;
     return connection;
+  }
+
+  private cidPool = Buffer.alloc(0);
+  private cidOffset = 0;
+
+  /** A random connection id, cut from a pooled batch of random bytes (one CSPRNG call per 256). */
+  private newConnectionId(): Buffer {
+    if (this.cidOffset + CID_LEN > this.cidPool.length) {
+      this.cidPool = randomBytes(CID_LEN * 256);
+      this.cidOffset = 0;
+    }
+    const id = this.cidPool.subarray(this.cidOffset, this.cidOffset + CID_LEN);
+    this.cidOffset += CID_LEN;
+    return id;
   }
 
   private register(connection: QuicConnection, key: string): void {
@@ -279,7 +293,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
     if (header.ty !== quiche.Type.Initial) return undefined;
     if (this.connections.size >= this.options.maxConnections || this.pendingInbound >= this.options.maxPendingHandshakes) return undefined;
-    const scid = randomBytes(CID_LEN);
+    const scid = this.newConnectionId();
     const connection = new QuicConnection(this, quiche.Connection.accept(scid, null, this.localAddress, remote, this.config), 'inbound', remote, {
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       streamOpenTimeoutMs: this.options.streamOpenTimeoutMs,
