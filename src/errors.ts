@@ -23,6 +23,10 @@ export type PnetErrorCode =
   | 'BAD_FRAME'
   | 'VERSION'
   | 'OVERLOADED'
+  // relay (also REJECT codes)
+  | 'UNREACHABLE'
+  | 'HOP_LIMIT'
+  | 'RELAY_REFUSED'
   | 'ERR_CHANNEL_REGISTERED'
   // node
   | 'ERR_NOT_CONNECTED'

@@ -43,15 +43,26 @@ export const OPEN_FLAG_CREDENTIALS = 0x01;
 export type Metadata = Readonly<Record<string, string>>;
 
 /** The PnetError codes a REJECT frame can carry. */
-export type ChannelRejectCode = 'UNKNOWN_CHANNEL' | 'UNAUTHORIZED' | 'BAD_FRAME' | 'VERSION' | 'OVERLOADED';
+export type ChannelRejectCode =
+  | 'UNKNOWN_CHANNEL'
+  | 'UNAUTHORIZED'
+  | 'BAD_FRAME'
+  | 'VERSION'
+  | 'OVERLOADED'
+  | 'UNREACHABLE'
+  | 'HOP_LIMIT'
+  | 'RELAY_REFUSED';
 
-/** Wire values of the reject codes (u8). 0 and 6..255 are unassigned in version 1. */
+/** Wire values of the reject codes (u8). 0 and 9..255 are unassigned in version 1. */
 export const REJECT_CODE_VALUES: Readonly<Record<ChannelRejectCode, number>> = Object.freeze({
   UNKNOWN_CHANNEL: 1,
   UNAUTHORIZED: 2,
   BAD_FRAME: 3,
   VERSION: 4,
   OVERLOADED: 5,
+  UNREACHABLE: 6,
+  HOP_LIMIT: 7,
+  RELAY_REFUSED: 8,
 });
 const REJECT_CODE_BY_VALUE: readonly (ChannelRejectCode | undefined)[] = [
   undefined,
@@ -60,6 +71,9 @@ const REJECT_CODE_BY_VALUE: readonly (ChannelRejectCode | undefined)[] = [
   'BAD_FRAME',
   'VERSION',
   'OVERLOADED',
+  'UNREACHABLE',
+  'HOP_LIMIT',
+  'RELAY_REFUSED',
 ];
 
 export function isChannelRejectCode(code: unknown): code is ChannelRejectCode {

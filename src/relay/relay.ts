@@ -1,0 +1,160 @@
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import { isNodeId } from '../identity/index.js';
+import type { Identity, NodeId } from '../identity/index.js';
+import type { ChannelRequestInfo } from '../channel/index.js';
+import { tunnelClient, tunnelServer } from './tunnel.js';
+
+/** The reserved channel that carries a stream towards a node that is not a neighbour. */
+export const RELAY_CHANNEL = 'pnet/relay';
+
+export interface RelayOptions {
+  /** Hops a relayed stream may take (default 16). */
+  maxHops?: number;
+  /** Relayed streams one neighbour may have through this node at once (default 256). */
+  maxStreamsPerPeer?: number;
+  /** A relayed stream is cut after this long (default 1 hour). */
+  maxLifetimeMs?: number;
+  /** A relayed stream is cut after this many bytes, both directions together (default 16 GiB). */
+  maxBytes?: number;
+  /** Sees every chunk this node forwards for others (accounting, audits). */
+  onForward?: (chunk: Buffer) => void;
+}
+
+/** What the relay needs from the node around it. */
+export interface RelayHost {
+  readonly identity: Identity;
+  /** The neighbour to send traffic for `destination` through, or null when there is no route. */
+  nextHop(destination: NodeId): NodeId | null;
+  /** Opens a stream to a neighbour on a channel; resolves after ACCEPT, rejects with the REJECT's code. */
+  openToNeighbour(peer: NodeId, channel: string, metadata: Record<string, string>): Promise<Duplex>;
+  /** Serves a stream that came out of a tunnel: channel negotiation, as on a direct stream. */
+  acceptTunnelled(stream: Duplex, origin: NodeId): void;
+}
+
+type Resolved = Required<Omit<RelayOptions, 'onForward'>> & Pick<RelayOptions, 'onForward'>;
+
+/**
+ * Hop-by-hop relay. A hop asks its routing table for the next hop, opens the
+ * next leg before it accepts (so UNREACHABLE, HOP_LIMIT or RELAY_REFUSED from
+ * further down reach the opener as the REJECT code), then splices the two
+ * legs. The two ends run TLS 1.3 inside, so hops see only ciphertext.
+ */
+export class RelayService {
+  private readonly host: RelayHost;
+  private readonly options: Resolved;
+  private readonly perPeer = new Map<NodeId, number>();
+  /** Next legs opened while authorising, waiting for their handler call. */
+  private readonly pending = new WeakMap<ChannelRequestInfo, Duplex>();
+
+  constructor(host: RelayHost, options: RelayOptions = {}) {
+    this.host = host;
+    this.options = {
+      maxHops: options.maxHops ?? 16,
+      maxStreamsPerPeer: options.maxStreamsPerPeer ?? 256,
+      maxLifetimeMs: options.maxLifetimeMs ?? 3_600_000,
+      maxBytes: options.maxBytes ?? 16 * 1024 ** 3,
+      onForward: options.onForward,
+    };
+  }
+
+  /** Opens a tunnel to `destination` through `firstHop`; resolves with the end-to-end TLS stream. */
+  async open(destination: NodeId): Promise<Duplex> {
+    const firstHop = this.host.nextHop(destination);
+    if (firstHop === null) throw new PnetError('UNREACHABLE', `no route to ${destination}`);
+    const leg = await this.host.openToNeighbour(firstHop, RELAY_CHANNEL, {
+      dst: destination,
+      src: this.host.identity.nodeId,
+      hops: String(this.options.maxHops),
+    });
+    return tunnelClient(leg, this.host.identity, destination);
+  }
+
+  /** Authorise hook of the relay channel: decide, and open the next leg before accepting. */
+  readonly authorise = async (info: ChannelRequestInfo): Promise<boolean> => {
+    const { dst, src, hops } = info.metadata;
+    const hopsLeft = Number(hops);
+    if (dst === undefined || src === undefined || !isNodeId(dst) || !isNodeId(src) || !Number.isInteger(hopsLeft) || hopsLeft < 1) {
+      throw new PnetError('RELAY_REFUSED', 'relay request needs dst, src and hops');
+    }
+    if (dst === this.host.identity.nodeId) return true; // we are the destination
+    if (hopsLeft <= 1) throw new PnetError('HOP_LIMIT', `hop limit reached before ${dst}`);
+    const upstream = info.remoteNodeId;
+    if ((this.perPeer.get(upstream) ?? 0) >= this.options.maxStreamsPerPeer) {
+      throw new PnetError('RELAY_REFUSED', `too many relayed streams from ${upstream}`);
+    }
+    const next = this.host.nextHop(dst);
+    if (next === null) throw new PnetError('UNREACHABLE', `no route to ${dst}`);
+    if (next === upstream || next === src) throw new PnetError('RELAY_REFUSED', `routing loop towards ${dst}`);
+    this.count(upstream, 1);
+    try {
+      const leg = await this.host.openToNeighbour(next, RELAY_CHANNEL, { dst, src, hops: String(hopsLeft - 1) });
+      this.pending.set(info, leg);
+      // If the handler never runs (the upstream vanished in between), the next leg must not linger.
+      setTimeout(() => {
+        if (this.pending.get(info) === leg) {
+          this.pending.delete(info);
+          leg.destroy();
+          this.count(upstream, -1);
+        }
+      }, 10_000).unref();
+      return true;
+    } catch (error) {
+      this.count(upstream, -1);
+      throw error;
+    }
+  };
+
+  /** Handler of the relay channel: end of the line (TLS server), or splice with the next leg. */
+  readonly handle = (stream: Duplex, info: ChannelRequestInfo): void => {
+    const leg = this.pending.get(info);
+    if (leg === undefined) {
+      tunnelServer(stream, this.host.identity, 10_000).then(
+        ({ socket, origin }) => this.host.acceptTunnelled(socket, origin),
+        () => undefined, // a failed tunnel handshake concerns only that stream
+      );
+      return;
+    }
+    this.pending.delete(info);
+    this.splice(stream, leg, info.remoteNodeId);
+  };
+
+  private splice(upstream: Duplex, downstream: Duplex, peer: NodeId): void {
+    const { maxBytes, maxLifetimeMs, onForward } = this.options;
+    let bytes = 0;
+    let done = false;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(lifetime);
+      this.count(peer, -1);
+    };
+    const cut = (reason: PnetError): void => {
+      upstream.destroy(reason);
+      downstream.destroy(reason);
+      finish();
+    };
+    const lifetime = setTimeout(() => cut(new PnetError('RELAY_REFUSED', 'relayed stream outlived its lifetime')), maxLifetimeMs);
+    lifetime.unref();
+    const meter = (chunk: Buffer): void => {
+      bytes += chunk.length;
+      onForward?.(chunk);
+      if (bytes > maxBytes) cut(new PnetError('RELAY_REFUSED', 'relayed stream exceeded its byte limit'));
+    };
+    upstream.on('data', meter);
+    downstream.on('data', meter);
+    upstream.pipe(downstream);
+    downstream.pipe(upstream);
+    // A reset on either leg resets the other; ends travel through the pipes.
+    upstream.on('error', () => downstream.destroy());
+    downstream.on('error', () => upstream.destroy());
+    upstream.on('close', finish);
+    downstream.on('close', finish);
+  }
+
+  private count(peer: NodeId, delta: number): void {
+    const n = (this.perPeer.get(peer) ?? 0) + delta;
+    if (n <= 0) this.perPeer.delete(peer);
+    else this.perPeer.set(peer, n);
+  }
+}

@@ -1,0 +1,85 @@
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import { verifyPeerCertificate } from '../identity/index.js';
+import type { Identity, NodeId } from '../identity/index.js';
+
+/** ALPN inside a relayed stream: the two ends run TLS 1.3 with their node certificates. */
+export const TUNNEL_ALPN = 'pnet-tunnel/1';
+
+function baseOptions(identity: Identity): tls.TLSSocketOptions & tls.ConnectionOptions {
+  return {
+    key: identity.keyPem,
+    cert: identity.certPem,
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: [TUNNEL_ALPN],
+    // Self-signed node certificates: pnet checks them itself and pins the node id.
+    rejectUnauthorized: false,
+    requestCert: true,
+  };
+}
+
+function peerId(socket: tls.TLSSocket): NodeId {
+  const certificate = socket.getPeerCertificate(false);
+  return verifyPeerCertificate(certificate && certificate.raw ? [certificate.raw] : null);
+}
+
+/** The opening end: TLS client over `stream`, resolved once the far end proved it is `expected`. */
+export function tunnelClient(stream: Duplex, identity: Identity, expected: NodeId): Promise<tls.TLSSocket> {
+  return new Promise<tls.TLSSocket>((resolve, reject) => {
+    const socket = tls.connect({ ...baseOptions(identity), socket: stream as unknown as import('node:net').Socket });
+    (socket as unknown as { allowHalfOpen: boolean }).allowHalfOpen = true;
+    const fail = (error: Error): void => {
+      socket.destroy();
+      stream.destroy();
+      reject(error instanceof PnetError ? error : new PnetError('ERR_HANDSHAKE', `tunnel to ${expected}: ${error.message}`, { cause: error }));
+    };
+    socket.once('error', fail);
+    socket.once('secureConnect', () => {
+      socket.off('error', fail);
+      let id: NodeId;
+      try {
+        id = peerId(socket);
+      } catch (error) {
+        fail(error as Error);
+        return;
+      }
+      if (id !== expected) {
+        fail(new PnetError('ERR_PEER_ID_MISMATCH', `relayed stream to ${expected} was answered by ${id}`));
+        return;
+      }
+      resolve(socket);
+    });
+  });
+}
+
+/** The destination end: TLS server over `stream`; resolves with the socket and the verified origin. */
+export function tunnelServer(stream: Duplex, identity: Identity, timeoutMs: number): Promise<{ socket: tls.TLSSocket; origin: NodeId }> {
+  return new Promise((resolve, reject) => {
+    const socket = new tls.TLSSocket(stream as unknown as import('node:net').Socket, {
+      ...baseOptions(identity),
+      isServer: true,
+    });
+    (socket as unknown as { allowHalfOpen: boolean }).allowHalfOpen = true;
+    const timer = setTimeout(() => fail(new PnetError('ERR_HANDSHAKE', `tunnel handshake did not finish within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      stream.destroy();
+      reject(error instanceof PnetError ? error : new PnetError('ERR_HANDSHAKE', `tunnel: ${error.message}`, { cause: error }));
+    };
+    const closed = (): void => fail(new PnetError('ERR_HANDSHAKE', 'the relayed stream closed during the tunnel handshake'));
+    socket.once('error', fail);
+    stream.once('close', closed);
+    socket.once('secure', () => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      stream.off('close', closed);
+      try {
+        resolve({ socket, origin: peerId(socket) });
+      } catch (error) {
+        fail(error as Error);
+      }
+    });
+  });
+}
