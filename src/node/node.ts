@@ -7,6 +7,14 @@ import { QuicTransport, formatAddress, parseAddress } from '../transport/index.j
 import type { Connection, QuicTransportOptions, SocketAddress, Stream, TransportKind } from '../transport/index.js';
 import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
 import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
+import { Router } from '../routing/index.js';
+import type { RouterAction, RouterOptions } from '../routing/index.js';
+import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
+import type { RelayOptions } from '../relay/index.js';
+
+/** Reserved channel carrying link-state messages between neighbours. */
+const ROUTING_CHANNEL = 'pnet/routing';
+const RESERVED_PREFIX = 'pnet/';
 
 export interface NodeOptions {
   /** Where to listen for QUIC (UDP): "host:port" or { host, port }. Default "127.0.0.1:0". */
@@ -21,6 +29,30 @@ export interface NodeOptions {
   quic?: Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
   /** Deadline for channel negotiation (OPEN to ACCEPT), both directions (default 10000 ms). */
   negotiationTimeoutMs?: number;
+  /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */
+  routing?: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'> & {
+    /** Neighbour RTT is sampled this often (default 1000 ms). */
+    rttSampleMs?: number;
+  };
+  /** Limits of the streams this node relays for others. */
+  relay?: RelayOptions;
+}
+
+/** A route to a node, as the router sees it. */
+export interface RouteInfo {
+  readonly nodeId: NodeId;
+  /** The neighbour traffic for `nodeId` goes through (the node itself for a neighbour). */
+  readonly nextHop: NodeId;
+  readonly cost: number;
+  readonly hops: number;
+}
+
+/** A change in reachability of one node. */
+export interface RouteEvent {
+  readonly nodeId: NodeId;
+  /** undefined: no longer reachable. */
+  readonly nextHop: NodeId | undefined;
+  readonly previousNextHop: NodeId | undefined;
 }
 
 export interface PeerInfo {
@@ -80,6 +112,7 @@ export interface RequestOptions {
 export interface NodeEvents {
   'peer:up': [peer: PeerInfo];
   'peer:down': [peer: { nodeId: NodeId; error: PnetError | undefined }];
+  route: [change: RouteEvent];
   /** Non-fatal problems (a failed bootstrap dial, a handler that threw). Only emitted when listened to. */
   error: [error: Error];
 }
@@ -95,7 +128,14 @@ const DUPLICATE_GRACE_MS = 500;
 export class PnetNode extends EventEmitter<NodeEvents> {
   readonly identity: Identity;
   private readonly transport: QuicTransport;
+  /** Channels served on direct streams: the user's plus pnet's reserved ones. */
   private readonly registry = new ChannelRegistry();
+  /** Channels served inside relay tunnels: the user's only. */
+  private readonly tunnelRegistry = new ChannelRegistry();
+  private readonly router: Router;
+  private readonly relay: RelayService;
+  private routerTimer: NodeJS.Timeout | undefined;
+  private readonly rttTimer: NodeJS.Timeout;
   private readonly connections = new Map<NodeId, Connection>();
   private readonly dialing = new Map<string, Promise<NodeId>>();
   private readonly knownAddresses = new Map<NodeId, SocketAddress>();
@@ -107,8 +147,23 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.identity = identity;
     this.transport = transport;
     this.negotiationTimeoutMs = options.negotiationTimeoutMs ?? 10_000;
+    const { rttSampleMs = 1000, ...routerOptions } = options.routing ?? {};
+    this.router = new Router({ ...routerOptions, signer: identity });
+    this.relay = new RelayService(
+      {
+        identity,
+        nextHop: (destination) => this.router.nextHop(destination) ?? null,
+        openToNeighbour: (peer, channel, metadata) => this.openDirect(peer, channel, { metadata }),
+        acceptTunnelled: (stream, origin) => this.acceptOn(stream, origin, this.tunnelRegistry),
+      },
+      options.relay,
+    );
+    this.registry.register(RELAY_CHANNEL, (negotiated, info) => this.relay.handle(negotiated.stream, info), { authorise: this.relay.authorise });
+    this.registry.register(ROUTING_CHANNEL, (negotiated, info) => this.receiveRouting(negotiated.stream, info.remoteNodeId));
     transport.on('connection', (connection) => this.adopt(connection));
     transport.on('error', (error) => this.report(error));
+    this.rttTimer = setInterval(() => this.sampleRtt(), rttSampleMs);
+    this.rttTimer.unref();
   }
 
   static async create(options: NodeOptions = {}): Promise<PnetNode> {
@@ -134,11 +189,15 @@ export class PnetNode extends EventEmitter<NodeEvents> {
 
   /** Serves `channel`: the handler gets each accepted stream. */
   handle(channel: string, handler: StreamHandler, options: HandleOptions = {}): void {
-    this.registry.register(
-      channel,
-      (negotiated, info) => handler(decorate(negotiated.stream as Stream, channel, info.remoteNodeId, info.metadata), info) as void | Promise<void>,
-      { ...(options.authorise ? { authorise: options.authorise } : {}), ...(options.metadata ? { metadata: options.metadata } : {}) },
-    );
+    if (channel.startsWith(RESERVED_PREFIX)) throw new PnetError('ERR_BAD_OPTION', `channel names starting with "${RESERVED_PREFIX}" are reserved for pnet`);
+    const registration = {
+      ...(options.authorise ? { authorise: options.authorise } : {}),
+      ...(options.metadata ? { metadata: options.metadata } : {}),
+    };
+    const serve = (negotiated: { stream: Duplex }, info: ChannelRequestInfo): void | Promise<void> =>
+      handler(decorate(negotiated.stream, channel, info.remoteNodeId, info.metadata), info) as void | Promise<void>;
+    this.registry.register(channel, serve, registration);
+    this.tunnelRegistry.register(channel, serve, registration);
   }
 
   /** Serves `channel` as request/response: the whole request in, one reply out. */
@@ -163,7 +222,9 @@ export class PnetNode extends EventEmitter<NodeEvents> {
 
   /** Stops serving `channel`; streams already accepted carry on. */
   unhandle(channel: string): void {
+    if (channel.startsWith(RESERVED_PREFIX)) return;
     this.registry.unregister(channel);
+    this.tunnelRegistry.unregister(channel);
   }
 
   // ---- connections ------------------------------------------------------
@@ -231,6 +292,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.connections.set(id, connection);
     connection.on('close', (error) => this.lost(connection, error));
     this.emit('peer:up', peerInfo(connection));
+    this.apply(this.router.neighbourUp(id, performance.now(), connection.rttMs()));
   }
 
   private lost(connection: Connection, error: PnetError | undefined): void {
@@ -238,13 +300,81 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     if (this.connections.get(id) !== connection) return;
     this.connections.delete(id);
     this.emit('peer:down', { nodeId: id, error });
+    if (!this.closing) this.apply(this.router.neighbourDown(id, performance.now()));
   }
 
   private accept(stream: Stream, remoteNodeId: NodeId): void {
-    acceptChannel(stream, this.registry, remoteNodeId, {
+    this.acceptOn(stream, remoteNodeId, this.registry);
+  }
+
+  private acceptOn(stream: Duplex, remoteNodeId: NodeId, registry: ChannelRegistry): void {
+    acceptChannel(stream, registry, remoteNodeId, {
       timeoutMs: this.negotiationTimeoutMs,
       onHandlerError: (error) => this.report(error instanceof Error ? error : new Error(String(error))),
     }).catch((error: unknown) => this.report(error as Error));
+  }
+
+  // ---- routing ----------------------------------------------------------
+
+  /** Routes to every node the router knows a way to. */
+  routes(): RouteInfo[] {
+    return this.router.routes().map((route) => ({ nodeId: route.dest, nextHop: route.nextHop, cost: route.cost, hops: route.hops }));
+  }
+
+  /** Node ids from this node to `nodeId`, both included; undefined when unreachable. */
+  path(nodeId: NodeId): NodeId[] | undefined {
+    return this.router.path(nodeId);
+  }
+
+  /** Carries out what the router asked for, and wakes it when it next has work. */
+  private apply(actions: readonly RouterAction[]): void {
+    for (const action of actions) {
+      if (action.type === 'send') this.sendRouting(action.to, action.bytes);
+      else for (const change of action.changed) this.emit('route', { nodeId: change.dest, nextHop: change.nextHop, previousNextHop: change.previousNextHop });
+    }
+    if (this.closing) return;
+    const deadline = this.router.nextDeadline();
+    if (this.routerTimer) clearTimeout(this.routerTimer);
+    this.routerTimer = undefined;
+    if (deadline !== undefined) {
+      this.routerTimer = setTimeout(() => {
+        this.routerTimer = undefined;
+        this.apply(this.router.tick(performance.now()));
+      }, Math.max(0, deadline - performance.now()));
+      this.routerTimer.unref();
+    }
+  }
+
+  private sendRouting(to: NodeId, bytes: Uint8Array): void {
+    const connection = this.connections.get(to);
+    if (!connection || connection.closing) return; // the router republishes; a lost message is repaired by refresh
+    connection.openStream().then(
+      (stream) => {
+        const negotiated = openChannel(stream, ROUTING_CHANNEL);
+        negotiated.accepted.catch(() => undefined);
+        stream.on('error', () => undefined);
+        stream.resume();
+        stream.end(bytes);
+      },
+      () => undefined,
+    );
+  }
+
+  private receiveRouting(stream: Duplex, from: NodeId): void {
+    readAll(stream, 1024 * 1024, 'ERR_REQUEST_TOO_LARGE').then(
+      (bytes) => {
+        stream.end();
+        if (!this.closing) this.apply(this.router.recordReceived(from, bytes, performance.now()));
+      },
+      () => stream.destroy(),
+    );
+  }
+
+  private sampleRtt(): void {
+    const now = performance.now();
+    for (const [id, connection] of this.connections) {
+      if (!connection.closing) this.apply(this.router.rttSample(id, connection.rttMs(), now));
+    }
   }
 
   // ---- streams ----------------------------------------------------------
@@ -255,8 +385,24 @@ export class PnetNode extends EventEmitter<NodeEvents> {
    * once with `optimistic: true`.
    */
   async openStream(nodeId: NodeId, channel: string, options: OpenStreamOptions = {}): Promise<PnetStream> {
-    const connection = await this.connectionTo(nodeId);
-    const stream = await connection.openStream();
+    this.assertOpen();
+    if (channel.startsWith(RESERVED_PREFIX)) throw new PnetError('ERR_BAD_OPTION', `channel names starting with "${RESERVED_PREFIX}" are reserved for pnet`);
+    const direct = this.connections.get(nodeId);
+    let stream: Duplex;
+    if (direct && !direct.closing) stream = await direct.openStream();
+    else if (this.router.nextHop(nodeId) !== undefined) stream = await this.relay.open(nodeId);
+    else stream = await (await this.connectionTo(nodeId)).openStream();
+    return this.negotiate(stream, nodeId, channel, options);
+  }
+
+  /** Opens a stream on a direct connection only (the relay's legs, pnet's own channels). */
+  private async openDirect(nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream> {
+    const connection = this.connections.get(nodeId);
+    if (!connection || connection.closing) throw new PnetError('UNREACHABLE', `next hop ${nodeId} is not connected`);
+    return this.negotiate(await connection.openStream(), nodeId, channel, options);
+  }
+
+  private async negotiate(stream: Duplex, nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream> {
     const negotiated = openChannel(stream, channel, {
       ...(options.metadata ? { metadata: options.metadata } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
@@ -299,7 +445,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const connection = this.connections.get(nodeId);
     if (connection && !connection.closing) return connection;
     const address = this.knownAddresses.get(nodeId);
-    if (address === undefined) throw new PnetError('ERR_NOT_CONNECTED', `not connected to ${nodeId} and no address known for it`);
+    if (address === undefined) throw new PnetError('UNREACHABLE', `no route to ${nodeId} and no address known for it`);
     await this.dial(address, { expectedNodeId: nodeId });
     const dialed = this.connections.get(nodeId);
     if (!dialed) throw new PnetError('ERR_NOT_CONNECTED', `connection to ${nodeId} closed right after it opened`);
@@ -310,8 +456,18 @@ export class PnetNode extends EventEmitter<NodeEvents> {
 
   /** Drains open streams (bounded by timeoutMs, default 2000), closes every connection and the socket. */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
-    this.closing ??= this.transport.close(options);
+    if (!this.closing) {
+      clearInterval(this.rttTimer);
+      if (this.routerTimer) clearTimeout(this.routerTimer);
+      this.routerTimer = undefined;
+      this.closing = this.transport.close(options);
+    }
     return this.closing;
+  }
+
+  /** close() was called. */
+  get closed(): boolean {
+    return this.closing !== undefined;
   }
 
   private assertOpen(): void {
@@ -349,7 +505,7 @@ function peerInfo(connection: Connection): PeerInfo {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-function decorate(stream: Stream, channel: string, remoteNodeId: NodeId, metadata: Metadata | undefined): PnetStream {
+function decorate(stream: Duplex, channel: string, remoteNodeId: NodeId, metadata: Metadata | undefined): PnetStream {
   const result = stream as unknown as Mutable<PnetStream>;
   result.channel = channel;
   result.remoteNodeId = remoteNodeId;

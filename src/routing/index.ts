@@ -1,0 +1,18 @@
+/**
+ * The routing layer: the sans-IO link-state router (router/) over the routing table (table/,
+ * native addon with a TypeScript twin). This file is the only public door of src/routing.
+ */
+export { Router, TsPathComputer, tsPathComputer, RoutingSimulation } from './router/index.js';
+export type {
+  RouterOptions,
+  CostOptions,
+  RouterAction,
+  RouteChange,
+  RouterStats,
+  NeighbourInfo,
+  RecordInfo,
+  PathComputer,
+  PathComputerFactory,
+  Route,
+  Link,
+} from './router/index.js';

@@ -1,0 +1,338 @@
+/**
+ * Binary codec of link-state records and of the routing messages that carry
+ * them between neighbours. Sans-IO, synchronous. The byte layout is written
+ * down in docs/ROUTING.md; keep the two in step.
+ *
+ * Record (all integers unsigned big-endian):
+ *
+ *   off  size  field
+ *     0     4  magic "pnLS" (70 6e 4c 53): also the signature's domain separator
+ *     4     1  version (1)
+ *     5     1  flags (0; other values are malformed in version 1)
+ *     6    32  origin: raw Ed25519 public key of the node the record describes
+ *    38     8  sequence number (u64)
+ *    46     4  lifetime in ms (>= 1)
+ *    50     2  link count n (<= maxLinks, at most MAX_LINKS)
+ *    52  36*n  links, strictly ascending by key bytes: 32-byte neighbour key, u32 cost (1..MAX_COST)
+ *  52+36n  64  Ed25519 signature by the origin over bytes [0, 52+36n)
+ *
+ * Message (what a 'send' action carries):
+ *
+ *     0     1  type 0xB1 (link-state records)
+ *     1     1  version (1)
+ *     2     2  entry count (>= 1)
+ *     4   ...  entries: u32 remaining lifetime (ms), u32 record length, record
+ *
+ * Decoders bound every length before slicing or allocating and never throw on
+ * remote input: they return a drop reason instead.
+ */
+import { Buffer } from 'node:buffer';
+import { nodeIdFromPublicKey, nodeIdToBytes, verifySignature, type NodeId } from '../../identity/index.js';
+import type { Link } from './path-computer.js';
+
+export const RECORD_MAGIC: readonly number[] = [0x70, 0x6e, 0x4c, 0x53];
+export const RECORD_VERSION = 1;
+export const RECORD_HEADER_BYTES = 52;
+export const LINK_BYTES = 36;
+export const KEY_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+/** Smallest record: no links. */
+export const MIN_RECORD_BYTES = RECORD_HEADER_BYTES + SIGNATURE_BYTES;
+/** Protocol cap on the links of one record (a node with more neighbours announces its cheapest MAX_LINKS). */
+export const MAX_LINKS = 1024;
+/** Largest link cost; keeps path sums exact in a double for any realistic path length. */
+export const MAX_COST = 0xffffff;
+/** Largest sequence number (u64). */
+export const MAX_SEQUENCE = 0xffff_ffff_ffff_ffffn;
+export const MAX_LIFETIME_MS = 0xffff_ffff;
+
+export const MESSAGE_TYPE_RECORDS = 0xb1;
+export const MESSAGE_VERSION = 1;
+export const MESSAGE_HEADER_BYTES = 4;
+export const ENTRY_HEADER_BYTES = 8;
+export const MAX_ENTRIES = 0xffff;
+
+/** Size of a record with `links` links. */
+export function recordBytes(links: number): number {
+  return RECORD_HEADER_BYTES + LINK_BYTES * links + SIGNATURE_BYTES;
+}
+
+/** Largest record the decoder accepts for a given link cap. */
+export function maxRecordBytes(maxLinks: number = MAX_LINKS): number {
+  return recordBytes(Math.min(maxLinks, MAX_LINKS));
+}
+
+/** Why a record or message was dropped (the names of the router's drop counters). */
+export type DropReason =
+  | 'forged' // signature does not verify under the origin's key (tampered, or signed by another key)
+  | 'unsigned' // signature field all zero
+  | 'replayed' // sequence number older than the known one, or same number with other bytes
+  | 'oversized' // message, record or link count over its bound
+  | 'malformed' // does not parse
+  | 'expired' // arrived with no lifetime left
+  | 'notNeighbour' // came from a node that is not an up neighbour
+  | 'tableFull'; // a new origin while the map holds maxRecords records
+
+/** A decoded (and, once in the router, verified) link-state record. Immutable; may be shared between routers. */
+export interface LinkStateRecord {
+  readonly origin: NodeId;
+  readonly seq: bigint;
+  readonly lifetimeMs: number;
+  /** Ascending by key bytes, as signed. */
+  readonly links: readonly Link[];
+  /** The same links by neighbour id, for the two-way check. */
+  readonly linkCost: ReadonlyMap<NodeId, number>;
+  /** The whole record, signature included, exactly as signed. */
+  readonly bytes: Uint8Array;
+}
+
+export interface RecordFields {
+  readonly origin: NodeId;
+  readonly seq: bigint;
+  readonly lifetimeMs: number;
+  readonly links: readonly Link[];
+}
+
+export type DecodeResult<T> = { ok: true; value: T } | { ok: false; reason: DropReason; detail: string };
+
+function fail<T>(reason: DropReason, detail: string): DecodeResult<T> {
+  return { ok: false, reason, detail };
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+// ---------------------------------------------------------------------------
+// Node id <-> key bytes, cached: every router converts the same few thousand
+// keys over and over (and in a simulation, a thousand routers share them).
+
+const ID_CACHE_LIMIT = 1 << 16;
+const idByKey = new Map<string, NodeId>();
+const keyById = new Map<NodeId, Buffer>();
+
+/** Node id of the 32 key bytes at `offset` of `buf`. */
+export function nodeIdAt(buf: Buffer, offset: number): NodeId {
+  const k = buf.toString('latin1', offset, offset + KEY_BYTES);
+  let id = idByKey.get(k);
+  if (id === undefined) {
+    id = nodeIdFromPublicKey(buf.subarray(offset, offset + KEY_BYTES));
+    if (idByKey.size >= ID_CACHE_LIMIT) idByKey.clear();
+    idByKey.set(k, id);
+  }
+  return id;
+}
+
+/** The 32 key bytes of a node id (shared, do not modify). */
+export function keyBytesOf(id: NodeId): Buffer {
+  let key = keyById.get(id);
+  if (key === undefined) {
+    key = Buffer.from(nodeIdToBytes(id));
+    if (keyById.size >= ID_CACHE_LIMIT) keyById.clear();
+    keyById.set(id, key);
+  }
+  return key;
+}
+
+// ---------------------------------------------------------------------------
+// Records
+
+/**
+ * Encodes and signs a record. Links are sorted into canonical order (ascending
+ * key bytes). Throws RangeError/TypeError on bad local input (a programming
+ * error, never remote data).
+ */
+export function encodeRecord(fields: RecordFields, sign: (data: Uint8Array) => Uint8Array): Uint8Array {
+  const { origin, seq, lifetimeMs, links } = fields;
+  if (typeof seq !== 'bigint' || seq < 0n || seq > MAX_SEQUENCE) throw new RangeError(`sequence number out of range: ${String(seq)}`);
+  if (!Number.isInteger(lifetimeMs) || lifetimeMs < 1 || lifetimeMs > MAX_LIFETIME_MS) throw new RangeError(`lifetime out of range: ${lifetimeMs}`);
+  if (links.length > MAX_LINKS) throw new RangeError(`at most ${MAX_LINKS} links, got ${links.length}`);
+  const originKey = keyBytesOf(origin);
+  const sorted = links.map((l) => {
+    if (!Number.isInteger(l.cost) || l.cost < 1 || l.cost > MAX_COST) throw new RangeError(`link cost out of range: ${l.cost}`);
+    if (l.to === origin) throw new RangeError('a record cannot link its origin to itself');
+    return { key: keyBytesOf(l.to), cost: l.cost };
+  });
+  sorted.sort((a, b) => Buffer.compare(a.key, b.key));
+  const size = recordBytes(sorted.length);
+  const buf = Buffer.alloc(size);
+  buf.set(RECORD_MAGIC, 0);
+  buf[4] = RECORD_VERSION;
+  buf[5] = 0;
+  buf.set(originKey, 6);
+  buf.writeBigUInt64BE(seq, 38);
+  buf.writeUInt32BE(lifetimeMs, 46);
+  buf.writeUInt16BE(sorted.length, 50);
+  let off = RECORD_HEADER_BYTES;
+  let prev: Buffer | undefined;
+  for (const l of sorted) {
+    if (prev !== undefined && Buffer.compare(prev, l.key) === 0) throw new RangeError('duplicate link');
+    buf.set(l.key, off);
+    buf.writeUInt32BE(l.cost, off + KEY_BYTES);
+    off += LINK_BYTES;
+    prev = l.key;
+  }
+  const signature = sign(buf.subarray(0, off));
+  if (!(signature instanceof Uint8Array) || signature.length !== SIGNATURE_BYTES) throw new TypeError('sign() must return 64 bytes');
+  buf.set(signature, off);
+  return buf;
+}
+
+/** Origin id and sequence number of a record, read without decoding the rest. Call only on >= MIN_RECORD_BYTES bytes. */
+export function peekRecord(buf: Buffer): { origin: NodeId; seq: bigint } {
+  return { origin: nodeIdAt(buf, 6), seq: buf.readBigUInt64BE(38) };
+}
+
+/**
+ * Parses a record (structure and bounds only: the signature is NOT checked
+ * here, see verifyRecord). The returned record keeps a view of `bytes`.
+ */
+export function decodeRecord(bytes: Uint8Array, maxLinks: number = MAX_LINKS): DecodeResult<LinkStateRecord> {
+  const buf = asBuffer(bytes);
+  if (buf.length < MIN_RECORD_BYTES) return fail('malformed', `record of ${buf.length} bytes is shorter than ${MIN_RECORD_BYTES}`);
+  if (buf[0] !== RECORD_MAGIC[0] || buf[1] !== RECORD_MAGIC[1] || buf[2] !== RECORD_MAGIC[2] || buf[3] !== RECORD_MAGIC[3]) {
+    return fail('malformed', 'bad record magic');
+  }
+  if (buf[4] !== RECORD_VERSION) return fail('malformed', `record version ${buf[4]} is not supported`);
+  if (buf[5] !== 0) return fail('malformed', `record flags ${buf[5]} must be 0`);
+  const count = buf.readUInt16BE(50);
+  const cap = Math.min(maxLinks, MAX_LINKS);
+  if (count > cap) return fail('oversized', `record has ${count} links, at most ${cap} allowed`);
+  if (buf.length !== recordBytes(count)) return fail('malformed', `record of ${count} links must be ${recordBytes(count)} bytes, got ${buf.length}`);
+  const lifetimeMs = buf.readUInt32BE(46);
+  if (lifetimeMs === 0) return fail('malformed', 'record lifetime is 0');
+  const origin = nodeIdAt(buf, 6);
+  const seq = buf.readBigUInt64BE(38);
+  const links: Link[] = new Array(count);
+  const linkCost = new Map<NodeId, number>();
+  let off = RECORD_HEADER_BYTES;
+  for (let i = 0; i < count; i++, off += LINK_BYTES) {
+    // buf.compare(target = previous key, ..., source = this key): 1 when this key sorts after the previous one.
+    if (i > 0 && buf.compare(buf, off - LINK_BYTES, off - LINK_BYTES + KEY_BYTES, off, off + KEY_BYTES) <= 0) {
+      return fail('malformed', 'links are not in strictly ascending key order (or repeat a neighbour)');
+    }
+    const to = nodeIdAt(buf, off);
+    if (to === origin) return fail('malformed', 'record links its origin to itself');
+    const cost = buf.readUInt32BE(off + KEY_BYTES);
+    if (cost < 1 || cost > MAX_COST) return fail('malformed', `link cost ${cost} is outside 1..${MAX_COST}`);
+    links[i] = { to, cost };
+    linkCost.set(to, cost);
+  }
+  return { ok: true, value: { origin, seq, lifetimeMs, links, linkCost, bytes: buf } };
+}
+
+/** Signature verification hook: same contract as identity's verifySignature. */
+export type VerifyFn = (nodeId: NodeId, data: Uint8Array, signature: Uint8Array) => boolean;
+
+/**
+ * Checks the record's signature against its origin's key (the node id is the
+ * public key, so the origin field is never trusted otherwise).
+ */
+export function verifyRecord(record: LinkStateRecord, verify: VerifyFn = verifySignature): 'ok' | 'unsigned' | 'forged' {
+  const buf = asBuffer(record.bytes);
+  const sigOff = buf.length - SIGNATURE_BYTES;
+  const signature = buf.subarray(sigOff);
+  let zero = true;
+  for (let i = 0; i < SIGNATURE_BYTES; i++) {
+    if (signature[i] !== 0) {
+      zero = false;
+      break;
+    }
+  }
+  if (zero) return 'unsigned';
+  return verify(record.origin, buf.subarray(0, sigOff), signature) ? 'ok' : 'forged';
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+export interface MessageEntry {
+  /** Lifetime left, ms, as the sender saw it (1..2^32-1). */
+  readonly remainingMs: number;
+  /** The record bytes (a view into the message when decoded). */
+  readonly record: Uint8Array;
+}
+
+/** Bytes an entry takes in a message. */
+export function entryBytes(recordLength: number): number {
+  return ENTRY_HEADER_BYTES + recordLength;
+}
+
+/** Encodes one message. The caller keeps it within its size bound (see packMessages). */
+export function encodeMessage(entries: readonly MessageEntry[]): Uint8Array {
+  if (entries.length < 1 || entries.length > MAX_ENTRIES) throw new RangeError(`a message carries 1..${MAX_ENTRIES} records, got ${entries.length}`);
+  let size = MESSAGE_HEADER_BYTES;
+  for (const e of entries) size += entryBytes(e.record.length);
+  const buf = Buffer.allocUnsafe(size);
+  buf[0] = MESSAGE_TYPE_RECORDS;
+  buf[1] = MESSAGE_VERSION;
+  buf.writeUInt16BE(entries.length, 2);
+  let off = MESSAGE_HEADER_BYTES;
+  for (const e of entries) {
+    const remaining = Math.min(MAX_LIFETIME_MS, Math.max(0, Math.floor(e.remainingMs)));
+    buf.writeUInt32BE(remaining, off);
+    buf.writeUInt32BE(e.record.length, off + 4);
+    buf.set(e.record, off + ENTRY_HEADER_BYTES);
+    off += entryBytes(e.record.length);
+  }
+  return buf;
+}
+
+/** Splits entries into as few messages as fit in `maxMessageBytes` each (in order). */
+export function packMessages(entries: readonly MessageEntry[], maxMessageBytes: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let batch: MessageEntry[] = [];
+  let size = MESSAGE_HEADER_BYTES;
+  for (const e of entries) {
+    const n = entryBytes(e.record.length);
+    if (MESSAGE_HEADER_BYTES + n > maxMessageBytes) throw new RangeError(`a record of ${e.record.length} bytes does not fit a message of ${maxMessageBytes} bytes`);
+    if (batch.length > 0 && (size + n > maxMessageBytes || batch.length === MAX_ENTRIES)) {
+      out.push(encodeMessage(batch));
+      batch = [];
+      size = MESSAGE_HEADER_BYTES;
+    }
+    batch.push(e);
+    size += n;
+  }
+  if (batch.length > 0) out.push(encodeMessage(batch));
+  return out;
+}
+
+export interface DecodedEntry {
+  readonly remainingMs: number;
+  /** View into the message; undefined when the entry's length exceeds the record bound (dropped as oversized). */
+  readonly record: Buffer | undefined;
+}
+
+/**
+ * Walks a message's envelope. The structure must be consistent as a whole
+ * (header, every entry length, no trailing bytes); an entry whose record
+ * length is over `recordLimit` is kept with `record: undefined` so the caller
+ * can count it as oversized and go on with the others.
+ */
+export function decodeMessage(bytes: Uint8Array, maxMessageBytes: number, recordLimit: number = maxRecordBytes()): DecodeResult<DecodedEntry[]> {
+  const buf = asBuffer(bytes);
+  if (buf.length > maxMessageBytes) return fail('oversized', `message of ${buf.length} bytes exceeds ${maxMessageBytes}`);
+  if (buf.length < MESSAGE_HEADER_BYTES) return fail('malformed', `message of ${buf.length} bytes is shorter than its header`);
+  if (buf[0] !== MESSAGE_TYPE_RECORDS) return fail('malformed', `unknown message type 0x${buf[0]!.toString(16)}`);
+  if (buf[1] !== MESSAGE_VERSION) return fail('malformed', `message version ${buf[1]} is not supported`);
+  const count = buf.readUInt16BE(2);
+  if (count === 0) return fail('malformed', 'message carries no record');
+  // Cheapest entry is a header and a minimal record: bound the count before allocating.
+  if (count > Math.floor((buf.length - MESSAGE_HEADER_BYTES) / entryBytes(MIN_RECORD_BYTES))) {
+    return fail('malformed', `message of ${buf.length} bytes cannot hold ${count} records`);
+  }
+  const entries: DecodedEntry[] = new Array(count);
+  let off = MESSAGE_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    if (off + ENTRY_HEADER_BYTES > buf.length) return fail('malformed', `entry ${i} header runs past the end`);
+    const remainingMs = buf.readUInt32BE(off);
+    const length = buf.readUInt32BE(off + 4);
+    off += ENTRY_HEADER_BYTES;
+    if (length > buf.length - off) return fail('malformed', `entry ${i} of ${length} bytes runs past the end`);
+    entries[i] = { remainingMs, record: length > recordLimit ? undefined : buf.subarray(off, off + length) };
+    off += length;
+  }
+  if (off !== buf.length) return fail('malformed', `${buf.length - off} trailing bytes after the last record`);
+  return { ok: true, value: entries };
+}

@@ -1,0 +1,771 @@
+/**
+ * Sans-IO link-state router.
+ *
+ * A Router is fed events - neighbourUp, neighbourDown, rttSample,
+ * recordReceived, tick - each with the current time in ms, and returns the
+ * actions the IO glue must carry out: send bytes to a neighbour, or note that
+ * routes changed. It owns no socket and no timer and never reads a clock: the
+ * glue calls tick() at nextDeadline() (or on a fixed short cadence).
+ *
+ * See docs/ROUTING.md for the protocol and the timers.
+ */
+import { Buffer } from 'node:buffer';
+import { PnetError } from '../../errors.js';
+import { verifySignature, type NodeId } from '../../identity/index.js';
+import {
+  decodeMessage,
+  decodeRecord,
+  encodeMessage,
+  encodeRecord,
+  MAX_COST,
+  MAX_LINKS,
+  MAX_LIFETIME_MS,
+  MAX_SEQUENCE,
+  maxRecordBytes,
+  MESSAGE_HEADER_BYTES,
+  ENTRY_HEADER_BYTES,
+  MIN_RECORD_BYTES,
+  packMessages,
+  peekRecord,
+  RECORD_MAGIC,
+  RECORD_VERSION,
+  verifyRecord,
+  type DropReason,
+  type LinkStateRecord,
+  type MessageEntry,
+  type VerifyFn,
+} from './codec.js';
+import { tsPathComputer, type Link, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
+import type { RecordCache } from './record-cache.js';
+
+/** What the router needs of an identity (Identity satisfies it). */
+export interface RecordSigner {
+  readonly nodeId: NodeId;
+  /** Ed25519 signature (64 bytes) over data. */
+  sign(data: Uint8Array): Uint8Array;
+}
+
+/** How link costs follow RTT. cost = clamp(base + round(srttMs / unitMs), 1, MAX_COST). */
+export interface CostOptions {
+  /** RTT per cost unit, ms (default 1). */
+  unitMs?: number;
+  /** Cost added per link, so that hop count breaks near-ties (default 1). */
+  base?: number;
+  /** EWMA weight of a new RTT sample (default 1/8, as TCP's SRTT). */
+  smoothing?: number;
+  /** The announced cost moves only when the new one differs by at least max(hysteresisMin, hysteresisRatio * current). Defaults 2 and 0.2. */
+  hysteresisMin?: number;
+  hysteresisRatio?: number;
+  /** RTT assumed for a neighbour until its first sample (default 100 ms). */
+  defaultRttMs?: number;
+}
+
+export interface RouterOptions {
+  signer: RecordSigner;
+  /** Lifetime written into our records (default 60 s). */
+  recordLifetimeMs?: number;
+  /** Our record is re-published this often (default 20 s, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
+  refreshIntervalMs?: number;
+  /** Fraction of refreshIntervalMs taken off at random, so nodes do not refresh in step (default 0.1). */
+  refreshJitter?: number;
+  /** A change of our links is published this long after it (coalesces bursts; default 50 ms). */
+  publishDelayMs?: number;
+  /** At least this long between two of our publications, except sequence recovery (default 1 s). */
+  minPublishIntervalMs?: number;
+  /** Shortest paths are recomputed this long after the first change (default 10 ms)... */
+  spfDelayMs?: number;
+  /** ...and at most once per this interval (default 100 ms). 0 and 0 recompute inside the event. */
+  spfMinIntervalMs?: number;
+  /** Most links in one record, ours or received (default and cap 1024). */
+  maxLinks?: number;
+  /** Largest message sent or accepted (default 64 KiB; at least one largest record). */
+  maxMessageBytes?: number;
+  /** Most origins kept in the map (default 100,000); records of new origins beyond it are dropped. */
+  maxRecords?: number;
+  /** Received records are kept at most this long, whatever they claim (default 1 h). */
+  maxRecordLifetimeMs?: number;
+  /** First sequence number we use (default 1). Restarts recover anyway, see docs. */
+  initialSequence?: bigint;
+  cost?: CostOptions;
+  /** Signature check (default identity's verifySignature). */
+  verify?: VerifyFn;
+  /** Shared verified-record cache (simulations). */
+  recordCache?: RecordCache;
+  /** Random source in [0, 1) for jitter (default Math.random). */
+  random?: () => number;
+  /** Shortest-path implementation (default the TypeScript one). */
+  pathComputer?: PathComputerFactory;
+}
+
+export interface RouteChange {
+  readonly dest: NodeId;
+  /** undefined: no longer reachable. */
+  readonly nextHop: NodeId | undefined;
+  /** undefined: was not reachable. */
+  readonly previousNextHop: NodeId | undefined;
+  readonly cost?: number;
+  readonly hops?: number;
+}
+
+export type RouterAction =
+  | { readonly type: 'send'; readonly to: NodeId; readonly bytes: Uint8Array }
+  | { readonly type: 'routes-changed'; readonly changed: readonly RouteChange[] };
+
+export interface NeighbourInfo {
+  readonly nodeId: NodeId;
+  /** Cost we announce for the link. */
+  readonly cost: number;
+  /** Smoothed RTT, ms; undefined before the first sample. */
+  readonly srttMs: number | undefined;
+}
+
+export interface RecordInfo {
+  readonly origin: NodeId;
+  readonly seq: bigint;
+  readonly lifetimeMs: number;
+  readonly links: readonly Link[];
+  /** Local time (ms, same clock as the events) at which the record is dropped unless refreshed. */
+  readonly expiresAt: number;
+  readonly bytes: Uint8Array;
+}
+
+export interface RouterStats {
+  messagesReceived: number;
+  recordsReceived: number;
+  /** New record versions stored (and flooded). */
+  recordsAccepted: number;
+  /** Copies of a version already held (normal flooding redundancy). */
+  duplicates: number;
+  messagesSent: number;
+  recordsSent: number;
+  /** Our own records signed. */
+  published: number;
+  /** Times we met our own record with a higher (or conflicting) sequence number and jumped above it. */
+  sequenceRecovered: number;
+  /** Records removed because they were not refreshed in time. */
+  expiredRecords: number;
+  spfRuns: number;
+  /** Records (or whole messages, for message-level faults) dropped, by reason. */
+  dropped: Record<DropReason, number>;
+}
+
+interface Stored {
+  readonly rec: LinkStateRecord;
+  readonly expiresAt: number;
+}
+
+interface Neighbour {
+  srtt: number | undefined;
+  cost: number;
+}
+
+interface Outgoing {
+  readonly bytes: Uint8Array;
+  readonly expiresAt: number;
+}
+
+/** Min-heap of (time, id), lazy deletion by the caller. */
+class ExpiryHeap {
+  #at: number[] = [];
+  #id: NodeId[] = [];
+
+  get size(): number {
+    return this.#at.length;
+  }
+
+  peek(): number | undefined {
+    return this.#at[0];
+  }
+
+  push(at: number, id: NodeId): void {
+    const a = this.#at;
+    const d = this.#id;
+    let i = a.length;
+    a.push(at);
+    d.push(id);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]! <= at) break;
+      a[i] = a[p]!;
+      d[i] = d[p]!;
+      i = p;
+    }
+    a[i] = at;
+    d[i] = id;
+  }
+
+  pop(): [number, NodeId] {
+    const a = this.#at;
+    const d = this.#id;
+    const top: [number, NodeId] = [a[0]!, d[0]!];
+    const at = a.pop()!;
+    const id = d.pop()!;
+    const n = a.length;
+    if (n > 0) {
+      let i = 0;
+      for (;;) {
+        let c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && a[c + 1]! < a[c]!) c++;
+        if (a[c]! >= at) break;
+        a[i] = a[c]!;
+        d[i] = d[c]!;
+        i = c;
+      }
+      a[i] = at;
+      d[i] = id;
+    }
+    return top;
+  }
+
+  /** Rebuilds from the live entries. */
+  rebuild(entries: Iterable<[number, NodeId]>): void {
+    this.#at = [];
+    this.#id = [];
+    for (const [at, id] of entries) this.push(at, id);
+  }
+}
+
+function option(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const v = value ?? fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
+    throw new PnetError('ERR_BAD_OPTION', `router option ${name} must be a number in ${min}..${max}, got ${String(value)}`);
+  }
+  return v;
+}
+
+function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | null): boolean {
+  if (a === b) return true;
+  if (a == null || b === null || a.length !== b.length) return (a ?? null) === b;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.to !== b[i]!.to || a[i]!.cost !== b[i]!.cost) return false;
+  }
+  return true;
+}
+
+function isRecordStart(buf: Buffer): boolean {
+  return buf[0] === RECORD_MAGIC[0] && buf[1] === RECORD_MAGIC[1] && buf[2] === RECORD_MAGIC[2] && buf[3] === RECORD_MAGIC[3] && buf[4] === RECORD_VERSION;
+}
+
+export class Router {
+  readonly nodeId: NodeId;
+  readonly #signer: RecordSigner;
+  readonly #lifetimeMs: number;
+  readonly #refreshMs: number;
+  readonly #refreshJitter: number;
+  readonly #publishDelayMs: number;
+  readonly #minPublishMs: number;
+  readonly #spfDelayMs: number;
+  readonly #spfMinMs: number;
+  readonly #maxLinks: number;
+  readonly #maxMessageBytes: number;
+  readonly #maxRecordBytes: number;
+  readonly #maxRecords: number;
+  readonly #maxRecordLifetimeMs: number;
+  readonly #costUnit: number;
+  readonly #costBase: number;
+  readonly #smoothing: number;
+  readonly #hystMin: number;
+  readonly #hystRatio: number;
+  readonly #defaultRtt: number;
+  readonly #verify: VerifyFn;
+  readonly #cache: RecordCache | undefined;
+  readonly #random: () => number;
+  readonly #paths: PathComputer;
+
+  #now = -Infinity;
+  readonly #neighbours = new Map<NodeId, Neighbour>();
+  readonly #records = new Map<NodeId, Stored>();
+  readonly #expiry = new ExpiryHeap();
+
+  #lastSeq: bigint;
+  #own: LinkStateRecord | undefined;
+  #publishAt: number | undefined;
+  #lastPublishAt = -Infinity;
+  #refreshAt = Infinity;
+
+  /** Effective (two-way checked) links given to the path computer. */
+  readonly #applied = new Map<NodeId, readonly Link[]>();
+  /** Origins whose effective links may have changed since the last run. */
+  readonly #dirty = new Set<NodeId>();
+  #selfDirty = true;
+  #spfAt: number | undefined;
+  #lastSpfAt = -Infinity;
+  #nextHops = new Map<NodeId, NodeId>();
+
+  /** Per-event output. */
+  readonly #out = new Map<NodeId, Outgoing[]>();
+  #routeChanges: RouteChange[] = [];
+
+  readonly #stats: RouterStats = {
+    messagesReceived: 0,
+    recordsReceived: 0,
+    recordsAccepted: 0,
+    duplicates: 0,
+    messagesSent: 0,
+    recordsSent: 0,
+    published: 0,
+    sequenceRecovered: 0,
+    expiredRecords: 0,
+    spfRuns: 0,
+    dropped: { forged: 0, unsigned: 0, replayed: 0, oversized: 0, malformed: 0, expired: 0, notNeighbour: 0, tableFull: 0 },
+  };
+
+  constructor(options: RouterOptions) {
+    const signer = options?.signer;
+    if (signer === undefined || typeof signer.sign !== 'function' || typeof signer.nodeId !== 'string') {
+      throw new PnetError('ERR_BAD_OPTION', 'router option signer must have nodeId and sign()');
+    }
+    this.#signer = signer;
+    this.nodeId = signer.nodeId;
+    this.#lifetimeMs = option('recordLifetimeMs', options.recordLifetimeMs, 60_000, 1, MAX_LIFETIME_MS);
+    this.#refreshMs = option('refreshIntervalMs', options.refreshIntervalMs, Math.min(20_000, Math.floor(this.#lifetimeMs / 3)) || 1, 1, this.#lifetimeMs - 1);
+    this.#refreshJitter = option('refreshJitter', options.refreshJitter, 0.1, 0, 0.9);
+    this.#publishDelayMs = option('publishDelayMs', options.publishDelayMs, 50, 0);
+    this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 1_000, 0);
+    this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
+    this.#spfMinMs = option('spfMinIntervalMs', options.spfMinIntervalMs, 100, 0);
+    this.#maxLinks = Math.floor(option('maxLinks', options.maxLinks, MAX_LINKS, 1, MAX_LINKS));
+    this.#maxRecordBytes = maxRecordBytes(this.#maxLinks);
+    const minMessage = MESSAGE_HEADER_BYTES + ENTRY_HEADER_BYTES + this.#maxRecordBytes;
+    this.#maxMessageBytes = option('maxMessageBytes', options.maxMessageBytes, Math.max(65_536, minMessage), minMessage, 0xffff_ffff);
+    this.#maxRecords = option('maxRecords', options.maxRecords, 100_000, 1);
+    this.#maxRecordLifetimeMs = option('maxRecordLifetimeMs', options.maxRecordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
+    const cost = options.cost ?? {};
+    this.#costUnit = option('cost.unitMs', cost.unitMs, 1, Number.MIN_VALUE);
+    this.#costBase = option('cost.base', cost.base, 1, 0, MAX_COST);
+    this.#smoothing = option('cost.smoothing', cost.smoothing, 0.125, Number.MIN_VALUE, 1);
+    this.#hystMin = option('cost.hysteresisMin', cost.hysteresisMin, 2, 0);
+    this.#hystRatio = option('cost.hysteresisRatio', cost.hysteresisRatio, 0.2, 0);
+    this.#defaultRtt = option('cost.defaultRttMs', cost.defaultRttMs, 100, 0);
+    const initial = options.initialSequence ?? 1n;
+    if (typeof initial !== 'bigint' || initial < 1n || initial > MAX_SEQUENCE) {
+      throw new PnetError('ERR_BAD_OPTION', `router option initialSequence must be a bigint in 1..2^64-1, got ${String(initial)}`);
+    }
+    this.#lastSeq = initial - 1n;
+    this.#verify = options.verify ?? verifySignature;
+    this.#cache = options.recordCache;
+    this.#random = options.random ?? Math.random;
+    this.#paths = (options.pathComputer ?? tsPathComputer)(this.nodeId);
+  }
+
+  // -------------------------------------------------------------------------
+  // Events
+
+  /** A connection to `nodeId` is up (again). Optional first RTT sample, e.g. from the handshake. Sends it the whole map. */
+  neighbourUp(nodeId: NodeId, nowMs: number, rttMs?: number): RouterAction[] {
+    this.#begin(nowMs);
+    if (nodeId !== this.nodeId) {
+      let n = this.#neighbours.get(nodeId);
+      if (n === undefined) {
+        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt) };
+        this.#neighbours.set(nodeId, n);
+        this.#selfLinksChanged();
+        this.#markDirty(nodeId);
+      }
+      if (rttMs !== undefined) this.#sample(n, rttMs);
+      // The whole map, so a joining node learns it from its first neighbour.
+      const queue = this.#queueFor(nodeId);
+      for (const s of this.#records.values()) queue.push({ bytes: s.rec.bytes, expiresAt: s.expiresAt });
+    }
+    return this.#finish();
+  }
+
+  /** The connection to `nodeId` is gone. */
+  neighbourDown(nodeId: NodeId, nowMs: number): RouterAction[] {
+    this.#begin(nowMs);
+    if (this.#neighbours.delete(nodeId)) {
+      this.#out.delete(nodeId);
+      this.#selfLinksChanged();
+      this.#markDirty(nodeId);
+    }
+    return this.#finish();
+  }
+
+  /** A round-trip time measured to a neighbour. Ignored for non-neighbours and nonsense values. */
+  rttSample(nodeId: NodeId, rttMs: number, nowMs: number): RouterAction[] {
+    this.#begin(nowMs);
+    const n = this.#neighbours.get(nodeId);
+    if (n !== undefined) this.#sample(n, rttMs);
+    return this.#finish();
+  }
+
+  /** A routing message from a neighbour (the bytes of a 'send' action of its router). */
+  recordReceived(fromNeighbour: NodeId, bytes: Uint8Array, nowMs: number): RouterAction[] {
+    this.#begin(nowMs);
+    this.#stats.messagesReceived++;
+    if (!this.#neighbours.has(fromNeighbour)) {
+      this.#stats.dropped.notNeighbour++;
+    } else {
+      const msg = decodeMessage(bytes, this.#maxMessageBytes, this.#maxRecordBytes);
+      if (!msg.ok) {
+        this.#stats.dropped[msg.reason]++;
+      } else {
+        for (const e of msg.value) {
+          this.#stats.recordsReceived++;
+          if (e.record === undefined) this.#stats.dropped.oversized++;
+          else this.#receive(fromNeighbour, e.record, e.remainingMs);
+        }
+      }
+    }
+    return this.#finish();
+  }
+
+  /** Timers: call at nextDeadline() (or on a short fixed cadence). */
+  tick(nowMs: number): RouterAction[] {
+    this.#begin(nowMs);
+    return this.#finish();
+  }
+
+  // -------------------------------------------------------------------------
+  // Queries
+
+  /** Earliest time tick() has work (publish, recompute, refresh, expiry); undefined when none. Always > the last event's time. */
+  nextDeadline(): number | undefined {
+    let t = Infinity;
+    if (this.#publishAt !== undefined) t = this.#publishAt;
+    if (this.#spfAt !== undefined && this.#spfAt < t) t = this.#spfAt;
+    if (this.#own !== undefined && this.#refreshAt < t) t = this.#refreshAt;
+    const e = this.#expiry.peek();
+    if (e !== undefined && e < t) t = e;
+    return t === Infinity ? undefined : t;
+  }
+
+  /** True while a publication or a route recomputation is scheduled. */
+  hasPendingWork(): boolean {
+    return this.#publishAt !== undefined || this.#spfAt !== undefined;
+  }
+
+  nextHop(dest: NodeId): NodeId | undefined {
+    return this.#nextHops.get(dest);
+  }
+
+  /** Node ids from this node to dest, both included (an equal-cost path through nextHop(dest)). */
+  path(dest: NodeId): NodeId[] | undefined {
+    return this.#paths.path(dest);
+  }
+
+  routes(): Route[] {
+    return this.#paths.routes();
+  }
+
+  get routeCount(): number {
+    return this.#nextHops.size;
+  }
+
+  /** Sequence number of our latest record (initialSequence - 1 before the first). */
+  get sequence(): bigint {
+    return this.#lastSeq;
+  }
+
+  record(origin: NodeId): RecordInfo | undefined {
+    const s = this.#records.get(origin);
+    return s === undefined ? undefined : { ...this.#info(s) };
+  }
+
+  /** The link-state map, ours included (a snapshot). */
+  records(): Map<NodeId, RecordInfo> {
+    const out = new Map<NodeId, RecordInfo>();
+    for (const [id, s] of this.#records) out.set(id, this.#info(s));
+    return out;
+  }
+
+  neighbours(): NeighbourInfo[] {
+    return [...this.#neighbours].map(([nodeId, n]) => ({ nodeId, cost: n.cost, srttMs: n.srtt }));
+  }
+
+  neighbourCost(nodeId: NodeId): number | undefined {
+    return this.#neighbours.get(nodeId)?.cost;
+  }
+
+  stats(): RouterStats {
+    return { ...this.#stats, dropped: { ...this.#stats.dropped } };
+  }
+
+  /** The integer cost (>= 1) this router gives a link of smoothed RTT `srttMs` (before hysteresis). */
+  costFromRtt(srttMs: number): number {
+    const c = this.#costBase + Math.round(srttMs / this.#costUnit);
+    return Math.min(MAX_COST, Math.max(1, c));
+  }
+
+  // -------------------------------------------------------------------------
+  // Internals
+
+  #info(s: Stored): RecordInfo {
+    const r = s.rec;
+    return { origin: r.origin, seq: r.seq, lifetimeMs: r.lifetimeMs, links: r.links, expiresAt: s.expiresAt, bytes: r.bytes };
+  }
+
+  #begin(nowMs: number): void {
+    if (typeof nowMs !== 'number' || Number.isNaN(nowMs)) throw new TypeError(`now must be a number of ms, got ${String(nowMs)}`);
+    if (nowMs > this.#now) this.#now = nowMs;
+    this.#expire();
+  }
+
+  #finish(): RouterAction[] {
+    const now = this.#now;
+    if (this.#own !== undefined && now >= this.#refreshAt) this.#publishAt = now;
+    if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
+    if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
+    const actions: RouterAction[] = [];
+    // A flooded record goes to every neighbour but one in the same message: encode it once.
+    let single: Outgoing | undefined;
+    let singleMessage: Uint8Array | undefined;
+    for (const [to, queue] of this.#out) {
+      if (queue.length === 0 || !this.#neighbours.has(to)) continue;
+      this.#stats.recordsSent += queue.length;
+      if (queue.length === 1) {
+        const q = queue[0]!;
+        if (single === undefined || q.bytes !== single.bytes || q.expiresAt !== single.expiresAt) {
+          single = q;
+          singleMessage = encodeMessage([{ remainingMs: Math.max(1, q.expiresAt - now), record: q.bytes }]);
+        }
+        actions.push({ type: 'send', to, bytes: singleMessage! });
+        this.#stats.messagesSent++;
+        continue;
+      }
+      const entries: MessageEntry[] = queue.map((q) => ({ remainingMs: Math.max(1, q.expiresAt - now), record: q.bytes }));
+      for (const bytes of packMessages(entries, this.#maxMessageBytes)) {
+        actions.push({ type: 'send', to, bytes });
+        this.#stats.messagesSent++;
+      }
+    }
+    this.#out.clear();
+    if (this.#routeChanges.length > 0) {
+      actions.push({ type: 'routes-changed', changed: this.#routeChanges });
+      this.#routeChanges = [];
+    }
+    return actions;
+  }
+
+  #queueFor(to: NodeId): Outgoing[] {
+    let q = this.#out.get(to);
+    if (q === undefined) {
+      q = [];
+      this.#out.set(to, q);
+    }
+    return q;
+  }
+
+  #sample(n: Neighbour, rttMs: number): void {
+    if (typeof rttMs !== 'number' || !Number.isFinite(rttMs) || rttMs < 0) return;
+    const first = n.srtt === undefined;
+    n.srtt = first ? rttMs : n.srtt! + this.#smoothing * (rttMs - n.srtt!);
+    const cost = this.costFromRtt(n.srtt);
+    if (cost === n.cost) return;
+    if (!first && Math.abs(cost - n.cost) < Math.max(this.#hystMin, this.#hystRatio * n.cost)) return;
+    n.cost = cost;
+    this.#selfLinksChanged();
+  }
+
+  #selfLinksChanged(): void {
+    this.#selfDirty = true;
+    this.#scheduleSpf();
+    this.#schedulePublish();
+  }
+
+  #schedulePublish(): void {
+    const at = Math.max(this.#now + this.#publishDelayMs, this.#lastPublishAt + this.#minPublishMs);
+    if (this.#publishAt === undefined || at < this.#publishAt) this.#publishAt = at;
+  }
+
+  #scheduleSpf(): void {
+    if (this.#spfAt === undefined) this.#spfAt = Math.max(this.#now + this.#spfDelayMs, this.#lastSpfAt + this.#spfMinMs);
+  }
+
+  /** Our links: every up neighbour, the cheapest maxLinks if there are more. */
+  #liveLinks(): Link[] {
+    const links: Link[] = [];
+    for (const [to, n] of this.#neighbours) links.push({ to, cost: n.cost });
+    if (links.length > this.#maxLinks) {
+      links.sort((a, b) => a.cost - b.cost || (a.to < b.to ? -1 : 1));
+      links.length = this.#maxLinks;
+    }
+    return links;
+  }
+
+  #publish(): void {
+    this.#publishAt = undefined;
+    if (this.#lastSeq >= MAX_SEQUENCE) return; // 2^64 publications: unreachable in practice
+    const seq = this.#lastSeq + 1n;
+    const bytes = encodeRecord({ origin: this.nodeId, seq, lifetimeMs: this.#lifetimeMs, links: this.#liveLinks() }, (d) => this.#signer.sign(d));
+    const decoded = decodeRecord(bytes, MAX_LINKS);
+    if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
+    this.#lastSeq = seq;
+    this.#own = decoded.value;
+    const now = this.#now;
+    this.#lastPublishAt = now;
+    this.#refreshAt = now + this.#refreshMs * (1 - this.#refreshJitter * this.#random());
+    const stored: Stored = { rec: decoded.value, expiresAt: now + this.#lifetimeMs };
+    this.#records.set(this.nodeId, stored);
+    this.#stats.published++;
+    for (const to of this.#neighbours.keys()) this.#queueFor(to).push({ bytes, expiresAt: stored.expiresAt });
+  }
+
+  #expire(): void {
+    const now = this.#now;
+    let top = this.#expiry.peek();
+    if (top === undefined || top > now) return;
+    while (top !== undefined && top <= now) {
+      const [at, id] = this.#expiry.pop();
+      const s = this.#records.get(id);
+      if (s !== undefined && s.expiresAt === at && id !== this.nodeId) {
+        this.#records.delete(id);
+        this.#stats.expiredRecords++;
+        this.#graphChanged(id, s.rec, undefined);
+      }
+      top = this.#expiry.peek();
+    }
+    if (this.#expiry.size > 2 * this.#records.size + 64) {
+      const live: [number, NodeId][] = [];
+      for (const [id, s] of this.#records) if (id !== this.nodeId) live.push([s.expiresAt, id]);
+      this.#expiry.rebuild(live);
+    }
+  }
+
+  #drop(reason: DropReason): undefined {
+    this.#stats.dropped[reason]++;
+    return undefined;
+  }
+
+  #receive(from: NodeId, buf: Buffer, remainingMs: number): void {
+    if (buf.length < MIN_RECORD_BYTES || !isRecordStart(buf)) {
+      this.#drop('malformed');
+      return;
+    }
+    const { origin, seq } = peekRecord(buf);
+    if (origin === this.nodeId) {
+      this.#receiveOwn(buf, seq);
+      return;
+    }
+    const known = this.#records.get(origin);
+    if (known !== undefined) {
+      if (seq < known.rec.seq) return this.#drop('replayed');
+      if (seq === known.rec.seq) {
+        if (buf.equals(known.rec.bytes)) this.#stats.duplicates++;
+        else this.#drop('replayed');
+        return;
+      }
+    } else if (this.#records.size >= this.#maxRecords) {
+      return this.#drop('tableFull');
+    }
+    if (remainingMs === 0) return this.#drop('expired');
+    const rec = this.#decodeVerified(buf);
+    if (rec === undefined) return;
+    const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#maxRecordLifetimeMs);
+    this.#records.set(origin, { rec, expiresAt });
+    this.#expiry.push(expiresAt, origin);
+    this.#stats.recordsAccepted++;
+    this.#graphChanged(origin, known?.rec, rec);
+    for (const to of this.#neighbours.keys()) {
+      if (to !== from) this.#queueFor(to).push({ bytes: rec.bytes, expiresAt });
+    }
+  }
+
+  /** Our own id on a record from the network: an old copy, or proof that an earlier run of us got further. */
+  #receiveOwn(buf: Buffer, seq: bigint): void {
+    const published = this.#own !== undefined;
+    if (seq < this.#lastSeq || (seq === this.#lastSeq && !published)) return this.#drop('replayed');
+    if (seq === this.#lastSeq && buf.equals(this.#own!.bytes)) {
+      this.#stats.duplicates++;
+      return;
+    }
+    // Higher than ours, or same number with other content: only believe it if we really signed it.
+    const rec = this.#decodeVerified(buf);
+    if (rec === undefined) return;
+    if (seq > this.#lastSeq) this.#lastSeq = seq;
+    this.#stats.sequenceRecovered++;
+    this.#publishAt = this.#now; // at once: every copy of our earlier records is now stale
+  }
+
+  #decodeVerified(buf: Buffer): LinkStateRecord | undefined {
+    const cached = this.#cache?.get(buf);
+    if (cached !== undefined) {
+      if (cached.links.length > this.#maxLinks) return this.#drop('oversized');
+      return cached;
+    }
+    // Copy: the record outlives the message it came in.
+    const decoded = decodeRecord(Buffer.from(buf), this.#maxLinks);
+    if (!decoded.ok) return this.#drop(decoded.reason);
+    const verdict = verifyRecord(decoded.value, this.#verify);
+    if (verdict !== 'ok') return this.#drop(verdict);
+    this.#cache?.add(decoded.value);
+    return decoded.value;
+  }
+
+  /** A record appeared, changed or vanished: mark the origins whose effective links it can affect. */
+  #graphChanged(origin: NodeId, before: LinkStateRecord | undefined, after: LinkStateRecord | undefined): void {
+    this.#markDirty(origin);
+    // Only neighbours that entered or left the list change the two-way check of their own links.
+    if (before !== undefined) {
+      for (const l of before.links) if (after === undefined || !after.linkCost.has(l.to)) this.#markDirty(l.to);
+    }
+    if (after !== undefined) {
+      for (const l of after.links) if (before === undefined || !before.linkCost.has(l.to)) this.#markDirty(l.to);
+    }
+  }
+
+  #markDirty(origin: NodeId): void {
+    if (origin === this.nodeId) return;
+    this.#dirty.add(origin);
+    if (this.#spfAt === undefined) this.#scheduleSpf();
+  }
+
+  /** Links of `origin` that both ends announce (ours come from the neighbour table instead). */
+  #effective(origin: NodeId, rec: LinkStateRecord): readonly Link[] {
+    const links = rec.links;
+    let out: Link[] | undefined;
+    for (let i = 0; i < links.length; i++) {
+      const l = links[i]!;
+      const ok = l.to === this.nodeId ? this.#neighbours.has(origin) : this.#records.get(l.to)?.rec.linkCost.has(origin) === true;
+      if (out !== undefined) {
+        if (ok) out.push(l);
+      } else if (!ok) {
+        out = links.slice(0, i);
+      }
+    }
+    return out ?? links;
+  }
+
+  #runSpf(): void {
+    this.#spfAt = undefined;
+    this.#lastSpfAt = this.#now;
+    const paths = this.#paths;
+    let changed = false;
+    if (this.#selfDirty) {
+      this.#selfDirty = false;
+      paths.setLinks(this.nodeId, this.#liveLinks());
+      changed = true;
+    }
+    for (const origin of this.#dirty) {
+      const s = this.#records.get(origin);
+      const eff = s === undefined ? null : this.#effective(origin, s.rec);
+      const current = this.#applied.get(origin);
+      if (eff === null) {
+        if (current === undefined) continue;
+        paths.removeNode(origin);
+        this.#applied.delete(origin);
+      } else {
+        if (sameLinks(current, eff)) continue;
+        paths.setLinks(origin, eff);
+        this.#applied.set(origin, eff);
+      }
+      changed = true;
+    }
+    this.#dirty.clear();
+    if (!changed) return;
+    this.#stats.spfRuns++;
+    const previous = this.#nextHops;
+    const next = new Map<NodeId, NodeId>();
+    const out = this.#routeChanges;
+    for (const r of paths.routes()) {
+      next.set(r.dest, r.nextHop);
+      const before = previous.get(r.dest);
+      if (before !== r.nextHop) out.push({ dest: r.dest, nextHop: r.nextHop, previousNextHop: before, cost: r.cost, hops: r.hops });
+    }
+    for (const [dest, before] of previous) {
+      if (!next.has(dest)) out.push({ dest, nextHop: undefined, previousNextHop: before });
+    }
+    this.#nextHops = next;
+  }
+}

@@ -1,0 +1,695 @@
+/**
+ * One-process routing simulation: many Router instances (the same code real
+ * nodes run), virtual links with delay and loss, a virtual clock driven by an
+ * event queue, link cut/restore and node kill/restart. Deterministic for a
+ * given seed (keys included).
+ *
+ * Messages on a link are delivered in order after the link's delay (like a
+ * stream), or lost with the link's loss probability. A cut or a kill drops
+ * what is in flight; the routers at the ends hear neighbourDown after
+ * detectDelayMs (the transport's liveness deadline). Routers' timers run as
+ * TICK events at their nextDeadline().
+ *
+ * Cost: keys are imported from seeds (~0.35 ms each); all routers share one
+ * SharedRecordCache, so each record version is decoded and Ed25519-verified
+ * once in the whole simulation rather than once per router.
+ */
+import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { Buffer } from 'node:buffer';
+import { nodeIdFromPublicKey, type NodeId } from '../../identity/index.js';
+import { Router, type RecordSigner, type RouteChange, type RouterAction, type RouterOptions } from './router.js';
+import { SharedRecordCache } from './record-cache.js';
+
+/** Seeded PRNG (mulberry32): uniform in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** A RecordSigner from a 32-byte Ed25519 seed (no certificate: cheap, for simulations and tests). */
+export function simulationSigner(seed: Uint8Array): RecordSigner & { readonly privateKey: KeyObject } {
+  if (seed.length !== 32) throw new RangeError('an Ed25519 seed is 32 bytes');
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' });
+  const nodeId = nodeIdFromPublicKey(Buffer.from(jwk.x as string, 'base64url'));
+  return { nodeId, privateKey, sign: (data: Uint8Array) => cryptoSign(null, data, privateKey) };
+}
+
+/** Deterministic signer number `index` of a simulation seeded with `seed`. */
+export function seededSigner(seed: number, index: number): RecordSigner & { readonly privateKey: KeyObject } {
+  const s = Buffer.alloc(32);
+  s.write('pnet-sim', 0, 'latin1');
+  s.writeUInt32BE(seed >>> 0, 20);
+  s.writeUInt32BE(index >>> 0, 24);
+  return simulationSigner(s);
+}
+
+/**
+ * A random connected graph on n nodes: a random recursive tree (node i joins
+ * a random earlier node) plus random extra edges up to n * avgDegree / 2
+ * edges. Returns index pairs, no duplicates or self-loops.
+ */
+export function randomConnectedGraph(n: number, avgDegree: number, random: () => number): [number, number][] {
+  const edges: [number, number][] = [];
+  const seen = new Set<number>();
+  const add = (a: number, b: number): boolean => {
+    if (a === b) return false;
+    const k = a < b ? a * n + b : b * n + a;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    edges.push([a, b]);
+    return true;
+  };
+  for (let i = 1; i < n; i++) add(i, Math.floor(random() * i));
+  const target = Math.min(Math.floor((n * avgDegree) / 2), (n * (n - 1)) / 2);
+  while (edges.length < target) add(Math.floor(random() * n), Math.floor(random() * n));
+  return edges;
+}
+
+export interface SimulationOptions {
+  /** Seeds the PRNG (loss, jitter, keys). Default 1. */
+  seed?: number;
+  /** Options for every router (signer excluded; random and recordCache are set by the simulation). */
+  router?: Omit<Partial<RouterOptions>, 'signer'>;
+  /** Default one-way link delay, ms (default 5). */
+  delayMs?: number;
+  /** Default probability that a message is lost (default 0). */
+  lossRate?: number;
+  /** Time from a cut or kill until the ends hear neighbourDown (default 0). */
+  detectDelayMs?: number;
+  /** Feed every up link an RTT sample this often (0 = only at link up; default 0). */
+  rttSampleIntervalMs?: number;
+  /** Relative RTT noise of those samples, e.g. 0.1 = +-10% (default 0). */
+  rttJitter?: number;
+  /** Called for every routes-changed action. */
+  onRoutesChanged?: (node: NodeId, changed: readonly RouteChange[], now: number) => void;
+}
+
+export interface SimLinkOptions {
+  delayMs?: number;
+  lossRate?: number;
+}
+
+interface SimLink {
+  readonly a: SimNode;
+  readonly b: SimNode;
+  readonly delayMs: number;
+  readonly lossRate: number;
+  /** Not cut by the test. */
+  admin: boolean;
+  up: boolean;
+  epoch: number;
+}
+
+interface SimNode {
+  readonly id: NodeId;
+  readonly signer: RecordSigner;
+  router: Router | undefined;
+  readonly links: Map<NodeId, SimLink>;
+  tickAt: number;
+  generation: number;
+}
+
+const DELIVER = 0;
+const TICK = 1;
+const DOWN = 2;
+const CALL = 3;
+const RTT = 4;
+
+type SimEvent =
+  | { kind: typeof DELIVER; time: number; link: SimLink; epoch: number; from: SimNode; to: SimNode; bytes: Uint8Array }
+  | { kind: typeof TICK; time: number; node: SimNode; generation: number }
+  | { kind: typeof DOWN; time: number; link: SimLink; epoch: number; node: SimNode; peer: NodeId }
+  | { kind: typeof CALL; time: number; fn: () => void }
+  | { kind: typeof RTT; time: number };
+
+/**
+ * Event queue ordered by (time, insertion): a heap of distinct times, each
+ * with a FIFO bucket. Link delays are whole milliseconds in practice, so most
+ * events share a time with others and cost O(1) to queue.
+ */
+class EventQueue {
+  #times: number[] = [];
+  #buckets = new Map<number, { events: SimEvent[]; next: number }>();
+
+  peekTime(): number | undefined {
+    return this.#times[0];
+  }
+
+  push(ev: SimEvent): void {
+    const b = this.#buckets.get(ev.time);
+    if (b !== undefined) {
+      b.events.push(ev);
+      return;
+    }
+    this.#buckets.set(ev.time, { events: [ev], next: 0 });
+    const h = this.#times;
+    const t = ev.time;
+    let i = h.length;
+    h.push(t);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]! <= t) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = t;
+  }
+
+  pop(): SimEvent | undefined {
+    const t = this.#times[0];
+    if (t === undefined) return undefined;
+    const b = this.#buckets.get(t)!;
+    const ev = b.events[b.next++]!;
+    if (b.next === b.events.length) {
+      this.#buckets.delete(t);
+      this.#popTime();
+    }
+    return ev;
+  }
+
+  #popTime(): void {
+    const h = this.#times;
+    const last = h.pop()!;
+    const n = h.length;
+    if (n === 0) return;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && h[c + 1]! < h[c]!) c++;
+      if (h[c]! >= last) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = last;
+  }
+}
+
+export interface SimulationCounters {
+  events: number;
+  messagesSent: number;
+  messagesDelivered: number;
+  messagesLost: number;
+  /** Sends to a neighbour over a link the simulation already knows is down. */
+  messagesUndeliverable: number;
+  bytesSent: number;
+  routeChanges: number;
+  ticks: number;
+}
+
+export interface RouteMismatch {
+  readonly node: NodeId;
+  readonly dest: NodeId;
+  readonly expected: NodeId | undefined;
+  readonly actual: NodeId | undefined;
+}
+
+export interface RouteCheck {
+  /** (router, destination) pairs compared. */
+  readonly checked: number;
+  readonly mismatches: number;
+  /** The first 100 mismatches. */
+  readonly examples: RouteMismatch[];
+}
+
+/** The many-router simulation. */
+export class RoutingSimulation {
+  readonly random: () => number;
+  readonly recordCache = new SharedRecordCache();
+  readonly counters: SimulationCounters = {
+    events: 0,
+    messagesSent: 0,
+    messagesDelivered: 0,
+    messagesLost: 0,
+    messagesUndeliverable: 0,
+    bytesSent: 0,
+    routeChanges: 0,
+    ticks: 0,
+  };
+  #now = 0;
+  readonly #seed: number;
+  readonly #options: SimulationOptions;
+  readonly #queue = new EventQueue();
+  readonly #nodes = new Map<NodeId, SimNode>();
+  readonly #order: SimNode[] = [];
+  /** Events other than ticks and RTT samples waiting in the queue. */
+  #busy = 0;
+  #rttScheduled = false;
+
+  constructor(options: SimulationOptions = {}) {
+    this.#options = options;
+    this.#seed = options.seed ?? 1;
+    this.random = seededRandom(this.#seed);
+  }
+
+  get now(): number {
+    return this.#now;
+  }
+
+  /** All node ids ever added, in order of addition. */
+  get nodeIds(): NodeId[] {
+    return this.#order.map((n) => n.id);
+  }
+
+  isAlive(id: NodeId): boolean {
+    return this.#node(id).router !== undefined;
+  }
+
+  /** Adds a node (alive, no links). The signer defaults to a deterministic one. */
+  addNode(signer?: RecordSigner, options?: Omit<Partial<RouterOptions>, 'signer'>): NodeId {
+    const s = signer ?? seededSigner(this.#seed, this.#order.length);
+    if (this.#nodes.has(s.nodeId)) throw new Error(`node ${s.nodeId} already in the simulation`);
+    const node: SimNode = { id: s.nodeId, signer: s, router: undefined, links: new Map(), tickAt: Infinity, generation: 0 };
+    this.#nodes.set(node.id, node);
+    this.#order.push(node);
+    node.router = this.#makeRouter(node, options);
+    return node.id;
+  }
+
+  addNodes(count: number): NodeId[] {
+    const out: NodeId[] = [];
+    for (let i = 0; i < count; i++) out.push(this.addNode());
+    return out;
+  }
+
+  router(id: NodeId): Router {
+    const r = this.#node(id).router;
+    if (r === undefined) throw new Error(`node ${id} is dead`);
+    return r;
+  }
+
+  /** Adds a link; it comes up now if both ends are alive. */
+  connect(a: NodeId, b: NodeId, options: SimLinkOptions = {}): void {
+    const na = this.#node(a);
+    const nb = this.#node(b);
+    if (a === b || na.links.has(b)) throw new Error('duplicate link or self-link');
+    const link: SimLink = {
+      a: na,
+      b: nb,
+      delayMs: options.delayMs ?? this.#options.delayMs ?? 5,
+      lossRate: options.lossRate ?? this.#options.lossRate ?? 0,
+      admin: true,
+      up: false,
+      epoch: 0,
+    };
+    na.links.set(b, link);
+    nb.links.set(a, link);
+    this.#maybeUp(link);
+    this.#ensureRttSampling();
+  }
+
+  /** Cuts a link (both ends hear neighbourDown after detectDelayMs). */
+  cut(a: NodeId, b: NodeId): void {
+    const link = this.#link(a, b);
+    link.admin = false;
+    if (link.up) this.#down(link);
+  }
+
+  restore(a: NodeId, b: NodeId): void {
+    const link = this.#link(a, b);
+    link.admin = true;
+    this.#maybeUp(link);
+  }
+
+  /** Live links as [a, b] pairs (both ends alive, not cut). */
+  upLinks(): [NodeId, NodeId][] {
+    const out: [NodeId, NodeId][] = [];
+    for (const n of this.#order) for (const [peer, l] of n.links) if (l.a === n && l.up) out.push([n.id, peer]);
+    return out;
+  }
+
+  /** Stops a node: its router is discarded, in-flight messages lost, neighbours hear neighbourDown after detectDelayMs. */
+  kill(id: NodeId): void {
+    const node = this.#node(id);
+    if (node.router === undefined) return;
+    node.router = undefined;
+    node.generation++;
+    node.tickAt = Infinity;
+    for (const link of node.links.values()) if (link.up) this.#down(link);
+  }
+
+  /** Starts a killed node again with a fresh router (same key; its sequence number starts over unless given). */
+  restart(id: NodeId, options?: Omit<Partial<RouterOptions>, 'signer'>): void {
+    const node = this.#node(id);
+    if (node.router !== undefined) throw new Error(`node ${id} is alive`);
+    node.router = this.#makeRouter(node, options);
+    for (const link of node.links.values()) this.#maybeUp(link);
+  }
+
+  /** Hands `bytes` to `to`'s router now as if they came from neighbour `from` (for attack tests). */
+  inject(from: NodeId, to: NodeId, bytes: Uint8Array): RouterAction[] {
+    const node = this.#node(to);
+    const actions = this.router(to).recordReceived(from, bytes, this.#now);
+    this.#apply(node, actions);
+    return actions;
+  }
+
+  /** Runs fn at virtual time `at` (>= now). */
+  at(at: number, fn: () => void): void {
+    this.#queue.push({ kind: CALL, time: Math.max(at, this.#now), fn });
+    this.#busy++;
+  }
+
+  /** Processes every event up to and including time `until`, then sets the clock to it. */
+  runUntil(until: number): void {
+    for (;;) {
+      const t = this.#queue.peekTime();
+      if (t === undefined || t > until) break;
+      this.#step();
+    }
+    if (until > this.#now) this.#now = until;
+  }
+
+  runFor(ms: number): void {
+    this.runUntil(this.#now + ms);
+  }
+
+  /**
+   * Runs until nothing is in flight and no router has a publication or a
+   * route computation pending (refresh and expiry timers do not count), or
+   * until maxMs of virtual time passed. Returns whether it became idle.
+   */
+  runUntilIdle(maxMs = 600_000): boolean {
+    const deadline = this.#now + maxMs;
+    for (;;) {
+      if (this.#busy === 0 && this.#settled()) return true;
+      const t = this.#queue.peekTime();
+      if (t === undefined || t > deadline) return false;
+      this.#step();
+    }
+  }
+
+  /**
+   * Compares every router's next hops with shortest paths computed globally
+   * (reverse Dijkstra from each destination over the live links, link costs as
+   * each router announces them, ties to the smallest next-hop id), and checks
+   * no router keeps a route to an unreachable or dead node. `sources` limits
+   * which routers are checked (default all alive); every destination is.
+   */
+  checkRoutes(sources?: readonly NodeId[]): RouteCheck {
+    const alive = this.#order.filter((n) => n.router !== undefined);
+    const index = new Map<NodeId, number>();
+    alive.forEach((n, i) => index.set(n.id, i));
+    const n = alive.length;
+    // Out-links (from each router's own table) and in-links per node.
+    const outTo: number[][] = alive.map(() => []);
+    const outCost: number[][] = alive.map(() => []);
+    const inFrom: number[][] = alive.map(() => []);
+    const inCost: number[][] = alive.map(() => []);
+    for (let i = 0; i < n; i++) {
+      const node = alive[i]!;
+      for (const [peer, link] of node.links) {
+        if (!link.up) continue;
+        const j = index.get(peer);
+        const cost = node.router!.neighbourCost(peer);
+        if (j === undefined || cost === undefined) continue;
+        outTo[i]!.push(j);
+        outCost[i]!.push(cost);
+        inFrom[j]!.push(i);
+        inCost[j]!.push(cost);
+      }
+    }
+    const srcIdx = (sources ?? alive.map((x) => x.id)).map((id) => {
+      const i = index.get(id);
+      if (i === undefined) throw new Error(`node ${id} is not alive`);
+      return i;
+    });
+    const reachable = new Int32Array(n);
+    const dist = new Float64Array(n);
+    const heap = new PairHeap();
+    let checked = 0;
+    let mismatches = 0;
+    const examples: RouteMismatch[] = [];
+    for (let d = 0; d < n; d++) {
+      // Reverse Dijkstra: dist[u] = shortest distance from u to d.
+      dist.fill(Infinity);
+      dist[d] = 0;
+      heap.clear();
+      heap.push(0, d);
+      while (heap.size > 0) {
+        const dv = heap.keys[0]!;
+        const v = heap.vals[0]!;
+        heap.pop();
+        if (dv > dist[v]!) continue;
+        const from = inFrom[v]!;
+        const cost = inCost[v]!;
+        for (let k = 0; k < from.length; k++) {
+          const u = from[k]!;
+          const nd = dv + cost[k]!;
+          if (nd < dist[u]!) {
+            dist[u] = nd;
+            heap.push(nd, u);
+          }
+        }
+      }
+      const destId = alive[d]!.id;
+      for (const s of srcIdx) {
+        if (s === d) continue;
+        checked++;
+        let expected: NodeId | undefined;
+        if (dist[s] !== Infinity) {
+          reachable[s]!++;
+          const to = outTo[s]!;
+          const cost = outCost[s]!;
+          for (let k = 0; k < to.length; k++) {
+            if (cost[k]! + dist[to[k]!]! === dist[s]) {
+              const id = alive[to[k]!]!.id;
+              if (expected === undefined || id < expected) expected = id;
+            }
+          }
+        }
+        const actual = alive[s]!.router!.nextHop(destId);
+        if (actual !== expected) {
+          mismatches++;
+          if (examples.length < 100) examples.push({ node: alive[s]!.id, dest: destId, expected, actual });
+        }
+      }
+    }
+    for (const s of srcIdx) {
+      const r = alive[s]!.router!;
+      if (r.routeCount !== reachable[s]) {
+        mismatches++;
+        if (examples.length < 100) examples.push({ node: alive[s]!.id, dest: alive[s]!.id, expected: undefined, actual: undefined });
+      }
+    }
+    return { checked, mismatches, examples };
+  }
+
+  // -------------------------------------------------------------------------
+
+  #node(id: NodeId): SimNode {
+    const n = this.#nodes.get(id);
+    if (n === undefined) throw new Error(`unknown node ${id}`);
+    return n;
+  }
+
+  #link(a: NodeId, b: NodeId): SimLink {
+    const l = this.#node(a).links.get(b);
+    if (l === undefined) throw new Error('no such link');
+    return l;
+  }
+
+  #makeRouter(node: SimNode, options?: Omit<Partial<RouterOptions>, 'signer'>): Router {
+    const seed = Math.floor(this.random() * 2 ** 32);
+    return new Router({
+      ...this.#options.router,
+      ...options,
+      signer: node.signer,
+      random: seededRandom(seed),
+      recordCache: this.recordCache,
+    });
+  }
+
+  #rtt(link: SimLink): number {
+    const j = this.#options.rttJitter ?? 0;
+    return 2 * link.delayMs * (j > 0 ? 1 + j * (2 * this.random() - 1) : 1);
+  }
+
+  #maybeUp(link: SimLink): void {
+    if (link.up || !link.admin || link.a.router === undefined || link.b.router === undefined) return;
+    link.up = true;
+    link.epoch++;
+    const rtt = this.#rtt(link);
+    this.#apply(link.a, link.a.router.neighbourUp(link.b.id, this.#now, rtt));
+    if (link.b.router !== undefined) this.#apply(link.b, link.b.router.neighbourUp(link.a.id, this.#now, rtt));
+  }
+
+  #down(link: SimLink): void {
+    link.up = false;
+    const epoch = ++link.epoch;
+    const detect = this.#options.detectDelayMs ?? 0;
+    for (const [node, peer] of [
+      [link.a, link.b.id],
+      [link.b, link.a.id],
+    ] as const) {
+      if (node.router === undefined) continue;
+      if (detect <= 0) {
+        this.#apply(node, node.router.neighbourDown(peer, this.#now));
+      } else {
+        this.#queue.push({ kind: DOWN, time: this.#now + detect, link, epoch, node, peer });
+        this.#busy++;
+      }
+    }
+  }
+
+  #ensureRttSampling(): void {
+    const every = this.#options.rttSampleIntervalMs ?? 0;
+    if (every > 0 && !this.#rttScheduled) {
+      this.#rttScheduled = true;
+      this.#queue.push({ kind: RTT, time: this.#now + every });
+    }
+  }
+
+  #apply(node: SimNode, actions: RouterAction[]): void {
+    const c = this.counters;
+    for (const a of actions) {
+      if (a.type === 'send') {
+        const link = node.links.get(a.to);
+        if (link === undefined || !link.up) {
+          c.messagesUndeliverable++;
+          continue;
+        }
+        c.messagesSent++;
+        c.bytesSent += a.bytes.length;
+        if (link.lossRate > 0 && this.random() < link.lossRate) {
+          c.messagesLost++;
+          continue;
+        }
+        const to = link.a === node ? link.b : link.a;
+        this.#queue.push({ kind: DELIVER, time: this.#now + link.delayMs, link, epoch: link.epoch, from: node, to, bytes: a.bytes });
+        this.#busy++;
+      } else {
+        c.routeChanges += a.changed.length;
+        this.#options.onRoutesChanged?.(node.id, a.changed, this.#now);
+      }
+    }
+    this.#reschedule(node);
+  }
+
+  #reschedule(node: SimNode): void {
+    const r = node.router;
+    if (r === undefined) return;
+    const d = r.nextDeadline();
+    if (d !== undefined && d < node.tickAt) {
+      node.tickAt = Math.max(d, this.#now);
+      this.#queue.push({ kind: TICK, time: node.tickAt, node, generation: node.generation });
+    }
+  }
+
+  #settled(): boolean {
+    for (const n of this.#order) if (n.router?.hasPendingWork()) return false;
+    return true;
+  }
+
+  #step(): void {
+    const ev = this.#queue.pop()!;
+    if (ev.time > this.#now) this.#now = ev.time;
+    this.counters.events++;
+    switch (ev.kind) {
+      case DELIVER: {
+        this.#busy--;
+        const r = ev.to.router;
+        if (ev.link.epoch !== ev.epoch || !ev.link.up || r === undefined) {
+          this.counters.messagesLost++;
+          return;
+        }
+        this.counters.messagesDelivered++;
+        this.#apply(ev.to, r.recordReceived(ev.from.id, ev.bytes, this.#now));
+        return;
+      }
+      case TICK: {
+        const node = ev.node;
+        if (node.router === undefined || node.generation !== ev.generation || node.tickAt !== ev.time) return;
+        node.tickAt = Infinity;
+        this.counters.ticks++;
+        this.#apply(node, node.router.tick(this.#now));
+        return;
+      }
+      case DOWN: {
+        this.#busy--;
+        const r = ev.node.router;
+        if (r !== undefined && ev.link.epoch === ev.epoch) this.#apply(ev.node, r.neighbourDown(ev.peer, this.#now));
+        return;
+      }
+      case CALL:
+        this.#busy--;
+        ev.fn();
+        return;
+      case RTT: {
+        for (const n of this.#order) {
+          for (const link of n.links.values()) {
+            if (link.a !== n || !link.up) continue;
+            const rtt = this.#rtt(link);
+            this.#apply(link.a, link.a.router!.rttSample(link.b.id, rtt, this.#now));
+            this.#apply(link.b, link.b.router!.rttSample(link.a.id, rtt, this.#now));
+          }
+        }
+        this.#queue.push({ kind: RTT, time: this.#now + (this.#options.rttSampleIntervalMs ?? 1000) });
+        return;
+      }
+    }
+  }
+}
+
+/** Binary min-heap of (key, value) pairs in two arrays; stale entries are skipped by the caller. */
+class PairHeap {
+  keys: number[] = [];
+  vals: number[] = [];
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  clear(): void {
+    this.keys.length = 0;
+    this.vals.length = 0;
+  }
+
+  push(key: number, val: number): void {
+    const k = this.keys;
+    const v = this.vals;
+    let i = k.length;
+    k.push(key);
+    v.push(val);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (k[p]! <= key) break;
+      k[i] = k[p]!;
+      v[i] = v[p]!;
+      i = p;
+    }
+    k[i] = key;
+    v[i] = val;
+  }
+
+  /** Removes the smallest pair; read topKey/topVal first. */
+  pop(): void {
+    const k = this.keys;
+    const v = this.vals;
+    const lk = k.pop()!;
+    const lv = v.pop()!;
+    const n = k.length;
+    if (n === 0) return;
+    let i = 0;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= n) break;
+      if (c + 1 < n && k[c + 1]! < k[c]!) c++;
+      if (k[c]! >= lk) break;
+      k[i] = k[c]!;
+      v[i] = v[c]!;
+      i = c;
+    }
+    k[i] = lk;
+    v[i] = lv;
+  }
+}

@@ -1,0 +1,138 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { createNode } from '../src/index.js';
+import type { PnetNode, PnetError } from '../src/index.js';
+
+// Real QUIC nodes on loopback, each connected only to its topology neighbours; everything else goes
+// through the router and the relay.
+
+type Edges = Array<[number, number]>;
+
+const line = (n: number): Edges => Array.from({ length: n - 1 }, (_, i) => [i, i + 1] as [number, number]);
+const ring = (n: number): Edges => [...line(n), [n - 1, 0]];
+const tree = (n: number): Edges => Array.from({ length: n - 1 }, (_, i) => [Math.floor(i / 2), i + 1] as [number, number]);
+const mesh = (n: number): Edges => {
+  const edges: Edges = ring(n);
+  for (let i = 0; i < n; i += 2) edges.push([i, (i + n / 2) % n]);
+  return edges;
+};
+
+const options = { quic: { idleTimeoutMs: 1500 }, routing: { rttSampleMs: 200 } };
+
+async function network(t: Test, size: number, edges: Edges): Promise<PnetNode[]> {
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < size; i++) {
+    const node = await createNode(options);
+    node.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${node.id}<-${info.remoteNodeId}:`), request]));
+    nodes.push(node);
+  }
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  for (const [x, y] of edges) await nodes[x]!.dial(nodes[y]!.address);
+  await converged(nodes);
+  return nodes;
+}
+
+async function converged(nodes: PnetNode[], timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const live = nodes.filter((node) => !node.closed);
+  while (!live.every((node) => node.routes().length === live.length - 1)) {
+    if (Date.now() > deadline) throw new Error(`routes did not converge: ${live.map((n) => n.routes().length).join(',')}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function allPairs(t: Test, nodes: PnetNode[]): Promise<void> {
+  let ok = 0;
+  let total = 0;
+  for (const from of nodes) {
+    await Promise.all(
+      nodes
+        .filter((to) => to !== from)
+        .map(async (to) => {
+          total++;
+          const payload = Buffer.from(`${from.id}->${to.id}`);
+          const reply = await from.request(to.id, 'whoami', payload);
+          if (reply.equals(Buffer.concat([Buffer.from(`${to.id}<-${from.id}:`), payload]))) ok++;
+        }),
+    );
+  }
+  t.equal(ok, total, `${total} requests, every one byte-exact with the real sender seen`);
+}
+
+for (const [name, size, edges] of [
+  ['line of 8', 8, line(8)],
+  ['ring of 8', 8, ring(8)],
+  ['tree of 15', 15, tree(15)],
+  ['mesh of 10', 10, mesh(10)],
+] as const) {
+  t.test(`${name}: every node reaches every other`, async (t) => {
+    const nodes = await network(t, size, edges);
+    await allPairs(t, nodes);
+    if (name === 'line of 8') {
+      t.same(nodes[0]!.path(nodes[7]!.id), nodes.map((n) => n.id), 'the path follows the line');
+    }
+  });
+}
+
+t.test('kill a ring node: the survivors reach each other again', async (t) => {
+  const nodes = await network(t, 8, ring(8));
+  await nodes[3]!.close({ timeoutMs: 0 });
+  const survivors = nodes.filter((_, i) => i !== 3);
+  await converged(survivors, 15_000);
+  const reply = await nodes[2]!.request(nodes[4]!.id, 'whoami', 'around');
+  t.ok(reply.toString().endsWith('around'), '2 reaches 4 the long way round');
+  t.equal(nodes[2]!.path(nodes[4]!.id)!.length, 7, 'the path goes the other way round the ring');
+});
+
+t.test('split a line: UNREACHABLE, then reachable when the link returns', async (t) => {
+  const nodes = await network(t, 4, line(4));
+  await nodes[1]!.disconnect(nodes[2]!.id);
+  const deadline = Date.now() + 10_000;
+  while (nodes[0]!.routes().some((route) => route.nodeId === nodes[3]!.id)) {
+    if (Date.now() > deadline) throw new Error('route to 3 never went away');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await t.rejects(nodes[0]!.request(nodes[3]!.id, 'whoami', 'x'), { code: 'UNREACHABLE' });
+  await nodes[1]!.dial(nodes[2]!.address);
+  await converged(nodes);
+  t.ok((await nodes[0]!.request(nodes[3]!.id, 'whoami', 'back')).toString().endsWith('back'));
+});
+
+t.test('a relay hop sees only ciphertext', async (t) => {
+  const forwarded: Buffer[] = [];
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < 3; i++) {
+    const node = await createNode({ ...options, relay: i === 1 ? { onForward: (chunk: Buffer) => void forwarded.push(Buffer.from(chunk)) } : {} });
+    node.handle('sink', (stream) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.on('end', () => stream.end(Buffer.concat(chunks)));
+    });
+    nodes.push(node);
+  }
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  await nodes[0]!.dial(nodes[1]!.address);
+  await nodes[1]!.dial(nodes[2]!.address);
+  await converged(nodes);
+  const marker = 'THE-SECRET-MARKER-'.repeat(64);
+  const stream = await nodes[0]!.openStream(nodes[2]!.id, 'sink');
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const ended = new Promise((resolve) => stream.on('end', resolve));
+  stream.end(marker);
+  await ended;
+  t.equal(Buffer.concat(chunks).toString(), marker, 'the marker arrived and came back');
+  const seen = Buffer.concat(forwarded);
+  t.ok(seen.length > marker.length, 'the hop forwarded the traffic');
+  t.equal(seen.indexOf('THE-SECRET-MARKER'), -1, 'the hop never saw the marker in clear');
+  t.equal(seen.indexOf('sink'), -1, 'nor the channel name');
+});
+
+t.test('hop limit and unknown destinations give clear errors', async (t) => {
+  const nodes = await network(t, 3, line(3));
+  const stranger = await createNode();
+  t.teardown(() => stranger.close());
+  await t.rejects(nodes[0]!.request(stranger.id, 'whoami', 'x'), { code: 'UNREACHABLE' });
+  const error = await nodes[0]!.openStream(nodes[2]!.id, 'no-such-channel').catch((e: PnetError) => e);
+  t.equal((error as PnetError).code, 'UNKNOWN_CHANNEL', 'negotiation inside the tunnel answers as on a direct stream');
+});
