@@ -29,7 +29,6 @@ export type PnetErrorCode =
   | 'RELAY_REFUSED'
   | 'ERR_CHANNEL_REGISTERED'
   // node
-  | 'ERR_NOT_CONNECTED'
   | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_REQUEST_TOO_LARGE'
   | 'ERR_NODE_CLOSED'

@@ -301,7 +301,7 @@ t.test('bad options and closed nodes give clear errors', async (t) => {
   await t.rejects(createNode({ listen: 'localhost:0' }), { code: 'ERR_BAD_ADDRESS' });
   const node = await createNode();
   const other = await Identity.generate();
-  await t.rejects(node.openStream(other.nodeId, 'x'), { code: 'ERR_NOT_CONNECTED' });
+  await t.rejects(node.openStream(other.nodeId, 'x'), { code: 'UNREACHABLE' });
   await node.close();
   await t.rejects(node.dial('127.0.0.1:9'), { code: 'ERR_NODE_CLOSED' });
   t.ok(new PnetError('ERR_NODE_CLOSED', 'x') instanceof Error);

@@ -448,7 +448,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     if (address === undefined) throw new PnetError('UNREACHABLE', `no route to ${nodeId} and no address known for it`);
     await this.dial(address, { expectedNodeId: nodeId });
     const dialed = this.connections.get(nodeId);
-    if (!dialed) throw new PnetError('ERR_NOT_CONNECTED', `connection to ${nodeId} closed right after it opened`);
+    if (!dialed) throw new PnetError('UNREACHABLE', `connection to ${nodeId} closed right after it opened`);
     return dialed;
   }
 
