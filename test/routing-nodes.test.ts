@@ -1,7 +1,9 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { createNode } from '../src/index.js';
-import type { PnetNode, PnetError } from '../src/index.js';
+import type { PnetNode, PnetError, NodeId } from '../src/index.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 
 // Real QUIC nodes on loopback, each connected only to its topology neighbours; everything else goes
 // through the router and the relay.
@@ -74,14 +76,38 @@ for (const [name, size, edges] of [
   });
 }
 
-t.test('kill a ring node: the survivors reach each other again', async (t) => {
-  const nodes = await network(t, 8, ring(8));
-  await nodes[3]!.close({ timeoutMs: 0 });
-  const survivors = nodes.filter((_, i) => i !== 3);
-  await converged(survivors, 15_000);
-  const reply = await nodes[2]!.request(nodes[4]!.id, 'whoami', 'around');
-  t.ok(reply.toString().endsWith('around'), '2 reaches 4 the long way round');
-  t.equal(nodes[2]!.path(nodes[4]!.id)!.length, 7, 'the path goes the other way round the ring');
+t.test('kill a ring node (SIGKILL of its process): the survivors reach each other again', async (t) => {
+  // Nodes 0..6 here; the 8th ring member runs in a child process between 6 and 0.
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < 7; i++) {
+    const node = await createNode(options);
+    node.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${node.id}<-${info.remoteNodeId}:`), request]));
+    nodes.push(node);
+  }
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  for (let i = 0; i < 6; i++) await nodes[i]!.dial(nodes[i + 1]!.address);
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/peer.mts', import.meta.url).pathname], {
+    env: { ...process.env, IDLE_MS: '1500', BOOTSTRAP: `${nodes[6]!.address},${nodes[0]!.address}` },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const victim = JSON.parse(line.toString()) as { id: NodeId };
+  const deadline = Date.now() + 10_000;
+  while (!nodes.every((node) => node.routes().length === 7)) {
+    if (Date.now() > deadline) throw new Error('the ring of 8 did not converge');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  t.ok((await nodes[0]!.request(victim.id, 'whoami', 'hi')).toString().endsWith('hi'), 'the child answers before the kill');
+  const killedAt = Date.now();
+  child.kill('SIGKILL');
+  await converged(nodes, 15_000);
+  const reply = await nodes[0]!.request(nodes[6]!.id, 'whoami', 'around');
+  t.ok(reply.toString().endsWith('around'), `0 reaches 6 the long way round, ${Date.now() - killedAt} ms after the kill`);
+  t.equal(nodes[0]!.path(nodes[6]!.id)!.length, 7, 'the path goes the other way round the ring');
+  await t.rejects(nodes[0]!.request(victim.id, 'whoami', 'x'), { code: 'UNREACHABLE' }, 'the dead node is unreachable, clearly');
 });
 
 t.test('split a line: UNREACHABLE, then reachable when the link returns', async (t) => {
