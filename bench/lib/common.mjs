@@ -196,3 +196,15 @@ export async function connectCycles(count, cycle) {
     p50CloseMs: percentile(close, 50),
   };
 }
+
+/** Runs `op` `count` times in a row; the rate per second and the p50/p99 latency in µs. */
+export async function timeSequential(count, op) {
+  const lat = new Float64Array(count);
+  const t0 = now();
+  for (let i = 0; i < count; i++) {
+    const t = now();
+    await op();
+    lat[i] = now() - t;
+  }
+  return { rate: count / ((now() - t0) / 1000), p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+}

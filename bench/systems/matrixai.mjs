@@ -6,7 +6,7 @@
 import { createHmac, randomFillSync, timingSafeEqual, randomBytes } from 'node:crypto';
 import { QUICClient, QUICServer, events, native } from '@matrixai/quic';
 import Logger, { LogLevel } from '@matrixai/logger';
-import { KiB, MiB, now, payload, percentile, spkiOfPem, verifySelfSigned, connectCycles } from '../lib/common.mjs';
+import { KiB, MiB, now, payload, timeSequential, spkiOfPem, verifySelfSigned, connectCycles } from '../lib/common.mjs';
 
 const noop = () => {};
 
@@ -198,26 +198,12 @@ export async function client({ figure, params, identity, address, peerCertPem })
           return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
         }
         case 'echo': {
-          const lat = new Float64Array(params.count);
-          const t0 = now();
-          for (let i = 0; i < params.count; i++) {
-            const t = now();
-            await echoOnce();
-            lat[i] = now() - t;
-          }
-          const s = (now() - t0) / 1000;
-          return { rtps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
+          return { rtps: rate, p50us, p99us };
         }
         case 'stream-per-request': {
-          const lat = new Float64Array(params.count);
-          const t0 = now();
-          for (let i = 0; i < params.count; i++) {
-            const t = now();
-            await streamEcho(quic.connection, body);
-            lat[i] = now() - t;
-          }
-          const s = (now() - t0) / 1000;
-          return { opsps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => streamEcho(quic.connection, body));
+          return { opsps: rate, p50us, p99us };
         }
         case 'parallel': {
           const t0 = now();

@@ -4,7 +4,7 @@
 // row (figure 3, params.api === 'transport') drives the QUIC transport
 // directly, without negotiation, to show what negotiation costs.
 import { createNode, Identity, QuicTransport } from '../../dist/index.js';
-import { ByteCounter, KiB, MiB, now, payload, percentile, writeBulk, connectCycles } from '../lib/common.mjs';
+import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, connectCycles } from '../lib/common.mjs';
 
 const noop = () => {};
 
@@ -153,26 +153,12 @@ export async function client({ figure, params, identity: pem, address, serverNod
           return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
         }
         case 'echo': {
-          const lat = new Float64Array(params.count);
-          const t0 = now();
-          for (let i = 0; i < params.count; i++) {
-            const t = now();
-            await echoOnce();
-            lat[i] = now() - t;
-          }
-          const s = (now() - t0) / 1000;
-          return { rtps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
+          return { rtps: rate, p50us, p99us };
         }
         case 'stream-per-request': {
-          const lat = new Float64Array(params.count);
-          const t0 = now();
-          for (let i = 0; i < params.count; i++) {
-            const t = now();
-            await op();
-            lat[i] = now() - t;
-          }
-          const s = (now() - t0) / 1000;
-          return { opsps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => op());
+          return { opsps: rate, p50us, p99us };
         }
         case 'parallel': {
           const t0 = now();

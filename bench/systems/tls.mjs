@@ -5,7 +5,7 @@
 import tls from 'node:tls';
 import http2 from 'node:http2';
 import { once } from 'node:events';
-import { ByteCounter, KiB, MiB, now, payload, percentile, spkiOfPem, verifySelfSigned, writeBulk, connectCycles } from '../lib/common.mjs';
+import { ByteCounter, KiB, MiB, now, payload, timeSequential, spkiOfPem, verifySelfSigned, writeBulk, connectCycles } from '../lib/common.mjs';
 
 const noop = () => {};
 
@@ -194,26 +194,12 @@ export async function client({ figure, params, identity, address, peerCertPem })
           return { mibps: params.bytes / MiB / s };
         }
         case 'echo': {
-          const lat = new Float64Array(params.count);
-          const t0 = now();
-          for (let i = 0; i < params.count; i++) {
-            const t = now();
-            await echoOnce();
-            lat[i] = now() - t;
-          }
-          const s = (now() - t0) / 1000;
-          return { rtps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
+          return { rtps: rate, p50us, p99us };
         }
         case 'stream-per-request': {
-          const lat = new Float64Array(params.count);
-          const t0 = now();
-          for (let i = 0; i < params.count; i++) {
-            const t = now();
-            await http2Echo(session, body);
-            lat[i] = now() - t;
-          }
-          const s = (now() - t0) / 1000;
-          return { opsps: params.count / s, p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => http2Echo(session, body));
+          return { opsps: rate, p50us, p99us };
         }
         case 'parallel': {
           const t0 = now();
