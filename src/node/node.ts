@@ -148,7 +148,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.transport = transport;
     this.negotiationTimeoutMs = options.negotiationTimeoutMs ?? 10_000;
     const { rttSampleMs = 1000, ...routerOptions } = options.routing ?? {};
-    this.router = new Router({ ...routerOptions, signer: identity });
+    // A restarted node starts above its old sequence numbers (it would recover them from the network anyway).
+    this.router = new Router({ initialSequence: BigInt(Date.now()), ...routerOptions, signer: identity });
     this.relay = new RelayService(
       {
         identity,
@@ -361,7 +362,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   }
 
   private receiveRouting(stream: Duplex, from: NodeId): void {
-    readAll(stream, 1024 * 1024, 'ERR_REQUEST_TOO_LARGE').then(
+    readAll(stream, this.router.maxMessageBytes, 'ERR_REQUEST_TOO_LARGE').then(
       (bytes) => {
         stream.end();
         if (!this.closing) this.apply(this.router.recordReceived(from, bytes, performance.now()));

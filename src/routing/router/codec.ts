@@ -99,7 +99,7 @@ function fail<T>(reason: DropReason, detail: string): DecodeResult<T> {
   return { ok: false, reason, detail };
 }
 
-function asBuffer(bytes: Uint8Array): Buffer {
+export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
@@ -132,6 +132,16 @@ export function keyBytesOf(id: NodeId): Buffer {
     keyById.set(id, key);
   }
   return key;
+}
+
+/**
+ * A string that sorts like the node id's 32 key bytes (byte-wise, unsigned):
+ * the tie-break order of shortest paths, the same as the native table's.
+ * (The base32 text of ids does not sort like the bytes: '2'..'7' come before
+ * 'a' in ASCII but stand for 26..31.)
+ */
+export function idOrderKey(id: NodeId): string {
+  return keyBytesOf(id).toString('latin1');
 }
 
 // ---------------------------------------------------------------------------
@@ -305,34 +315,47 @@ export interface DecodedEntry {
 }
 
 /**
- * Walks a message's envelope. The structure must be consistent as a whole
- * (header, every entry length, no trailing bytes); an entry whose record
+ * Checks a message's envelope as a whole (header, every entry length, no
+ * trailing bytes) without allocating. Returns the entry count, or why the
+ * message is dropped. Entries then start at MESSAGE_HEADER_BYTES, each a u32
+ * remaining lifetime, a u32 length and that many record bytes.
+ */
+export function checkMessage(buf: Buffer, maxMessageBytes: number): number | { reason: DropReason; detail: string } {
+  if (buf.length > maxMessageBytes) return { reason: 'oversized', detail: `message of ${buf.length} bytes exceeds ${maxMessageBytes}` };
+  if (buf.length < MESSAGE_HEADER_BYTES) return { reason: 'malformed', detail: `message of ${buf.length} bytes is shorter than its header` };
+  if (buf[0] !== MESSAGE_TYPE_RECORDS) return { reason: 'malformed', detail: `unknown message type 0x${buf[0]!.toString(16)}` };
+  if (buf[1] !== MESSAGE_VERSION) return { reason: 'malformed', detail: `message version ${buf[1]} is not supported` };
+  const count = buf.readUInt16BE(2);
+  if (count === 0) return { reason: 'malformed', detail: 'message carries no record' };
+  let off = MESSAGE_HEADER_BYTES;
+  for (let i = 0; i < count; i++) {
+    if (off + ENTRY_HEADER_BYTES > buf.length) return { reason: 'malformed', detail: `entry ${i} header runs past the end` };
+    const length = buf.readUInt32BE(off + 4);
+    off += ENTRY_HEADER_BYTES;
+    if (length > buf.length - off) return { reason: 'malformed', detail: `entry ${i} of ${length} bytes runs past the end` };
+    off += length;
+  }
+  if (off !== buf.length) return { reason: 'malformed', detail: `${buf.length - off} trailing bytes after the last record` };
+  return count;
+}
+
+/**
+ * Decodes a message's envelope (see checkMessage). An entry whose record
  * length is over `recordLimit` is kept with `record: undefined` so the caller
  * can count it as oversized and go on with the others.
  */
 export function decodeMessage(bytes: Uint8Array, maxMessageBytes: number, recordLimit: number = maxRecordBytes()): DecodeResult<DecodedEntry[]> {
   const buf = asBuffer(bytes);
-  if (buf.length > maxMessageBytes) return fail('oversized', `message of ${buf.length} bytes exceeds ${maxMessageBytes}`);
-  if (buf.length < MESSAGE_HEADER_BYTES) return fail('malformed', `message of ${buf.length} bytes is shorter than its header`);
-  if (buf[0] !== MESSAGE_TYPE_RECORDS) return fail('malformed', `unknown message type 0x${buf[0]!.toString(16)}`);
-  if (buf[1] !== MESSAGE_VERSION) return fail('malformed', `message version ${buf[1]} is not supported`);
-  const count = buf.readUInt16BE(2);
-  if (count === 0) return fail('malformed', 'message carries no record');
-  // Cheapest entry is a header and a minimal record: bound the count before allocating.
-  if (count > Math.floor((buf.length - MESSAGE_HEADER_BYTES) / entryBytes(MIN_RECORD_BYTES))) {
-    return fail('malformed', `message of ${buf.length} bytes cannot hold ${count} records`);
-  }
+  const count = checkMessage(buf, maxMessageBytes);
+  if (typeof count !== 'number') return fail(count.reason, count.detail);
   const entries: DecodedEntry[] = new Array(count);
   let off = MESSAGE_HEADER_BYTES;
   for (let i = 0; i < count; i++) {
-    if (off + ENTRY_HEADER_BYTES > buf.length) return fail('malformed', `entry ${i} header runs past the end`);
     const remainingMs = buf.readUInt32BE(off);
     const length = buf.readUInt32BE(off + 4);
     off += ENTRY_HEADER_BYTES;
-    if (length > buf.length - off) return fail('malformed', `entry ${i} of ${length} bytes runs past the end`);
     entries[i] = { remainingMs, record: length > recordLimit ? undefined : buf.subarray(off, off + length) };
     off += length;
   }
-  if (off !== buf.length) return fail('malformed', `${buf.length - off} trailing bytes after the last record`);
   return { ok: true, value: entries };
 }

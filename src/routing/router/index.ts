@@ -33,6 +33,7 @@ export {
   MESSAGE_HEADER_BYTES,
   ENTRY_HEADER_BYTES,
   MESSAGE_TYPE_RECORDS,
+  idOrderKey,
   type LinkStateRecord,
   type RecordFields,
   type MessageEntry,

@@ -11,6 +11,7 @@
  * queue the setters and push them across Node-API in one call.
  */
 import type { NodeId } from '../../identity/index.js';
+import { idOrderKey } from './codec.js';
 
 /** A directed link out of a node, with its cost (integer >= 1). */
 export interface Link {
@@ -36,12 +37,18 @@ export interface Route {
  * Semantics every implementation must share:
  * - setLinks replaces all outgoing links of `origin`; a link's target exists
  *   as a node (maybe without links of its own). removeNode drops a node's
- *   outgoing links (links other nodes have towards it stay until replaced).
+ *   outgoing links. What happens to links other nodes have towards it is left
+ *   to the implementation (TsPathComputer keeps them until their origin is
+ *   set again, the native table drops them): the router never relies on
+ *   either, because the two-way check removes those links in the same batch.
+ *   An implementation may keep the `links` array: callers never mutate it
+ *   afterwards (the router passes the immutable arrays of decoded records).
  * - Costs are integers >= 1; distances are exact sums.
- * - Ties: among equal-cost paths, the next hop is the smallest node id
- *   (JavaScript string order); path(dest) is an equal-cost path through that
- *   next hop whose predecessor at each step is, among the predecessors
- *   giving that next hop, the smallest id.
+ * - Ties: among equal-cost paths, the next hop is the smallest node id,
+ *   comparing the ids' 32 key bytes (idOrderKey; the native table's order,
+ *   not the order of the base32 text); path(dest) is an equal-cost path
+ *   through that next hop whose predecessor at each step is, among the
+ *   predecessors giving that next hop, the smallest id.
  * - nextHop/path/routes never include unreachable nodes; the source itself is
  *   not a route; path(source) is [source].
  */
@@ -64,6 +71,8 @@ export class TsPathComputer implements PathComputer {
   readonly #src: number;
   readonly #index = new Map<NodeId, number>();
   #ids: (NodeId | undefined)[] = [];
+  /** idOrderKey of each id: ties compare these. */
+  #order: string[] = [];
   #free: number[] = [];
   /** Links pointing at a node, +1 while it has links of its own, +1 for the source. */
   #refs: number[] = [];
@@ -92,6 +101,7 @@ export class TsPathComputer implements PathComputer {
     if (i === undefined) {
       i = this.#free.pop() ?? this.#ids.length;
       this.#ids[i] = id;
+      this.#order[i] = idOrderKey(id);
       this.#refs[i] = 0;
       this.#out[i] = undefined;
       this.#index.set(id, i);
@@ -137,7 +147,7 @@ export class TsPathComputer implements PathComputer {
   }
 
   #less(a: number, b: number): boolean {
-    return (this.#ids[a] as string) < (this.#ids[b] as string);
+    return this.#order[a]! < this.#order[b]!;
   }
 
   #push(size: number, key: number, val: number): number {

@@ -13,8 +13,10 @@ import { Buffer } from 'node:buffer';
 import { PnetError } from '../../errors.js';
 import { verifySignature, type NodeId } from '../../identity/index.js';
 import {
-  decodeMessage,
+  asBuffer,
+  checkMessage,
   decodeRecord,
+  nodeIdAt,
   encodeMessage,
   encodeRecord,
   MAX_COST,
@@ -26,7 +28,6 @@ import {
   ENTRY_HEADER_BYTES,
   MIN_RECORD_BYTES,
   packMessages,
-  peekRecord,
   RECORD_MAGIC,
   RECORD_VERSION,
   verifyRecord,
@@ -72,6 +73,12 @@ export interface RouterOptions {
   publishDelayMs?: number;
   /** At least this long between two of our publications, except sequence recovery (default 1 s). */
   minPublishIntervalMs?: number;
+  /**
+   * Flood pacing: records are sent at once unless a batch left less than this
+   * long ago; then they wait and leave together, one message per neighbour
+   * (default 10 ms; 0 sends every event's records at once).
+   */
+  floodPacingMs?: number;
   /** Shortest paths are recomputed this long after the first change (default 10 ms)... */
   spfDelayMs?: number;
   /** ...and at most once per this interval (default 100 ms). 0 and 0 recompute inside the event. */
@@ -160,7 +167,7 @@ interface Neighbour {
 }
 
 interface Outgoing {
-  readonly bytes: Uint8Array;
+  readonly rec: LinkStateRecord;
   readonly expiresAt: number;
 }
 
@@ -243,9 +250,20 @@ function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | n
   return true;
 }
 
-function isRecordStart(buf: Buffer): boolean {
-  return buf[0] === RECORD_MAGIC[0] && buf[1] === RECORD_MAGIC[1] && buf[2] === RECORD_MAGIC[2] && buf[3] === RECORD_MAGIC[3] && buf[4] === RECORD_VERSION;
+function isRecordStart(buf: Buffer, off: number): boolean {
+  return (
+    buf[off] === RECORD_MAGIC[0] &&
+    buf[off + 1] === RECORD_MAGIC[1] &&
+    buf[off + 2] === RECORD_MAGIC[2] &&
+    buf[off + 3] === RECORD_MAGIC[3] &&
+    buf[off + 4] === RECORD_VERSION
+  );
 }
+
+const ORIGIN_OFFSET = 6;
+const SEQ_OFFSET = 38;
+/** Returned when an event has nothing to do (never mutated). */
+const NO_ACTIONS: readonly RouterAction[] = Object.freeze([]);
 
 export class Router {
   readonly nodeId: NodeId;
@@ -257,6 +275,7 @@ export class Router {
   readonly #minPublishMs: number;
   readonly #spfDelayMs: number;
   readonly #spfMinMs: number;
+  readonly #floodPacingMs: number;
   readonly #maxLinks: number;
   readonly #maxMessageBytes: number;
   readonly #maxRecordBytes: number;
@@ -293,8 +312,11 @@ export class Router {
   #lastSpfAt = -Infinity;
   #nextHops = new Map<NodeId, NodeId>();
 
-  /** Per-event output. */
-  readonly #out = new Map<NodeId, Outgoing[]>();
+  /** Records waiting to be sent, per neighbour, by origin (a newer version replaces an older one). */
+  readonly #out = new Map<NodeId, Map<NodeId, Outgoing>>();
+  #queued = 0;
+  #flushAt: number | undefined;
+  #lastFlushAt = -Infinity;
   #routeChanges: RouteChange[] = [];
 
   readonly #stats: RouterStats = {
@@ -323,6 +345,7 @@ export class Router {
     this.#refreshJitter = option('refreshJitter', options.refreshJitter, 0.1, 0, 0.9);
     this.#publishDelayMs = option('publishDelayMs', options.publishDelayMs, 50, 0);
     this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 1_000, 0);
+    this.#floodPacingMs = option('floodPacingMs', options.floodPacingMs, 10, 0);
     this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
     this.#spfMinMs = option('spfMinIntervalMs', options.spfMinIntervalMs, 100, 0);
     this.#maxLinks = Math.floor(option('maxLinks', options.maxLinks, MAX_LINKS, 1, MAX_LINKS));
@@ -353,7 +376,7 @@ export class Router {
   // Events
 
   /** A connection to `nodeId` is up (again). Optional first RTT sample, e.g. from the handshake. Sends it the whole map. */
-  neighbourUp(nodeId: NodeId, nowMs: number, rttMs?: number): RouterAction[] {
+  neighbourUp(nodeId: NodeId, nowMs: number, rttMs?: number): readonly RouterAction[] {
     this.#begin(nowMs);
     if (nodeId !== this.nodeId) {
       let n = this.#neighbours.get(nodeId);
@@ -365,17 +388,20 @@ export class Router {
       }
       if (rttMs !== undefined) this.#sample(n, rttMs);
       // The whole map, so a joining node learns it from its first neighbour.
-      const queue = this.#queueFor(nodeId);
-      for (const s of this.#records.values()) queue.push({ bytes: s.rec.bytes, expiresAt: s.expiresAt });
+      for (const s of this.#records.values()) this.#enqueue(nodeId, s.rec, s.expiresAt);
     }
     return this.#finish();
   }
 
   /** The connection to `nodeId` is gone. */
-  neighbourDown(nodeId: NodeId, nowMs: number): RouterAction[] {
+  neighbourDown(nodeId: NodeId, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
     if (this.#neighbours.delete(nodeId)) {
-      this.#out.delete(nodeId);
+      const q = this.#out.get(nodeId);
+      if (q !== undefined) {
+        this.#queued -= q.size;
+        this.#out.delete(nodeId);
+      }
       this.#selfLinksChanged();
       this.#markDirty(nodeId);
     }
@@ -383,7 +409,7 @@ export class Router {
   }
 
   /** A round-trip time measured to a neighbour. Ignored for non-neighbours and nonsense values. */
-  rttSample(nodeId: NodeId, rttMs: number, nowMs: number): RouterAction[] {
+  rttSample(nodeId: NodeId, rttMs: number, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
     const n = this.#neighbours.get(nodeId);
     if (n !== undefined) this.#sample(n, rttMs);
@@ -391,20 +417,26 @@ export class Router {
   }
 
   /** A routing message from a neighbour (the bytes of a 'send' action of its router). */
-  recordReceived(fromNeighbour: NodeId, bytes: Uint8Array, nowMs: number): RouterAction[] {
+  recordReceived(fromNeighbour: NodeId, bytes: Uint8Array, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
     this.#stats.messagesReceived++;
     if (!this.#neighbours.has(fromNeighbour)) {
       this.#stats.dropped.notNeighbour++;
     } else {
-      const msg = decodeMessage(bytes, this.#maxMessageBytes, this.#maxRecordBytes);
-      if (!msg.ok) {
-        this.#stats.dropped[msg.reason]++;
+      const buf = asBuffer(bytes);
+      const count = checkMessage(buf, this.#maxMessageBytes);
+      if (typeof count !== 'number') {
+        this.#stats.dropped[count.reason]++;
       } else {
-        for (const e of msg.value) {
+        let off = MESSAGE_HEADER_BYTES;
+        for (let i = 0; i < count; i++) {
+          const remainingMs = buf.readUInt32BE(off);
+          const length = buf.readUInt32BE(off + 4);
+          off += ENTRY_HEADER_BYTES;
           this.#stats.recordsReceived++;
-          if (e.record === undefined) this.#stats.dropped.oversized++;
-          else this.#receive(fromNeighbour, e.record, e.remainingMs);
+          if (length > this.#maxRecordBytes) this.#drop('oversized');
+          else this.#receive(fromNeighbour, buf, off, length, remainingMs);
+          off += length;
         }
       }
     }
@@ -412,7 +444,7 @@ export class Router {
   }
 
   /** Timers: call at nextDeadline() (or on a short fixed cadence). */
-  tick(nowMs: number): RouterAction[] {
+  tick(nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
     return this.#finish();
   }
@@ -425,15 +457,16 @@ export class Router {
     let t = Infinity;
     if (this.#publishAt !== undefined) t = this.#publishAt;
     if (this.#spfAt !== undefined && this.#spfAt < t) t = this.#spfAt;
+    if (this.#flushAt !== undefined && this.#flushAt < t) t = this.#flushAt;
     if (this.#own !== undefined && this.#refreshAt < t) t = this.#refreshAt;
     const e = this.#expiry.peek();
     if (e !== undefined && e < t) t = e;
     return t === Infinity ? undefined : t;
   }
 
-  /** True while a publication or a route recomputation is scheduled. */
+  /** True while a publication, a paced flood or a route recomputation is scheduled. */
   hasPendingWork(): boolean {
-    return this.#publishAt !== undefined || this.#spfAt !== undefined;
+    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined;
   }
 
   nextHop(dest: NodeId): NodeId | undefined {
@@ -447,6 +480,11 @@ export class Router {
 
   routes(): Route[] {
     return this.#paths.routes();
+  }
+
+  /** Largest message this router sends or accepts: the IO glue's frame-length bound. */
+  get maxMessageBytes(): number {
+    return this.#maxMessageBytes;
   }
 
   get routeCount(): number {
@@ -502,35 +540,15 @@ export class Router {
     this.#expire();
   }
 
-  #finish(): RouterAction[] {
+  #finish(): readonly RouterAction[] {
     const now = this.#now;
     if (this.#own !== undefined && now >= this.#refreshAt) this.#publishAt = now;
     if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
     if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
-    const actions: RouterAction[] = [];
-    // A flooded record goes to every neighbour but one in the same message: encode it once.
-    let single: Outgoing | undefined;
-    let singleMessage: Uint8Array | undefined;
-    for (const [to, queue] of this.#out) {
-      if (queue.length === 0 || !this.#neighbours.has(to)) continue;
-      this.#stats.recordsSent += queue.length;
-      if (queue.length === 1) {
-        const q = queue[0]!;
-        if (single === undefined || q.bytes !== single.bytes || q.expiresAt !== single.expiresAt) {
-          single = q;
-          singleMessage = encodeMessage([{ remainingMs: Math.max(1, q.expiresAt - now), record: q.bytes }]);
-        }
-        actions.push({ type: 'send', to, bytes: singleMessage! });
-        this.#stats.messagesSent++;
-        continue;
-      }
-      const entries: MessageEntry[] = queue.map((q) => ({ remainingMs: Math.max(1, q.expiresAt - now), record: q.bytes }));
-      for (const bytes of packMessages(entries, this.#maxMessageBytes)) {
-        actions.push({ type: 'send', to, bytes });
-        this.#stats.messagesSent++;
-      }
-    }
-    this.#out.clear();
+    let actions: RouterAction[] | undefined;
+    if (this.#flushAt !== undefined && now >= this.#flushAt) actions = this.#flush();
+    if (this.#routeChanges.length === 0) return actions ?? NO_ACTIONS;
+    actions ??= [];
     if (this.#routeChanges.length > 0) {
       actions.push({ type: 'routes-changed', changed: this.#routeChanges });
       this.#routeChanges = [];
@@ -538,22 +556,70 @@ export class Router {
     return actions;
   }
 
-  #queueFor(to: NodeId): Outgoing[] {
+  /** Queues a record for a neighbour; it leaves at the next flush (at once unless one happened less than floodPacingMs ago). */
+  #enqueue(to: NodeId, rec: LinkStateRecord, expiresAt: number): void {
     let q = this.#out.get(to);
     if (q === undefined) {
-      q = [];
+      q = new Map();
       this.#out.set(to, q);
     }
-    return q;
+    const before = q.size;
+    q.set(rec.origin, { rec, expiresAt });
+    this.#queued += q.size - before;
+    if (this.#flushAt === undefined) this.#flushAt = Math.max(this.#now, this.#lastFlushAt + this.#floodPacingMs);
+  }
+
+  /** The neighbour `from` holds `rec` (it sent it to us): no need to send it back. */
+  #unqueue(from: NodeId, origin: NodeId): void {
+    const q = this.#out.get(from);
+    if (q !== undefined && q.delete(origin)) this.#queued--;
+  }
+
+  #flush(): RouterAction[] {
+    const now = this.#now;
+    this.#flushAt = undefined;
+    this.#lastFlushAt = now;
+    const actions: RouterAction[] = [];
+    // A record flooded alone goes to every neighbour but one in the same message: encode it once.
+    let single: Outgoing | undefined;
+    let singleMessage: Uint8Array | undefined;
+    for (const [to, queue] of this.#out) {
+      if (queue.size === 0) continue;
+      this.#stats.recordsSent += queue.size;
+      if (queue.size === 1) {
+        const q: Outgoing = queue.values().next().value!;
+        if (single === undefined || q.rec !== single.rec || q.expiresAt !== single.expiresAt) {
+          single = q;
+          singleMessage = encodeMessage([{ remainingMs: Math.max(1, q.expiresAt - now), record: q.rec.bytes }]);
+        }
+        actions.push({ type: 'send', to, bytes: singleMessage! });
+        this.#stats.messagesSent++;
+      } else {
+        const entries: MessageEntry[] = [];
+        for (const q of queue.values()) entries.push({ remainingMs: Math.max(1, q.expiresAt - now), record: q.rec.bytes });
+        for (const bytes of packMessages(entries, this.#maxMessageBytes)) {
+          actions.push({ type: 'send', to, bytes });
+          this.#stats.messagesSent++;
+        }
+      }
+      queue.clear();
+    }
+    this.#queued = 0;
+    return actions;
   }
 
   #sample(n: Neighbour, rttMs: number): void {
     if (typeof rttMs !== 'number' || !Number.isFinite(rttMs) || rttMs < 0) return;
     const first = n.srtt === undefined;
     n.srtt = first ? rttMs : n.srtt! + this.#smoothing * (rttMs - n.srtt!);
+    if (!first) {
+      // Hysteresis on the unrounded cost: the announced cost moves only when the
+      // smoothed RTT has really drifted, never because rounding flips on noise.
+      const exact = this.#costBase + n.srtt / this.#costUnit;
+      if (Math.abs(exact - n.cost) < Math.max(this.#hystMin, this.#hystRatio * n.cost)) return;
+    }
     const cost = this.costFromRtt(n.srtt);
     if (cost === n.cost) return;
-    if (!first && Math.abs(cost - n.cost) < Math.max(this.#hystMin, this.#hystRatio * n.cost)) return;
     n.cost = cost;
     this.#selfLinksChanged();
   }
@@ -586,7 +652,11 @@ export class Router {
 
   #publish(): void {
     this.#publishAt = undefined;
-    if (this.#lastSeq >= MAX_SEQUENCE) return; // 2^64 publications: unreachable in practice
+    if (this.#lastSeq >= MAX_SEQUENCE) {
+      // 2^64 - 1 reached (only a record we signed can bring us here): nothing above it can be signed.
+      this.#refreshAt = Infinity;
+      return;
+    }
     const seq = this.#lastSeq + 1n;
     const bytes = encodeRecord({ origin: this.nodeId, seq, lifetimeMs: this.#lifetimeMs, links: this.#liveLinks() }, (d) => this.#signer.sign(d));
     const decoded = decodeRecord(bytes, MAX_LINKS);
@@ -599,7 +669,7 @@ export class Router {
     const stored: Stored = { rec: decoded.value, expiresAt: now + this.#lifetimeMs };
     this.#records.set(this.nodeId, stored);
     this.#stats.published++;
-    for (const to of this.#neighbours.keys()) this.#queueFor(to).push({ bytes, expiresAt: stored.expiresAt });
+    for (const to of this.#neighbours.keys()) this.#enqueue(to, decoded.value, stored.expiresAt);
   }
 
   #expire(): void {
@@ -628,28 +698,42 @@ export class Router {
     return undefined;
   }
 
-  #receive(from: NodeId, buf: Buffer, remainingMs: number): void {
-    if (buf.length < MIN_RECORD_BYTES || !isRecordStart(buf)) {
+  /** One record: `len` bytes at `off` of the message `msg`. */
+  #receive(from: NodeId, msg: Buffer, off: number, len: number, remainingMs: number): void {
+    if (len < MIN_RECORD_BYTES || !isRecordStart(msg, off)) {
       this.#drop('malformed');
       return;
     }
-    const { origin, seq } = peekRecord(buf);
+    const origin = nodeIdAt(msg, off + ORIGIN_OFFSET);
     if (origin === this.nodeId) {
-      this.#receiveOwn(buf, seq);
+      this.#receiveOwn(from, msg.subarray(off, off + len));
       return;
     }
     const known = this.#records.get(origin);
     if (known !== undefined) {
-      if (seq < known.rec.seq) return this.#drop('replayed');
-      if (seq === known.rec.seq) {
-        if (buf.equals(known.rec.bytes)) this.#stats.duplicates++;
-        else this.#drop('replayed');
+      // Big-endian sequence numbers compare as bytes (no BigInt on this hot path).
+      const k = known.rec.bytes;
+      const order = msg.compare(k, SEQ_OFFSET, SEQ_OFFSET + 8, off + SEQ_OFFSET, off + SEQ_OFFSET + 8);
+      if (order < 0) {
+        // The neighbour is behind: hand it our newer copy (this is also how a
+        // restarted origin learns the number it must jump above).
+        this.#enqueue(from, known.rec, known.expiresAt);
+        return this.#drop('replayed');
+      }
+      if (order === 0) {
+        if (len === k.length && msg.compare(k, 0, len, off, off + len) === 0) {
+          this.#stats.duplicates++;
+          if (this.#queued > 0 && this.#out.get(from)?.get(origin)?.rec === known.rec) this.#unqueue(from, origin);
+        } else {
+          this.#drop('replayed');
+        }
         return;
       }
     } else if (this.#records.size >= this.#maxRecords) {
       return this.#drop('tableFull');
     }
     if (remainingMs === 0) return this.#drop('expired');
+    const buf = msg.subarray(off, off + len);
     const rec = this.#decodeVerified(buf);
     if (rec === undefined) return;
     const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#maxRecordLifetimeMs);
@@ -657,15 +741,20 @@ export class Router {
     this.#expiry.push(expiresAt, origin);
     this.#stats.recordsAccepted++;
     this.#graphChanged(origin, known?.rec, rec);
+    this.#unqueue(from, origin);
     for (const to of this.#neighbours.keys()) {
-      if (to !== from) this.#queueFor(to).push({ bytes: rec.bytes, expiresAt });
+      if (to !== from) this.#enqueue(to, rec, expiresAt);
     }
   }
 
   /** Our own id on a record from the network: an old copy, or proof that an earlier run of us got further. */
-  #receiveOwn(buf: Buffer, seq: bigint): void {
+  #receiveOwn(from: NodeId, buf: Buffer): void {
+    const seq = buf.readBigUInt64BE(SEQ_OFFSET);
     const published = this.#own !== undefined;
-    if (seq < this.#lastSeq || (seq === this.#lastSeq && !published)) return this.#drop('replayed');
+    if (seq < this.#lastSeq || (seq === this.#lastSeq && !published)) {
+      if (this.#own !== undefined) this.#enqueue(from, this.#own, this.#records.get(this.nodeId)!.expiresAt);
+      return this.#drop('replayed');
+    }
     if (seq === this.#lastSeq && buf.equals(this.#own!.bytes)) {
       this.#stats.duplicates++;
       return;

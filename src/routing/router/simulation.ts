@@ -19,6 +19,7 @@ import { Buffer } from 'node:buffer';
 import { nodeIdFromPublicKey, type NodeId } from '../../identity/index.js';
 import { Router, type RecordSigner, type RouteChange, type RouterAction, type RouterOptions } from './router.js';
 import { SharedRecordCache } from './record-cache.js';
+import { idOrderKey } from './codec.js';
 
 /** Seeded PRNG (mulberry32): uniform in [0, 1). */
 export function seededRandom(seed: number): () => number {
@@ -102,7 +103,7 @@ interface SimLink {
   readonly a: SimNode;
   readonly b: SimNode;
   readonly delayMs: number;
-  readonly lossRate: number;
+  lossRate: number;
   /** Not cut by the test. */
   admin: boolean;
   up: boolean;
@@ -116,6 +117,9 @@ interface SimNode {
   readonly links: Map<NodeId, SimLink>;
   tickAt: number;
   generation: number;
+  /** Guard against a router whose deadline does not advance. */
+  lastTick: number;
+  sameTimeTicks: number;
 }
 
 const DELIVER = 0;
@@ -244,11 +248,13 @@ export class RoutingSimulation {
   /** Events other than ticks and RTT samples waiting in the queue. */
   #busy = 0;
   #rttScheduled = false;
+  #lossRate: number;
 
   constructor(options: SimulationOptions = {}) {
     this.#options = options;
     this.#seed = options.seed ?? 1;
     this.random = seededRandom(this.#seed);
+    this.#lossRate = options.lossRate ?? 0;
   }
 
   get now(): number {
@@ -268,7 +274,7 @@ export class RoutingSimulation {
   addNode(signer?: RecordSigner, options?: Omit<Partial<RouterOptions>, 'signer'>): NodeId {
     const s = signer ?? seededSigner(this.#seed, this.#order.length);
     if (this.#nodes.has(s.nodeId)) throw new Error(`node ${s.nodeId} already in the simulation`);
-    const node: SimNode = { id: s.nodeId, signer: s, router: undefined, links: new Map(), tickAt: Infinity, generation: 0 };
+    const node: SimNode = { id: s.nodeId, signer: s, router: undefined, links: new Map(), tickAt: Infinity, generation: 0, lastTick: -1, sameTimeTicks: 0 };
     this.#nodes.set(node.id, node);
     this.#order.push(node);
     node.router = this.#makeRouter(node, options);
@@ -296,7 +302,7 @@ export class RoutingSimulation {
       a: na,
       b: nb,
       delayMs: options.delayMs ?? this.#options.delayMs ?? 5,
-      lossRate: options.lossRate ?? this.#options.lossRate ?? 0,
+      lossRate: options.lossRate ?? this.#lossRate,
       admin: true,
       up: false,
       epoch: 0,
@@ -318,6 +324,12 @@ export class RoutingSimulation {
     const link = this.#link(a, b);
     link.admin = true;
     this.#maybeUp(link);
+  }
+
+  /** Sets the loss probability of every link (and of links added later). */
+  setLossRate(lossRate: number): void {
+    this.#lossRate = lossRate;
+    for (const n of this.#order) for (const l of n.links.values()) l.lossRate = lossRate;
   }
 
   /** Live links as [a, b] pairs (both ends alive, not cut). */
@@ -346,7 +358,7 @@ export class RoutingSimulation {
   }
 
   /** Hands `bytes` to `to`'s router now as if they came from neighbour `from` (for attack tests). */
-  inject(from: NodeId, to: NodeId, bytes: Uint8Array): RouterAction[] {
+  inject(from: NodeId, to: NodeId, bytes: Uint8Array): readonly RouterAction[] {
     const node = this.#node(to);
     const actions = this.router(to).recordReceived(from, bytes, this.#now);
     this.#apply(node, actions);
@@ -391,12 +403,14 @@ export class RoutingSimulation {
   /**
    * Compares every router's next hops with shortest paths computed globally
    * (reverse Dijkstra from each destination over the live links, link costs as
-   * each router announces them, ties to the smallest next-hop id), and checks
+   * each router announces them, ties to the smallest next-hop id in key-byte
+   * order, see idOrderKey), and checks
    * no router keeps a route to an unreachable or dead node. `sources` limits
    * which routers are checked (default all alive); every destination is.
    */
   checkRoutes(sources?: readonly NodeId[]): RouteCheck {
     const alive = this.#order.filter((n) => n.router !== undefined);
+    const order = alive.map((x) => idOrderKey(x.id));
     const index = new Map<NodeId, number>();
     alive.forEach((n, i) => index.set(n.id, i));
     const n = alive.length;
@@ -424,53 +438,64 @@ export class RoutingSimulation {
       return i;
     });
     const reachable = new Int32Array(n);
-    const dist = new Float64Array(n);
+    // Destinations in blocks: distances of a block to every node, then each
+    // router is checked against the whole block (its tables stay in cache).
+    const BLOCK = 128;
+    const dist = new Float64Array(BLOCK * n);
     const heap = new PairHeap();
     let checked = 0;
     let mismatches = 0;
     const examples: RouteMismatch[] = [];
-    for (let d = 0; d < n; d++) {
-      // Reverse Dijkstra: dist[u] = shortest distance from u to d.
+    for (let d0 = 0; d0 < n; d0 += BLOCK) {
+      const dEnd = Math.min(n, d0 + BLOCK);
       dist.fill(Infinity);
-      dist[d] = 0;
-      heap.clear();
-      heap.push(0, d);
-      while (heap.size > 0) {
-        const dv = heap.keys[0]!;
-        const v = heap.vals[0]!;
-        heap.pop();
-        if (dv > dist[v]!) continue;
-        const from = inFrom[v]!;
-        const cost = inCost[v]!;
-        for (let k = 0; k < from.length; k++) {
-          const u = from[k]!;
-          const nd = dv + cost[k]!;
-          if (nd < dist[u]!) {
-            dist[u] = nd;
-            heap.push(nd, u);
-          }
-        }
-      }
-      const destId = alive[d]!.id;
-      for (const s of srcIdx) {
-        if (s === d) continue;
-        checked++;
-        let expected: NodeId | undefined;
-        if (dist[s] !== Infinity) {
-          reachable[s]!++;
-          const to = outTo[s]!;
-          const cost = outCost[s]!;
-          for (let k = 0; k < to.length; k++) {
-            if (cost[k]! + dist[to[k]!]! === dist[s]) {
-              const id = alive[to[k]!]!.id;
-              if (expected === undefined || id < expected) expected = id;
+      for (let d = d0; d < dEnd; d++) {
+        // Reverse Dijkstra: row[u] = shortest distance from u to d.
+        const base = (d - d0) * n;
+        dist[base + d] = 0;
+        heap.clear();
+        heap.push(0, d);
+        while (heap.size > 0) {
+          const dv = heap.keys[0]!;
+          const v = heap.vals[0]!;
+          heap.pop();
+          if (dv > dist[base + v]!) continue;
+          const from = inFrom[v]!;
+          const cost = inCost[v]!;
+          for (let k = 0; k < from.length; k++) {
+            const u = from[k]!;
+            const nd = dv + cost[k]!;
+            if (nd < dist[base + u]!) {
+              dist[base + u] = nd;
+              heap.push(nd, u);
             }
           }
         }
-        const actual = alive[s]!.router!.nextHop(destId);
-        if (actual !== expected) {
-          mismatches++;
-          if (examples.length < 100) examples.push({ node: alive[s]!.id, dest: destId, expected, actual });
+      }
+      for (const s of srcIdx) {
+        const router = alive[s]!.router!;
+        const to = outTo[s]!;
+        const cost = outCost[s]!;
+        for (let d = d0; d < dEnd; d++) {
+          if (s === d) continue;
+          const base = (d - d0) * n;
+          checked++;
+          let best = -1;
+          const ds = dist[base + s]!;
+          if (ds !== Infinity) {
+            reachable[s]!++;
+            for (let k = 0; k < to.length; k++) {
+              const nb = to[k]!;
+              if (cost[k]! + dist[base + nb]! === ds && (best < 0 || order[nb]! < order[best]!)) best = nb;
+            }
+          }
+          const expected = best < 0 ? undefined : alive[best]!.id;
+          const destId = alive[d]!.id;
+          const actual = router.nextHop(destId);
+          if (actual !== expected) {
+            mismatches++;
+            if (examples.length < 100) examples.push({ node: alive[s]!.id, dest: destId, expected, actual });
+          }
         }
       }
     }
@@ -549,7 +574,7 @@ export class RoutingSimulation {
     }
   }
 
-  #apply(node: SimNode, actions: RouterAction[]): void {
+  #apply(node: SimNode, actions: readonly RouterAction[]): void {
     const c = this.counters;
     for (const a of actions) {
       if (a.type === 'send') {
@@ -611,6 +636,12 @@ export class RoutingSimulation {
         if (node.router === undefined || node.generation !== ev.generation || node.tickAt !== ev.time) return;
         node.tickAt = Infinity;
         this.counters.ticks++;
+        if (node.lastTick === this.#now) {
+          if (++node.sameTimeTicks > 1000) throw new Error(`router ${node.id} keeps asking for a tick at ${this.#now}`);
+        } else {
+          node.lastTick = this.#now;
+          node.sameTimeTicks = 0;
+        }
         this.#apply(node, node.router.tick(this.#now));
         return;
       }
