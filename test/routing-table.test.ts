@@ -1,5 +1,7 @@
 import t from 'tap';
 import { deepStrictEqual } from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import {
   createRoutingTable,
@@ -29,6 +31,30 @@ t.test('the native addon is built and selected here', async (t) => {
   if (process.env['PNET_ROUTING'] === undefined) t.equal(routingImplementation(), 'native', 'the default is native');
   t.equal(createRoutingTable(id(0), { implementation: 'native' }).implementation, 'native');
   t.equal(createRoutingTable(id(0), { implementation: 'ts' }).implementation, 'ts');
+});
+
+t.test('without the addon: the twin, one warning; PNET_ROUTING chooses', async (t) => {
+  const entry = fileURLToPath(new URL('../src/routing/table/index.ts', import.meta.url));
+  const script = [
+    `import { createRoutingTable, routingImplementation } from ${JSON.stringify(entry)};`,
+    'let a, b;',
+    "try { a = createRoutingTable(Buffer.alloc(32, 1)).implementation; } catch (e) { a = 'threw'; }",
+    "try { b = createRoutingTable(Buffer.alloc(32, 2)).implementation; } catch (e) { b = 'threw'; }",
+    'console.log(JSON.stringify([routingImplementation(), a, b]));',
+  ].join('\n');
+  const run = (env: Record<string, string>) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      // node-gyp-build looks for the addon under $PNET_PREBUILD when it is set: a missing addon
+      env: { ...process.env, PNET_ROUTING: '', ...env },
+      timeout: 30_000,
+    });
+    return { out: JSON.parse(r.stdout.trim() || 'null') as unknown, warnings: r.stderr.split('PNET_ROUTING_TS_FALLBACK').length - 1 };
+  };
+  t.same(run({ PNET_PREBUILD: '/nonexistent' }), { out: ['ts', 'ts', 'ts'], warnings: 1 }, 'addon missing: twin, one warning for two tables');
+  t.same(run({ PNET_PREBUILD: '/nonexistent', PNET_ROUTING: 'ts' }), { out: ['ts', 'ts', 'ts'], warnings: 0 }, 'PNET_ROUTING=ts: twin, silently');
+  t.same(run({ PNET_PREBUILD: '/nonexistent', PNET_ROUTING: 'native' }), { out: ['native', 'threw', 'threw'], warnings: 0 }, 'PNET_ROUTING=native: no silent fallback');
+  t.same(run({}), { out: ['native', 'native', 'native'], warnings: 0 }, 'addon built: native');
 });
 
 for (const impl of impls) {
