@@ -13,7 +13,7 @@ export {
   type NeighbourInfo,
   type RecordInfo,
 } from './router.js';
-export { TsPathComputer, tsPathComputer, type PathComputer, type PathComputerFactory, type Link, type Route } from './path-computer.js';
+export { TablePathComputer, tablePathComputer, type PathComputer, type PathComputerFactory, type Link, type Route } from './path-computer.js';
 export {
   encodeRecord,
   decodeRecord,

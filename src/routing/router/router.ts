@@ -36,7 +36,7 @@ import {
   type MessageEntry,
   type VerifyFn,
 } from './codec.js';
-import { tsPathComputer, type Link, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
+import { tablePathComputer, type Link, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
 import type { RecordCache } from './record-cache.js';
 
 /** What the router needs of an identity (Identity satisfies it). */
@@ -100,7 +100,7 @@ export interface RouterOptions {
   recordCache?: RecordCache;
   /** Random source in [0, 1) for jitter (default Math.random). */
   random?: () => number;
-  /** Shortest-path implementation (default the TypeScript one). */
+  /** Shortest-path implementation (default the routing table: native addon, or its TypeScript twin). */
   pathComputer?: PathComputerFactory;
 }
 
@@ -369,7 +369,7 @@ export class Router {
     this.#verify = options.verify ?? verifySignature;
     this.#cache = options.recordCache;
     this.#random = options.random ?? Math.random;
-    this.#paths = (options.pathComputer ?? tsPathComputer)(this.nodeId);
+    this.#paths = (options.pathComputer ?? tablePathComputer)(this.nodeId);
   }
 
   // -------------------------------------------------------------------------
