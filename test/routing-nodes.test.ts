@@ -154,7 +154,21 @@ t.test('a relay hop sees only ciphertext', async (t) => {
   t.equal(seen.indexOf('sink'), -1, 'nor the channel name');
 });
 
-t.test('hop limit and unknown destinations give clear errors', async (t) => {
+t.test('a hop limit shorter than the path gives HOP_LIMIT', async (t) => {
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < 4; i++) {
+    const node = await createNode({ ...options, relay: { maxHops: 2 } });
+    node.handleRequest('whoami', () => node.id);
+    nodes.push(node);
+  }
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  for (let i = 0; i < 3; i++) await nodes[i]!.dial(nodes[i + 1]!.address);
+  await converged(nodes);
+  t.equal((await nodes[0]!.request(nodes[2]!.id, 'whoami', '')).toString(), nodes[2]!.id, 'two hops are allowed');
+  await t.rejects(nodes[0]!.request(nodes[3]!.id, 'whoami', ''), { code: 'HOP_LIMIT' }, 'three are not');
+});
+
+t.test('unknown destinations and channels give clear errors through the relay', async (t) => {
   const nodes = await network(t, 3, line(3));
   const stranger = await createNode();
   t.teardown(() => stranger.close());
