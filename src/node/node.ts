@@ -33,6 +33,8 @@ export interface NodeOptions {
   routing?: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'> & {
     /** Neighbour RTT is sampled this often (default 1000 ms). */
     rttSampleMs?: number;
+    /** A new connection becomes a routing neighbour once it has lived this long (default 200 ms). */
+    neighbourHoldDownMs?: number;
   };
   /** Limits of the streams this node relays for others. */
   relay?: RelayOptions;
@@ -135,6 +137,9 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly router: Router;
   private readonly relay: RelayService;
   private routerTimer: NodeJS.Timeout | undefined;
+  /** Peers connected for less than the hold-down, not yet routing neighbours. */
+  private readonly neighbourTimers = new Map<NodeId, NodeJS.Timeout>();
+  private readonly neighbourHoldDownMs: number;
   private readonly rttTimer: NodeJS.Timeout;
   private readonly connections = new Map<NodeId, Connection>();
   private readonly dialing = new Map<string, Promise<NodeId>>();
@@ -147,7 +152,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.identity = identity;
     this.transport = transport;
     this.negotiationTimeoutMs = options.negotiationTimeoutMs ?? 10_000;
-    const { rttSampleMs = 1000, ...routerOptions } = options.routing ?? {};
+    const { rttSampleMs = 1000, neighbourHoldDownMs = 200, ...routerOptions } = options.routing ?? {};
+    this.neighbourHoldDownMs = neighbourHoldDownMs;
     // A restarted node starts above its old sequence numbers (it would recover them from the network anyway).
     this.router = new Router({ initialSequence: BigInt(Date.now()), ...routerOptions, signer: identity });
     this.relay = new RelayService(
@@ -293,7 +299,15 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.connections.set(id, connection);
     connection.on('close', (error) => this.lost(connection, error));
     this.emit('peer:up', peerInfo(connection));
-    this.apply(this.router.neighbourUp(id, performance.now(), connection.rttMs()));
+    // Hold-down: a connection that lives a moment (a one-shot command) never disturbs the routing map.
+    const timer = setTimeout(() => {
+      this.neighbourTimers.delete(id);
+      if (this.connections.get(id) === connection && !this.closing) {
+        this.apply(this.router.neighbourUp(id, performance.now(), connection.rttMs()));
+      }
+    }, this.neighbourHoldDownMs);
+    timer.unref();
+    this.neighbourTimers.set(id, timer);
   }
 
   private lost(connection: Connection, error: PnetError | undefined): void {
@@ -301,7 +315,13 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     if (this.connections.get(id) !== connection) return;
     this.connections.delete(id);
     this.emit('peer:down', { nodeId: id, error });
-    if (!this.closing) this.apply(this.router.neighbourDown(id, performance.now()));
+    const pending = this.neighbourTimers.get(id);
+    if (pending !== undefined) {
+      clearTimeout(pending);
+      this.neighbourTimers.delete(id);
+    } else if (!this.closing) {
+      this.apply(this.router.neighbourDown(id, performance.now()));
+    }
   }
 
   private accept(stream: Stream, remoteNodeId: NodeId): void {
@@ -459,6 +479,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (!this.closing) {
       clearInterval(this.rttTimer);
+      for (const timer of this.neighbourTimers.values()) clearTimeout(timer);
+      this.neighbourTimers.clear();
       if (this.routerTimer) clearTimeout(this.routerTimer);
       this.routerTimer = undefined;
       this.closing = this.transport.close(options);
