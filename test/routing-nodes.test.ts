@@ -170,6 +170,9 @@ t.test('a hop limit shorter than the path gives HOP_LIMIT', async (t) => {
 
 t.test('unknown destinations and channels give clear errors through the relay', async (t) => {
   const nodes = await network(t, 3, line(3));
+  nodes[2]!.handleRequest('small', (request) => request, { maxRequestBytes: 10 });
+  await t.rejects(nodes[0]!.request(nodes[2]!.id, 'small', Buffer.alloc(100)), 'an oversized request through the relay is refused');
+  t.equal((await nodes[0]!.request(nodes[2]!.id, 'small', 'tiny')).toString(), 'tiny', 'and the next one works');
   const stranger = await createNode();
   t.teardown(() => stranger.close());
   await t.rejects(nodes[0]!.request(stranger.id, 'whoami', 'x'), { code: 'UNREACHABLE' });

@@ -533,6 +533,8 @@ function decorate(stream: Duplex, channel: string, remoteNodeId: NodeId, metadat
   result.channel = channel;
   result.remoteNodeId = remoteNodeId;
   result.remoteMetadata = metadata ?? EMPTY_METADATA;
+  // A tunnelled stream is a TLS socket: resetting it means tearing down the relayed leg under it.
+  if (typeof result.reset !== 'function') result.reset = () => void stream.destroy();
   return result;
 }
 

@@ -48,6 +48,7 @@ export function tunnelClient(stream: Duplex, identity: Identity, expected: NodeI
         fail(new PnetError('ERR_PEER_ID_MISMATCH', `relayed stream to ${expected} was answered by ${id}`));
         return;
       }
+      releaseWith(socket, stream);
       resolve(socket);
     });
   });
@@ -77,9 +78,23 @@ export function tunnelServer(stream: Duplex, identity: Identity, timeoutMs: numb
       stream.off('close', closed);
       try {
         resolve({ socket, origin: peerId(socket) });
+        releaseWith(socket, stream);
       } catch (error) {
         fail(error as Error);
       }
     });
+  });
+}
+
+/** When the TLS socket is gone, so is the relayed leg it ran on: ended after a clean finish, else reset. */
+function releaseWith(socket: tls.TLSSocket, stream: Duplex): void {
+  socket.once('close', (hadError: boolean) => {
+    if (stream.destroyed) return;
+    if (hadError || !socket.writableFinished) {
+      stream.destroy();
+    } else {
+      if (!stream.writableEnded) stream.end();
+      stream.resume();
+    }
   });
 }
