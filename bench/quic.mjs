@@ -15,7 +15,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CELLS, FIGURES, describeWorkload, isScaled } from './scenarios.mjs';
 import { machineInfo } from './lib/machine.mjs';
-import { buildResults, renderConsole, renderMarkdown } from './lib/report.mjs';
+import { buildResults, renderConsole, renderMarkdown, extraEntry, notBuilt, renderExtrasConsole } from './lib/report.mjs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
+import { renderChart } from './lib/chart.mjs';
+
+/** Figures measured by standalone scripts, and figures not built yet (ids for --only). */
+const EXTRA_IDS = ['fanout', 'convergence', 'routing', 'micro', 'negotiation', 'libp2p'];
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -72,7 +79,7 @@ async function loadPnet() {
 class Child {
   constructor(label) {
     this.label = label;
-    this.proc = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    this.proc = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', execArgv: ['--expose-gc'] });
     this.waiters = [];
     this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })));
     this.proc.on('message', (message) => {
@@ -119,6 +126,7 @@ class Child {
 async function runOnce(cell, params, identities, timeoutMs) {
   const server = new Child(`${cell.system} server`);
   let client;
+  let relay;
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`run timed out after ${timeoutMs / 1000} s`)), timeoutMs);
@@ -126,17 +134,31 @@ async function runOnce(cell, params, identities, timeoutMs) {
   const work = (async () => {
     const common = { system: cell.system, figure: cell.figure, params };
     const ready = await server.request({ type: 'init', role: 'server', ...common, identity: identities.server, peerCertPem: identities.client.certPem }, 'ready');
+    let via;
+    if (params.hops > 0) {
+      // relayed figure: the hop nodes run in a third process, in a line ending at the server
+      relay = new Child(`${cell.system} relay hops`);
+      via = await relay.request({ type: 'init', role: 'relay', ...common, target: { address: ready.address, nodeId: ready.nodeId } }, 'ready');
+    }
     client = new Child(`${cell.system} client`);
     await client.request(
-      { type: 'init', role: 'client', ...common, identity: identities.client, peerCertPem: identities.server.certPem, address: ready.address, serverNodeId: ready.nodeId },
+      { type: 'init', role: 'client', ...common, identity: identities.client, peerCertPem: identities.server.certPem, address: ready.address, serverNodeId: ready.nodeId, via },
       'ready',
     );
     await server.request({ type: 'mark' }, 'marked');
     const result = await client.request({ type: 'go' }, 'result');
     const stats = await server.request({ type: 'report' }, 'stats');
-    return {
-      metrics: { ...result.metrics, clientCpuS: result.cpuS, serverCpuS: stats.cpuS, clientRssMiB: result.rssMiB, serverRssMiB: stats.rssMiB },
-    };
+    const metrics = { ...result.metrics, clientCpuS: result.cpuS, serverCpuS: stats.cpuS, clientRssMiB: result.rssMiB, serverRssMiB: stats.rssMiB };
+    if (cell.figure === 'memory') {
+      // per connection the server actually holds (a few may have been dropped under load)
+      const conns = stats.connections ?? params.conns;
+      if (conns < 0.9 * params.conns) throw new Error(`server holds ${conns} of ${params.conns} connections`);
+      metrics.connectionsHeld = conns;
+      metrics.serverRssDeltaMiB = stats.rssAfterMiB - stats.rssBeforeMiB;
+      metrics.serverRssAfterMiB = stats.rssAfterMiB;
+      metrics.kibPerConn = (metrics.serverRssDeltaMiB * 1024) / conns;
+    }
+    return { metrics };
   })();
   try {
     return await Promise.race([work, timeout]);
@@ -150,10 +172,11 @@ async function runOnce(cell, params, identities, timeoutMs) {
     }
     server.kill();
     client?.kill();
+    relay?.kill();
     return { error: message };
   } finally {
     clearTimeout(timer);
-    await Promise.all([client?.stop(), server.stop()]);
+    await Promise.all([client?.stop(), server.stop(), relay?.stop()]);
   }
 }
 
@@ -185,8 +208,9 @@ async function main() {
   };
 
   const figures = FIGURES.filter((f) => !args.only || args.only.includes(f.id) || args.only.includes(String(f.number)));
-  const cells = CELLS.filter((c) => figures.some((f) => f.id === c.figure) && (!args.systems || args.systems.includes(c.system)));
-  if (cells.length === 0) {
+  const cells = CELLS.filter((c) => figures.some((f) => f.id === c.figure) && (!args.systems || args.systems.includes(c.system)) && !(args.quick && c.quickSkip));
+  const extraIds = EXTRA_IDS.filter((id) => !args.only || args.only.includes(id));
+  if (cells.length === 0 && extraIds.length === 0) {
     console.error('nothing to run with these filters');
     process.exit(2);
   }
@@ -203,7 +227,8 @@ async function main() {
   // drifting load on a shared machine spreads over all systems alike.
   const runCell = async (figure, c, label) => {
     const t0 = performance.now();
-    const result = await runOnce(c.cell, c.params, identities, timeoutMs);
+    // 1,000 pnet dialer nodes take a while to set up (each makes its identity and certificate)
+    const result = await runOnce(c.cell, c.params, identities, c.cell.figure === 'memory' ? timeoutMs * 3 : timeoutMs);
     c.runs.push(result);
     const took = ((performance.now() - t0) / 1000).toFixed(1);
     const head = figure.metrics[0];
@@ -229,6 +254,8 @@ async function main() {
     }
   }
 
+  const extras = await runExtras({ ids: extraIds, quick: args.quick, runs, cellResults, systems: args.systems });
+
   const durationS = (performance.now() - started) / 1000;
   machine.loadAverageEnd = machineInfo().loadAverage;
   const { entries, ratios } = buildResults({ figures, cellResults });
@@ -251,10 +278,10 @@ async function main() {
     filters: { only: args.only ?? null, systems: args.systems ?? null },
     machine,
     notes,
-    figures: entries,
+    figures: [...entries, ...extras],
     ratios,
   };
-  const md = renderMarkdown({ figures, entries, ratios, machine, mode, notes, durationS });
+  const md = renderMarkdown({ figures, entries, ratios, machine, mode, notes, durationS, extras });
   mkdirSync(args.out, { recursive: true });
   const partial = Boolean(args.only || args.systems || args.runs !== undefined && args.runs < 3);
   const base = join(args.out, partial ? 'partial' : 'latest');
@@ -262,9 +289,105 @@ async function main() {
   writeAtomically(partial ? `${base}.json.tmp` : `${base}.json`, JSON.stringify(json, null, 2) + '\n');
   writeAtomically(partial ? `${base}.md.tmp` : `${base}.md`, md);
 
+  const svg = await renderChart(json).catch((error) => {
+    console.warn(`chart not rendered: ${error.message}`);
+    return null;
+  });
+  if (svg) writeAtomically(partial ? `${base}.svg.tmp` : `${base}.svg`, svg);
+
   console.log('\n==== summary (median of runs) ====');
   console.log(renderConsole({ figures, entries }));
+  if (extras.length) console.log(renderExtrasConsole(extras));
   console.log(`\n${failed.length ? `${failed.length} run(s) failed (see notes). ` : ''}Took ${durationS.toFixed(0)} s. Wrote ${base}.{json,md}${partial ? '.tmp (filtered run)' : ''}`);
+}
+
+/** Runs a standalone bench script that writes JSON to --json=PATH; returns the parsed JSON. */
+function runScript(script, args, timeoutMs) {
+  const out = join(tmpdir(), `pnet-bench-${process.pid}-${script.replace(/\W/g, '_')}.json`);
+  try {
+    execFileSync(process.execPath, ['--expose-gc', join(here, script), ...args, `--json=${out}`], { stdio: ['ignore', 'ignore', 'inherit'], timeout: timeoutMs });
+    return JSON.parse(readFileSync(out, 'utf8'));
+  } finally {
+    rmSync(out, { force: true });
+  }
+}
+
+/**
+ * Figures outside the server/client pairs: convergence (ring of real nodes),
+ * routing table (native vs TS twin), micro-benchmarks, the negotiation cost
+ * derived from figure 3, and "not built" entries.
+ */
+async function runExtras({ ids, quick, runs, cellResults, systems }) {
+  const extras = [];
+  const want = (id) => ids.includes(id) && (!systems || systems.includes('pnet'));
+  if (ids.includes('fanout')) {
+    extras.push(notBuilt({ figure: 'fanout', figureNumber: 8, title: 'Fan-out to 100 and 1,000 nodes', reason: 'pnet has no fan-out feature yet (nothing to measure; a figure is never faked)' }));
+  }
+  if (ids.includes('libp2p')) {
+    for (const system of ['libp2p-tcp', 'libp2p-quic']) {
+      extras.push(notBuilt({ figure: 'libp2p', figureNumber: '1–5', title: `js-libp2p baselines (${system === 'libp2p-tcp' ? 'TCP + noise + yamux' : 'QUIC'})`, system, reason: 'the js-libp2p adapter (bench/systems/libp2p.mjs) is not written yet; its packages are not installed' }));
+    }
+  }
+  if (want('negotiation')) {
+    // figure 3's pnet rows: request() (negotiated) vs a raw transport stream
+    const row = (api) => cellResults.find((c) => c.cell.figure === 'stream-per-request' && c.cell.system === 'pnet' && c.params.api === api);
+    const req = row('request');
+    const raw = row('transport');
+    if (req && raw) {
+      const n = Math.min(req.runs.length, raw.runs.length);
+      const samples = [];
+      for (let i = 0; i < n; i++) {
+        const a = req.runs[i].metrics?.p50us;
+        const b = raw.runs[i].metrics?.p50us;
+        if (Number.isFinite(a) && Number.isFinite(b)) samples.push(a - b);
+      }
+      extras.push(extraEntry({ figure: 'negotiation', figureNumber: '3b', title: 'Channel negotiation cost (from figure 3)', metric: 'p50ExtraUs', name: 'p50 µs added by request() over a raw transport stream', variant: 'request() − raw transport stream, same run', workload: req.workload, unit: 'µs', better: 'lower', samples }));
+    }
+  }
+  if (want('convergence')) {
+    console.log('\n[9c] Convergence after a link cut (ring of 16 pnet nodes, one process)');
+    try {
+      const r = runScript('convergence.mjs', ['--nodes=16', `--runs=${Math.max(3, runs)}`], quick ? 60_000 : 180_000);
+      console.log(`  cut → routed around: ${r.samplesMs.map((x) => x.toFixed(0)).join(', ')} ms${r.errors.length ? ` (errors: ${r.errors.join('; ')})` : ''}`);
+      extras.push(extraEntry({ figure: 'convergence', figureNumber: '9c', title: 'Convergence after a link cut (real nodes on loopback)', metric: 'convergenceMs', name: 'cut → every node routes around it', variant: `ring of ${r.nodes} nodes, one process, default routing options`, workload: `${r.nodes}-node ring, node.disconnect() on one link`, unit: 'ms', better: 'lower', samples: r.samplesMs, notes: r.errors.length ? `errors: ${r.errors.join('; ')}` : undefined }));
+    } catch (error) {
+      extras.push({ ...notBuilt({ figure: 'convergence', figureNumber: '9c', title: 'Convergence after a link cut (real nodes on loopback)', reason: `run failed: ${String(error.message).split('\n')[0]}` }), status: 'failed' });
+    }
+    extras.push(notBuilt({ figure: 'convergence', figureNumber: '9c', title: 'Convergence after a link cut (real nodes on loopback)', variant: '100-node ring (simulation with real router code)', reason: 'not wired into this harness yet (RoutingSimulation exists in src/routing)' }));
+  }
+  if (want('routing')) {
+    console.log('\n[9] Routing table: native vs TypeScript twin');
+    try {
+      const r = runScript('routing-table.mjs', quick ? ['--quick'] : [], quick ? 60_000 : 240_000);
+      const routes = `${r.routes / 1e6}M routes, batches of ${r.batch}`;
+      const ratio = r.lookup_ts.nsPerIdBatch / r.lookup_native.nsPerIdBatch;
+      const t = 'Routing table (bench/routing-table.mjs; each figure the median of its repetitions)';
+      extras.push(
+        extraEntry({ figure: 'routing', figureNumber: 9, title: t, metric: 'nextHopBatchNs', name: 'next hop, batch (ns/id)', system: 'pnet', variant: 'native addon', workload: routes, unit: 'ns/id', better: 'lower', samples: [r.lookup_native.nsPerIdBatch], primary: true, target: { on: 'ratio', ratioName: 'native speed-up over the twin', ratio, op: '>=', value: 3 } }),
+        extraEntry({ figure: 'routing', figureNumber: 9, title: t, metric: 'nextHopBatchNs', name: 'next hop, batch (ns/id)', system: 'pnet-ts-twin', variant: 'TypeScript twin', workload: routes, unit: 'ns/id', better: 'lower', samples: [r.lookup_ts.nsPerIdBatch] }),
+        extraEntry({ figure: 'routing', figureNumber: 9, title: t, metric: 'spfMs', name: 'all-destinations shortest paths (ms)', system: 'pnet', variant: 'native addon', workload: `100k nodes / ${Math.round(r.sp_native.links / 1e3)}k links`, unit: 'ms', better: 'lower', samples: [r.sp_native.fullMs], primary: true }),
+        extraEntry({ figure: 'routing', figureNumber: 9, title: t, metric: 'spfMs', name: 'all-destinations shortest paths (ms)', system: 'pnet-ts-twin', variant: 'TypeScript twin', workload: `100k nodes / ${Math.round(r.sp_ts.links / 1e3)}k links`, unit: 'ms', better: 'lower', samples: [r.sp_ts.fullMs] }),
+      );
+      for (const e of extras.slice(-4)) e.runs = e.metric === 'spfMs' ? (e.system === 'pnet' ? 9 : 3) : e.system === 'pnet' ? 7 : 3; // repetitions inside the script
+      console.log(`  next hop batch: native ${r.lookup_native.nsPerIdBatch.toFixed(1)} ns/id, twin ${r.lookup_ts.nsPerIdBatch.toFixed(1)} (${ratio.toFixed(1)}×); SPF native ${r.sp_native.fullMs.toFixed(1)} ms, twin ${r.sp_ts.fullMs.toFixed(1)} ms`);
+    } catch (error) {
+      extras.push({ ...notBuilt({ figure: 'routing', figureNumber: 9, title: 'Routing table', reason: `run failed: ${String(error.message).split('\n')[0]}` }), status: 'failed' });
+    }
+  }
+  if (want('micro')) {
+    console.log('\n[10] Micro-benchmarks (benchmark package)');
+    try {
+      const r = runScript('micro.mjs', quick ? ['--quick'] : [], 120_000);
+      for (const c of r.results) {
+        if (c.error) continue;
+        extras.push(extraEntry({ figure: 'micro', figureNumber: 10, title: 'Micro-benchmarks (benchmark.js; median of its samples)', metric: 'opsps', name: c.name, variant: 'dist/ function', workload: 'one call', unit: 'ops/s', better: 'higher', samples: c.opsps }));
+        console.log(`  ${c.name}: ${Math.round(c.hz).toLocaleString('en-US')} ops/s ±${c.rme.toFixed(1)}%`);
+      }
+    } catch (error) {
+      extras.push({ ...notBuilt({ figure: 'micro', figureNumber: 10, title: 'Micro-benchmarks', reason: `run failed: ${String(error.message).split('\n')[0]}` }), status: 'failed' });
+    }
+  }
+  return extras;
 }
 
 main().catch((error) => {

@@ -11,6 +11,8 @@ import { performance } from 'node:perf_hooks';
 import { createRoutingTable } from '../dist/routing/table/index.js';
 
 const quick = process.argv.includes('--quick');
+// --json=PATH: also write the results there (bench/quic.mjs folds them into its report)
+const jsonOut = process.argv.find((a) => a.startsWith('--json='))?.slice('--json='.length);
 const ROUTES = quick ? 100_000 : 1_000_000;
 const SP_NODES = 100_000;
 const SP_EDGES_PER_NODE = 4;
@@ -209,6 +211,7 @@ if (sn.checksum !== st.checksum || sn.reachable !== st.reachable) {
   console.error(`native and twin disagree: checksum ${sn.checksum} vs ${st.checksum}, reachable ${sn.reachable} vs ${st.reachable}`);
   process.exitCode = 1;
 }
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results) + '\n');
 if (!quick) {
   mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./results/routing-table.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');

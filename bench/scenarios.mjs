@@ -70,6 +70,33 @@ export const FIGURES = [
     ],
     target: { metric: 'connps', op: '>=', value: 700 },
   },
+  {
+    id: 'memory',
+    number: 6,
+    title: 'Memory: idle connections to one node',
+    metrics: [
+      { key: 'kibPerConn', name: 'server RSS per connection', unit: 'KiB', better: 'lower', rate: true },
+      { key: 'serverRssDeltaMiB', name: 'server RSS growth', unit: 'MiB', better: 'lower' },
+      { key: 'serverRssAfterMiB', name: 'server RSS with connections', unit: 'MiB', better: 'lower' },
+      { key: 'connectionsHeld', name: 'connections held by the server', unit: 'conns', better: 'higher' },
+    ],
+  },
+  {
+    // Relayed streams: the ratio of interest is relayed / direct (pnet rows
+    // only), not pnet / baseline; `relative` makes the report say so.
+    id: 'relay',
+    number: 7,
+    title: 'Relayed streams through a line of nodes (each end in its own process, hops in a third)',
+    relative: true,
+    metrics: [
+      { key: 'mibps', name: 'throughput', unit: 'MiB/s', better: 'higher', rate: true },
+      { key: 'rtps', name: '1 KiB round trips', unit: 'rt/s', better: 'higher', rate: true },
+      { key: 'p50us', name: 'p50 round trip', unit: 'µs', better: 'lower', rate: true },
+      { key: 'setupMs', name: 'stream setup', unit: 'ms', better: 'lower', rate: true },
+    ],
+    // 3-hop throughput ≥ 0.5× direct (checked on the ratio, see report.mjs)
+    ratioTarget: { metric: 'mibps', variantHops: 3, op: '>=', value: 0.5 },
+  },
 ];
 
 /** Workload by mode: [full, quick]. */
@@ -127,9 +154,22 @@ export const CELLS = [
     params: w({ count: 50, warmup: 5, size: KiB }, { count: 20, warmup: 3, size: KiB }) },
   { figure: 'connect', system: 'node-tls', variant: 'tls.connect + write/read + end',
     params: w({ count: 200, warmup: 100, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+
+  // 6. memory of idle connections (dialers in one client process)
+  { figure: 'memory', system: 'pnet', variant: 'QuicTransport dialers → one createNode node', primary: true,
+    params: w({ conns: 1000, dialers: 'transport' }, { conns: 100, dialers: 'transport' }) },
+  { figure: 'memory', system: 'node-tls', variant: 'tls.connect → one tls.Server',
+    params: w({ conns: 1000 }, { conns: 100 }) },
+
+  // 7. relayed streams: direct, then 1..3 hops (hop nodes live in a third process)
+  ...[0, 1, 2, 3].map((hops) => ({
+    figure: 'relay', system: 'pnet', variant: hops === 0 ? 'direct (same line, no hop)' : `${hops} relay hop${hops > 1 ? 's' : ''}`,
+    primary: hops === 0, quickSkip: hops === 2,
+    params: w({ hops, bytes: 64 * MiB, count: 2000, warmup: 200, size: KiB }, { hops, bytes: 8 * MiB, count: 300, warmup: 50, size: KiB }),
+  })),
 ];
 
-const WORKLOAD_KEYS = ['bytes', 'count', 'streams', 'size'];
+const WORKLOAD_KEYS = ['bytes', 'count', 'streams', 'size', 'conns'];
 
 /** Whether `params` describe a different amount of work than the primary cell's `primaryParams`. */
 export function isScaled(params, primaryParams) {
@@ -144,6 +184,8 @@ export const NOMINAL = {
   'stream-per-request': { size: KiB },
   parallel: { streams: 100, size: 64 * KiB },
   connect: { count: 200, size: KiB },
+  memory: { conns: 1000 },
+  relay: { bytes: 64 * MiB, count: 2000 },
 };
 
 export function describeWorkload(figure, p) {
@@ -158,6 +200,10 @@ export function describeWorkload(figure, p) {
       return `${p.streams} × ${p.size / KiB} KiB`;
     case 'connect':
       return `${p.count} connections`;
+    case 'memory':
+      return `${p.conns} idle connections`;
+    case 'relay':
+      return `${p.hops} hop(s): ${p.bytes / MiB} MiB + ${p.count} × ${p.size / KiB} KiB round trips`;
     default:
       return JSON.stringify(p);
   }

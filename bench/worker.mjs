@@ -5,6 +5,9 @@
 //   client: {type:'go'} -> {type:'result', metrics, cpuS, rssMiB}
 //   parent -> {type:'exit'}: close and exit.
 // Failures are sent as {type:'error', message} and the child exits non-zero.
+//   relay (pnet only): {type:'init', role:'relay', params, target} -> {type:'ready', address, nodeId}
+//   (a line of params.hops pnet nodes, the last dialing the server; the client dials the first)
+// Memory figure: the server takes its RSS (after a GC) at 'mark' and again at 'report'.
 const SYSTEM_MODULES = {
   pnet: './systems/pnet.mjs',
   'matrixai-quic': './systems/matrixai.mjs',
@@ -14,6 +17,17 @@ const SYSTEM_MODULES = {
 let role;
 let instance;
 let cpuMark;
+let figure;
+let rssMark;
+
+/** Resident set size in MiB after a full GC (the worker runs with --expose-gc). */
+async function settledRssMiB() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return process.memoryUsage().rss / 1024 / 1024;
+}
 
 function send(message) {
   if (process.connected) process.send(message);
@@ -39,8 +53,12 @@ process.on('message', async (message) => {
     switch (message.type) {
       case 'init': {
         role = message.role;
+        figure = message.figure;
         const system = await import(SYSTEM_MODULES[message.system]);
-        if (role === 'server') {
+        if (role === 'relay') {
+          instance = await system.relayLine(message);
+          send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
+        } else if (role === 'server') {
           instance = await system.server(message);
           send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
         } else {
@@ -51,6 +69,7 @@ process.on('message', async (message) => {
         break;
       }
       case 'mark':
+        if (figure === 'memory') rssMark = await settledRssMiB();
         cpuMark = process.cpuUsage();
         send({ type: 'marked' });
         break;
@@ -64,9 +83,18 @@ process.on('message', async (message) => {
         send({ type: 'diag', state });
         break;
       }
-      case 'report':
-        send({ type: 'stats', cpuS: cpuSeconds(cpuMark), rssMiB: peakRssMiB() });
+      case 'report': {
+        const stats = { type: 'stats', cpuS: cpuSeconds(cpuMark), rssMiB: peakRssMiB() };
+        if (figure === 'memory') {
+          // let the last handshakes settle on this side before measuring
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          stats.rssBeforeMiB = rssMark;
+          stats.rssAfterMiB = await settledRssMiB();
+          stats.connections = instance.connections?.();
+        }
+        send(stats);
         break;
+      }
       case 'go': {
         const mark = process.cpuUsage();
         const metrics = await instance.run();

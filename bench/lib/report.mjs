@@ -2,7 +2,7 @@
 // Markdown / console renderings of one bench run.
 import { median } from './common.mjs';
 
-const BASELINES = ['matrixai-quic', 'node-tls'];
+export const BASELINES = ['matrixai-quic', 'node-tls', 'libp2p-tcp', 'libp2p-quic'];
 
 export function aggregate(values) {
   const ok = values.filter((v) => Number.isFinite(v));
@@ -84,6 +84,36 @@ export function buildResults({ figures, cellResults }) {
       }
       const primary = cells.find((c) => c.cell.primary);
       if (!primary) continue;
+      if (figure.relative) {
+        // relayed / direct, per pnet variant (figure 7)
+        for (const c of cells) {
+          if (c === primary) continue;
+          const a = byCell.get(c);
+          const d = byCell.get(primary);
+          const ratio = a.median !== null && d.median ? a.median / d.median : null;
+          const r = {
+            figure: figure.id,
+            metric: metric.key,
+            unit: metric.unit,
+            better: metric.better,
+            kind: 'relative to direct',
+            pnetVariant: c.cell.variant,
+            baseline: 'pnet direct',
+            baselineVariant: primary.cell.variant,
+            ratio,
+            reading: ratio === null ? 'no result' : `${fmtRatio(ratio)} of direct`,
+          };
+          const t = figure.ratioTarget;
+          if (t && t.metric === metric.key && c.params.hops === t.variantHops) {
+            r.target = { op: t.op, value: t.value };
+            r.pass = ratio === null ? undefined : checkTarget(t, ratio);
+            a.target = { op: t.op, value: t.value, unit: '× direct', on: 'ratio to the direct row' };
+            a.pass = r.pass;
+          }
+          ratios.push(r);
+        }
+        continue;
+      }
       for (const c of cells) {
         if (!BASELINES.includes(c.cell.system)) continue;
         const ratio = ratioOf(figure, metric, byCell.get(primary), byCell.get(c));
@@ -104,7 +134,7 @@ export function buildResults({ figures, cellResults }) {
   return { entries, ratios };
 }
 
-export function renderMarkdown({ figures, entries, ratios, machine, mode, notes, durationS }) {
+export function renderMarkdown({ figures, entries, ratios, machine, mode, notes, durationS, extras = [] }) {
   const lines = [];
   lines.push(`# pnet benchmark results (${mode} run)`);
   lines.push('');
@@ -119,13 +149,20 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
     const head = figure.metrics[0];
     lines.push(`## ${figure.number}. ${figure.title}`);
     lines.push('');
+    if (figure.ratioTarget) {
+      const t = figEntries.find((e) => e.target);
+      const m = figure.metrics.find((x) => x.key === figure.ratioTarget.metric);
+      const r = ratios.find((x) => x.figure === figure.id && x.target);
+      lines.push(`Target for pnet: ${figure.ratioTarget.variantHops}-hop ${m.name} ${figure.ratioTarget.op === '>=' ? '≥' : '≤'} ${figure.ratioTarget.value}× direct — **${t?.pass === undefined ? 'no result' : t.pass ? 'PASS' : 'FAIL'}**${r?.ratio != null ? ` (measured ${fmtRatio(r.ratio)})` : ''}`);
+      lines.push('');
+    }
     if (figure.target) {
       const t = figEntries.find((e) => e.target);
       const m = figure.metrics.find((x) => x.key === figure.target.metric);
       lines.push(`Target for pnet: ${m.name} ${figure.target.op === '>=' ? '≥' : '≤'} ${fmt(figure.target.value, m.unit)} ${m.unit} — **${t?.pass === undefined ? 'no result' : t.pass ? 'PASS' : 'FAIL'}**`);
       lines.push('');
     }
-    const cols = ['System', 'Variant', 'Workload', 'Runs', ...figure.metrics.map((m) => `${m.name} (${m.unit})`), `pnet/this (${head.name})`, 'Reading'];
+    const cols = ['System', 'Variant', 'Workload', 'Runs', ...figure.metrics.map((m) => `${m.name} (${m.unit})`), figure.relative ? `this/direct (${head.name})` : `pnet/this (${head.name})`, 'Reading'];
     lines.push(`| ${cols.join(' | ')} |`);
     lines.push(`|${cols.map((_, i) => (i >= 3 && i < cols.length - 1 ? '---:' : '---')).join('|')}|`);
     const cellKeys = [...new Set(figEntries.map((e) => `${e.system}\u0000${e.variant}`))];
@@ -144,6 +181,10 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
       if (headEntry.primary) {
         ratioCell = '—';
         reading = 'primary pnet row';
+      } else if (figure.relative && primaryHead) {
+        const r = headEntry.median !== null && primaryHead.median ? headEntry.median / primaryHead.median : null;
+        ratioCell = fmtRatio(r);
+        reading = r === null ? 'no result' : `${fmtRatio(r)} of direct`;
       } else if (primaryHead) {
         const r = ratioOf(figure, head, primaryHead, headEntry);
         ratioCell = fmtRatio(r);
@@ -159,6 +200,7 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
     if (figRatios.length) {
       lines.push('');
       lines.push(
+        (figure.relative ? 'Other ratios (relayed / direct): ' + figRatios.map((r) => `${r.metric} ${r.pnetVariant} ${fmtRatio(r.ratio)}`).join('; ') + '.' : '') ||
         'Other ratios (pnet ★ / baseline): ' +
           figRatios.map((r) => `${r.metric} vs ${r.baseline} ${fmtRatio(r.ratio)} (${r.reading})`).join('; ') +
           '.',
@@ -166,6 +208,7 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
     }
     lines.push('');
   }
+  for (const section of extraSections(extras)) lines.push(...section);
   if (notes.length) {
     lines.push('## Notes');
     lines.push('');
@@ -199,6 +242,105 @@ export function renderConsole({ figures, entries }) {
         .join(' ');
       out.push(`   ${(e.system + (e.primary ? ' ★' : '')).padEnd(15)} ${value.padStart(16)}  ${e.variant}${e.scaled ? ' [' + e.workload + ']' : ''}${tail}${extras ? `\n${' '.repeat(36)}${extras}` : ''}`);
     }
+  }
+  return out.join('\n');
+}
+
+// ---- Figures measured outside the server/client worker pair (convergence,
+// routing table, micro-benchmarks) and figures reported as "not built". They
+// use the same entry shape as the worker figures.
+
+/** An entry from a list of per-run samples. */
+export function extraEntry({ figure, figureNumber, title, metric, name, system = 'pnet', variant, workload, unit, better, samples, primary = false, target, notes }) {
+  const agg = aggregate(samples);
+  const entry = {
+    figure,
+    figureNumber,
+    name: `${figureNumber}. ${title}: ${name}`,
+    title,
+    metric,
+    system,
+    variant,
+    primary,
+    workload,
+    params: {},
+    scaled: false,
+    unit,
+    better,
+    ...agg,
+    failedRuns: 0,
+    errors: [],
+    status: agg.median === null ? 'failed' : 'measured',
+  };
+  if (notes) entry.notes = notes;
+  if (target) {
+    entry.target = target;
+    entry.pass = checkTarget(target, target.on === 'ratio' ? target.ratio : agg.median);
+  }
+  return entry;
+}
+
+/** A figure (or a system's cells of a figure) that is not measured, with the reason. */
+export function notBuilt({ figure, figureNumber, title, system = 'pnet', variant = '—', reason }) {
+  return {
+    figure,
+    figureNumber,
+    name: `${figureNumber}. ${title}`,
+    title,
+    metric: null,
+    system,
+    variant,
+    primary: false,
+    workload: null,
+    params: {},
+    scaled: false,
+    unit: null,
+    better: null,
+    median: null,
+    min: null,
+    max: null,
+    runs: 0,
+    samples: [],
+    failedRuns: 0,
+    errors: [],
+    status: 'not built',
+    reason,
+  };
+}
+
+function extraSections(extras) {
+  const out = [];
+  const ids = [...new Set(extras.map((e) => e.figure))];
+  for (const id of ids) {
+    const rows = extras.filter((e) => e.figure === id);
+    out.push([`## ${rows[0].figureNumber}. ${rows[0].title}`, '']);
+    const lines = out[out.length - 1];
+    for (const e of rows.filter((x) => x.target)) {
+      const t = e.target;
+      const shown = t.on === 'ratio' ? `${t.ratioName} ${t.op === '>=' ? '≥' : '≤'} ${t.value}× (measured ${fmtRatio(t.ratio)})` : `${e.metric} ${t.op === '>=' ? '≥' : '≤'} ${t.value} ${e.unit}`;
+      lines.push(`Target: ${shown} — **${e.pass === undefined ? 'no result' : e.pass ? 'PASS' : 'FAIL'}**`, '');
+    }
+    lines.push('| System | Variant | Workload | Measure | Median [min–max] | Runs |', '|---|---|---|---|---:|---:|');
+    for (const e of rows) {
+      if (e.status === 'not built') {
+        lines.push(`| ${e.system} | ${e.variant} | — | — | **not built**: ${e.reason} | 0 |`);
+        continue;
+      }
+      const value = e.median === null ? 'failed' : `${fmt(e.median, e.unit)} [${fmt(e.min, e.unit)}–${fmt(e.max, e.unit)}] ${e.unit}`;
+      lines.push(`| ${e.system} | ${e.variant} | ${e.workload ?? ''} | ${e.name.split(': ').slice(1).join(': ')} | ${value} | ${e.runs} |`);
+    }
+    const withNotes = rows.filter((e) => e.notes);
+    if (withNotes.length) lines.push('', ...withNotes.map((e) => `- ${e.notes}`));
+    lines.push('');
+  }
+  return out;
+}
+
+export function renderExtrasConsole(extras) {
+  const out = [];
+  for (const e of extras) {
+    if (e.status === 'not built') out.push(`   ${e.figureNumber}. ${e.title} [${e.system}]: not built (${e.reason})`);
+    else out.push(`   ${e.name} [${e.system}, ${e.variant}]: ${e.median === null ? 'FAILED' : `${fmt(e.median, e.unit)} ${e.unit}`}${e.target ? ` → ${e.pass ? 'PASS' : 'FAIL'}` : ''}`);
   }
   return out.join('\n');
 }

@@ -46,7 +46,43 @@ export async function server({ params, identity: pem }) {
       if (got === params.bytes) stream.end('k');
     });
   });
-  return { address: node.address, nodeId: node.id, close: () => node.close({ timeoutMs: 500 }), diag: () => ({ peers: peersOf(node) }) };
+  return {
+    address: node.address,
+    nodeId: node.id,
+    close: () => node.close({ timeoutMs: 500 }),
+    diag: () => ({ peers: peersOf(node)?.length }),
+    connections: () => node.peers().length,
+  };
+}
+
+/**
+ * Relay hops for figure 7: a line of `params.hops` nodes (fresh identities),
+ * the last one dialing the server; the client dials the first.
+ */
+export async function relayLine({ params, target }) {
+  const nodes = [];
+  for (let i = 0; i < params.hops; i++) {
+    const node = await createNode({ listen: `${HOST}:0`, quic: quicOptions(params) });
+    node.on('error', () => {});
+    nodes.push(node);
+  }
+  await nodes[nodes.length - 1].dial(target.address, { expectedNodeId: target.nodeId });
+  for (let i = nodes.length - 2; i >= 0; i--) await nodes[i].dial(nodes[i + 1].address, { expectedNodeId: nodes[i + 1].id });
+  return {
+    address: nodes[0].address,
+    nodeId: nodes[0].id,
+    close: () => Promise.all(nodes.map((n) => n.close({ timeoutMs: 500 }))),
+    diag: () => nodes.map((n) => n.peers().length),
+  };
+}
+
+/** Polls until `condition()` holds; throws after `ms`. */
+async function until(condition, ms, what) {
+  const t0 = now();
+  while (!condition()) {
+    if (now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 }
 
 /** Opens a stream (negotiated or raw), sends `body`, half-closes and reads the echo to its end. */
@@ -65,7 +101,7 @@ function peersOf(node) {
   return node?.peers().map((p) => ({ streams: p.streams, rttMs: p.rttMs, direction: p.direction }));
 }
 
-export async function client({ figure, params, identity: pem, address, serverNodeId }) {
+export async function client({ figure, params, identity: pem, address, serverNodeId, via }) {
   const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
   const body = payload(params.size ?? KiB);
   let node;
@@ -75,6 +111,10 @@ export async function client({ figure, params, identity: pem, address, serverNod
   let counter;
   let op; // one stream-per-request operation
   const progress = { done: 0, active: new Set() };
+  const dialers = []; // figure 6
+  let sink; // figure 7
+  let sinkCounter;
+  let setupMs;
 
   async function connectEchoClose(phase = noop) {
     const id = await node.dial(address, { expectedNodeId: serverNodeId });
@@ -100,8 +140,27 @@ export async function client({ figure, params, identity: pem, address, serverNod
         for (let i = 0; i < params.warmup; i++) await op();
         return;
       }
+      if (figure === 'memory') return; // the dialers are made in run()
       node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
       node.on('error', () => {});
+      if (figure === 'relay') {
+        if (via) {
+          await node.dial(via.address, { expectedNodeId: via.nodeId });
+          // wait for the router to learn the line up to the server
+          await until(() => node.path(serverNodeId)?.length === params.hops + 2, 20_000, `route over ${params.hops} hops`);
+          remoteId = serverNodeId;
+        } else {
+          remoteId = await node.dial(address, { expectedNodeId: serverNodeId });
+        }
+        const t0 = now();
+        stream = await node.openStream(remoteId, 'echo');
+        setupMs = now() - t0;
+        counter = new ByteCounter(stream);
+        for (let i = 0; i < params.warmup; i++) await echoOnce();
+        sink = await node.openStream(remoteId, 'sink');
+        sinkCounter = new ByteCounter(sink);
+        return;
+      }
       if (figure === 'connect') {
         for (let i = 0; i < params.warmup; i++) await connectEchoClose();
         return;
@@ -168,6 +227,37 @@ export async function client({ figure, params, identity: pem, address, serverNod
         }
         case 'connect':
           return connectCycles(params.count, connectEchoClose);
+        case 'memory': {
+          // dialer nodes in this process, 20 handshakes at a time; they stay connected until exit
+          const t0 = now();
+          for (let i = 0; i < params.conns; i += 20) {
+            await Promise.all(
+              Array.from({ length: Math.min(20, params.conns - i) }, async () => {
+                if (params.dialers === 'transport') {
+                  const t = await QuicTransport.listen({ identity: await Identity.generate(), host: HOST, port: 0, socketBufferSize: 256 * KiB });
+                  t.on('error', () => {});
+                  dialers.push(t);
+                  await t.dial({ host: HOST, port: portOf(address) }, { expectedNodeId: serverNodeId });
+                  return;
+                }
+                const dialer = await createNode({ listen: `${HOST}:0`, quic: { socketBufferSize: 256 * KiB } });
+                dialer.on('error', () => {});
+                dialers.push(dialer);
+                await dialer.dial(address, { expectedNodeId: serverNodeId });
+              }),
+            );
+          }
+          return { connectS: (now() - t0) / 1000 };
+        }
+        case 'relay': {
+          const echo = await timeSequential(params.count, () => echoOnce());
+          const chunk = payload(64 * KiB);
+          const t0 = now();
+          const ack = sinkCounter.wait(1);
+          await writeBulk(sink, chunk, params.bytes);
+          await ack;
+          return { rtps: echo.rate, p50us: echo.p50us, mibps: params.bytes / MiB / ((now() - t0) / 1000), setupMs };
+        }
         default:
           throw new Error(`unknown figure ${figure}`);
       }
@@ -184,7 +274,8 @@ export async function client({ figure, params, identity: pem, address, serverNod
 
     async close() {
       stream?.destroy();
-      await Promise.all([node?.close({ timeoutMs: 500 }), transport?.close({ timeoutMs: 500 })]);
+      sink?.destroy();
+      await Promise.all([node?.close({ timeoutMs: 500 }), transport?.close({ timeoutMs: 500 }), ...dialers.map((d) => d.close({ timeoutMs: 200 }))]);
     },
   };
 }
