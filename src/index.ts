@@ -15,8 +15,8 @@ export {
   verifyPeerCertificate,
 } from './identity/index.js';
 export type { NodeId } from './identity/index.js';
-export { QuicTransport, ALPN, parseAddress, formatAddress } from './transport/index.js';
-export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, DialOptions, CloseOptions } from './transport/index.js';
+export { QuicTransport, ALPN, H2Transport, H2_ALPN, parseAddress, formatAddress } from './transport/index.js';
+export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, H2TransportOptions, DialOptions, CloseOptions } from './transport/index.js';
 export { ChannelRejectedError } from './channel/index.js';
 export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata } from './channel/index.js';
 export { createNode, PnetNode } from './node/index.js';

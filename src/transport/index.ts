@@ -11,4 +11,6 @@ export type {
 } from './types.js';
 export { QuicTransport, ALPN } from './quic/transport.js';
 export type { QuicTransportOptions } from './quic/transport.js';
+export { H2Transport, H2_ALPN } from './h2/transport.js';
+export type { H2TransportOptions } from './h2/transport.js';
 export { parseAddress, formatAddress } from './address.js';

@@ -8,7 +8,8 @@ export interface SocketAddress {
   readonly port: number;
 }
 
-export type TransportKind = 'quic';
+/** 'quic': QUIC over UDP (the default); 'h2': HTTP/2 over TLS on TCP (the fallback where UDP is blocked). */
+export type TransportKind = 'quic' | 'h2';
 
 /**
  * A bidirectional byte stream: a Node Duplex with half-close (`end()`) and
@@ -52,7 +53,7 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   readonly closing: boolean;
   /** An id both ends agree on (the dialer's connection id), used to break ties between duplicates. */
   readonly connectionKey: string;
-  /** Smoothed round-trip time in milliseconds, as measured by the transport (whole ms for QUIC). */
+  /** Smoothed round-trip time in milliseconds, as measured by the transport (whole ms for QUIC, HTTP/2 PINGs for h2). */
   rttMs(): number;
   /** Open a bidirectional stream; waits while the peer's stream limit is reached. */
   openStream(options?: { timeoutMs?: number }): Promise<Stream>;

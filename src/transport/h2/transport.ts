@@ -1,0 +1,330 @@
+import tls from 'node:tls';
+import type { Socket } from 'node:net';
+import { isIP } from 'node:net';
+import { EventEmitter } from 'node:events';
+import { PnetError } from '../../errors.js';
+import { verifyPeerCertificate } from '../../identity/index.js';
+import type { Identity, NodeId } from '../../identity/index.js';
+import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
+import { H2Connection } from './connection.js';
+import type { H2ConnectionHost, H2ConnectionSettings } from './connection.js';
+
+/** TLS ALPN of the HTTP/2 transport: plain `h2` (pnet's own paths tell pnet peers apart). */
+export const H2_ALPN = 'h2';
+
+export interface H2TransportOptions {
+  identity: Identity;
+  /** Address to bind (default 127.0.0.1). */
+  host?: string;
+  /** TCP port (default 0: any free port). A node passes its QUIC port to listen on the same number. */
+  port?: number;
+  /** A silent peer is dropped after this long (default 5000 ms). */
+  idleTimeoutMs?: number;
+  /** A PING goes out this often (default idleTimeoutMs / 3); its answers also give the RTT. */
+  keepAliveIntervalMs?: number;
+  /** Dial deadline for TCP, TLS and the pnet control exchange (default 5000 ms); also bounds inbound handshakes. */
+  handshakeTimeoutMs?: number;
+  /** Concurrent streams a peer may open on one connection (default 1000). */
+  maxStreamsPerConnection?: number;
+  /** How long openStream waits for the peer's stream limit to free up (default 10000 ms). */
+  streamOpenTimeoutMs?: number;
+  /** Per-stream flow-control window in bytes (HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE; default 1 MiB). */
+  streamWindow?: number;
+  /** Connection flow-control window in bytes (default 16 MiB). */
+  connectionWindow?: number;
+  /** Most connections this transport keeps, both directions (default 10000). */
+  maxConnections?: number;
+  /** Most inbound TCP connections still in their TLS handshake (default 1000). */
+  maxPendingHandshakes?: number;
+  /** Requests a dialer keeps parked at the dialed side, so that side opens streams without a round trip (default 4). */
+  reversePool?: number;
+  /** Largest HTTP/2 DATA frame this side accepts (SETTINGS_MAX_FRAME_SIZE; default 64 KiB). */
+  maxFrameSize?: number;
+}
+
+type Resolved = Required<Omit<H2TransportOptions, 'identity' | 'host' | 'port'>>;
+
+function resolveOptions(options: H2TransportOptions): Resolved {
+  const idleTimeoutMs = options.idleTimeoutMs ?? 5000;
+  const resolved: Resolved = {
+    idleTimeoutMs,
+    keepAliveIntervalMs: options.keepAliveIntervalMs ?? Math.max(100, Math.floor(idleTimeoutMs / 3)),
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
+    maxStreamsPerConnection: options.maxStreamsPerConnection ?? 1000,
+    streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? 10_000,
+    streamWindow: options.streamWindow ?? 1024 * 1024,
+    connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
+    maxConnections: options.maxConnections ?? 10_000,
+    maxPendingHandshakes: options.maxPendingHandshakes ?? 1000,
+    reversePool: options.reversePool ?? 4,
+    maxFrameSize: options.maxFrameSize ?? 64 * 1024,
+  };
+  for (const key of ['idleTimeoutMs', 'keepAliveIntervalMs', 'handshakeTimeoutMs', 'streamOpenTimeoutMs', 'maxConnections', 'maxPendingHandshakes'] as const) {
+    if (!(resolved[key] > 0) || !Number.isFinite(resolved[key])) throw new PnetError('ERR_BAD_OPTION', `${key} must be a positive number, got ${resolved[key]}`);
+  }
+  const ranges = {
+    // 2 × limit + 1 must fit HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS (the dialed side's bound).
+    maxStreamsPerConnection: [1, 2 ** 30 - 1],
+    streamWindow: [1, 2 ** 31 - 1],
+    connectionWindow: [65_535, 2 ** 31 - 1],
+    reversePool: [0, 1000],
+    maxFrameSize: [16_384, 2 ** 24 - 1],
+  } as const;
+  for (const [key, [min, max]] of Object.entries(ranges) as Array<[keyof typeof ranges, readonly [number, number]]>) {
+    const value = resolved[key];
+    if (!Number.isInteger(value) || value < min || value > max) throw new PnetError('ERR_BAD_OPTION', `${key} must be an integer in ${min}..${max}, got ${value}`);
+  }
+  return resolved;
+}
+
+/**
+ * pnet's HTTP/2 transport, the fallback where UDP is blocked: one TLS 1.3 listener (ALPN h2,
+ * mutual certificates checked with verifyPeerCertificate), one HTTP/2 session per connection
+ * (Node's nghttp2 does the multiplexing and flow control), one HTTP/2 stream per pnet stream.
+ */
+export class H2Transport extends EventEmitter<TransportEvents> implements Transport, H2ConnectionHost {
+  readonly kind = 'h2' as const;
+  readonly localNodeId: NodeId;
+  readonly localAddress: SocketAddress;
+  readonly options: Resolved;
+  /** Inbound TLS connections dropped: failed handshakes, garbage, bad certificates, wrong ALPN, over limits. */
+  rejectedConnections = 0;
+
+  private readonly identity: Identity;
+  private readonly server: tls.Server;
+  private readonly settings: H2ConnectionSettings;
+  private readonly connections = new Set<H2Connection>();
+  /** Every TCP socket this transport owns (handshaking, established or ending), to destroy on close. */
+  private readonly sockets = new Set<Socket>();
+  /** When each inbound TCP connection arrived, by remote address: seeds its RTT. */
+  private readonly acceptedAt = new Map<string, number>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private closing: Promise<void> | undefined;
+
+  private constructor(identity: Identity, server: tls.Server, options: Resolved) {
+    super();
+    this.identity = identity;
+    this.localNodeId = identity.nodeId;
+    this.server = server;
+    this.options = options;
+    this.settings = {
+      maxStreamsPerConnection: options.maxStreamsPerConnection,
+      streamOpenTimeoutMs: options.streamOpenTimeoutMs,
+      reversePool: options.reversePool,
+      idleTimeoutMs: options.idleTimeoutMs,
+      keepAliveIntervalMs: options.keepAliveIntervalMs,
+      streamWindow: options.streamWindow,
+      connectionWindow: options.connectionWindow,
+      maxFrameSize: options.maxFrameSize,
+    };
+    const bound = server.address();
+    if (bound === null || typeof bound === 'string') throw new PnetError('ERR_BAD_ADDRESS', 'TLS server has no TCP address');
+    this.localAddress = { host: bound.address, port: bound.port };
+    server.on('connection', this.onTcpConnection);
+    server.on('secureConnection', this.onSecureConnection);
+    server.on('tlsClientError', (_error, socket) => {
+      // Garbage, plain HTTP, a TLS version or ALPN we refuse, a handshake timeout: drop the socket.
+      this.rejectedConnections++;
+      socket.destroy();
+    });
+    server.on('error', (error) => {
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+    });
+    this.sweepTimer = setInterval(this.sweep, Math.max(50, Math.floor(options.keepAliveIntervalMs / 2)));
+  }
+
+  /** Binds the TCP port and starts serving. */
+  static async listen(options: H2TransportOptions): Promise<H2Transport> {
+    const resolved = resolveOptions(options);
+    const host = options.host ?? '127.0.0.1';
+    if (isIP(host) === 0) throw new PnetError('ERR_BAD_ADDRESS', `listen host must be an IP address, got ${JSON.stringify(host)}`);
+    const server = tls.createServer({
+      key: options.identity.keyPem,
+      cert: options.identity.certPem,
+      ALPNProtocols: [H2_ALPN],
+      minVersion: 'TLSv1.3',
+      // Ask every peer for its certificate, but let the handshake finish: pnet checks it itself.
+      requestCert: true,
+      rejectUnauthorized: false,
+      handshakeTimeout: resolved.handshakeTimeoutMs,
+      noDelay: true,
+    });
+    // Established connections are bounded in secureConnection; this bounds the handshakes on top.
+    server.maxConnections = resolved.maxConnections + resolved.maxPendingHandshakes;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: options.port ?? 0, host, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((error: NodeJS.ErrnoException) => {
+      server.close();
+      throw new PnetError('ERR_BAD_ADDRESS', `cannot listen on TCP ${host}:${options.port ?? 0}: ${error.message}`, { cause: error });
+    });
+    return new H2Transport(options.identity, server, resolved);
+  }
+
+  get address(): SocketAddress {
+    return this.localAddress;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  private own(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  // ---- inbound ----------------------------------------------------------
+
+  private readonly onTcpConnection = (socket: Socket): void => {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.own(socket);
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.acceptedAt.set(key, performance.now());
+    socket.once('close', () => this.acceptedAt.delete(key));
+  };
+
+  private readonly onSecureConnection = (socket: tls.TLSSocket): void => {
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    const acceptedAt = this.acceptedAt.get(key);
+    this.acceptedAt.delete(key);
+    socket.on('error', noop); // the HTTP/2 session reports what matters
+    if (this.closing || this.connections.size >= this.options.maxConnections || socket.alpnProtocol !== H2_ALPN) {
+      this.rejectedConnections++;
+      socket.destroy();
+      return;
+    }
+    let remote: NodeId;
+    try {
+      remote = verifyPeerCertificate([socket.getPeerCertificate().raw]);
+    } catch {
+      this.rejectedConnections++;
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    const connection = new H2Connection(this, this.settings, {
+      socket,
+      direction: 'inbound',
+      remoteNodeId: remote,
+      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
+      handshakeRttMs: acceptedAt === undefined ? 0 : performance.now() - acceptedAt,
+    });
+    this.connections.add(connection);
+  };
+
+  established(connection: H2Connection): void {
+    this.emit('connection', connection);
+  }
+
+  forget(connection: H2Connection): void {
+    this.connections.delete(connection);
+  }
+
+  // ---- outbound ---------------------------------------------------------
+
+  async dial(address: SocketAddress, options: DialOptions = {}): Promise<H2Connection> {
+    if (this.closing) throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
+    if (isIP(address.host) === 0 || !Number.isInteger(address.port) || address.port <= 0 || address.port > 65535) {
+      throw new PnetError('ERR_BAD_ADDRESS', `cannot dial ${address.host}:${address.port}: need an IP address and a port`);
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      throw new PnetError('ERR_BAD_OPTION', `connection limit (${this.options.maxConnections}) reached`);
+    }
+    const timeoutMs = options.timeoutMs ?? this.options.handshakeTimeoutMs;
+    const started = performance.now();
+    const target = `${address.host}:${address.port}`;
+    const socket = tls.connect({
+      host: address.host,
+      port: address.port,
+      key: this.identity.keyPem,
+      cert: this.identity.certPem,
+      ALPNProtocols: [H2_ALPN],
+      minVersion: 'TLSv1.3',
+      rejectUnauthorized: false, // pnet checks the certificate itself, below
+    });
+    socket.setNoDelay(true);
+    this.own(socket);
+    const tls13 = new Promise<number>((resolve, reject) => {
+      let connectedAt = started;
+      const fail = (error: PnetError): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        reject(error);
+      };
+      const timer = setTimeout(
+        () => fail(new PnetError('ERR_CONNECT_TIMEOUT', `HTTP/2 dial to ${target} did not complete within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      socket.once('connect', () => (connectedAt = performance.now()));
+      socket.on('error', (error) => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target} failed: ${error.message}`, { cause: error })));
+      socket.once('close', () => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target}: connection closed during the TLS handshake`)));
+      socket.once('secureConnect', () => {
+        clearTimeout(timer);
+        resolve(performance.now() - connectedAt);
+      });
+    });
+    const handshakeRttMs = await tls13;
+    socket.removeAllListeners('error');
+    socket.removeAllListeners('close');
+    socket.on('error', noop); // the HTTP/2 session reports what matters
+    socket.once('close', () => this.sockets.delete(socket));
+    let remote: NodeId;
+    try {
+      if (socket.alpnProtocol !== H2_ALPN) throw new PnetError('ERR_HANDSHAKE', `${target} did not agree to ALPN ${H2_ALPN}`);
+      remote = verifyPeerCertificate([socket.getPeerCertificate().raw]);
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    }
+    const expected = options.expectedNodeId;
+    if (expected !== undefined && remote !== expected) {
+      socket.destroy();
+      throw new PnetError('ERR_PEER_ID_MISMATCH', `expected node ${expected} at ${target}, but ${remote} answered`);
+    }
+    if (this.closing) {
+      socket.destroy();
+      throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
+    }
+    const connection = new H2Connection(this, this.settings, {
+      socket,
+      direction: 'outbound',
+      remoteNodeId: remote,
+      handshakeTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)),
+      handshakeRttMs,
+    });
+    this.connections.add(connection);
+    await connection.ready;
+    return connection;
+  }
+
+  // ---- liveness and close -----------------------------------------------
+
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    for (const connection of this.connections) connection.keepAlive(now);
+  };
+
+  /** Closes every connection (gracefully, bounded by timeoutMs), then the listener. */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      const timeoutMs = options.timeoutMs ?? 2000;
+      const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
+      clearInterval(this.sweepTimer);
+      // Every peer has our GOAWAY; sockets still ending need not outlive the transport.
+      for (const socket of [...this.sockets]) socket.destroy();
+      await stopped;
+    })();
+    return this.closing;
+  }
+}
+
+function noop(): void {}
