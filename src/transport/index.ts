@@ -14,3 +14,4 @@ export type { QuicTransportOptions } from './quic/transport.js';
 export { H2Transport, H2_ALPN } from './h2/transport.js';
 export type { H2TransportOptions } from './h2/transport.js';
 export { parseAddress, formatAddress } from './address.js';
+export type { TransportOptions } from './limits.js';

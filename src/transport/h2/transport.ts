@@ -6,62 +6,29 @@ import { PnetError } from '../../errors.js';
 import { verifyPeerCertificate } from '../../identity/index.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
+import { resolveLimits } from '../limits.js';
+import type { TransportLimits, TransportOptions } from '../limits.js';
 import { H2Connection } from './connection.js';
 import type { H2ConnectionHost, H2ConnectionSettings } from './connection.js';
 
 /** TLS ALPN of the HTTP/2 transport: plain `h2` (pnet's own paths tell pnet peers apart). */
 export const H2_ALPN = 'h2';
 
-export interface H2TransportOptions {
-  identity: Identity;
-  /** Address to bind (default 127.0.0.1). */
-  host?: string;
-  /** TCP port (default 0: any free port). A node passes its QUIC port to listen on the same number. */
-  port?: number;
-  /** A silent peer is dropped after this long (default 5000 ms). */
-  idleTimeoutMs?: number;
-  /** A PING goes out this often (default idleTimeoutMs / 3); its answers also give the RTT. */
-  keepAliveIntervalMs?: number;
-  /** Dial deadline for TCP, TLS and the pnet control exchange (default 5000 ms); also bounds inbound handshakes. */
-  handshakeTimeoutMs?: number;
-  /** Concurrent streams a peer may open on one connection (default 1000). */
-  maxStreamsPerConnection?: number;
-  /** How long openStream waits for the peer's stream limit to free up (default 10000 ms). */
-  streamOpenTimeoutMs?: number;
-  /** Per-stream flow-control window in bytes (HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE; default 1 MiB). */
-  streamWindow?: number;
-  /** Connection flow-control window in bytes (default 16 MiB). */
-  connectionWindow?: number;
-  /** Most connections this transport keeps, both directions (default 10000). */
-  maxConnections?: number;
-  /** Most inbound TCP connections still in their TLS handshake (default 1000). */
-  maxPendingHandshakes?: number;
+export interface H2TransportOptions extends TransportOptions {
   /** Requests a dialer keeps parked at the dialed side, so that side opens streams without a round trip (default 4). */
   reversePool?: number;
   /** Largest HTTP/2 DATA frame this side accepts (SETTINGS_MAX_FRAME_SIZE; default 64 KiB). */
   maxFrameSize?: number;
 }
 
-type Resolved = Required<Omit<H2TransportOptions, 'identity' | 'host' | 'port'>>;
+type Resolved = TransportLimits & { reversePool: number; maxFrameSize: number };
 
 function resolveOptions(options: H2TransportOptions): Resolved {
-  const idleTimeoutMs = options.idleTimeoutMs ?? 5000;
   const resolved: Resolved = {
-    idleTimeoutMs,
-    keepAliveIntervalMs: options.keepAliveIntervalMs ?? Math.max(100, Math.floor(idleTimeoutMs / 3)),
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
-    maxStreamsPerConnection: options.maxStreamsPerConnection ?? 1000,
-    streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? 10_000,
-    streamWindow: options.streamWindow ?? 1024 * 1024,
-    connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
-    maxConnections: options.maxConnections ?? 10_000,
-    maxPendingHandshakes: options.maxPendingHandshakes ?? 1000,
+    ...resolveLimits(options),
     reversePool: options.reversePool ?? 4,
     maxFrameSize: options.maxFrameSize ?? 64 * 1024,
   };
-  for (const key of ['idleTimeoutMs', 'keepAliveIntervalMs', 'handshakeTimeoutMs', 'streamOpenTimeoutMs', 'maxConnections', 'maxPendingHandshakes'] as const) {
-    if (!(resolved[key] > 0) || !Number.isFinite(resolved[key])) throw new PnetError('ERR_BAD_OPTION', `${key} must be a positive number, got ${resolved[key]}`);
-  }
   const ranges = {
     // 2 × limit + 1 must fit HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS (the dialed side's bound).
     maxStreamsPerConnection: [1, 2 ** 30 - 1],

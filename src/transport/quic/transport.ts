@@ -6,6 +6,8 @@ import { native } from '@matrixai/quic';
 import { PnetError } from '../../errors.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
+import { resolveLimits } from '../limits.js';
+import type { TransportLimits, TransportOptions } from '../limits.js';
 import { QuicConnection, READ_POOL_SIZE } from './connection.js';
 import type { ConnectionHost } from './connection.js';
 
@@ -15,58 +17,23 @@ const CID_LEN = 16;
 const SLAB_SIZE = 1024 * 1024;
 export const ALPN = 'pnet/1';
 
-export interface QuicTransportOptions {
-  identity: Identity;
-  /** Address to bind (default 127.0.0.1). */
-  host?: string;
-  /** UDP port (default 0: any free port). */
-  port?: number;
+export interface QuicTransportOptions extends TransportOptions {
   /** Largest UDP payload sent (default 1350, safe off loopback; up to 16383 on loopback). */
   maxDatagramSize?: number;
-  /** A silent peer is dropped after this long (default 5000 ms). */
-  idleTimeoutMs?: number;
-  /** A keep-alive goes out after this much quiet (default idleTimeoutMs / 3). */
-  keepAliveIntervalMs?: number;
-  /** Dial deadline for the handshake (default 5000 ms). */
-  handshakeTimeoutMs?: number;
-  /** Concurrent bidirectional streams a peer may open on one connection (default 1000). */
-  maxStreamsPerConnection?: number;
-  /** How long openStream waits for the peer's stream limit to free up (default 10000 ms). */
-  streamOpenTimeoutMs?: number;
-  /** Initial per-stream flow-control window in bytes (default 1 MiB; grows up to 16 MiB). */
-  streamWindow?: number;
-  /** Initial connection flow-control window in bytes (default 16 MiB; grows up to 24 MiB). */
-  connectionWindow?: number;
-  /** Most connections this node keeps (default 10000). */
-  maxConnections?: number;
-  /** Most inbound handshakes in progress at once (default 1000). */
-  maxPendingHandshakes?: number;
   /** UDP socket buffer sizes (default 4 MiB; the kernel may cap them). */
   socketBufferSize?: number;
 }
 
-type Resolved = Required<Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>>;
+type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number };
 
 function resolveOptions(options: QuicTransportOptions): Resolved {
-  const idleTimeoutMs = options.idleTimeoutMs ?? 5000;
   const resolved: Resolved = {
+    ...resolveLimits(options),
     maxDatagramSize: options.maxDatagramSize ?? 1350,
-    idleTimeoutMs,
-    keepAliveIntervalMs: options.keepAliveIntervalMs ?? Math.max(100, Math.floor(idleTimeoutMs / 3)),
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
-    maxStreamsPerConnection: options.maxStreamsPerConnection ?? 1000,
-    streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? 10_000,
-    streamWindow: options.streamWindow ?? 1024 * 1024,
-    connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
-    maxConnections: options.maxConnections ?? 10_000,
-    maxPendingHandshakes: options.maxPendingHandshakes ?? 1000,
     socketBufferSize: options.socketBufferSize ?? 4 * 1024 * 1024,
   };
   if (!Number.isInteger(resolved.maxDatagramSize) || resolved.maxDatagramSize < 1200 || resolved.maxDatagramSize > 16383) {
     throw new PnetError('ERR_BAD_OPTION', `maxDatagramSize must be an integer in 1200..16383, got ${resolved.maxDatagramSize}`);
-  }
-  for (const key of ['idleTimeoutMs', 'keepAliveIntervalMs', 'handshakeTimeoutMs', 'maxStreamsPerConnection', 'streamWindow', 'connectionWindow', 'maxConnections', 'maxPendingHandshakes'] as const) {
-    if (!(resolved[key] > 0) || !Number.isFinite(resolved[key])) throw new PnetError('ERR_BAD_OPTION', `${key} must be a positive number, got ${resolved[key]}`);
   }
   return resolved;
 }
