@@ -6,6 +6,7 @@ import { PnetError } from '../../errors.js';
 import type { NodeId } from '../../identity/index.js';
 import type { CloseOptions, Connection, ConnectionEvents, SocketAddress } from '../types.js';
 import { H2Stream } from './stream.js';
+import { StreamInbox } from '../inbox.js';
 import {
   CONTROL_PATH,
   DEMAND_SIZE,
@@ -108,7 +109,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
   private readonly settings: H2ConnectionSettings;
   private readonly streams = new Set<H2Stream>();
   private readonly waiters: Waiter[] = [];
-  private readonly backlog: H2Stream[] = [];
+  private readonly inbox: StreamInbox<H2Stream>;
   private control: ClientHttp2Stream | ServerHttp2Stream | undefined;
   /** How many streams the peer lets us open (dialer: forward streams; dialed side: parked + reverse). */
   private peerMaxStreams = 0;
@@ -160,9 +161,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
       this.rejectReady = reject;
     });
     this.ready.catch(() => undefined);
-    (this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'stream' && this.backlog.length > 0) queueMicrotask(this.deliverBacklog);
-    });
+    this.inbox = new StreamInbox<H2Stream>(this as EventEmitter);
     this.handshakeTimer = setTimeout(() => {
       this.handshakeTimer = undefined;
       if (!this.established) {
@@ -269,7 +268,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
         }
         this.forwardOpen++;
         // The response HEADERS wait for our first write or end, so they leave in one packet with it.
-        this.deliver(this.track(inner, false));
+        this.inbox.deliver(this.track(inner, false));
         return;
       }
       case PARKED_PATH: {
@@ -438,7 +437,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
           return;
         }
         this.reverseOpen++;
-        this.deliver(this.track(inner, true));
+        this.inbox.deliver(this.track(inner, true));
         this.topUp();
       });
     }
@@ -449,21 +448,6 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
     this.streams.add(stream);
     return stream;
   }
-
-  private deliver(stream: H2Stream): void {
-    if (this.listenerCount('stream') === 0) {
-      // Nobody listens yet (the peer was quicker than our 'connection' handlers): hold it.
-      this.backlog.push(stream);
-      return;
-    }
-    this.emit('stream', stream);
-  }
-
-  private readonly deliverBacklog = (): void => {
-    for (const stream of this.backlog.splice(0)) {
-      if (!stream.destroyed) this.emit('stream', stream);
-    }
-  };
 
   /** A pnet stream's HTTP/2 stream closed: its slot in the peer's limit is free. */
   innerClosed(stream: H2Stream): void {

@@ -5,6 +5,7 @@ import { verifyPeerCertificate } from '../../identity/index.js';
 import type { NodeId } from '../../identity/index.js';
 import type { CloseOptions, Connection, ConnectionEvents, SocketAddress } from '../types.js';
 import { QuicStream } from './stream.js';
+import { StreamInbox } from '../inbox.js';
 
 type QuicheConnection = native.Connection;
 type HostPort = native.Host;
@@ -80,6 +81,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   /** Streams fully ended on our side whose last bytes quiche may still be sending: id → when. */
   private readonly finishing = new Map<number, number>();
   private readonly skippedRemoteIds = new Set<number>();
+  private readonly inbox: StreamInbox<QuicStream>;
   private nextLocalStreamId: number;
   private nextRemoteStreamId: number;
   private timer: NodeJS.Timeout | undefined;
@@ -111,9 +113,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       this.rejectReady = reject;
     });
     this.ready.catch(() => undefined);
-    (this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'stream' && this.backlog.length > 0) queueMicrotask(this.deliverBacklog);
-    });
+    this.inbox = new StreamInbox<QuicStream>(this as EventEmitter);
     this.handshakeTimer = setTimeout(() => {
       this.handshakeTimer = undefined;
       if (!this.established) {
@@ -256,13 +256,6 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     }
   }
 
-  private readonly backlog: QuicStream[] = [];
-  private readonly deliverBacklog = (): void => {
-    for (const stream of this.backlog.splice(0)) {
-      if (!stream.destroyed) this.emit('stream', stream);
-    }
-  };
-
   private track(id: number): QuicStream {
     const stream = new QuicStream(this, id);
     this.streams.set(id, stream);
@@ -307,12 +300,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       this.skippedRemoteIds.delete(id);
     }
     const stream = this.track(id);
-    if (this.listenerCount('stream') === 0) {
-      // Nobody listens yet (the peer was quicker than our 'connection' handlers): hold it.
-      this.backlog.push(stream);
-      return stream;
-    }
-    this.emit('stream', stream);
+    this.inbox.deliver(stream);
     return stream.destroyed ? undefined : stream;
   }
 
