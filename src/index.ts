@@ -31,4 +31,7 @@ export type {
   RequestHandler,
   RequestOptions,
   StreamHandler,
+  Topology,
+  RouteInfo,
+  RouteEvent,
 } from './node/index.js';

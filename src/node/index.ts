@@ -10,6 +10,9 @@ export type {
   RequestHandler,
   RequestOptions,
   StreamHandler,
+  Topology,
+  RouteInfo,
+  RouteEvent,
 } from './node.js';
 import { PnetNode } from './node.js';
 import type { NodeOptions } from './node.js';

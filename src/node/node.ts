@@ -49,6 +49,14 @@ export interface RouteInfo {
   readonly hops: number;
 }
 
+/** The network map as this node's router knows it: every signed link-state record it holds. */
+export interface Topology {
+  /** Every node in the map, this node first. */
+  readonly nodes: NodeId[];
+  /** Directed links as their origins announce them (two-way checked links appear once per direction). */
+  readonly links: Array<{ readonly from: NodeId; readonly to: NodeId; readonly cost: number }>;
+}
+
 /** A change in reachability of one node. */
 export interface RouteEvent {
   readonly nodeId: NodeId;
@@ -345,6 +353,20 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   /** Node ids from this node to `nodeId`, both included; undefined when unreachable. */
   path(nodeId: NodeId): NodeId[] | undefined {
     return this.router.path(nodeId);
+  }
+
+  /** The network map: nodes and the links their records announce. */
+  topology(): Topology {
+    const nodes = new Set<NodeId>([this.id]);
+    const links: Topology['links'] = [];
+    for (const [origin, record] of this.router.records()) {
+      nodes.add(origin);
+      for (const link of record.links) {
+        nodes.add(link.to);
+        links.push({ from: origin, to: link.to, cost: link.cost });
+      }
+    }
+    return { nodes: [...nodes], links };
   }
 
   /** Carries out what the router asked for, and wakes it when it next has work. */
