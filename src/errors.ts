@@ -32,7 +32,11 @@ export type PnetErrorCode =
   | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_REQUEST_TOO_LARGE'
   | 'ERR_NODE_CLOSED'
-  | 'ERR_BAD_OPTION';
+  | 'ERR_BAD_OPTION'
+  // fan-out (per-target results)
+  | 'ERR_HANDLER_FAILED'
+  | 'ERR_STALE_REQUEST'
+  | 'ERR_DUPLICATE_REQUEST';
 
 export class PnetError extends Error {
   readonly code: PnetErrorCode;
