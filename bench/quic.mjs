@@ -13,7 +13,7 @@ import { fork } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CELLS, FIGURES, describeWorkload, isScaled } from './scenarios.mjs';
+import { CELLS, FIGURES, SYSTEMS, describeWorkload, isScaled } from './scenarios.mjs';
 import { machineInfo } from './lib/machine.mjs';
 import { buildResults, renderConsole, renderMarkdown, extraEntry, notBuilt, renderExtrasConsole } from './lib/report.mjs';
 import { execFileSync } from 'node:child_process';
@@ -208,7 +208,11 @@ async function main() {
   };
 
   const figures = FIGURES.filter((f) => !args.only || args.only.includes(f.id) || args.only.includes(String(f.number)));
-  const cells = CELLS.filter((c) => figures.some((f) => f.id === c.figure) && (!args.systems || args.systems.includes(c.system)) && !(args.quick && c.quickSkip));
+  // rows of a figure in SYSTEMS order (pnet's rows first), otherwise as listed
+  const cells = CELLS.filter((c) => figures.some((f) => f.id === c.figure) && (!args.systems || args.systems.includes(c.system)) && !(args.quick && c.quickSkip))
+    .map((c, i) => ({ c, i }))
+    .sort((a, b) => SYSTEMS.indexOf(a.c.system) - SYSTEMS.indexOf(b.c.system) || a.i - b.i)
+    .map(({ c }) => c);
   const extraIds = EXTRA_IDS.filter((id) => !args.only || args.only.includes(id));
   if (cells.length === 0 && extraIds.length === 0) {
     console.error('nothing to run with these filters');

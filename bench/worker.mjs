@@ -12,6 +12,9 @@ const SYSTEM_MODULES = {
   pnet: './systems/pnet.mjs',
   'matrixai-quic': './systems/matrixai.mjs',
   'node-tls': './systems/tls.mjs',
+  'pnet-h2': './systems/pnet-h2.mjs',
+  'libp2p-quic': './systems/libp2p.mjs',
+  'libp2p-tcp': './systems/libp2p.mjs',
 };
 
 let role;

@@ -1,9 +1,16 @@
 // pnet, measured through its public API as a user would call it: the built
 // package (dist/), createNode / handle / handleRequest / dial / openStream /
-// request / disconnect, with channel negotiation on every stream. One extra
-// row (figure 3, params.api === 'transport') drives the QUIC transport
-// directly, without negotiation, to show what negotiation costs.
-import { createNode, Identity, QuicTransport } from '../../dist/index.js';
+// request / disconnect, with channel negotiation on every stream.
+//
+// Cells with params.api === 'transport' drive a transport directly (the
+// Transport / Connection / Stream interface, no node, no channel negotiation):
+// figure 3's extra row shows what negotiation costs, and the same path runs
+// every direct-stream figure over either transport. The module is
+// parametrised by transport: `pnetSystem('quic')` is the 'pnet' system
+// (exported below), `pnetSystem('h2')` the 'pnet-h2' system
+// (bench/systems/pnet-h2.mjs: H2Transport, HTTP/2 over TLS 1.3 on TCP).
+// createNode runs QUIC only, so the node API rows exist for QUIC only.
+import { createNode, Identity, QuicTransport, H2Transport } from '../../dist/index.js';
 import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, connectCycles } from '../lib/common.mjs';
 
 const noop = () => {};
@@ -14,23 +21,32 @@ function quicOptions(params) {
   return { maxDatagramSize: params.datagram ?? 1350 };
 }
 
+/** The transports, by kind: how to listen with the bench's options. Defaults otherwise. */
+const TRANSPORTS = {
+  quic: { listen: (identity, params, extra = {}) => QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params), ...extra }) },
+  h2: { listen: (identity, _params, extra = {}) => H2Transport.listen({ identity, host: HOST, port: 0, ...extra }) },
+};
+
+/** The bench system of one transport kind: its server, client and (QUIC, node API) relay line. */
+export function pnetSystem(kind) {
+  const transports = TRANSPORTS[kind];
+  if (!transports) throw new Error(`unknown transport ${kind}`);
+  const nodeOnly = (params) => {
+    if (params.api !== 'transport' && kind !== 'quic') throw new Error(`createNode runs QUIC only: ${kind} cells need params.api = 'transport'`);
+  };
+  return {
+    server: (message) => (message.params.api === 'transport' ? transportServer(kind, message) : (nodeOnly(message.params), nodeServer(message))),
+    client: (message) => (message.params.api === 'transport' ? transportClient(kind, message) : (nodeOnly(message.params), nodeClient(message))),
+    relayLine: kind === 'quic' ? relayLine : undefined,
+  };
+}
+
 function portOf(address) {
   return Number(address.split(':').pop());
 }
 
-export async function server({ params, identity: pem }) {
+async function nodeServer({ params, identity: pem }) {
   const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
-  if (params.api === 'transport') {
-    const transport = await QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params) });
-    transport.on('connection', (connection) => {
-      connection.on('stream', (stream) => {
-        stream.on('error', () => {});
-        stream.pipe(stream);
-      });
-    });
-    transport.on('error', () => {});
-    return { address: `${HOST}:${transport.address.port}`, nodeId: identity.nodeId, close: () => transport.close() };
-  }
   const node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
   node.on('error', () => {});
   node.handle('echo', (stream) => {
@@ -59,7 +75,7 @@ export async function server({ params, identity: pem }) {
  * Relay hops for figure 7: a line of `params.hops` nodes (fresh identities),
  * the last one dialing the server; the client dials the first.
  */
-export async function relayLine({ params, target }) {
+async function relayLine({ params, target }) {
   const nodes = [];
   for (let i = 0; i < params.hops; i++) {
     const node = await createNode({ listen: `${HOST}:0`, quic: quicOptions(params) });
@@ -101,11 +117,10 @@ function peersOf(node) {
   return node?.peers().map((p) => ({ streams: p.streams, rttMs: p.rttMs, direction: p.direction }));
 }
 
-export async function client({ figure, params, identity: pem, address, serverNodeId, via }) {
+async function nodeClient({ figure, params, identity: pem, address, serverNodeId, via }) {
   const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
   const body = payload(params.size ?? KiB);
   let node;
-  let transport;
   let remoteId;
   let stream;
   let counter;
@@ -132,14 +147,6 @@ export async function client({ figure, params, identity: pem, address, serverNod
 
   return {
     async setup() {
-      if (params.api === 'transport') {
-        transport = await QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params) });
-        transport.on('error', () => {});
-        const connection = await transport.dial({ host: HOST, port: portOf(address) }, { expectedNodeId: serverNodeId });
-        op = () => streamEcho(() => connection.openStream(), body);
-        for (let i = 0; i < params.warmup; i++) await op();
-        return;
-      }
       if (figure === 'memory') return; // the dialers are made in run()
       node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
       node.on('error', () => {});
@@ -234,10 +241,7 @@ export async function client({ figure, params, identity: pem, address, serverNod
             await Promise.all(
               Array.from({ length: Math.min(20, params.conns - i) }, async () => {
                 if (params.dialers === 'transport') {
-                  const t = await QuicTransport.listen({ identity: await Identity.generate(), host: HOST, port: 0, socketBufferSize: 256 * KiB });
-                  t.on('error', () => {});
-                  dialers.push(t);
-                  await t.dial({ host: HOST, port: portOf(address) }, { expectedNodeId: serverNodeId });
+                  dialers.push(await memoryDialer('quic', params, address, serverNodeId));
                   return;
                 }
                 const dialer = await createNode({ listen: `${HOST}:0`, quic: { socketBufferSize: 256 * KiB } });
@@ -275,7 +279,177 @@ export async function client({ figure, params, identity: pem, address, serverNod
     async close() {
       stream?.destroy();
       sink?.destroy();
-      await Promise.all([node?.close({ timeoutMs: 500 }), transport?.close({ timeoutMs: 500 }), ...dialers.map((d) => d.close({ timeoutMs: 200 }))]);
+      await Promise.all([node?.close({ timeoutMs: 500 }), ...dialers.map((d) => d.close({ timeoutMs: 200 }))]);
     },
   };
 }
+
+// ---- Transport-level cells (params.api === 'transport'): a Transport on
+// each side, no node and no channel negotiation; figure 1 streams into a
+// sink that answers one byte, the other figures echo.
+
+/** One dialer of figure 6: its own transport and identity, one connection to the server. */
+async function memoryDialer(kind, params, address, serverNodeId) {
+  const extra = kind === 'quic' ? { socketBufferSize: 256 * KiB } : {};
+  const t = await TRANSPORTS[kind].listen(await Identity.generate(), params, extra);
+  t.on('error', noop);
+  await t.dial({ host: HOST, port: portOf(address) }, { expectedNodeId: serverNodeId });
+  return t;
+}
+
+async function transportServer(kind, { figure, params, identity: pem }) {
+  const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
+  const transport = await TRANSPORTS[kind].listen(identity, params);
+  let open = 0; // figure 6 checks that every connection got here
+  transport.on('connection', (connection) => {
+    open++;
+    connection.once('close', () => open--);
+    connection.on('stream', (stream) => {
+      stream.on('error', noop);
+      if (figure !== 'throughput') {
+        stream.pipe(stream);
+        return;
+      }
+      let got = 0;
+      stream.on('data', (chunk) => {
+        got += chunk.length;
+        if (got === params.bytes) stream.end('k');
+      });
+    });
+  });
+  transport.on('error', noop);
+  return {
+    address: `${HOST}:${transport.address.port}`,
+    nodeId: identity.nodeId,
+    close: () => transport.close({ timeoutMs: 500 }),
+    connections: () => open,
+    diag: () => ({ connections: open }),
+  };
+}
+
+async function transportClient(kind, { figure, params, identity: pem, address, serverNodeId }) {
+  const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
+  const body = payload(params.size ?? KiB);
+  const target = { host: HOST, port: portOf(address) };
+  let transport;
+  let connection;
+  let stream;
+  let counter;
+  let op;
+  const progress = { done: 0, active: new Set() };
+  const dialers = []; // figure 6
+  const echo = (p) => streamEcho(() => connection.openStream(), body, p);
+
+  async function echoOnce() {
+    stream.write(body);
+    await counter.wait(body.length);
+  }
+
+  async function connectEchoClose(phase = noop) {
+    const c = await transport.dial(target, { expectedNodeId: serverNodeId });
+    phase();
+    await streamEcho(() => c.openStream(), body);
+    phase();
+    await c.close();
+  }
+
+  return {
+    async setup() {
+      if (figure === 'memory') return; // the dialers are made in run()
+      transport = await TRANSPORTS[kind].listen(identity, params);
+      transport.on('error', noop);
+      if (figure === 'connect') {
+        for (let i = 0; i < params.warmup; i++) await connectEchoClose();
+        return;
+      }
+      connection = await transport.dial(target, { expectedNodeId: serverNodeId });
+      switch (figure) {
+        case 'throughput':
+          stream = await connection.openStream();
+          counter = new ByteCounter(stream);
+          break;
+        case 'echo': {
+          stream = await connection.openStream();
+          const check = new ByteCounter(stream, { keep: true });
+          counter = new ByteCounter(stream);
+          await echoOnce();
+          if (!check.bytes().equals(body)) throw new Error('echo corrupted');
+          stream.removeAllListeners('data');
+          counter = new ByteCounter(stream);
+          for (let i = 1; i < params.warmup; i++) await echoOnce();
+          break;
+        }
+        case 'stream-per-request':
+          op = () => echo();
+          for (let i = 0; i < params.warmup; i++) await op();
+          break;
+        case 'parallel':
+          op = () => echo(progress);
+          await Promise.all(Array.from({ length: 10 }, op));
+          break;
+        default:
+          throw new Error(`unknown figure ${figure}`);
+      }
+    },
+
+    async run() {
+      switch (figure) {
+        case 'throughput': {
+          const chunk = payload(64 * KiB);
+          const t0 = now();
+          const ack = counter.wait(1);
+          await writeBulk(stream, chunk, params.bytes);
+          await ack;
+          return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
+        }
+        case 'echo': {
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
+          return { rtps: rate, p50us, p99us };
+        }
+        case 'stream-per-request': {
+          const { rate, p50us, p99us } = await timeSequential(params.count, () => op());
+          return { opsps: rate, p50us, p99us };
+        }
+        case 'parallel': {
+          const t0 = now();
+          await Promise.all(Array.from({ length: params.streams }, op));
+          const ms = now() - t0;
+          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
+        }
+        case 'connect':
+          return connectCycles(params.count, connectEchoClose);
+        case 'memory': {
+          // 20 handshakes at a time; the dialers stay connected until exit
+          const t0 = now();
+          for (let i = 0; i < params.conns; i += 20) {
+            const batch = await Promise.all(Array.from({ length: Math.min(20, params.conns - i) }, () => memoryDialer(kind, params, address, serverNodeId)));
+            dialers.push(...batch);
+          }
+          return { connectS: (now() - t0) / 1000 };
+        }
+        default:
+          throw new Error(`unknown figure ${figure}`);
+      }
+    },
+
+    diag() {
+      return {
+        connection: connection ? { closed: connection.closed, streams: connection.streamCount } : undefined,
+        opsDone: progress.done,
+        active: [...progress.active].map((c) => ({ got: c.got, ended: c.ended, error: c.error ? String(c.error) : undefined })),
+        stream: counter ? { got: counter.got, want: counter.want, ended: counter.ended } : undefined,
+      };
+    },
+
+    async close() {
+      stream?.destroy();
+      await Promise.all([transport?.close({ timeoutMs: 500 }), ...dialers.map((d) => d.close({ timeoutMs: 200 }))]);
+    },
+  };
+}
+
+const quic = pnetSystem('quic');
+/** The 'pnet' system: QUIC (node API rows, and transport rows with params.api = 'transport'). */
+export const server = quic.server;
+export const client = quic.client;
+export { relayLine };
