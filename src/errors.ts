@@ -36,7 +36,10 @@ export type PnetErrorCode =
   // fan-out (per-target results)
   | 'ERR_HANDLER_FAILED'
   | 'ERR_STALE_REQUEST'
-  | 'ERR_DUPLICATE_REQUEST';
+  | 'ERR_DUPLICATE_REQUEST'
+  // cli / ops service
+  | 'ERR_CONFIG'
+  | 'ERR_COMMAND_REFUSED';
 
 export class PnetError extends Error {
   readonly code: PnetErrorCode;
