@@ -2,6 +2,8 @@ export { PnetNode } from './node.js';
 export type {
   HandleOptions,
   HandleRequestOptions,
+  DialStats,
+  ListenAddress,
   NodeEvents,
   NodeOptions,
   OpenStreamOptions,

@@ -3,8 +3,8 @@ import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import { Identity, loadOrCreateIdentity } from '../identity/index.js';
 import type { NodeId } from '../identity/index.js';
-import { QuicTransport, formatAddress, parseAddress } from '../transport/index.js';
-import type { Connection, QuicTransportOptions, SocketAddress, Stream, TransportKind } from '../transport/index.js';
+import { H2Transport, QuicTransport, formatAddress, parseAddress } from '../transport/index.js';
+import type { Connection, DialOptions, H2TransportOptions, QuicTransportOptions, SocketAddress, Stream, TransportKind } from '../transport/index.js';
 import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
 import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
 import { Router } from '../routing/index.js';
@@ -17,7 +17,10 @@ const ROUTING_CHANNEL = 'pnet/routing';
 const RESERVED_PREFIX = 'pnet/';
 
 export interface NodeOptions {
-  /** Where to listen for QUIC (UDP): "host:port" or { host, port }. Default "127.0.0.1:0". */
+  /**
+   * Where to listen: "host:port" or { host, port }, default "127.0.0.1:0". QUIC binds this UDP
+   * port and HTTP/2 the TCP port of the same number (with port 0, the number QUIC got).
+   */
   listen?: string | SocketAddress;
   /** The node's identity; if absent, `keyFile` is loaded (or created), else a fresh key is made. */
   identity?: Identity;
@@ -25,8 +28,20 @@ export interface NodeOptions {
   keyFile?: string;
   /** Nodes to connect to at start; createNode waits until each has connected or failed. */
   bootstrap?: ReadonlyArray<string | SocketAddress>;
-  /** QUIC tuning: datagram size, idle timeout, flow-control windows, stream limits. */
-  quic?: Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
+  /**
+   * QUIC (UDP), the preferred transport: `true` (default) or its tuning (datagram size, idle
+   * timeout, flow-control windows, stream limits); `false`: no QUIC at all (HTTP/2 only).
+   */
+  quic?: boolean | Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
+  /**
+   * HTTP/2 over TLS (TCP), the fallback where UDP is blocked: `true` (default) or its tuning
+   * (the QUIC names, plus `reversePool`, `maxFrameSize`); `false`: no HTTP/2 (QUIC only).
+   */
+  h2?: boolean | Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
+  /** A dial starts HTTP/2 beside QUIC when no QUIC handshake completed within this (default 300 ms). */
+  fallbackDelayMs?: number;
+  /** How long a peer address reached over HTTP/2 is dialed over HTTP/2 straight away (default 600000 ms; 0: never). */
+  transportMemoryMs?: number;
   /** Deadline for channel negotiation (OPEN to ACCEPT), both directions (default 10000 ms). */
   negotiationTimeoutMs?: number;
   /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */
@@ -63,6 +78,25 @@ export interface RouteEvent {
   /** undefined: no longer reachable. */
   readonly nextHop: NodeId | undefined;
   readonly previousNextHop: NodeId | undefined;
+}
+
+/** Counters of this node's outbound dials (see PnetNode.dialStats). */
+export interface DialStats {
+  /** QUIC handshakes started. */
+  quic: number;
+  /** HTTP/2 handshakes started (fallbacks and dials that went straight to HTTP/2). */
+  h2: number;
+  /** Dials that raced QUIC against HTTP/2 and HTTP/2 won. */
+  fallbacks: number;
+  /** Dials that went straight to HTTP/2 because the address was remembered. */
+  remembered: number;
+}
+
+/** An address this node listens on, per transport. */
+export interface ListenAddress {
+  readonly transport: TransportKind;
+  /** "host:port" */
+  readonly address: string;
 }
 
 export interface PeerInfo {
@@ -130,6 +164,71 @@ export interface NodeEvents {
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 /** How long a connection that lost the duplicate-connection rule keeps serving before it drains. */
 const DUPLICATE_GRACE_MS = 500;
+/** Binding QUIC and HTTP/2 on one free port number: attempts when the TCP port of QUIC's number is taken. */
+const BIND_ATTEMPTS = 5;
+/** Peer addresses remembered as HTTP/2-only, at most. */
+const MAX_REMEMBERED = 10_000;
+/** Dial failures that another transport cannot fix: the peer is not who we want. */
+const FINAL_DIAL_ERRORS = new Set(['ERR_PEER_ID_MISMATCH', 'ERR_PEER_CERTIFICATE', 'ERR_TRANSPORT_CLOSED']);
+
+type QuicSettings = Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
+type H2Settings = Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
+
+interface TransportSettings {
+  quic: QuicSettings | undefined;
+  h2: H2Settings | undefined;
+  fallbackDelayMs: number;
+  transportMemoryMs: number;
+}
+
+/** Checks the transport options before anything is bound (ERR_BAD_OPTION). */
+function transportSettings(options: NodeOptions): TransportSettings {
+  const pick = <T extends object>(name: string, value: boolean | T | undefined): T | undefined => {
+    if (value === undefined || value === true) return {} as T;
+    if (value === false) return undefined;
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new PnetError('ERR_BAD_OPTION', `${name} must be true, false or an options object, got ${JSON.stringify(value)}`);
+    }
+    return value;
+  };
+  const quic = pick<QuicSettings>('quic', options.quic);
+  const h2 = pick<H2Settings>('h2', options.h2);
+  if (quic === undefined && h2 === undefined) throw new PnetError('ERR_BAD_OPTION', 'quic and h2 cannot both be disabled');
+  const duration = (name: string, value: number | undefined, fallback: number): number => {
+    const result = value ?? fallback;
+    if (typeof result !== 'number' || !Number.isFinite(result) || result < 0) {
+      throw new PnetError('ERR_BAD_OPTION', `${name} must be a finite number >= 0, got ${String(value)}`);
+    }
+    return result;
+  };
+  return {
+    quic,
+    h2,
+    fallbackDelayMs: duration('fallbackDelayMs', options.fallbackDelayMs, 300),
+    transportMemoryMs: duration('transportMemoryMs', options.transportMemoryMs, 10 * 60_000),
+  };
+}
+
+/**
+ * Binds QUIC, then HTTP/2 on the TCP port of the same number. With port 0 the number comes from
+ * QUIC's socket; when that TCP port is taken both are bound again on a new number, a few times.
+ */
+async function bindTransports(identity: Identity, listen: SocketAddress, settings: TransportSettings): Promise<{ quic?: QuicTransport; h2?: H2Transport }> {
+  const { host } = listen;
+  const attempts = listen.port === 0 && settings.quic && settings.h2 ? BIND_ATTEMPTS : 1;
+  for (let attempt = 1; ; attempt++) {
+    const quic = settings.quic ? await QuicTransport.listen({ ...settings.quic, identity, host, port: listen.port }) : undefined;
+    if (!settings.h2) return { quic: quic! };
+    try {
+      const h2 = await H2Transport.listen({ ...settings.h2, identity, host, port: quic?.address.port ?? listen.port });
+      return quic ? { quic, h2 } : { h2 };
+    } catch (error) {
+      await quic?.close();
+      const cause = (error as { cause?: { code?: string } }).cause;
+      if (attempt >= attempts || cause?.code !== 'EADDRINUSE') throw error;
+    }
+  }
+}
 
 /**
  * A pnet node: one identity, one QUIC endpoint, a table of channels it
@@ -137,7 +236,17 @@ const DUPLICATE_GRACE_MS = 500;
  */
 export class PnetNode extends EventEmitter<NodeEvents> {
   readonly identity: Identity;
-  private readonly transport: QuicTransport;
+  private readonly quicTransport: QuicTransport | undefined;
+  private readonly h2Transport: H2Transport | undefined;
+  /** The transports this node listens and dials on, QUIC first. */
+  private readonly transports: Array<QuicTransport | H2Transport>;
+  private readonly fallbackDelayMs: number;
+  private readonly transportMemoryMs: number;
+  /** Peer addresses last reached over HTTP/2 after QUIC failed, and until when to dial them over HTTP/2 straight away. */
+  private readonly h2Addresses = new Map<string, number>();
+  private readonly dialCounts: DialStats = { quic: 0, h2: 0, fallbacks: 0, remembered: 0 };
+  /** Connections that lost the duplicate rule, serving out their grace; one takes over if the survivor dies meanwhile. */
+  private readonly spares = new Map<Connection, NodeJS.Timeout>();
   /** Channels served on direct streams: the user's plus pnet's reserved ones. */
   private readonly registry = new ChannelRegistry();
   /** Channels served inside relay tunnels: the user's only. */
@@ -155,10 +264,14 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly negotiationTimeoutMs: number;
   private closing: Promise<void> | undefined;
 
-  private constructor(identity: Identity, transport: QuicTransport, options: NodeOptions) {
+  private constructor(identity: Identity, transports: { quic?: QuicTransport; h2?: H2Transport }, settings: TransportSettings, options: NodeOptions) {
     super();
     this.identity = identity;
-    this.transport = transport;
+    this.quicTransport = transports.quic;
+    this.h2Transport = transports.h2;
+    this.transports = [transports.quic, transports.h2].filter((transport) => transport !== undefined);
+    this.fallbackDelayMs = settings.fallbackDelayMs;
+    this.transportMemoryMs = settings.transportMemoryMs;
     this.negotiationTimeoutMs = options.negotiationTimeoutMs ?? 10_000;
     const { rttSampleMs = 1000, neighbourHoldDownMs = 200, ...routerOptions } = options.routing ?? {};
     this.neighbourHoldDownMs = neighbourHoldDownMs;
@@ -175,17 +288,19 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     );
     this.registry.register(RELAY_CHANNEL, (negotiated, info) => this.relay.handle(negotiated.stream, info), { authorise: this.relay.authorise });
     this.registry.register(ROUTING_CHANNEL, (negotiated, info) => this.receiveRouting(negotiated.stream, info.remoteNodeId));
-    transport.on('connection', (connection) => this.adopt(connection));
-    transport.on('error', (error) => this.report(error));
+    for (const transport of this.transports) {
+      transport.on('connection', (connection) => this.adopt(connection));
+      transport.on('error', (error) => this.report(error));
+    }
     this.rttTimer = setInterval(() => this.sampleRtt(), rttSampleMs);
     this.rttTimer.unref();
   }
 
   static async create(options: NodeOptions = {}): Promise<PnetNode> {
     const identity = options.identity ?? (options.keyFile !== undefined ? await loadOrCreateIdentity(options.keyFile) : await Identity.generate());
+    const settings = transportSettings(options);
     const listen = parseAddress(options.listen ?? '127.0.0.1:0');
-    const transport = await QuicTransport.listen({ ...options.quic, identity, host: listen.host, port: listen.port });
-    const node = new PnetNode(identity, transport, options);
+    const node = new PnetNode(identity, await bindTransports(identity, listen, settings), settings, options);
     const results = await Promise.allSettled((options.bootstrap ?? []).map((address) => node.dial(address)));
     for (const result of results) if (result.status === 'rejected') node.report(result.reason as Error);
     return node;
@@ -195,9 +310,19 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     return this.identity.nodeId;
   }
 
-  /** The address peers dial, "host:port". */
+  /** The address peers dial, "host:port": QUIC's (HTTP/2 listens on the same number), or HTTP/2's without QUIC. */
   get address(): string {
-    return formatAddress(this.transport.address);
+    return formatAddress(this.transports[0]!.address);
+  }
+
+  /** Every address this node listens on, QUIC first. */
+  get addresses(): ListenAddress[] {
+    return this.transports.map((transport) => ({ transport: transport.kind, address: formatAddress(transport.address) }));
+  }
+
+  /** Counters of outbound dials: handshakes started per transport, fallbacks, dials that went straight to HTTP/2. */
+  get dialStats(): Readonly<DialStats> {
+    return { ...this.dialCounts };
   }
 
   // ---- channels ---------------------------------------------------------
@@ -247,6 +372,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   /**
    * Connects to the node at `address` (mutual TLS; with `expectedNodeId`, a
    * different key fails with ERR_PEER_ID_MISMATCH) and returns its node id.
+   * QUIC first; HTTP/2 joins the race after `fallbackDelayMs` or when QUIC fails
+   * early (docs/TRANSPORT.md). `timeoutMs` bounds the whole dial.
    */
   async dial(address: string | SocketAddress, options: { expectedNodeId?: NodeId; timeoutMs?: number } = {}): Promise<NodeId> {
     this.assertOpen();
@@ -259,8 +386,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     }
     let pending = this.dialing.get(key);
     if (pending === undefined) {
-      pending = this.transport
-        .dial(target, options)
+      pending = this.connect(target, key, options)
         .then((connection) => {
           this.knownAddresses.set(connection.remoteNodeId, target);
           this.adopt(connection);
@@ -276,10 +402,111 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     return id;
   }
 
+  /** A connection to `target`: straight over HTTP/2 when remembered, else QUIC first with HTTP/2 as the fallback. */
+  private async connect(target: SocketAddress, key: string, options: { expectedNodeId?: NodeId; timeoutMs?: number }): Promise<Connection> {
+    const quic = this.quicTransport;
+    const h2 = this.h2Transport;
+    const budget = options.timeoutMs ?? Math.max(...this.transports.map((transport) => transport.options.handshakeTimeoutMs));
+    const deadline = performance.now() + budget;
+    if (quic === undefined || h2 === undefined) return this.attempt((quic ?? h2)!, target, options, deadline);
+    const until = this.h2Addresses.get(key);
+    if (until !== undefined && until <= performance.now()) this.h2Addresses.delete(key);
+    if (until === undefined || until <= performance.now()) return this.race(quic, h2, target, key, options, deadline);
+    this.dialCounts.remembered++;
+    try {
+      return await this.attempt(h2, target, options, deadline);
+    } catch (error) {
+      // The peer may have changed (UDP opened, HTTP/2 turned off): forget, and race while time is left.
+      this.h2Addresses.delete(key);
+      if (isFinalDialError(error) || performance.now() >= deadline) throw error;
+      return this.race(quic, h2, target, key, options, deadline);
+    }
+  }
+
+  /** One handshake on one transport, bounded by the dial's deadline and the transport's own handshake timeout. */
+  private attempt(transport: QuicTransport | H2Transport, target: SocketAddress, options: { expectedNodeId?: NodeId; timeoutMs?: number }, deadline: number, signal?: AbortSignal): Promise<Connection> {
+    this.dialCounts[transport.kind]++;
+    const left = Math.max(1, deadline - performance.now());
+    const dialOptions: DialOptions = {
+      timeoutMs: options.timeoutMs === undefined ? Math.min(left, transport.options.handshakeTimeoutMs) : left,
+      ...(options.expectedNodeId === undefined ? {} : { expectedNodeId: options.expectedNodeId }),
+      ...(signal === undefined ? {} : { signal }),
+    };
+    return transport.dial(target, dialOptions);
+  }
+
+  /**
+   * QUIC first; HTTP/2 starts after `fallbackDelayMs`, or at once when QUIC fails early. The
+   * first handshake to complete wins and the other is abandoned (or closed, if it completed
+   * too). A final error (wrong or bad peer certificate) ends the race; any other failure of
+   * one transport waits for the other.
+   */
+  private race(quic: QuicTransport, h2: H2Transport, target: SocketAddress, key: string, options: { expectedNodeId?: NodeId; timeoutMs?: number }, deadline: number): Promise<Connection> {
+    return new Promise<Connection>((resolve, reject) => {
+      const aborts = { quic: new AbortController(), h2: new AbortController() };
+      const errors: { quic?: unknown; h2?: unknown } = {};
+      let settled = false;
+      let h2Started = false;
+      const settle = (): void => {
+        settled = true;
+        clearTimeout(timer);
+      };
+      const won = (connection: Connection): void => {
+        if (settled) {
+          void connection.close({ graceful: false, reason: 'lost the dial race' });
+          return;
+        }
+        settle();
+        aborts[connection.transport === 'quic' ? 'h2' : 'quic'].abort();
+        if (connection.transport === 'h2') {
+          this.dialCounts.fallbacks++;
+          this.rememberH2(key);
+        }
+        resolve(connection);
+      };
+      const failed = (kind: TransportKind, error: unknown): void => {
+        if (settled) return;
+        errors[kind] = error;
+        if (isFinalDialError(error)) {
+          settle();
+          aborts.quic.abort();
+          aborts.h2.abort();
+          reject(error);
+        } else if (!h2Started) {
+          startH2();
+        } else if (errors.quic !== undefined && errors.h2 !== undefined) {
+          settle();
+          reject(bothFailed(errors.quic, errors.h2));
+        }
+      };
+      const startH2 = (): void => {
+        clearTimeout(timer);
+        if (h2Started || settled) return;
+        h2Started = true;
+        this.attempt(h2, target, options, deadline, aborts.h2.signal).then(won, (error: unknown) => failed('h2', error));
+      };
+      const timer = setTimeout(startH2, this.fallbackDelayMs);
+      this.attempt(quic, target, options, deadline, aborts.quic.signal).then(won, (error: unknown) => failed('quic', error));
+    });
+  }
+
+  private rememberH2(key: string): void {
+    if (this.transportMemoryMs <= 0) return;
+    this.h2Addresses.delete(key);
+    this.h2Addresses.set(key, performance.now() + this.transportMemoryMs);
+    // Oldest first (insertion order): drop the oldest beyond the bound.
+    for (const oldest of this.h2Addresses.keys()) {
+      if (this.h2Addresses.size <= MAX_REMEMBERED) break;
+      this.h2Addresses.delete(oldest);
+    }
+  }
+
   /** Closes the connection to `nodeId` (gracefully: open streams finish first). */
   async disconnect(nodeId: NodeId): Promise<void> {
+    // Duplicates still in their grace period go too, or one would take over.
+    const spares = [...this.spares.keys()].filter((spare) => spare.remoteNodeId === nodeId);
     const connection = this.connections.get(nodeId);
-    if (connection) await connection.close({ reason: 'disconnect' });
+    await Promise.all([...spares, ...(connection ? [connection] : [])].map((c) => c.close({ reason: 'disconnect' })));
   }
 
   peers(): PeerInfo[] {
@@ -293,25 +520,31 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       void connection.close({ graceful: false, reason: 'node closing' });
       return;
     }
+    connection.on('close', (error) => this.lost(connection, error));
     const existing = this.connections.get(id);
     if (existing && !existing.closing) {
-      // Two connections to one peer (simultaneous dial): both ends keep the same one.
+      // Two connections to one peer (simultaneous dial, or a dial race's loser that completed at
+      // the peer): both ends keep the same one; the other serves a grace period, then drains.
       const keep = preferred(existing, connection, this.id);
       const drop = keep === existing ? connection : existing;
       this.connections.set(id, keep);
-      setTimeout(() => void drop.close({ reason: 'duplicate connection' }), DUPLICATE_GRACE_MS).unref();
-      if (keep === existing) return;
-      connection.on('close', (error) => this.lost(connection, error));
+      const timer = setTimeout(() => {
+        this.spares.delete(drop);
+        void drop.close({ reason: 'duplicate connection' });
+      }, DUPLICATE_GRACE_MS);
+      timer.unref();
+      this.spares.set(drop, timer);
       return;
     }
     this.connections.set(id, connection);
-    connection.on('close', (error) => this.lost(connection, error));
     this.emit('peer:up', peerInfo(connection));
     // Hold-down: a connection that lives a moment (a one-shot command) never disturbs the routing map.
     const timer = setTimeout(() => {
       this.neighbourTimers.delete(id);
-      if (this.connections.get(id) === connection && !this.closing) {
-        this.apply(this.router.neighbourUp(id, performance.now(), connection.rttMs()));
+      // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
+      const current = this.connections.get(id);
+      if (current !== undefined && !current.closing && !this.closing) {
+        this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs()));
       }
     }, this.neighbourHoldDownMs);
     timer.unref();
@@ -320,7 +553,21 @@ export class PnetNode extends EventEmitter<NodeEvents> {
 
   private lost(connection: Connection, error: PnetError | undefined): void {
     const id = connection.remoteNodeId;
+    const graceTimer = this.spares.get(connection);
+    if (graceTimer !== undefined) {
+      clearTimeout(graceTimer);
+      this.spares.delete(connection);
+    }
     if (this.connections.get(id) !== connection) return;
+    // A duplicate still in its grace period takes over (the peer closed the one both ends kept,
+    // e.g. the loser of its dial race): the peer stays up.
+    for (const [spare, timer] of this.spares) {
+      if (spare.remoteNodeId !== id || spare.closing) continue;
+      clearTimeout(timer);
+      this.spares.delete(spare);
+      this.connections.set(id, spare);
+      return;
+    }
     this.connections.delete(id);
     this.emit('peer:down', { nodeId: id, error });
     const pending = this.neighbourTimers.get(id);
@@ -505,7 +752,9 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       this.neighbourTimers.clear();
       if (this.routerTimer) clearTimeout(this.routerTimer);
       this.routerTimer = undefined;
-      this.closing = this.transport.close(options);
+      for (const timer of this.spares.values()) clearTimeout(timer);
+      this.spares.clear();
+      this.closing = Promise.all(this.transports.map((transport) => transport.close(options))).then(() => undefined);
     }
     return this.closing;
   }
@@ -524,12 +773,27 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   }
 }
 
-/** Both ends pick the same survivor: the connection dialed by the smaller node id, then the smaller key. */
+/**
+ * Both ends pick the same survivor: QUIC over HTTP/2 (both ends see the same kinds), then the
+ * connection dialed by the smaller node id, then the smaller key.
+ */
 function preferred(a: Connection, b: Connection, self: NodeId): Connection {
+  if (a.transport !== b.transport) return a.transport === 'quic' ? a : b;
   const dialerA = a.direction === 'outbound' ? self : a.remoteNodeId;
   const dialerB = b.direction === 'outbound' ? self : b.remoteNodeId;
   if (dialerA !== dialerB) return dialerA < dialerB ? a : b;
   return a.connectionKey <= b.connectionKey ? a : b;
+}
+
+function isFinalDialError(error: unknown): boolean {
+  return error instanceof PnetError && FINAL_DIAL_ERRORS.has(error.code);
+}
+
+/** Neither transport connected: QUIC's error (its code), with what HTTP/2 said. */
+function bothFailed(quicError: unknown, h2Error: unknown): Error {
+  const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+  const code = quicError instanceof PnetError ? quicError.code : h2Error instanceof PnetError ? h2Error.code : 'ERR_HANDSHAKE';
+  return new PnetError(code, `${describe(quicError)}; over HTTP/2: ${describe(h2Error)}`, { cause: quicError });
 }
 
 function peerInfo(connection: Connection): PeerInfo {

@@ -67,6 +67,12 @@ export interface DialOptions {
   expectedNodeId?: NodeId;
   /** Handshake deadline (default 5000 ms). */
   timeoutMs?: number;
+  /**
+   * Abandons the dial: a handshake still in progress is closed and the dial rejects with
+   * ERR_CONNECTION_CLOSED (a node racing QUIC against HTTP/2 aborts the loser). A connection
+   * that was already established is not touched.
+   */
+  signal?: AbortSignal;
 }
 
 export interface TransportEvents {

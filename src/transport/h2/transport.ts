@@ -205,6 +205,8 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       throw new PnetError('ERR_BAD_OPTION', `connection limit (${this.options.maxConnections}) reached`);
     }
     const timeoutMs = options.timeoutMs ?? this.options.handshakeTimeoutMs;
+    const signal = options.signal;
+    if (signal?.aborted) throw new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned');
     const started = performance.now();
     const target = `${address.host}:${address.port}`;
     const socket = tls.connect({
@@ -222,6 +224,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       let connectedAt = started;
       const fail = (error: PnetError): void => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', abandon);
         socket.destroy();
         reject(error);
       };
@@ -232,8 +235,11 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       socket.once('connect', () => (connectedAt = performance.now()));
       socket.on('error', (error) => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target} failed: ${error.message}`, { cause: error })));
       socket.once('close', () => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target}: connection closed during the TLS handshake`)));
+      const abandon = (): void => fail(new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned'));
+      signal?.addEventListener('abort', abandon, { once: true });
       socket.once('secureConnect', () => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', abandon);
         resolve(performance.now() - connectedAt);
       });
     });
@@ -267,7 +273,14 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       handshakeRttMs,
     });
     this.connections.add(connection);
-    await connection.ready;
+    const abandon = (): void => void connection.close({ graceful: false, reason: 'dial abandoned' });
+    if (signal?.aborted) abandon();
+    else signal?.addEventListener('abort', abandon, { once: true });
+    try {
+      await connection.ready;
+    } finally {
+      signal?.removeEventListener('abort', abandon);
+    }
     return connection;
   }
 

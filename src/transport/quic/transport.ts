@@ -176,8 +176,16 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       },
     );
     this.register(connection, scid.toString('latin1'));
+    const signal = options.signal;
+    const abandon = (): void => void connection.close({ graceful: false, reason: 'dial abandoned' });
+    if (signal?.aborted) abandon();
+    else signal?.addEventListener('abort', abandon, { once: true });
     connection.process();
-    await connection.ready;
+    try {
+      await connection.ready;
+    } finally {
+      signal?.removeEventListener('abort', abandon);
+    }
     return connection;
   }
 
