@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// pnet benchmark: five loopback figures for pnet (the built package in
-// ../dist) beside two baselines, @matrixai/quic's high-level classes and
-// Node's TLS 1.3. Every run of every cell forks a fresh server process and a
-// fresh client process (bench/worker.mjs); this process only orchestrates.
+// pnet benchmark: loopback figures for pnet (the built package in ../dist,
+// over QUIC and, as 'pnet-h2', over its HTTP/2 transport) beside the
+// baselines: @matrixai/quic's high-level classes, Node's TLS 1.3 and
+// js-libp2p over QUIC and over TCP+noise+yamux. Every run of every cell forks
+// a fresh server process and a fresh client process (bench/worker.mjs); this
+// process only orchestrates.
 //
 //   node bench/quic.mjs [--quick] [--runs=N] [--only=echo,connect] [--systems=pnet,node-tls] [--out=DIR]
 //
@@ -15,14 +17,14 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CELLS, FIGURES, SYSTEMS, describeWorkload, isScaled } from './scenarios.mjs';
 import { machineInfo } from './lib/machine.mjs';
-import { buildResults, renderConsole, renderMarkdown, extraEntry, notBuilt, renderExtrasConsole } from './lib/report.mjs';
+import { buildResults, renderConsole, renderMarkdown, extraEntry, notBuilt, renderExtrasConsole, baselineTargetResults } from './lib/report.mjs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { readFileSync, rmSync } from 'node:fs';
 import { renderChart } from './lib/chart.mjs';
 
 /** Figures measured by standalone scripts, and figures not built yet (ids for --only). */
-const EXTRA_IDS = ['fanout', 'convergence', 'routing', 'micro', 'negotiation', 'libp2p'];
+const EXTRA_IDS = ['fanout', 'convergence', 'routing', 'micro', 'negotiation'];
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -41,7 +43,7 @@ function parseArgs(argv) {
     else if (key === 'out') args.out = value;
     else if (key === 'verbose' || key === 'v') args.verbose = true;
     else if (key === 'help' || key === 'h') {
-      console.log('usage: node bench/quic.mjs [--quick] [--runs=N] [--only=throughput,echo,stream-per-request,parallel,connect] [--systems=pnet,matrixai-quic,node-tls] [--out=DIR] [--verbose]');
+      console.log(`usage: node bench/quic.mjs [--quick] [--runs=N] [--only=throughput,echo,stream-per-request,parallel,connect,memory,relay,${EXTRA_IDS.join(',')}] [--systems=${SYSTEMS.join(',')}] [--out=DIR] [--verbose]`);
       process.exit(0);
     } else {
       console.error(`unknown argument ${arg} (try --help)`);
@@ -265,7 +267,9 @@ async function main() {
   const { entries, ratios } = buildResults({ figures, cellResults });
   notes.push(
     '@matrixai/quic high-level classes are ~50× slower than pnet, so their workloads are scaled down (marked "scaled down"); ratios are given for rates and latencies, which do not depend on the amount of work, and omitted for totals.',
-    'Certificates: Ed25519, self-signed, made by pnet\'s Identity.generate(); the same two key pairs serve every system. Every side verifies its peer\'s self-signed certificate; clients pin the server key.',
+    'Certificates: Ed25519, self-signed, made by pnet\'s Identity.generate(); the same two key pairs serve pnet, pnet-h2, matrixai-quic and node-tls. Every side verifies its peer\'s self-signed certificate; clients pin the server key. js-libp2p nodes make their own Ed25519 libp2p keys (its TLS and noise handshakes carry libp2p keys); clients dial the server\'s multiaddr with its /p2p/ peer id, which libp2p checks.',
+    'js-libp2p (libp2p-quic, libp2p-tcp): createLibp2p with one transport (QUIC; or TCP + noise + yamux), listening on 127.0.0.1, no services, library defaults for flow control; the connection manager\'s inbound rate limit, pending-connection and connection limits and the per-protocol stream limits are raised so that figures 4-6 can run. Every stream negotiates its protocol with multistream-select (libp2p\'s own channel negotiation, as pnet ★ negotiates a channel). Figure 5 reuses one client node: dial() + newStream() + echo + connection.close(); figure 6 uses one libp2p node per dialer (a node keeps one connection per peer).',
+    'pnet-h2 is pnet\'s HTTP/2 transport (H2Transport) driven through the Transport interface (createNode runs QUIC only); its counterpart is the pnet row "QuicTransport directly", the same code over QUIC. See the pnet-h2 section for the ratios.',
     'node-tls rows for figures 3 and 4 use HTTP/2 (node:http2) over the same TLS 1.3 connection, since plain TLS has no streams; windows are raised to pnet\'s defaults (1 MiB per stream, 16 MiB per connection).',
     'pnet figure 5 reuses one client node and closes each connection with node.disconnect(id) (awaited), as a user keeping a node around would; the server node is the same throughout.',
     'CPU seconds: process CPU (user+system) over the measured part (client: its run; server: from just before the client starts until it finishes). Peak RSS: each process\'s lifetime maximum (includes startup).',
@@ -301,6 +305,8 @@ async function main() {
 
   console.log('\n==== summary (median of runs) ====');
   console.log(renderConsole({ figures, entries }));
+  const targets = baselineTargetResults({ figures, entries, ratios });
+  if (targets.length) console.log(['targets against other stacks:', ...targets.map((t) => `   ${t.text.replace(/\*\*/g, '')}`)].join('\n'));
   if (extras.length) console.log(renderExtrasConsole(extras));
   console.log(`\n${failed.length ? `${failed.length} run(s) failed (see notes). ` : ''}Took ${durationS.toFixed(0)} s. Wrote ${base}.{json,md}${partial ? '.tmp (filtered run)' : ''}`);
 }
@@ -326,11 +332,6 @@ async function runExtras({ ids, quick, runs, cellResults, systems }) {
   const want = (id) => ids.includes(id) && (!systems || systems.includes('pnet'));
   if (ids.includes('fanout')) {
     extras.push(notBuilt({ figure: 'fanout', figureNumber: 8, title: 'Fan-out to 100 and 1,000 nodes', reason: 'pnet has no fan-out feature yet (nothing to measure; a figure is never faked)' }));
-  }
-  if (ids.includes('libp2p')) {
-    for (const system of ['libp2p-tcp', 'libp2p-quic']) {
-      extras.push(notBuilt({ figure: 'libp2p', figureNumber: '1–5', title: `js-libp2p baselines (${system === 'libp2p-tcp' ? 'TCP + noise + yamux' : 'QUIC'})`, system, reason: 'the js-libp2p adapter (bench/systems/libp2p.mjs) is not written yet; its packages are not installed' }));
-    }
   }
   if (want('negotiation')) {
     // figure 3's pnet rows: request() (negotiated) vs a raw transport stream

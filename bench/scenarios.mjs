@@ -1,4 +1,5 @@
-// What is measured: five figures, each run by several systems ("cells").
+// What is measured: the direct-stream figures 1-6 and the relay figure 7,
+// each run by several systems ("cells").
 // Workloads differ by mode (full / quick) and, for @matrixai/quic's
 // high-level classes (~50x slower), are scaled down; a scaled workload is
 // labelled in the output and its ratio is only given for rate metrics.
@@ -24,6 +25,11 @@ export const FIGURES = [
       { key: 'serverRssMiB', name: 'server peak RSS', unit: 'MiB', better: 'lower' },
     ],
     target: { metric: 'mibps', op: '>=', value: 100 },
+    // issue 4: on the same run, pnet ★ ÷ baseline (headline metric)
+    baselineTargets: [
+      { baseline: 'libp2p-quic', op: '>=', value: 2 },
+      { baseline: 'matrixai-quic', op: '>=', value: 25 },
+    ],
   },
   {
     id: 'echo',
@@ -35,6 +41,7 @@ export const FIGURES = [
       { key: 'p99us', name: 'p99 latency', unit: 'µs', better: 'lower', rate: true },
     ],
     target: { metric: 'rtps', op: '>=', value: 4500 },
+    baselineTargets: [{ baseline: 'libp2p-tcp', op: '>=', value: 1 }],
   },
   {
     id: 'stream-per-request',
@@ -46,6 +53,7 @@ export const FIGURES = [
       { key: 'p99us', name: 'p99 latency', unit: 'µs', better: 'lower', rate: true },
     ],
     target: { metric: 'opsps', op: '>=', value: 3500 },
+    baselineTargets: [{ baseline: 'libp2p-tcp', op: '>=', value: 1 }],
   },
   {
     id: 'parallel',

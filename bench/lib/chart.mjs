@@ -11,6 +11,7 @@ export function chartSpec(results) {
   const values = [];
   for (const r of results.ratios ?? []) {
     if (r.ratio === null || !Number.isFinite(r.ratio) || r.ratio <= 0 || !HEADLINE.has(r.metric)) continue;
+    if (r.kind === 'h2 vs') continue; // pnet-h2 against QUIC / tls: a table in latest.md, not a bar here
     const relative = r.kind === 'relative to direct';
     if (relative && r.metric !== 'mibps' && r.metric !== 'rtps') continue;
     const factor = r.better === 'higher' ? r.ratio : 1 / r.ratio;

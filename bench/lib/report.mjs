@@ -2,7 +2,20 @@
 // Markdown / console renderings of one bench run.
 import { median } from './common.mjs';
 
-export const BASELINES = ['matrixai-quic', 'node-tls', 'libp2p-tcp', 'libp2p-quic'];
+export const BASELINES = ['matrixai-quic', 'node-tls', 'libp2p-quic', 'libp2p-tcp'];
+
+/** pnet's own rows: the primary system and its other transports (pnet-h2). */
+export const isPnet = (system) => system === 'pnet' || system.startsWith('pnet-');
+
+/** Display name of a system in target lines and comparisons. */
+const SYSTEM_NAMES = {
+  'libp2p-quic': 'js-libp2p QUIC',
+  'libp2p-tcp': 'js-libp2p TCP+noise+yamux',
+  'matrixai-quic': 'raw @matrixai/quic',
+  'node-tls': 'Node tls',
+  'pnet-h2': 'pnet HTTP/2 transport',
+};
+export const systemName = (system) => SYSTEM_NAMES[system] ?? system;
 
 export function aggregate(values) {
   const ok = values.filter((v) => Number.isFinite(v));
@@ -28,12 +41,29 @@ export function ratioOf(figure, metric, pnetEntry, baselineEntry) {
 }
 
 /** "2.3× faster" style reading of a ratio, given which direction is better. */
-export function verdict(ratio, better) {
+export function verdict(ratio, better, subject = 'pnet') {
   if (ratio === null || !Number.isFinite(ratio)) return '';
   const good = better === 'higher' ? ratio : 1 / ratio;
   if (Math.abs(good - 1) < 0.005) return 'same';
-  return good >= 1 ? `pnet ${fmtRatio(good)} better` : `pnet ${fmtRatio(1 / good)} worse`;
+  return good >= 1 ? `${subject} ${fmtRatio(good)} better` : `${subject} ${fmtRatio(1 / good)} worse`;
 }
+
+const opSign = (op) => (op === '>=' ? '≥' : '≤');
+
+/**
+ * The HTTP/2 rows' counterparts in a figure: pnet's QUIC transport driven the
+ * same way (params.api 'transport', 1350-byte datagrams), pnet ★ (node API
+ * over QUIC) and Node tls.
+ */
+function h2Counterparts(cells, primary) {
+  return [
+    { label: 'pnet QUIC, same API', cell: cells.find((x) => x.cell.system === 'pnet' && x.params.api === 'transport' && (x.params.datagram ?? 1350) === 1350) },
+    { label: 'pnet ★ (node API, QUIC)', cell: primary },
+    { label: 'Node tls', cell: cells.find((x) => x.cell.system === 'node-tls') },
+  ].filter((p) => p.cell);
+}
+
+const sameWork = (a, b) => a.workload === b.workload;
 
 export function fmtRatio(r) {
   if (r === null || !Number.isFinite(r)) return 'n/a';
@@ -83,6 +113,29 @@ export function buildResults({ figures, cellResults }) {
         byCell.set(c, entry);
       }
       const primary = cells.find((c) => c.cell.primary);
+      // pnet-h2 (the HTTP/2 transport) against QUIC and Node tls
+      for (const c of cells.filter((x) => x.cell.system === 'pnet-h2')) {
+        const h2 = byCell.get(c);
+        for (const { label, cell } of h2Counterparts(cells, primary)) {
+          const other = byCell.get(cell);
+          const comparable = metric.rate || sameWork(h2, other);
+          const ratio = comparable && h2.median !== null && other.median ? h2.median / other.median : null;
+          ratios.push({
+            figure: figure.id,
+            metric: metric.key,
+            unit: metric.unit,
+            better: metric.better,
+            kind: 'h2 vs',
+            system: 'pnet-h2',
+            pnetVariant: c.cell.variant,
+            baseline: cell.cell.system,
+            baselineLabel: label,
+            baselineVariant: cell.cell.variant,
+            ratio,
+            reading: ratio === null ? (comparable ? 'no result' : 'not comparable (different workload)') : verdict(ratio, metric.better, 'HTTP/2'),
+          });
+        }
+      }
       if (!primary) continue;
       if (figure.relative) {
         // relayed / direct, per pnet variant (figure 7)
@@ -117,7 +170,7 @@ export function buildResults({ figures, cellResults }) {
       for (const c of cells) {
         if (!BASELINES.includes(c.cell.system)) continue;
         const ratio = ratioOf(figure, metric, byCell.get(primary), byCell.get(c));
-        ratios.push({
+        const r = {
           figure: figure.id,
           metric: metric.key,
           unit: metric.unit,
@@ -127,22 +180,92 @@ export function buildResults({ figures, cellResults }) {
           baselineVariant: c.cell.variant,
           ratio,
           reading: ratio === null ? 'not comparable (baseline ran a scaled-down workload)' : verdict(ratio, metric.better),
-        });
+        };
+        const t = (figure.baselineTargets ?? []).find((x) => x.baseline === c.cell.system && (x.metric ?? figure.metrics[0].key) === metric.key);
+        if (t) {
+          r.target = { op: t.op, value: t.value, on: `pnet ★ ÷ ${c.cell.system}` };
+          r.pass = ratio === null ? undefined : checkTarget(t, ratio);
+        }
+        ratios.push(r);
       }
     }
   }
   return { entries, ratios };
 }
 
+/**
+ * The figure's targets against other stacks (issue 4), as measured:
+ * [{ text, pass, ratio, figure }]. Ratios are pnet ★'s median ÷ the baseline's
+ * median of the figure's headline metric, in the same run.
+ */
+export function baselineTargetResults({ figures, entries, ratios }) {
+  const out = [];
+  for (const figure of figures) {
+    for (const t of figure.baselineTargets ?? []) {
+      const metricKey = t.metric ?? figure.metrics[0].key;
+      const m = figure.metrics.find((x) => x.key === metricKey);
+      const r = ratios.find((x) => x.figure === figure.id && x.baseline === t.baseline && x.metric === metricKey && x.target);
+      const pnet = entries.find((e) => e.figure === figure.id && e.primary && e.metric === metricKey);
+      const base = entries.find((e) => e.figure === figure.id && e.system === t.baseline && e.metric === metricKey);
+      const goal = `pnet ${m.name} (figure ${figure.number}) ${opSign(t.op)} ${t.value}× ${systemName(t.baseline)}`;
+      let status;
+      if (!pnet || !base) status = `no result (${!pnet ? 'pnet ★' : t.baseline} not measured in this run)`;
+      else if (r?.ratio == null) status = 'no result (a run failed)';
+      else status = `**${r.pass ? 'met' : 'missed'}**: measured ${fmtRatio(r.ratio)} (${fmt(pnet.median, m.unit)} vs ${fmt(base.median, m.unit)} ${m.unit})`;
+      out.push({ figure: figure.id, baseline: t.baseline, text: `${goal} — ${status}`, pass: r?.pass, ratio: r?.ratio ?? null });
+    }
+  }
+  return out;
+}
+
+/** Markdown section: pnet-h2 (HTTP/2 transport) against QUIC and Node tls, headline metric (and p50 where there is one) per figure. */
+function h2Section({ figures, entries, ratios }) {
+  const rows = [];
+  for (const figure of figures) {
+    for (const metric of figure.metrics.filter((m, i) => i === 0 || m.key === 'p50us')) {
+      const h2 = entries.find((e) => e.figure === figure.id && e.system === 'pnet-h2' && e.metric === metric.key);
+      if (!h2) continue;
+      const rs = ratios.filter((r) => r.kind === 'h2 vs' && r.figure === figure.id && r.metric === metric.key);
+      const col = (label) => {
+        const r = rs.find((x) => x.baselineLabel === label);
+        if (!r) return '— | —';
+        const e = entries.find((x) => x.figure === figure.id && x.system === r.baseline && x.variant === r.baselineVariant && x.metric === metric.key);
+        return `${fmt(e?.median, metric.unit)} | ${r.ratio === null ? 'n/a' : `${fmtRatio(r.ratio)} (${verdict(r.ratio, metric.better, 'HTTP/2').replace(/^HTTP\/2 /, '')})`}`;
+      };
+      rows.push(`| ${figure.number}. ${figure.title} | ${metric.name} (${metric.unit}) | ${fmt(h2.median, metric.unit)} [${fmt(h2.min, metric.unit)}–${fmt(h2.max, metric.unit)}] | ${col('pnet QUIC, same API')} | ${col('pnet ★ (node API, QUIC)')} | ${col('Node tls')} |`);
+    }
+  }
+  if (rows.length === 0) return [];
+  return [
+    '## pnet over HTTP/2 (pnet-h2) against QUIC and Node tls',
+    '',
+    'pnet-h2 is `H2Transport` (HTTP/2 over TLS 1.3 on TCP, Node\'s http2) driven through the Transport / Connection / Stream interface, with no node and no channel negotiation (`createNode` runs QUIC only). "Same API" is `QuicTransport` driven by the same code; pnet ★ is the node API over QUIC (with channel negotiation). Node tls is one TLS 1.3 socket for figures 1, 2, 5 and 6, and HTTP/2 over TLS (node:http2, no pnet) for figures 3 and 4. Ratio = pnet-h2 ÷ that row (medians), read in the metric\'s direction.',
+    '',
+    '| Figure | Metric | pnet-h2 median [min–max] | pnet QUIC, same API | h2/that | pnet ★ node API | h2/that | Node tls | h2/that |',
+    '|---|---|---:|---:|---|---:|---|---:|---|',
+    ...rows,
+    '',
+  ];
+}
+
 export function renderMarkdown({ figures, entries, ratios, machine, mode, notes, durationS, extras = [] }) {
   const lines = [];
   lines.push(`# pnet benchmark results (${mode} run)`);
   lines.push('');
-  lines.push(`${machine.date} · ${machine.cpuModel} · ${machine.cores} cores · Node ${machine.nodeVersion} · ${machine.platform} · @matrixai/quic ${machine.matrixaiQuicVersion ?? '?'} · run took ${durationS.toFixed(0)} s`);
+  lines.push(`${machine.date} · ${machine.cpuModel} · ${machine.cores} cores · Node ${machine.nodeVersion} · ${machine.platform} · ${machine.baselineVersions ? Object.entries(machine.baselineVersions).map(([p, v]) => `${p} ${v ?? '?'}`).join(', ') : `@matrixai/quic ${machine.matrixaiQuicVersion ?? '?'}`} · run took ${durationS.toFixed(0)} s`);
   lines.push('');
   lines.push('Loopback (127.0.0.1); server and client in separate child processes; each figure is the median of its runs (min–max in brackets). ');
   lines.push('"pnet/this" is the pnet primary row\'s median divided by that row\'s median, for the headline metric; the last column reads it in the right direction (higher is better for rates, lower for times).');
   lines.push('');
+  const targets = baselineTargetResults({ figures, entries, ratios });
+  if (targets.length) {
+    lines.push('## Targets against other stacks (issue 4)');
+    lines.push('');
+    lines.push('Measured in this run, as ratios of medians (pnet ★ ÷ the other stack, headline metric).' + (mode === 'quick' ? ' Quick mode: indicative only.' : ''));
+    lines.push('');
+    for (const t of targets) lines.push(`- ${t.text}`);
+    lines.push('');
+  }
   for (const figure of figures) {
     const figEntries = entries.filter((e) => e.figure === figure.id);
     if (figEntries.length === 0) continue;
@@ -160,6 +283,10 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
       const t = figEntries.find((e) => e.target);
       const m = figure.metrics.find((x) => x.key === figure.target.metric);
       lines.push(`Target for pnet: ${m.name} ${figure.target.op === '>=' ? '≥' : '≤'} ${fmt(figure.target.value, m.unit)} ${m.unit} — **${t?.pass === undefined ? 'no result' : t.pass ? 'PASS' : 'FAIL'}**`);
+      lines.push('');
+    }
+    for (const t of targets.filter((x) => x.figure === figure.id)) {
+      lines.push(`Target: ${t.text}`);
       lines.push('');
     }
     const cols = ['System', 'Variant', 'Workload', 'Runs', ...figure.metrics.map((m) => `${m.name} (${m.unit})`), figure.relative ? `this/direct (${head.name})` : `pnet/this (${head.name})`, 'Reading'];
@@ -188,7 +315,10 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
       } else if (primaryHead) {
         const r = ratioOf(figure, head, primaryHead, headEntry);
         ratioCell = fmtRatio(r);
-        if (headEntry.system === 'pnet') reading = r === null ? 'pnet variant' : `pnet variant (★ is ${verdict(r, head.better).replace(/^pnet /, '')})`;
+        if (isPnet(headEntry.system)) {
+          const kind = headEntry.system === 'pnet-h2' ? 'pnet over HTTP/2' : 'pnet variant';
+          reading = r === null ? kind : `${kind} (★ is ${verdict(r, head.better).replace(/^pnet /, '')})`;
+        }
         else reading = r === null ? 'scaled workload, not comparable' : verdict(r, head.better);
       }
       const label = `${system}${headEntry.primary ? ' ★' : ''}`;
@@ -196,7 +326,7 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
       const runs = `${headEntry.runs}${headEntry.failedRuns ? ` (+${headEntry.failedRuns} failed)` : ''}`;
       lines.push(`| ${[label, variant, workload, runs, ...cells, ratioCell, reading].join(' | ')} |`);
     }
-    const figRatios = ratios.filter((r) => r.figure === figure.id && r.metric !== head.key && r.ratio !== null);
+    const figRatios = ratios.filter((r) => r.figure === figure.id && r.kind !== 'h2 vs' && r.metric !== head.key && r.ratio !== null);
     if (figRatios.length) {
       lines.push('');
       lines.push(
@@ -208,6 +338,7 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
     }
     lines.push('');
   }
+  lines.push(...h2Section({ figures, entries, ratios }));
   for (const section of extraSections(extras)) lines.push(...section);
   if (notes.length) {
     lines.push('## Notes');
@@ -232,7 +363,7 @@ export function renderConsole({ figures, entries }) {
       let tail = '';
       if (e.target) {
         tail = `  target ${e.target.op === '>=' ? '≥' : '≤'} ${e.target.value} → ${e.pass === undefined ? 'no result' : e.pass ? 'PASS' : 'FAIL'}`;
-      } else if (primary && !e.primary && e.system !== 'pnet') {
+      } else if (primary && !e.primary && !isPnet(e.system)) {
         const r = ratioOf(figure, head, primary, e);
         tail = r === null ? '  (scaled workload)' : `  pnet/this ${fmtRatio(r)} (${verdict(r, head.better)})`;
       }
