@@ -36,4 +36,8 @@ export type {
   Topology,
   RouteInfo,
   RouteEvent,
+  FanoutOptions,
+  FanoutResult,
+  FanoutStats,
+  FanoutLimits,
 } from './node/index.js';

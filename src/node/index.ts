@@ -1,4 +1,5 @@
 export { PnetNode } from './node.js';
+export type { FanoutOptions, FanoutResult, FanoutStats, FanoutLimits } from './fanout.js';
 export type {
   HandleOptions,
   HandleRequestOptions,

@@ -7,10 +7,12 @@ import { H2Transport, QuicTransport, formatAddress, parseAddress } from '../tran
 import type { Connection, DialOptions, H2TransportOptions, QuicTransportOptions, SocketAddress, Stream, TransportKind } from '../transport/index.js';
 import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
 import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
-import { Router } from '../routing/index.js';
+import { KEY_BYTES, Router, SharedRecordCache, keyBytesOf, nodeIdAt } from '../routing/index.js';
 import type { RouterAction, RouterOptions } from '../routing/index.js';
 import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
 import type { RelayOptions } from '../relay/index.js';
+import { FANOUT_CHANNEL, FanoutService } from './fanout.js';
+import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats, FanoutTargetHandler } from './fanout.js';
 
 /** Reserved channel carrying link-state messages between neighbours. */
 const ROUTING_CHANNEL = 'pnet/routing';
@@ -53,6 +55,8 @@ export interface NodeOptions {
   };
   /** Limits of the streams this node relays for others. */
   relay?: RelayOptions;
+  /** Limits of the fan-outs this node serves for others. */
+  fanout?: FanoutLimits;
 }
 
 /** A route to a node, as the router sees it. */
@@ -162,6 +166,12 @@ export interface NodeEvents {
 }
 
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+/**
+ * Verified link-state records shared by every node of this process: N nodes in one process
+ * (tests, simulations, the demo) would otherwise verify every record N times. A hit needs the
+ * exact same bytes, so the answer is the one a fresh verification would give.
+ */
+const processRecordCache = new SharedRecordCache(1 << 15);
 /** How long a connection that lost the duplicate-connection rule keeps serving before it drains. */
 const DUPLICATE_GRACE_MS = 500;
 /** Binding QUIC and HTTP/2 on one free port number: attempts when the TCP port of QUIC's number is taken. */
@@ -253,6 +263,9 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly tunnelRegistry = new ChannelRegistry();
   private readonly router: Router;
   private readonly relay: RelayService;
+  private readonly fanouts: FanoutService;
+  /** handleRequest handlers, which also answer fan-outs. */
+  private readonly requestHandlers = new Map<string, FanoutTargetHandler>();
   private routerTimer: NodeJS.Timeout | undefined;
   /** Peers connected for less than the hold-down, not yet routing neighbours. */
   private readonly neighbourTimers = new Map<NodeId, NodeJS.Timeout>();
@@ -276,7 +289,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const { rttSampleMs = 1000, neighbourHoldDownMs = 200, ...routerOptions } = options.routing ?? {};
     this.neighbourHoldDownMs = neighbourHoldDownMs;
     // A restarted node starts above its old sequence numbers (it would recover them from the network anyway).
-    this.router = new Router({ initialSequence: BigInt(Date.now()), ...routerOptions, signer: identity });
+    this.router = new Router({ initialSequence: BigInt(Date.now()), ...routerOptions, signer: identity, recordCache: processRecordCache });
     this.relay = new RelayService(
       {
         identity,
@@ -287,6 +300,18 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       options.relay,
     );
     this.registry.register(RELAY_CHANNEL, (negotiated, info) => this.relay.handle(negotiated.stream, info), { authorise: this.relay.authorise });
+    this.fanouts = new FanoutService(
+      {
+        identity,
+        groupByNextHop: (packed) => this.groupByNextHop(packed),
+        allNodes: () => Buffer.concat([keyBytesOf(this.id), ...this.router.routes().map((route) => keyBytesOf(route.dest))]),
+        openLeg: (neighbour) => this.openDirect(neighbour, FANOUT_CHANNEL, { optimistic: true }),
+        isConnected: (neighbour) => this.connections.get(neighbour)?.closing === false,
+        requestHandler: (channel) => this.requestHandlers.get(channel),
+      },
+      options.fanout,
+    );
+    this.registry.register(FANOUT_CHANNEL, (negotiated) => this.fanouts.serveLeg(negotiated.stream), { authorise: this.fanouts.authorise });
     this.registry.register(ROUTING_CHANNEL, (negotiated, info) => this.receiveRouting(negotiated.stream, info.remoteNodeId));
     for (const transport of this.transports) {
       transport.on('connection', (connection) => this.adopt(connection));
@@ -358,11 +383,13 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       },
       options,
     );
+    this.requestHandlers.set(channel, { handler, authorise: options.authorise, maxRequestBytes: maxBytes });
   }
 
   /** Stops serving `channel`; streams already accepted carry on. */
   unhandle(channel: string): void {
     if (channel.startsWith(RESERVED_PREFIX)) return;
+    this.requestHandlers.delete(channel);
     this.registry.unregister(channel);
     this.tunnelRegistry.unregister(channel);
   }
@@ -712,6 +739,47 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     }
   }
 
+  /**
+   * Sends one request to many nodes (node ids, or `'all'`: every node of the map, this one
+   * included) and yields each answer as it arrives. Targets answer with their handleRequest
+   * handler; the iteration always ends, by `deadlineMs` at the latest, with one result per
+   * target (failed ones carry an error: UNREACHABLE, UNAUTHORIZED, ERR_REQUEST_TIMEOUT, ...).
+   * One copy goes to each next hop, which splits its share again (docs/FANOUT.md).
+   */
+  fanout(targets: readonly NodeId[] | 'all', channel: string, payload: Uint8Array | string, options: FanoutOptions = {}): AsyncIterable<FanoutResult> {
+    this.assertOpen();
+    if (channel.startsWith(RESERVED_PREFIX)) throw new PnetError('ERR_BAD_OPTION', `channel names starting with "${RESERVED_PREFIX}" are reserved for pnet`);
+    return this.fanouts.start(targets, channel, payload, options);
+  }
+
+  /** Counters of this node's fan-out work (forged results dropped, legs, retries). */
+  get fanoutStats(): Readonly<FanoutStats> {
+    return { ...this.fanouts.stats };
+  }
+
+  /** Targets by next hop in one routing-table call; a connected peer the map does not know yet is its own next hop. */
+  private groupByNextHop(packed: Uint8Array) {
+    const shares = this.router.groupByNextHop(packed);
+    const unreachable = shares.find((share) => share.hop === undefined);
+    if (unreachable === undefined) return shares;
+    const rest = shares.filter((share) => share !== unreachable);
+    const keys = Buffer.from(unreachable.ids.buffer, unreachable.ids.byteOffset, unreachable.ids.byteLength);
+    const left: number[] = [];
+    unreachable.indexes.forEach((index, i) => {
+      const id = nodeIdAt(keys, i * KEY_BYTES);
+      if (this.connections.get(id)?.closing === false) rest.push({ hop: id, ids: keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES), indexes: Uint32Array.of(index) });
+      else left.push(i);
+    });
+    if (left.length > 0) {
+      rest.push({
+        hop: undefined,
+        ids: Buffer.concat(left.map((i) => keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES))),
+        indexes: Uint32Array.from(left, (i) => unreachable.indexes[i]!),
+      });
+    }
+    return rest;
+  }
+
   /** Sends `data` on `channel` and resolves with the whole reply (see handleRequest). */
   async request(nodeId: NodeId, channel: string, data: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
     const timeoutMs = options.timeoutMs ?? 10_000;
@@ -748,6 +816,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (!this.closing) {
       clearInterval(this.rttTimer);
+      this.fanouts.close();
       for (const timer of this.neighbourTimers.values()) clearTimeout(timer);
       this.neighbourTimers.clear();
       if (this.routerTimer) clearTimeout(this.routerTimer);

@@ -2,7 +2,8 @@
  * The routing layer: the sans-IO link-state router (router/) over the routing table (table/,
  * native addon with a TypeScript twin). This file is the only public door of src/routing.
  */
-export { Router, TablePathComputer, tablePathComputer, RoutingSimulation } from './router/index.js';
+export { Router, TablePathComputer, tablePathComputer, RoutingSimulation, keyBytesOf, nodeIdAt, KEY_BYTES } from './router/index.js';
+export { SharedRecordCache } from './router/index.js';
 export { createRoutingTable, routingImplementation } from './table/index.js';
 export type { RoutingTable } from './table/index.js';
 export type {
@@ -17,4 +18,5 @@ export type {
   PathComputerFactory,
   Route,
   Link,
+  NextHopShare,
 } from './router/index.js';

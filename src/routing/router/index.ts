@@ -13,7 +13,7 @@ export {
   type NeighbourInfo,
   type RecordInfo,
 } from './router.js';
-export { TablePathComputer, tablePathComputer, type PathComputer, type PathComputerFactory, type Link, type Route } from './path-computer.js';
+export { TablePathComputer, tablePathComputer, type PathComputer, type PathComputerFactory, type Link, type Route, type NextHopShare } from './path-computer.js';
 export {
   encodeRecord,
   decodeRecord,
@@ -34,6 +34,9 @@ export {
   ENTRY_HEADER_BYTES,
   MESSAGE_TYPE_RECORDS,
   idOrderKey,
+  keyBytesOf,
+  nodeIdAt,
+  KEY_BYTES,
   type LinkStateRecord,
   type RecordFields,
   type MessageEntry,

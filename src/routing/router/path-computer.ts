@@ -54,6 +54,18 @@ export interface PathComputer {
   /** Node ids from the source to `dest`, both included; undefined when unreachable. */
   path(dest: NodeId): NodeId[] | undefined;
   routes(): Route[];
+  /** Splits destinations (packed 32-byte keys) by next hop in one call; optional (the router falls back to nextHop). */
+  groupByNextHop?(packed: Uint8Array): NextHopShare[];
+}
+
+/** The destinations that go through one next hop. */
+export interface NextHopShare {
+  /** The neighbour to hand them to; the local node for its own key; undefined for unreachable ones. */
+  readonly hop: NodeId | undefined;
+  /** Their keys, packed (n * 32 bytes). */
+  readonly ids: Uint8Array;
+  /** Their positions in the input. */
+  readonly indexes: Uint32Array;
 }
 
 export type PathComputerFactory = (self: NodeId) => PathComputer;
@@ -85,6 +97,14 @@ export class TablePathComputer implements PathComputer {
 
   path(dest: NodeId): NodeId[] | undefined {
     return this.table.path(keyBytesOf(dest))?.map((id) => nodeIdAt(id, 0));
+  }
+
+  groupByNextHop(packed: Uint8Array): NextHopShare[] {
+    return this.table.groupByNextHop(packed).map((group) => ({
+      hop: group.hop === null ? undefined : nodeIdAt(group.hop, 0),
+      ids: group.ids,
+      indexes: group.indexes,
+    }));
   }
 
   routes(): Route[] {

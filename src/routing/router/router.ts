@@ -16,6 +16,7 @@ import {
   asBuffer,
   checkMessage,
   decodeRecord,
+  KEY_BYTES,
   nodeIdAt,
   encodeMessage,
   encodeRecord,
@@ -36,7 +37,7 @@ import {
   type MessageEntry,
   type VerifyFn,
 } from './codec.js';
-import { tablePathComputer, type Link, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
+import { tablePathComputer, type Link, type NextHopShare, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
 import type { RecordCache } from './record-cache.js';
 
 /** What the router needs of an identity (Identity satisfies it). */
@@ -471,6 +472,30 @@ export class Router {
 
   nextHop(dest: NodeId): NodeId | undefined {
     return this.#nextHops.get(dest);
+  }
+
+  /**
+   * Splits destinations (packed 32-byte keys, as fan-out carries them) by next hop in one
+   * call to the routing table: the local key groups under the local node, unreachable keys
+   * under undefined.
+   */
+  groupByNextHop(packed: Uint8Array): NextHopShare[] {
+    if (packed.length % KEY_BYTES !== 0) throw new PnetError('ERR_BAD_OPTION', 'groupByNextHop: packed keys must be a multiple of 32 bytes');
+    if (this.#paths.groupByNextHop) return this.#paths.groupByNextHop(packed);
+    const keys = asBuffer(packed);
+    const shares = new Map<NodeId | undefined, number[]>();
+    for (let i = 0; i < keys.length / KEY_BYTES; i++) {
+      const dest = nodeIdAt(keys, i * KEY_BYTES);
+      const hop = dest === this.nodeId ? dest : this.#nextHops.get(dest);
+      let list = shares.get(hop);
+      if (list === undefined) shares.set(hop, (list = []));
+      list.push(i);
+    }
+    return [...shares].map(([hop, positions]) => ({
+      hop,
+      indexes: Uint32Array.from(positions),
+      ids: Buffer.concat(positions.map((i) => keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES))),
+    }));
   }
 
   /** Node ids from this node to dest, both included (an equal-cost path through nextHop(dest)). */

@@ -1,0 +1,663 @@
+/**
+ * Tree fan-out (docs/FANOUT.md). The origin signs one envelope, splits its targets by next hop
+ * (one routing-table call) and sends each neighbour one leg; every hop answers for itself if it
+ * is a target and splits the rest again. Results come back up the same streams, each signed by
+ * the node that answered, so no hop can forge another's answer. A leg that fails costs only its
+ * subtree, which is retried once along the routes of that moment.
+ */
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import type { Identity, NodeId } from '../identity/index.js';
+import type { AuthoriseHook, ChannelRequestInfo } from '../channel/index.js';
+import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
+import type { NextHopShare } from '../routing/index.js';
+import {
+  FLAG_ALL,
+  FRAME_EXPECT,
+  LEG_EXPAND,
+  MAX_FANOUT_PAYLOAD,
+  MAX_FANOUT_REPLY,
+  MAX_FANOUT_TARGETS,
+  MAX_LEG_BYTES,
+  RESULT_HOPS_OFFSET,
+  SIGNATURE_BYTES,
+  STATUS_ERROR,
+  STATUS_HOP_ERROR,
+  STATUS_OK,
+  UpFrameReader,
+  decodeEnvelope,
+  decodeErrorBody,
+  decodeLeg,
+  encodeEnvelope,
+  encodeErrorBody,
+  encodeExpect,
+  encodeLeg,
+  encodeResult,
+  envelopeIsTicketed,
+  signTicket,
+  verifyResult,
+  verifyTicket,
+  parseResult,
+  type Envelope,
+  type ResultFrame,
+  type UpFrame,
+} from './fanout-codec.js';
+
+export const FANOUT_CHANNEL = 'pnet/fanout';
+
+export interface FanoutOptions {
+  /** Every target's answer is due this long after the call (default 10000 ms). */
+  deadlineMs?: number;
+  /** Targets in flight at once (default: all). Applies to targets this node knows (not to `'all'` through `via`). */
+  concurrency?: number;
+  /** Sent to every target's authorise hook and handler. */
+  metadata?: Record<string, string>;
+  /**
+   * Send every target through this connected node, which splits them by its own routes: for a
+   * node outside the routing map (a CLI, a node that just connected). With `'all'`, that node
+   * expands the list to every node it knows.
+   */
+  via?: NodeId;
+  /** Largest reply accepted from each target (default 1 MiB, at most 16 MiB). */
+  maxReplyBytes?: number;
+  /** Links a leg may cross (default 32). */
+  hopLimit?: number;
+}
+
+/** One target's outcome. `ms` is measured by the caller from the start of the fan-out. */
+export type FanoutResult = {
+  readonly nodeId: NodeId;
+  readonly ms: number;
+  /** Links between the caller and the node that reported the result (0: the caller itself). */
+  readonly hops: number;
+} & ({ readonly ok: true; readonly data: Buffer } | { readonly ok: false; readonly error: PnetError });
+
+export interface FanoutStats {
+  /** Results whose signature did not verify, dropped. */
+  forged: number;
+  /** Legs received from neighbours. */
+  legsServed: number;
+  /** Legs sent to next hops. */
+  legsSent: number;
+  /** Targets sent again after their leg failed. */
+  retried: number;
+}
+
+/** A request handler as fan-out sees it (registered by handleRequest). */
+export interface FanoutTargetHandler {
+  readonly handler: (request: Buffer, info: ChannelRequestInfo) => Uint8Array | string | Promise<Uint8Array | string>;
+  readonly authorise: AuthoriseHook | undefined;
+  readonly maxRequestBytes: number;
+}
+
+/** What the fan-out needs from its node. */
+export interface FanoutHost {
+  readonly identity: Identity;
+  groupByNextHop(packed: Uint8Array): NextHopShare[];
+  /** Every node of the map this node knows, itself included (packed keys). */
+  allNodes(): Buffer;
+  /** A negotiated stream on FANOUT_CHANNEL to a neighbour (optimistic: the leg follows OPEN at once). */
+  openLeg(neighbour: NodeId): Promise<Duplex>;
+  isConnected(neighbour: NodeId): boolean;
+  requestHandler(channel: string): FanoutTargetHandler | undefined;
+}
+
+export interface FanoutLimits {
+  /** Legs this node serves at once; more are refused with OVERLOADED (default 256). */
+  maxActiveLegs?: number;
+  /** Request ids remembered against replay (default 10000). */
+  maxRememberedRequests?: number;
+  /** Clock difference tolerated between origin and target (default 60000 ms). */
+  maxClockSkewMs?: number;
+}
+
+const DEFAULT_DEADLINE_MS = 10_000;
+const MAX_DEADLINE_MS = 3_600_000;
+const DEFAULT_MAX_REPLY = 1024 * 1024;
+const DEFAULT_HOP_LIMIT = 32;
+/** Tries per target per node: the first leg and one retry after the routes moved. */
+const MAX_ATTEMPTS = 2;
+/** Wait before a retry so the router has processed the loss that failed the leg. */
+const RETRY_DELAY_MS = 250;
+/** Replies this small are kept to answer a duplicate delivery (a retried subtree) again. */
+const MAX_CACHED_REPLY = 64 * 1024;
+const EMPTY_ID = Buffer.alloc(16);
+
+
+interface Leg {
+  readonly hop: NodeId;
+  stream: Duplex | undefined;
+  /** Waiting for an EXPECT frame (an expanding leg). */
+  expecting: boolean;
+  failed: boolean;
+}
+
+interface Outstanding {
+  readonly ticket: Buffer | undefined;
+  attempts: number;
+  leg: Leg | undefined;
+}
+
+interface Sink {
+  /** A result for an outstanding target; false: rejected (forged), keep waiting. */
+  result(frame: ResultFrame, fromLeg: boolean): boolean;
+  expect?(targets: Buffer): void;
+  /** Nothing outstanding any more. */
+  idle(): void;
+}
+
+/**
+ * One node's share of one fan-out: sends targets down legs or answers them here, tracks what
+ * is outstanding on each leg, retries a failed leg's targets once, and fails what is left at
+ * the deadline. Used by the origin and by every hop.
+ */
+class Spread {
+  private readonly outstanding = new Map<string, Outstanding>();
+  private readonly legs = new Set<Leg>();
+  private readonly retry = new Set<string>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly deadlineTimer: NodeJS.Timeout;
+  private ended = false;
+
+  constructor(
+    private readonly service: FanoutService,
+    private readonly envelope: Envelope,
+    private readonly deadlineAt: number,
+    private readonly hopLimit: number,
+    private readonly sink: Sink,
+    /** Overrides the routing table (the origin's `via`). */
+    private readonly route?: (packed: Buffer) => NextHopShare[],
+  ) {
+    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadlineAt - performance.now()));
+    this.deadlineTimer.unref();
+  }
+
+  get busy(): boolean {
+    return this.outstanding.size > 0 || [...this.legs].some((leg) => leg.expecting);
+  }
+
+  /** Delivers `targets` (packed keys, with their tickets when the envelope lists targets). */
+  add(targets: Buffer, tickets: Buffer | undefined): void {
+    if (this.ended) return;
+    const keys: string[] = [];
+    for (let i = 0; i < targets.length; i += KEY_BYTES) {
+      const key = targets.toString('latin1', i, i + KEY_BYTES);
+      if (this.outstanding.has(key)) continue; // listed twice: answered once
+      const ticket = tickets?.subarray((i / KEY_BYTES) * SIGNATURE_BYTES, (i / KEY_BYTES + 1) * SIGNATURE_BYTES);
+      this.outstanding.set(key, { ticket, attempts: 0, leg: undefined });
+      keys.push(key);
+    }
+    this.distribute(keys);
+  }
+
+  /** Asks `hop` to deliver to every node it knows (it answers with whom to expect). */
+  expandThrough(hop: NodeId): void {
+    this.sendLeg(hop, [], true);
+  }
+
+  private distribute(keys: readonly string[]): void {
+    if (keys.length === 0) return;
+    const packed = Buffer.from(keys.join(''), 'latin1');
+    const shares = this.route ? this.route(packed) : this.service.host.groupByNextHop(packed);
+    const self = this.service.host.identity.nodeId;
+    for (const share of shares) {
+      const shareKeys = Array.from(share.indexes, (i) => keys[i]!);
+      if (share.hop === undefined) {
+        for (const key of shareKeys) this.fail(key, 'UNREACHABLE', `no route to ${nodeIdAt(Buffer.from(key, 'latin1'), 0)} from ${self}`);
+      } else if (share.hop === self) {
+        for (const key of shareKeys) this.deliverHere(key);
+      } else if (this.hopLimit <= 0) {
+        for (const key of shareKeys) this.fail(key, 'HOP_LIMIT', `fan-out hop limit reached at ${self}`);
+      } else {
+        this.sendLeg(share.hop, shareKeys, false);
+      }
+    }
+  }
+
+  private deliverHere(key: string): void {
+    const entry = this.outstanding.get(key)!;
+    entry.attempts++;
+    this.service.deliver(this.envelope, entry.ticket, this.deadlineAt).then(
+      (frame) => this.onResult(parseResult(frame), undefined),
+      () => this.fail(key, 'ERR_HANDLER_FAILED', 'local delivery failed'),
+    );
+  }
+
+  private sendLeg(hop: NodeId, keys: readonly string[], expand: boolean): void {
+    const leg: Leg = { hop, stream: undefined, expecting: expand, failed: false };
+    this.legs.add(leg);
+    const ticketed = envelopeIsTicketed(this.envelope.bytes);
+    const targets = Buffer.allocUnsafe(keys.length * KEY_BYTES);
+    const tickets = ticketed ? Buffer.allocUnsafe(keys.length * SIGNATURE_BYTES) : Buffer.alloc(0);
+    keys.forEach((key, i) => {
+      const entry = this.outstanding.get(key)!;
+      entry.leg = leg;
+      entry.attempts++;
+      targets.write(key, i * KEY_BYTES, 'latin1');
+      if (ticketed) entry.ticket!.copy(tickets, i * SIGNATURE_BYTES);
+    });
+    const remaining = this.deadlineAt - performance.now();
+    // The subtree reports its own timeouts a little before ours, so they arrive in time.
+    const budgetMs = remaining - Math.min(100, remaining / 10);
+    const bytes = encodeLeg({ flags: expand ? LEG_EXPAND : 0, hopLimit: this.hopLimit - 1, budgetMs, envelope: this.envelope.bytes, targets, tickets });
+    this.service.stats.legsSent++;
+    this.service.host.openLeg(hop).then(
+      (stream) => {
+        if (this.ended || leg.failed) {
+          stream.destroy();
+          return;
+        }
+        leg.stream = stream;
+        const reader = new UpFrameReader(this.envelope.maxReplyBytes + 256 + SIGNATURE_BYTES);
+        stream.on('data', (chunk: Buffer) => {
+          let frames: UpFrame[];
+          try {
+            frames = reader.push(chunk);
+          } catch (error) {
+            stream.destroy();
+            this.legFailed(leg, error as Error);
+            return;
+          }
+          for (const frame of frames) {
+            if (frame.type === FRAME_EXPECT) this.onExpect(leg, frame.targets);
+            else if (this.outstanding.get(frame.target.toString('latin1'))?.leg === leg) {
+              frame.frame[RESULT_HOPS_OFFSET] = Math.min(255, frame.hops + 1);
+              this.onResult({ ...frame, hops: Math.min(255, frame.hops + 1) }, leg);
+            }
+          }
+        });
+        stream.on('error', (error: Error) => this.legFailed(leg, error));
+        stream.on('end', () => this.legFailed(leg, new PnetError('ERR_STREAM_RESET', `${hop} ended its leg with answers missing`)));
+        stream.on('close', () => this.legFailed(leg, new PnetError('ERR_STREAM_RESET', `leg to ${hop} closed with answers missing`)));
+        stream.end(bytes);
+      },
+      (error: Error) => this.legFailed(leg, error),
+    );
+  }
+
+  private onExpect(leg: Leg, targets: Buffer): void {
+    if (!leg.expecting || !this.sink.expect) return;
+    leg.expecting = false;
+    for (let i = 0; i < targets.length; i += KEY_BYTES) {
+      const key = targets.toString('latin1', i, i + KEY_BYTES);
+      if (!this.outstanding.has(key)) this.outstanding.set(key, { ticket: undefined, attempts: MAX_ATTEMPTS, leg });
+    }
+    this.sink.expect(targets);
+    this.checkIdle();
+  }
+
+  private onResult(frame: ResultFrame, leg: Leg | undefined): void {
+    const key = frame.target.toString('latin1');
+    const entry = this.outstanding.get(key);
+    if (this.ended || entry === undefined || entry.leg !== leg) return;
+    if (!this.sink.result(frame, leg !== undefined)) return;
+    this.outstanding.delete(key);
+    this.checkIdle();
+  }
+
+  private legFailed(leg: Leg, error: Error): void {
+    if (leg.failed) return;
+    leg.failed = true;
+    leg.expecting = false;
+    this.legs.delete(leg);
+    if (this.ended) return;
+    const lost: string[] = [];
+    for (const [key, entry] of this.outstanding) if (entry.leg === leg) lost.push(key);
+    for (const key of lost) {
+      const entry = this.outstanding.get(key)!;
+      entry.leg = undefined;
+      if (entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > RETRY_DELAY_MS * 2) this.retry.add(key);
+      else this.fail(key, 'UNREACHABLE', `the way through ${leg.hop} failed: ${error.message}`);
+    }
+    if (this.retry.size > 0 && this.retryTimer === undefined) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        const keys = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
+        this.retry.clear();
+        this.service.stats.retried += keys.length;
+        this.distribute(keys);
+      }, RETRY_DELAY_MS);
+      this.retryTimer.unref();
+    }
+    this.checkIdle();
+  }
+
+  /** Reports `key` failed here (unsigned: a hop cannot speak for the target). */
+  private fail(key: string, code: 'UNREACHABLE' | 'HOP_LIMIT' | 'ERR_HANDLER_FAILED' | 'ERR_REQUEST_TIMEOUT', message: string): void {
+    const frame = encodeResult(undefined, this.envelope.requestId, Buffer.from(key, 'latin1'), STATUS_HOP_ERROR, encodeErrorBody(code, message));
+    this.outstanding.get(key)!.leg = undefined;
+    this.onResult(parseResult(frame), undefined);
+  }
+
+  private expire(): void {
+    if (this.ended) return;
+    for (const leg of this.legs) leg.expecting = false;
+    const self = this.service.host.identity.nodeId;
+    for (const key of [...this.outstanding.keys()]) this.fail(key, 'ERR_REQUEST_TIMEOUT', `no answer by the deadline (seen from ${self})`);
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (!this.ended && !this.busy && this.retryTimer === undefined) this.sink.idle();
+  }
+
+  /** Stops: timers cleared, legs torn down, nothing more reported. */
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.deadlineTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    for (const leg of this.legs) leg.stream?.destroy();
+    this.legs.clear();
+  }
+}
+
+/** Fan-out for one node: starts fan-outs (origin), serves legs (hop) and answers (target). */
+export class FanoutService {
+  readonly stats: FanoutStats = { forged: 0, legsServed: 0, legsSent: 0, retried: 0 };
+  private readonly spreads = new Set<Spread>();
+  private activeLegs = 0;
+  private readonly maxActiveLegs: number;
+  private readonly maxRemembered: number;
+  private readonly maxSkewMs: number;
+  /** Requests answered here, by id: a duplicate delivery gets the same answer, never a second run. */
+  private readonly answered = new Map<string, { expiresAt: number; frame: Promise<Buffer> | undefined }>();
+
+  constructor(
+    readonly host: FanoutHost,
+    limits: FanoutLimits = {},
+  ) {
+    this.maxActiveLegs = limits.maxActiveLegs ?? 256;
+    this.maxRemembered = limits.maxRememberedRequests ?? 10_000;
+    this.maxSkewMs = limits.maxClockSkewMs ?? 60_000;
+  }
+
+  /** Refuses new legs past the limit (OVERLOADED reaches the parent, which reports the subtree). */
+  readonly authorise: AuthoriseHook = () => {
+    if (this.activeLegs >= this.maxActiveLegs) throw new PnetError('OVERLOADED', `serving ${this.activeLegs} fan-out legs already`);
+    return true;
+  };
+
+  // ---- origin ---------------------------------------------------------------
+
+  start(targets: readonly NodeId[] | 'all', channel: string, payload: Uint8Array | string, options: FanoutOptions): AsyncIterable<FanoutResult> {
+    const deadlineMs = integerOption('deadlineMs', options.deadlineMs, DEFAULT_DEADLINE_MS, 1, MAX_DEADLINE_MS);
+    const concurrency = integerOption('concurrency', options.concurrency, MAX_FANOUT_TARGETS, 1, Number.MAX_SAFE_INTEGER);
+    const maxReplyBytes = integerOption('maxReplyBytes', options.maxReplyBytes, DEFAULT_MAX_REPLY, 0, MAX_FANOUT_REPLY);
+    const hopLimit = integerOption('hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, 1, 255);
+    const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    if (!(body instanceof Uint8Array)) throw new PnetError('ERR_BAD_OPTION', 'fan-out payload must be a Uint8Array or a string');
+    if (body.length > MAX_FANOUT_PAYLOAD) throw new PnetError('ERR_BAD_OPTION', `fan-out payload over ${MAX_FANOUT_PAYLOAD} bytes`);
+    const via = options.via;
+    if (via !== undefined && !this.host.isConnected(via)) throw new PnetError('UNREACHABLE', `fan-out via ${via}: not connected`);
+    let keys: Buffer | undefined;
+    if (targets === 'all') {
+      if (via === undefined) keys = this.host.allNodes();
+    } else if (Array.isArray(targets)) {
+      const unique = [...new Set(targets)];
+      if (unique.length > MAX_FANOUT_TARGETS) throw new PnetError('ERR_BAD_OPTION', `more than ${MAX_FANOUT_TARGETS} fan-out targets`);
+      keys = Buffer.concat(unique.map((id) => keyBytesOf(id))); // throws ERR_BAD_NODE_ID
+    } else {
+      throw new PnetError('ERR_BAD_OPTION', "fan-out targets must be an array of node ids or 'all'");
+    }
+    const identity = this.host.identity;
+    const envelope = encodeEnvelope(identity, { all: targets === 'all', ttlMs: deadlineMs, maxReplyBytes, channel, metadata: options.metadata ?? {}, payload: body });
+    return this.originate(envelope, keys, { deadlineMs, concurrency, hopLimit, via });
+  }
+
+  private async *originate(
+    envelope: Envelope,
+    keys: Buffer | undefined,
+    options: { deadlineMs: number; concurrency: number; hopLimit: number; via: NodeId | undefined },
+  ): AsyncGenerator<FanoutResult> {
+    const started = performance.now();
+    const queue: FanoutResult[] = [];
+    let wake: (() => void) | undefined;
+    let finished = false;
+    let next = 0;
+    let inFlight = 0;
+    const total = keys === undefined ? 0 : keys.length / KEY_BYTES;
+    const ticketed = envelopeIsTicketed(envelope.bytes);
+    const ticketsFor = (part: Buffer): Buffer | undefined => {
+      if (!ticketed) return undefined;
+      const out = Buffer.allocUnsafe((part.length / KEY_BYTES) * SIGNATURE_BYTES);
+      for (let i = 0; i < part.length; i += KEY_BYTES) out.set(signTicket(this.host.identity, envelope.requestId, part.subarray(i, i + KEY_BYTES)), (i / KEY_BYTES) * SIGNATURE_BYTES);
+      return out;
+    };
+    const release = (): void => {
+      if (keys === undefined) return;
+      const count = Math.min(options.concurrency - inFlight, total - next);
+      if (count <= 0) return;
+      const part = keys.subarray(next * KEY_BYTES, (next + count) * KEY_BYTES);
+      next += count;
+      inFlight += count;
+      spread.add(part, ticketsFor(part));
+    };
+    const push = (result: FanoutResult): void => {
+      queue.push(result);
+      wake?.();
+    };
+    const via = options.via;
+    const spread = new Spread(
+      this,
+      envelope,
+      started + options.deadlineMs,
+      options.hopLimit,
+      {
+        result: (frame, fromLeg) => {
+          const nodeId = nodeIdAt(frame.target, 0);
+          const ms = performance.now() - started;
+          const hops = fromLeg ? frame.hops : 0;
+          if (frame.status !== STATUS_HOP_ERROR && !verifyResult(envelope.requestId, frame)) {
+            this.stats.forged++;
+            return false;
+          }
+          if (frame.status === STATUS_OK) push({ nodeId, ms, hops, ok: true, data: Buffer.from(frame.body) });
+          else push({ nodeId, ms, hops, ok: false, error: decodeErrorBody(frame.body) });
+          inFlight--;
+          if (next < total) queueMicrotask(release);
+          return true;
+        },
+        expect: (targets) => void (inFlight += targets.length / KEY_BYTES),
+        idle: () => {
+          if (next < total) return;
+          finished = true;
+          wake?.();
+        },
+      },
+      via === undefined ? undefined : (packed) => [{ hop: via, ids: packed, indexes: Uint32Array.from({ length: packed.length / KEY_BYTES }, (_, i) => i) }],
+    );
+    this.spreads.add(spread);
+    try {
+      if (keys === undefined) spread.expandThrough(via!);
+      else if (total === 0) finished = true;
+      else release();
+      while (true) {
+        while (queue.length > 0) yield queue.shift()!;
+        if (finished) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      spread.end();
+      this.spreads.delete(spread);
+    }
+  }
+
+  // ---- hop ------------------------------------------------------------------
+
+  /** Serves one leg from a neighbour: answers here, forwards the rest, streams results back. */
+  serveLeg(stream: Duplex): void {
+    this.activeLegs++;
+    this.stats.legsServed++;
+    let spread: Spread | undefined;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.activeLegs--;
+      if (spread) {
+        spread.end();
+        this.spreads.delete(spread);
+      }
+    };
+    stream.on('error', release);
+    stream.on('close', release);
+    const serve = async (): Promise<void> => {
+      const leg = decodeLeg(await readLeg(stream), envelopeIsTicketed);
+      const receivedAt = performance.now();
+      let envelope: Envelope;
+      try {
+        envelope = decodeEnvelope(leg.envelope);
+        this.checkFresh(envelope);
+      } catch (error) {
+        // A bad envelope fails every target of this leg with the reason, and goes no further.
+        const failure = error as PnetError;
+        for (let i = 0; i < leg.targets.length; i += KEY_BYTES) {
+          stream.write(encodeResult(undefined, EMPTY_ID, leg.targets.subarray(i, i + KEY_BYTES), STATUS_HOP_ERROR, encodeErrorBody(failure.code, failure.message)));
+        }
+        stream.end();
+        return;
+      }
+      if (released) return;
+      let targets = leg.targets;
+      if ((leg.flags & LEG_EXPAND) !== 0 && (envelope.flags & FLAG_ALL) !== 0) {
+        targets = this.host.allNodes();
+        stream.write(encodeExpect(targets));
+      }
+      const done = (): void => {
+        stream.end();
+        release();
+      };
+      spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, {
+        result: (frame) => stream.write(frame.frame) || true,
+        idle: done,
+      });
+      this.spreads.add(spread);
+      spread.add(targets, leg.tickets.length > 0 ? leg.tickets : undefined);
+      if (!spread.busy) done();
+    };
+    serve().catch((error: unknown) => stream.destroy(error instanceof Error ? error : undefined));
+  }
+
+  /** Rejects envelopes from too far in the past or future: a hop cannot replay an old command. */
+  private checkFresh(envelope: Envelope): void {
+    const now = Date.now();
+    if (envelope.issuedAt > now + this.maxSkewMs || now > envelope.issuedAt + envelope.ttlMs + this.maxSkewMs) {
+      throw new PnetError('ERR_STALE_REQUEST', `fan-out ${envelope.requestId.toString('hex')} issued at ${new Date(envelope.issuedAt).toISOString()} is outside its lifetime`);
+    }
+  }
+
+  // ---- target ---------------------------------------------------------------
+
+  /** Answers `envelope` here: a signed result frame (at most one handler run per request id). */
+  deliver(envelope: Envelope, ticket: Buffer | undefined, deadlineAt: number): Promise<Buffer> {
+    const identity = this.host.identity;
+    const self = keyBytesOf(identity.nodeId);
+    const refuse = (code: PnetError['code'], message: string): Promise<Buffer> =>
+      Promise.resolve(encodeResult(identity, envelope.requestId, self, STATUS_ERROR, encodeErrorBody(code, message)));
+    if (envelopeIsTicketed(envelope.bytes) && (ticket === undefined || !verifyTicket(envelope, self, ticket))) {
+      return refuse('UNAUTHORIZED', `${envelope.origin} did not address this fan-out to ${identity.nodeId}`);
+    }
+    const id = envelope.requestId.toString('hex');
+    const seen = this.answered.get(id);
+    if (seen !== undefined) return seen.frame ?? refuse('ERR_DUPLICATE_REQUEST', `fan-out ${id} was answered here already`);
+    if (this.answered.size >= this.maxRemembered) {
+      const now = Date.now();
+      for (const [key, entry] of this.answered) if (entry.expiresAt < now) this.answered.delete(key);
+      if (this.answered.size >= this.maxRemembered) return refuse('OVERLOADED', `remembering ${this.answered.size} recent fan-outs already`);
+    }
+    const frame = this.answer(envelope, deadlineAt);
+    const entry = { expiresAt: envelope.issuedAt + envelope.ttlMs + 2 * this.maxSkewMs, frame: frame as Promise<Buffer> | undefined };
+    this.answered.set(id, entry);
+    frame.then((bytes) => {
+      if (bytes.length > MAX_CACHED_REPLY) entry.frame = undefined;
+    }, () => undefined);
+    return frame;
+  }
+
+  private async answer(envelope: Envelope, deadlineAt: number): Promise<Buffer> {
+    const identity = this.host.identity;
+    const self = keyBytesOf(identity.nodeId);
+    const signed = (status: number, body: Uint8Array): Buffer => encodeResult(identity, envelope.requestId, self, status, body);
+    const failed = (code: PnetError['code'], message: string): Buffer => signed(STATUS_ERROR, encodeErrorBody(code, message));
+    const target = this.host.requestHandler(envelope.channel);
+    if (target === undefined) return failed('UNKNOWN_CHANNEL', `no request handler for "${envelope.channel}" on ${identity.nodeId}`);
+    if (envelope.payload.length > target.maxRequestBytes) return failed('ERR_REQUEST_TOO_LARGE', `request over ${target.maxRequestBytes} bytes`);
+    const info: ChannelRequestInfo = { channel: envelope.channel, remoteNodeId: envelope.origin, metadata: envelope.metadata };
+    try {
+      if (target.authorise) {
+        const verdict = await target.authorise(info);
+        if (verdict === false || (verdict !== true && (typeof verdict !== 'object' || verdict === null))) {
+          return failed('UNAUTHORIZED', `${envelope.origin} may not use "${envelope.channel}" on ${identity.nodeId}`);
+        }
+      }
+    } catch (error) {
+      const code = error instanceof PnetError ? error.code : 'UNAUTHORIZED';
+      return failed(code, error instanceof Error ? error.message : 'authorise failed');
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const reply = await Promise.race([
+        Promise.resolve(target.handler(Buffer.from(envelope.payload), info)),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new PnetError('ERR_REQUEST_TIMEOUT', 'handler still running at the deadline')), Math.max(0, deadlineAt - performance.now()));
+        }),
+      ]);
+      const bytes = typeof reply === 'string' ? Buffer.from(reply) : reply;
+      if (!(bytes instanceof Uint8Array)) return failed('ERR_HANDLER_FAILED', 'handler returned neither bytes nor a string');
+      if (bytes.length > envelope.maxReplyBytes) return failed('ERR_REQUEST_TOO_LARGE', `reply of ${bytes.length} bytes over the origin's ${envelope.maxReplyBytes}`);
+      return signed(STATUS_OK, bytes);
+    } catch (error) {
+      if (error instanceof PnetError && error.code === 'ERR_REQUEST_TIMEOUT') return failed(error.code, error.message);
+      return failed('ERR_HANDLER_FAILED', error instanceof Error ? error.message : String(error));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Ends every fan-out in progress (the node is closing). */
+  close(): void {
+    for (const spread of this.spreads) spread.end();
+    this.spreads.clear();
+  }
+}
+
+function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min || value > max) throw new PnetError('ERR_BAD_OPTION', `fan-out option ${name} must be an integer in ${min}..${max}, got ${String(value)}`);
+  return value;
+}
+
+/** Reads a whole leg, bounded before buffering. */
+function readLeg(stream: Duplex): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > MAX_LEG_BYTES) {
+        cleanup();
+        reject(new PnetError('BAD_FRAME', `fan-out leg over ${MAX_LEG_BYTES} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks, total));
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new PnetError('ERR_STREAM_RESET', 'fan-out leg closed before its end'));
+    };
+    function cleanup(): void {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onClose);
+    }
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('close', onClose);
+  });
+}
