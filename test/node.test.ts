@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { createNode, Identity, PnetError } from '../src/index.js';
 import type { PnetNode, NodeOptions } from '../src/index.js';
+import { channelSuite, collect } from './fixtures/node-channels.js';
 
 async function pair(options: NodeOptions = {}): Promise<[PnetNode, PnetNode]> {
   const a = await createNode(options);
@@ -13,42 +14,10 @@ async function pair(options: NodeOptions = {}): Promise<[PnetNode, PnetNode]> {
   return [a, b];
 }
 
-/** Reads to the end without destroying the stream (a for-await loop would, closing our write side too). */
-async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-  await once(stream, 'end');
-  return Buffer.concat(chunks);
-}
+// Handshake, channels, bulk and concurrent streams, limits, duplicates, close: shared with HTTP/2 (test/node-h2.test.ts).
+channelSuite('quic');
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-t.test('handshake gives each side the other node id, from its certificate', async (t) => {
-  const [a, b] = await pair();
-  const id = await a.dial(b.address);
-  t.equal(id, b.id);
-  await until(() => b.peers().length === 1);
-  t.equal(b.peers()[0]!.nodeId, a.id);
-  t.equal(a.peers()[0]!.nodeId, b.id);
-  t.equal(a.peers()[0]!.transport, 'quic');
-  t.equal(a.peers()[0]!.direction, 'outbound');
-  t.equal(b.peers()[0]!.direction, 'inbound');
-});
-
-t.test('dialing with a pinned id that another key answers is refused', async (t) => {
-  const [a, b] = await pair();
-  const other = await Identity.generate();
-  await t.rejects(a.dial(b.address, { expectedNodeId: other.nodeId }), { code: 'ERR_PEER_ID_MISMATCH' });
-  t.equal(a.peers().length, 0);
-  // the right pin works
-  t.equal(await a.dial(b.address, { expectedNodeId: b.id }), b.id);
-});
+// QUIC-specific: UDP, datagrams, a peer process killed.
 
 t.test('dialing nothing fails with a clear error within the deadline', async (t) => {
   const [a] = await pair({ quic: { handshakeTimeoutMs: 300 } });
@@ -57,105 +26,6 @@ t.test('dialing nothing fails with a clear error within the deadline', async (t)
   t.teardown(() => silent.close());
   await t.rejects(a.dial(`127.0.0.1:${silent.address().port}`), { code: 'ERR_CONNECT_TIMEOUT' });
   await t.rejects(a.dial('not-an-address'), { code: 'ERR_BAD_ADDRESS' });
-});
-
-t.test('channels: unknown, unauthorised, metadata both ways', async (t) => {
-  const [a, b] = await pair();
-  const seen: Array<{ remote: string; metadata: Record<string, string> }> = [];
-  b.handle('echo', (stream) => stream.pipe(stream), {
-    metadata: { server: 'b' },
-    authorise: (info) => {
-      seen.push({ remote: info.remoteNodeId, metadata: { ...info.metadata } });
-      return info.metadata['token'] === 'good';
-    },
-  });
-  const id = await a.dial(b.address);
-  await t.rejects(a.openStream(id, 'missing'), { code: 'UNKNOWN_CHANNEL' });
-  await t.rejects(a.openStream(id, 'echo', { metadata: { token: 'bad' } }), { code: 'UNAUTHORIZED' });
-  const stream = await a.openStream(id, 'echo', { metadata: { token: 'good' } });
-  t.equal(stream.remoteMetadata['server'], 'b');
-  t.same(seen.at(-1), { remote: a.id, metadata: { token: 'good' } });
-  t.equal(seen[0]!.remote, a.id, 'authorise sees the verified remote id');
-  stream.end('ping');
-  t.equal((await collect(stream)).toString(), 'ping');
-});
-
-t.test('handler sees the opener metadata; optimistic data after OPEN arrives intact', async (t) => {
-  const [a, b] = await pair();
-  const got = new Promise<{ metadata: Record<string, string>; data: Buffer; remote: string }>((resolve) => {
-    b.handle('collect', async (stream, info) => {
-      resolve({ metadata: { ...info.metadata }, data: await collect(stream), remote: stream.remoteNodeId });
-      stream.end();
-    });
-  });
-  const id = await a.dial(b.address);
-  const stream = await a.openStream(id, 'collect', { optimistic: true, metadata: { job: '42' } });
-  stream.write('first ');
-  stream.end('second');
-  const result = await got;
-  t.equal(result.data.toString(), 'first second');
-  t.same(result.metadata, { job: '42' });
-  t.equal(result.remote, a.id);
-  stream.resume();
-  await once(stream, 'end');
-});
-
-t.test('optimistic open on an unknown channel errors with the reject code', async (t) => {
-  const [a, b] = await pair();
-  const id = await a.dial(b.address);
-  const stream = await a.openStream(id, 'nothing-here', { optimistic: true });
-  stream.write('lost');
-  const [error] = (await once(stream, 'error')) as [PnetError];
-  t.equal(error.code, 'UNKNOWN_CHANNEL');
-});
-
-t.test('16 MiB echo is byte-exact', async (t) => {
-  const [a, b] = await pair();
-  b.handle('echo', (stream) => stream.pipe(stream));
-  const id = await a.dial(b.address);
-  const data = randomBytes(16 * 1024 * 1024);
-  const stream = await a.openStream(id, 'echo');
-  const reply = collect(stream);
-  stream.end(data);
-  const echoed = await reply;
-  t.equal(echoed.length, data.length);
-  t.equal(createHash('sha256').update(echoed).digest('hex'), createHash('sha256').update(data).digest('hex'));
-});
-
-t.test('200 concurrent streams on one connection', async (t) => {
-  const [a, b] = await pair();
-  b.handleRequest('twice', (request) => Buffer.concat([request, request]));
-  const id = await a.dial(b.address);
-  const replies = await Promise.all(
-    Array.from({ length: 200 }, (_, i) => a.request(id, 'twice', Buffer.from(`req-${i}-`.padEnd(2000, String(i % 10))))),
-  );
-  replies.forEach((reply, i) => {
-    const expected = Buffer.from(`req-${i}-`.padEnd(2000, String(i % 10)));
-    if (!reply.equals(Buffer.concat([expected, expected]))) t.fail(`reply ${i} differs`);
-  });
-  t.equal(replies.length, 200);
-  t.equal(a.peers().length, 1, 'still one connection');
-});
-
-t.test('a peer stream limit makes openers wait, then fail clearly', async (t) => {
-  const [a, b] = await pair({ quic: { maxStreamsPerConnection: 4, streamOpenTimeoutMs: 300 } });
-  const held: Array<{ end: () => void }> = [];
-  b.handle('hold', (stream) => {
-    stream.resume();
-    held.push({ end: () => stream.end() });
-  });
-  const id = await a.dial(b.address);
-  const open = await Promise.all(Array.from({ length: 4 }, () => a.openStream(id, 'hold')));
-  await t.rejects(a.openStream(id, 'hold'), { code: 'ERR_STREAM_LIMIT' });
-  // a waiter is released when a stream finishes
-  const waiting = a.openStream(id, 'hold');
-  open[0]!.end();
-  open[0]!.resume();
-  await until(() => held.length === 4);
-  held[0]!.end();
-  const fifth = await waiting;
-  t.equal(fifth.channel, 'hold');
-  for (const stream of [...open, fifth]) stream.destroy();
 });
 
 t.test('garbage datagrams and malformed frames hurt nobody else', async (t) => {
@@ -184,50 +54,6 @@ t.test('garbage datagrams and malformed frames hurt nobody else', async (t) => {
   stream.end('after');
   t.equal((await collect(stream)).toString(), 'before after');
   t.equal((await a.request(id, 'echo', 'still fine')).toString(), 'still fine');
-});
-
-t.test('simultaneous dial leaves one connection that both ends agree on', async (t) => {
-  const [a, b] = await pair();
-  b.handle('echo', (stream) => stream.pipe(stream));
-  a.handle('echo', (stream) => stream.pipe(stream));
-  const [ab, ba] = await Promise.all([a.dial(b.address), b.dial(a.address)]);
-  t.equal(ab, b.id);
-  t.equal(ba, a.id);
-  t.equal((await a.request(b.id, 'echo', 'x')).toString(), 'x');
-  t.equal((await b.request(a.id, 'echo', 'y')).toString(), 'y');
-  // the losing connection drains after a short grace; both sides keep the one dialed by the smaller id
-  const transportA = (a as unknown as { transport: { connectionCount: number } }).transport;
-  const transportB = (b as unknown as { transport: { connectionCount: number } }).transport;
-  await until(() => transportA.connectionCount === 1 && transportB.connectionCount === 1);
-  t.pass('one QUIC connection left on each side');
-  const expectedDirection = a.id < b.id ? 'outbound' : 'inbound';
-  t.equal(a.peers().length, 1);
-  t.equal(b.peers().length, 1);
-  t.equal(a.peers()[0]!.direction, expectedDirection);
-  t.equal(b.peers()[0]!.direction, expectedDirection === 'outbound' ? 'inbound' : 'outbound');
-  t.equal((await a.request(b.id, 'echo', 'z')).toString(), 'z', 'the survivor carries streams');
-});
-
-t.test('graceful close drains open streams', async (t) => {
-  const [a, b] = await pair();
-  let finished = false;
-  b.handle('slow', (stream) => {
-    stream.resume();
-    stream.on('end', () => {
-      setTimeout(() => {
-        finished = true;
-        stream.end('done after a while');
-      }, 200);
-    });
-  });
-  const id = await a.dial(b.address);
-  const stream = await a.openStream(id, 'slow');
-  const reply = collect(stream);
-  stream.end('work');
-  await new Promise((resolve) => setTimeout(resolve, 50));
-  await b.close();
-  t.ok(finished, 'b waited for the stream to finish before closing');
-  t.equal((await reply).toString(), 'done after a while');
 });
 
 t.test('a killed peer process: its stream errors within the idle deadline, the node serves others', async (t) => {
@@ -283,17 +109,6 @@ t.test('parallel echoes against a peer process all end (a FIN is never lost to a
     );
   }
   t.equal(completed, 800, 'every echo came back whole and ended');
-});
-
-t.test('dialing a peer whose connection is closing makes a new connection', async (t) => {
-  const [a, b] = await pair();
-  b.handleRequest('ping', () => 'pong');
-  const id = await a.dial(b.address);
-  const closing = a.disconnect(id);
-  t.equal(await a.dial(b.address, { expectedNodeId: id }), id);
-  t.equal((await a.request(id, 'ping', '')).toString(), 'pong');
-  await closing;
-  t.equal((await a.request(id, 'ping', '')).toString(), 'pong', 'the new connection survives the old one closing');
 });
 
 t.test('bad options and closed nodes give clear errors', async (t) => {
