@@ -1,0 +1,271 @@
+/**
+ * The daemon's config: where it listens, its key, whom it joins, which operators may command it
+ * and which commands they may run. Validated up front with every problem listed, so a typo is
+ * an exit-2 message at start and never a surprise at the first exec.
+ */
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { PnetError, parseAddress, parseNodeId } from '../index.js';
+import type { NodeId } from '../index.js';
+
+export const DEFAULT_PORT = 7300;
+export const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_PORT}`;
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024;
+/** Per stream; the JSON reply (both streams, escaped) must stay under fan-out's 16 MiB reply cap. */
+export const MAX_OUTPUT_BYTES = 1024 * 1024;
+export const DEFAULT_MAX_CONCURRENT_EXEC = 8;
+const COMMAND_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** One allow-listed command as written in the config file. */
+export interface CommandConfig {
+  /** Program and fixed arguments, run directly (no shell). */
+  argv?: string[];
+  /** A /bin/sh -c script instead of argv; refused unless the config sets allowShell. */
+  script?: string;
+  /** Operators may append arguments (as argv entries, or $1.. of a script). Default false. */
+  allowArgs?: boolean;
+  timeoutMs?: number;
+  maxOutputBytes?: number;
+  /** Working directory (relative paths are from the config file's directory). */
+  cwd?: string;
+}
+
+/** A command after validation: exactly one of argv / script, every limit set. */
+export type CommandSpec = {
+  readonly allowArgs: boolean;
+  readonly timeoutMs: number;
+  readonly maxOutputBytes: number;
+  readonly cwd?: string;
+} & ({ readonly argv: readonly string[]; readonly script?: undefined } | { readonly script: string; readonly argv?: undefined });
+
+/** What the ops service needs (a subset of the daemon config; the demo passes it directly). */
+export interface OpsConfig {
+  /** Node ids allowed to use the ops channels. */
+  readonly operators: readonly NodeId[];
+  readonly commands: Readonly<Record<string, CommandSpec>>;
+  readonly allowShell: boolean;
+  /** Commands running at once on this host; more are refused with OVERLOADED. */
+  readonly maxConcurrentExec: number;
+}
+
+export interface DaemonConfig extends OpsConfig {
+  readonly listen: string;
+  readonly keyFile: string;
+  readonly bootstrap: readonly string[];
+}
+
+/** The config file's JSON shape (every field optional; defaults in docs/CLI.md). */
+export interface DaemonConfigFile {
+  listen?: string;
+  keyFile?: string;
+  bootstrap?: string[];
+  operators?: string[];
+  allowShell?: boolean;
+  maxConcurrentExec?: number;
+  commands?: Record<string, CommandConfig>;
+}
+
+const TOP_KEYS = new Set(['listen', 'keyFile', 'bootstrap', 'operators', 'allowShell', 'maxConcurrentExec', 'commands']);
+const COMMAND_KEYS = new Set(['argv', 'script', 'allowArgs', 'timeoutMs', 'maxOutputBytes', 'cwd']);
+
+/** Accumulates problems so one run reports all of them. */
+class Problems {
+  readonly list: string[] = [];
+  add(path: string, message: string): void {
+    this.list.push(`${path}: ${message}`);
+  }
+  throwIfAny(source: string): void {
+    if (this.list.length === 0) return;
+    throw new PnetError('ERR_CONFIG', `invalid config ${source}:\n  - ${this.list.join('\n  - ')}`);
+  }
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function unknownKeys(problems: Problems, path: string, value: Record<string, unknown>, allowed: Set<string>): void {
+  for (const key of Object.keys(value)) {
+    if (!allowed.has(key)) {
+      const hint = key === 'shell' ? ' (use "script" for a shell command, with allowShell: true)' : '';
+      problems.add(path === '' ? key : `${path}.${key}`, `unknown key${hint}; known: ${[...allowed].join(', ')}`);
+    }
+  }
+}
+
+function integer(problems: Problems, path: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    problems.add(path, `must be an integer in ${min}..${max}, got ${JSON.stringify(value)}`);
+    return fallback;
+  }
+  return value;
+}
+
+function address(problems: Problems, path: string, value: unknown): string | undefined {
+  if (typeof value !== 'string') {
+    problems.add(path, `must be an address "host:port", got ${JSON.stringify(value)}`);
+    return undefined;
+  }
+  try {
+    parseAddress(value);
+    return value;
+  } catch (error) {
+    problems.add(path, (error as Error).message);
+    return undefined;
+  }
+}
+
+function stringList(problems: Problems, path: string, value: unknown): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    problems.add(path, 'must be an array');
+    return [];
+  }
+  return value as string[];
+}
+
+/** Validates the commands map; `baseDir` resolves relative cwd paths. */
+export function validateCommands(raw: unknown, allowShell: boolean, baseDir = process.cwd(), problems = new Problems(), path = 'commands'): Record<string, CommandSpec> {
+  const commands: Record<string, CommandSpec> = Object.create(null) as Record<string, CommandSpec>;
+  if (raw === undefined) return commands;
+  if (!isObject(raw)) {
+    problems.add(path, 'must be an object { name: { argv: [...] } }');
+    return commands;
+  }
+  for (const [name, entry] of Object.entries(raw)) {
+    const at = `${path}.${name}`;
+    if (!COMMAND_NAME.test(name)) problems.add(at, 'a command name is 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)');
+    if (!isObject(entry)) {
+      problems.add(at, 'must be an object with "argv" (or "script")');
+      continue;
+    }
+    unknownKeys(problems, at, entry, COMMAND_KEYS);
+    const limits = {
+      allowArgs: false,
+      timeoutMs: integer(problems, `${at}.timeoutMs`, entry['timeoutMs'], DEFAULT_TIMEOUT_MS, 1, MAX_TIMEOUT_MS),
+      maxOutputBytes: integer(problems, `${at}.maxOutputBytes`, entry['maxOutputBytes'], DEFAULT_MAX_OUTPUT_BYTES, 0, MAX_OUTPUT_BYTES),
+      ...(typeof entry['cwd'] === 'string' ? { cwd: resolve(baseDir, entry['cwd']) } : {}),
+    };
+    if (entry['allowArgs'] !== undefined) {
+      if (typeof entry['allowArgs'] !== 'boolean') problems.add(`${at}.allowArgs`, 'must be true or false');
+      else limits.allowArgs = entry['allowArgs'];
+    }
+    if (entry['cwd'] !== undefined && (typeof entry['cwd'] !== 'string' || entry['cwd'] === '')) problems.add(`${at}.cwd`, 'must be a directory path');
+    const argv = entry['argv'];
+    const script = entry['script'];
+    if (argv !== undefined && script !== undefined) {
+      problems.add(at, 'has both "argv" and "script"; give one');
+    } else if (script !== undefined) {
+      if (typeof script !== 'string' || script.trim() === '') problems.add(`${at}.script`, 'must be a non-empty string');
+      else if (!allowShell) problems.add(`${at}.script`, 'shell scripts are off: set "allowShell": true at the top of the config to allow them');
+      else commands[name] = { ...limits, script };
+    } else if (argv !== undefined) {
+      if (!Array.isArray(argv) || argv.length === 0 || !argv.every((part) => typeof part === 'string' && part !== '' && !part.includes('\0'))) {
+        problems.add(`${at}.argv`, 'must be a non-empty array of non-empty strings (program first)');
+      } else {
+        commands[name] = { ...limits, argv: [...(argv as string[])] };
+      }
+    } else {
+      problems.add(at, 'needs "argv": ["program", "arg", ...]');
+    }
+  }
+  return commands;
+}
+
+/** Normalises the parts the ops service uses (for library users such as the demo). */
+export function validateOpsConfig(raw: { operators?: readonly string[]; commands?: Record<string, CommandConfig>; allowShell?: boolean; maxConcurrentExec?: number }, source = 'ops config'): OpsConfig {
+  const problems = new Problems();
+  const allowShell = raw.allowShell ?? false;
+  if (typeof allowShell !== 'boolean') problems.add('allowShell', 'must be true or false');
+  const operators = operatorsOf(problems, raw.operators);
+  const commands = validateCommands(raw.commands, allowShell === true, process.cwd(), problems);
+  const maxConcurrentExec = integer(problems, 'maxConcurrentExec', raw.maxConcurrentExec, DEFAULT_MAX_CONCURRENT_EXEC, 1, 10_000);
+  problems.throwIfAny(source);
+  return { operators, commands, allowShell: allowShell === true, maxConcurrentExec };
+}
+
+function operatorsOf(problems: Problems, raw: unknown): NodeId[] {
+  const out: NodeId[] = [];
+  stringList(problems, 'operators', raw).forEach((value, i) => {
+    try {
+      if (typeof value !== 'string') throw new Error(`must be a node id string, got ${JSON.stringify(value)}`);
+      out.push(parseNodeId(value));
+    } catch (error) {
+      problems.add(`operators[${i}]`, (error as Error).message);
+    }
+  });
+  return out;
+}
+
+/**
+ * Validates a parsed config file. `source` names it in messages; `baseDir` (the file's
+ * directory) resolves a relative keyFile and cwd.
+ * @throws PnetError ERR_CONFIG listing every problem
+ */
+export function validateConfig(raw: unknown, source = 'config', baseDir = process.cwd()): DaemonConfig {
+  const problems = new Problems();
+  if (!isObject(raw)) {
+    problems.add('(top)', 'must be a JSON object');
+    problems.throwIfAny(source);
+  }
+  const config = raw as Record<string, unknown>;
+  unknownKeys(problems, '', config, TOP_KEYS);
+  const listen = config['listen'] === undefined ? DEFAULT_LISTEN : (address(problems, 'listen', config['listen']) ?? DEFAULT_LISTEN);
+  let keyFile = defaultKeyFile('node.key');
+  if (config['keyFile'] !== undefined) {
+    if (typeof config['keyFile'] !== 'string' || config['keyFile'] === '') problems.add('keyFile', 'must be a file path');
+    else keyFile = resolve(baseDir, expandHome(config['keyFile']));
+  }
+  const bootstrap: string[] = [];
+  stringList(problems, 'bootstrap', config['bootstrap']).forEach((value, i) => {
+    const parsed = address(problems, `bootstrap[${i}]`, value);
+    if (parsed !== undefined) bootstrap.push(parsed);
+  });
+  const operators = operatorsOf(problems, config['operators']);
+  let allowShell = false;
+  if (config['allowShell'] !== undefined) {
+    if (typeof config['allowShell'] !== 'boolean') problems.add('allowShell', 'must be true or false');
+    else allowShell = config['allowShell'];
+  }
+  const maxConcurrentExec = integer(problems, 'maxConcurrentExec', config['maxConcurrentExec'], DEFAULT_MAX_CONCURRENT_EXEC, 1, 10_000);
+  const commands = validateCommands(config['commands'], allowShell, baseDir, problems);
+  problems.throwIfAny(source);
+  return { listen, keyFile, bootstrap, operators, allowShell, maxConcurrentExec, commands };
+}
+
+/** Reads and validates a config file (JSON). */
+export async function loadConfig(path: string): Promise<DaemonConfig> {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new PnetError('ERR_CONFIG', `cannot read config ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new PnetError('ERR_CONFIG', `config ${file} is not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  return validateConfig(raw, file, dirname(file));
+}
+
+/** `--allow NAME` or `--allow "NAME=program arg ..."` (split on spaces; no quoting, no shell). */
+export function commandFromFlag(flag: string): [string, CommandConfig] {
+  const eq = flag.indexOf('=');
+  const name = (eq < 0 ? flag : flag.slice(0, eq)).trim();
+  const argv = (eq < 0 ? name : flag.slice(eq + 1)).split(/\s+/).filter((part) => part !== '');
+  return [name, { argv }];
+}
+
+/** ~/.pnet/<name>: where keys live when no path is given. */
+export function defaultKeyFile(name: string): string {
+  return join(homedir(), '.pnet', name);
+}
+
+export function expandHome(path: string): string {
+  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
+}

@@ -1,0 +1,114 @@
+/**
+ * `pnet node`: a long-running node that joins the network, serves the ops channels and logs one
+ * JSON line per event. Bootstrap peers that are down at start (or later) are redialed with
+ * backoff, so daemons can start in any order.
+ */
+import { pino } from 'pino';
+import type { Logger } from 'pino';
+import { PnetError, createNode } from '../index.js';
+import type { NodeId } from '../index.js';
+import type { DaemonConfig } from './config.js';
+import { serveOps } from './ops.js';
+import { readVersion } from './version.js';
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+/** One JSON line per event on fd 1, written synchronously so nothing is lost at exit. */
+export function createLogger(level: LogLevel = 'info', fd = 1): Logger {
+  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: fd, sync: true }));
+}
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 30_000;
+/** While connected, how often to check that the bootstrap peer still is. */
+const CHECK_MS = 5000;
+
+/**
+ * Runs the daemon until `stop` resolves (the CLI passes the first SIGINT/SIGTERM), then closes
+ * the ops service and the node.
+ */
+export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Promise<string>): Promise<void> {
+  const node = await createNode({ listen: config.listen, keyFile: config.keyFile });
+  node.on('peer:up', (peer) => logger.info({ event: 'peer:up', nodeId: peer.nodeId, address: peer.address, direction: peer.direction }, 'peer up'));
+  node.on('peer:down', ({ nodeId, error }) => logger.info({ event: 'peer:down', nodeId, ...(error ? { code: error.code, reason: error.message } : {}) }, 'peer down'));
+  node.on('route', (change) =>
+    logger.info({ event: 'route', nodeId: change.nodeId, nextHop: change.nextHop ?? null, previousNextHop: change.previousNextHop ?? null }, change.nextHop ? 'route' : 'unreachable'),
+  );
+  node.on('error', (error) => logger.warn({ event: 'error', code: error instanceof PnetError ? error.code : undefined, reason: error.message }, 'node error'));
+  const ops = serveOps(node, config, logger);
+  logger.info(
+    {
+      event: 'started',
+      nodeId: node.id,
+      address: node.address,
+      version: readVersion(),
+      keyFile: config.keyFile,
+      operators: config.operators.length,
+      commands: Object.keys(config.commands).sort(),
+      allowShell: config.allowShell,
+    },
+    'started',
+  );
+  if (config.operators.length === 0) logger.warn({ event: 'config' }, 'no operators configured: every ops request will be refused');
+
+  const bootstrap = new Bootstrapper(config.bootstrap, logger, (address) => node.dial(address), () => new Set(node.peers().map((peer) => peer.nodeId)));
+  bootstrap.start();
+
+  const signal = await stop;
+  logger.info({ event: 'stopping', signal }, 'stopping');
+  bootstrap.stop();
+  await ops.close();
+  await node.close();
+  logger.info({ event: 'stopped' }, 'stopped');
+}
+
+/** Keeps the configured bootstrap peers connected: dials each, redials with backoff while it is not a peer. */
+class Bootstrapper {
+  private readonly state = new Map<string, { id: NodeId | undefined; delayMs: number; timer: NodeJS.Timeout | undefined; failures: number }>();
+  private stopped = false;
+
+  constructor(
+    addresses: readonly string[],
+    private readonly logger: Logger,
+    private readonly dial: (address: string) => Promise<NodeId>,
+    private readonly connected: () => Set<NodeId>,
+  ) {
+    for (const address of addresses) this.state.set(address, { id: undefined, delayMs: RETRY_MIN_MS, timer: undefined, failures: 0 });
+  }
+
+  start(): void {
+    for (const address of this.state.keys()) void this.attempt(address);
+  }
+
+  private async attempt(address: string): Promise<void> {
+    const entry = this.state.get(address)!;
+    entry.timer = undefined;
+    if (this.stopped) return;
+    let wait = CHECK_MS;
+    if (entry.id === undefined || !this.connected().has(entry.id)) {
+      try {
+        entry.id = await this.dial(address);
+        this.logger.info({ event: 'bootstrap:connected', address, nodeId: entry.id, attempt: entry.failures + 1 }, 'bootstrap peer connected');
+        entry.failures = 0;
+        entry.delayMs = RETRY_MIN_MS;
+      } catch (error) {
+        if (this.stopped) return;
+        entry.failures++;
+        wait = entry.delayMs;
+        entry.delayMs = Math.min(RETRY_MAX_MS, entry.delayMs * 2);
+        this.logger.warn(
+          { event: 'bootstrap:failed', address, attempt: entry.failures, code: error instanceof PnetError ? error.code : undefined, reason: (error as Error).message, retryMs: wait },
+          'bootstrap dial failed',
+        );
+      }
+    }
+    if (this.stopped) return;
+    entry.timer = setTimeout(() => void this.attempt(address), wait);
+    entry.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const entry of this.state.values()) if (entry.timer) clearTimeout(entry.timer);
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The `pnet` CLI and the ops service its daemon serves. This file is the folder's only door;
+ * everything here is built on pnet's public API (src/index.ts) alone.
+ */
+export { runCli, parseTargets, classify, summarise, EXIT } from './program.js';
+export type { CliIO, ExitCode, ExecOutcome, ExecSummary } from './program.js';
+export { serveOps, OPS_CHANNELS } from './ops.js';
+export type {
+  OpsService,
+  OpsLogger,
+  ErrorReply,
+  InfoReply,
+  PeerReply,
+  RouteReply,
+  TopologyReply,
+  PingRequest,
+  PingReply,
+  PingTry,
+  TraceRequest,
+  TraceReply,
+  TraceHop,
+  ExecRequest,
+  ExecReply,
+} from './ops.js';
+export { validateConfig, validateOpsConfig, validateCommands, loadConfig, commandFromFlag, DEFAULT_PORT } from './config.js';
+export type { DaemonConfig, DaemonConfigFile, OpsConfig, CommandConfig, CommandSpec } from './config.js';
+export { runCommand } from './exec.js';
+export type { ExecSpec, ExecResult } from './exec.js';
+export { OperatorSession, ConnectError, decodeReply, errorOf } from './client.js';
+export type { OperatorOptions } from './client.js';
+export { runDaemon, createLogger } from './daemon.js';
+export type { LogLevel } from './daemon.js';
+export { toDot, percentile } from './output.js';
