@@ -186,9 +186,9 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     program
       .command(name)
       .description(description)
-      .option('--node <address>', 'the daemon to ask (env PNET_NODE)', io.env['PNET_NODE'] ?? `127.0.0.1:${DEFAULT_PORT}`)
-      .option('--node-id <id>', "pin the daemon's node id (env PNET_NODE_ID)", io.env['PNET_NODE_ID'])
-      .option('--key <file>', 'operator key file, created when missing (env PNET_KEY)', io.env['PNET_KEY'] ?? defaultKeyFile('operator.key'))
+      .option('--node <address>', 'the daemon to ask (env PNET_NODE)', io.env['PNET_NODE'] || `127.0.0.1:${DEFAULT_PORT}`)
+      .option('--node-id <id>', "pin the daemon's node id (env PNET_NODE_ID)", io.env['PNET_NODE_ID'] || undefined)
+      .option('--key <file>', 'operator key file, created when missing (env PNET_KEY)', io.env['PNET_KEY'] || defaultKeyFile('operator.key'))
       .option('--connect-timeout <ms>', 'QUIC handshake deadline', intArg(1, 600_000), 5000)
       .option('--timeout <ms>', 'deadline for the answer', intArg(1, 3_600_000), 10_000)
       .option('--json', 'machine-readable output');
