@@ -334,6 +334,7 @@ t.test('ops service in process: refusals, shell scripts with $1, limits, unautho
   const info = await call<InfoReply>(OPS_CHANNELS.info, {});
   t.equal(info.nodeId, host.id);
   t.same(info.commands, ['date', 'greet', 'nap']);
+  t.equal(info.peers, 1, 'the stranger is a peer; the asker itself is not counted');
   await t.rejects(call(OPS_CHANNELS.info, {}, stranger), { code: 'UNAUTHORIZED' });
   t.ok(events.some((e) => e['event'] === 'ops:denied' && e['nodeId'] === stranger.id), 'the refusal is logged with the caller id');
 
@@ -552,7 +553,7 @@ t.test('end to end: three daemons on loopback, operated through the CLI', async 
     t.equal(report.ok, 0);
     t.equal(report.results.length, 3);
     t.ok(report.results.every((r) => r.error?.code === 'UNAUTHORIZED'), 'every node refuses');
-    t.match(exec.stderr, /created operator key/, 'a missing operator key is created and its id shown');
+    t.match(exec.stderr + peers.stderr, /created operator key/, 'a missing operator key is created and its id shown');
     t.equal(peers.code, 1);
     t.match(peers.stderr, /UNAUTHORIZED/);
     t.match(peers.stderr, /not in its "operators"/);

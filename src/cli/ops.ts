@@ -184,19 +184,20 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger):
     );
   };
 
-  serve(OPS_CHANNELS.info, (): InfoReply => ({
+  // The asker's own connection (a short-lived CLI node) is left out of peer lists and counts.
+  serve(OPS_CHANNELS.info, (_request, from): InfoReply => ({
     nodeId: node.id,
     address: node.address,
     version,
     uptimeMs: Date.now() - started,
-    peers: node.peers().length,
+    peers: node.peers().filter((peer) => peer.nodeId !== from).length,
     nodes: node.routes().length + 1,
     commands: Object.keys(config.commands).sort(),
     allowShell: config.allowShell,
   }));
 
-  serve(OPS_CHANNELS.peers, (): PeerReply[] =>
-    node.peers().map((peer) => ({
+  serve(OPS_CHANNELS.peers, (_request, from): PeerReply[] =>
+    node.peers().filter((peer) => peer.nodeId !== from).map((peer) => ({
       nodeId: peer.nodeId,
       address: peer.address,
       transport: peer.transport,

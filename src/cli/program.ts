@@ -231,8 +231,7 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   });
 
   operatorCommand('peers', "list the node's direct connections (this CLI's own connection is left out)").action(async (options: OperatorCliOptions) => {
-    const { peers, self } = await withSession(options, async (s) => ({ peers: await s.call<PeerReply[]>(OPS_CHANNELS.peers, {}, options.timeout), self: s.node.id }));
-    const list = peers.filter((peer) => peer.nodeId !== self);
+    const list = await withSession(options, (s) => s.call<PeerReply[]>(OPS_CHANNELS.peers, {}, options.timeout));
     if (options.json) return printJson(list);
     print(table(['node id', 'address', 'direction', 'rtt ms', 'streams'], list.map((p) => [p.nodeId, p.address, p.direction, p.rttMs, p.streams])));
   });
