@@ -151,7 +151,7 @@ export const CELLS = [
   { figure: 'parallel', system: 'pnet', variant: 'node API (openStream)', primary: true,
     params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
   { figure: 'parallel', system: 'matrixai-quic', variant: 'high-level classes',
-    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 4 * KiB }) },
+    params: w({ streams: 100, size: 64 * KiB }, { streams: 25, size: 4 * KiB }) },
   { figure: 'parallel', system: 'node-tls', variant: 'HTTP/2 streams over TLS 1.3 (node:http2)',
     params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
 
@@ -199,9 +199,10 @@ export const CELLS = [
     return [
       { figure: 'throughput', system, variant: stack, params: w({ bytes: 64 * MiB }, { bytes: 16 * MiB }) },
       { figure: 'echo', system, variant: `${stack}, one stream`, params: w({ count: 5000, warmup: 2000, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+      // quick: as pnet for figure 3 (fewer requests made its rate depend on warm-up), fewer connections for figure 5 (js-libp2p does 50-100 conn/s here)
       { figure: 'stream-per-request', system, variant: `${stack}, newStream() per request`, params: w({ count: 3000, warmup: 2000, size: KiB }, { count: 1000, warmup: 200, size: KiB }) },
       { figure: 'parallel', system, variant: `${stack}, newStream()`, params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
-      { figure: 'connect', system, variant: `one client node: dial() + newStream() + connection.close()`, params: w({ count: 200, warmup: 100, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+      { figure: 'connect', system, variant: `one client node: dial() + newStream() + connection.close()`, params: w({ count: 200, warmup: 100, size: KiB }, { count: 40, warmup: 5, size: KiB }) },
       { figure: 'memory', system, variant: 'one libp2p node per dialer → one node', params: w({ conns: 1000 }, { conns: 100 }) },
     ];
   }),
