@@ -1,13 +1,17 @@
 /**
- * `npm run demo`: a network on loopback. Nodes join one at a time, each through one node that
- * is already in (so the topology is a random tree plus a few extra links); routes converge; a
- * stream crosses several hops through the relay, end-to-end encrypted; then every node answers a
- * request from node 0. Prints what happened and how long each step took. Exits 0 on success.
+ * `npm run demo`: the main job on an embedded default. A network of nodes on loopback, all in
+ * this one process (each with its own UDP socket, keys and router, on the same code paths as
+ * separate hosts): each node joins through one random earlier node, so the topology is an
+ * irregular tree, plus a few extra links; routes converge; a stream crosses several relays; an
+ * operator runs an allow-listed command on every node by fan-out; the map is printed as DOT.
+ * Exits 0 on success.
  */
 import { createNode } from './index.js';
-import type { PnetNode } from './index.js';
+import type { FanoutResult, PnetNode } from './index.js';
+import { OPS_CHANNELS, percentile, serveOps, toDot, validateOpsConfig } from './cli/index.js';
+import type { ExecReply } from './cli/index.js';
 
-const NODE_COUNT = Number(process.env.PNET_DEMO_NODES ?? 24);
+const NODE_COUNT = Number(process.env.PNET_DEMO_NODES ?? 32);
 
 function ms(since: number): string {
   return `${(performance.now() - since).toFixed(0)} ms`;
@@ -22,7 +26,7 @@ function prng(seed: number): () => number {
 }
 
 async function main(): Promise<void> {
-  const random = prng(7);
+  const random = prng(11);
   let t0 = performance.now();
   const nodes: PnetNode[] = [];
   for (let i = 0; i < NODE_COUNT; i++) {
@@ -31,35 +35,34 @@ async function main(): Promise<void> {
     node.handle('echo', (stream) => {
       stream.pipe(stream);
     });
-    node.handleRequest('whoami', (request, info) => `${node.id.slice(0, 8)} answering ${info.remoteNodeId.slice(0, 8)}: ${request.toString()}`, {
-      authorise: (info) => info.metadata['role'] === 'operator',
-    });
     nodes.push(node);
   }
+  // Node 0 is the operator: every node lets it run one allow-listed command, and nobody else.
+  const operator = nodes[0]!;
+  const ops = validateOpsConfig({ operators: [operator.id], commands: { uname: { argv: ['uname', '-sr'] } } }, 'demo');
+  const services = nodes.map((node) => serveOps(node, ops));
   // A few extra links turn the tree into a mesh with alternative paths.
-  for (let k = 0; k < Math.floor(NODE_COUNT / 6); k++) {
+  for (let k = 0; k < Math.floor(NODE_COUNT / 8); k++) {
     const a = nodes[Math.floor(random() * NODE_COUNT)]!;
     const b = nodes[Math.floor(random() * NODE_COUNT)]!;
     if (a !== b) await a.dial(b.address);
   }
-  console.log(`${NODE_COUNT} nodes joined, each through one member: ${ms(t0)}`);
+  console.log(`${NODE_COUNT} nodes joined on loopback (one process), each through one random earlier node: ${ms(t0)}`);
 
   t0 = performance.now();
   while (!nodes.every((node) => node.routes().length === NODE_COUNT - 1)) {
-    if (performance.now() - t0 > 30_000) throw new Error('routes did not converge within 30 s');
+    if (performance.now() - t0 > 60_000) throw new Error('routes did not converge within 60 s');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   const links = nodes.reduce((sum, node) => sum + node.peers().length, 0) / 2;
-  console.log(`routes converged over ${links} direct links: every node has a route to all ${NODE_COUNT - 1} others: ${ms(t0)}`);
+  console.log(`routes converged over ${links} direct links, every node has a route to all ${NODE_COUNT - 1} others: ${ms(t0)}`);
 
-  // The farthest pair from node 0.
-  const far = nodes.slice(1).reduce((best, node) => (nodes[0]!.path(node.id)!.length > nodes[0]!.path(best.id)!.length ? node : best));
-  const path = nodes[0]!.path(far.id)!;
-  console.log(`farthest node from node 0 is ${path.length - 1} hops away:`);
-  console.log(`  ${path.map((id) => `node ${nodes.findIndex((n) => n.id === id)}`).join(' -> ')}`);
-
+  // The farthest node from the operator.
+  const far = nodes.slice(1).reduce((best, node) => (operator.path(node.id)!.length > operator.path(best.id)!.length ? node : best));
+  const path = operator.path(far.id)!;
+  console.log(`farthest node from node 0 is ${path.length - 1} hops away: ${path.map((id) => `node ${nodes.findIndex((n) => n.id === id)}`).join(' -> ')}`);
   t0 = performance.now();
-  const stream = await nodes[0]!.openStream(far.id, 'echo');
+  const stream = await operator.openStream(far.id, 'echo');
   console.log(`  stream opened through ${path.length - 2} relays (end-to-end TLS inside): ${ms(t0)}`);
   const payload = Buffer.alloc(1024, 0x2a);
   const rtts: number[] = [];
@@ -80,21 +83,30 @@ async function main(): Promise<void> {
     rtts.push(performance.now() - sent);
   }
   stream.end();
-  rtts.sort((x, y) => x - y);
-  console.log(`  50 x 1 KiB echo over ${path.length - 1} hops: median RTT ${(rtts[25]! * 1000).toFixed(0)} µs`);
+  console.log(`  50 x 1 KiB echo over ${path.length - 1} hops: median RTT ${((percentile(rtts, 50) ?? 0) * 1000).toFixed(0)} µs`);
+
+  // exec on every node: one fan-out, one copy per next hop, answers signed by each node.
+  t0 = performance.now();
+  const results: FanoutResult[] = [];
+  for await (const result of operator.fanout('all', OPS_CHANNELS.exec, JSON.stringify({ command: 'uname' }), { deadlineMs: 10_000 })) results.push(result);
+  const replies = results.map((result) => (result.ok ? (JSON.parse(result.data.toString()) as ExecReply) : undefined));
+  const ok = replies.filter((reply) => reply?.exitCode === 0).length;
+  const timedOut = results.filter((result) => !result.ok && result.error.code === 'ERR_REQUEST_TIMEOUT').length;
+  const latencies = results.map((result) => result.ms);
+  console.log(`exec "uname -sr" on all ${results.length} nodes by fan-out: ${ms(t0)}`);
+  console.log(
+    `  ok ${ok}, failed ${results.length - ok - timedOut}, timed out ${timedOut}; latency p50 ${percentile(latencies, 50)!.toFixed(1)} ms, p99 ${percentile(latencies, 99)!.toFixed(1)} ms; up to ${Math.max(...results.map((r) => r.hops))} hops; the operator sent ${operator.fanoutStats.legsSent} copies to its ${operator.peers().length} neighbours`,
+  );
+  console.log(`  e.g. node ${nodes.findIndex((n) => n.id === far.id)}: ${replies[results.findIndex((r) => r.nodeId === far.id)]?.stdout.trim()}`);
+  const refused: FanoutResult[] = [];
+  for await (const result of far.fanout([operator.id, nodes[1]!.id], OPS_CHANNELS.exec, JSON.stringify({ command: 'uname' }), { deadlineMs: 5000 })) refused.push(result);
+  console.log(`  the same from a node that is not an operator -> ${[...new Set(refused.map((r) => (r.ok ? 'ok' : r.error.code)))].join(', ')}`);
+
+  console.log('topology (Graphviz DOT):');
+  process.stdout.write(toDot({ self: operator.id, ...operator.topology() }));
 
   t0 = performance.now();
-  try {
-    await nodes[0]!.request(far.id, 'whoami', 'hello');
-    throw new Error('an unauthorised request was answered');
-  } catch (error) {
-    console.log(`  request without the operator role -> ${(error as { code?: string }).code}`);
-  }
-  const answers = await Promise.all(nodes.slice(1).map((node) => nodes[0]!.request(node.id, 'whoami', 'hello', { metadata: { role: 'operator' } })));
-  console.log(`node 0 asked all ${answers.length} others (direct or relayed) and got ${answers.length} authenticated answers: ${ms(t0)}`);
-  console.log(`  e.g. "${answers.at(-1)!.toString()}"`);
-
-  t0 = performance.now();
+  await Promise.all(services.map((service) => service.close()));
   await Promise.all(nodes.map((node) => node.close({ timeoutMs: 500 })));
   console.log(`closed all nodes: ${ms(t0)}`);
 }

@@ -1,5 +1,5 @@
 /**
- * Fan-out wire format (docs/PROTOCOL.md, "Fan-out"): the origin's signed envelope, the leg a
+ * Fan-out wire format (docs/FANOUT.md): the origin's signed envelope, the leg a
  * node sends each next hop (envelope + that hop's share of the targets), and the frames that
  * come back up the tree (results, signed by the node that answered). Pure functions, no IO.
  */

@@ -115,9 +115,9 @@ const DEFAULT_DEADLINE_MS = 10_000;
 const MAX_DEADLINE_MS = 3_600_000;
 const DEFAULT_MAX_REPLY = 1024 * 1024;
 const DEFAULT_HOP_LIMIT = 32;
-/** Tries per target per node: the first leg and one retry after the routes moved. */
-const MAX_ATTEMPTS = 2;
-/** Wait before a retry so the router has processed the loss that failed the leg. */
+/** Tries per target per node: the first leg and two retries after the routes moved. */
+const MAX_ATTEMPTS = 3;
+/** Wait before a retry (times the attempts so far) so the routers have processed the loss. */
 const RETRY_DELAY_MS = 250;
 /** Replies this small are kept to answer a duplicate delivery (a retried subtree) again. */
 const MAX_CACHED_REPLY = 64 * 1024;
@@ -167,6 +167,8 @@ class Spread {
     private readonly sink: Sink,
     /** Overrides the routing table (the origin's `via`). */
     private readonly route?: (packed: Buffer) => NextHopShare[],
+    /** The node this share came from: never sent back there (a loop while routes settle). */
+    private readonly parent?: NodeId,
   ) {
     this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadlineAt - performance.now()));
     this.deadlineTimer.unref();
@@ -208,6 +210,8 @@ class Spread {
         for (const key of shareKeys) this.deliverHere(key);
       } else if (this.hopLimit <= 0) {
         for (const key of shareKeys) this.fail(key, 'HOP_LIMIT', `fan-out hop limit reached at ${self}`);
+      } else if (share.hop === this.parent) {
+        for (const key of shareKeys) this.fail(key, 'UNREACHABLE', `${self} routes it back to ${share.hop}: routes are changing`);
       } else {
         this.sendLeg(share.hop, shareKeys, false);
       }
@@ -259,11 +263,20 @@ class Spread {
             return;
           }
           for (const frame of frames) {
-            if (frame.type === FRAME_EXPECT) this.onExpect(leg, frame.targets);
-            else if (this.outstanding.get(frame.target.toString('latin1'))?.leg === leg) {
-              frame.frame[RESULT_HOPS_OFFSET] = Math.min(255, frame.hops + 1);
-              this.onResult({ ...frame, hops: Math.min(255, frame.hops + 1) }, leg);
+            if (frame.type === FRAME_EXPECT) {
+              this.onExpect(leg, frame.targets);
+              continue;
             }
+            const key = frame.target.toString('latin1');
+            const entry = this.outstanding.get(key);
+            if (entry?.leg !== leg) continue;
+            if (frame.status === STATUS_HOP_ERROR && this.retriable(entry, frame)) {
+              entry.leg = undefined;
+              this.scheduleRetry([key]);
+              continue;
+            }
+            frame.frame[RESULT_HOPS_OFFSET] = Math.min(255, frame.hops + 1);
+            this.onResult({ ...frame, hops: Math.min(255, frame.hops + 1) }, leg);
           }
         });
         stream.on('error', (error: Error) => this.legFailed(leg, error));
@@ -303,23 +316,41 @@ class Spread {
     if (this.ended) return;
     const lost: string[] = [];
     for (const [key, entry] of this.outstanding) if (entry.leg === leg) lost.push(key);
+    const again: string[] = [];
     for (const key of lost) {
       const entry = this.outstanding.get(key)!;
       entry.leg = undefined;
-      if (entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > RETRY_DELAY_MS * 2) this.retry.add(key);
+      if (this.canRetry(entry)) again.push(key);
       else this.fail(key, 'UNREACHABLE', `the way through ${leg.hop} failed: ${error.message}`);
     }
-    if (this.retry.size > 0 && this.retryTimer === undefined) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        const keys = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
-        this.retry.clear();
-        this.service.stats.retried += keys.length;
-        this.distribute(keys);
-      }, RETRY_DELAY_MS);
-      this.retryTimer.unref();
-    }
+    this.scheduleRetry(again);
     this.checkIdle();
+  }
+
+  private canRetry(entry: Outstanding): boolean {
+    return entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > RETRY_DELAY_MS * (entry.attempts + 1);
+  }
+
+  /** A subtree that found no way on (its routes were stale) gets another try once routes settle. */
+  private retriable(entry: Outstanding, frame: ResultFrame): boolean {
+    if (!this.canRetry(entry)) return false;
+    const code = decodeErrorBody(frame.body).code;
+    return code === 'UNREACHABLE' || code === 'HOP_LIMIT';
+  }
+
+  private scheduleRetry(keys: readonly string[]): void {
+    for (const key of keys) this.retry.add(key);
+    if (this.retry.size === 0 || this.retryTimer !== undefined) return;
+    const attempts = Math.max(...[...this.retry].map((key) => this.outstanding.get(key)?.attempts ?? 1));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      const due = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
+      this.retry.clear();
+      this.service.stats.retried += due.length;
+      this.distribute(due);
+      this.checkIdle();
+    }, RETRY_DELAY_MS * attempts);
+    this.retryTimer.unref();
   }
 
   /** Reports `key` failed here (unsigned: a hop cannot speak for the target). */
@@ -487,7 +518,7 @@ export class FanoutService {
   // ---- hop ------------------------------------------------------------------
 
   /** Serves one leg from a neighbour: answers here, forwards the rest, streams results back. */
-  serveLeg(stream: Duplex): void {
+  serveLeg(stream: Duplex, from: NodeId): void {
     this.activeLegs++;
     this.stats.legsServed++;
     let spread: Spread | undefined;
@@ -529,10 +560,15 @@ export class FanoutService {
         stream.end();
         release();
       };
-      spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, {
-        result: (frame) => stream.write(frame.frame) || true,
-        idle: done,
-      });
+      spread = new Spread(
+        this,
+        envelope,
+        receivedAt + leg.budgetMs,
+        leg.hopLimit,
+        { result: (frame) => stream.write(frame.frame) || true, idle: done },
+        undefined,
+        from,
+      );
       this.spreads.add(spread);
       spread.add(targets, leg.tickets.length > 0 ? leg.tickets : undefined);
       if (!spread.busy) done();

@@ -311,7 +311,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       },
       options.fanout,
     );
-    this.registry.register(FANOUT_CHANNEL, (negotiated) => this.fanouts.serveLeg(negotiated.stream), { authorise: this.fanouts.authorise });
+    this.registry.register(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });
     this.registry.register(ROUTING_CHANNEL, (negotiated, info) => this.receiveRouting(negotiated.stream, info.remoteNodeId));
     for (const transport of this.transports) {
       transport.on('connection', (connection) => this.adopt(connection));
