@@ -276,7 +276,9 @@ t.test('exec runner: a timeout kills the whole process group', async (t) => {
   const abort = new AbortController();
   const running = runCommand({ file: 'sleep', args: ['30'], timeoutMs: 60_000, maxOutputBytes: 10 }, abort.signal);
   setTimeout(() => abort.abort(), 100);
-  t.equal((await running).signal, 'SIGTERM');
+  const aborted = await running;
+  t.equal(aborted.signal, 'SIGTERM');
+  t.equal(aborted.timedOut, false, 'an abort is not reported as a timeout');
 });
 
 // ---- unit: targets, DOT, percentiles -------------------------------------------------
@@ -329,6 +331,7 @@ t.test('ops service in process: refusals, shell scripts with $1, limits, unautho
   t.teardown(() => ops.close());
   await operator.dial(host.address);
   await stranger.dial(host.address);
+  t.ok(await until(() => host.peers().length === 2, 5000), 'the host sees both connections');
   const call = async <T>(channel: string, body: unknown, from: PnetNode = operator): Promise<T> => decodeReply<T>(await from.request(host.id, channel, JSON.stringify(body), { timeoutMs: 20_000 }));
 
   const info = await call<InfoReply>(OPS_CHANNELS.info, {});

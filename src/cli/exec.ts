@@ -89,9 +89,12 @@ export function runCommand(spec: ExecSpec, signal?: AbortSignal): Promise<ExecRe
         // ESRCH: the group is already gone
       }
     };
-    const stop = (): void => {
-      if (settled || timedOut) return;
-      timedOut = true;
+    let stopping = false;
+    /** At the timeout (`timedOut` in the result) or on abort (a daemon shutting down: not a timeout). */
+    const stop = (byTimeout: boolean): void => {
+      if (settled || stopping) return;
+      stopping = true;
+      timedOut = byTimeout;
       killGroup('SIGTERM');
       timers.push(setTimeout(() => killGroup('SIGKILL'), killGraceMs));
       // A descendant that left the group (setsid) may still hold our pipes: stop waiting for them.
@@ -103,11 +106,12 @@ export function runCommand(spec: ExecSpec, signal?: AbortSignal): Promise<ExecRe
         }, killGraceMs + 1000),
       );
     };
+    const onAbort = (): void => stop(false);
     const finish = (exitCode: number | null, sig: NodeJS.Signals | null): void => {
       if (settled) return;
       settled = true;
       for (const timer of timers) clearTimeout(timer);
-      signal?.removeEventListener('abort', stop);
+      signal?.removeEventListener('abort', onAbort);
       resolve({
         exitCode,
         signal: sig,
@@ -122,15 +126,15 @@ export function runCommand(spec: ExecSpec, signal?: AbortSignal): Promise<ExecRe
       if (child.pid === undefined && !settled) {
         settled = true;
         for (const timer of timers) clearTimeout(timer);
-        signal?.removeEventListener('abort', stop);
+        signal?.removeEventListener('abort', onAbort);
         resolve(failedToStart(error, started));
       }
     });
     // 'close' waits for the pipes too: output written just before exit is not lost.
     child.on('close', (code, sig) => finish(code, sig));
-    timers.push(setTimeout(stop, spec.timeoutMs));
-    if (signal?.aborted) stop();
-    else signal?.addEventListener('abort', stop, { once: true });
+    timers.push(setTimeout(() => stop(true), spec.timeoutMs));
+    if (signal?.aborted) stop(false);
+    else signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 

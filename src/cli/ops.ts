@@ -176,7 +176,8 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger):
         } catch (error) {
           const code = error instanceof PnetError ? error.code : 'ERR_HANDLER_FAILED';
           const message = error instanceof Error ? error.message : String(error);
-          logger?.warn({ event: 'ops:error', channel, operator: info.remoteNodeId, code, message });
+          // Refused commands already have their own exec:refused line.
+          if (code !== 'ERR_COMMAND_REFUSED') logger?.warn({ event: 'ops:error', channel, operator: info.remoteNodeId, code, message });
           return JSON.stringify({ error: { code, message } } satisfies ErrorReply);
         }
       },
