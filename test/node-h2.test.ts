@@ -165,7 +165,7 @@ t.test('a remembered HTTP/2 address that stopped serving HTTP/2 is raced again',
   const id = await a!.dial(`127.0.0.1:${port}`);
   t.equal(id, c!.id);
   t.equal(a!.peers()[0]!.transport, 'quic');
-  t.same(a!.dialStats, { quic: 2, h2: 2, fallbacks: 1, remembered: 1 });
+  t.match(a!.dialStats, { quic: 2, fallbacks: 1, remembered: 1 }, 'the remembered dial failed, then QUIC won the race');
 });
 
 t.test('connections of both kinds at once: both ends keep the QUIC one', async (t) => {
