@@ -169,29 +169,22 @@ export const CELLS = [
   { figure: 'memory', system: 'node-tls', variant: 'tls.connect → one tls.Server',
     params: w({ conns: 1000 }, { conns: 100 }) },
 
-  // pnet's transports driven directly (no node, no channel negotiation): QUIC
-  // and HTTP/2 (pnet-h2) through the same code, for every direct-stream
-  // figure (figure 3's QUIC row is above). createNode runs QUIC only, so this
-  // is where the HTTP/2 transport is compared with QUIC.
-  ...['pnet', 'pnet-h2'].flatMap((system) => {
-    const name = system === 'pnet' ? 'QuicTransport' : 'H2Transport';
-    const t = (params) => ({ ...params, api: 'transport' });
-    const datagram = system === 'pnet' ? { datagram: 1350 } : {};
-    return [
-      { figure: 'throughput', system, variant: `${name} directly, no node${system === 'pnet' ? ', 1350-byte datagrams' : ''}`,
-        params: w(t({ bytes: 64 * MiB, ...datagram }), t({ bytes: 16 * MiB, ...datagram })) },
-      { figure: 'echo', system, variant: `${name} directly, no node`,
-        params: w(t({ count: 5000, warmup: 2000, size: KiB }), t({ count: 1500, warmup: 200, size: KiB })) },
-      ...(system === 'pnet' ? [] : [{ figure: 'stream-per-request', system, variant: `${name} directly, no channel negotiation`,
-        params: w(t({ count: 3000, warmup: 2000, size: KiB }), t({ count: 1000, warmup: 200, size: KiB })) }]),
-      { figure: 'parallel', system, variant: `${name} directly, no node`,
-        params: w(t({ streams: 100, size: 64 * KiB }), t({ streams: 100, size: 64 * KiB })) },
-      { figure: 'connect', system, variant: `${name}: dial() + openStream() echo + close()`,
-        params: w(t({ count: 200, warmup: 100, size: KiB }), t({ count: 100, warmup: 10, size: KiB })) },
-      { figure: 'memory', system, variant: `${name} dialers → one ${name}`,
-        params: w(t({ conns: 1000 }), t({ conns: 100 })) },
-    ];
-  }),
+  // pnet over HTTP/2 (pnet-h2): the same code and workloads as pnet's QUIC
+  // rows, with nodes made with `quic: false` (pnet's QUIC rows use `h2: false`)
+  { figure: 'throughput', system: 'pnet-h2', variant: 'node API',
+    params: w({ bytes: 64 * MiB }, { bytes: 16 * MiB }) },
+  { figure: 'echo', system: 'pnet-h2', variant: 'node API (openStream)',
+    params: w({ count: 5000, warmup: 2000, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+  { figure: 'stream-per-request', system: 'pnet-h2', variant: 'node API, request() (negotiated, optimistic)',
+    params: w({ count: 3000, warmup: 2000, size: KiB, api: 'request' }, { count: 1000, warmup: 200, size: KiB, api: 'request' }) },
+  { figure: 'stream-per-request', system: 'pnet-h2', variant: 'raw transport stream, no channel negotiation',
+    params: w({ count: 3000, warmup: 2000, size: KiB, api: 'transport' }, { count: 1000, warmup: 200, size: KiB, api: 'transport' }) },
+  { figure: 'parallel', system: 'pnet-h2', variant: 'node API (openStream)',
+    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+  { figure: 'connect', system: 'pnet-h2', variant: 'one client node: dial() + request() + disconnect()',
+    params: w({ count: 200, warmup: 100, size: KiB }, { count: 100, warmup: 10, size: KiB }) },
+  { figure: 'memory', system: 'pnet-h2', variant: 'H2Transport dialers → one createNode node',
+    params: w({ conns: 1000, dialers: 'transport' }, { conns: 100, dialers: 'transport' }) },
 
   // js-libp2p (libp2p-quic, libp2p-tcp): figures 1-6
   ...['libp2p-quic', 'libp2p-tcp'].flatMap((system) => {

@@ -51,14 +51,12 @@ export function verdict(ratio, better, subject = 'pnet') {
 const opSign = (op) => (op === '>=' ? '≥' : '≤');
 
 /**
- * The HTTP/2 rows' counterparts in a figure: pnet's QUIC transport driven the
- * same way (params.api 'transport', 1350-byte datagrams), pnet ★ (node API
- * over QUIC) and Node tls.
+ * A pnet-h2 row's counterparts in its figure: the pnet (QUIC) row measured
+ * the same way (same API, 1350-byte datagrams) and Node tls.
  */
-function h2Counterparts(cells, primary) {
+function h2Counterparts(cells, h2Cell) {
   return [
-    { label: 'pnet QUIC, same API', cell: cells.find((x) => x.cell.system === 'pnet' && x.params.api === 'transport' && (x.params.datagram ?? 1350) === 1350) },
-    { label: 'pnet ★ (node API, QUIC)', cell: primary },
+    { label: 'pnet QUIC, same API', cell: cells.find((x) => x.cell.system === 'pnet' && x.params.api === h2Cell.params.api && (x.params.datagram ?? 1350) === 1350) },
     { label: 'Node tls', cell: cells.find((x) => x.cell.system === 'node-tls') },
   ].filter((p) => p.cell);
 }
@@ -116,7 +114,7 @@ export function buildResults({ figures, cellResults }) {
       // pnet-h2 (the HTTP/2 transport) against QUIC and Node tls
       for (const c of cells.filter((x) => x.cell.system === 'pnet-h2')) {
         const h2 = byCell.get(c);
-        for (const { label, cell } of h2Counterparts(cells, primary)) {
+        for (const { label, cell } of h2Counterparts(cells, c)) {
           const other = byCell.get(cell);
           const comparable = metric.rate || sameWork(h2, other);
           const ratio = comparable && h2.median !== null && other.median ? h2.median / other.median : null;
@@ -218,31 +216,32 @@ export function baselineTargetResults({ figures, entries, ratios }) {
   return out;
 }
 
-/** Markdown section: pnet-h2 (HTTP/2 transport) against QUIC and Node tls, headline metric (and p50 where there is one) per figure. */
+/** Markdown section: every pnet-h2 row against pnet QUIC (same API) and Node tls, headline metric (and p50 where there is one). */
 function h2Section({ figures, entries, ratios }) {
   const rows = [];
   for (const figure of figures) {
     for (const metric of figure.metrics.filter((m, i) => i === 0 || m.key === 'p50us')) {
-      const h2 = entries.find((e) => e.figure === figure.id && e.system === 'pnet-h2' && e.metric === metric.key);
-      if (!h2) continue;
-      const rs = ratios.filter((r) => r.kind === 'h2 vs' && r.figure === figure.id && r.metric === metric.key);
-      const col = (label) => {
-        const r = rs.find((x) => x.baselineLabel === label);
-        if (!r) return '— | —';
-        const e = entries.find((x) => x.figure === figure.id && x.system === r.baseline && x.variant === r.baselineVariant && x.metric === metric.key);
-        return `${fmt(e?.median, metric.unit)} | ${r.ratio === null ? 'n/a' : `${fmtRatio(r.ratio)} (${verdict(r.ratio, metric.better, 'HTTP/2').replace(/^HTTP\/2 /, '')})`}`;
-      };
-      rows.push(`| ${figure.number}. ${figure.title} | ${metric.name} (${metric.unit}) | ${fmt(h2.median, metric.unit)} [${fmt(h2.min, metric.unit)}–${fmt(h2.max, metric.unit)}] | ${col('pnet QUIC, same API')} | ${col('pnet ★ (node API, QUIC)')} | ${col('Node tls')} |`);
+      for (const h2 of entries.filter((e) => e.figure === figure.id && e.system === 'pnet-h2' && e.metric === metric.key)) {
+        const rs = ratios.filter((r) => r.kind === 'h2 vs' && r.figure === figure.id && r.metric === metric.key && r.pnetVariant === h2.variant);
+        const col = (label) => {
+          const r = rs.find((x) => x.baselineLabel === label);
+          if (!r) return '— | —';
+          const e = entries.find((x) => x.figure === figure.id && x.system === r.baseline && x.variant === r.baselineVariant && x.metric === metric.key);
+          return `${fmt(e?.median, metric.unit)} | ${r.ratio === null ? 'n/a' : `${fmtRatio(r.ratio)} (${verdict(r.ratio, metric.better, 'HTTP/2').replace(/^HTTP\/2 /, '')})`}`;
+        };
+        const value = h2.median === null ? 'failed' : `${fmt(h2.median, metric.unit)} [${fmt(h2.min, metric.unit)}–${fmt(h2.max, metric.unit)}]`;
+        rows.push(`| ${figure.number}. ${figure.title} | ${h2.variant} | ${metric.name} (${metric.unit}) | ${value} | ${col('pnet QUIC, same API')} | ${col('Node tls')} |`);
+      }
     }
   }
   if (rows.length === 0) return [];
   return [
-    '## pnet over HTTP/2 (pnet-h2) against QUIC and Node tls',
+    '## pnet over HTTP/2 (pnet-h2) against pnet over QUIC and Node tls',
     '',
-    'pnet-h2 is `H2Transport` (HTTP/2 over TLS 1.3 on TCP, Node\'s http2) driven through the Transport / Connection / Stream interface, with no node and no channel negotiation (`createNode` runs QUIC only). "Same API" is `QuicTransport` driven by the same code; pnet ★ is the node API over QUIC (with channel negotiation). Node tls is one TLS 1.3 socket for figures 1, 2, 5 and 6, and HTTP/2 over TLS (node:http2, no pnet) for figures 3 and 4. Ratio = pnet-h2 ÷ that row (medians), read in the metric\'s direction.',
+    'pnet-h2 is pnet with nodes made with `quic: false` (HTTP/2 over TLS 1.3 on TCP, Node\'s http2); pnet\'s QUIC rows use `h2: false`. Each pnet-h2 row is compared with the pnet QUIC row measured the same way (same API and workload) and with Node tls: one TLS 1.3 socket for figures 1, 2, 5 and 6, HTTP/2 over TLS (node:http2, no pnet) for figures 3 and 4. Ratio = pnet-h2 median ÷ that row\'s median, read in the metric\'s direction.',
     '',
-    '| Figure | Metric | pnet-h2 median [min–max] | pnet QUIC, same API | h2/that | pnet ★ node API | h2/that | Node tls | h2/that |',
-    '|---|---|---:|---:|---|---:|---|---:|---|',
+    '| Figure | pnet-h2 row | Metric | pnet-h2 median [min–max] | pnet QUIC, same API | h2 ÷ QUIC | Node tls | h2 ÷ tls |',
+    '|---|---|---|---:|---:|---|---:|---|',
     ...rows,
     '',
   ];

@@ -1,8 +1,7 @@
-// The 'pnet-h2' system: pnet's second transport, H2Transport (HTTP/2 over
-// TLS 1.3 on TCP, Node's http2), through the same Transport / Connection /
-// Stream interface as the QUIC rows with params.api = 'transport' — the same
-// code (bench/systems/pnet.mjs), another transport. createNode runs QUIC
-// only, so every pnet-h2 cell is a transport-level cell.
+// The 'pnet-h2' system: pnet over its second transport, HTTP/2 over TLS 1.3
+// on TCP (H2Transport, Node's http2): the same code as the 'pnet' system
+// (bench/systems/pnet.mjs), with nodes made with `quic: false` and, for the
+// transport-level cells, H2Transport in place of QuicTransport.
 import { pnetSystem } from './pnet.mjs';
 
 const h2 = pnetSystem('h2');

@@ -2,14 +2,18 @@
 // package (dist/), createNode / handle / handleRequest / dial / openStream /
 // request / disconnect, with channel negotiation on every stream.
 //
-// Cells with params.api === 'transport' drive a transport directly (the
-// Transport / Connection / Stream interface, no node, no channel negotiation):
-// figure 3's extra row shows what negotiation costs, and the same path runs
-// every direct-stream figure over either transport. The module is
-// parametrised by transport: `pnetSystem('quic')` is the 'pnet' system
-// (exported below), `pnetSystem('h2')` the 'pnet-h2' system
-// (bench/systems/pnet-h2.mjs: H2Transport, HTTP/2 over TLS 1.3 on TCP).
-// createNode runs QUIC only, so the node API rows exist for QUIC only.
+// The module is parametrised by transport: `pnetSystem('quic')` is the 'pnet'
+// system (exported below: nodes with QUIC only, `h2: false`), and
+// `pnetSystem('h2')` the 'pnet-h2' system (bench/systems/pnet-h2.mjs: nodes
+// with HTTP/2 over TLS only, `quic: false`). A default node listens on both
+// and dials QUIC first; turning the other transport off keeps each row on
+// its own transport (a slow QUIC handshake under load would otherwise race
+// HTTP/2 and be remembered).
+//
+// Cells with params.api === 'transport' drive the transport directly (the
+// Transport / Connection / Stream interface, no node, no channel
+// negotiation): figure 3's raw rows show what negotiation costs, and figure
+// 6's dialers are transports.
 import { createNode, Identity, QuicTransport, H2Transport } from '../../dist/index.js';
 import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, connectCycles } from '../lib/common.mjs';
 
@@ -21,22 +25,24 @@ function quicOptions(params) {
   return { maxDatagramSize: params.datagram ?? 1350 };
 }
 
-/** The transports, by kind: how to listen with the bench's options. Defaults otherwise. */
+/** The transports, by kind: how to listen with the bench's options, and a node's options for that transport only. */
 const TRANSPORTS = {
-  quic: { listen: (identity, params, extra = {}) => QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params), ...extra }) },
-  h2: { listen: (identity, _params, extra = {}) => H2Transport.listen({ identity, host: HOST, port: 0, ...extra }) },
+  quic: {
+    listen: (identity, params, extra = {}) => QuicTransport.listen({ identity, host: HOST, port: 0, ...quicOptions(params), ...extra }),
+    node: (params, extra = {}) => ({ quic: { ...quicOptions(params), ...extra }, h2: false }),
+  },
+  h2: {
+    listen: (identity, _params, extra = {}) => H2Transport.listen({ identity, host: HOST, port: 0, ...extra }),
+    node: (_params, extra = {}) => ({ quic: false, h2: { ...extra } }),
+  },
 };
 
-/** The bench system of one transport kind: its server, client and (QUIC, node API) relay line. */
+/** The bench system of one transport kind: its server, client and (QUIC) relay line. */
 export function pnetSystem(kind) {
-  const transports = TRANSPORTS[kind];
-  if (!transports) throw new Error(`unknown transport ${kind}`);
-  const nodeOnly = (params) => {
-    if (params.api !== 'transport' && kind !== 'quic') throw new Error(`createNode runs QUIC only: ${kind} cells need params.api = 'transport'`);
-  };
+  if (!TRANSPORTS[kind]) throw new Error(`unknown transport ${kind}`);
   return {
-    server: (message) => (message.params.api === 'transport' ? transportServer(kind, message) : (nodeOnly(message.params), nodeServer(message))),
-    client: (message) => (message.params.api === 'transport' ? transportClient(kind, message) : (nodeOnly(message.params), nodeClient(message))),
+    server: (message) => (message.params.api === 'transport' ? transportServer(kind, message) : nodeServer(kind, message)),
+    client: (message) => (message.params.api === 'transport' ? transportClient(kind, message) : nodeClient(kind, message)),
     relayLine: kind === 'quic' ? relayLine : undefined,
   };
 }
@@ -45,9 +51,9 @@ function portOf(address) {
   return Number(address.split(':').pop());
 }
 
-async function nodeServer({ params, identity: pem }) {
+async function nodeServer(kind, { params, identity: pem }) {
   const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
-  const node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
+  const node = await createNode({ identity, listen: `${HOST}:0`, ...TRANSPORTS[kind].node(params) });
   node.on('error', () => {});
   node.handle('echo', (stream) => {
     stream.on('error', () => {});
@@ -78,7 +84,7 @@ async function nodeServer({ params, identity: pem }) {
 async function relayLine({ params, target }) {
   const nodes = [];
   for (let i = 0; i < params.hops; i++) {
-    const node = await createNode({ listen: `${HOST}:0`, quic: quicOptions(params) });
+    const node = await createNode({ listen: `${HOST}:0`, ...TRANSPORTS.quic.node(params) });
     node.on('error', () => {});
     nodes.push(node);
   }
@@ -117,7 +123,7 @@ function peersOf(node) {
   return node?.peers().map((p) => ({ streams: p.streams, rttMs: p.rttMs, direction: p.direction }));
 }
 
-async function nodeClient({ figure, params, identity: pem, address, serverNodeId, via }) {
+async function nodeClient(kind, { figure, params, identity: pem, address, serverNodeId, via }) {
   const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
   const body = payload(params.size ?? KiB);
   let node;
@@ -148,7 +154,7 @@ async function nodeClient({ figure, params, identity: pem, address, serverNodeId
   return {
     async setup() {
       if (figure === 'memory') return; // the dialers are made in run()
-      node = await createNode({ identity, listen: `${HOST}:0`, quic: quicOptions(params) });
+      node = await createNode({ identity, listen: `${HOST}:0`, ...TRANSPORTS[kind].node(params) });
       node.on('error', () => {});
       if (figure === 'relay') {
         if (via) {
@@ -241,10 +247,10 @@ async function nodeClient({ figure, params, identity: pem, address, serverNodeId
             await Promise.all(
               Array.from({ length: Math.min(20, params.conns - i) }, async () => {
                 if (params.dialers === 'transport') {
-                  dialers.push(await memoryDialer('quic', params, address, serverNodeId));
+                  dialers.push(await memoryDialer(kind, params, address, serverNodeId));
                   return;
                 }
-                const dialer = await createNode({ listen: `${HOST}:0`, quic: { socketBufferSize: 256 * KiB } });
+                const dialer = await createNode({ listen: `${HOST}:0`, ...TRANSPORTS[kind].node({}, kind === 'quic' ? { socketBufferSize: 256 * KiB } : {}) });
                 dialer.on('error', () => {});
                 dialers.push(dialer);
                 await dialer.dial(address, { expectedNodeId: serverNodeId });
@@ -286,7 +292,8 @@ async function nodeClient({ figure, params, identity: pem, address, serverNodeId
 
 // ---- Transport-level cells (params.api === 'transport'): a Transport on
 // each side, no node and no channel negotiation; figure 1 streams into a
-// sink that answers one byte, the other figures echo.
+// sink that answers one byte, the other figures echo. Any figure but 7 can
+// run this way; the cells use it for figure 3's raw rows.
 
 /** One dialer of figure 6: its own transport and identity, one connection to the server. */
 async function memoryDialer(kind, params, address, serverNodeId) {
