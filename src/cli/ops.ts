@@ -230,13 +230,16 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger):
     const path = node.path(target);
     if (path === undefined) throw new PnetError('UNREACHABLE', `${node.id} has no route to ${target}`);
     const costs = new Map(node.routes().map((route) => [route.nodeId, route.cost]));
-    const hops: TraceHop[] = [];
-    for (const [hop, nodeId] of path.entries()) {
-      // Each hop is probed end to end over the path, like traceroute: RTT grows with distance.
-      const { tries } = hop === 0 ? { tries: [] as PingTry[] } : await probe(node, nodeId, count, 0, timeoutMs);
-      const best = tries.reduce<number | undefined>((min, t) => (t.ms !== undefined && (min === undefined || t.ms < min) ? t.ms : min), hop === 0 ? 0 : undefined);
-      hops.push({ hop, nodeId, cost: hop === 0 ? 0 : (costs.get(nodeId) ?? NaN), ...(best !== undefined ? { ms: best } : {}), tries });
-    }
+    // Every hop is probed end to end over the path, like traceroute (RTT grows with distance);
+    // all at once, so a trace takes one probe's time whatever the path length.
+    const hops = await Promise.all(
+      path.map(async (nodeId, hop): Promise<TraceHop> => {
+        if (hop === 0) return { hop, nodeId, cost: 0, ms: 0, tries: [] };
+        const { tries } = await probe(node, nodeId, count, 0, timeoutMs);
+        const times = tries.flatMap((x) => (x.ms !== undefined ? [x.ms] : []));
+        return { hop, nodeId, cost: costs.get(nodeId) ?? NaN, ...(times.length > 0 ? { ms: Math.min(...times) } : {}), tries };
+      }),
+    );
     return { from: node.id, target, hops };
   });
 

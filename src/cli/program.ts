@@ -246,11 +246,12 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
     .argument('<nodeId>', 'the node to ping', nodeIdArg)
     .option('--count <n>', 'tries', intArg(1, 100), 3)
     .option('--interval <ms>', 'pause between tries', intArg(0, 10_000), 200)
-    .action(async (target: NodeId, options: OperatorCliOptions & { count: number; interval: number }) => {
-      const perTry = Math.min(options.timeout, 60_000);
-      const budget = options.count * (options.interval + perTry) + perTry + 5000;
+    .option('--probe-timeout <ms>', 'wait for each answer (and for opening the stream)', intArg(1, 60_000), 2000)
+    .action(async (target: NodeId, options: OperatorCliOptions & { count: number; interval: number; probeTimeout: number }) => {
+      // Opening the stream, then every try and pause, then slack for the reply itself.
+      const budget = options.probeTimeout + options.count * (options.interval + options.probeTimeout) + options.timeout;
       const reply = await withSession(options, (s) =>
-        s.call<PingReply>(OPS_CHANNELS.ping, { target, count: options.count, intervalMs: options.interval, timeoutMs: perTry }, budget),
+        s.call<PingReply>(OPS_CHANNELS.ping, { target, count: options.count, intervalMs: options.interval, timeoutMs: options.probeTimeout }, budget),
       );
       const times = reply.tries.flatMap((t) => (t.ms !== undefined ? [t.ms] : []));
       const summary = {
@@ -276,9 +277,11 @@ function buildProgram(io: CliIO, setExit: (code: number) => void): Command {
   operatorCommand('trace', 'show the hop path from the node to NODE with the round trip to each hop')
     .argument('<nodeId>', 'the node to trace', nodeIdArg)
     .option('--count <n>', 'tries per hop', intArg(1, 10), 1)
-    .action(async (target: NodeId, options: OperatorCliOptions & { count: number }) => {
-      const perTry = Math.min(options.timeout, 60_000);
-      const reply = await withSession(options, (s) => s.call<TraceReply>(OPS_CHANNELS.trace, { target, count: options.count, timeoutMs: perTry }, 64 * (options.count + 1) * perTry));
+    .option('--probe-timeout <ms>', 'wait for each answer (and for opening each stream)', intArg(1, 60_000), 2000)
+    .action(async (target: NodeId, options: OperatorCliOptions & { count: number; probeTimeout: number }) => {
+      // Hops are probed in parallel: one stream opening plus COUNT tries, then slack for the reply.
+      const budget = (options.count + 1) * options.probeTimeout + options.timeout;
+      const reply = await withSession(options, (s) => s.call<TraceReply>(OPS_CHANNELS.trace, { target, count: options.count, timeoutMs: options.probeTimeout }, budget));
       if (options.json) printJson(reply);
       else {
         print(`trace ${reply.target} from ${reply.from}: ${reply.hops.length - 1} hop(s)\n`);
