@@ -31,3 +31,4 @@ export type { OperatorOptions } from './client.js';
 export { runDaemon, createLogger } from './daemon.js';
 export type { LogLevel } from './daemon.js';
 export { toDot, percentile } from './output.js';
+export type { Out } from './output.js';

@@ -65,9 +65,9 @@ export async function runCli(argv: readonly string[], io: CliIO = { stdout: proc
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     const code = exitCodeOf(error);
-    const pnetCode = error instanceof PnetError || error instanceof ConnectError ? error.code : undefined;
+    const pnetCode = error instanceof PnetError || error instanceof ConnectError ? error.code : error instanceof UsageError ? 'ERR_BAD_OPTION' : undefined;
     const message = error instanceof Error ? error.message : String(error);
-    io.stderr.write(`pnet: ${message}${pnetCode ? ` [${pnetCode}]` : ''}\n`);
+    io.stderr.write(`pnet: ${message}${pnetCode && !(error instanceof UsageError) ? ` [${pnetCode}]` : ''}\n`);
     if (json) io.stdout.write(JSON.stringify({ error: { code: pnetCode ?? 'ERR_CLI', message } }) + '\n');
     return code;
   }
