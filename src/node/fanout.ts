@@ -115,10 +115,12 @@ const DEFAULT_DEADLINE_MS = 10_000;
 const MAX_DEADLINE_MS = 3_600_000;
 const DEFAULT_MAX_REPLY = 1024 * 1024;
 const DEFAULT_HOP_LIMIT = 32;
-/** Tries per target per node: the first leg and two retries after the routes moved. */
-const MAX_ATTEMPTS = 3;
-/** Wait before a retry (times the attempts so far) so the routers have processed the loss. */
+/** Tries per target per node (the deadline usually ends them first). */
+const MAX_ATTEMPTS = 6;
+/** Wait before the first retry, doubling after each (to 2 s): routers need a moment to absorb a loss. */
 const RETRY_DELAY_MS = 250;
+const MAX_RETRY_DELAY_MS = 2000;
+const retryDelay = (attempts: number): number => Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS * 2 ** (attempts - 1));
 /** Replies this small are kept to answer a duplicate delivery (a retried subtree) again. */
 const MAX_CACHED_REPLY = 64 * 1024;
 const EMPTY_ID = Buffer.alloc(16);
@@ -328,7 +330,7 @@ class Spread {
   }
 
   private canRetry(entry: Outstanding): boolean {
-    return entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > RETRY_DELAY_MS * (entry.attempts + 1);
+    return entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > retryDelay(entry.attempts) + RETRY_DELAY_MS;
   }
 
   /** A subtree that found no way on (its routes were stale) gets another try once routes settle. */
@@ -341,7 +343,7 @@ class Spread {
   private scheduleRetry(keys: readonly string[]): void {
     for (const key of keys) this.retry.add(key);
     if (this.retry.size === 0 || this.retryTimer !== undefined) return;
-    const attempts = Math.max(...[...this.retry].map((key) => this.outstanding.get(key)?.attempts ?? 1));
+    const attempts = Math.min(...[...this.retry].map((key) => this.outstanding.get(key)?.attempts ?? 1));
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       const due = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
@@ -349,7 +351,7 @@ class Spread {
       this.service.stats.retried += due.length;
       this.distribute(due);
       this.checkIdle();
-    }, RETRY_DELAY_MS * attempts);
+    }, retryDelay(attempts));
     this.retryTimer.unref();
   }
 
