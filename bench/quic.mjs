@@ -126,9 +126,14 @@ class Child {
 
 /** One run of one cell: fresh server and client processes. */
 async function runOnce(cell, params, identities, timeoutMs) {
+  // Both processes start at once and load the system's module in parallel
+  // (nothing is measured until both are ready); the client is given the
+  // server's address once the server listens.
   const server = new Child(`${cell.system} server`);
-  let client;
-  let relay;
+  const client = new Child(`${cell.system} client`);
+  // relayed figure: the hop nodes run in a third process, in a line ending at the server
+  const relay = params.hops > 0 ? new Child(`${cell.system} relay hops`) : undefined;
+  for (const child of [server, client, relay]) child?.proc.send({ type: 'preload', system: cell.system });
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`run timed out after ${timeoutMs / 1000} s`)), timeoutMs);
@@ -137,12 +142,9 @@ async function runOnce(cell, params, identities, timeoutMs) {
     const common = { system: cell.system, figure: cell.figure, params };
     const ready = await server.request({ type: 'init', role: 'server', ...common, identity: identities.server, peerCertPem: identities.client.certPem }, 'ready');
     let via;
-    if (params.hops > 0) {
-      // relayed figure: the hop nodes run in a third process, in a line ending at the server
-      relay = new Child(`${cell.system} relay hops`);
+    if (relay) {
       via = await relay.request({ type: 'init', role: 'relay', ...common, target: { address: ready.address, nodeId: ready.nodeId } }, 'ready');
     }
-    client = new Child(`${cell.system} client`);
     await client.request(
       { type: 'init', role: 'client', ...common, identity: identities.client, peerCertPem: identities.server.certPem, address: ready.address, serverNodeId: ready.nodeId, via },
       'ready',

@@ -4,6 +4,8 @@
 //   server: {type:'mark'} -> {type:'marked'};  {type:'report'} -> {type:'stats', cpuS, rssMiB}
 //   client: {type:'go'} -> {type:'result', metrics, cpuS, rssMiB}
 //   parent -> {type:'exit'}: close and exit.
+//   parent -> {type:'preload', system}: import the system's module now (no reply), so that
+//   the client process loads it while the server starts; 'init' waits for the same import.
 // Failures are sent as {type:'error', message} and the child exits non-zero.
 //   relay (pnet only): {type:'init', role:'relay', params, target} -> {type:'ready', address, nodeId}
 //   (a line of params.hops pnet nodes, the last dialing the server; the client dials the first)
@@ -51,13 +53,20 @@ const cpuSeconds = (since) => {
 };
 const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
 
+/** The system's module; 'preload' starts the import while the other processes start up. */
+let loading;
+const loadSystem = (name) => (loading ??= import(SYSTEM_MODULES[name]));
+
 process.on('message', async (message) => {
   try {
     switch (message.type) {
+      case 'preload':
+        await loadSystem(message.system);
+        break;
       case 'init': {
         role = message.role;
         figure = message.figure;
-        const system = await import(SYSTEM_MODULES[message.system]);
+        const system = await loadSystem(message.system);
         if (role === 'relay') {
           instance = await system.relayLine(message);
           send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
