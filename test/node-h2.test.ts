@@ -13,15 +13,49 @@ import { channelSuite, collect, connectionCount, until } from './fixtures/node-c
 
 channelSuite('h2');
 
-async function nodes(t: Test, ...options: NodeOptions[]): Promise<PnetNode[]> {
+const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
+
+/** UDP sockets that hold the port number of an HTTP/2-only node, dropping whatever arrives. */
+const holes = new Map<PnetNode, dgram.Socket>();
+
+/**
+ * Nodes with these options, closed when the test ends. An HTTP/2-only node (`quic: false`,
+ * unless `unboundUdp`) also gets a UDP socket on its port number that drops everything (a
+ * firewall that drops UDP), so that no other process's QUIC node can take that number and
+ * answer the QUIC half of a dial meant for it.
+ */
+async function nodes(t: Test, ...options: Array<NodeOptions & { unboundUdp?: boolean }>): Promise<PnetNode[]> {
   const made: PnetNode[] = [];
-  for (const option of options) made.push(await createNode(option));
   t.teardown(() => Promise.all(made.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
-  return made;
+  for (const { unboundUdp, ...option } of options) {
+    for (;;) {
+      const node = await createNode(option);
+      made.push(node);
+      if (option.quic !== false || unboundUdp) break;
+      const hole = dgram.createSocket('udp4');
+      const bound = await new Promise<boolean>((resolve) => {
+        hole.once('error', () => resolve(false));
+        hole.bind(portOf(node.address), '127.0.0.1', () => resolve(true));
+      });
+      if (bound) {
+        holes.set(node, hole);
+        t.teardown(() => closeHole(node));
+        break;
+      }
+      await node.close();
+      hole.close();
+    }
+  }
+  return made.filter((node) => !node.closed);
+}
+
+function closeHole(node: PnetNode): Promise<void> {
+  const hole = holes.get(node);
+  holes.delete(node);
+  return hole ? new Promise((resolve) => hole.close(() => resolve())) : Promise.resolve();
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
 
 t.test('a node listens on QUIC and HTTP/2 on one port number; either can be turned off; options are checked', async (t) => {
   const [both, quicOnly, h2Only] = await nodes(t, {}, { h2: false }, { quic: false });
@@ -50,7 +84,8 @@ t.test('a fixed port whose TCP side is taken fails clearly and releases the UDP 
 });
 
 t.test('a peer without QUIC is reached over HTTP/2 within the deadline; peers() says h2 on both sides', async (t) => {
-  const [a, b] = await nodes(t, {}, { quic: false });
+  // Nothing at all on b's UDP port number: the QUIC Initials meet an ICMP port unreachable (ignored).
+  const [a, b] = await nodes(t, {}, { quic: false, unboundUdp: true });
   b!.handleRequest('twice', (request) => Buffer.concat([request, request]));
   const started = performance.now();
   const id = await a!.dial(b!.address, { timeoutMs: 5000 });
@@ -71,11 +106,8 @@ t.test('a peer without QUIC is reached over HTTP/2 within the deadline; peers() 
 
 t.test('a black-holed UDP port (a socket that drops everything): HTTP/2 after fallbackDelayMs', async (t) => {
   const [a, b] = await nodes(t, { fallbackDelayMs: 100 }, { quic: false });
-  const hole = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => hole.bind(portOf(b!.address), '127.0.0.1', resolve));
-  t.teardown(() => hole.close());
   let datagrams = 0;
-  hole.on('message', () => datagrams++);
+  holes.get(b!)!.on('message', () => datagrams++);
   const started = performance.now();
   await a!.dial(b!.address);
   const elapsed = performance.now() - started;
@@ -94,12 +126,37 @@ t.test('a QUIC failure before the delay starts HTTP/2 at once', async (t) => {
   t.equal(a!.peers().find((peer) => peer.nodeId === b!.id)!.transport, 'h2');
 });
 
+/** A UDP relay to 127.0.0.1:`target` that holds every datagram `delayMs` each way (for one client); its port number has nothing on TCP. */
+async function slowUdp(t: Test, target: number, delayMs: number): Promise<number> {
+  const front = dgram.createSocket('udp4');
+  const back = dgram.createSocket('udp4');
+  await Promise.all([front, back].map((socket) => new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))));
+  let open = true;
+  let client: dgram.RemoteInfo | undefined;
+  front.on('message', (datagram, from) => {
+    client = from;
+    setTimeout(() => open && back.send(datagram, target, '127.0.0.1'), delayMs);
+  });
+  back.on('message', (datagram) => {
+    const to = client!;
+    setTimeout(() => open && front.send(datagram, to.port, to.address), delayMs);
+  });
+  t.teardown(() => {
+    open = false;
+    front.close();
+    back.close();
+  });
+  return front.address().port;
+}
+
 t.test('an early HTTP/2 failure does not end the race while QUIC may still connect', async (t) => {
-  // fallbackDelayMs 0: HTTP/2 starts at once and is refused (nothing on TCP); QUIC still wins.
+  // QUIC through a relay that adds 100 ms each way (its handshake takes 200 ms and more);
+  // fallbackDelayMs 0 starts HTTP/2 at once, and nothing listens on TCP there: refused at once.
   const [a, b] = await nodes(t, { fallbackDelayMs: 0 }, { h2: false });
-  const id = await a!.dial(b!.address);
+  const port = await slowUdp(t, portOf(b!.address), 100);
+  const id = await a!.dial(`127.0.0.1:${port}`, { expectedNodeId: b!.id });
   t.equal(id, b!.id);
-  t.equal(a!.peers()[0]!.transport, 'quic');
+  t.equal(a!.peers()[0]!.transport, 'quic', 'QUIC won after HTTP/2 had failed');
   t.equal(a!.dialStats.h2, 1, 'HTTP/2 was tried');
 });
 
@@ -159,6 +216,7 @@ t.test('a remembered HTTP/2 address that stopped serving HTTP/2 is raced again',
   await a!.dial(b!.address);
   const port = portOf(b!.address);
   await b!.close({ timeoutMs: 200 });
+  await closeHole(b!);
   await until(() => a!.peers().length === 0);
   // The same port number now serves QUIC only.
   const [c] = await nodes(t, { listen: `127.0.0.1:${port}`, h2: false });

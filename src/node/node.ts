@@ -512,7 +512,10 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         h2Started = true;
         this.attempt(h2, target, options, deadline, aborts.h2.signal).then(won, (error: unknown) => failed('h2', error));
       };
-      const timer = setTimeout(startH2, this.fallbackDelayMs);
+      // When the delay ends, QUIC datagrams that came within it are read first (a poll phase and a
+      // batch later): a busy event loop runs late timers before reading the socket, and would
+      // start HTTP/2 beside a QUIC handshake whose answer is already waiting.
+      const timer = setTimeout(() => setImmediate(() => setImmediate(startH2)), this.fallbackDelayMs);
       this.attempt(quic, target, options, deadline, aborts.quic.signal).then(won, (error: unknown) => failed('quic', error));
     });
   }
@@ -566,16 +569,26 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.connections.set(id, connection);
     this.emit('peer:up', peerInfo(connection));
     // Hold-down: a connection that lives a moment (a one-shot command) never disturbs the routing map.
-    const timer = setTimeout(() => {
-      this.neighbourTimers.delete(id);
-      // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
-      const current = this.connections.get(id);
-      if (current !== undefined && !current.closing && !this.closing) {
-        this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs()));
-      }
-    }, this.neighbourHoldDownMs);
+    const timer = setTimeout(() => this.neighbourReady(id), this.neighbourHoldDownMs);
     timer.unref();
     this.neighbourTimers.set(id, timer);
+  }
+
+  /**
+   * The peer becomes a routing neighbour: its hold-down ended, or it sent link-state records
+   * (its own hold-down ended first; the router drops records from non-neighbours, and its first
+   * message is the whole map, which would otherwise be lost until each origin refreshes).
+   */
+  private neighbourReady(id: NodeId): void {
+    const timer = this.neighbourTimers.get(id);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.neighbourTimers.delete(id);
+    // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
+    const current = this.connections.get(id);
+    if (current !== undefined && !current.closing && !this.closing) {
+      this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs()));
+    }
   }
 
   private lost(connection: Connection, error: PnetError | undefined): void {
@@ -681,7 +694,9 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     readAll(stream, this.router.maxMessageBytes, 'ERR_REQUEST_TOO_LARGE').then(
       (bytes) => {
         stream.end();
-        if (!this.closing) this.apply(this.router.recordReceived(from, bytes, performance.now()));
+        if (this.closing) return;
+        this.neighbourReady(from);
+        this.apply(this.router.recordReceived(from, bytes, performance.now()));
       },
       () => stream.destroy(),
     );
