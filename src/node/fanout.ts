@@ -42,6 +42,7 @@ import {
   type ResultFrame,
   type UpFrame,
 } from './fanout-codec.js';
+import { readAll } from './read-all.js';
 
 export const FANOUT_CHANNEL = 'pnet/fanout';
 
@@ -537,7 +538,7 @@ export class FanoutService {
     stream.on('error', release);
     stream.on('close', release);
     const serve = async (): Promise<void> => {
-      const leg = decodeLeg(await readLeg(stream), envelopeIsTicketed);
+      const leg = decodeLeg(await readAll(stream, MAX_LEG_BYTES, 'BAD_FRAME'), envelopeIsTicketed);
       const receivedAt = performance.now();
       let envelope: Envelope;
       try {
@@ -665,37 +666,4 @@ function integerOption(name: string, value: number | undefined, fallback: number
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || value < min || value > max) throw new PnetError('ERR_BAD_OPTION', `fan-out option ${name} must be an integer in ${min}..${max}, got ${String(value)}`);
   return value;
-}
-
-/** Reads a whole leg, bounded before buffering. */
-function readLeg(stream: Duplex): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    const onData = (chunk: Buffer): void => {
-      total += chunk.length;
-      if (total > MAX_LEG_BYTES) {
-        cleanup();
-        reject(new PnetError('BAD_FRAME', `fan-out leg over ${MAX_LEG_BYTES} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(Buffer.concat(chunks, total));
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new PnetError('ERR_STREAM_RESET', 'fan-out leg closed before its end'));
-    };
-    function cleanup(): void {
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('close', onClose);
-    }
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('close', onClose);
-  });
 }

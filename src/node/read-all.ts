@@ -1,0 +1,45 @@
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import type { PnetErrorCode } from '../errors.js';
+
+/** Reads a stream to its end, failing with `code` past `maxBytes`. */
+export function readAll(stream: Duplex, maxBytes: number, code: PnetErrorCode): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const onData = (chunk: Buffer): void => {
+      total += chunk.length;
+      if (total > maxBytes) {
+        cleanup();
+        const error = new PnetError(code, `more than ${maxBytes} bytes`);
+        stream.destroy(error);
+        reject(error);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const onClose = (): void => {
+      cleanup();
+      const reason = (stream as { resetError?: Error }).resetError;
+      reject(reason ?? new PnetError('ERR_STREAM_RESET', 'stream closed before its end'));
+    };
+    function cleanup(): void {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    }
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
+}
