@@ -5,9 +5,10 @@
 // small request handler; node 0 fans out to 'all' and the run measures the time until every
 // answer is in, and per-target latency (p50/p99, from the start of the fan-out).
 // RTT sampling is off (link costs stay put): with N nodes sharing two cores, event-loop delays
-// would read as RTT changes and flood the map with new costs. Above 200 nodes, routers also
-// publish at most every 5 s and recompute routes at most every 3 s (each recompute is O(N) work
-// per node, so O(N^2) for the process).
+// would read as RTT changes and flood the map with new costs. Above 200 nodes the routers are
+// also slowed down (publish at most every 5 s, flood every 2 s, recompute every 3 s, refresh
+// every 5 min): every flood and recompute is O(N) work per node, so O(N^2) for the process, which
+// one process playing N hosts on 2 cores cannot keep up with at the per-host defaults.
 //
 //   node bench/fanout.mjs [--nodes=100] [--runs=3] [--json=PATH]
 import { writeFileSync } from 'node:fs';
@@ -33,7 +34,7 @@ for (let i = 0; i < N; i++) {
     routing:
       N > 200
         ? // Links join the map together once all are dialed (one flood instead of one per join).
-          { rttSampleMs: 3_600_000, neighbourHoldDownMs: 20_000, minPublishIntervalMs: 5000, floodPacingMs: 500, spfDelayMs: 500, spfMinIntervalMs: 3000 }
+          { rttSampleMs: 3_600_000, neighbourHoldDownMs: 20_000, minPublishIntervalMs: 5000, floodPacingMs: 2000, recordLifetimeMs: 600_000, refreshIntervalMs: 300_000, spfDelayMs: 500, spfMinIntervalMs: 3000 }
         : { rttSampleMs: 3_600_000 },
   });
   node.handleRequest('bench/uptime', () => `${node.id} up ${Math.round(process.uptime())} s`);
