@@ -8,7 +8,7 @@ import type { Connection, DialOptions, H2TransportOptions, QuicTransportOptions,
 import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
 import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
 import { KEY_BYTES, Router, SharedRecordCache, keyBytesOf, nodeIdAt } from '../routing/index.js';
-import type { RouterAction, RouterOptions } from '../routing/index.js';
+import type { NextHopShare, RouterAction, RouterOptions } from '../routing/index.js';
 import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
 import type { RelayOptions } from '../relay/index.js';
 import { FANOUT_CHANNEL, FanoutService } from './fanout.js';
@@ -774,7 +774,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   }
 
   /** Targets by next hop in one routing-table call; a connected peer the map does not know yet is its own next hop. */
-  private groupByNextHop(packed: Uint8Array) {
+  private groupByNextHop(packed: Uint8Array): NextHopShare[] {
     const shares = this.router.groupByNextHop(packed);
     const unreachable = shares.find((share) => share.hop === undefined);
     if (unreachable === undefined) return shares;
