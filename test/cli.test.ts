@@ -24,6 +24,7 @@ import {
   commandFromFlag,
 } from '../src/cli/index.js';
 import type { ExecResult, InfoReply, PingReply, TopologyReply } from '../src/cli/index.js';
+import { childEnv } from './fixtures/child-env.js';
 
 // Several daemons and a dozen CLI processes on 2 shared cores: generous, but bounded.
 t.setTimeout(300_000);
@@ -72,7 +73,7 @@ function cli(args: string[], timeoutMs = 60_000): Promise<Run> {
 
 /** The CLI reads PNET_* defaults from the environment: tests pass everything explicitly. */
 function cleanEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
+  const env = childEnv();
   for (const key of Object.keys(env)) if (key.startsWith('PNET_')) delete env[key];
   return env;
 }
@@ -93,7 +94,7 @@ interface Daemon {
 async function startDaemon(dir: string, name: string, config: Record<string, unknown>): Promise<Daemon> {
   const file = join(dir, `${name}.json`);
   await writeFile(file, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'node', '--config', file], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, 'node', '--config', file], { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   const lines: LogLine[] = [];
   const waiters = new Set<() => void>();

@@ -1,11 +1,12 @@
 import t from 'tap';
 import { execFile } from 'node:child_process';
+import { childEnv } from './fixtures/child-env.js';
 
 // `npm run demo` is part of the product: run it (on a smaller network) and check what it prints.
 t.test('the demo joins, converges, relays, fans out exec, prints DOT and exits 0', async (t) => {
   const demo = new URL('../src/demo.ts', import.meta.url).pathname;
   const output = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', demo], { env: { ...process.env, PNET_DEMO_NODES: '12' }, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, ['--import', 'tsx', demo], { env: childEnv({ PNET_DEMO_NODES: '12' }), timeout: 60_000 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`demo failed: ${error.message}\n${stdout}\n${stderr}`));
       else resolve(stdout);
     });

@@ -6,6 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createNode, Identity, PnetError } from '../src/index.js';
 import type { PnetNode, NodeOptions } from '../src/index.js';
 import { channelSuite, collect } from './fixtures/node-channels.js';
+import { childEnv } from './fixtures/child-env.js';
 
 async function pair(options: NodeOptions = {}): Promise<[PnetNode, PnetNode]> {
   const a = await createNode(options);
@@ -60,7 +61,7 @@ t.test('a killed peer process: its stream errors within the idle deadline, the n
   const [a, b] = await pair({ quic: { idleTimeoutMs: 1500 } });
   b.handle('echo', (stream) => stream.pipe(stream));
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/peer.mts', import.meta.url).pathname], {
-    env: { ...process.env, IDLE_MS: '1500' },
+    env: childEnv({ IDLE_MS: '1500' }),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => {
@@ -88,6 +89,7 @@ t.test('a killed peer process: its stream errors within the idle deadline, the n
 t.test('parallel echoes against a peer process all end (a FIN is never lost to an early ack)', async (t) => {
   const [a] = await pair();
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/peer.mts', import.meta.url).pathname], {
+    env: childEnv(),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => {

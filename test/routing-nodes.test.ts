@@ -4,6 +4,7 @@ import { createNode } from '../src/index.js';
 import type { PnetNode, PnetError, NodeId } from '../src/index.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { childEnv } from './fixtures/child-env.js';
 
 // Real QUIC nodes on loopback, each connected only to its topology neighbours; everything else goes
 // through the router and the relay.
@@ -87,7 +88,7 @@ t.test('kill a ring node (SIGKILL of its process): the survivors reach each othe
   t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
   for (let i = 0; i < 6; i++) await nodes[i]!.dial(nodes[i + 1]!.address);
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/peer.mts', import.meta.url).pathname], {
-    env: { ...process.env, IDLE_MS: '1500', BOOTSTRAP: `${nodes[6]!.address},${nodes[0]!.address}` },
+    env: childEnv({ IDLE_MS: '1500', BOOTSTRAP: `${nodes[6]!.address},${nodes[0]!.address}` }),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => {

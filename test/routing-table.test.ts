@@ -3,6 +3,7 @@ import { deepStrictEqual } from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { childEnv } from './fixtures/child-env.js';
 import {
   createRoutingTable,
   loadNativeRouting,
@@ -46,7 +47,7 @@ t.test('without the addon: the twin, one warning; PNET_ROUTING chooses', async (
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       encoding: 'utf8',
       // node-gyp-build looks for the addon under $PNET_PREBUILD when it is set: a missing addon
-      env: { ...process.env, PNET_ROUTING: '', ...env },
+      env: childEnv({ PNET_ROUTING: '', ...env }),
       timeout: 30_000,
     });
     return { out: JSON.parse(r.stdout.trim() || 'null') as unknown, warnings: r.stderr.split('PNET_ROUTING_TS_FALLBACK').length - 1 };

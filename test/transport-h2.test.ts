@@ -9,6 +9,7 @@ import { Identity } from '../src/identity/index.js';
 import type { PnetError } from '../src/errors.js';
 import { H2Transport } from '../src/transport/index.js';
 import type { Connection, H2TransportOptions, Stream } from '../src/transport/index.js';
+import { childEnv } from './fixtures/child-env.js';
 
 const alice = await Identity.generate();
 const bob = await Identity.generate();
@@ -141,11 +142,10 @@ t.test('a killed peer process is noticed at once over TCP: ERR_CONNECTION_CLOSED
     process.stdout.write(JSON.stringify({ port: transport.address.port }) + '\\n');
   `;
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', program], {
-    env: {
-      ...process.env,
+    env: childEnv({
       TRANSPORT_MODULE: fileURLToPath(new URL('../src/transport/index.ts', import.meta.url)),
       IDENTITY_MODULE: fileURLToPath(new URL('../src/identity/index.ts', import.meta.url)),
-    },
+    }),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.teardown(() => {

@@ -11,6 +11,7 @@ import { Identity } from '../src/identity/index.js';
 import { PnetError } from '../src/errors.js';
 import { H2Transport, QuicTransport } from '../src/transport/index.js';
 import type { Connection, SocketAddress, Stream, Transport } from '../src/transport/index.js';
+import { childEnv } from './fixtures/child-env.js';
 
 type Kind = 'quic' | 'h2';
 
@@ -424,7 +425,7 @@ for (const kind of ['quic', 'h2'] as const) {
 
     t.test('a frozen peer is noticed within the idle timeout: ERR_IDLE_TIMEOUT', async (t) => {
       const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', PEER_PROGRAM], {
-        env: { ...process.env, TRANSPORT_MODULE: TRANSPORT_MODULE, IDENTITY_MODULE: IDENTITY_MODULE, KIND: kind },
+        env: childEnv({ TRANSPORT_MODULE: TRANSPORT_MODULE, IDENTITY_MODULE: IDENTITY_MODULE, KIND: kind }),
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       t.teardown(() => {
