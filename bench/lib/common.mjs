@@ -208,3 +208,39 @@ export async function timeSequential(count, op) {
   }
   return { rate: count / ((now() - t0) / 1000), p50us: percentile(lat, 50) * 1000, p99us: percentile(lat, 99) * 1000 };
 }
+
+/**
+ * The timed part of the direct-stream figures, the same for every system: each adapter passes
+ * how it does the work (`bulk(chunk)` writes params.bytes and ends the stream, `counter` counts
+ * the echoed bytes, `echoOnce`, `request` for one new-stream request, `connectEchoClose`).
+ * Returns undefined for figures the adapter measures itself (memory).
+ */
+export async function measureFigure(figure, params, { bulk, counter, echoOnce, request, connectEchoClose }) {
+  switch (figure) {
+    case 'throughput': {
+      const t0 = now();
+      const ack = counter.wait(1);
+      await bulk(payload(64 * KiB));
+      await ack;
+      return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
+    }
+    case 'echo': {
+      const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
+      return { rtps: rate, p50us, p99us };
+    }
+    case 'stream-per-request': {
+      const { rate, p50us, p99us } = await timeSequential(params.count, () => request());
+      return { opsps: rate, p50us, p99us };
+    }
+    case 'parallel': {
+      const t0 = now();
+      await Promise.all(Array.from({ length: params.streams }, () => request()));
+      const ms = now() - t0;
+      return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
+    }
+    case 'connect':
+      return connectCycles(params.count, connectEchoClose);
+    default:
+      return undefined;
+  }
+}

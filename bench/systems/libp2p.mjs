@@ -21,7 +21,7 @@
 // dynamic imports); its streams' async iterator can miss the end of a stream
 // that finished before iteration began, so every stream gets its 'message'
 // and end listeners as soon as it exists and is never iterated.
-import { KiB, MiB, now, payload, timeSequential, connectCycles } from '../lib/common.mjs';
+import { KiB, MiB, now, payload, measureFigure } from '../lib/common.mjs';
 
 if (typeof Promise.withResolvers !== 'function') {
   Promise.withResolvers = function withResolvers() {
@@ -273,36 +273,17 @@ export async function client({ system, figure, params, address }) {
     },
 
     async run() {
+      const bulk = async (chunk) => {
+        for (let sent = 0; sent < params.bytes; ) {
+          const n = Math.min(chunk.length, params.bytes - sent);
+          await send(stream, n === chunk.length ? chunk : chunk.subarray(0, n));
+          sent += n;
+        }
+        await stream.close();
+      };
+      const measured = await measureFigure(figure, params, { bulk, counter, echoOnce, request: () => op(), connectEchoClose });
+      if (measured) return measured;
       switch (figure) {
-        case 'throughput': {
-          const chunk = payload(64 * KiB);
-          const t0 = now();
-          const ack = counter.wait(1);
-          for (let sent = 0; sent < params.bytes; ) {
-            const n = Math.min(chunk.length, params.bytes - sent);
-            await send(stream, n === chunk.length ? chunk : chunk.subarray(0, n));
-            sent += n;
-          }
-          await stream.close();
-          await ack;
-          return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
-        }
-        case 'echo': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
-          return { rtps: rate, p50us, p99us };
-        }
-        case 'stream-per-request': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => op());
-          return { opsps: rate, p50us, p99us };
-        }
-        case 'parallel': {
-          const t0 = now();
-          await Promise.all(Array.from({ length: params.streams }, op));
-          const ms = now() - t0;
-          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
-        }
-        case 'connect':
-          return connectCycles(params.count, connectEchoClose);
         case 'memory': {
           // one libp2p node per connection (a node keeps one connection per
           // peer), 20 at a time; they stay connected until exit

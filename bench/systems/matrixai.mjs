@@ -6,7 +6,7 @@
 import { createHmac, randomFillSync, timingSafeEqual, randomBytes } from 'node:crypto';
 import { QUICClient, QUICServer, events, native } from '@matrixai/quic';
 import Logger, { LogLevel } from '@matrixai/logger';
-import { KiB, MiB, now, payload, timeSequential, spkiOfPem, verifySelfSigned, connectCycles } from '../lib/common.mjs';
+import { KiB, MiB, payload, spkiOfPem, verifySelfSigned, measureFigure } from '../lib/common.mjs';
 
 const noop = () => {};
 
@@ -183,36 +183,17 @@ export async function client({ figure, params, identity, address, peerCertPem })
     },
 
     async run() {
+      const bulk = async (chunk) => {
+        for (let sent = 0; sent < params.bytes; ) {
+          const n = Math.min(chunk.length, params.bytes - sent);
+          await writer.write(n === chunk.length ? chunk : chunk.subarray(0, n));
+          sent += n;
+        }
+        await writer.close();
+      };
+      const measured = await measureFigure(figure, params, { bulk, counter, echoOnce, request: () => streamEcho(quic.connection, body), connectEchoClose });
+      if (measured) return measured;
       switch (figure) {
-        case 'throughput': {
-          const chunk = payload(64 * KiB);
-          const t0 = now();
-          const ack = counter.wait(1);
-          for (let sent = 0; sent < params.bytes; ) {
-            const n = Math.min(chunk.length, params.bytes - sent);
-            await writer.write(n === chunk.length ? chunk : chunk.subarray(0, n));
-            sent += n;
-          }
-          await writer.close();
-          await ack;
-          return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
-        }
-        case 'echo': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
-          return { rtps: rate, p50us, p99us };
-        }
-        case 'stream-per-request': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => streamEcho(quic.connection, body));
-          return { opsps: rate, p50us, p99us };
-        }
-        case 'parallel': {
-          const t0 = now();
-          await Promise.all(Array.from({ length: params.streams }, () => streamEcho(quic.connection, body)));
-          const ms = now() - t0;
-          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
-        }
-        case 'connect':
-          return connectCycles(params.count, connectEchoClose);
         default:
           throw new Error(`unknown figure ${figure}`);
       }

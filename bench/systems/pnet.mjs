@@ -15,7 +15,7 @@
 // negotiation): figure 3's raw rows show what negotiation costs, and figure
 // 6's dialers are transports.
 import { createNode, Identity, QuicTransport, H2Transport } from '../../dist/index.js';
-import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, connectCycles } from '../lib/common.mjs';
+import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, measureFigure } from '../lib/common.mjs';
 
 const noop = () => {};
 
@@ -215,31 +215,9 @@ async function nodeClient(kind, { figure, params, identity: pem, address, server
     },
 
     async run() {
+      const measured = await measureFigure(figure, params, { bulk: (chunk) => writeBulk(stream, chunk, params.bytes), counter, echoOnce, request: () => op(), connectEchoClose });
+      if (measured) return measured;
       switch (figure) {
-        case 'throughput': {
-          const chunk = payload(64 * KiB);
-          const t0 = now();
-          const ack = counter.wait(1);
-          await writeBulk(stream, chunk, params.bytes);
-          await ack;
-          return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
-        }
-        case 'echo': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
-          return { rtps: rate, p50us, p99us };
-        }
-        case 'stream-per-request': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => op());
-          return { opsps: rate, p50us, p99us };
-        }
-        case 'parallel': {
-          const t0 = now();
-          await Promise.all(Array.from({ length: params.streams }, op));
-          const ms = now() - t0;
-          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
-        }
-        case 'connect':
-          return connectCycles(params.count, connectEchoClose);
         case 'memory': {
           // dialer nodes in this process, 20 handshakes at a time; they stay connected until exit
           const t0 = now();
@@ -400,31 +378,9 @@ async function transportClient(kind, { figure, params, identity: pem, address, s
     },
 
     async run() {
+      const measured = await measureFigure(figure, params, { bulk: (chunk) => writeBulk(stream, chunk, params.bytes), counter, echoOnce, request: () => op(), connectEchoClose });
+      if (measured) return measured;
       switch (figure) {
-        case 'throughput': {
-          const chunk = payload(64 * KiB);
-          const t0 = now();
-          const ack = counter.wait(1);
-          await writeBulk(stream, chunk, params.bytes);
-          await ack;
-          return { mibps: params.bytes / MiB / ((now() - t0) / 1000) };
-        }
-        case 'echo': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
-          return { rtps: rate, p50us, p99us };
-        }
-        case 'stream-per-request': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => op());
-          return { opsps: rate, p50us, p99us };
-        }
-        case 'parallel': {
-          const t0 = now();
-          await Promise.all(Array.from({ length: params.streams }, op));
-          const ms = now() - t0;
-          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
-        }
-        case 'connect':
-          return connectCycles(params.count, connectEchoClose);
         case 'memory': {
           // 20 handshakes at a time; the dialers stay connected until exit
           const t0 = now();

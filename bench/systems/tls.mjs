@@ -5,7 +5,7 @@
 import tls from 'node:tls';
 import http2 from 'node:http2';
 import { once } from 'node:events';
-import { ByteCounter, KiB, MiB, now, payload, timeSequential, spkiOfPem, verifySelfSigned, writeBulk, connectCycles } from '../lib/common.mjs';
+import { ByteCounter, KiB, MiB, now, payload, spkiOfPem, verifySelfSigned, writeBulk, measureFigure } from '../lib/common.mjs';
 
 const noop = () => {};
 
@@ -192,32 +192,10 @@ export async function client({ figure, params, identity, address, peerCertPem })
     },
 
     async run() {
+      const bulk = (chunk) => writeBulk(socket, chunk, params.bytes);
+      const measured = await measureFigure(figure, params, { bulk, counter, echoOnce, request: () => http2Echo(session, body), connectEchoClose });
+      if (measured) return measured;
       switch (figure) {
-        case 'throughput': {
-          const chunk = payload(64 * KiB);
-          const t0 = now();
-          const ack = counter.wait(1);
-          await writeBulk(socket, chunk, params.bytes);
-          await ack;
-          const s = (now() - t0) / 1000;
-          return { mibps: params.bytes / MiB / s };
-        }
-        case 'echo': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => echoOnce());
-          return { rtps: rate, p50us, p99us };
-        }
-        case 'stream-per-request': {
-          const { rate, p50us, p99us } = await timeSequential(params.count, () => http2Echo(session, body));
-          return { opsps: rate, p50us, p99us };
-        }
-        case 'parallel': {
-          const t0 = now();
-          await Promise.all(Array.from({ length: params.streams }, () => http2Echo(session, body)));
-          const ms = now() - t0;
-          return { totalMs: ms, mibps: (params.streams * params.size) / MiB / (ms / 1000) };
-        }
-        case 'connect':
-          return connectCycles(params.count, connectEchoClose);
         case 'memory': {
           // 20 handshakes at a time; the sockets stay open (idle) until exit
           const t0 = now();
