@@ -180,3 +180,17 @@ t.test('unknown destinations and channels give clear errors through the relay', 
   const error = await nodes[0]!.openStream(nodes[2]!.id, 'no-such-channel').catch((e: PnetError) => e);
   t.equal((error as PnetError).code, 'UNKNOWN_CHANNEL', 'negotiation inside the tunnel answers as on a direct stream');
 });
+
+t.test('a peer that never speaks routing (a CLI node) is never a neighbour or a link in the map', async (t) => {
+  const nodes = await network(t, 2, line(2));
+  const cli = await createNode({ ...options, routing: { ...options.routing, neighbourHoldDownMs: 2 ** 31 - 1 } });
+  t.teardown(() => cli.close({ timeoutMs: 100 }));
+  await cli.dial(nodes[0]!.address);
+  await new Promise((resolve) => setTimeout(resolve, 800)); // well past the daemon's 200 ms hold-down
+  t.ok(nodes[0]!.peers().some((peer) => peer.nodeId === cli.id), 'connected');
+  const links = nodes.flatMap((node) => node.topology().links);
+  t.notOk(links.some((link) => link.from === cli.id || link.to === cli.id), 'no record mentions the CLI node');
+  t.notOk(nodes[1]!.routes().some((route) => route.nodeId === cli.id), 'nobody routes to it');
+  t.equal(cli.routes().length, 0, 'and it routes nowhere');
+  t.ok(links.some((link) => link.from === nodes[0]!.id && link.to === nodes[1]!.id), 'the real link is in the map');
+});

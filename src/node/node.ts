@@ -167,6 +167,8 @@ export interface NodeEvents {
 }
 
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+/** An empty message on the routing channel: "I route; take me as a neighbour". */
+const HELLO = new Uint8Array(0);
 /**
  * Verified link-state records shared by every node of this process: N nodes in one process
  * (tests, simulations, the demo) would otherwise verify every record N times. A hit needs the
@@ -269,7 +271,11 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly requestHandlers = new Map<string, FanoutTargetHandler>();
   private routerTimer: NodeJS.Timeout | undefined;
   /** Peers connected for less than the hold-down, not yet routing neighbours. */
-  private readonly neighbourTimers = new Map<NodeId, NodeJS.Timeout>();
+  /**
+   * Peers that are not routing neighbours yet: `timer` runs their hold-down (undefined once it
+   * ended and we said hello), `heard` is set when they said hello.
+   */
+  private readonly pendingNeighbours = new Map<NodeId, { timer: NodeJS.Timeout | undefined; heard: boolean }>();
   private readonly neighbourHoldDownMs: number;
   private readonly rttTimer: NodeJS.Timeout;
   private readonly connections = new Map<NodeId, Connection>();
@@ -570,21 +576,41 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.connections.set(id, connection);
     this.emit('peer:up', peerInfo(connection));
     // Hold-down: a connection that lives a moment (a one-shot command) never disturbs the routing map.
-    const timer = setTimeout(() => this.neighbourReady(id), this.neighbourHoldDownMs);
-    timer.unref();
-    this.neighbourTimers.set(id, timer);
+    const pending = { timer: setTimeout(() => this.holdDownEnded(id), this.neighbourHoldDownMs), heard: false };
+    pending.timer.unref();
+    this.pendingNeighbours.set(id, pending);
   }
 
   /**
-   * The peer becomes a routing neighbour: its hold-down ended, or it sent link-state records
-   * (its own hold-down ended first; the router drops records from non-neighbours, and its first
-   * message is the whole map, which would otherwise be lost until each origin refreshes).
+   * After the hold-down a node says hello (an empty message on the routing channel); a peer is a
+   * routing neighbour once both ends said it. A peer that never speaks routing (a CLI's
+   * short-lived node) never becomes one, so it never shows up as a link in the map.
+   */
+  private holdDownEnded(id: NodeId): void {
+    const pending = this.pendingNeighbours.get(id);
+    if (pending === undefined || this.closing) return;
+    pending.timer = undefined;
+    this.sendRouting(id, HELLO);
+    if (pending.heard) this.neighbourReady(id);
+  }
+
+  private heardHello(id: NodeId): void {
+    const pending = this.pendingNeighbours.get(id);
+    if (pending === undefined) return;
+    pending.heard = true;
+    if (pending.timer === undefined) this.neighbourReady(id);
+  }
+
+  /**
+   * The peer becomes a routing neighbour: both ends said hello, or it sent link-state records
+   * (it took us for a neighbour first; the router drops records from non-neighbours, and its
+   * first message is the whole map, which would otherwise be lost until each origin refreshes).
    */
   private neighbourReady(id: NodeId): void {
-    const timer = this.neighbourTimers.get(id);
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    this.neighbourTimers.delete(id);
+    const pending = this.pendingNeighbours.get(id);
+    if (pending === undefined) return;
+    clearTimeout(pending.timer);
+    this.pendingNeighbours.delete(id);
     // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
     const current = this.connections.get(id);
     if (current !== undefined && !current.closing && !this.closing) {
@@ -611,10 +637,10 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     }
     this.connections.delete(id);
     this.emit('peer:down', { nodeId: id, error });
-    const pending = this.neighbourTimers.get(id);
+    const pending = this.pendingNeighbours.get(id);
     if (pending !== undefined) {
-      clearTimeout(pending);
-      this.neighbourTimers.delete(id);
+      clearTimeout(pending.timer);
+      this.pendingNeighbours.delete(id);
     } else if (!this.closing) {
       this.apply(this.router.neighbourDown(id, performance.now()));
     }
@@ -696,6 +722,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       (bytes) => {
         stream.end();
         if (this.closing) return;
+        if (bytes.length === 0) return this.heardHello(from);
         this.neighbourReady(from);
         this.apply(this.router.recordReceived(from, bytes, performance.now()));
       },
@@ -833,8 +860,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     if (!this.closing) {
       clearInterval(this.rttTimer);
       this.fanouts.close();
-      for (const timer of this.neighbourTimers.values()) clearTimeout(timer);
-      this.neighbourTimers.clear();
+      for (const pending of this.pendingNeighbours.values()) clearTimeout(pending.timer);
+      this.pendingNeighbours.clear();
       if (this.routerTimer) clearTimeout(this.routerTimer);
       this.routerTimer = undefined;
       for (const timer of this.spares.values()) clearTimeout(timer);
