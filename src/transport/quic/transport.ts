@@ -91,6 +91,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   /** Connections with only ACKs to send, drained next loop turn (or before their next datagram). */
   private readonly unflushed = new Set<QuicConnection>();
   private flushScheduled = false;
+  private readonly afterTicks = new Set<QuicConnection>();
   private pendingInbound = 0;
   private batchScheduled = false;
   private processing: QuicConnection | undefined;
@@ -323,6 +324,20 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       setImmediate(this.flushAll);
     }
   }
+
+  flushAfterTicks(connection: QuicConnection): void {
+    if (this.afterTicks.size === 0) queueMicrotask(this.flushAfterTicksNow);
+    this.afterTicks.add(connection);
+  }
+
+  private readonly flushAfterTicksNow = (): void => {
+    for (const connection of this.afterTicks) {
+      if (connection.closed) continue;
+      this.flush(connection);
+      connection.armTimer(); // sending sets quiche's loss-detection deadline
+    }
+    this.afterTicks.clear();
+  };
 
   private readonly flushAll = (): void => {
     this.flushScheduled = false;
