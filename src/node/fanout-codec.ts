@@ -87,6 +87,8 @@ export function encodeEnvelope(
  */
 const verifiedEnvelopes = new Map<string, Buffer>();
 const VERIFIED_ENVELOPES = 256;
+/** Larger envelopes are verified every time (the cache stays under 16 MiB). */
+const MAX_CACHED_ENVELOPE = 64 * 1024;
 
 /** Parses and verifies an envelope; throws BAD_FRAME (malformed) or UNAUTHORIZED (bad signature). */
 export function decodeEnvelope(bytes: Buffer): Envelope {
@@ -124,8 +126,10 @@ export function decodeEnvelope(bytes: Buffer): Envelope {
     if (!verifySignature(origin, Buffer.concat([REQUEST_DOMAIN, bytes.subarray(0, end)]), bytes.subarray(end))) {
       throw new PnetError('UNAUTHORIZED', `fan-out envelope not signed by its origin ${origin}`);
     }
-    if (verifiedEnvelopes.size >= VERIFIED_ENVELOPES) verifiedEnvelopes.delete(verifiedEnvelopes.keys().next().value!);
-    verifiedEnvelopes.set(signature, Buffer.from(bytes));
+    if (bytes.length <= MAX_CACHED_ENVELOPE) {
+      if (verifiedEnvelopes.size >= VERIFIED_ENVELOPES) verifiedEnvelopes.delete(verifiedEnvelopes.keys().next().value!);
+      verifiedEnvelopes.set(signature, Buffer.from(bytes));
+    }
   }
   return { flags, requestId, origin, issuedAt, ttlMs, maxReplyBytes, channel, metadata, payload: bytes.subarray(o, end), bytes };
 }
