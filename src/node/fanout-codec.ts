@@ -188,7 +188,7 @@ export function encodeLeg(leg: Leg): Buffer {
 }
 
 /** Parses a leg (not the envelope inside it); throws BAD_FRAME. */
-export function decodeLeg(bytes: Buffer, ticketed: (envelope: Buffer) => boolean): Leg {
+export function decodeLeg(bytes: Buffer): Leg {
   const bad = (what: string): never => {
     throw new PnetError('BAD_FRAME', `fan-out leg: ${what}`);
   };
@@ -201,7 +201,7 @@ export function decodeLeg(bytes: Buffer, ticketed: (envelope: Buffer) => boolean
   const count = bytes.readUInt32BE(o);
   o += 4;
   if (count > MAX_FANOUT_TARGETS) bad(`more than ${MAX_FANOUT_TARGETS} targets`);
-  const perTarget = ticketed(envelope) ? KEY_BYTES + SIGNATURE_BYTES : KEY_BYTES;
+  const perTarget = envelopeIsTicketed(envelope) ? KEY_BYTES + SIGNATURE_BYTES : KEY_BYTES;
   if (o + count * perTarget !== bytes.length) bad('target list length does not match');
   const targets = bytes.subarray(o, (o += count * KEY_BYTES));
   return { flags: bytes[1]!, hopLimit: bytes[2]!, budgetMs: bytes.readUInt32BE(3), envelope, targets, tickets: bytes.subarray(o) };
@@ -309,11 +309,6 @@ export class UpFrameReader {
       out.push(parseUpFrame(frame));
     }
     return out;
-  }
-
-  /** Bytes of an unfinished frame at the end of the stream. */
-  get leftover(): number {
-    return this.buffered;
   }
 }
 

@@ -538,7 +538,7 @@ export class FanoutService {
     stream.on('error', release);
     stream.on('close', release);
     const serve = async (): Promise<void> => {
-      const leg = decodeLeg(await readAll(stream, MAX_LEG_BYTES, 'BAD_FRAME'), envelopeIsTicketed);
+      const leg = decodeLeg(await readAll(stream, MAX_LEG_BYTES, 'BAD_FRAME'));
       const receivedAt = performance.now();
       let envelope: Envelope;
       try {
