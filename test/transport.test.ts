@@ -35,6 +35,8 @@ interface Common {
   maxStreamsPerConnection?: number;
   streamOpenTimeoutMs?: number;
   handshakeTimeoutMs?: number;
+  sessionResumption?: boolean;
+  port?: number;
 }
 
 interface Listening extends Transport {
@@ -151,6 +153,55 @@ for (const kind of ['quic', 'h2'] as const) {
       // The same transport still dials correctly afterwards.
       const ok = await a.dial(b.address, { expectedNodeId: bob.nodeId });
       t.equal(ok.remoteNodeId, bob.nodeId);
+    });
+
+    t.test('session resumption: a second dial resumes, and both ends still know each other', async (t) => {
+      const a = await listen(kind, alice);
+      const b = await listen(kind, bob);
+      t.teardown(() => Promise.all([a.close({ timeoutMs: 200 }), b.close({ timeoutMs: 200 })]).then(() => undefined));
+      for (let i = 0; i < 3; i++) {
+        const inbound = once(b, 'connection') as Promise<[Connection]>;
+        const ab = await a.dial(b.address, { expectedNodeId: bob.nodeId });
+        const [ba] = await inbound;
+        echo(ba);
+        t.equal(ab.resumed, i > 0, `dial ${i + 1}: ${i > 0 ? 'resumed' : 'a full handshake'} at the dialer`);
+        t.equal(ba.resumed, i > 0, `dial ${i + 1}: the same at the dialed side`);
+        t.equal(ab.remoteNodeId, bob.nodeId);
+        t.equal(ba.remoteNodeId, alice.nodeId, 'the dialed side still gets the dialer id from its certificate');
+        t.equal((await echoRoundTrip(await ab.openStream(), Buffer.from('resumed?'))).toString(), 'resumed?');
+        await ab.close();
+      }
+    });
+
+    t.test('session resumption: a session is only offered to the node it came from', async (t) => {
+      const a = await listen(kind, alice);
+      const b = await listen(kind, bob);
+      t.teardown(() => a.close({ timeoutMs: 200 }));
+      const first = await a.dial(b.address, { expectedNodeId: bob.nodeId });
+      await delay(20); // the server's session tickets follow the handshake
+      await first.close();
+      // Another key now answers at bob's address.
+      const port = b.address.port;
+      await b.close({ timeoutMs: 200 });
+      const m = await listen(kind, mallory, { port });
+      t.teardown(() => m.close({ timeoutMs: 200 }));
+      await t.rejects(a.dial(m.address, { expectedNodeId: bob.nodeId }), { code: 'ERR_PEER_ID_MISMATCH' }, 'the pin still holds');
+      const unpinned = await a.dial(m.address);
+      t.equal(unpinned.remoteNodeId, mallory.nodeId, "bob's session does not make mallory bob");
+      t.notOk(unpinned.resumed, 'mallory cannot resume a session bob issued');
+      await unpinned.close();
+    });
+
+    t.test('session resumption off: every dial is a full handshake', async (t) => {
+      const a = await listen(kind, alice, { sessionResumption: false });
+      const b = await listen(kind, bob);
+      t.teardown(() => Promise.all([a.close({ timeoutMs: 200 }), b.close({ timeoutMs: 200 })]).then(() => undefined));
+      for (let i = 0; i < 2; i++) {
+        const ab = await a.dial(b.address, { expectedNodeId: bob.nodeId });
+        t.notOk(ab.resumed, `dial ${i + 1}`);
+        await delay(20);
+        await ab.close();
+      }
     });
 
     t.test('dial to a silent port times out with ERR_CONNECT_TIMEOUT', async (t) => {

@@ -22,7 +22,12 @@ const noop = () => {};
 const HOST = '127.0.0.1';
 
 function quicOptions(params) {
-  return { maxDatagramSize: params.datagram ?? 1350 };
+  return { maxDatagramSize: params.datagram ?? 1350, ...resumption(params) };
+}
+
+/** `params.resume === false` (figure 5's full-handshake rows): no TLS session resumption. */
+function resumption(params) {
+  return params.resume === false ? { sessionResumption: false } : {};
 }
 
 /** The transports, by kind: how to listen with the bench's options, and a node's options for that transport only. */
@@ -32,8 +37,8 @@ const TRANSPORTS = {
     node: (params, extra = {}) => ({ quic: { ...quicOptions(params), ...extra }, h2: false }),
   },
   h2: {
-    listen: (identity, _params, extra = {}) => H2Transport.listen({ identity, host: HOST, port: 0, ...extra }),
-    node: (_params, extra = {}) => ({ quic: false, h2: { ...extra } }),
+    listen: (identity, params, extra = {}) => H2Transport.listen({ identity, host: HOST, port: 0, ...resumption(params), ...extra }),
+    node: (params, extra = {}) => ({ quic: false, h2: { ...resumption(params), ...extra } }),
   },
 };
 

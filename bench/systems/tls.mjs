@@ -81,8 +81,10 @@ export async function server({ figure, params, identity }) {
 // One SecureContext per process, as an application reusing its key would do
 // (tls.connect with key/cert options would parse the PEMs on every call).
 let clientContext;
+/** With `resume` (figure 5's resumed row): the newest TLS session from the server, offered on the next connect. */
+let savedSession;
 
-function connectTls(port, identity, expectedSpki) {
+function connectTls(port, identity, expectedSpki, resume = false) {
   clientContext ??= tls.createSecureContext({ key: identity.keyPem, cert: identity.certPem, ...TLS13 });
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
@@ -90,12 +92,15 @@ function connectTls(port, identity, expectedSpki) {
       port,
       secureContext: clientContext,
       rejectUnauthorized: false,
+      ...(resume && savedSession ? { session: savedSession } : {}),
     });
+    if (resume) socket.on('session', (session) => (savedSession = session));
     socket.once('error', reject);
     socket.once('secureConnect', () => {
       socket.off('error', reject);
       try {
-        checkPeer(socket, expectedSpki);
+        // A resumed client gets no certificate from OpenSSL: the session stands for the one checked when it was made.
+        if (!socket.isSessionReused()) checkPeer(socket, expectedSpki);
       } catch (error) {
         socket.destroy();
         reject(error);
@@ -157,7 +162,7 @@ export async function client({ figure, params, identity, address, peerCertPem })
   }
 
   async function connectEchoClose(phase = noop) {
-    const s = await connectTls(port, identity, expectedSpki);
+    const s = await connectTls(port, identity, expectedSpki, params.resume);
     phase();
     const c = new ByteCounter(s);
     s.write(body);

@@ -60,6 +60,8 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   close(options?: CloseOptions): Promise<void>;
   /** Number of streams currently open on this connection. */
   readonly streamCount: number;
+  /** The TLS handshake resumed an earlier session (no certificate signatures; the certificate was still checked). */
+  readonly resumed: boolean;
 }
 
 export interface DialOptions {

@@ -204,6 +204,10 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
     return this.closed || this.closingPromise !== undefined || this.remoteClosing;
   }
 
+  get resumed(): boolean {
+    return this.socket.isSessionReused();
+  }
+
   get streamCount(): number {
     return this.streams.size;
   }

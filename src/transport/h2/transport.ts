@@ -7,6 +7,7 @@ import { verifyPeerCertificate } from '../../identity/index.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
 import { resolveLimits } from '../limits.js';
+import { SessionStore } from '../sessions.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
 import { H2Connection } from './connection.js';
 import type { H2ConnectionHost, H2ConnectionSettings } from './connection.js';
@@ -19,15 +20,21 @@ export interface H2TransportOptions extends TransportOptions {
   reversePool?: number;
   /** Largest HTTP/2 DATA frame this side accepts (SETTINGS_MAX_FRAME_SIZE; default 64 KiB). */
   maxFrameSize?: number;
+  /**
+   * Resume the TLS session of an earlier connection to an address when dialing it again (default
+   * true): no certificate signatures in the handshake, the peer's certificate still checked.
+   */
+  sessionResumption?: boolean;
 }
 
-type Resolved = TransportLimits & { reversePool: number; maxFrameSize: number };
+type Resolved = TransportLimits & { reversePool: number; maxFrameSize: number; sessionResumption: boolean };
 
 function resolveOptions(options: H2TransportOptions): Resolved {
   const resolved: Resolved = {
     ...resolveLimits(options),
     reversePool: options.reversePool ?? 4,
     maxFrameSize: options.maxFrameSize ?? 64 * 1024,
+    sessionResumption: options.sessionResumption ?? true,
   };
   const ranges = {
     // 2 × limit + 1 must fit HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS (the dialed side's bound).
@@ -61,6 +68,8 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
   private readonly server: tls.Server;
   private readonly settings: H2ConnectionSettings;
   private readonly connections = new Set<H2Connection>();
+  /** TLS sessions the servers we dialed sent, for the next dial to the same address. */
+  readonly sessions = new SessionStore();
   /** Every TCP socket this transport owns (handshaking, established or ending), to destroy on close. */
   private readonly sockets = new Set<Socket>();
   /** When each inbound TCP connection arrived, by remote address: seeds its RTT. */
@@ -209,7 +218,9 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     if (signal?.aborted) throw new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned');
     const started = performance.now();
     const target = `${address.host}:${address.port}`;
+    const session = this.options.sessionResumption ? this.sessions.get(address, options.expectedNodeId) : undefined;
     const socket = tls.connect({
+      ...(session === undefined ? {} : { session: Buffer.from(session.session) }),
       host: address.host,
       port: address.port,
       key: this.identity.keyPem,
@@ -251,7 +262,9 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     let remote: NodeId;
     try {
       if (socket.alpnProtocol !== H2_ALPN) throw new PnetError('ERR_HANDSHAKE', `${target} did not agree to ALPN ${H2_ALPN}`);
-      remote = verifyPeerCertificate([socket.getPeerCertificate().raw]);
+      // A resumed client gets no certificate from OpenSSL: the session stands for the one verified
+      // when it was made (only that server can complete a handshake with it).
+      remote = socket.isSessionReused() && session !== undefined ? session.nodeId : verifyPeerCertificate([socket.getPeerCertificate().raw]);
     } catch (error) {
       socket.destroy();
       throw error;
@@ -265,6 +278,8 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       socket.destroy();
       throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
     }
+    // TLS 1.3 tickets come after the handshake; the newest one is kept.
+    if (this.options.sessionResumption) socket.on('session', (ticket: Buffer) => this.closing || this.sessions.save(address, remote, ticket));
     const connection = new H2Connection(this, this.settings, {
       socket,
       direction: 'outbound',
@@ -301,6 +316,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       clearInterval(this.sweepTimer);
       // Every peer has our GOAWAY; sockets still ending need not outlive the transport.
       for (const socket of [...this.sockets]) socket.destroy();
+      this.sessions.clear();
       await stopped;
     })();
     return this.closing;

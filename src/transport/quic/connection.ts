@@ -33,6 +33,8 @@ export interface ConnectionHost {
   flushLater(connection: QuicConnection): void;
   /** Drains sends once the current tick's nextTicks ran (before any I/O). */
   flushAfterTicks(connection: QuicConnection): void;
+  /** An established outbound connection ends: keep its TLS session for the next dial there. */
+  saveSession(connection: QuicConnection): void;
   /** The connection is gone: forget its ids. */
   forget(connection: QuicConnection): void;
   readonly localAddress: SocketAddress;
@@ -143,6 +145,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
 
   get streamCount(): number {
     return this.streams.size;
+  }
+
+  get resumed(): boolean {
+    return this.quiche.isResumed();
   }
 
   rttMs(): number {
@@ -616,6 +622,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private terminate(): void {
     if (!this.closed) {
       this.closed = true;
+      if (this.direction === 'outbound' && this.established) this.host.saveSession(this);
       if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
       this.handshakeTimer = undefined;
       const error = this.closeError ?? this.remoteCloseError();

@@ -8,6 +8,7 @@ import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
 import { resolveLimits } from '../limits.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
+import { SessionStore } from '../sessions.js';
 import { QuicConnection, READ_POOL_SIZE } from './connection.js';
 import type { ConnectionHost } from './connection.js';
 
@@ -22,15 +23,21 @@ export interface QuicTransportOptions extends TransportOptions {
   maxDatagramSize?: number;
   /** UDP socket buffer sizes (default 4 MiB; the kernel may cap them). */
   socketBufferSize?: number;
+  /**
+   * Resume the TLS session of the last connection to an address when dialing it again (default
+   * true): no certificate signatures in the handshake, the peer's certificate still checked.
+   */
+  sessionResumption?: boolean;
 }
 
-type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number };
+type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean };
 
 function resolveOptions(options: QuicTransportOptions): Resolved {
   const resolved: Resolved = {
     ...resolveLimits(options),
     maxDatagramSize: options.maxDatagramSize ?? 1350,
     socketBufferSize: options.socketBufferSize ?? 4 * 1024 * 1024,
+    sessionResumption: options.sessionResumption ?? true,
   };
   if (!Number.isInteger(resolved.maxDatagramSize) || resolved.maxDatagramSize < 1200 || resolved.maxDatagramSize > 16383) {
     throw new PnetError('ERR_BAD_OPTION', `maxDatagramSize must be an integer in 1200..16383, got ${resolved.maxDatagramSize}`);
@@ -85,6 +92,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
 
   private readonly socket: dgram.Socket;
   private readonly config: native.Config;
+  /** TLS sessions saved by outbound connections, for the next dial to the same address. */
+  readonly sessions = new SessionStore();
   private readonly byCid = new Map<string, QuicConnection>();
   private readonly connections = new Set<QuicConnection>();
   private readonly dirty = new Set<QuicConnection>();
@@ -165,9 +174,18 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
     const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
+    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.config);
+    const session = this.options.sessionResumption ? this.sessions.get(remote, options.expectedNodeId) : undefined;
+    if (session !== undefined) {
+      try {
+        handshake.setSession(session.session);
+      } catch {
+        // not a session quiche can use: a full handshake instead
+      }
+    }
     const connection = new QuicConnection(
       this,
-      quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.config),
+      handshake,
       'outbound',
       remote,
       {
@@ -371,6 +389,12 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
   }
 
+  saveSession(connection: QuicConnection): void {
+    if (!this.options.sessionResumption || this.closing) return;
+    const session = connection.quiche.session();
+    if (session !== null) this.sessions.save(connection.remoteAddress, connection.remoteNodeId, session);
+  }
+
   forget(connection: QuicConnection): void {
     for (const key of connection.keys) {
       if (this.byCid.get(key) === connection) this.byCid.delete(key);
@@ -393,6 +417,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.closing = (async () => {
       const timeoutMs = options.timeoutMs ?? 2000;
       await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
+      this.sessions.clear();
       clearInterval(this.keepAliveTimer);
       // Every peer has our CONNECTION_CLOSE; quiche's draining periods need not outlive the socket.
       for (const connection of [...this.connections]) connection.dispose();
