@@ -5,6 +5,10 @@
 // labelled in the output and its ratio is only given for rate metrics.
 import { KiB, MiB } from './lib/common.mjs';
 
+/** Figure 4's workload for every system but matrixai-quic: three untimed bursts, then the timed one. */
+const PARALLEL = { streams: 100, size: 64 * KiB, warmupRounds: 3 };
+const PARALLEL_QUICK = { streams: 100, size: 64 * KiB, warmupRounds: 1 };
+
 /**
  * Figure 5's workload for the fast systems (full, quick). The code that runs
  * once per connection reaches V8's optimising tier slowly: pnet's rate climbs
@@ -160,11 +164,11 @@ export const CELLS = [
 
   // 4. parallel streams
   { figure: 'parallel', system: 'pnet', variant: 'node API (openStream)', primary: true,
-    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+    params: w(PARALLEL, PARALLEL_QUICK) },
   { figure: 'parallel', system: 'matrixai-quic', variant: 'high-level classes',
     params: w({ streams: 100, size: 64 * KiB }, { streams: 25, size: 4 * KiB }) },
   { figure: 'parallel', system: 'node-tls', variant: 'HTTP/2 streams over TLS 1.3 (node:http2)',
-    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+    params: w(PARALLEL, PARALLEL_QUICK) },
 
   // 5. connection setup (warm-up: see CONNECT). After the first connection,
   // pnet and pnet-h2 dialers resume TLS sessions (the default); the
@@ -199,7 +203,7 @@ export const CELLS = [
   { figure: 'stream-per-request', system: 'pnet-h2', variant: 'raw transport stream, no channel negotiation',
     params: w({ count: 3000, warmup: 2000, size: KiB, api: 'transport' }, { count: 1000, warmup: 200, size: KiB, api: 'transport' }) },
   { figure: 'parallel', system: 'pnet-h2', variant: 'node API (openStream)',
-    params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+    params: w(PARALLEL, PARALLEL_QUICK) },
   { figure: 'connect', system: 'pnet-h2', variant: 'one client node: dial() + request() + disconnect()',
     params: w(CONNECT, CONNECT_QUICK) },
   { figure: 'connect', system: 'pnet-h2', variant: 'the same, full handshakes (sessionResumption: false)',
@@ -215,7 +219,7 @@ export const CELLS = [
       { figure: 'echo', system, variant: `${stack}, one stream`, params: w({ count: 5000, warmup: 2000, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
       // quick: as pnet for figure 3 (fewer requests made its rate depend on warm-up), fewer connections for figure 5 (js-libp2p does 50-100 conn/s here)
       { figure: 'stream-per-request', system, variant: `${stack}, newStream() per request`, params: w({ count: 3000, warmup: 2000, size: KiB }, { count: 1000, warmup: 200, size: KiB }) },
-      { figure: 'parallel', system, variant: `${stack}, newStream()`, params: w({ streams: 100, size: 64 * KiB }, { streams: 100, size: 64 * KiB }) },
+      { figure: 'parallel', system, variant: `${stack}, newStream()`, params: w(PARALLEL, PARALLEL_QUICK) },
       { figure: 'connect', system, variant: `one client node: dial() + newStream() + connection.close()`, params: w({ count: 300, warmup: 1000, size: KiB }, { count: 40, warmup: 5, size: KiB }) },
       { figure: 'memory', system, variant: 'one libp2p node per dialer → one node', params: w({ conns: 1000 }, { conns: 100 }) },
     ];
