@@ -43,9 +43,12 @@ export type PnetErrorCode =
 
 export class PnetError extends Error {
   readonly code: PnetErrorCode;
-  constructor(code: PnetErrorCode, message: string, options?: { cause?: unknown }) {
+  /** ERR_STREAM_RESET from a peer's reset: the code it gave (`stream.reset(code)`). */
+  readonly resetCode?: number;
+  constructor(code: PnetErrorCode, message: string, options?: { cause?: unknown; resetCode?: number }) {
     super(message, options);
     this.code = code;
+    if (options?.resetCode !== undefined) this.resetCode = options.resetCode;
     this.name = new.target.name;
   }
 }

@@ -167,6 +167,9 @@ export interface NodeEvents {
 }
 
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
+/** Reset codes of a handleRequest stream (docs/PROTOCOL.md, "Request and response"). */
+const REQUEST_TOO_LARGE = 1;
+const HANDLER_FAILED = 2;
 /** An empty message on the routing channel: "I route; take me as a neighbour". */
 const HELLO = new Uint8Array(0);
 /**
@@ -380,12 +383,17 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       async (stream, info) => {
         let request: Buffer;
         try {
-          request = await readAll(stream, maxBytes, 'ERR_REQUEST_TOO_LARGE');
+          request = await readAll(stream, maxBytes, 'ERR_REQUEST_TOO_LARGE', REQUEST_TOO_LARGE);
         } catch {
-          stream.reset(1);
-          return;
+          return; // too large (reset with REQUEST_TOO_LARGE), or the stream died
         }
-        const reply = await handler(request, info);
+        let reply: Uint8Array | string;
+        try {
+          reply = await handler(request, info);
+        } catch (error) {
+          stream.reset(HANDLER_FAILED);
+          throw error; // reported as the node's 'error'
+        }
         stream.end(typeof reply === 'string' ? Buffer.from(reply) : reply);
       },
       options,
@@ -836,6 +844,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       const reply = readAll(stream, options.maxResponseBytes ?? DEFAULT_MAX_BYTES, 'ERR_REQUEST_TOO_LARGE');
       stream.end(typeof data === 'string' ? Buffer.from(data) : data);
       return await reply;
+    } catch (error) {
+      throw requestFailure(error, channel, nodeId);
     } finally {
       clearTimeout(timer);
     }
@@ -883,6 +893,16 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private report(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
+}
+
+/** What a reset from a handleRequest peer means, as the error request() rejects with. */
+function requestFailure(error: unknown, channel: string, nodeId: NodeId): unknown {
+  if (!(error instanceof PnetError) || error.code !== 'ERR_STREAM_RESET') return error;
+  if (error.resetCode === REQUEST_TOO_LARGE) {
+    return new PnetError('ERR_REQUEST_TOO_LARGE', `${nodeId} refused the request on ${channel}: over its size limit`, { cause: error });
+  }
+  if (error.resetCode === HANDLER_FAILED) return new PnetError('ERR_HANDLER_FAILED', `the ${channel} handler on ${nodeId} failed`, { cause: error });
+  return error;
 }
 
 /**

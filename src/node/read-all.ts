@@ -2,8 +2,11 @@ import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import type { PnetErrorCode } from '../errors.js';
 
-/** Reads a stream to its end, failing with `code` past `maxBytes`. */
-export function readAll(stream: Duplex, maxBytes: number, code: PnetErrorCode): Promise<Buffer> {
+/**
+ * Reads a stream to its end, failing with `code` past `maxBytes`; the stream is then reset with
+ * `overflowResetCode` (a stream that cannot be reset is destroyed).
+ */
+export function readAll(stream: Duplex & { reset?(code?: number): void }, maxBytes: number, code: PnetErrorCode, overflowResetCode = 0): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
@@ -12,7 +15,8 @@ export function readAll(stream: Duplex, maxBytes: number, code: PnetErrorCode): 
       if (total > maxBytes) {
         cleanup();
         const error = new PnetError(code, `more than ${maxBytes} bytes`);
-        stream.destroy(error);
+        if (stream.reset) stream.reset(overflowResetCode);
+        else stream.destroy(error);
         reject(error);
         return;
       }

@@ -477,7 +477,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
       return this.closedError();
     }
     const code = fromWireCode(rstCode);
-    if (code !== undefined) return new PnetError('ERR_STREAM_RESET', `stream reset by peer ${this.remoteNodeId} with code ${code}`);
+    if (code !== undefined) return new PnetError('ERR_STREAM_RESET', `stream reset by peer ${this.remoteNodeId} with code ${code}`, { resetCode: code });
     if (this.closing) return new PnetError('ERR_CONNECTION_CLOSED', `connection to ${this.remoteNodeId} is closing`);
     return new PnetError('ERR_STREAM_RESET', `stream reset with ${describeWireCode(rstCode)}`);
   }

@@ -684,6 +684,8 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
 function streamError(error: unknown, peer: NodeId): PnetError {
   const text = String(error instanceof Error ? error.message : error);
   const reset = /Stream(Reset|Stopped)\((\d+)\)/.exec(text);
-  if (reset) return new PnetError('ERR_STREAM_RESET', `stream ${reset[1] === 'Reset' ? 'reset' : 'stopped'} by peer ${peer} with code ${reset[2]}`);
+  if (reset) {
+    return new PnetError('ERR_STREAM_RESET', `stream ${reset[1] === 'Reset' ? 'reset' : 'stopped'} by peer ${peer} with code ${reset[2]}`, { resetCode: Number(reset[2]) });
+  }
   return new PnetError('ERR_STREAM_RESET', `stream failed: ${text}`);
 }
