@@ -372,6 +372,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   }
 
   streamWrite(stream: QuicStream, chunk: Buffer, fin: boolean, callback: (error?: Error | null) => void): void {
+    if (fin && chunk.length === 0 && stream.writeEnded) {
+      callback(); // the FIN already left with the last data (retryBlocked)
+      return;
+    }
     if (stream.released || this.closed) {
       callback(stream.resetError ?? this.closedError());
       return;
@@ -396,6 +400,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       // Flow control: keep the rest (and the fin) until quiche has room.
       stream.pendingChunk = taken <= 0 ? chunk : chunk.subarray(taken);
       stream.pendingFin = fin;
+      stream.pendingWriteLength = chunk.length;
       stream.pendingCallback = callback;
       this.blocked.add(stream);
     }
@@ -407,9 +412,12 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private retryBlocked(): void {
     for (const stream of this.blocked) {
       const chunk = stream.pendingChunk!;
+      // The rest of the last write, with end() already called: its FIN goes with these bytes rather
+      // than alone after them (quiche 0.18 never retransmits a lost FIN-only frame).
+      const fin = stream.pendingFin || (stream.writableEnded && stream.writableLength === stream.pendingWriteLength);
       let written: number | null;
       try {
-        written = this.quiche.streamSend(stream.streamId, chunk, stream.pendingFin);
+        written = this.quiche.streamSend(stream.streamId, chunk, fin);
       } catch (error) {
         const failure = streamError(error, this.remoteNodeId);
         const callback = this.unblock(stream);
@@ -419,12 +427,11 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
         continue;
       }
       const taken = written ?? -1;
-      if (taken > 0 || (taken === 0 && stream.pendingFin)) this.wrote = true;
+      if (taken > 0 || (taken === 0 && fin)) this.wrote = true;
       if (taken !== chunk.length) {
         if (taken > 0) stream.pendingChunk = chunk.subarray(taken);
         continue;
       }
-      const fin = stream.pendingFin;
       const callback = this.unblock(stream);
       if (fin) this.endWrite(stream);
       callback?.();

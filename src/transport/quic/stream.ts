@@ -14,6 +14,8 @@ export class QuicStream extends Duplex implements Stream {
   /** Bytes quiche did not take yet (flow control), with the write callback. */
   pendingChunk: Buffer | null = null;
   pendingFin = false;
+  /** Length of the write `pendingChunk` is the rest of (tells whether it is the last one). */
+  pendingWriteLength = 0;
   pendingCallback: ((error?: Error | null) => void) | null = null;
   /** The consumer wants data (Node called _read and we have not pushed since). */
   wantRead = true;
