@@ -25,6 +25,7 @@ export type {
   HandleRequestOptions,
   DialStats,
   ListenAddress,
+  BootstrapResult,
   NodeEvents,
   NodeOptions,
   OpenStreamOptions,

@@ -29,6 +29,29 @@ t.test('dialing nothing fails with a clear error within the deadline', async (t)
   await t.rejects(a.dial('not-an-address'), { code: 'ERR_BAD_ADDRESS' });
 });
 
+t.test('bootstrap: createNode joins through the peers it can reach and reports the others', async (t) => {
+  const [b] = await pair();
+  const silent = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+  t.teardown(() => silent.close());
+  const nowhere = `127.0.0.1:${silent.address().port}`;
+  const a = await createNode({ bootstrap: [b.address, nowhere], quic: { handshakeTimeoutMs: 300 }, h2: false });
+  t.teardown(() => a.close());
+  t.same(
+    a.peers().map((peer) => peer.nodeId),
+    [b.id],
+    'connected to the reachable bootstrap peer',
+  );
+  const [reached, failed] = a.bootstrapResults;
+  t.same(reached, { address: b.address, ok: true, nodeId: b.id });
+  t.equal(failed?.address, nowhere);
+  t.equal(failed?.ok, false);
+  t.equal(failed && !failed.ok ? failed.error.code : undefined, 'ERR_CONNECT_TIMEOUT', 'the silent one timed out, and says so');
+  const none = await createNode({ h2: false });
+  t.teardown(() => none.close());
+  t.same(none.bootstrapResults, [], 'no bootstrap, no results');
+});
+
 t.test('garbage datagrams and malformed frames hurt nobody else', async (t) => {
   const [a, b] = await pair();
   b.handle('echo', (stream) => stream.pipe(stream));

@@ -1,6 +1,7 @@
 export { PnetNode } from './node.js';
 export type { FanoutOptions, FanoutResult, FanoutStats, FanoutLimits } from './fanout.js';
 export type {
+  BootstrapResult,
   HandleOptions,
   HandleRequestOptions,
   DialStats,

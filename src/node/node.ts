@@ -29,7 +29,10 @@ export interface NodeOptions {
   identity?: Identity;
   /** Path of the node's private key (PEM, created with mode 0600 when missing). */
   keyFile?: string;
-  /** Nodes to connect to at start; createNode waits until each has connected or failed. */
+  /**
+   * Nodes to connect to at start; createNode waits until each has connected or failed. A failure
+   * does not fail createNode: `node.bootstrapResults` says how each went.
+   */
   bootstrap?: ReadonlyArray<string | SocketAddress>;
   /**
    * QUIC (UDP), the preferred transport: `true` (default) or its tuning (datagram size, idle
@@ -96,6 +99,11 @@ export interface DialStats {
   /** Dials that went straight to HTTP/2 because the address was remembered. */
   remembered: number;
 }
+
+/** How one bootstrap dial of createNode went: the node it reached, or why not. */
+export type BootstrapResult =
+  | { readonly address: string; readonly ok: true; readonly nodeId: NodeId }
+  | { readonly address: string; readonly ok: false; readonly error: PnetError };
 
 /** An address this node listens on, per transport. */
 export interface ListenAddress {
@@ -336,9 +344,23 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const settings = transportSettings(options);
     const listen = parseAddress(options.listen ?? '127.0.0.1:0');
     const node = new PnetNode(identity, await bindTransports(identity, listen, settings), settings, options);
-    const results = await Promise.allSettled((options.bootstrap ?? []).map((address) => node.dial(address)));
-    for (const result of results) if (result.status === 'rejected') node.report(result.reason as Error);
+    const addresses = options.bootstrap ?? [];
+    const results = await Promise.allSettled(addresses.map((address) => node.dial(address)));
+    node.bootstrapOutcome = results.map((result, i): BootstrapResult => {
+      const address = typeof addresses[i] === 'string' ? addresses[i] : formatAddress(addresses[i]!);
+      if (result.status === 'fulfilled') return { address, ok: true, nodeId: result.value };
+      const error = result.reason instanceof PnetError ? result.reason : new PnetError('UNREACHABLE', String(result.reason), { cause: result.reason });
+      node.report(error);
+      return { address, ok: false, error };
+    });
     return node;
+  }
+
+  private bootstrapOutcome: readonly BootstrapResult[] = [];
+
+  /** How createNode's bootstrap dials went, in the order given (their errors came before any listener could). */
+  get bootstrapResults(): readonly BootstrapResult[] {
+    return this.bootstrapOutcome;
   }
 
   get id(): NodeId {
