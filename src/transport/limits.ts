@@ -26,9 +26,14 @@ export interface TransportOptions {
   maxConnections?: number;
   /** Most inbound handshakes in progress at once (default 1000). */
   maxPendingHandshakes?: number;
+  /**
+   * Resume the TLS session of the last connection to an address when dialing it again (default
+   * true): no certificate signatures in the handshake, the peer still checked (docs/TRANSPORT.md).
+   */
+  sessionResumption?: boolean;
 }
 
-export type TransportLimits = Required<Omit<TransportOptions, 'identity' | 'host' | 'port'>>;
+export type TransportLimits = Required<Omit<TransportOptions, 'identity' | 'host' | 'port' | 'sessionResumption'>>;
 
 /** Fills in the defaults and rejects values that are not positive and finite (ERR_BAD_OPTION). */
 export function resolveLimits(options: TransportOptions): TransportLimits {

@@ -20,11 +20,6 @@ export interface H2TransportOptions extends TransportOptions {
   reversePool?: number;
   /** Largest HTTP/2 DATA frame this side accepts (SETTINGS_MAX_FRAME_SIZE; default 64 KiB). */
   maxFrameSize?: number;
-  /**
-   * Resume the TLS session of an earlier connection to an address when dialing it again (default
-   * true): no certificate signatures in the handshake, the peer's certificate still checked.
-   */
-  sessionResumption?: boolean;
 }
 
 type Resolved = TransportLimits & { reversePool: number; maxFrameSize: number; sessionResumption: boolean };
@@ -279,7 +274,11 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
     }
     // TLS 1.3 tickets come after the handshake; the newest one is kept.
-    if (this.options.sessionResumption) socket.on('session', (ticket: Buffer) => this.closing || this.sessions.save(address, remote, ticket));
+    if (this.options.sessionResumption) {
+      socket.on('session', (ticket: Buffer) => {
+        if (!this.closing) this.sessions.save(address, remote, ticket);
+      });
+    }
     const connection = new H2Connection(this, this.settings, {
       socket,
       direction: 'outbound',

@@ -380,9 +380,9 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       callback(stream.resetError ?? this.closedError());
       return;
     }
-    let written: number | null;
+    let written: number | null = null;
     try {
-      written = this.quiche.streamSend(stream.streamId, chunk, fin);
+      if (chunk.length > 0 || !fin || this.finCanLeave(stream)) written = this.quiche.streamSend(stream.streamId, chunk, fin);
     } catch (error) {
       const failure = streamError(error, this.remoteNodeId);
       this.release(stream);
@@ -415,6 +415,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       // The rest of the last write, with end() already called: its FIN goes with these bytes rather
       // than alone after them (quiche 0.18 never retransmits a lost FIN-only frame).
       const fin = stream.pendingFin || (stream.writableEnded && stream.writableLength === stream.pendingWriteLength);
+      if (chunk.length === 0 && !this.finCanLeave(stream)) continue;
       let written: number | null;
       try {
         written = this.quiche.streamSend(stream.streamId, chunk, fin);
@@ -435,6 +436,21 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       const callback = this.unblock(stream);
       if (fin) this.endWrite(stream);
       callback?.();
+    }
+  }
+
+  /**
+   * Whether a FIN alone can be sent at once. quiche 0.18 collects a stream as soon as it knows the
+   * final size and all data is acknowledged, so a FIN-only frame still queued (behind the
+   * congestion window) when the last data's ACK arrives is never sent, and the peer's stream never
+   * ends. With no room, the FIN waits in `blocked` until ACKs make some (streamCapacity counts
+   * the congestion window, flow control and the data written but not yet sent).
+   */
+  private finCanLeave(stream: QuicStream): boolean {
+    try {
+      return this.quiche.streamCapacity(stream.streamId) > 0;
+    } catch {
+      return true; // a stream quiche no longer sends on: streamSend reports why
     }
   }
 

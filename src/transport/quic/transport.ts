@@ -23,11 +23,6 @@ export interface QuicTransportOptions extends TransportOptions {
   maxDatagramSize?: number;
   /** UDP socket buffer sizes (default 4 MiB; the kernel may cap them). */
   socketBufferSize?: number;
-  /**
-   * Resume the TLS session of the last connection to an address when dialing it again (default
-   * true): no certificate signatures in the handshake, the peer's certificate still checked.
-   */
-  sessionResumption?: boolean;
 }
 
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean };
