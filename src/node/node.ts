@@ -281,7 +281,6 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   /** handleRequest handlers, which also answer fan-outs. */
   private readonly requestHandlers = new Map<string, FanoutTargetHandler>();
   private routerTimer: NodeJS.Timeout | undefined;
-  /** Peers connected for less than the hold-down, not yet routing neighbours. */
   /**
    * Peers that are not routing neighbours yet: `timer` runs their hold-down (undefined once it
    * ended and we said hello), `heard` is set when they said hello.

@@ -64,7 +64,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
   private readonly settings: H2ConnectionSettings;
   private readonly connections = new Set<H2Connection>();
   /** TLS sessions the servers we dialed sent, for the next dial to the same address. */
-  readonly sessions = new SessionStore();
+  readonly sessions: SessionStore;
   /** Every TCP socket this transport owns (handshaking, established or ending), to destroy on close. */
   private readonly sockets = new Set<Socket>();
   /** When each inbound TCP connection arrived, by remote address: seeds its RTT. */
@@ -78,6 +78,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     this.localNodeId = identity.nodeId;
     this.server = server;
     this.options = options;
+    this.sessions = new SessionStore(options.sessionResumption);
     this.settings = {
       maxStreamsPerConnection: options.maxStreamsPerConnection,
       streamOpenTimeoutMs: options.streamOpenTimeoutMs,
@@ -213,7 +214,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     if (signal?.aborted) throw new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned');
     const started = performance.now();
     const target = `${address.host}:${address.port}`;
-    const session = this.options.sessionResumption ? this.sessions.get(address, options.expectedNodeId) : undefined;
+    const session = this.sessions.get(address, options.expectedNodeId);
     const socket = tls.connect({
       ...(session === undefined ? {} : { session: Buffer.from(session.session) }),
       host: address.host,
@@ -274,11 +275,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
     }
     // TLS 1.3 tickets come after the handshake; the newest one is kept.
-    if (this.options.sessionResumption) {
-      socket.on('session', (ticket: Buffer) => {
-        if (!this.closing) this.sessions.save(address, remote, ticket);
-      });
-    }
+    if (this.sessions.active) socket.on('session', (ticket: Buffer) => this.sessions.save(address, remote, ticket));
     const connection = new H2Connection(this, this.settings, {
       socket,
       direction: 'outbound',
@@ -310,12 +307,12 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     if (this.closing) return this.closing;
     this.closing = (async () => {
       const timeoutMs = options.timeoutMs ?? 2000;
+      this.sessions.close();
       const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
       await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
       clearInterval(this.sweepTimer);
       // Every peer has our GOAWAY; sockets still ending need not outlive the transport.
       for (const socket of [...this.sockets]) socket.destroy();
-      this.sessions.clear();
       await stopped;
     })();
     return this.closing;

@@ -88,7 +88,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly socket: dgram.Socket;
   private readonly config: native.Config;
   /** TLS sessions saved by outbound connections, for the next dial to the same address. */
-  readonly sessions = new SessionStore();
+  readonly sessions: SessionStore;
   private readonly byCid = new Map<string, QuicConnection>();
   private readonly connections = new Set<QuicConnection>();
   private readonly dirty = new Set<QuicConnection>();
@@ -110,6 +110,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.localNodeId = identity.nodeId;
     this.socket = socket;
     this.options = options;
+    this.sessions = new SessionStore(options.sessionResumption);
     this.config = makeConfig(identity, options);
     const bound = socket.address();
     this.localAddress = { host: bound.address, port: bound.port };
@@ -170,7 +171,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
     const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.config);
-    const session = this.options.sessionResumption ? this.sessions.get(remote, options.expectedNodeId) : undefined;
+    const session = this.sessions.get(remote, options.expectedNodeId);
     if (session !== undefined) {
       try {
         handshake.setSession(session.session);
@@ -385,7 +386,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   }
 
   saveSession(connection: QuicConnection): void {
-    if (!this.options.sessionResumption || this.closing) return;
+    if (!this.sessions.active) return;
     const session = connection.quiche.session();
     if (session !== null) this.sessions.save(connection.remoteAddress, connection.remoteNodeId, session);
   }
@@ -411,8 +412,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     if (this.closing) return this.closing;
     this.closing = (async () => {
       const timeoutMs = options.timeoutMs ?? 2000;
+      this.sessions.close();
       await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
-      this.sessions.clear();
       clearInterval(this.keepAliveTimer);
       // Every peer has our CONNECTION_CLOSE; quiche's draining periods need not outlive the socket.
       for (const connection of [...this.connections]) connection.dispose();
