@@ -16,7 +16,8 @@ export {
 } from './identity/index.js';
 export type { NodeId } from './identity/index.js';
 export { QuicTransport, ALPN, H2Transport, H2_ALPN, parseAddress, formatAddress } from './transport/index.js';
-export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, H2TransportOptions, DialOptions, CloseOptions, TransportKind } from './transport/index.js';
+export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, H2TransportOptions, DialOptions, CloseOptions, TransportKind, UdpImplementation } from './transport/index.js';
+export { nativeUdpError } from './transport/index.js';
 export { ChannelRejectedError } from './channel/index.js';
 export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata } from './channel/index.js';
 export { createNode, PnetNode } from './node/index.js';

@@ -11,6 +11,8 @@ export type {
 } from './types.js';
 export { QuicTransport, ALPN } from './quic/transport.js';
 export type { QuicTransportOptions } from './quic/transport.js';
+export { nativeUdpError } from './quic/udp.js';
+export type { UdpImplementation } from './quic/udp.js';
 export { H2Transport, H2_ALPN } from './h2/transport.js';
 export type { H2TransportOptions } from './h2/transport.js';
 export { parseAddress, formatAddress } from './address.js';

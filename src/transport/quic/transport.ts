@@ -1,4 +1,3 @@
-import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { EventEmitter } from 'node:events';
@@ -11,11 +10,15 @@ import type { TransportLimits, TransportOptions } from '../limits.js';
 import { SessionStore } from '../sessions.js';
 import { QuicConnection, READ_POOL_SIZE } from './connection.js';
 import type { ConnectionHost } from './connection.js';
+import { chooseUdp, openDatagramSocket } from './udp.js';
+import type { DatagramSocket, UdpImplementation } from './udp.js';
 
 const quiche = native.quiche;
 /** Length of the connection ids pnet issues; short-header packets carry exactly this many. */
 const CID_LEN = 16;
 const SLAB_SIZE = 1024 * 1024;
+/** At most this many bytes per socket send: one GSO super-datagram stays under 64 KiB. */
+const RUN_BYTES = 60 * 1024;
 export const ALPN = 'pnet/1';
 
 export interface QuicTransportOptions extends TransportOptions {
@@ -23,6 +26,11 @@ export interface QuicTransportOptions extends TransportOptions {
   maxDatagramSize?: number;
   /** UDP socket buffer sizes (default 4 MiB; the kernel may cap them). */
   socketBufferSize?: number;
+  /**
+   * The UDP socket: 'native' (pnet's addon, Linux: batched sends and receives), 'node' (node:dgram),
+   * or 'auto' (the default: $PNET_UDP when set, else native where the addon loads).
+   */
+  udp?: UdpImplementation | 'auto';
 }
 
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean };
@@ -67,10 +75,6 @@ function makeConfig(identity: Identity, options: Resolved): native.Config {
   return config;
 }
 
-function literalLookup(address: string, family: unknown, callback: (error: Error | null, address: string, family: number) => void): void {
-  callback(null, address, isIP(address));
-}
-
 /**
  * pnet's QUIC transport: one UDP socket shared by the dialing and listening
  * roles, demultiplexed by connection id, driving quiche directly. Received
@@ -85,7 +89,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   /** Datagrams dropped because no connection wanted them or they were malformed. */
   droppedDatagrams = 0;
 
-  private readonly socket: dgram.Socket;
+  private readonly socket: DatagramSocket;
   private readonly config: native.Config;
   /** TLS sessions saved by outbound connections, for the next dial to the same address. */
   readonly sessions: SessionStore;
@@ -105,51 +109,42 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly keepAliveTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
 
-  private constructor(identity: Identity, socket: dgram.Socket, options: Resolved) {
+  private constructor(identity: Identity, socket: DatagramSocket, options: Resolved) {
     super();
     this.localNodeId = identity.nodeId;
     this.socket = socket;
     this.options = options;
     this.sessions = new SessionStore(options.sessionResumption);
     this.config = makeConfig(identity, options);
-    const bound = socket.address();
-    this.localAddress = { host: bound.address, port: bound.port };
-    socket.on('message', this.onMessage);
-    socket.on('error', (error) => {
-      // Send errors (e.g. ICMP unreachable reported late) must not crash the node.
-      if (this.listenerCount('error') > 0) this.emit('error', error);
-    });
+    this.localAddress = socket.address;
     this.keepAliveTimer = setInterval(this.sweep, Math.max(50, Math.floor(options.keepAliveIntervalMs / 2)));
   }
 
   /** Binds the UDP socket and starts serving. */
   static async listen(options: QuicTransportOptions): Promise<QuicTransport> {
     const resolved = resolveOptions(options);
-    const host = options.host ?? '127.0.0.1';
-    const family = isIP(host);
-    if (family === 0) throw new PnetError('ERR_BAD_ADDRESS', `listen host must be an IP address, got ${JSON.stringify(host)}`);
-    const socket = dgram.createSocket({
-      type: family === 6 ? 'udp6' : 'udp4',
-      recvBufferSize: resolved.socketBufferSize,
-      sendBufferSize: resolved.socketBufferSize,
-      // Peers are always IP literals: answering at once spares dgram a dns.lookup and a nextTick per datagram.
-      lookup: literalLookup,
+    let transport: QuicTransport | undefined;
+    const socket = await openDatagramSocket(chooseUdp(options.udp), {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 0,
+      bufferSize: resolved.socketBufferSize,
+      onDatagram: (datagram, host, port) => transport?.onDatagram(datagram, host, port),
+      // Send errors (e.g. ICMP unreachable reported late) must not crash the node.
+      onError: (error) => {
+        if (transport !== undefined && transport.listenerCount('error') > 0) transport.emit('error', error);
+      },
     });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind(options.port ?? 0, host, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    }).catch((error: NodeJS.ErrnoException) => {
-      socket.close();
-      throw new PnetError('ERR_BAD_ADDRESS', `cannot bind UDP ${host}:${options.port ?? 0}: ${error.message}`, { cause: error });
-    });
-    return new QuicTransport(options.identity, socket, resolved);
+    transport = new QuicTransport(options.identity, socket, resolved);
+    return transport;
   }
 
   get address(): SocketAddress {
     return this.localAddress;
+  }
+
+  /** Which UDP socket this transport uses. */
+  get udp(): UdpImplementation {
+    return this.socket.implementation;
   }
 
   get connectionCount(): number {
@@ -224,7 +219,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.connections.add(connection);
   }
 
-  private readonly onMessage = (datagram: Buffer, rinfo: dgram.RemoteInfo): void => {
+  private onDatagram(datagram: Buffer, host: string, port: number): void {
     const length = datagram.length;
     if (length < 1 + CID_LEN) {
       this.droppedDatagrams++;
@@ -244,12 +239,12 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
     let connection = this.byCid.get(key);
     if (connection === undefined) {
-      connection = long ? this.acceptInitial(datagram, rinfo, key) : undefined;
+      connection = long ? this.acceptInitial(datagram, host, port, key) : undefined;
       if (connection === undefined) {
         this.droppedDatagrams++;
         return;
       }
-    } else if (rinfo.port !== connection.remoteAddress.port || rinfo.address !== connection.remoteAddress.host) {
+    } else if (port !== connection.remoteAddress.port || host !== connection.remoteAddress.host) {
       // Migration is disabled: a datagram for this id from elsewhere is spoofed or stale.
       this.droppedDatagrams++;
       return;
@@ -264,9 +259,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       this.batchScheduled = true;
       setImmediate(this.runBatch);
     }
-  };
+  }
 
-  private acceptInitial(datagram: Buffer, rinfo: dgram.RemoteInfo, key: string): QuicConnection | undefined {
+  private acceptInitial(datagram: Buffer, host: string, port: number, key: string): QuicConnection | undefined {
     if (this.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) return undefined;
     let header: native.Header;
     try {
@@ -274,11 +269,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     } catch {
       return undefined;
     }
-    const remote = { host: rinfo.address, port: rinfo.port };
+    const remote = { host, port };
     if (!quiche.versionIsSupported(header.version)) {
       const out = Buffer.allocUnsafe(1350);
       const written = quiche.negotiateVersion(header.scid, header.dcid, out);
-      this.socket.send(out, 0, written, remote.port, remote.host);
+      this.socket.send(out, 0, written, written, port, host);
       return undefined;
     }
     if (header.ty !== quiche.Type.Initial) return undefined;
@@ -358,6 +353,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     for (const connection of this.unflushed) this.flush(connection);
   };
 
+  /**
+   * Drains quiche's packets for this connection into the slab and hands the socket each run of
+   * equal-sized packets (the last one may be shorter) in one call: the native socket sends a run
+   * as one GSO super-datagram.
+   */
   flush(connection: QuicConnection): void {
     this.unflushed.delete(connection);
     connection.wrote = false;
@@ -365,11 +365,17 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     const { port, host } = connection.remoteAddress;
     const max = this.options.maxDatagramSize;
     const socket = this.socket;
+    let runStart = this.slabOffset;
+    let runSize = 0;
     for (;;) {
-      if (SLAB_SIZE - this.slabOffset < max) {
-        // The socket may still hold views of the old slab (kernel queue full): never reuse it.
-        this.slab = Buffer.allocUnsafe(SLAB_SIZE);
-        this.slabOffset = 0;
+      if (SLAB_SIZE - this.slabOffset < max || this.slabOffset - runStart >= RUN_BYTES) {
+        if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
+        if (SLAB_SIZE - this.slabOffset < max) {
+          // The 'node' socket may still hold views of the old slab (kernel queue full): never reuse it.
+          this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+          this.slabOffset = 0;
+        }
+        runStart = this.slabOffset;
       }
       const offset = this.slabOffset;
       let sent: [number, native.SendInfo] | null;
@@ -380,9 +386,22 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       }
       if (sent === null) break;
       const length = sent[0];
-      socket.send(this.slab, offset, length, port, host);
+      if (offset === runStart) {
+        runSize = length;
+      } else if (length > runSize) {
+        // Larger than the run's packets: the run ends before it.
+        socket.send(this.slab, runStart, offset - runStart, runSize, port, host);
+        runStart = offset;
+        runSize = length;
+      }
       this.slabOffset = offset + length;
+      if (length < runSize) {
+        // A shorter packet ends the run.
+        socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
+        runStart = this.slabOffset;
+      }
     }
+    if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
   }
 
   saveSession(connection: QuicConnection): void {
@@ -417,7 +436,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       clearInterval(this.keepAliveTimer);
       // Every peer has our CONNECTION_CLOSE; quiche's draining periods need not outlive the socket.
       for (const connection of [...this.connections]) connection.dispose();
-      await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+      await this.socket.close();
     })();
     return this.closing;
   }
