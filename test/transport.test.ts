@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { Identity } from '../src/identity/index.js';
 import { PnetError } from '../src/errors.js';
 import { H2Transport, QuicTransport } from '../src/transport/index.js';
-import type { Connection, SocketAddress, Stream, Transport } from '../src/transport/index.js';
+import type { Connection, SocketAddress, Stream, Transport, UdpImplementation } from '../src/transport/index.js';
 import { childEnv } from './fixtures/child-env.js';
 
 type Kind = 'quic' | 'h2';
@@ -44,8 +44,23 @@ interface Listening extends Transport {
   close(options?: { timeoutMs?: number }): Promise<void>;
 }
 
-function listen(kind: Kind, identity: Identity, options: Common = {}): Promise<Listening> {
-  return kind === 'quic' ? QuicTransport.listen({ identity, ...options }) : H2Transport.listen({ identity, ...options });
+/** A transport to test: QUIC runs twice, over each UDP socket implementation. */
+interface Variant {
+  name: string;
+  kind: Kind;
+  udp?: UdpImplementation;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'quic', kind: 'quic', udp: 'native' },
+  { name: 'quic over node:dgram', kind: 'quic', udp: 'node' },
+  { name: 'h2', kind: 'h2' },
+];
+
+function listen(variant: Variant, identity: Identity, options: Common = {}): Promise<Listening> {
+  return variant.kind === 'quic'
+    ? QuicTransport.listen({ identity, ...options, ...(variant.udp === undefined ? {} : { udp: variant.udp }) })
+    : H2Transport.listen({ identity, ...options });
 }
 
 // Fail the file on an unhandled rejection (an unobserved stream or dial promise).
@@ -71,9 +86,9 @@ interface Pair {
   ba: Connection;
 }
 
-async function pair(t: { teardown: (fn: () => unknown) => void }, kind: Kind, options: { a?: Common; b?: Common } = {}): Promise<Pair> {
-  const a = await listen(kind, alice, options.a);
-  const b = await listen(kind, bob, options.b);
+async function pair(t: { teardown: (fn: () => unknown) => void }, variant: Variant, options: { a?: Common; b?: Common } = {}): Promise<Pair> {
+  const a = await listen(variant, alice, options.a);
+  const b = await listen(variant, bob, options.b);
   t.teardown(() => Promise.all([a.close({ timeoutMs: 200 }), b.close({ timeoutMs: 200 })]).then(() => undefined));
   const inbound = once(b, 'connection') as Promise<[Connection]>;
   const ab = await a.dial(b.address, { expectedNodeId: bob.nodeId });
@@ -119,13 +134,15 @@ function resources(): Record<string, number> {
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-for (const kind of ['quic', 'h2'] as const) {
-  t.test(kind, async (t) => {
+for (const variant of VARIANTS) {
+  const kind = variant.kind;
+  t.test(variant.name, async (t) => {
     t.test('handshake: node ids, kind, direction and connection key agree on both ends', async (t) => {
-      const { a, b, ab, ba } = await pair(t, kind);
+      const { a, b, ab, ba } = await pair(t, variant);
       t.equal(ab.transport, kind);
       t.equal(ba.transport, kind);
       t.equal(a.kind, kind);
+      if (variant.udp !== undefined) t.equal((a as QuicTransport).udp, variant.udp, 'the UDP socket asked for (the native one is built here)');
       t.equal(ab.remoteNodeId, bob.nodeId, 'the dialer reads the dialed node id from its certificate');
       t.equal(ba.remoteNodeId, alice.nodeId, 'the dialed side reads the dialer node id from its certificate');
       t.equal(ab.localNodeId, alice.nodeId);
@@ -146,8 +163,8 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('a pinned node id that does not match is refused', async (t) => {
-      const a = await listen(kind, alice);
-      const b = await listen(kind, bob);
+      const a = await listen(variant, alice);
+      const b = await listen(variant, bob);
       t.teardown(() => Promise.all([a.close(), b.close()]).then(() => undefined));
       await t.rejects(a.dial(b.address, { expectedNodeId: mallory.nodeId }), { code: 'ERR_PEER_ID_MISMATCH' });
       // The same transport still dials correctly afterwards.
@@ -156,8 +173,8 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('session resumption: a second dial resumes, and both ends still know each other', async (t) => {
-      const a = await listen(kind, alice);
-      const b = await listen(kind, bob);
+      const a = await listen(variant, alice);
+      const b = await listen(variant, bob);
       t.teardown(() => Promise.all([a.close({ timeoutMs: 200 }), b.close({ timeoutMs: 200 })]).then(() => undefined));
       for (let i = 0; i < 3; i++) {
         const inbound = once(b, 'connection') as Promise<[Connection]>;
@@ -174,8 +191,8 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('session resumption: a session is only offered to the node it came from', async (t) => {
-      const a = await listen(kind, alice);
-      const b = await listen(kind, bob);
+      const a = await listen(variant, alice);
+      const b = await listen(variant, bob);
       t.teardown(() => a.close({ timeoutMs: 200 }));
       const first = await a.dial(b.address, { expectedNodeId: bob.nodeId });
       await delay(20); // the server's session tickets follow the handshake
@@ -183,7 +200,7 @@ for (const kind of ['quic', 'h2'] as const) {
       // Another key now answers at bob's address.
       const port = b.address.port;
       await b.close({ timeoutMs: 200 });
-      const m = await listen(kind, mallory, { port });
+      const m = await listen(variant, mallory, { port });
       t.teardown(() => m.close({ timeoutMs: 200 }));
       await t.rejects(a.dial(m.address, { expectedNodeId: bob.nodeId }), { code: 'ERR_PEER_ID_MISMATCH' }, 'the pin still holds');
       const unpinned = await a.dial(m.address);
@@ -193,8 +210,8 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('session resumption off: every dial is a full handshake', async (t) => {
-      const a = await listen(kind, alice, { sessionResumption: false });
-      const b = await listen(kind, bob);
+      const a = await listen(variant, alice, { sessionResumption: false });
+      const b = await listen(variant, bob);
       t.teardown(() => Promise.all([a.close({ timeoutMs: 200 }), b.close({ timeoutMs: 200 })]).then(() => undefined));
       for (let i = 0; i < 2; i++) {
         const ab = await a.dial(b.address, { expectedNodeId: bob.nodeId });
@@ -205,7 +222,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('dial to a silent port times out with ERR_CONNECT_TIMEOUT', async (t) => {
-      const a = await listen(kind, alice);
+      const a = await listen(variant, alice);
       t.teardown(() => a.close());
       // Something that takes packets (UDP) or connections (TCP) but never answers the handshake.
       let port: number;
@@ -232,7 +249,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('16 MiB echo arrives byte-exact', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       echo(ba);
       const payload = randomBytes(16 * 1024 * 1024);
       const stream = await ab.openStream();
@@ -250,7 +267,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('200 concurrent streams each way', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       echo(ba);
       echo(ab);
       const run = async (connection: Connection, index: number): Promise<boolean> => {
@@ -271,7 +288,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('half-close: request then response, and response before the request ends', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       ba.on('stream', (stream) => {
         stream.once('data', (first: Buffer) => {
           if (first.toString() === 'early') {
@@ -300,7 +317,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('reset propagates with its code, both ways', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       const accepted: Stream[] = [];
       ba.on('stream', (stream) => accepted.push(stream));
       const opener = await ab.openStream();
@@ -329,7 +346,7 @@ for (const kind of ['quic', 'h2'] as const) {
     for (const opener of ['dialer', 'dialed'] as const) {
       t.test(`stream limit (${opener} opens): waits for a free slot, then ERR_STREAM_LIMIT`, async (t) => {
         const limit = { maxStreamsPerConnection: 4 };
-        const { ab, ba } = await pair(t, kind, { a: limit, b: limit });
+        const { ab, ba } = await pair(t, variant, { a: limit, b: limit });
         const [from, to] = opener === 'dialer' ? [ab, ba] : [ba, ab];
         const accepted: Stream[] = [];
         to.on('stream', (stream) => {
@@ -363,7 +380,7 @@ for (const kind of ['quic', 'h2'] as const) {
     }
 
     t.test('the peer closing fails open streams with ERR_CONNECTION_CLOSED', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       ba.on('stream', (stream) => stream.on('error', () => undefined));
       const stream = await ab.openStream();
       stream.write('hello');
@@ -380,7 +397,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('a close with a code reaches the peer as ERR_CONNECTION_CLOSED', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       const closed = once(ab, 'close') as Promise<[PnetError | undefined]>;
       await ba.close({ graceful: false, code: 9, reason: 'maintenance' });
       const [reason] = await closed;
@@ -389,7 +406,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('graceful close drains open streams first', async (t) => {
-      const { ab, ba } = await pair(t, kind);
+      const { ab, ba } = await pair(t, variant);
       echo(ba);
       const stream = await ab.openStream();
       const reply = collect(stream);
@@ -412,7 +429,7 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('garbage to the port does not hurt the transport', async (t) => {
-      const { b } = await pair(t, kind);
+      const { b } = await pair(t, variant);
       if (kind === 'quic') {
         const socket = dgram.createSocket('udp4');
         t.teardown(() => socket.close());
@@ -428,7 +445,7 @@ for (const kind of ['quic', 'h2'] as const) {
         }
       }
       await delay(50);
-      const c = await listen(kind, mallory);
+      const c = await listen(variant, mallory);
       t.teardown(() => c.close());
       const inbound = once(b, 'connection') as Promise<[Connection]>;
       const late = await c.dial(b.address, { expectedNodeId: bob.nodeId });
@@ -438,8 +455,8 @@ for (const kind of ['quic', 'h2'] as const) {
     });
 
     t.test('both sides open streams; a stream opened before any listener is held', async (t) => {
-      const a = await listen(kind, alice);
-      const b = await listen(kind, bob);
+      const a = await listen(variant, alice);
+      const b = await listen(variant, bob);
       t.teardown(() => Promise.all([a.close({ timeoutMs: 200 }), b.close({ timeoutMs: 200 })]).then(() => undefined));
       const inbound = once(b, 'connection') as Promise<[Connection]>;
       const ab = await a.dial(b.address);
@@ -459,8 +476,8 @@ for (const kind of ['quic', 'h2'] as const) {
       await delay(20);
       const before = resources();
       const quiet = { idleTimeoutMs: 400 };
-      const a = await listen(kind, alice, quiet);
-      const b = await listen(kind, bob, quiet);
+      const a = await listen(variant, alice, quiet);
+      const b = await listen(variant, bob, quiet);
       const [[ba], ab] = (await Promise.all([once(b, 'connection'), a.dial(b.address)])) as [[Connection], Connection];
       echo(ba);
       await delay(1000);
@@ -476,7 +493,7 @@ for (const kind of ['quic', 'h2'] as const) {
 
     t.test('a frozen peer is noticed within the idle timeout: ERR_IDLE_TIMEOUT', async (t) => {
       const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', PEER_PROGRAM], {
-        env: childEnv({ TRANSPORT_MODULE: TRANSPORT_MODULE, IDENTITY_MODULE: IDENTITY_MODULE, KIND: kind }),
+        env: childEnv({ TRANSPORT_MODULE: TRANSPORT_MODULE, IDENTITY_MODULE: IDENTITY_MODULE, KIND: kind, PNET_UDP: variant.udp ?? 'auto' }),
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       t.teardown(() => {
@@ -484,7 +501,7 @@ for (const kind of ['quic', 'h2'] as const) {
       });
       const [line] = (await once(child.stdout!, 'data')) as [Buffer];
       const { port } = JSON.parse(line.toString()) as { port: number };
-      const a = await listen(kind, alice, { idleTimeoutMs: 600 });
+      const a = await listen(variant, alice, { idleTimeoutMs: 600 });
       t.teardown(() => a.close({ timeoutMs: 100 }));
       const connection = await a.dial({ host: '127.0.0.1', port });
       const stream = await connection.openStream();
