@@ -72,7 +72,8 @@
             "/std:c++17"
           ]
         }
-      }
+      },
+      "product_dir": "<(PRODUCT_DIR)/udp"
     }
   ]
 }

@@ -137,6 +137,9 @@ export const CELLS = [
   // quickSkip: informational rows left out of the quick (smoke) run; their code paths run in other rows
   { figure: 'throughput', system: 'pnet', variant: 'node API, 16 KiB datagrams (loopback only)', quickSkip: true,
     params: w({ bytes: 64 * MiB, datagram: 16383 }, { bytes: 16 * MiB, datagram: 16383 }) },
+  // pnet's rows use its native UDP socket (GSO/GRO batches); these use node:dgram, its fallback
+  { figure: 'throughput', system: 'pnet', variant: 'node API, 1350-byte datagrams, node:dgram socket', quickSkip: true,
+    params: w({ bytes: 64 * MiB, datagram: 1350, udp: 'node' }, { bytes: 16 * MiB, datagram: 1350, udp: 'node' }) },
   { figure: 'throughput', system: 'matrixai-quic', variant: 'high-level classes, 1350-byte datagrams',
     params: w({ bytes: 8 * MiB, datagram: 1350 }, { bytes: 2 * MiB, datagram: 1350 }) },
   { figure: 'throughput', system: 'node-tls', variant: 'TLS 1.3 over TCP',
@@ -145,6 +148,8 @@ export const CELLS = [
   // 2. echo round trips on one stream
   { figure: 'echo', system: 'pnet', variant: 'node API (openStream)', primary: true,
     params: w({ count: 5000, warmup: 2000, size: KiB }, { count: 1500, warmup: 200, size: KiB }) },
+  { figure: 'echo', system: 'pnet', variant: 'node API (openStream), node:dgram socket', quickSkip: true,
+    params: w({ count: 5000, warmup: 2000, size: KiB, udp: 'node' }, { count: 1500, warmup: 200, size: KiB, udp: 'node' }) },
   { figure: 'echo', system: 'matrixai-quic', variant: 'high-level classes',
     params: w({ count: 500, warmup: 50, size: KiB }, { count: 200, warmup: 30, size: KiB }) },
   { figure: 'echo', system: 'node-tls', variant: 'TLS 1.3 over TCP',
@@ -165,6 +170,8 @@ export const CELLS = [
   // 4. parallel streams
   { figure: 'parallel', system: 'pnet', variant: 'node API (openStream)', primary: true,
     params: w(PARALLEL, PARALLEL_QUICK) },
+  { figure: 'parallel', system: 'pnet', variant: 'node API (openStream), node:dgram socket', quickSkip: true,
+    params: w({ ...PARALLEL, udp: 'node' }, { ...PARALLEL_QUICK, udp: 'node' }) },
   { figure: 'parallel', system: 'matrixai-quic', variant: 'high-level classes',
     params: w({ streams: 100, size: 64 * KiB }, { streams: 25, size: 4 * KiB }) },
   { figure: 'parallel', system: 'node-tls', variant: 'HTTP/2 streams over TLS 1.3 (node:http2)',

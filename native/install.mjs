@@ -1,6 +1,8 @@
-// `npm install` hook: builds the native routing addon (build/Release/pnet_routing.node) with
-// cmake-js in Node-API mode (no download: headers come from the node-api-headers package).
-// It never fails the install: without the addon pnet uses its TypeScript twin and warns once.
+// `npm install` hook: builds the native addons with cmake-js in Node-API mode (no download:
+// headers come from the node-api-headers package and Node's own include folder):
+//   build/Release/pnet_routing.node   routing table (without it: the TypeScript twin, one warning)
+//   build/Release/udp/pnet_udp.node   batched UDP for QUIC, Linux (without it: node:dgram)
+// It never fails the install.
 //   PNET_SKIP_NATIVE=1  skip the build
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -37,3 +39,8 @@ if (run.error) giveUp(run.error.message, output);
 if (run.status !== 0) giveUp(`cmake-js exited with ${run.status ?? run.signal}`, output);
 if (!existsSync(new URL('../build/Release/pnet_routing.node', import.meta.url))) giveUp('no build/Release/pnet_routing.node', output);
 process.stdout.write('pnet: native routing addon built (build/Release/pnet_routing.node)\n');
+if (existsSync(new URL('../build/Release/udp/pnet_udp.node', import.meta.url))) {
+  process.stdout.write('pnet: native UDP addon built (build/Release/udp/pnet_udp.node)\n');
+} else {
+  process.stderr.write('pnet: native UDP addon not built; QUIC will use node:dgram\n');
+}

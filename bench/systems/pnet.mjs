@@ -21,8 +21,9 @@ const noop = () => {};
 
 const HOST = '127.0.0.1';
 
+/** `params.udp` ('node' in the node:dgram rows): the UDP socket; otherwise the default (native here). */
 function quicOptions(params) {
-  return { maxDatagramSize: params.datagram ?? 1350, ...resumption(params) };
+  return { maxDatagramSize: params.datagram ?? 1350, ...(params.udp ? { udp: params.udp } : {}), ...resumption(params) };
 }
 
 /** `params.resume === false` (figure 5's full-handshake rows): no TLS session resumption. */

@@ -43,7 +43,9 @@ export function loadNativeRouting(): NativeRoutingAddon | null {
   try {
     const require = createRequire(import.meta.url);
     const load = require('node-gyp-build') as (dir: string) => unknown;
-    const loaded = load(packageRoot) as NativeRoutingAddon;
+    let loaded = load(packageRoot) as NativeRoutingAddon;
+    // node-gyp also copies the UDP addon into build/Release, and node-gyp-build takes the first .node there.
+    if (typeof loaded.create !== 'function') loaded = require(`${packageRoot}build/Release/pnet_routing.node`) as NativeRoutingAddon;
     if (loaded.abiVersion !== ABI_VERSION) throw new Error(`native routing addon ABI ${String(loaded.abiVersion)}, expected ${ABI_VERSION}: rebuild it (npm run build:native)`);
     addon = loaded;
   } catch (error) {
