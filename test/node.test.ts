@@ -109,8 +109,11 @@ t.test('a killed peer process: its stream errors within the idle deadline, the n
   t.equal((await a.request(bid, 'echo', 'alive')).toString(), 'alive');
 });
 
+// quiche 0.18 loses a FIN with no data that is still queued when the last data's ACK arrives (see
+// QuicConnection.finCanLeave). Fresh connections in slow start, with 100 streams competing for
+// the congestion window, are where that happened: ~1 connection in 30 before finCanLeave counted
+// the packets sent since quiche's last recv(). Not deterministic: test/quic-fin.test.ts is.
 t.test('parallel echoes against a peer process all end (a FIN is never lost to an early ack)', async (t) => {
-  const [a] = await pair();
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/peer.mts', import.meta.url).pathname], {
     env: childEnv(),
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -120,20 +123,24 @@ t.test('parallel echoes against a peer process all end (a FIN is never lost to a
   });
   const [line] = (await once(child.stdout!, 'data')) as [Buffer];
   const peer = JSON.parse(line.toString()) as { id: string; address: string };
-  const id = await a.dial(peer.address);
   const body = randomBytes(64 * 1024);
   let completed = 0;
-  for (let round = 0; round < 8; round++) {
-    await Promise.all(
-      Array.from({ length: 100 }, async () => {
-        const stream = await a.openStream(id, 'echo');
-        const echoed = collect(stream);
-        stream.end(body);
-        if ((await echoed).equals(body)) completed++;
-      }),
-    );
+  for (let connection = 0; connection < 6; connection++) {
+    const a = await createNode({ h2: false });
+    const id = await a.dial(peer.address);
+    for (let round = 0; round < 2; round++) {
+      await Promise.all(
+        Array.from({ length: 100 }, async () => {
+          const stream = await a.openStream(id, 'echo');
+          const echoed = collect(stream);
+          stream.end(body);
+          if ((await echoed).equals(body)) completed++;
+        }),
+      );
+    }
+    await a.close();
   }
-  t.equal(completed, 800, 'every echo came back whole and ended');
+  t.equal(completed, 1200, 'every echo came back whole and ended');
 });
 
 t.test('bad options and closed nodes give clear errors', async (t) => {

@@ -8,6 +8,7 @@
 // never end. (Seen as 1 stuck stream in ~100-160 fresh connections of 10 parallel 64 KiB echoes
 // against a peer process; this test fails without finCanLeave.)
 import t from 'tap';
+import type { Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { native } from '@matrixai/quic';
 import { Identity } from '../src/identity/index.js';
@@ -49,6 +50,7 @@ class HeldHost implements ConnectionHost {
       const buffer = Buffer.alloc(1350);
       const sent = connection.quiche.send(buffer);
       if (sent === null) break;
+      connection.sentSinceRecv += sent[0]; // as QuicTransport.flush does
       this.outbox.push(buffer.subarray(0, sent[0]));
     }
   }
@@ -73,7 +75,12 @@ const bob = await Identity.generate();
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-t.test('a FIN with no data left waits for room, then leaves: the peer stream ends', async (t) => {
+/**
+ * Plays the race with stream B filling the congestion window by `fill(b, room)` (room: B's
+ * capacity before it writes; it returns the bytes written), then checks that A's FIN still
+ * reaches the client.
+ */
+async function race(t: Test, fill: (b: QuicStream, room: number) => number, expectedCapacity: (capacity: number) => boolean, what: string): Promise<void> {
   const clientHost = new HeldHost(clientAddress, alice.nodeId);
   const serverHost = new HeldHost(serverAddress, bob.nodeId);
   const options = { handshakeTimeoutMs: 30_000, streamOpenTimeoutMs: 30_000 };
@@ -136,13 +143,14 @@ t.test('a FIN with no data left waits for room, then leaves: the peer stream end
   // B, a stream the server opens, fills the congestion window; what it sends is held too.
   let bBytes = 0;
   client.on('stream', (stream) => stream.on('data', (chunk: Buffer) => (bBytes += chunk.length)));
-  const b = await server.openStream();
-  b.write(Buffer.alloc(256 * 1024, 2));
+  const b = (await server.openStream()) as QuicStream;
+  const room = server.quiche.streamCapacity(b.streamId);
+  const bWritten = fill(b, room);
   await tick();
   server.process();
-  t.equal(server.quiche.streamCapacity(a!.streamId), 0, 'no room left for anything, a FIN included');
+  t.ok(expectedCapacity(server.quiche.streamCapacity(a!.streamId)), what);
 
-  // The server ends A with no data left: a FIN alone, with no room to leave.
+  // The server ends A with no data left: a FIN alone.
   a!.end();
   await tick();
   await tick();
@@ -154,5 +162,18 @@ t.test('a FIN with no data left waits for room, then leaves: the peer stream end
   t.ok(aEnded, "the client saw A's end");
   b.end();
   await pumpAll();
-  t.equal(bBytes, 256 * 1024, "B's data all arrived");
-});
+  t.equal(bBytes, bWritten, "B's data all arrived");
+}
+
+t.test('a FIN with no data left waits for room, then leaves: the peer stream ends', (t) =>
+  race(t, (b) => (b.write(Buffer.alloc(256 * 1024, 2)), 256 * 1024), (capacity) => capacity === 0, 'no room left for anything, a FIN included'),
+);
+
+// quiche's capacity is the window left at its last recv() less the data written since: packets
+// sent since (here: B's data, written before and sent with their per-packet overhead) do not
+// lower it, so it can say "room" when the window is full. Without counting sentSinceRecv the FIN
+// was handed over, never sent, and lost when the ACK came (1 stuck stream in ~30 connections of
+// 100 parallel echoes with the batched UDP socket).
+t.test('a FIN waits when quiche reports room the packets sent since have used', (t) =>
+  race(t, (b, room) => (b.write(Buffer.alloc(room - 1, 2)), room - 1), (capacity) => capacity > 0, 'quiche still reports room for A'),
+);

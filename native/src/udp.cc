@@ -96,6 +96,10 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       Napi::Error::New(env, "socket already bound or closed").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
+      Napi::TypeError::New(env, "bind(host, port, bufferSize)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     std::string host = info[0].As<Napi::String>().Utf8Value();
     int port = info[1].As<Napi::Number>().Int32Value();
     int bufferSize = info[2].As<Napi::Number>().Int32Value();
@@ -152,6 +156,10 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0) return Napi::Number::New(env, -EBADF);
+    if (info.Length() < 6 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsNumber() || !info[4].IsNumber()) {
+      Napi::TypeError::New(env, "send(bytes, offset, length, segmentSize, port, host)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
     size_t offset = info[1].As<Napi::Number>().Uint32Value();
     size_t length = info[2].As<Napi::Number>().Uint32Value();

@@ -18,6 +18,8 @@ const EMPTY = Buffer.alloc(0);
 const MAX_READ = 64 * 1024;
 /** How long a finished stream is remembered for a graceful close to wait on its last bytes. */
 const FINISHING_MEMORY_MS = 10_000;
+/** Congestion window room a FIN-only write waits for: one full packet (see finCanLeave). */
+const FIN_ROOM = 1350;
 /** Below this many streams, probing each is cheaper than quiche's readable() iterator. */
 const PROBE_LIMIT = 8;
 
@@ -160,6 +162,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   receive(datagram: Buffer, now: number): void {
     try {
       this.quiche.recv(datagram, this.recvInfo);
+      this.sentSinceRecv = 0;
       this.lastActivity = now;
     } catch {
       // A datagram quiche cannot use (garbage, duplicate, wrong keys) is dropped; the connection lives on.
@@ -204,6 +207,8 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
 
   /** quiche was given something to send since the last flush. */
   wrote = false;
+  /** Bytes of packets sent since quiche last read a datagram (the host adds them in flush). */
+  sentSinceRecv = 0;
   /** A peer stream's end was handed to the application in this process(). */
   private finDelivered = false;
 
@@ -448,7 +453,13 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
    */
   private finCanLeave(stream: QuicStream): boolean {
     try {
-      return this.quiche.streamCapacity(stream.streamId) > 0;
+      // quiche's capacity is the congestion window left at its last recv() less the data written
+      // since; the packets sent since then also used it: count them too, so that the estimate is
+      // never above the window really left. A packet's worth of room lets the FIN leave at once,
+      // in the next packet: urgency 0 puts it ahead of every other stream's data.
+      if (this.quiche.streamCapacity(stream.streamId) - this.sentSinceRecv < FIN_ROOM) return false;
+      this.quiche.streamPriority(stream.streamId, 0, false);
+      return true;
     } catch {
       return true; // a stream quiche no longer sends on: streamSend reports why
     }

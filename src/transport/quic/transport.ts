@@ -386,6 +386,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       }
       if (sent === null) break;
       const length = sent[0];
+      connection.sentSinceRecv += length;
       if (offset === runStart) {
         runSize = length;
       } else if (length > runSize) {
