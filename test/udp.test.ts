@@ -147,6 +147,8 @@ t.test('native: bad arguments throw, a closed socket reports EBADF, close inside
   t.throws(() => sender.send(bytes, 0, 100, 1350, port, 7), TypeError);
   t.throws(() => sender.send(bytes, 50, 100, 1350, port, '127.0.0.1'), RangeError);
   t.throws(() => sender.send(bytes, 0, 100, 0, port, '127.0.0.1'), RangeError);
+  t.throws(() => sender.send('bytes' as unknown as Uint8Array, 0, 100, 1350, port, '127.0.0.1'), TypeError);
+  t.throws(() => new addon.UdpSocket(() => undefined).bind(42 as unknown as string, 0, 1 << 20), TypeError);
   // Many receives queued: the callback closes the socket at the first and is never called again.
   for (let i = 0; i < 50; i++) t.equal(sender.send(bytes, 0, 100, 1350, port, '127.0.0.1'), 0);
   await until(() => calls > 0, 'the first batch');
