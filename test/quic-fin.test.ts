@@ -45,7 +45,7 @@ class HeldHost implements ConnectionHost {
     readonly localNodeId: NodeId,
   ) {}
   flush(connection: QuicConnection): void {
-    connection.wrote = false;
+    connection.flushing();
     for (;;) {
       const buffer = Buffer.alloc(1350);
       const sent = connection.quiche.send(buffer);

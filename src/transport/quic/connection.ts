@@ -196,7 +196,6 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     if (this.wrote && finDelivered && this.established) {
       this.host.flushAfterTicks(this);
     } else if (this.wrote || !this.established) {
-      this.wrote = false;
       this.host.flush(this);
     } else {
       this.host.flushLater(this);
@@ -209,6 +208,14 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   wrote = false;
   /** Bytes of packets sent since quiche last read a datagram (the host adds them in flush). */
   sentSinceRecv = 0;
+  /** Flushes so far: a stream whose data went to quiche after the last one still has it queued. */
+  flushes = 0;
+
+  /** The host starts draining quiche's packets. */
+  flushing(): void {
+    this.wrote = false;
+    this.flushes++;
+  }
   /** A peer stream's end was handed to the application in this process(). */
   private finDelivered = false;
 
@@ -398,6 +405,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     this.wrote = true;
     // null: no room at all (and a fin on an empty chunk was not applied either).
     const taken = written ?? -1;
+    if (taken > 0) stream.queuedAt = this.flushes;
     if (taken === chunk.length || (chunk.length === 0 && !fin)) {
       if (fin) this.endWrite(stream);
       callback();
@@ -434,6 +442,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
       }
       const taken = written ?? -1;
       if (taken > 0 || (taken === 0 && fin)) this.wrote = true;
+      if (taken > 0) stream.queuedAt = this.flushes;
       if (taken !== chunk.length) {
         if (taken > 0) stream.pendingChunk = chunk.subarray(taken);
         continue;
@@ -452,6 +461,8 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
    * the congestion window, flow control and the data written but not yet sent).
    */
   private finCanLeave(stream: QuicStream): boolean {
+    // Data of this stream written since the last flush is still queued: the FIN goes with it.
+    if (stream.queuedAt === this.flushes) return true;
     try {
       // quiche's capacity is the congestion window left at its last recv() less the data written
       // since; the packets sent since then also used it: count them too, so that the estimate is

@@ -17,6 +17,8 @@ export class QuicStream extends Duplex implements Stream {
   /** Length of the write `pendingChunk` is the rest of (tells whether it is the last one). */
   pendingWriteLength = 0;
   pendingCallback: ((error?: Error | null) => void) | null = null;
+  /** The connection's flush count when quiche last took data of this stream. */
+  queuedAt = -1;
   /** The consumer wants data (Node called _read and we have not pushed since). */
   wantRead = true;
   readEnded = false;

@@ -360,7 +360,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
    */
   flush(connection: QuicConnection): void {
     this.unflushed.delete(connection);
-    connection.wrote = false;
+    connection.flushing();
     const q = connection.quiche;
     const { port, host } = connection.remoteAddress;
     const max = this.options.maxDatagramSize;
