@@ -25,7 +25,10 @@ const PROBE_LIMIT = 8;
 
 /** What a connection needs from the endpoint: the socket, scheduling and the id map. */
 export interface ConnectionHost {
-  /** Sends datagrams for this connection now (drains quiche's send queue). */
+  /**
+   * Sends datagrams for this connection now (drains quiche's send queue). It calls
+   * `connection.flushing()` first and adds each packet's length to `connection.sentSinceRecv`.
+   */
   flush(connection: QuicConnection): void;
   /** Asks for `process()` soon (after the current batch of writes). */
   schedule(connection: QuicConnection): void;
@@ -454,11 +457,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   }
 
   /**
-   * Whether a FIN alone can be sent at once. quiche 0.18 collects a stream as soon as it knows the
-   * final size and all data is acknowledged, so a FIN-only frame still queued (behind the
-   * congestion window) when the last data's ACK arrives is never sent, and the peer's stream never
-   * ends. With no room, the FIN waits in `blocked` until ACKs make some (streamCapacity counts
-   * the congestion window, flow control and the data written but not yet sent).
+   * Whether a FIN alone can be handed to quiche now. quiche 0.18 collects a stream as soon as it
+   * knows the final size and all data is acknowledged, so a FIN-only frame still queued (behind
+   * the congestion window) when the last data's ACK arrives is never sent, and the peer's stream
+   * never ends. Otherwise the FIN waits in `blocked` until ACKs make room.
    */
   private finCanLeave(stream: QuicStream): boolean {
     // Data of this stream written since the last flush is still queued: the FIN goes with it.
