@@ -176,7 +176,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     const uint8_t* data = bytes.Data() + offset;
     if (!queue_.empty()) return Napi::Number::New(env, enqueue(data, length, segment));
     size_t sent = 0;
-    int err = transmit(data, length, segment, &sent);
+    int err = transmitTo(data, length, segment, reinterpret_cast<const sockaddr*>(&to_), toLength_, &sent);
     if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) return Napi::Number::New(env, enqueue(data + sent, length - sent, segment));
     if (err != 0) {
       droppedSends_++;
@@ -240,11 +240,7 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
     return true;
   }
 
-  // Sends data to to_; returns 0 or an errno; *sent counts the bytes that left before an error.
-  int transmit(const uint8_t* data, size_t length, size_t segment, size_t* sent) {
-    return transmitTo(data, length, segment, reinterpret_cast<const sockaddr*>(&to_), toLength_, sent);
-  }
-
+  // Sends a run to `to`; returns 0 or an errno; *sent counts the bytes that left before an error.
   int transmitTo(const uint8_t* data, size_t length, size_t segment, const sockaddr* to, socklen_t toLength, size_t* sent) {
     size_t perCall = std::min(kMaxSegments, std::max<size_t>(1, kMaxGsoBytes / segment)) * segment;
     while (*sent < length) {

@@ -213,14 +213,14 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   sentSinceRecv = 0;
   /** Flushes so far: a stream whose data went to quiche after the last one still has it queued. */
   flushes = 0;
+  /** A peer stream's end was handed to the application in this process(). */
+  private finDelivered = false;
 
   /** The host starts draining quiche's packets. */
   flushing(): void {
     this.wrote = false;
     this.flushes++;
   }
-  /** A peer stream's end was handed to the application in this process(). */
-  private finDelivered = false;
 
   private completeHandshake(): void {
     let peer: NodeId;
@@ -429,7 +429,7 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     for (const stream of this.blocked) {
       const chunk = stream.pendingChunk!;
       // The rest of the last write, with end() already called: its FIN goes with these bytes rather
-      // than alone after them (quiche 0.18 never retransmits a lost FIN-only frame).
+      // than alone after them (a FIN-only frame can be lost to quiche 0.18, see finCanLeave).
       const fin = stream.pendingFin || (stream.writableEnded && stream.writableLength === stream.pendingWriteLength);
       if (chunk.length === 0 && !this.finCanLeave(stream)) continue;
       let written: number | null;

@@ -17,7 +17,7 @@ const quiche = native.quiche;
 /** Length of the connection ids pnet issues; short-header packets carry exactly this many. */
 const CID_LEN = 16;
 const SLAB_SIZE = 1024 * 1024;
-/** At most this many bytes per socket send: one GSO super-datagram stays under 64 KiB. */
+/** A run goes to the socket once it holds this many bytes, so the first packets leave while quiche packs the rest. */
 const RUN_BYTES = 60 * 1024;
 export const ALPN = 'pnet/1';
 

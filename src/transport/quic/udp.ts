@@ -122,7 +122,6 @@ function openNative(options: DatagramSocketOptions): DatagramSocket {
     }
   });
   const port = socket.bind(options.host, options.port, options.bufferSize);
-  let closed: Promise<void> | undefined;
   return {
     implementation: 'native',
     address: { host: options.host, port },
@@ -135,8 +134,8 @@ function openNative(options: DatagramSocketOptions): DatagramSocket {
       }
     },
     close() {
-      closed ??= Promise.resolve().then(() => socket.close());
-      return closed;
+      socket.close(); // a second call does nothing
+      return Promise.resolve();
     },
   };
 }
