@@ -17,6 +17,7 @@ export type PnetErrorCode =
   | 'ERR_STREAM_LIMIT'
   | 'ERR_TRANSPORT_CLOSED'
   | 'ERR_BAD_ADDRESS'
+  | 'ERR_CONNECTION_LIMIT'
   // channel
   | 'UNKNOWN_CHANNEL'
   | 'UNAUTHORIZED'
@@ -31,6 +32,7 @@ export type PnetErrorCode =
   // node
   | 'ERR_REQUEST_TIMEOUT'
   | 'ERR_REQUEST_TOO_LARGE'
+  | 'ERR_ROUTING_MESSAGE_TOO_LARGE'
   | 'ERR_NODE_CLOSED'
   | 'ERR_BAD_OPTION'
   // fan-out (per-target results)
