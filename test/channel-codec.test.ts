@@ -413,3 +413,33 @@ t.test('AcceptorNegotiation', async (t) => {
   const ended = cut.end();
   t.equal(ended.type === 'reject' ? ended.code : '', 'BAD_FRAME', 'EOF inside OPEN');
 });
+
+// acceptChannel feeds the machine exactly `wanted` bytes at a time (header, then body), so the
+// payload behind the OPEN stays in the stream: what the former read(4) + read(n) decoder did.
+t.test('AcceptorNegotiation.wanted: header then body, nothing of the payload', async (t) => {
+  const open = encodeOpen('svc', { metadata: { a: '1' }, credentials: Buffer.from('c') });
+  const wire = Buffer.concat([open, Buffer.from('payload')]);
+  const n = new AcceptorNegotiation();
+  t.equal(n.wanted, 4, 'first the 4-byte header');
+  t.equal(n.push(wire.subarray(0, 1)), null);
+  t.equal(n.wanted, 3, 'the rest of the header');
+  t.equal(n.push(wire.subarray(1, 4)), null);
+  t.equal(n.wanted, open.length - 4, 'then exactly the body');
+  const out = n.push(wire.subarray(4, open.length));
+  assert(out !== null && out.type === 'open');
+  t.equal(out.rest.length, 0, 'no payload byte was taken');
+  t.equal(n.wanted, 0, 'nothing more once decided');
+
+  const v2 = new AcceptorNegotiation();
+  const verdict = v2.push(Buffer.from([0xa1, 0x02, 0x00, 0x04]));
+  t.equal(verdict !== null && verdict.type === 'reject' ? verdict.code : '', 'VERSION', 'a header of another version decides at once');
+  t.equal(v2.wanted, 0);
+
+  const slow = new AcceptorNegotiation();
+  t.equal(slow.push(open.subarray(0, 4)), null);
+  const late = slow.timeout(250);
+  assert(late.type === 'reject');
+  t.equal(late.code, 'BAD_FRAME', 'no whole OPEN by the deadline: REJECT BAD_FRAME');
+  t.match(late.reason, /within 250 ms/);
+  t.equal(slow.end(), late, 'the first outcome stays');
+});

@@ -565,3 +565,12 @@ t.test('opener: answer already buffered when openChannel is called', async (t) =
 function hex(s: string): Buffer {
   return Buffer.from(s.replace(/\s+/g, ''), 'hex');
 }
+
+t.test('acceptChannel checks its numeric options', async (t) => {
+  const [, server] = await tcpPair(t);
+  const registry = new ChannelRegistry();
+  for (const options of [{ timeoutMs: 0 }, { timeoutMs: -1 }, { lingerMs: Number.NaN }, { maxPending: 1.5 }, { maxPending: -1 }] as AcceptChannelOptions[]) {
+    await t.rejects(serve(server, registry, options), { code: 'ERR_BAD_OPTION' }, JSON.stringify(options));
+  }
+  t.equal(registry.pendingNegotiations, 0, 'nothing started');
+});

@@ -455,6 +455,15 @@ export class FrameReader {
   }
 
   /**
+   * Bytes that would complete what is outstanding: the header, then the frame (0 once done).
+   * Glue that reads exactly this many never takes a payload byte from its stream.
+   */
+  get wanted(): number {
+    if (this.done) return 0;
+    return (this.frameBuf === undefined ? HEADER_LENGTH : this.frameBuf.length) - this.have;
+  }
+
+  /**
    * Feed the next chunk. Returns null while the frame is incomplete; the
    * decoded frame and the bytes after it (`rest`, possibly empty, a view of
    * `chunk`) when complete. Throws PnetError('BAD_FRAME'). Single use.

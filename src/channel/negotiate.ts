@@ -86,13 +86,17 @@ export type AcceptorOutcome =
   | { readonly type: 'reject'; readonly code: 'BAD_FRAME' | 'VERSION'; readonly reason: string; readonly reply: Buffer };
 
 /**
- * Acceptor side: awaiting OPEN. (The stream glue reads the OPEN with
- * `read(n)` directly for fewer copies; this machine is for byte-callback
- * transports and for tests, and decides exactly the same way.)
+ * Acceptor side: awaiting OPEN. The stream glue (acceptChannel) feeds it exactly `wanted` bytes at
+ * a time, so the payload behind the OPEN never leaves the stream's buffer; `rest` is then empty.
  */
 export class AcceptorNegotiation {
   private readonly reader = new FrameReader();
   private outcome: AcceptorOutcome | undefined;
+
+  /** Bytes that would complete the header or the OPEN (0 once the outcome is known). */
+  get wanted(): number {
+    return this.outcome === undefined ? this.reader.wanted : 0;
+  }
 
   push(chunk: Buffer): AcceptorOutcome | null {
     if (this.outcome !== undefined) return this.outcome;
@@ -114,9 +118,15 @@ export class AcceptorNegotiation {
     if (this.outcome !== undefined) return this.outcome;
     return (this.outcome = reject('BAD_FRAME', 'stream ended before a complete OPEN'));
   }
+
+  /** The deadline of `ms` passed before a whole OPEN arrived (the caller keeps the clock). */
+  timeout(ms: number): AcceptorOutcome {
+    if (this.outcome !== undefined) return this.outcome;
+    return (this.outcome = reject('BAD_FRAME', `no complete OPEN within ${ms} ms`));
+  }
 }
 
-export function versionReason(version: number): string {
+function versionReason(version: number): string {
   return `protocol version ${version} not supported; supported: ${SUPPORTED_VERSIONS.join(',')}`;
 }
 

@@ -3,7 +3,8 @@
  *
  * No wrapper stream: both sides hand back the transport's own Duplex,
  * positioned on the first payload byte.
- * - Acceptor: the OPEN is taken off the stream with `read(4)` + `read(n)`
+ * - Acceptor: the OPEN is taken off the stream by `read(n)` calls sized by
+ *   the sans-IO AcceptorNegotiation (`wanted`: the header, then the body)
  *   before anyone else can read it, so payload behind it stays in the
  *   stream's buffer untouched (no copy, no unshift).
  * - Opener: the caller gets the stream at once (to write optimistically)
@@ -22,21 +23,10 @@ import { Buffer } from 'node:buffer';
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import type { NodeId } from '../identity/index.js';
-import {
-  EMPTY_METADATA,
-  HEADER_LENGTH,
-  decodeBody,
-  encodeAccept,
-  encodeOpen,
-  encodeReject,
-  frameLength,
-  isChannelRejectCode,
-  type ChannelRejectCode,
-  type Metadata,
-  type OpenFrame,
-} from './codec.js';
-import { OpenerNegotiation, versionReason } from './negotiate.js';
-import { ChannelRegistry, kLookup, kPending, type ChannelRequestInfo } from './registry.js';
+import { numberOption } from '../options.js';
+import { EMPTY_METADATA, encodeAccept, encodeOpen, encodeReject, isChannelRejectCode, type ChannelRejectCode, type Metadata } from './codec.js';
+import { AcceptorNegotiation, OpenerNegotiation, type AcceptorOutcome, type OpenerOutcome } from './negotiate.js';
+import { ChannelRegistry, kLookup, kPending, type ChannelRequestInfo, type RegistrationRecord } from './registry.js';
 
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_PENDING = 1024;
@@ -197,7 +187,7 @@ class OpenerChannel implements ChannelStream {
     return this.originalPush.call(s, out.rest.length > 0 ? out.rest : EMPTY);
   };
 
-  private settle(out: NonNullable<ReturnType<OpenerNegotiation['push']>>): void {
+  private settle(out: OpenerOutcome): void {
     if (out.type === 'accepted') {
       this.state = 'accepted';
       this.restorePush();
@@ -270,34 +260,6 @@ class AcceptorChannel implements ChannelStream {
   }
 }
 
-/** Read state for the OPEN: bodyLength -1 while the header is outstanding. */
-interface OpenReadState {
-  type: number;
-  bodyLength: number;
-}
-
-/**
- * Take the OPEN off the stream if its bytes are buffered. Returns null if
- * more are needed. Throws PnetError BAD_FRAME / VERSION.
- */
-function readOpenStep(stream: Duplex, st: OpenReadState): OpenFrame | null {
-  if (st.bodyLength < 0) {
-    const h = stream.read(HEADER_LENGTH) as Buffer | null;
-    if (h === null) return null;
-    const len = frameLength(h, 0, h.length);
-    if (len === 0) throw new PnetError('VERSION', versionReason(h[1]!));
-    if (len < 0) throw new PnetError('BAD_FRAME', 'stream ended inside the OPEN header');
-    st.type = h[0]!;
-    st.bodyLength = len - HEADER_LENGTH;
-  }
-  const body = stream.read(st.bodyLength) as Buffer | null;
-  if (body === null) return null;
-  if (body.length < st.bodyLength) throw new PnetError('BAD_FRAME', 'stream ended inside the OPEN');
-  const f = decodeBody(st.type, body, 0, body.length);
-  if (f.type !== 'open') throw new PnetError('BAD_FRAME', `expected OPEN, got ${f.type.toUpperCase()}`);
-  return f;
-}
-
 /**
  * Acceptor-side guard for the end of the stream. While negotiating (which
  * may wait for an async authorise hook), an EOF from the peer is held back
@@ -337,49 +299,48 @@ class AcceptorSession {
   }
 }
 
-function readOpenAsync(session: AcceptorSession, st: OpenReadState, timeoutMs: number): Promise<OpenFrame> {
+/** What became of the OPEN: the machine's outcome, or the stream died (no answer possible). */
+type OpenResult = AcceptorOutcome | { readonly type: 'failed'; readonly error: PnetError };
+
+/**
+ * Move buffered bytes into the machine, exactly as many as it wants at a time, so the payload
+ * behind the OPEN stays in the stream's buffer. Null while more bytes are needed.
+ */
+function takeOpen(session: AcceptorSession, negotiation: AcceptorNegotiation): AcceptorOutcome | null {
+  for (;;) {
+    const want = negotiation.wanted;
+    const chunk = session.stream.read(want) as Buffer | null;
+    if (chunk === null) return session.eofHeld ? negotiation.end() : null;
+    const out = negotiation.push(chunk);
+    if (out !== null) return out;
+    if (chunk.length < want) return negotiation.end(); // read() gives a short chunk only at EOF
+  }
+}
+
+/** Take the OPEN now if it is buffered, else as its bytes arrive, within `timeoutMs`. */
+function receiveOpen(session: AcceptorSession, timeoutMs: number): Promise<OpenResult> {
+  const negotiation = new AcceptorNegotiation();
+  const now = takeOpen(session, negotiation);
+  if (now !== null) return Promise.resolve(now);
   const stream = session.stream;
-  return new Promise<OpenFrame>((resolve, reject) => {
-    const cleanup = (): void => {
+  return new Promise<OpenResult>((resolve) => {
+    const settle = (result: OpenResult): void => {
       clearTimeout(timer);
       session.onEof = undefined;
       stream.removeListener('readable', onReadable);
       stream.removeListener('end', onEnd);
       stream.removeListener('close', onClose);
       stream.removeListener('error', onError);
+      resolve(result);
     };
     const onReadable = (): void => {
-      let f: OpenFrame | null;
-      try {
-        f = readOpenStep(stream, st);
-      } catch (err) {
-        cleanup();
-        reject(err);
-        return;
-      }
-      if (f !== null) {
-        cleanup();
-        resolve(f);
-      } else if (session.eofHeld) {
-        onEnd();
-      }
+      const out = takeOpen(session, negotiation);
+      if (out !== null) settle(out);
     };
-    const onEnd = (): void => {
-      cleanup();
-      reject(new PnetError('BAD_FRAME', 'stream ended before a complete OPEN'));
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new PnetError('ERR_STREAM_RESET', 'stream closed before OPEN'));
-    };
-    const onError = (err: unknown): void => {
-      cleanup();
-      reject(toPnetError(err, 'stream error before OPEN'));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new PnetError('BAD_FRAME', `no complete OPEN within ${timeoutMs} ms`));
-    }, timeoutMs);
+    const onEnd = (): void => settle(negotiation.end());
+    const onClose = (): void => settle({ type: 'failed', error: new PnetError('ERR_STREAM_RESET', 'stream closed before OPEN') });
+    const onError = (err: unknown): void => settle({ type: 'failed', error: toPnetError(err, 'stream error before OPEN') });
+    const timer = setTimeout(() => settle(negotiation.timeout(timeoutMs)), timeoutMs);
     session.onEof = onReadable; // EOF held back: decide with what is buffered
     stream.on('readable', onReadable);
     stream.on('end', onEnd); // EOF that arrived before acceptChannel was called
@@ -414,21 +375,49 @@ function destroyQuietly(stream: Duplex): void {
   if (!stream.destroyed) stream.destroy();
 }
 
+/** A refusal to send: its code and reason, and the REJECT frame when one was made already. */
+interface Refusal {
+  readonly code: ChannelRejectCode;
+  readonly reason: string;
+  readonly reply?: Buffer;
+}
+
 /**
  * Send REJECT, half-close, discard whatever the peer sends (optimistic
  * payload, garbage) and destroy the stream when it closes or after `lingerMs`.
  * Draining instead of destroying at once lets the REJECT reach the peer.
  */
-function refuse(stream: Duplex, code: ChannelRejectCode, reason: string, lingerMs: number, info?: ChannelRequestInfo): AcceptResult {
+function refuse(stream: Duplex, refusal: Refusal, lingerMs: number, info?: ChannelRequestInfo): AcceptResult {
   if (!stream.destroyed) {
-    if (stream.writable) stream.end(encodeReject(code, reason));
+    if (stream.writable) stream.end(refusal.reply ?? encodeReject(refusal.code, refusal.reason));
     stream.resume();
     const t = setTimeout(destroyQuietly, lingerMs, stream);
     t.unref();
     stream.once('close', () => clearTimeout(t));
   }
-  const error = new PnetError(code, reason);
+  const error = new PnetError(refusal.code, refusal.reason);
   return info === undefined ? { accepted: false, error } : { accepted: false, error, info };
+}
+
+/** The acceptChannel options, checked, with their defaults. */
+interface AcceptSettings {
+  readonly maxPending: number;
+  readonly timeoutMs: number;
+  readonly lingerMs: number;
+  readonly onHandlerError: AcceptChannelOptions['onHandlerError'];
+}
+
+/** setTimeout's largest delay: a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function acceptSettings(options: AcceptChannelOptions): AcceptSettings {
+  const where = 'acceptChannel option';
+  return {
+    maxPending: numberOption(where, 'maxPending', options.maxPending, DEFAULT_MAX_PENDING, { integer: true }),
+    timeoutMs: numberOption(where, 'timeoutMs', options.timeoutMs, DEFAULT_OPEN_TIMEOUT_MS, { above: true, max: MAX_TIMER_MS }),
+    lingerMs: numberOption(where, 'lingerMs', options.lingerMs, DEFAULT_LINGER_MS, { max: MAX_TIMER_MS }),
+    onHandlerError: options.onHandlerError,
+  };
 }
 
 /**
@@ -445,101 +434,89 @@ export async function acceptChannel(
 ): Promise<AcceptResult> {
   checkByteStream(stream);
   if (!(registry instanceof ChannelRegistry)) throw new PnetError('ERR_BAD_OPTION', 'registry must be a ChannelRegistry');
-  const lingerMs = options.lingerMs ?? DEFAULT_LINGER_MS;
-  const maxPending = options.maxPending ?? DEFAULT_MAX_PENDING;
+  const settings = acceptSettings(options);
 
   stream.on('error', noop); // a remote reset must never crash the process
   if (stream.destroyed) {
     return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream already destroyed') };
   }
-  if (registry[kPending] >= maxPending) {
-    return refuse(stream, 'OVERLOADED', 'too many pending channel negotiations', lingerMs);
+  if (registry[kPending] >= settings.maxPending) {
+    return refuse(stream, { code: 'OVERLOADED', reason: 'too many pending channel negotiations' }, settings.lingerMs);
   }
   registry[kPending]++;
   const session = new AcceptorSession(stream);
   try {
-    return await negotiate(session, registry, remoteNodeId, options, lingerMs);
+    return await negotiate(session, registry, remoteNodeId, settings);
   } finally {
     registry[kPending]--;
     session.release();
   }
 }
 
-async function negotiate(
-  session: AcceptorSession,
-  registry: ChannelRegistry,
-  remoteNodeId: NodeId,
-  options: AcceptChannelOptions,
-  lingerMs: number,
-): Promise<AcceptResult> {
+/** The steps after the checks: OPEN, channel, authorise, then ACCEPT and the handler. */
+async function negotiate(session: AcceptorSession, registry: ChannelRegistry, remoteNodeId: NodeId, settings: AcceptSettings): Promise<AcceptResult> {
   const stream = session.stream;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS;
   const started = Date.now();
-
-  // 1. OPEN
-  let open: OpenFrame;
-  try {
-    const st: OpenReadState = { type: 0, bodyLength: -1 };
-    let f = readOpenStep(stream, st);
-    if (f === null && session.eofHeld) throw new PnetError('BAD_FRAME', 'stream ended before a complete OPEN');
-    f ??= await readOpenAsync(session, st, timeoutMs);
-    open = f;
-  } catch (err) {
-    const e = err as PnetError;
-    if (e.code === 'BAD_FRAME' || e.code === 'VERSION') return refuse(stream, e.code, e.message, lingerMs);
+  const opened = await receiveOpen(session, settings.timeoutMs);
+  if (opened.type === 'reject') return refuse(stream, opened, settings.lingerMs);
+  if (opened.type === 'failed') {
     destroyQuietly(stream);
-    return { accepted: false, error: e };
+    return { accepted: false, error: opened.error };
   }
-
-  // 2. channel
-  const reg = registry[kLookup](open.channel);
+  const open = opened.frame;
   const info: ChannelRequestInfo =
     open.credentials === undefined
       ? { channel: open.channel, remoteNodeId, metadata: open.metadata }
       : { channel: open.channel, remoteNodeId, metadata: open.metadata, credentials: open.credentials };
+  const reg = registry[kLookup](open.channel);
   if (reg === undefined) {
-    return refuse(stream, 'UNKNOWN_CHANNEL', `unknown channel "${open.channel}"`, lingerMs, info);
+    return refuse(stream, { code: 'UNKNOWN_CHANNEL', reason: `unknown channel "${open.channel}"` }, settings.lingerMs, info);
   }
-
-  // 3. authorise
-  let acceptFrame = reg.acceptFrame;
-  if (reg.authorise !== undefined) {
-    let verdict: unknown;
-    try {
-      verdict = reg.authorise(info);
-      if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, timeoutMs - (Date.now() - started)));
-    } catch (err) {
-      if (err instanceof DeadlineError) return refuse(stream, 'OVERLOADED', 'authorisation timed out', lingerMs, info);
-      if (err instanceof PnetError && isChannelRejectCode(err.code)) {
-        return refuse(stream, err.code, err.message, lingerMs, info);
-      }
-      return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
-    }
-    if (verdict !== true) {
-      if (verdict === null || typeof verdict !== 'object') return refuse(stream, 'UNAUTHORIZED', 'not authorised', lingerMs, info);
-      const extra = (verdict as { metadata?: Record<string, string> }).metadata;
-      if (extra !== undefined && extra !== null) {
-        try {
-          acceptFrame = encodeAccept(reg.metadata === EMPTY_METADATA ? extra : { ...reg.metadata, ...extra });
-        } catch {
-          return refuse(stream, 'UNAUTHORIZED', 'not authorised (invalid ACCEPT metadata)', lingerMs, info);
-        }
-      }
-    }
-  }
+  const verdict = await authorise(reg, info, settings.timeoutMs - (Date.now() - started));
+  if (!Buffer.isBuffer(verdict)) return refuse(stream, verdict, settings.lingerMs, info);
   if (stream.destroyed || !stream.writable) {
     return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info };
   }
+  return handOff(session, reg, info, verdict, settings);
+}
 
-  // 4. ACCEPT + handler. Cork so ACCEPT and a reply written synchronously by
-  // the handler leave in one write(v); release a held EOF only after the
-  // handler had the chance to attach its listeners.
-  const cs = new AcceptorChannel(stream, open.channel, open.metadata);
+const NOT_AUTHORISED: Refusal = { code: 'UNAUTHORIZED', reason: 'not authorised' };
+
+/** Runs the channel's authorise hook within `budgetMs`: the ACCEPT frame to send, or a refusal. */
+async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budgetMs: number): Promise<Buffer | Refusal> {
+  if (reg.authorise === undefined) return reg.acceptFrame;
+  let verdict: unknown;
+  try {
+    verdict = reg.authorise(info);
+    if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, budgetMs));
+  } catch (err) {
+    if (err instanceof DeadlineError) return { code: 'OVERLOADED', reason: 'authorisation timed out' };
+    if (err instanceof PnetError && isChannelRejectCode(err.code)) return { code: err.code, reason: err.message };
+    return NOT_AUTHORISED;
+  }
+  if (verdict === true) return reg.acceptFrame;
+  if (verdict === null || typeof verdict !== 'object') return NOT_AUTHORISED;
+  const extra = (verdict as { metadata?: Record<string, string> }).metadata;
+  if (extra === undefined || extra === null) return reg.acceptFrame;
+  try {
+    return encodeAccept(reg.metadata === EMPTY_METADATA ? extra : { ...reg.metadata, ...extra });
+  } catch {
+    return { code: 'UNAUTHORIZED', reason: 'not authorised (invalid ACCEPT metadata)' };
+  }
+}
+
+/**
+ * ACCEPT, then the handler. Cork so ACCEPT and a reply written synchronously by the handler leave
+ * in one write(v); release a held EOF only after the handler had the chance to attach listeners.
+ */
+function handOff(session: AcceptorSession, reg: RegistrationRecord, info: ChannelRequestInfo, acceptFrame: Buffer, settings: AcceptSettings): AcceptResult {
+  const stream = session.stream;
+  const cs = new AcceptorChannel(stream, info.channel, info.metadata);
   stream.cork();
   stream.write(acceptFrame);
   const onHandlerError = (err: unknown): void => {
     try {
-      options.onHandlerError?.(err, info);
+      settings.onHandlerError?.(err, info);
     } finally {
       stream.uncork(); // let the ACCEPT out first: the opener sees ACCEPT, then the reset
       destroyQuietly(stream);
