@@ -85,6 +85,11 @@ export interface TransportEvents {
 export interface Transport extends EventEmitter<TransportEvents> {
   readonly kind: TransportKind;
   readonly address: SocketAddress;
+  /** Connections this transport holds (kept or draining). */
+  readonly connectionCount: number;
+  /** A dial's handshake deadline when the dial gives none. */
+  readonly handshakeTimeoutMs: number;
   dial(address: SocketAddress, options?: DialOptions): Promise<Connection>;
-  close(): Promise<void>;
+  /** Drains open streams (bounded by timeoutMs), closes every connection and the socket. */
+  close(options?: { timeoutMs?: number }): Promise<void>;
 }

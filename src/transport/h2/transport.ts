@@ -144,6 +144,10 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     return this.connections.size;
   }
 
+  get handshakeTimeoutMs(): number {
+    return this.options.handshakeTimeoutMs;
+  }
+
   private own(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));

@@ -151,6 +151,10 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return this.connections.size;
   }
 
+  get handshakeTimeoutMs(): number {
+    return this.options.handshakeTimeoutMs;
+  }
+
   async dial(address: SocketAddress, options: DialOptions = {}): Promise<QuicConnection> {
     if (this.closing) throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
     const family = isIP(address.host);
