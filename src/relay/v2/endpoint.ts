@@ -1,0 +1,395 @@
+import { PnetError } from '../../errors.js';
+import type { NodeId } from '../../identity/index.js';
+import { numberOption } from '../../options.js';
+import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../../routing/index.js';
+import type { SocketAddress } from '../../transport/index.js';
+import { KeyTable } from './key-table.js';
+import {
+  DEFAULT_HOP_LIMIT,
+  DST_OFFSET,
+  ERROR_CODES,
+  ERROR_CODE_OFFSET,
+  ERROR_DST_OFFSET,
+  ERROR_QUOTE_OFFSET,
+  HEADER_BYTES,
+  HOP_LIMIT_OFFSET,
+  INNER_DATAGRAM_SIZE,
+  KIND_DATA,
+  MAX_INNER_DATAGRAM_SIZE,
+  MAX_RELAYED_BYTES,
+  MIN_INNER_DATAGRAM_SIZE,
+  SRC_OFFSET,
+  headerProblem,
+  sameKey,
+} from './header.js';
+
+/**
+ * What a QUIC machine's driver sends through to reach a far node: the relayed counterpart of a
+ * UDP socket plus a peer address. One per far node; any number of QUIC connections may share it
+ * (the QUIC host tells them apart by connection id, as on a UDP socket).
+ */
+export interface DatagramPath {
+  /** The far node (the key datagrams are addressed to; the end-to-end TLS must prove it). */
+  readonly remoteNodeId: NodeId;
+  /** A stable stand-in for quiche's peer address (RecvInfo/SendInfo): never a socket address. */
+  readonly address: SocketAddress;
+  /** Largest packet `send` takes: the inner QUIC connection's maxDatagramSize (1244 by default). */
+  readonly maxDatagramSize: number;
+  /** Sends one QUIC packet to the far node via the current next hop; false when dropped here. */
+  send(packet: Uint8Array): boolean;
+}
+
+export interface EndpointOptions {
+  /** Relayed flows (far nodes with a path) at once (default 1,024). */
+  maxFlows?: number;
+  /** Flows opened by a far node whose QUIC handshake has not been confirmed yet (default 64). */
+  maxPendingFlows?: number;
+  /** A flow with no datagram either way for this long is evicted (default 30 s; keep-alives keep a live one). */
+  idleTimeoutMs?: number;
+  /** An inbound flow not confirmed within this long is evicted (default 10 s). */
+  pendingTimeoutMs?: number;
+  /** Hop limit put on every datagram sent (default 16). */
+  hopLimit?: number;
+  /** Largest inner QUIC packet (default 1244: fits a 1350-byte link; raise only if every link is larger). */
+  innerDatagramSize?: number;
+}
+
+/** What the endpoint needs from the node: its key, its routes, its links. */
+export interface EndpointHost<N> {
+  readonly selfKey: Uint8Array;
+  nextHop(bytes: Uint8Array, offset: number): N | undefined;
+  room(neighbour: N): number;
+  /** Sends a relayed datagram on the link to `neighbour` now; the buffer is reused once this returns. */
+  sendTo(neighbour: N, datagram: Uint8Array): boolean;
+}
+
+export type EndpointDropReason = 'malformed' | 'unknownFlow' | 'flowLimit' | 'staleError';
+
+/** What a datagram delivered to this node means for its flows. */
+export type EndpointEvent =
+  /** An inner QUIC packet for the host behind `flow` (`created`: a far node's first Initial made the flow). */
+  | { readonly kind: 'packet'; readonly flow: RelayFlow; readonly packet: Buffer; readonly created: boolean }
+  /** A hop reported that `flow`'s datagrams cannot get through (the quote matched a packet we sent). */
+  | { readonly kind: 'error'; readonly flow: RelayFlow; readonly error: PnetError }
+  | { readonly kind: 'drop'; readonly reason: EndpointDropReason };
+
+export interface EndpointStats extends Record<EndpointDropReason, number> {
+  sent: number;
+  sentBytes: number;
+  received: number;
+  receivedBytes: number;
+  /** Packets `send` refused: no route, link too small, too large, flow closed. */
+  sendNoRoute: number;
+  sendTooBig: number;
+  sendFailed: number;
+  errorsReported: number;
+  evicted: number;
+}
+
+type Resolved = Required<EndpointOptions>;
+
+function resolveOptions(options: EndpointOptions): Resolved {
+  const where = 'relay endpoint option';
+  const maxFlows = numberOption(where, 'maxFlows', options.maxFlows, 1024, { min: 1, integer: true });
+  return {
+    maxFlows,
+    maxPendingFlows: numberOption(where, 'maxPendingFlows', options.maxPendingFlows, 64, { min: 1, max: maxFlows, integer: true }),
+    idleTimeoutMs: numberOption(where, 'idleTimeoutMs', options.idleTimeoutMs, 30_000, { min: 0, above: true }),
+    pendingTimeoutMs: numberOption(where, 'pendingTimeoutMs', options.pendingTimeoutMs, 10_000, { min: 0, above: true }),
+    hopLimit: numberOption(where, 'hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, { min: 1, max: 255, integer: true }),
+    innerDatagramSize: numberOption(where, 'innerDatagramSize', options.innerDatagramSize, INNER_DATAGRAM_SIZE, {
+      min: MIN_INNER_DATAGRAM_SIZE,
+      max: MAX_INNER_DATAGRAM_SIZE,
+      integer: true,
+    }),
+  };
+}
+
+/** Longest connection id QUIC v1 allows (RFC 9000 section 17.2). */
+const MAX_CID = 20;
+/** The connection ids pnet issues; a short header carries exactly this many (it has no length byte). */
+const PNET_CID = 16;
+
+/**
+ * The destination connection id of a QUIC packet at `bytes[offset..end]` copied into
+ * `out[at..at+20]`: its length, or -1 if it cannot be read.
+ */
+function copyDcid(bytes: Uint8Array, offset: number, end: number, out: Uint8Array, at: number): number {
+  if (offset >= end) return -1;
+  let start = offset + 1;
+  let length = PNET_CID;
+  if ((bytes[offset]! & 0x80) !== 0) {
+    if (offset + 6 > end) return -1;
+    length = bytes[offset + 5]!;
+    start = offset + 6;
+    if (length > MAX_CID) return -1;
+  }
+  if (start + length > end) return -1;
+  out.set(bytes.subarray(start, start + length), at);
+  return length;
+}
+
+/**
+ * The path to one far node, from this end. Remembers the last two destination connection ids it
+ * sent (a client switches from its random initial id to the server's during the handshake), so an
+ * error report is believed only when it quotes one of them: an off-path node cannot guess them.
+ */
+export class RelayFlow implements DatagramPath {
+  readonly remoteNodeId: NodeId;
+  readonly address: SocketAddress;
+  readonly maxDatagramSize: number;
+  /** The far node's 32 key bytes. */
+  readonly key: Buffer;
+  /** Opened by the far node and not yet confirmed (its handshake may be a spoof). */
+  pending: boolean;
+  closed = false;
+  /** When a datagram last came in (the endpoint's clock), or when a sweep saw one go out. */
+  lastActivity: number;
+  /** Sent since the last sweep (so send() needs no clock). */
+  sentSinceSweep = false;
+  readonly createdAt: number;
+  private readonly endpoint: RelayEndpoint<unknown>;
+  private readonly dcids = Buffer.alloc(2 * MAX_CID);
+  private readonly dcidLengths = [-1, -1];
+  private readonly scratch = Buffer.alloc(MAX_CID);
+
+  constructor(endpoint: RelayEndpoint<unknown>, key: Uint8Array, pending: boolean, now: number, maxDatagramSize: number) {
+    this.endpoint = endpoint;
+    this.key = Buffer.from(key.subarray(0, KEY_BYTES));
+    this.remoteNodeId = nodeIdAt(this.key, 0);
+    this.address = pathAddress(this.key);
+    this.maxDatagramSize = maxDatagramSize;
+    this.pending = pending;
+    this.lastActivity = now;
+    this.createdAt = now;
+  }
+
+  send(packet: Uint8Array): boolean {
+    return this.endpoint.transmit(this, packet);
+  }
+
+  /** Records the packet's destination connection id if it is new. */
+  noteSent(packet: Uint8Array): void {
+    this.sentSinceSweep = true;
+    const length = copyDcid(packet, 0, packet.length, this.scratch, 0);
+    if (length < 0 || this.matches(this.scratch, length)) return;
+    this.dcids.copy(this.dcids, MAX_CID, 0, MAX_CID);
+    this.dcidLengths[1] = this.dcidLengths[0]!;
+    this.scratch.copy(this.dcids, 0, 0, length);
+    this.dcidLengths[0] = length;
+  }
+
+  /** Does the quoted packet start (an error report's quote) carry a connection id we sent? */
+  quotes(quote: Uint8Array, offset: number, end: number): boolean {
+    const length = copyDcid(quote, offset, end, this.scratch, 0);
+    return length >= 0 && this.matches(this.scratch, length);
+  }
+
+  private matches(dcid: Uint8Array, length: number): boolean {
+    for (let slot = 0; slot < 2; slot++) {
+      if (this.dcidLengths[slot] !== length) continue;
+      if (this.dcids.compare(dcid, 0, length, slot * MAX_CID, slot * MAX_CID + length) === 0) return true;
+    }
+    return false;
+  }
+}
+
+/**
+ * A stable stand-in address for the path to a far node, for quiche's RecvInfo/SendInfo: inside
+ * 100::/64, the IPv6 discard prefix (RFC 6666), so it can never reach a socket by mistake.
+ */
+export function pathAddress(key: Uint8Array): SocketAddress {
+  const hex = Buffer.from(key.subarray(0, 10)).toString('hex');
+  const groups = [0, 4, 8, 12].map((i) => hex.slice(i, i + 4).replace(/^0+(?=.)/, ''));
+  return { host: `100::${groups.join(':')}`, port: ((key[8]! << 8) | key[9]!) || 1 };
+}
+
+/**
+ * Both ends of relay v2, sans-IO: maps far node keys to flows (a DatagramPath each), wraps what
+ * a flow sends in the relay header for the current next hop, and hands what the forwarder
+ * delivered to the right flow. Bounded: maxFlows flows, of which at most maxPendingFlows were
+ * opened by far nodes and not yet confirmed; idle flows are evicted by handleTimeout.
+ */
+export class RelayEndpoint<N> {
+  readonly stats: EndpointStats = {
+    sent: 0,
+    sentBytes: 0,
+    received: 0,
+    receivedBytes: 0,
+    sendNoRoute: 0,
+    sendTooBig: 0,
+    sendFailed: 0,
+    malformed: 0,
+    unknownFlow: 0,
+    flowLimit: 0,
+    staleError: 0,
+    errorsReported: 0,
+    evicted: 0,
+  };
+  readonly options: Resolved;
+  private readonly host: EndpointHost<N>;
+  private readonly flows = new KeyTable<RelayFlow>();
+  private pendingCount = 0;
+  /** The datagram being sent: header fields rewritten per packet, our own key written once. */
+  private readonly out = Buffer.alloc(MAX_RELAYED_BYTES);
+  private nextSweep: number;
+
+  constructor(host: EndpointHost<N>, options: EndpointOptions = {}, now = 0) {
+    if (host.selfKey.length !== KEY_BYTES) throw new RangeError('selfKey must be 32 bytes');
+    this.host = host;
+    this.options = resolveOptions(options);
+    this.out.set(host.selfKey, SRC_OFFSET);
+    this.nextSweep = now + this.sweepInterval();
+  }
+
+  get flowCount(): number {
+    return this.flows.size;
+  }
+
+  /** The flow to `far`, if any. */
+  flow(far: NodeId): RelayFlow | undefined {
+    return this.flows.get(keyBytesOf(far), 0);
+  }
+
+  /**
+   * The path to `far` for a connection this node opens. Fails before anything is sent when the
+   * opener's own routes say it cannot work: UNREACHABLE (no route), HOP_LIMIT (`routeHops`, the
+   * route's length if known, over the hop limit), ERR_CONNECTION_LIMIT (maxFlows).
+   */
+  open(far: NodeId, now: number, routeHops?: number): RelayFlow {
+    const key = keyBytesOf(far);
+    if (sameKey(key, 0, this.host.selfKey, 0)) throw new PnetError('UNREACHABLE', 'a relayed path to this node itself');
+    if (this.host.nextHop(key, 0) === undefined) throw new PnetError('UNREACHABLE', `no route to ${far}`);
+    if (routeHops !== undefined && routeHops > this.options.hopLimit) {
+      throw new PnetError('HOP_LIMIT', `${far} is ${routeHops} hops away, over the hop limit of ${this.options.hopLimit}`);
+    }
+    const existing = this.flows.get(key, 0);
+    if (existing !== undefined) {
+      this.confirm(existing);
+      return existing;
+    }
+    if (this.flows.size >= this.options.maxFlows) throw new PnetError('ERR_CONNECTION_LIMIT', `relayed flow limit (${this.options.maxFlows}) reached`);
+    const flow = new RelayFlow(this as RelayEndpoint<unknown>, key, false, now, this.options.innerDatagramSize);
+    this.flows.set(key, flow);
+    return flow;
+  }
+
+  /** The far node's handshake finished and its certificate proved `flow.remoteNodeId`: no longer pending. */
+  confirm(flow: RelayFlow): void {
+    if (!flow.pending || flow.closed) return;
+    flow.pending = false;
+    this.pendingCount--;
+  }
+
+  /** Forgets a flow (its connections are gone). */
+  close(flow: RelayFlow): void {
+    if (flow.closed) return;
+    flow.closed = true;
+    if (flow.pending) this.pendingCount--;
+    if (this.flows.get(flow.key, 0) === flow) this.flows.delete(flow.key);
+  }
+
+  /** Called by RelayFlow.send: header, next hop, room, out. */
+  transmit(flow: RelayFlow, packet: Uint8Array): boolean {
+    const stats = this.stats;
+    const length = packet.length;
+    if (flow.closed || length === 0 || length > flow.maxDatagramSize) {
+      stats.sendFailed++;
+      return false;
+    }
+    const next = this.host.nextHop(flow.key, 0);
+    if (next === undefined) {
+      stats.sendNoRoute++;
+      return false;
+    }
+    const total = HEADER_BYTES + length;
+    if (total > this.host.room(next)) {
+      stats.sendTooBig++;
+      return false;
+    }
+    const out = this.out;
+    out[0] = KIND_DATA;
+    out[HOP_LIMIT_OFFSET] = this.options.hopLimit;
+    flow.key.copy(out, DST_OFFSET);
+    out.set(packet, HEADER_BYTES);
+    flow.noteSent(packet);
+    stats.sent++;
+    stats.sentBytes += total;
+    return this.host.sendTo(next, out.subarray(0, total));
+  }
+
+  /** A datagram the forwarder delivered here (destination = this node). */
+  receive(datagram: Uint8Array, now: number): EndpointEvent {
+    this.stats.received++;
+    this.stats.receivedBytes += datagram.length;
+    if (headerProblem(datagram) !== undefined || !sameKey(datagram, DST_OFFSET, this.host.selfKey, 0)) return this.drop('malformed');
+    if (datagram[0] !== KIND_DATA) return this.receiveError(datagram);
+    let flow = this.flows.get(datagram, SRC_OFFSET);
+    let created = false;
+    if (flow === undefined) {
+      const refused = this.refuseNewFlow(datagram);
+      if (refused !== undefined) return this.drop(refused);
+      flow = new RelayFlow(this as RelayEndpoint<unknown>, datagram.subarray(SRC_OFFSET, SRC_OFFSET + KEY_BYTES), true, now, this.options.innerDatagramSize);
+      this.flows.set(flow.key, flow);
+      this.pendingCount++;
+      created = true;
+    }
+    flow.lastActivity = now;
+    const packet = Buffer.from(datagram.buffer, datagram.byteOffset + HEADER_BYTES, datagram.byteLength - HEADER_BYTES);
+    return { kind: 'packet', flow, packet, created };
+  }
+
+  /** Evicts idle flows and unconfirmed ones past pendingTimeoutMs; returns them (their connections should close). */
+  handleTimeout(now: number): RelayFlow[] {
+    if (now < this.nextSweep) return [];
+    this.nextSweep = now + this.sweepInterval();
+    const { idleTimeoutMs, pendingTimeoutMs } = this.options;
+    const evicted: RelayFlow[] = [];
+    for (const [, flow] of this.flows.entries()) {
+      if (flow.sentSinceSweep) {
+        flow.sentSinceSweep = false;
+        flow.lastActivity = Math.max(flow.lastActivity, now);
+      }
+      if (now - flow.lastActivity >= idleTimeoutMs || (flow.pending && now - flow.createdAt >= pendingTimeoutMs)) evicted.push(flow);
+    }
+    for (const flow of evicted) this.close(flow);
+    this.stats.evicted += evicted.length;
+    return evicted;
+  }
+
+  /** When handleTimeout next has work (absolute, the caller's clock). */
+  pollTimeout(): number {
+    return this.nextSweep;
+  }
+
+  private sweepInterval(): number {
+    return Math.max(1, Math.min(this.options.idleTimeoutMs, this.options.pendingTimeoutMs) / 4);
+  }
+
+  /** Why a datagram from an unknown far node may not open a flow, or undefined if it may. */
+  private refuseNewFlow(datagram: Uint8Array): EndpointDropReason | undefined {
+    // Only a QUIC v1 Initial (long header, type 0) of full size opens a flow: stray packets of a
+    // forgotten connection must not make new ones.
+    const first = datagram[HEADER_BYTES]!;
+    if ((first & 0xf0) !== 0xc0 || datagram.length - HEADER_BYTES < MIN_INNER_DATAGRAM_SIZE) return 'unknownFlow';
+    if (this.flows.size >= this.options.maxFlows || this.pendingCount >= this.options.maxPendingFlows) return 'flowLimit';
+    return undefined;
+  }
+
+  private receiveError(datagram: Uint8Array): EndpointEvent {
+    const code = ERROR_CODES[datagram[ERROR_CODE_OFFSET]! - 1];
+    if (code === undefined) return this.drop('malformed');
+    const flow = this.flows.get(datagram, ERROR_DST_OFFSET);
+    if (flow === undefined) return this.drop('unknownFlow');
+    if (!flow.quotes(datagram, ERROR_QUOTE_OFFSET, datagram.length)) return this.drop('staleError');
+    this.stats.errorsReported++;
+    const reporter = nodeIdAt(Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength), SRC_OFFSET);
+    const what = code === 'UNREACHABLE' ? 'has no route to' : code === 'HOP_LIMIT' ? 'ran out of hops towards' : 'refuses to relay to';
+    return { kind: 'error', flow, error: new PnetError(code, `relay hop ${reporter} ${what} ${flow.remoteNodeId}`) };
+  }
+
+  private drop(reason: EndpointDropReason): EndpointEvent {
+    this.stats[reason]++;
+    return { kind: 'drop', reason };
+  }
+}
