@@ -6,7 +6,7 @@
 import { access } from 'node:fs/promises';
 import { PnetError, createNode, loadOrCreateIdentity, parseAddress } from '../index.js';
 import type { NodeId, PnetNode } from '../index.js';
-import type { ErrorReply } from './ops.js';
+import type { ErrorReply } from './ops/wire.js';
 
 export interface OperatorOptions {
   /** The daemon's address, "host:port". */

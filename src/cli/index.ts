@@ -2,12 +2,15 @@
  * The `pnet` CLI and the ops service its daemon serves. This file is the folder's only door;
  * everything here is built on pnet's public API (src/index.ts) alone.
  */
-export { runCli, parseTargets, classify, summarise, EXIT } from './program.js';
-export type { CliIO, ExitCode, ExecOutcome, ExecSummary } from './program.js';
+export { runCli } from './program.js';
+export { EXIT } from './commands/common.js';
+export type { CliIO, ExitCode } from './commands/common.js';
+export { parseTargets } from './commands/exec.js';
+export { classify, summarise } from './exec-outcome.js';
+export type { ExecOutcome, ExecSummary } from './exec-outcome.js';
 export { serveOps, OPS_CHANNELS } from './ops.js';
+export type { OpsService, OpsLogger } from './ops.js';
 export type {
-  OpsService,
-  OpsLogger,
   ErrorReply,
   InfoReply,
   PeerReply,
@@ -21,7 +24,7 @@ export type {
   TraceHop,
   ExecRequest,
   ExecReply,
-} from './ops.js';
+} from './ops/wire.js';
 export { validateConfig, validateOpsConfig, validateCommands, loadConfig, commandFromFlag, DEFAULT_PORT } from './config.js';
 export type { DaemonConfig, DaemonConfigFile, OpsConfig, CommandConfig, CommandSpec } from './config.js';
 export { runCommand } from './exec.js';

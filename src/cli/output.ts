@@ -1,7 +1,7 @@
 /** Rendering for humans: tables, Graphviz DOT, the exec progress bar and summary. */
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
-import type { TopologyReply } from './ops.js';
+import type { TopologyReply } from './ops/wire.js';
 
 /** Where output goes (process.stdout / stderr, or a test's collectors). */
 export interface Out {

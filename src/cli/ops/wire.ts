@@ -1,0 +1,118 @@
+/**
+ * The ops protocol: the channel names and the JSON shapes of requests and replies. A refusal is
+ * `{ "error": { "code", "message" } }` so its code survives both direct requests and fan-outs.
+ */
+import type { NodeId } from '../../index.js';
+import type { ExecResult } from '../exec.js';
+
+export const OPS_CHANNELS = {
+  info: 'ops/info',
+  peers: 'ops/peers',
+  routes: 'ops/routes',
+  topology: 'ops/topology',
+  ping: 'ops/ping',
+  trace: 'ops/trace',
+  exec: 'ops/exec',
+  /** Served to operators and to every node of the map: the target end of ping and trace. */
+  echo: 'ops/echo',
+} as const;
+
+export interface ErrorReply {
+  readonly error: { readonly code: string; readonly message: string };
+}
+
+export interface InfoReply {
+  readonly nodeId: NodeId;
+  readonly address: string;
+  readonly version: string;
+  readonly uptimeMs: number;
+  readonly peers: number;
+  /** Nodes of the map this node routes to, itself included. */
+  readonly nodes: number;
+  readonly commands: string[];
+  readonly allowShell: boolean;
+}
+
+export interface PeerReply {
+  readonly nodeId: NodeId;
+  readonly address: string;
+  readonly transport: string;
+  readonly direction: 'inbound' | 'outbound';
+  readonly rttMs: number;
+  readonly streams: number;
+}
+
+export interface RouteReply {
+  readonly nodeId: NodeId;
+  readonly nextHop: NodeId;
+  readonly cost: number;
+  readonly hops: number;
+}
+
+export interface TopologyReply {
+  /** The node that answered. */
+  readonly self: NodeId;
+  readonly nodes: NodeId[];
+  /** Links both ends announce (the ones routes use), once per direction. */
+  readonly links: Array<{ readonly from: NodeId; readonly to: NodeId; readonly cost: number }>;
+}
+
+export interface PingRequest {
+  readonly target: string;
+  /** Tries (1..100, default 3). */
+  readonly count?: number;
+  /** Pause between tries (0..10000 ms, default 200). */
+  readonly intervalMs?: number;
+  /** Per try, and for opening the echo stream (1..60000 ms, default 2000). */
+  readonly timeoutMs?: number;
+}
+
+export interface PingTry {
+  readonly seq: number;
+  /** Round trip in ms; absent when the try failed. */
+  readonly ms?: number;
+  readonly error?: { readonly code: string; readonly message: string };
+}
+
+export interface PingReply {
+  readonly from: NodeId;
+  readonly target: NodeId;
+  /** Opening the echo stream (a relayed stream includes its end-to-end TLS handshake). */
+  readonly setupMs?: number;
+  readonly tries: PingTry[];
+}
+
+export interface TraceRequest {
+  readonly target: string;
+  /** Tries per hop (1..10, default 1). */
+  readonly count?: number;
+  readonly timeoutMs?: number;
+}
+
+export interface TraceHop {
+  /** 0 is the answering node itself. */
+  readonly hop: number;
+  readonly nodeId: NodeId;
+  /** Route cost from the answering node. */
+  readonly cost: number;
+  /** Best round trip to this hop over the path; absent when no try succeeded. */
+  readonly ms?: number;
+  readonly tries: PingTry[];
+}
+
+export interface TraceReply {
+  readonly from: NodeId;
+  readonly target: NodeId;
+  readonly hops: TraceHop[];
+}
+
+export interface ExecRequest {
+  /** The allow-list name of the command. */
+  readonly command: string;
+  /** Appended to its argv (or $1.. of its script); only for commands with allowArgs. */
+  readonly args?: readonly string[];
+  /** Lower the host's limit for this run (the host's configured limit is the ceiling). */
+  readonly timeoutMs?: number;
+}
+
+export type ExecReply = ExecResult;
