@@ -7,7 +7,7 @@
 //
 //   node bench/convergence-sim.mjs [--nodes=100] [--runs=3] [--json=PATH]
 import { writeFileSync } from 'node:fs';
-import { RoutingSimulation } from '../dist/routing/index.js';
+import { RoutingSimulation } from '../dist/routing/testing.js';
 
 const arg = (name, dflt) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt);
 const N = arg('nodes', 100);

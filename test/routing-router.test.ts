@@ -5,7 +5,6 @@ import { readFileSync } from 'node:fs';
 import { Identity, nodeIdToBytes, verifySignature, type NodeId } from '../src/identity/index.js';
 import {
   Router,
-  RoutingSimulation,
   TablePathComputer,
   decodeMessage,
   decodeRecord,
@@ -13,8 +12,6 @@ import {
   encodeRecord,
   packMessages,
   recordBytes,
-  seededSigner,
-  simulationSigner,
   verifyRecord,
   idOrderKey,
   MAX_COST,
@@ -26,6 +23,7 @@ import {
   type RouterAction,
   type RouterOptions,
 } from '../src/routing/router/index.js';
+import { RoutingSimulation, seededSigner, simulationSigner } from '../src/routing/testing.js';
 
 // A pool of cheap deterministic signers shared by the tests.
 const SIGNERS: RecordSigner[] = Array.from({ length: 40 }, (_, i) => seededSigner(4242, i));

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { NodeId } from '../src/identity/index.js';
-import { RoutingSimulation, randomConnectedGraph } from '../src/routing/router/index.js';
+import { RoutingSimulation, randomConnectedGraph } from '../src/routing/testing.js';
 
 const ms = (since: number): string => `${Math.round(performance.now() - since)} ms`;
 

@@ -188,11 +188,6 @@ export function encodeRecord(fields: RecordFields, sign: (data: Uint8Array) => U
   return buf;
 }
 
-/** Origin id and sequence number of a record, read without decoding the rest. Call only on >= MIN_RECORD_BYTES bytes. */
-export function peekRecord(buf: Buffer): { origin: NodeId; seq: bigint } {
-  return { origin: nodeIdAt(buf, 6), seq: buf.readBigUInt64BE(38) };
-}
-
 /**
  * Parses a record (structure and bounds only: the signature is NOT checked
  * here, see verifyRecord). The returned record keeps a view of `bytes`.

@@ -46,15 +46,3 @@ export {
   type VerifyFn,
 } from './codec.js';
 export { SharedRecordCache, type RecordCache } from './record-cache.js';
-export {
-  RoutingSimulation,
-  seededRandom,
-  seededSigner,
-  simulationSigner,
-  randomConnectedGraph,
-  type SimulationOptions,
-  type SimLinkOptions,
-  type SimulationCounters,
-  type RouteCheck,
-  type RouteMismatch,
-} from './simulation.js';

@@ -11,6 +11,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { PnetError } from '../../errors.js';
+import { numberOption } from '../../options.js';
 import { verifySignature, type NodeId } from '../../identity/index.js';
 import {
   asBuffer,
@@ -234,12 +235,14 @@ class ExpiryHeap {
   }
 }
 
+/** A numeric router option (ERR_BAD_OPTION naming it when out of range). */
 function option(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const v = value ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) {
-    throw new PnetError('ERR_BAD_OPTION', `router option ${name} must be a number in ${min}..${max}, got ${String(value)}`);
-  }
-  return v;
+  return numberOption('router option', name, value, fallback, { min, max });
+}
+
+/** A numeric router option that must be greater than 0. */
+function positive(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  return numberOption('router option', name, value, fallback, { min: 0, above: true, max });
 }
 
 function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | null): boolean {
@@ -356,9 +359,9 @@ export class Router {
     this.#maxRecords = option('maxRecords', options.maxRecords, 100_000, 1);
     this.#maxRecordLifetimeMs = option('maxRecordLifetimeMs', options.maxRecordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
     const cost = options.cost ?? {};
-    this.#costUnit = option('cost.unitMs', cost.unitMs, 1, Number.MIN_VALUE);
+    this.#costUnit = positive('cost.unitMs', cost.unitMs, 1);
     this.#costBase = option('cost.base', cost.base, 1, 0, MAX_COST);
-    this.#smoothing = option('cost.smoothing', cost.smoothing, 0.125, Number.MIN_VALUE, 1);
+    this.#smoothing = positive('cost.smoothing', cost.smoothing, 0.125, 1);
     this.#hystMin = option('cost.hysteresisMin', cost.hysteresisMin, 2, 0);
     this.#hystRatio = option('cost.hysteresisRatio', cost.hysteresisRatio, 0.2, 0);
     this.#defaultRtt = option('cost.defaultRttMs', cost.defaultRttMs, 100, 0);

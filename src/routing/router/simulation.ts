@@ -409,29 +409,8 @@ export class RoutingSimulation {
    * which routers are checked (default all alive); every destination is.
    */
   checkRoutes(sources?: readonly NodeId[]): RouteCheck {
-    const alive = this.#order.filter((n) => n.router !== undefined);
-    const order = alive.map((x) => idOrderKey(x.id));
-    const index = new Map<NodeId, number>();
-    alive.forEach((n, i) => index.set(n.id, i));
-    const n = alive.length;
-    // Out-links (from each router's own table) and in-links per node.
-    const outTo: number[][] = alive.map(() => []);
-    const outCost: number[][] = alive.map(() => []);
-    const inFrom: number[][] = alive.map(() => []);
-    const inCost: number[][] = alive.map(() => []);
-    for (let i = 0; i < n; i++) {
-      const node = alive[i]!;
-      for (const [peer, link] of node.links) {
-        if (!link.up) continue;
-        const j = index.get(peer);
-        const cost = node.router!.neighbourCost(peer);
-        if (j === undefined || cost === undefined) continue;
-        outTo[i]!.push(j);
-        outCost[i]!.push(cost);
-        inFrom[j]!.push(i);
-        inCost[j]!.push(cost);
-      }
-    }
+    const graph = this.#liveGraph();
+    const { alive, index, n } = graph;
     const srcIdx = (sources ?? alive.map((x) => x.id)).map((id) => {
       const i = index.get(id);
       if (i === undefined) throw new Error(`node ${id} is not alive`);
@@ -443,70 +422,51 @@ export class RoutingSimulation {
     const BLOCK = 128;
     const dist = new Float64Array(BLOCK * n);
     const heap = new PairHeap();
-    let checked = 0;
-    let mismatches = 0;
-    const examples: RouteMismatch[] = [];
+    const result = { checked: 0, mismatches: 0, examples: [] as RouteMismatch[] };
     for (let d0 = 0; d0 < n; d0 += BLOCK) {
       const dEnd = Math.min(n, d0 + BLOCK);
       dist.fill(Infinity);
-      for (let d = d0; d < dEnd; d++) {
-        // Reverse Dijkstra: row[u] = shortest distance from u to d.
-        const base = (d - d0) * n;
-        dist[base + d] = 0;
-        heap.clear();
-        heap.push(0, d);
-        while (heap.size > 0) {
-          const dv = heap.keys[0]!;
-          const v = heap.vals[0]!;
-          heap.pop();
-          if (dv > dist[base + v]!) continue;
-          const from = inFrom[v]!;
-          const cost = inCost[v]!;
-          for (let k = 0; k < from.length; k++) {
-            const u = from[k]!;
-            const nd = dv + cost[k]!;
-            if (nd < dist[base + u]!) {
-              dist[base + u] = nd;
-              heap.push(nd, u);
-            }
-          }
-        }
-      }
-      for (const s of srcIdx) {
-        const router = alive[s]!.router!;
-        const to = outTo[s]!;
-        const cost = outCost[s]!;
-        for (let d = d0; d < dEnd; d++) {
-          if (s === d) continue;
-          const base = (d - d0) * n;
-          checked++;
-          let best = -1;
-          const ds = dist[base + s]!;
-          if (ds !== Infinity) {
-            reachable[s]!++;
-            for (let k = 0; k < to.length; k++) {
-              const nb = to[k]!;
-              if (cost[k]! + dist[base + nb]! === ds && (best < 0 || order[nb]! < order[best]!)) best = nb;
-            }
-          }
-          const expected = best < 0 ? undefined : alive[best]!.id;
-          const destId = alive[d]!.id;
-          const actual = router.nextHop(destId);
-          if (actual !== expected) {
-            mismatches++;
-            if (examples.length < 100) examples.push({ node: alive[s]!.id, dest: destId, expected, actual });
-          }
-        }
-      }
+      for (let d = d0; d < dEnd; d++) reverseDijkstra(graph, d, dist, (d - d0) * n, heap);
+      for (const s of srcIdx) checkBlock(graph, s, d0, dEnd, dist, reachable, result);
     }
     for (const s of srcIdx) {
       const r = alive[s]!.router!;
       if (r.routeCount !== reachable[s]) {
-        mismatches++;
-        if (examples.length < 100) examples.push({ node: alive[s]!.id, dest: alive[s]!.id, expected: undefined, actual: undefined });
+        result.mismatches++;
+        if (result.examples.length < 100) result.examples.push({ node: alive[s]!.id, dest: alive[s]!.id, expected: undefined, actual: undefined });
       }
     }
-    return { checked, mismatches, examples };
+    return result;
+  }
+
+  /** The live nodes, numbered, with out-links (costs as each router announces them) and in-links. */
+  #liveGraph(): LiveGraph {
+    const alive = this.#order.filter((n) => n.router !== undefined);
+    const order = alive.map((x) => idOrderKey(x.id));
+    const index = new Map<NodeId, number>();
+    alive.forEach((n, i) => index.set(n.id, i));
+    const n = alive.length;
+    const graph: LiveGraph = { alive, order, index, n, outTo: [], outCost: [], inFrom: [], inCost: [] };
+    for (let i = 0; i < n; i++) {
+      graph.outTo.push([]);
+      graph.outCost.push([]);
+      graph.inFrom.push([]);
+      graph.inCost.push([]);
+    }
+    for (let i = 0; i < n; i++) {
+      const node = alive[i]!;
+      for (const [peer, link] of node.links) {
+        if (!link.up) continue;
+        const j = index.get(peer);
+        const cost = node.router!.neighbourCost(peer);
+        if (j === undefined || cost === undefined) continue;
+        graph.outTo[i]!.push(j);
+        graph.outCost[i]!.push(cost);
+        graph.inFrom[j]!.push(i);
+        graph.inCost[j]!.push(cost);
+      }
+    }
+    return graph;
   }
 
   // -------------------------------------------------------------------------
@@ -667,6 +627,77 @@ export class RoutingSimulation {
         this.#queue.push({ kind: RTT, time: this.#now + (this.#options.rttSampleIntervalMs ?? 1000) });
         return;
       }
+    }
+  }
+}
+
+interface LiveGraph {
+  readonly alive: SimNode[];
+  /** idOrderKey of each node: the tie-break order. */
+  readonly order: string[];
+  readonly index: Map<NodeId, number>;
+  readonly n: number;
+  readonly outTo: number[][];
+  readonly outCost: number[][];
+  readonly inFrom: number[][];
+  readonly inCost: number[][];
+}
+
+/** Reverse Dijkstra: dist[base + u] = shortest distance from u to d. */
+function reverseDijkstra(g: LiveGraph, d: number, dist: Float64Array, base: number, heap: PairHeap): void {
+  dist[base + d] = 0;
+  heap.clear();
+  heap.push(0, d);
+  while (heap.size > 0) {
+    const dv = heap.keys[0]!;
+    const v = heap.vals[0]!;
+    heap.pop();
+    if (dv > dist[base + v]!) continue;
+    const from = g.inFrom[v]!;
+    const cost = g.inCost[v]!;
+    for (let k = 0; k < from.length; k++) {
+      const u = from[k]!;
+      const nd = dv + cost[k]!;
+      if (nd < dist[base + u]!) {
+        dist[base + u] = nd;
+        heap.push(nd, u);
+      }
+    }
+  }
+}
+
+/** Compares router s's next hops for destinations d0..dEnd-1 with the block's distances. */
+function checkBlock(
+  g: LiveGraph,
+  s: number,
+  d0: number,
+  dEnd: number,
+  dist: Float64Array,
+  reachable: Int32Array,
+  result: { checked: number; mismatches: number; examples: RouteMismatch[] },
+): void {
+  const router = g.alive[s]!.router!;
+  const to = g.outTo[s]!;
+  const cost = g.outCost[s]!;
+  for (let d = d0; d < dEnd; d++) {
+    if (s === d) continue;
+    const base = (d - d0) * g.n;
+    result.checked++;
+    let best = -1;
+    const ds = dist[base + s]!;
+    if (ds !== Infinity) {
+      reachable[s]!++;
+      for (let k = 0; k < to.length; k++) {
+        const nb = to[k]!;
+        if (cost[k]! + dist[base + nb]! === ds && (best < 0 || g.order[nb]! < g.order[best]!)) best = nb;
+      }
+    }
+    const expected = best < 0 ? undefined : g.alive[best]!.id;
+    const destId = g.alive[d]!.id;
+    const actual = router.nextHop(destId);
+    if (actual !== expected) {
+      result.mismatches++;
+      if (result.examples.length < 100) result.examples.push({ node: g.alive[s]!.id, dest: destId, expected, actual });
     }
   }
 }
