@@ -9,7 +9,7 @@
 import { createNode } from './index.js';
 import type { FanoutResult, PnetNode } from './index.js';
 import { OPS_CHANNELS, percentile, serveOps, toDot, validateOpsConfig } from './cli/index.js';
-import type { ExecReply } from './cli/index.js';
+import type { ExecReply, OpsService } from './cli/index.js';
 
 const NODE_COUNT = Number(process.env.PNET_DEMO_NODES ?? 32);
 
@@ -25,9 +25,9 @@ function prng(seed: number): () => number {
   };
 }
 
-async function main(): Promise<void> {
-  const random = prng(11);
-  let t0 = performance.now();
+/** Each node joins through one random earlier node; node 0 is the operator; a few extra links. */
+async function join(random: () => number): Promise<{ nodes: PnetNode[]; services: OpsService[] }> {
+  const t0 = performance.now();
   const nodes: PnetNode[] = [];
   for (let i = 0; i < NODE_COUNT; i++) {
     const via = i === 0 ? undefined : nodes[Math.floor(random() * i)]!;
@@ -38,8 +38,7 @@ async function main(): Promise<void> {
     nodes.push(node);
   }
   // Node 0 is the operator: every node lets it run one allow-listed command, and nobody else.
-  const operator = nodes[0]!;
-  const ops = validateOpsConfig({ operators: [operator.id], commands: { uname: { argv: ['uname', '-sr'] } } }, 'demo');
+  const ops = validateOpsConfig({ operators: [nodes[0]!.id], commands: { uname: { argv: ['uname', '-sr'] } } }, 'demo');
   const services = nodes.map((node) => serveOps(node, ops));
   // A few extra links turn the tree into a mesh with alternative paths.
   for (let k = 0; k < Math.floor(NODE_COUNT / 8); k++) {
@@ -48,20 +47,26 @@ async function main(): Promise<void> {
     if (a !== b) await a.dial(b.address);
   }
   console.log(`${NODE_COUNT} nodes joined on loopback (one process), each through one random earlier node: ${ms(t0)}`);
+  return { nodes, services };
+}
 
-  t0 = performance.now();
+async function converge(nodes: PnetNode[]): Promise<void> {
+  const t0 = performance.now();
   while (!nodes.every((node) => node.routes().length === NODE_COUNT - 1)) {
     if (performance.now() - t0 > 60_000) throw new Error('routes did not converge within 60 s');
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   const links = nodes.reduce((sum, node) => sum + node.peers().length, 0) / 2;
   console.log(`routes converged over ${links} direct links, every node has a route to all ${NODE_COUNT - 1} others: ${ms(t0)}`);
+}
 
-  // The farthest node from the operator.
+/** Opens a stream to the node farthest from the operator and times 1 KiB echoes over it; returns that node. */
+async function echoAcross(nodes: PnetNode[]): Promise<PnetNode> {
+  const operator = nodes[0]!;
   const far = nodes.slice(1).reduce((best, node) => (operator.path(node.id)!.length > operator.path(best.id)!.length ? node : best));
   const path = operator.path(far.id)!;
   console.log(`farthest node from node 0 is ${path.length - 1} hops away: ${path.map((id) => `node ${nodes.findIndex((n) => n.id === id)}`).join(' -> ')}`);
-  t0 = performance.now();
+  const t0 = performance.now();
   const stream = await operator.openStream(far.id, 'echo');
   console.log(`  stream opened through ${path.length - 2} relays (end-to-end TLS inside): ${ms(t0)}`);
   const payload = Buffer.alloc(1024, 0x2a);
@@ -84,9 +89,13 @@ async function main(): Promise<void> {
   }
   stream.end();
   console.log(`  50 x 1 KiB echo over ${path.length - 1} hops: median RTT ${((percentile(rtts, 50) ?? 0) * 1000).toFixed(0)} µs`);
+  return far;
+}
 
-  // exec on every node: one fan-out, one copy per next hop, answers signed by each node.
-  t0 = performance.now();
+/** exec on every node: one fan-out, one copy per next hop, answers signed by each node; then the same from a non-operator. */
+async function execEverywhere(nodes: PnetNode[], far: PnetNode): Promise<void> {
+  const operator = nodes[0]!;
+  const t0 = performance.now();
   const results: FanoutResult[] = [];
   for await (const result of operator.fanout('all', OPS_CHANNELS.exec, JSON.stringify({ command: 'uname' }), { deadlineMs: 10_000 })) results.push(result);
   const replies = results.map((result) => (result.ok ? (JSON.parse(result.data.toString()) as ExecReply) : undefined));
@@ -101,11 +110,16 @@ async function main(): Promise<void> {
   const refused: FanoutResult[] = [];
   for await (const result of far.fanout([operator.id, nodes[1]!.id], OPS_CHANNELS.exec, JSON.stringify({ command: 'uname' }), { deadlineMs: 5000 })) refused.push(result);
   console.log(`  the same from a node that is not an operator -> ${[...new Set(refused.map((r) => (r.ok ? 'ok' : r.error.code)))].join(', ')}`);
+}
 
+async function main(): Promise<void> {
+  const { nodes, services } = await join(prng(11));
+  await converge(nodes);
+  const far = await echoAcross(nodes);
+  await execEverywhere(nodes, far);
   console.log('topology (Graphviz DOT):');
-  process.stdout.write(toDot({ self: operator.id, ...operator.topology() }));
-
-  t0 = performance.now();
+  process.stdout.write(toDot({ self: nodes[0]!.id, ...nodes[0]!.topology() }));
+  const t0 = performance.now();
   await Promise.all(services.map((service) => service.close()));
   await Promise.all(nodes.map((node) => node.close({ timeoutMs: 500 })));
   console.log(`closed all nodes: ${ms(t0)}`);
