@@ -365,14 +365,6 @@ Napi::Value Size(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// baselineDijkstra(table) -> checksum (sum of distances): a plain binary-heap Dijkstra, for benchmarks
-Napi::Value BaselineDijkstra(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  RoutingTable* t = tableArg(info);
-  if (!t) return env.Undefined();
-  return Napi::Number::New(env, static_cast<double>(t->baselineDijkstra()));
-}
-
 void addRaw(Napi::Env env, Napi::Object exports, const char* name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, nullptr, &fn);
@@ -395,7 +387,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("idOf", Napi::Function::New(env, IdOf, "idOf"));
   exports.Set("links", Napi::Function::New(env, Links, "links"));
   exports.Set("size", Napi::Function::New(env, Size, "size"));
-  exports.Set("baselineDijkstra", Napi::Function::New(env, BaselineDijkstra, "baselineDijkstra"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

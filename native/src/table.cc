@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
-#include <queue>
 #include <random>
 #include <utility>
 
@@ -805,30 +804,6 @@ void RoutingTable::routes(RouteList& out) const {
     out.costs.push_back(static_cast<double>(dist_[x]));
     out.hopCounts.push_back(depth_[x]);
   }
-}
-
-uint64_t RoutingTable::baselineDijkstra() const {
-  std::vector<uint64_t> d(count_, kInf);
-  using QItem = std::pair<uint64_t, uint32_t>;
-  std::priority_queue<QItem, std::vector<QItem>, std::greater<QItem>> q;
-  d[0] = 0;
-  q.push({0, 0});
-  while (!q.empty()) {
-    const QItem top = q.top();
-    q.pop();
-    if (top.first != d[top.second]) continue;
-    for (const Edge& e : adj_[top.second]) {
-      const uint64_t nd = top.first + e.cost;
-      if (nd < d[e.to]) {
-        d[e.to] = nd;
-        q.push({nd, e.to});
-      }
-    }
-  }
-  uint64_t sum = 0;
-  for (uint64_t v : d)
-    if (v != kInf) sum += v;
-  return sum;
 }
 
 }  // namespace pnet

@@ -107,9 +107,6 @@ class RoutingTable {
   bool room(size_t k) const { return free_.size() + (kMaxNodes - count_) >= k; }
   uint64_t edgeCount() const { return edges_; }
 
-  // A plain binary-heap Dijkstra over the same graph (distances only), for the benchmark.
-  uint64_t baselineDijkstra() const;
-
  private:
   uint64_t hashId(const uint8_t* id) const;
   int32_t findAny(const uint8_t* id, uint64_t h) const;  // handle even if removed-pending

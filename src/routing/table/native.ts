@@ -27,7 +27,6 @@ export interface NativeRoutingAddon {
   handleOf(t: NativeTableHandle, id: Uint8Array): number;
   links(t: NativeTableHandle, id: Uint8Array): [Buffer, Uint32Array] | null;
   size(t: NativeTableHandle): number[];
-  baselineDijkstra(t: NativeTableHandle): number;
 }
 
 const ABI_VERSION = 1;
@@ -112,8 +111,5 @@ export class NativeBackend implements RoutingBackend {
   }
   size(): number[] {
     return this.#a.size(this.#t);
-  }
-  baselineDijkstra(): number {
-    return this.#a.baselineDijkstra(this.#t);
   }
 }

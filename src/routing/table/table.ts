@@ -303,10 +303,4 @@ export class RoutingTable {
     this.#hopIds[handle] = b;
     return b;
   }
-
-  /** For benchmarks: a plain binary-heap Dijkstra over the same graph; returns the sum of distances. */
-  baselineDijkstra(): number {
-    return this.#b.baselineDijkstra();
-  }
 }
-

@@ -617,30 +617,4 @@ export class TsBackend implements RoutingBackend {
   size(): number[] {
     return [this.#presentCount, this.#edges];
   }
-
-  baselineDijkstra(): number {
-    const n = this.#count;
-    const dist = new Float64Array(n).fill(Infinity);
-    const heap = new Heap();
-    dist[0] = 0;
-    heap.push(0, 0);
-    while (heap.size > 0) {
-      const d = heap.keys[0]!;
-      const x = heap.vals[0]!;
-      heap.pop();
-      if (d !== dist[x]) continue;
-      const to = this.#outTo[x]!;
-      const co = this.#outCost[x]!;
-      for (let i = 0; i < to.length; i++) {
-        const nd = d + co[i]!;
-        if (nd < dist[to[i]!]!) {
-          dist[to[i]!] = nd;
-          heap.push(nd, to[i]!);
-        }
-      }
-    }
-    let sum = 0;
-    for (let i = 0; i < n; i++) if (dist[i] !== Infinity) sum += dist[i]!;
-    return sum;
-  }
 }

@@ -98,6 +98,4 @@ export interface RoutingBackend {
   links(id: Uint8Array): [Uint8Array, Uint32Array] | null;
   /** [known nodes including the local one, directed links] */
   size(): number[];
-  /** A plain Dijkstra over the same graph returning the sum of distances (benchmarks only). */
-  baselineDijkstra(): number;
 }
