@@ -13,6 +13,7 @@ import {
   STATUS_OK,
   FRAME_RESULT,
 } from '../src/node/fanout-codec.js';
+import { nodeServices } from '../src/node/node.js';
 import { keyBytesOf } from '../src/routing/index.js';
 import { Identity } from '../src/identity/index.js';
 
@@ -149,7 +150,7 @@ t.test('a hop that forges an answer: the origin rejects it and reports the targe
   const [origin, evil, target] = nodes as [PnetNode, PnetNode, PnetNode];
   const forger = await Identity.generate();
   // The middle node answers for the target: with its own key, and with a key claiming nothing.
-  const service = (evil as unknown as { fanouts: { serveLeg(stream: import('node:stream').Duplex, from: NodeId): void } }).fanouts;
+  const service = nodeServices(evil).fanouts;
   let forged = 0;
   service.serveLeg = (stream) => {
     const chunks: Buffer[] = [];
@@ -186,6 +187,37 @@ t.test('authorisation, unknown channels and handler errors come back per target,
   t.equal(by.get(origin.id), 'UNKNOWN_CHANNEL', 'the origin does not serve the channel');
   const broke = results.find((r) => r.nodeId === broken.id)!;
   t.match(broke.ok ? '' : broke.error.message, /disk on fire/);
+});
+
+t.test('one request pipeline: a request and a fan-out target get the same authorise deadline, verdict and limits', async (t) => {
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < 2; i++) nodes.push(await createNode({ ...options, negotiationTimeoutMs: 300 }));
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 100 }))).then(() => undefined));
+  const [origin, target] = nodes as [PnetNode, PnetNode];
+  await origin.dial(target.address);
+  await converged(nodes);
+  target.handleRequest('undecided', () => 'no', { authorise: () => new Promise<boolean>(() => undefined) });
+  target.handleRequest('odd-throw', () => 'no', {
+    authorise: () => {
+      throw new PnetError('ERR_BAD_OPTION', 'not a REJECT code');
+    },
+  });
+  target.handleRequest('odd-verdict', () => 'no', { authorise: () => 'yes' as unknown as boolean });
+  target.handleRequest('busy', () => 'no', { authorise: () => Promise.reject(new PnetError('OVERLOADED', 'come back later')) });
+  target.handleRequest('small', (request) => request, { maxRequestBytes: 4 });
+  const cases: Array<[channel: string, payload: string, code: string]> = [
+    ['undecided', '', 'OVERLOADED'],
+    ['odd-throw', '', 'UNAUTHORIZED'],
+    ['odd-verdict', '', 'UNAUTHORIZED'],
+    ['busy', '', 'OVERLOADED'],
+    ['small', 'too large', 'ERR_REQUEST_TOO_LARGE'],
+  ];
+  for (const [channel, payload, code] of cases) {
+    const direct = await origin.request(target.id, channel, payload, { timeoutMs: 8000 }).then(() => 'ok', (error: PnetError) => error.code);
+    const [result] = await collect(origin.fanout([target.id], channel, payload, { deadlineMs: 8000 }));
+    t.equal(direct, code, `request() on ${channel}`);
+    t.equal(result!.ok ? 'ok' : result!.error.code, code, `fan-out target on ${channel}`);
+  }
 });
 
 t.test("via: a node outside the map fans out to 'all' through the member it is connected to", async (t) => {

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { createNode, Identity } from '../src/index.js';
 import type { NodeOptions, PnetNode } from '../src/index.js';
+import { nodeServices } from '../src/node/node.js';
 import { channelSuite, collect, connectionCount, until } from './fixtures/node-channels.js';
 
 // Nodes on both transports: QUIC-first dialing with the HTTP/2 fallback, the memory of the
@@ -231,7 +232,7 @@ t.test('connections of both kinds at once: both ends keep the QUIC one', async (
   a!.handleRequest('ping', () => 'a');
   b!.handleRequest('ping', () => 'b');
   // b believes a is reachable over HTTP/2 only, so b dials HTTP/2 while a dials QUIC.
-  (b as unknown as { h2Addresses: Map<string, number> }).h2Addresses.set(a!.address, Number.POSITIVE_INFINITY);
+  nodeServices(b!).dialer.h2Addresses.set(a!.address, Number.POSITIVE_INFINITY);
   await Promise.all([a!.dial(b!.address), b!.dial(a!.address)]);
   t.equal(b!.dialStats.remembered, 1, 'b dialed over HTTP/2');
   await until(() => connectionCount(a!) === 1 && connectionCount(b!) === 1);

@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { createNode, Identity, PnetError } from '../src/index.js';
 import type { PnetNode, NodeOptions } from '../src/index.js';
+import { nodeServices } from '../src/node/node.js';
 import { channelSuite, collect } from './fixtures/node-channels.js';
 import { childEnv } from './fixtures/child-env.js';
 
@@ -69,7 +70,7 @@ t.test('garbage datagrams and malformed frames hurt nobody else', async (t) => {
     junk.send(datagram, port, host);
   }
   // a raw stream whose first bytes are not an OPEN frame
-  const connection = (a as unknown as { connections: Map<string, { openStream(): Promise<NodeJS.ReadWriteStream & { destroyed: boolean }> }> }).connections.get(id)!;
+  const connection = nodeServices(a).peers.get(id)!; // the peer table's connection: a raw stream beside the negotiated one
   const raw = await connection.openStream();
   raw.on('error', () => undefined);
   const answer = collect(raw);

@@ -5,6 +5,8 @@ import type { PnetNode, PnetError, NodeId } from '../src/index.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { childEnv } from './fixtures/child-env.js';
+import { nodeServices } from '../src/node/node.js';
+import { openChannel } from '../src/channel/index.js';
 
 // Real QUIC nodes on loopback, each connected only to its topology neighbours; everything else goes
 // through the router and the relay.
@@ -193,4 +195,18 @@ t.test('a peer that never speaks routing (a CLI node) is never a neighbour or a 
   t.notOk(nodes[1]!.routes().some((route) => route.nodeId === cli.id), 'nobody routes to it');
   t.equal(cli.routes().length, 0, 'and it routes nowhere');
   t.ok(links.some((link) => link.from === nodes[0]!.id && link.to === nodes[1]!.id), 'the real link is in the map');
+});
+
+t.test('a link-state message over the size limit is dropped and reported as ERR_ROUTING_MESSAGE_TOO_LARGE', async (t) => {
+  const [a, b] = (await network(t, 2, line(2))) as [PnetNode, PnetNode];
+  const reported = new Promise<Error>((resolve) => b.once('error', resolve));
+  // A raw stream on the routing channel, from a's peer table (openStream refuses pnet/ channels).
+  const stream = await nodeServices(a).peers.get(b.id)!.openStream();
+  stream.on('error', () => undefined);
+  openChannel(stream, 'pnet/routing').accepted.catch(() => undefined);
+  stream.end(Buffer.alloc(nodeServices(b).neighbours.router.maxMessageBytes + 1));
+  const error = (await reported) as PnetError;
+  t.equal(error.code, 'ERR_ROUTING_MESSAGE_TOO_LARGE');
+  t.equal((await a.request(b.id, 'whoami', 'x')).toString(), `${b.id}<-${a.id}:x`, 'the connection still serves');
+  t.equal(b.routes().length, 1, 'the routes stay');
 });

@@ -8,6 +8,7 @@
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import type { Identity, NodeId } from '../identity/index.js';
+import { numberOption } from '../options.js';
 import type { AuthoriseHook, ChannelRequestInfo } from '../channel/index.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 import type { NextHopShare } from '../routing/index.js';
@@ -43,53 +44,10 @@ import {
   type UpFrame,
 } from './fanout-codec.js';
 import { readAll } from './read-all.js';
+import type { AnswerLimits, RequestOutcome } from './requests.js';
+import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
 
 export const FANOUT_CHANNEL = 'pnet/fanout';
-
-export interface FanoutOptions {
-  /** Every target's answer is due this long after the call (default 10000 ms). */
-  deadlineMs?: number;
-  /** Targets in flight at once (default: all). Applies to targets this node knows (not to `'all'` through `via`). */
-  concurrency?: number;
-  /** Sent to every target's authorise hook and handler. */
-  metadata?: Record<string, string>;
-  /**
-   * Send every target through this connected node, which splits them by its own routes: for a
-   * node outside the routing map (a CLI, a node that just connected). With `'all'`, that node
-   * expands the list to every node it knows.
-   */
-  via?: NodeId;
-  /** Largest reply accepted from each target (default 1 MiB, at most 16 MiB). */
-  maxReplyBytes?: number;
-  /** Links a leg may cross (default 32). */
-  hopLimit?: number;
-}
-
-/** One target's outcome. `ms` is measured by the caller from the start of the fan-out. */
-export type FanoutResult = {
-  readonly nodeId: NodeId;
-  readonly ms: number;
-  /** Links between the caller and the node that reported the result (0: the caller itself). */
-  readonly hops: number;
-} & ({ readonly ok: true; readonly data: Buffer } | { readonly ok: false; readonly error: PnetError });
-
-export interface FanoutStats {
-  /** Results whose signature did not verify, dropped. */
-  forged: number;
-  /** Legs received from neighbours. */
-  legsServed: number;
-  /** Legs sent to next hops. */
-  legsSent: number;
-  /** Targets sent again after their leg failed. */
-  retried: number;
-}
-
-/** A request handler as fan-out sees it (registered by handleRequest). */
-export interface FanoutTargetHandler {
-  readonly handler: (request: Buffer, info: ChannelRequestInfo) => Uint8Array | string | Promise<Uint8Array | string>;
-  readonly authorise: AuthoriseHook | undefined;
-  readonly maxRequestBytes: number;
-}
 
 /** What the fan-out needs from its node. */
 export interface FanoutHost {
@@ -100,18 +58,11 @@ export interface FanoutHost {
   /** A negotiated stream on FANOUT_CHANNEL to a neighbour (optimistic: the leg follows OPEN at once). */
   openLeg(neighbour: NodeId): Promise<Duplex>;
   isConnected(neighbour: NodeId): boolean;
-  requestHandler(channel: string): FanoutTargetHandler | undefined;
+  /** Answers a request here through the node's one request pipeline (authorise, limits, handler). */
+  answerRequest(channel: string, request: Buffer, info: ChannelRequestInfo, limits: AnswerLimits): Promise<RequestOutcome>;
 }
 
-export interface FanoutLimits {
-  /** Legs this node serves at once; more are refused with OVERLOADED (default 256). */
-  maxActiveLegs?: number;
-  /** Request ids remembered against replay (default 10000). */
-  maxRememberedRequests?: number;
-  /** Clock difference tolerated between origin and target (default 60000 ms). */
-  maxClockSkewMs?: number;
-}
-
+const WHERE = 'fan-out option';
 const DEFAULT_DEADLINE_MS = 10_000;
 const MAX_DEADLINE_MS = 3_600_000;
 const DEFAULT_MAX_REPLY = 1024 * 1024;
@@ -401,9 +352,9 @@ export class FanoutService {
     readonly host: FanoutHost,
     limits: FanoutLimits = {},
   ) {
-    this.maxActiveLegs = limits.maxActiveLegs ?? 256;
-    this.maxRemembered = limits.maxRememberedRequests ?? 10_000;
-    this.maxSkewMs = limits.maxClockSkewMs ?? 60_000;
+    this.maxActiveLegs = numberOption('fanout option', 'maxActiveLegs', limits.maxActiveLegs, 256, { integer: true });
+    this.maxRemembered = numberOption('fanout option', 'maxRememberedRequests', limits.maxRememberedRequests, 10_000, { integer: true });
+    this.maxSkewMs = numberOption('fanout option', 'maxClockSkewMs', limits.maxClockSkewMs, 60_000);
   }
 
   /** Refuses new legs past the limit (OVERLOADED reaches the parent, which reports the subtree). */
@@ -415,10 +366,10 @@ export class FanoutService {
   // ---- origin ---------------------------------------------------------------
 
   start(targets: readonly NodeId[] | 'all', channel: string, payload: Uint8Array | string, options: FanoutOptions): AsyncIterable<FanoutResult> {
-    const deadlineMs = integerOption('deadlineMs', options.deadlineMs, DEFAULT_DEADLINE_MS, 1, MAX_DEADLINE_MS);
-    const concurrency = integerOption('concurrency', options.concurrency, MAX_FANOUT_TARGETS, 1, Number.MAX_SAFE_INTEGER);
-    const maxReplyBytes = integerOption('maxReplyBytes', options.maxReplyBytes, DEFAULT_MAX_REPLY, 0, MAX_FANOUT_REPLY);
-    const hopLimit = integerOption('hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, 1, 255);
+    const deadlineMs = numberOption(WHERE, 'deadlineMs', options.deadlineMs, DEFAULT_DEADLINE_MS, { min: 1, max: MAX_DEADLINE_MS, integer: true });
+    const concurrency = numberOption(WHERE, 'concurrency', options.concurrency, MAX_FANOUT_TARGETS, { min: 1, integer: true });
+    const maxReplyBytes = numberOption(WHERE, 'maxReplyBytes', options.maxReplyBytes, DEFAULT_MAX_REPLY, { max: MAX_FANOUT_REPLY, integer: true });
+    const hopLimit = numberOption(WHERE, 'hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, { min: 1, max: 255, integer: true });
     const body = typeof payload === 'string' ? Buffer.from(payload) : payload;
     if (!(body instanceof Uint8Array)) throw new PnetError('ERR_BAD_OPTION', 'fan-out payload must be a Uint8Array or a string');
     if (body.length > MAX_FANOUT_PAYLOAD) throw new PnetError('ERR_BAD_OPTION', `fan-out payload over ${MAX_FANOUT_PAYLOAD} bytes`);
@@ -615,44 +566,13 @@ export class FanoutService {
     return frame;
   }
 
+  /** Runs the request here (the node's request pipeline) and signs what became of it. */
   private async answer(envelope: Envelope, deadlineAt: number): Promise<Buffer> {
     const identity = this.host.identity;
-    const self = keyBytesOf(identity.nodeId);
-    const signed = (status: number, body: Uint8Array): Buffer => encodeResult(identity, envelope.requestId, self, status, body);
-    const failed = (code: PnetError['code'], message: string): Buffer => signed(STATUS_ERROR, encodeErrorBody(code, message));
-    const target = this.host.requestHandler(envelope.channel);
-    if (target === undefined) return failed('UNKNOWN_CHANNEL', `no request handler for "${envelope.channel}" on ${identity.nodeId}`);
-    if (envelope.payload.length > target.maxRequestBytes) return failed('ERR_REQUEST_TOO_LARGE', `request over ${target.maxRequestBytes} bytes`);
     const info: ChannelRequestInfo = { channel: envelope.channel, remoteNodeId: envelope.origin, metadata: envelope.metadata };
-    try {
-      if (target.authorise) {
-        const verdict = await target.authorise(info);
-        if (verdict === false || (verdict !== true && (typeof verdict !== 'object' || verdict === null))) {
-          return failed('UNAUTHORIZED', `${envelope.origin} may not use "${envelope.channel}" on ${identity.nodeId}`);
-        }
-      }
-    } catch (error) {
-      const code = error instanceof PnetError ? error.code : 'UNAUTHORIZED';
-      return failed(code, error instanceof Error ? error.message : 'authorise failed');
-    }
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const reply = await Promise.race([
-        Promise.resolve(target.handler(Buffer.from(envelope.payload), info)),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new PnetError('ERR_REQUEST_TIMEOUT', 'handler still running at the deadline')), Math.max(0, deadlineAt - performance.now()));
-        }),
-      ]);
-      const bytes = typeof reply === 'string' ? Buffer.from(reply) : reply;
-      if (!(bytes instanceof Uint8Array)) return failed('ERR_HANDLER_FAILED', 'handler returned neither bytes nor a string');
-      if (bytes.length > envelope.maxReplyBytes) return failed('ERR_REQUEST_TOO_LARGE', `reply of ${bytes.length} bytes over the origin's ${envelope.maxReplyBytes}`);
-      return signed(STATUS_OK, bytes);
-    } catch (error) {
-      if (error instanceof PnetError && error.code === 'ERR_REQUEST_TIMEOUT') return failed(error.code, error.message);
-      return failed('ERR_HANDLER_FAILED', error instanceof Error ? error.message : String(error));
-    } finally {
-      clearTimeout(timer);
-    }
+    const outcome = await this.host.answerRequest(envelope.channel, Buffer.from(envelope.payload), info, { deadlineAt, maxReplyBytes: envelope.maxReplyBytes });
+    const [status, body] = outcome.ok ? [STATUS_OK, outcome.reply] : [STATUS_ERROR, encodeErrorBody(outcome.error.code, outcome.error.message)];
+    return encodeResult(identity, envelope.requestId, keyBytesOf(identity.nodeId), status, body);
   }
 
   /** Ends every fan-out in progress (the node is closing). */
@@ -660,10 +580,4 @@ export class FanoutService {
     for (const spread of this.spreads) spread.end();
     this.spreads.clear();
   }
-}
-
-function integerOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < min || value > max) throw new PnetError('ERR_BAD_OPTION', `fan-out option ${name} must be an integer in ${min}..${max}, got ${String(value)}`);
-  return value;
 }

@@ -1,5 +1,4 @@
 export { PnetNode } from './node.js';
-export type { FanoutOptions, FanoutResult, FanoutStats, FanoutLimits } from './fanout.js';
 export type {
   BootstrapResult,
   HandleOptions,
@@ -17,9 +16,13 @@ export type {
   Topology,
   RouteInfo,
   RouteEvent,
-} from './node.js';
+  FanoutOptions,
+  FanoutResult,
+  FanoutStats,
+  FanoutLimits,
+} from './types.js';
 import { PnetNode } from './node.js';
-import type { NodeOptions } from './node.js';
+import type { NodeOptions } from './types.js';
 
 /** Starts a node: loads or makes its identity, binds QUIC, dials the bootstrap peers. */
 export function createNode(options: NodeOptions = {}): Promise<PnetNode> {

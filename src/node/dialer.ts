@@ -1,0 +1,179 @@
+/**
+ * Outbound dials: QUIC first with HTTP/2 as the fallback (docs/TRANSPORT.md), addresses
+ * remembered as HTTP/2-only, dial counters, one dial per address at a time. Sees only the
+ * Transport interface.
+ */
+import { PnetError } from '../errors.js';
+import type { NodeId } from '../identity/index.js';
+import { formatAddress } from '../transport/index.js';
+import type { Connection, DialOptions, SocketAddress, Transport, TransportKind } from '../transport/index.js';
+import type { DialStats } from './types.js';
+
+/** Peer addresses remembered as HTTP/2-only, at most. */
+const MAX_REMEMBERED = 10_000;
+/** Dial failures that another transport cannot fix: the peer is not who we want. */
+const FINAL_DIAL_ERRORS = new Set(['ERR_PEER_ID_MISMATCH', 'ERR_PEER_CERTIFICATE', 'ERR_TRANSPORT_CLOSED']);
+
+export interface DialRequest {
+  readonly expectedNodeId?: NodeId;
+  /** Bounds the whole dial (default: the largest handshake timeout of the transports). */
+  readonly timeoutMs?: number;
+}
+
+export interface DialerSettings {
+  /** HTTP/2 joins the race when no QUIC handshake completed within this. */
+  readonly fallbackDelayMs: number;
+  /** How long an address reached over HTTP/2 is dialed over HTTP/2 straight away (0: never). */
+  readonly transportMemoryMs: number;
+}
+
+export class Dialer {
+  /** Peer addresses ("host:port") last reached over HTTP/2 after QUIC failed, and until when to dial them over HTTP/2 straight away. */
+  readonly h2Addresses = new Map<string, number>();
+  private readonly counts: DialStats = { quic: 0, h2: 0, fallbacks: 0, remembered: 0 };
+  private readonly pending = new Map<string, Promise<Connection>>();
+  private readonly quic: Transport | undefined;
+  private readonly h2: Transport | undefined;
+
+  constructor(
+    transports: readonly Transport[],
+    private readonly settings: DialerSettings,
+    /** Takes each dialed connection, once, whoever waits for it. */
+    private readonly connected: (connection: Connection, target: SocketAddress) => void,
+  ) {
+    this.quic = transports.find((transport) => transport.kind === 'quic');
+    this.h2 = transports.find((transport) => transport.kind === 'h2');
+  }
+
+  get stats(): Readonly<DialStats> {
+    return { ...this.counts };
+  }
+
+  /** A connection to `target`, handed to `connected` first; concurrent dials of one address share one attempt. */
+  dial(target: SocketAddress, options: DialRequest = {}): Promise<Connection> {
+    const key = formatAddress(target);
+    let pending = this.pending.get(key);
+    if (pending === undefined) {
+      pending = this.connect(target, key, options)
+        .then((connection) => {
+          this.connected(connection, target);
+          return connection;
+        })
+        .finally(() => this.pending.delete(key));
+      this.pending.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** Straight over HTTP/2 when remembered, else QUIC first with HTTP/2 as the fallback. */
+  private async connect(target: SocketAddress, key: string, options: DialRequest): Promise<Connection> {
+    const { quic, h2 } = this;
+    const budget = options.timeoutMs ?? Math.max(quic?.handshakeTimeoutMs ?? 0, h2?.handshakeTimeoutMs ?? 0);
+    const deadline = performance.now() + budget;
+    if (quic === undefined || h2 === undefined) return this.attempt((quic ?? h2)!, target, options, deadline);
+    const until = this.h2Addresses.get(key);
+    if (until !== undefined && until <= performance.now()) this.h2Addresses.delete(key);
+    if (until === undefined || until <= performance.now()) return this.race(quic, h2, target, key, options, deadline);
+    this.counts.remembered++;
+    try {
+      return await this.attempt(h2, target, options, deadline);
+    } catch (error) {
+      // The peer may have changed (UDP opened, HTTP/2 turned off): forget, and race while time is left.
+      this.h2Addresses.delete(key);
+      if (isFinalDialError(error) || performance.now() >= deadline) throw error;
+      return this.race(quic, h2, target, key, options, deadline);
+    }
+  }
+
+  /** One handshake on one transport, bounded by the dial's deadline and the transport's own handshake timeout. */
+  private attempt(transport: Transport, target: SocketAddress, options: DialRequest, deadline: number, signal?: AbortSignal): Promise<Connection> {
+    this.counts[transport.kind]++;
+    const left = Math.max(1, deadline - performance.now());
+    const dialOptions: DialOptions = {
+      timeoutMs: options.timeoutMs === undefined ? Math.min(left, transport.handshakeTimeoutMs) : left,
+      ...(options.expectedNodeId === undefined ? {} : { expectedNodeId: options.expectedNodeId }),
+      ...(signal === undefined ? {} : { signal }),
+    };
+    return transport.dial(target, dialOptions);
+  }
+
+  /**
+   * QUIC first; HTTP/2 starts after `fallbackDelayMs`, or at once when QUIC fails early. The
+   * first handshake to complete wins and the other is abandoned (or closed, if it completed
+   * too). A final error (wrong or bad peer certificate) ends the race; any other failure of
+   * one transport waits for the other.
+   */
+  private race(quic: Transport, h2: Transport, target: SocketAddress, key: string, options: DialRequest, deadline: number): Promise<Connection> {
+    return new Promise<Connection>((resolve, reject) => {
+      const aborts = { quic: new AbortController(), h2: new AbortController() };
+      const errors: { quic?: unknown; h2?: unknown } = {};
+      let settled = false;
+      let h2Started = false;
+      const settle = (): void => {
+        settled = true;
+        clearTimeout(timer);
+      };
+      const won = (connection: Connection): void => {
+        if (settled) {
+          void connection.close({ graceful: false, reason: 'lost the dial race' });
+          return;
+        }
+        settle();
+        aborts[connection.transport === 'quic' ? 'h2' : 'quic'].abort();
+        if (connection.transport === 'h2') {
+          this.counts.fallbacks++;
+          this.rememberH2(key);
+        }
+        resolve(connection);
+      };
+      const failed = (kind: TransportKind, error: unknown): void => {
+        if (settled) return;
+        errors[kind] = error;
+        if (isFinalDialError(error)) {
+          settle();
+          aborts.quic.abort();
+          aborts.h2.abort();
+          reject(error);
+        } else if (!h2Started) {
+          startH2();
+        } else if (errors.quic !== undefined && errors.h2 !== undefined) {
+          settle();
+          reject(bothFailed(errors.quic, errors.h2));
+        }
+      };
+      const startH2 = (): void => {
+        clearTimeout(timer);
+        if (h2Started || settled) return;
+        h2Started = true;
+        this.attempt(h2, target, options, deadline, aborts.h2.signal).then(won, (error: unknown) => failed('h2', error));
+      };
+      // When the delay ends, QUIC datagrams that came within it are read first (a poll phase and a
+      // batch later): a busy event loop runs late timers before reading the socket, and would
+      // start HTTP/2 beside a QUIC handshake whose answer is already waiting.
+      const timer = setTimeout(() => setImmediate(() => setImmediate(startH2)), this.settings.fallbackDelayMs);
+      this.attempt(quic, target, options, deadline, aborts.quic.signal).then(won, (error: unknown) => failed('quic', error));
+    });
+  }
+
+  private rememberH2(key: string): void {
+    if (this.settings.transportMemoryMs <= 0) return;
+    this.h2Addresses.delete(key);
+    this.h2Addresses.set(key, performance.now() + this.settings.transportMemoryMs);
+    // Oldest first (insertion order): drop the oldest beyond the bound.
+    for (const oldest of this.h2Addresses.keys()) {
+      if (this.h2Addresses.size <= MAX_REMEMBERED) break;
+      this.h2Addresses.delete(oldest);
+    }
+  }
+}
+
+function isFinalDialError(error: unknown): boolean {
+  return error instanceof PnetError && FINAL_DIAL_ERRORS.has(error.code);
+}
+
+/** Neither transport connected: QUIC's error (its code), with what HTTP/2 said. */
+function bothFailed(quicError: unknown, h2Error: unknown): Error {
+  const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+  const code = quicError instanceof PnetError ? quicError.code : h2Error instanceof PnetError ? h2Error.code : 'ERR_HANDSHAKE';
+  return new PnetError(code, `${describe(quicError)}; over HTTP/2: ${describe(h2Error)}`, { cause: quicError });
+}

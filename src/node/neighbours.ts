@@ -1,0 +1,242 @@
+/**
+ * The IO glue around the sans-IO router: who is a routing neighbour (hold-down and hello), RTT
+ * samples, link-state messages on the routing channel, the router's timer, route events, and the
+ * routing-table questions the rest of the node asks.
+ */
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import type { Identity, NodeId } from '../identity/index.js';
+import type { Connection } from '../transport/index.js';
+import { openChannel } from '../channel/index.js';
+import { KEY_BYTES, Router, SharedRecordCache, keyBytesOf, nodeIdAt } from '../routing/index.js';
+import type { NextHopShare, RouterAction, RouterOptions } from '../routing/index.js';
+import { readAll } from './read-all.js';
+import type { RouteEvent, RouteInfo, Topology } from './types.js';
+
+/** Reserved channel carrying link-state messages between neighbours. */
+export const ROUTING_CHANNEL = 'pnet/routing';
+/** An empty message on the routing channel: "I route; take me as a neighbour". */
+const HELLO = new Uint8Array(0);
+/**
+ * Verified link-state records shared by every node of this process: N nodes in one process
+ * (tests, simulations, the demo) would otherwise verify every record N times. A hit needs the
+ * exact same bytes, so the answer is the one a fresh verification would give.
+ */
+const processRecordCache = new SharedRecordCache(1 << 15);
+
+/** What the neighbour glue needs from its node. */
+export interface NeighbourHost {
+  /** The connection to a peer if it takes new streams. */
+  live(nodeId: NodeId): Connection | undefined;
+  /** Every peer's kept connection. */
+  entries(): Iterable<[NodeId, Connection]>;
+  route(change: RouteEvent): void;
+  report(error: Error): void;
+}
+
+export interface NeighbourSettings {
+  readonly rttSampleMs: number;
+  readonly neighbourHoldDownMs: number;
+  readonly router: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'>;
+}
+
+export class Neighbours {
+  readonly router: Router;
+  private routerTimer: NodeJS.Timeout | undefined;
+  /**
+   * Peers that are not routing neighbours yet: `timer` runs their hold-down (undefined once it
+   * ended and we said hello), `heard` is set when they said hello.
+   */
+  private readonly pending = new Map<NodeId, { timer: NodeJS.Timeout | undefined; heard: boolean }>();
+  private readonly rttTimer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly identity: Identity,
+    private readonly settings: NeighbourSettings,
+    private readonly host: NeighbourHost,
+  ) {
+    // A restarted node starts above its old sequence numbers (it would recover them from the network anyway).
+    this.router = new Router({ initialSequence: BigInt(Date.now()), ...settings.router, signer: identity, recordCache: processRecordCache });
+    this.rttTimer = setInterval(() => this.sampleRtt(), settings.rttSampleMs);
+    this.rttTimer.unref();
+  }
+
+  /** A new peer: after the hold-down (a connection that lives a moment never disturbs the map) we say hello. */
+  connected(id: NodeId): void {
+    const pending = { timer: setTimeout(() => this.holdDownEnded(id), this.settings.neighbourHoldDownMs), heard: false };
+    pending.timer.unref();
+    this.pending.set(id, pending);
+  }
+
+  /** The peer's last connection closed. */
+  disconnected(id: NodeId): void {
+    const pending = this.pending.get(id);
+    if (pending !== undefined) {
+      clearTimeout(pending.timer);
+      this.pending.delete(id);
+    } else if (!this.closed) {
+      this.apply(this.router.neighbourDown(id, performance.now()));
+    }
+  }
+
+  /** Serves one stream on the routing channel: a hello, or link-state records. */
+  receive(stream: Duplex, from: NodeId): void {
+    readAll(stream, this.router.maxMessageBytes, 'ERR_ROUTING_MESSAGE_TOO_LARGE').then(
+      (bytes) => {
+        stream.end();
+        if (this.closed) return;
+        if (bytes.length === 0) return this.heardHello(from);
+        this.neighbourReady(from);
+        this.apply(this.router.recordReceived(from, bytes, performance.now()));
+      },
+      (error: unknown) => {
+        stream.destroy();
+        // Only the peer's fault is news; a stream that died with its connection is not.
+        if (error instanceof PnetError && error.code === 'ERR_ROUTING_MESSAGE_TOO_LARGE') {
+          this.host.report(new PnetError(error.code, `${from} sent a routing message over ${this.router.maxMessageBytes} bytes`, { cause: error }));
+        }
+      },
+    );
+  }
+
+  /** Stops the timers; nothing is sent or applied any more (the node is closing). */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.rttTimer);
+    for (const pending of this.pending.values()) clearTimeout(pending.timer);
+    this.pending.clear();
+    if (this.routerTimer) clearTimeout(this.routerTimer);
+    this.routerTimer = undefined;
+  }
+
+  nextHop(nodeId: NodeId): NodeId | undefined {
+    return this.router.nextHop(nodeId);
+  }
+
+  routes(): RouteInfo[] {
+    return this.router.routes().map((route) => ({ nodeId: route.dest, nextHop: route.nextHop, cost: route.cost, hops: route.hops }));
+  }
+
+  path(nodeId: NodeId): NodeId[] | undefined {
+    return this.router.path(nodeId);
+  }
+
+  topology(): Topology {
+    const nodes = new Set<NodeId>([this.identity.nodeId]);
+    const links: Topology['links'] = [];
+    for (const [origin, record] of this.router.records()) {
+      nodes.add(origin);
+      for (const link of record.links) {
+        nodes.add(link.to);
+        links.push({ from: origin, to: link.to, cost: link.cost });
+      }
+    }
+    return { nodes: [...nodes], links };
+  }
+
+  /** Every node of the map, this one first, as packed keys (a fan-out to 'all'). */
+  allNodes(): Buffer {
+    return Buffer.concat([keyBytesOf(this.identity.nodeId), ...this.router.routes().map((route) => keyBytesOf(route.dest))]);
+  }
+
+  /** Targets by next hop in one routing-table call; a connected peer the map does not know yet is its own next hop. */
+  groupByNextHop(packed: Uint8Array): NextHopShare[] {
+    return connectedAsNextHop(this.router.groupByNextHop(packed), (id) => this.host.live(id) !== undefined);
+  }
+
+  /**
+   * After the hold-down a node says hello (an empty message on the routing channel); a peer is a
+   * routing neighbour once both ends said it. A peer that never speaks routing (a CLI's
+   * short-lived node) never becomes one, so it never shows up as a link in the map.
+   */
+  private holdDownEnded(id: NodeId): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined || this.closed) return;
+    pending.timer = undefined;
+    this.send(id, HELLO);
+    if (pending.heard) this.neighbourReady(id);
+  }
+
+  private heardHello(id: NodeId): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined) return;
+    pending.heard = true;
+    if (pending.timer === undefined) this.neighbourReady(id);
+  }
+
+  /**
+   * The peer becomes a routing neighbour: both ends said hello, or it sent link-state records
+   * (it took us for a neighbour first; the router drops records from non-neighbours, and its
+   * first message is the whole map, which would otherwise be lost until each origin refreshes).
+   */
+  private neighbourReady(id: NodeId): void {
+    const pending = this.pending.get(id);
+    if (pending === undefined) return;
+    clearTimeout(pending.timer);
+    this.pending.delete(id);
+    // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
+    const current = this.host.live(id);
+    if (current !== undefined && !this.closed) this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs()));
+  }
+
+  private sampleRtt(): void {
+    const now = performance.now();
+    for (const [id, connection] of this.host.entries()) {
+      if (!connection.closing) this.apply(this.router.rttSample(id, connection.rttMs(), now));
+    }
+  }
+
+  /** Carries out what the router asked for, and wakes it when it next has work. */
+  private apply(actions: readonly RouterAction[]): void {
+    for (const action of actions) {
+      if (action.type === 'send') this.send(action.to, action.bytes);
+      else for (const change of action.changed) this.host.route({ nodeId: change.dest, nextHop: change.nextHop, previousNextHop: change.previousNextHop });
+    }
+    if (this.closed) return;
+    const deadline = this.router.nextDeadline();
+    if (this.routerTimer) clearTimeout(this.routerTimer);
+    this.routerTimer = undefined;
+    if (deadline !== undefined) {
+      this.routerTimer = setTimeout(() => {
+        this.routerTimer = undefined;
+        this.apply(this.router.tick(performance.now()));
+      }, Math.max(0, deadline - performance.now()));
+      this.routerTimer.unref();
+    }
+  }
+
+  private send(to: NodeId, bytes: Uint8Array): void {
+    const connection = this.host.live(to);
+    if (!connection) return; // the router republishes; a lost message is repaired by refresh
+    connection.openStream().then(
+      (stream) => {
+        const negotiated = openChannel(stream, ROUTING_CHANNEL);
+        negotiated.accepted.catch(() => undefined);
+        stream.on('error', () => undefined);
+        stream.resume();
+        stream.end(bytes);
+      },
+      () => undefined,
+    );
+  }
+}
+
+/** Shares without a next hop give their targets that are connected peers a share of their own (key-byte arithmetic). */
+export function connectedAsNextHop(shares: NextHopShare[], connected: (nodeId: NodeId) => boolean): NextHopShare[] {
+  const unreachable = shares.find((share) => share.hop === undefined);
+  if (unreachable === undefined) return shares;
+  const rest = shares.filter((share) => share !== unreachable);
+  const keys = Buffer.from(unreachable.ids.buffer, unreachable.ids.byteOffset, unreachable.ids.byteLength);
+  const slice = (i: number): Buffer => keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
+  const left: number[] = [];
+  unreachable.indexes.forEach((index, i) => {
+    const id = nodeIdAt(keys, i * KEY_BYTES);
+    if (connected(id)) rest.push({ hop: id, ids: slice(i), indexes: Uint32Array.of(index) });
+    else left.push(i);
+  });
+  if (left.length > 0) {
+    rest.push({ hop: undefined, ids: Buffer.concat(left.map(slice)), indexes: Uint32Array.from(left, (i) => unreachable.indexes[i]!) });
+  }
+  return rest;
+}

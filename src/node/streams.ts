@@ -1,0 +1,155 @@
+/**
+ * Channel streams: the channels this node serves (directly and inside relay tunnels), accepting
+ * streams, and opening them: on the direct connection, through the relay, or after a dial.
+ */
+import type { Duplex } from 'node:stream';
+import { PnetError } from '../errors.js';
+import type { Identity, NodeId } from '../identity/index.js';
+import type { Connection } from '../transport/index.js';
+import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
+import type { ChannelHandler, ChannelRequestInfo, Metadata, RegisterOptions } from '../channel/index.js';
+import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
+import type { RelayOptions } from '../relay/index.js';
+import type { HandleOptions, OpenStreamOptions, PnetStream, StreamHandler } from './types.js';
+
+const RESERVED_PREFIX = 'pnet/';
+const EMPTY_METADATA: Metadata = Object.freeze({});
+
+/** Channel names starting with "pnet/" are pnet's own (ERR_BAD_OPTION). */
+export function assertUserChannel(channel: string): void {
+  if (channel.startsWith(RESERVED_PREFIX)) throw new PnetError('ERR_BAD_OPTION', `channel names starting with "${RESERVED_PREFIX}" are reserved for pnet`);
+}
+
+/** What streams need from their node. */
+export interface StreamsHost {
+  readonly identity: Identity;
+  /** The connection to a peer if it takes new streams. */
+  live(nodeId: NodeId): Connection | undefined;
+  /** The neighbour the router sends traffic for `nodeId` through. */
+  nextHop(nodeId: NodeId): NodeId | undefined;
+  /** A connection to a node that is not routed to, dialed at its known address. */
+  connectionTo(nodeId: NodeId): Promise<Connection>;
+  report(error: Error): void;
+}
+
+export interface StreamsSettings {
+  /** Deadline for channel negotiation (OPEN to ACCEPT), both directions. */
+  readonly negotiationTimeoutMs: number;
+  readonly relay: RelayOptions | undefined;
+}
+
+export class Streams {
+  /** Channels served on direct streams: the user's plus pnet's reserved ones. */
+  private readonly registry = new ChannelRegistry();
+  /** Channels served inside relay tunnels: the user's only. */
+  private readonly tunnelRegistry = new ChannelRegistry();
+  private readonly relay: RelayService;
+
+  constructor(
+    private readonly host: StreamsHost,
+    private readonly settings: StreamsSettings,
+  ) {
+    this.relay = new RelayService(
+      {
+        identity: host.identity,
+        nextHop: (destination) => host.nextHop(destination) ?? null,
+        openToNeighbour: (peer, channel, metadata) => this.openDirect(peer, channel, { metadata }),
+        acceptTunnelled: (stream, origin) => this.acceptOn(stream, origin, this.tunnelRegistry),
+      },
+      settings.relay,
+    );
+    this.serveReserved(RELAY_CHANNEL, (negotiated, info) => this.relay.handle(negotiated.stream, info), { authorise: this.relay.authorise });
+  }
+
+  /** Serves a user channel, on direct streams and inside tunnels. */
+  handle(channel: string, handler: StreamHandler, options: HandleOptions = {}): void {
+    assertUserChannel(channel);
+    const registration = {
+      ...(options.authorise ? { authorise: options.authorise } : {}),
+      ...(options.metadata ? { metadata: options.metadata } : {}),
+    };
+    const serve = (negotiated: { stream: Duplex }, info: ChannelRequestInfo): void | Promise<void> =>
+      handler(decorate(negotiated.stream, channel, info.remoteNodeId, info.metadata), info) as void | Promise<void>;
+    this.registry.register(channel, serve, registration);
+    this.tunnelRegistry.register(channel, serve, registration);
+  }
+
+  /** Serves one of pnet's own channels, on direct streams only. */
+  serveReserved(channel: string, handler: ChannelHandler, options?: RegisterOptions): void {
+    this.registry.register(channel, handler, options);
+  }
+
+  unhandle(channel: string): void {
+    if (channel.startsWith(RESERVED_PREFIX)) return;
+    this.registry.unregister(channel);
+    this.tunnelRegistry.unregister(channel);
+  }
+
+  /** Negotiates a stream a peer opened on a direct connection. */
+  accept(stream: Duplex, remoteNodeId: NodeId): void {
+    this.acceptOn(stream, remoteNodeId, this.registry);
+  }
+
+  /** Opens a user stream: on the direct connection, else through the relay, else after dialing a known address. */
+  async open(nodeId: NodeId, channel: string, options: OpenStreamOptions = {}): Promise<PnetStream> {
+    assertUserChannel(channel);
+    const direct = this.host.live(nodeId);
+    let stream: Duplex;
+    if (direct) stream = await direct.openStream();
+    else if (this.host.nextHop(nodeId) !== undefined) stream = await this.relay.open(nodeId);
+    else stream = await (await this.host.connectionTo(nodeId)).openStream();
+    return this.negotiate(stream, nodeId, channel, options);
+  }
+
+  /** Opens a stream on a direct connection only (the relay's legs, pnet's own channels). */
+  async openDirect(nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream> {
+    const connection = this.host.live(nodeId);
+    if (!connection) throw new PnetError('UNREACHABLE', `next hop ${nodeId} is not connected`);
+    return this.negotiate(await connection.openStream(), nodeId, channel, options);
+  }
+
+  private acceptOn(stream: Duplex, remoteNodeId: NodeId, registry: ChannelRegistry): void {
+    acceptChannel(stream, registry, remoteNodeId, {
+      timeoutMs: this.settings.negotiationTimeoutMs,
+      onHandlerError: (error) => this.host.report(error instanceof Error ? error : new Error(String(error))),
+    }).catch((error: unknown) => this.host.report(error as Error));
+  }
+
+  private async negotiate(stream: Duplex, nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream> {
+    const negotiated = openChannel(stream, channel, {
+      ...(options.metadata ? { metadata: options.metadata } : {}),
+      ...(options.credentials ? { credentials: options.credentials } : {}),
+    });
+    const result = decorate(stream, channel, nodeId, undefined);
+    if (options.optimistic) {
+      negotiated.accepted.then(({ metadata }) => setMetadata(result, metadata), () => undefined);
+      return result;
+    }
+    const timeoutMs = this.settings.negotiationTimeoutMs;
+    const timer = setTimeout(() => stream.destroy(new PnetError('ERR_REQUEST_TIMEOUT', `no answer to OPEN ${channel} from ${nodeId} within ${timeoutMs} ms`)), timeoutMs);
+    try {
+      const { metadata } = await negotiated.accepted;
+      setMetadata(result, metadata);
+      return result;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/** The stream, with what negotiation established: a PnetStream. */
+function decorate(stream: Duplex, channel: string, remoteNodeId: NodeId, metadata: Metadata | undefined): PnetStream {
+  const result = stream as unknown as Mutable<PnetStream>;
+  result.channel = channel;
+  result.remoteNodeId = remoteNodeId;
+  result.remoteMetadata = metadata ?? EMPTY_METADATA;
+  // A tunnelled stream is a TLS socket: resetting it means tearing down the relayed leg under it.
+  if (typeof result.reset !== 'function') result.reset = () => void stream.destroy();
+  return result;
+}
+
+function setMetadata(stream: PnetStream, metadata: Metadata): void {
+  (stream as Mutable<PnetStream>).remoteMetadata = metadata;
+}

@@ -1,0 +1,215 @@
+/**
+ * The node's public types: what createNode takes, what a PnetNode returns and emits. Re-exported
+ * unchanged through src/node/index.ts and src/index.ts; nothing here imports another node file.
+ */
+import type { Duplex } from 'node:stream';
+import type { PnetError } from '../errors.js';
+import type { Identity, NodeId } from '../identity/index.js';
+import type { H2TransportOptions, QuicTransportOptions, SocketAddress, TransportKind } from '../transport/index.js';
+import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
+import type { RouterOptions } from '../routing/index.js';
+import type { RelayOptions } from '../relay/index.js';
+
+export interface NodeOptions {
+  /**
+   * Where to listen: "host:port" or { host, port }, default "127.0.0.1:0". QUIC binds this UDP
+   * port and HTTP/2 the TCP port of the same number (with port 0, the number QUIC got).
+   */
+  listen?: string | SocketAddress;
+  /** The node's identity; if absent, `keyFile` is loaded (or created), else a fresh key is made. */
+  identity?: Identity;
+  /** Path of the node's private key (PEM, created with mode 0600 when missing). */
+  keyFile?: string;
+  /**
+   * Nodes to connect to at start; createNode waits until each has connected or failed. A failure
+   * does not fail createNode: `node.bootstrapResults` says how each went.
+   */
+  bootstrap?: ReadonlyArray<string | SocketAddress>;
+  /**
+   * QUIC (UDP), the preferred transport: `true` (default) or its tuning (datagram size, idle
+   * timeout, flow-control windows, stream limits); `false`: no QUIC at all (HTTP/2 only).
+   */
+  quic?: boolean | Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
+  /**
+   * HTTP/2 over TLS (TCP), the fallback where UDP is blocked: `true` (default) or its tuning
+   * (the QUIC names, plus `reversePool`, `maxFrameSize`); `false`: no HTTP/2 (QUIC only).
+   */
+  h2?: boolean | Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
+  /** A dial starts HTTP/2 beside QUIC when no QUIC handshake completed within this (default 300 ms). */
+  fallbackDelayMs?: number;
+  /** How long a peer address reached over HTTP/2 is dialed over HTTP/2 straight away (default 600000 ms; 0: never). */
+  transportMemoryMs?: number;
+  /** Deadline for channel negotiation (OPEN to ACCEPT), both directions (default 10000 ms). */
+  negotiationTimeoutMs?: number;
+  /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */
+  routing?: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'> & {
+    /** Neighbour RTT is sampled this often (default 1000 ms). */
+    rttSampleMs?: number;
+    /** A new connection becomes a routing neighbour once it has lived this long (default 200 ms). */
+    neighbourHoldDownMs?: number;
+  };
+  /** Limits of the streams this node relays for others. */
+  relay?: RelayOptions;
+  /** Limits of the fan-outs this node serves for others. */
+  fanout?: FanoutLimits;
+}
+
+/** A route to a node, as the router sees it. */
+export interface RouteInfo {
+  readonly nodeId: NodeId;
+  /** The neighbour traffic for `nodeId` goes through (the node itself for a neighbour). */
+  readonly nextHop: NodeId;
+  readonly cost: number;
+  readonly hops: number;
+}
+
+/** The network map as this node's router knows it: every signed link-state record it holds. */
+export interface Topology {
+  /** Every node in the map, this node first. */
+  readonly nodes: NodeId[];
+  /** Directed links as their origins announce them (two-way checked links appear once per direction). */
+  readonly links: Array<{ readonly from: NodeId; readonly to: NodeId; readonly cost: number }>;
+}
+
+/** A change in reachability of one node. */
+export interface RouteEvent {
+  readonly nodeId: NodeId;
+  /** undefined: no longer reachable. */
+  readonly nextHop: NodeId | undefined;
+  readonly previousNextHop: NodeId | undefined;
+}
+
+/** Counters of this node's outbound dials (see PnetNode.dialStats). */
+export interface DialStats {
+  /** QUIC handshakes started. */
+  quic: number;
+  /** HTTP/2 handshakes started (fallbacks and dials that went straight to HTTP/2). */
+  h2: number;
+  /** Dials that raced QUIC against HTTP/2 and HTTP/2 won. */
+  fallbacks: number;
+  /** Dials that went straight to HTTP/2 because the address was remembered. */
+  remembered: number;
+}
+
+/** How one bootstrap dial of createNode went: the node it reached, or why not. */
+export type BootstrapResult =
+  | { readonly address: string; readonly ok: true; readonly nodeId: NodeId }
+  | { readonly address: string; readonly ok: false; readonly error: PnetError };
+
+/** An address this node listens on, per transport. */
+export interface ListenAddress {
+  readonly transport: TransportKind;
+  /** "host:port" */
+  readonly address: string;
+}
+
+export interface PeerInfo {
+  readonly nodeId: NodeId;
+  readonly address: string;
+  readonly transport: TransportKind;
+  readonly direction: 'inbound' | 'outbound';
+  readonly rttMs: number;
+  readonly streams: number;
+}
+
+/** A negotiated channel stream: a Node Duplex plus what negotiation established. */
+export interface PnetStream extends Duplex {
+  readonly channel: string;
+  readonly remoteNodeId: NodeId;
+  /** Metadata the other side sent (its ACCEPT for an opener, its OPEN for a handler). */
+  readonly remoteMetadata: Metadata;
+  /** Abort both directions; the other side's stream errors with ERR_STREAM_RESET. */
+  reset(code?: number): void;
+}
+
+/** Serves one accepted stream; a returned promise that rejects resets the stream (and is reported as 'error'). */
+export type StreamHandler = (stream: PnetStream, info: ChannelRequestInfo) => unknown;
+export type RequestHandler = (request: Buffer, info: ChannelRequestInfo) => Uint8Array | string | Promise<Uint8Array | string>;
+
+export interface HandleOptions {
+  /** Decides whether this peer may use the channel; sees the verified node id and the OPEN's metadata. */
+  authorise?: AuthoriseHook;
+  /** Metadata sent back in every ACCEPT. */
+  metadata?: Record<string, string>;
+}
+
+export interface HandleRequestOptions extends HandleOptions {
+  /** Largest request accepted (default 16 MiB); a larger one resets the stream. */
+  maxRequestBytes?: number;
+}
+
+export interface OpenStreamOptions {
+  metadata?: Record<string, string>;
+  credentials?: Uint8Array;
+  /**
+   * Resolve at once, before the ACCEPT, so payload can follow OPEN with no
+   * round trip; a REJECT then arrives as an 'error' on the stream. Default false.
+   */
+  optimistic?: boolean;
+}
+
+export interface RequestOptions {
+  metadata?: Record<string, string>;
+  credentials?: Uint8Array;
+  /** Whole-request deadline (default 10000 ms): ERR_REQUEST_TIMEOUT. */
+  timeoutMs?: number;
+  /** Largest response accepted (default 16 MiB): ERR_REQUEST_TOO_LARGE. */
+  maxResponseBytes?: number;
+}
+
+export interface NodeEvents {
+  'peer:up': [peer: PeerInfo];
+  'peer:down': [peer: { nodeId: NodeId; error: PnetError | undefined }];
+  route: [change: RouteEvent];
+  /** Non-fatal problems (a failed bootstrap dial, a handler that threw). Only emitted when listened to. */
+  error: [error: Error];
+}
+
+// ---- fan-out ----------------------------------------------------------------
+
+export interface FanoutOptions {
+  /** Every target's answer is due this long after the call (default 10000 ms). */
+  deadlineMs?: number;
+  /** Targets in flight at once (default: all). Applies to targets this node knows (not to `'all'` through `via`). */
+  concurrency?: number;
+  /** Sent to every target's authorise hook and handler. */
+  metadata?: Record<string, string>;
+  /**
+   * Send every target through this connected node, which splits them by its own routes: for a
+   * node outside the routing map (a CLI, a node that just connected). With `'all'`, that node
+   * expands the list to every node it knows.
+   */
+  via?: NodeId;
+  /** Largest reply accepted from each target (default 1 MiB, at most 16 MiB). */
+  maxReplyBytes?: number;
+  /** Links a leg may cross (default 32). */
+  hopLimit?: number;
+}
+
+/** One target's outcome. `ms` is measured by the caller from the start of the fan-out. */
+export type FanoutResult = {
+  readonly nodeId: NodeId;
+  readonly ms: number;
+  /** Links between the caller and the node that reported the result (0: the caller itself). */
+  readonly hops: number;
+} & ({ readonly ok: true; readonly data: Buffer } | { readonly ok: false; readonly error: PnetError });
+
+export interface FanoutStats {
+  /** Results whose signature did not verify, dropped. */
+  forged: number;
+  /** Legs received from neighbours. */
+  legsServed: number;
+  /** Legs sent to next hops. */
+  legsSent: number;
+  /** Targets sent again after their leg failed. */
+  retried: number;
+}
+
+export interface FanoutLimits {
+  /** Legs this node serves at once; more are refused with OVERLOADED (default 256). */
+  maxActiveLegs?: number;
+  /** Request ids remembered against replay (default 10000). */
+  maxRememberedRequests?: number;
+  /** Clock difference tolerated between origin and target (default 60000 ms). */
+  maxClockSkewMs?: number;
+}
