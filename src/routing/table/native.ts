@@ -1,9 +1,9 @@
 /**
- * Loading the native routing addon (build/Release/pnet_routing.node, built by cmake-js at install)
- * and the backend over its plain functions. Every function takes the table handle first.
+ * Loading the native routing addon (pnet_routing.node: a local build or a shipped prebuild, found
+ * by src/native-addons.ts) and the backend over its plain functions. Every function takes the
+ * table handle first.
  */
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadNativeAddon } from '../../native-addons.js';
 import type { RouteArrays, RoutingBackend } from './types.js';
 
 /** An opaque handle to one native table (a Node-API External). */
@@ -30,8 +30,6 @@ export interface NativeRoutingAddon {
 }
 
 const ABI_VERSION = 1;
-/** The package root: this file is src/routing/table/native.ts or dist/routing/table/native.js. */
-const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 let addon: NativeRoutingAddon | null | undefined;
 let loadError: Error | undefined;
@@ -40,11 +38,7 @@ let loadError: Error | undefined;
 export function loadNativeRouting(): NativeRoutingAddon | null {
   if (addon !== undefined) return addon;
   try {
-    const require = createRequire(import.meta.url);
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    let loaded = load(packageRoot) as NativeRoutingAddon;
-    // node-gyp also copies the UDP addon into build/Release, and node-gyp-build takes the first .node there.
-    if (typeof loaded.create !== 'function') loaded = require(`${packageRoot}build/Release/pnet_routing.node`) as NativeRoutingAddon;
+    const loaded = loadNativeAddon('pnet_routing') as NativeRoutingAddon;
     if (loaded.abiVersion !== ABI_VERSION) throw new Error(`native routing addon ABI ${String(loaded.abiVersion)}, expected ${ABI_VERSION}: rebuild it (npm run build:native)`);
     addon = loaded;
   } catch (error) {

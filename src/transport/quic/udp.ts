@@ -1,15 +1,15 @@
 /**
  * The QUIC transport's UDP socket, behind one small interface with two implementations:
- * - 'native': pnet's addon (build/Release/udp/pnet_udp.node, Linux): a run of datagrams leaves in
- *   one UDP GSO send and arrives in one recvmmsg/GRO batch;
+ * - 'native': pnet's addon (pnet_udp.node, Linux; a local build or a prebuild, see
+ *   src/native-addons.ts): a run of datagrams leaves in one UDP GSO send and arrives in one
+ *   recvmmsg/GRO batch;
  * - 'node': node:dgram, one system call and one callback per datagram (anywhere Node runs).
  */
 import dgram from 'node:dgram';
-import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { PnetError } from '../../errors.js';
+import { loadNativeAddon } from '../../native-addons.js';
 import type { SocketAddress } from '../types.js';
 
 export type UdpImplementation = 'native' | 'node';
@@ -54,15 +54,13 @@ interface NativeUdpAddon {
 }
 
 const ABI_VERSION = 1;
-/** The package root: this file is src/transport/quic/udp.ts or dist/transport/quic/udp.js. */
-const addonPath = fileURLToPath(new URL('../../../build/Release/udp/pnet_udp.node', import.meta.url));
 let addon: NativeUdpAddon | null | undefined;
 let loadError: Error | undefined;
 
 function loadAddon(): NativeUdpAddon | null {
   if (addon !== undefined) return addon;
   try {
-    const loaded = createRequire(import.meta.url)(addonPath) as NativeUdpAddon;
+    const loaded = loadNativeAddon('pnet_udp') as NativeUdpAddon;
     if (loaded.abiVersion !== ABI_VERSION) throw new Error(`UDP addon ABI ${loaded.abiVersion}, expected ${ABI_VERSION}: rebuild it (npm run build:native)`);
     if (!loaded.supported || loaded.UdpSocket === undefined) throw new Error('UDP addon built without batching support (not Linux, or no libuv header at build time)');
     addon = loaded;
