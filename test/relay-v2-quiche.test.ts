@@ -174,3 +174,21 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
   t.ok(sim.lost > 0, 'datagrams in flight through the dead hop were lost, and QUIC recovered them');
   t.comment(`lost in the dead hop: ${sim.lost} datagrams; rounds that waited on quiche timers: ${pauses}`);
 });
+
+t.test('a real client Initial that runs out of hops comes back as HOP_LIMIT, its quote matching the client’s connection id', async (t) => {
+  const ida = await Identity.generate();
+  const sim = new Sim(5, [[0, 1], [1, 2], [2, 3], [3, 4]], {
+    key: (i) => (i === 0 ? keyBytesOf(ida.nodeId) : undefined),
+    endpoint: (i) => (i === 0 ? { hopLimit: 2 } : {}),
+  });
+  const [a, , hop2, , e] = sim.nodes as [SimNode, SimNode, SimNode, SimNode, SimNode];
+  const end: End = { sizes: [] };
+  end.flow = a.endpoint.open(e.id, 0);
+  end.conn = quiche.Connection.connect('pnet', randomBytes(16), LOCAL, end.flow.address, config(ida, end.flow.maxDatagramSize));
+  a.onPacket = () => t.fail('nothing should come back but the report');
+  t.ok(pump(end) > 0);
+  sim.run();
+  t.equal(hop2.forwarder.stats.hopLimit > 0, true, 'dropped at the second link');
+  t.equal(a.errors[0]?.code, 'HOP_LIMIT', 'the opener learns why, during the handshake');
+  t.equal(a.endpoint.stats.staleError, 0);
+});
