@@ -31,14 +31,14 @@ export const MAX_METADATA_VALUE_LENGTH = 1024;
 export const MAX_CREDENTIALS_LENGTH = 2048;
 export const MAX_REASON_LENGTH = 256;
 
-export const MAGIC_MASK = 0xf0;
-export const MAGIC = 0xa0;
+const MAGIC_MASK = 0xf0;
+const MAGIC = 0xa0;
 export const TYPE_OPEN = 0xa1;
 export const TYPE_ACCEPT = 0xa2;
 export const TYPE_REJECT = 0xa3;
 
 /** OPEN flags byte. Bits other than these must be zero in version 1. */
-export const OPEN_FLAG_CREDENTIALS = 0x01;
+const OPEN_FLAG_CREDENTIALS = 0x01;
 
 export type Metadata = Readonly<Record<string, string>>;
 
@@ -278,7 +278,7 @@ export function encodeAccept(metadata?: Metadata): Buffer {
 }
 
 /** Cut a string to at most `max` UTF-8 bytes without splitting a character. */
-export function truncateUtf8(s: string, max: number): string {
+function truncateUtf8(s: string, max: number): string {
   if (s.length * 3 <= max || Buffer.byteLength(s, 'utf8') <= max) return s;
   const b = Buffer.from(s, 'utf8');
   let end = max;
@@ -320,7 +320,7 @@ function minBody(type: number): number {
  *   MAX_FRAME_LENGTH and the type's minimum.
  * Throws PnetError('BAD_FRAME') as soon as the bytes seen cannot start a frame.
  */
-export function frameLength(buf: Uint8Array, offset: number, available: number): number {
+function frameLength(buf: Uint8Array, offset: number, available: number): number {
   if (available < 1) return -1;
   const type = buf[offset]!;
   if ((type & MAGIC_MASK) !== MAGIC) throw badFrame(`not a pnet channel frame (first byte 0x${type.toString(16).padStart(2, '0')})`);
@@ -368,7 +368,7 @@ function readMetadata(buf: Buffer, off: number, end: number, out: { off: number 
  * Decode the body of a version-1 frame whose header starts at `offset` and
  * whose total length `length` was returned by frameLength(). Throws BAD_FRAME.
  */
-export function decodeFrameAt(buf: Buffer, offset: number, length: number): OpenFrame | AcceptFrame | RejectFrame {
+function decodeFrameAt(buf: Buffer, offset: number, length: number): OpenFrame | AcceptFrame | RejectFrame {
   return decodeBody(buf[offset]!, buf, offset + HEADER_LENGTH, offset + length);
 }
 
@@ -376,7 +376,7 @@ export function decodeFrameAt(buf: Buffer, offset: number, length: number): Open
  * Decode a version-1 body of frame type `type` held in buf[start, end)
  * (the header having been checked by frameLength()). Throws BAD_FRAME.
  */
-export function decodeBody(type: number, buf: Buffer, start: number, end: number): OpenFrame | AcceptFrame | RejectFrame {
+function decodeBody(type: number, buf: Buffer, start: number, end: number): OpenFrame | AcceptFrame | RejectFrame {
   let off = start;
   const cursor = { off: 0 };
   if (type === TYPE_OPEN) {

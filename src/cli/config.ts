@@ -10,13 +10,13 @@ import { PnetError, parseAddress, parseNodeId } from '../index.js';
 import type { NodeId } from '../index.js';
 
 export const DEFAULT_PORT = 7300;
-export const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_PORT}`;
-export const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_PORT}`;
+const DEFAULT_TIMEOUT_MS = 30_000;
 export const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
-export const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024;
+const DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024;
 /** Per stream; the JSON reply (both streams, escaped) must stay under fan-out's 16 MiB reply cap. */
-export const MAX_OUTPUT_BYTES = 1024 * 1024;
-export const DEFAULT_MAX_CONCURRENT_EXEC = 8;
+const MAX_OUTPUT_BYTES = 1024 * 1024;
+const DEFAULT_MAX_CONCURRENT_EXEC = 8;
 const COMMAND_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** One allow-listed command as written in the config file. */
