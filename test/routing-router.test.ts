@@ -38,6 +38,7 @@ const IMMEDIATE: Omit<RouterOptions, 'signer'> = {
   spfDelayMs: 0,
   spfMinIntervalMs: 0,
   floodPacingMs: 0,
+  minArrivalIntervalMs: 0,
 };
 
 function router(i: number, options: Omit<RouterOptions, 'signer'> = {}): Router {
@@ -505,7 +506,7 @@ t.test('property: the routing table (native and twin) behind the router matches 
 });
 
 t.test('RTT to cost: smoothing and hysteresis', async (t) => {
-  const r = router(0, { publishDelayMs: 0, minPublishIntervalMs: 0 });
+  const r = router(0, { publishDelayMs: 0, minPublishIntervalMs: 0, cost: { holdMs: 0 } });
   r.neighbourUp(ID[1]!, 0, 20);
   t.equal(r.neighbourCost(ID[1]!), 21);
   const seqAfterUp = r.sequence;
@@ -556,7 +557,7 @@ t.test('timers: publish delay, refresh before expiry, nextDeadline', async (t) =
   }
   t.ok(r.sequence > 5n, 'keeps refreshing');
   t.throws(() => r.tick(Number.NaN), TypeError);
-  t.throws(() => new Router({ signer: SIGNERS[0]!, refreshIntervalMs: 60_000 }), { code: 'ERR_BAD_OPTION' });
+  t.throws(() => new Router({ signer: SIGNERS[0]!, refreshIntervalMs: 3_600_000 }), { code: 'ERR_BAD_OPTION' });
   t.throws(() => new Router({ signer: SIGNERS[0]!, maxMessageBytes: 100 }), { code: 'ERR_BAD_OPTION' });
   t.throws(() => new Router({ signer: SIGNERS[0]!, initialSequence: 0n }), { code: 'ERR_BAD_OPTION' });
   t.throws(() => new Router({} as RouterOptions), { code: 'ERR_BAD_OPTION' });
@@ -639,7 +640,7 @@ t.test('simulation: a joining node gets the whole map from its first neighbour',
 });
 
 t.test('simulation: restart recovers the sequence number', async (t) => {
-  const sim = new RoutingSimulation({ seed: 5, delayMs: 3, router: { recordLifetimeMs: 60_000 } });
+  const sim = new RoutingSimulation({ seed: 5, delayMs: 3, router: { recordLifetimeMs: 60_000, minPublishIntervalMs: 1000 } });
   const ids = sim.addNodes(6);
   const edges: [number, number][] = [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5], [5, 0], [1, 4]];
   for (const [a, b] of edges) sim.connect(ids[a]!, ids[b]!);

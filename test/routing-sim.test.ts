@@ -2,6 +2,9 @@ import t from 'tap';
 import type { NodeId } from '../src/identity/index.js';
 import { RoutingSimulation, randomConnectedGraph } from '../src/routing/testing.js';
 
+// Thousands of routers in one process: slow on a loaded 2-core machine, so a generous file timeout.
+t.setTimeout(600_000);
+
 const ms = (since: number): string => `${Math.round(performance.now() - since)} ms`;
 
 t.test('1,000-node random mesh converges to global shortest paths, and again after 50 link cuts', async (t) => {
@@ -105,6 +108,7 @@ t.test('routes-changed actions follow the changes and only them', async (t) => {
   const sim = new RoutingSimulation({
     seed: 5,
     delayMs: 2,
+    router: { recordLifetimeMs: 60_000, refreshIntervalMs: 20_000 },
     onRoutesChanged: (node, changed) => changes.set(node, (changes.get(node) ?? 0) + changed.length),
   });
   const ids = sim.addNodes(30);

@@ -56,25 +56,36 @@ export interface CostOptions {
   base?: number;
   /** EWMA weight of a new RTT sample (default 1/8, as TCP's SRTT). */
   smoothing?: number;
-  /** The announced cost moves only when the new one differs by at least max(hysteresisMin, hysteresisRatio * current). Defaults 2 and 0.2. */
+  /**
+   * The announced cost c stands for the band c ± max(hysteresisMin, hysteresisRatio * c): it moves
+   * only when the smoothed cost and every sample have stayed outside that band (same side) for
+   * holdMs, and then to the smoothed cost. Defaults 2, 0.5 and 30 s (a busy event loop's RTT
+   * stalls do not re-flood; a lasting change moves the cost within 30 s).
+   */
   hysteresisMin?: number;
   hysteresisRatio?: number;
+  holdMs?: number;
   /** RTT assumed for a neighbour until its first sample (default 100 ms). */
   defaultRttMs?: number;
 }
 
 export interface RouterOptions {
   signer: RecordSigner;
-  /** Lifetime written into our records (default 60 s). */
+  /** Lifetime written into our records (default 1 h: liveness comes from neighbours withdrawing links, not expiry). */
   recordLifetimeMs?: number;
-  /** Our record is re-published this often (default 20 s, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
+  /** Our record is re-published this often (default 30 min, at most half the lifetime, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
   refreshIntervalMs?: number;
   /** Fraction of refreshIntervalMs taken off at random, so nodes do not refresh in step (default 0.1). */
   refreshJitter?: number;
   /** A change of our links is published this long after it (coalesces bursts; default 50 ms). */
   publishDelayMs?: number;
-  /** At least this long between two of our publications, except sequence recovery (default 1 s). */
+  /** At least this long between two publications of one of our records, except refresh and sequence recovery (OSPF MinLSInterval; default 5 s). */
   minPublishIntervalMs?: number;
+  /**
+   * A new version of a record accepted less than this long after the previous one waits until
+   * the interval is over (the newest waiting version is then taken; OSPF MinLSArrival; default 1 s).
+   */
+  minArrivalIntervalMs?: number;
   /**
    * Flood pacing: records are sent at once unless a batch left less than this
    * long ago; then they wait and leave together, one message per neighbour
@@ -149,6 +160,12 @@ export interface RouterStats {
   recordsSent: number;
   /** Our own records signed. */
   published: number;
+  /** Publications that waited for minPublishIntervalMs (origination rate limit). */
+  publishRateLimited: number;
+  /** Record versions that arrived within minArrivalIntervalMs of the previous one and waited (acceptance rate limit). */
+  arrivalRateLimited: number;
+  /** Of those, versions replaced by a newer one while waiting (never verified nor flooded). */
+  arrivalSuperseded: number;
   /** Times we met our own record with a higher (or conflicting) sequence number and jumped above it. */
   sequenceRecovered: number;
   /** Records removed because they were not refreshed in time. */
@@ -161,11 +178,25 @@ export interface RouterStats {
 interface Stored {
   readonly rec: LinkStateRecord;
   readonly expiresAt: number;
+  /** When we accepted it (the acceptance rate limit counts from here). */
+  readonly acceptedAt: number;
+}
+
+/** A record version that arrived too soon after the previous one (acceptance rate limit). */
+interface Waiting {
+  readonly from: NodeId;
+  /** A copy: the message it came in is not ours to keep. */
+  readonly bytes: Buffer;
+  readonly remainingMs: number;
+  readonly arrivedAt: number;
+  readonly at: number;
 }
 
 interface Neighbour {
   srtt: number | undefined;
   cost: number;
+  /** Since when the smoothed cost has been outside the announced cost's band (hysteresis hold). */
+  outsideSince: number | undefined;
 }
 
 interface Outgoing {
@@ -254,6 +285,11 @@ function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | n
   return true;
 }
 
+/** Links in ascending id order (our own records are compared as sets). */
+function sortedLinks(links: readonly Link[]): Link[] {
+  return [...links].sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+}
+
 function isRecordStart(buf: Buffer, off: number): boolean {
   return (
     buf[off] === RECORD_MAGIC[0] &&
@@ -277,6 +313,8 @@ export class Router {
   readonly #refreshJitter: number;
   readonly #publishDelayMs: number;
   readonly #minPublishMs: number;
+  readonly #minArrivalMs: number;
+  readonly #holdMs: number;
   readonly #spfDelayMs: number;
   readonly #spfMinMs: number;
   readonly #floodPacingMs: number;
@@ -306,6 +344,10 @@ export class Router {
   #publishAt: number | undefined;
   #lastPublishAt = -Infinity;
   #refreshAt = Infinity;
+  /** The next publication must happen even if our links did not change (refresh, sequence recovery). */
+  #mustPublish = false;
+  readonly #waiting = new Map<NodeId, Waiting>();
+  #waitingAt = Infinity;
 
   /** Effective (two-way checked) links given to the path computer. */
   readonly #applied = new Map<NodeId, readonly Link[]>();
@@ -331,6 +373,9 @@ export class Router {
     messagesSent: 0,
     recordsSent: 0,
     published: 0,
+    publishRateLimited: 0,
+    arrivalRateLimited: 0,
+    arrivalSuperseded: 0,
     sequenceRecovered: 0,
     expiredRecords: 0,
     spfRuns: 0,
@@ -344,11 +389,12 @@ export class Router {
     }
     this.#signer = signer;
     this.nodeId = signer.nodeId;
-    this.#lifetimeMs = option('recordLifetimeMs', options.recordLifetimeMs, 60_000, 1, MAX_LIFETIME_MS);
-    this.#refreshMs = option('refreshIntervalMs', options.refreshIntervalMs, Math.min(20_000, Math.floor(this.#lifetimeMs / 3)) || 1, 1, this.#lifetimeMs - 1);
+    this.#lifetimeMs = option('recordLifetimeMs', options.recordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
+    this.#refreshMs = option('refreshIntervalMs', options.refreshIntervalMs, Math.min(1_800_000, Math.floor(this.#lifetimeMs / 2)) || 1, 1, this.#lifetimeMs - 1);
     this.#refreshJitter = option('refreshJitter', options.refreshJitter, 0.1, 0, 0.9);
     this.#publishDelayMs = option('publishDelayMs', options.publishDelayMs, 50, 0);
-    this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 1_000, 0);
+    this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 5_000, 0);
+    this.#minArrivalMs = option('minArrivalIntervalMs', options.minArrivalIntervalMs, 1_000, 0);
     this.#floodPacingMs = option('floodPacingMs', options.floodPacingMs, 10, 0);
     this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
     this.#spfMinMs = option('spfMinIntervalMs', options.spfMinIntervalMs, 100, 0);
@@ -363,7 +409,8 @@ export class Router {
     this.#costBase = option('cost.base', cost.base, 1, 0, MAX_COST);
     this.#smoothing = positive('cost.smoothing', cost.smoothing, 0.125, 1);
     this.#hystMin = option('cost.hysteresisMin', cost.hysteresisMin, 2, 0);
-    this.#hystRatio = option('cost.hysteresisRatio', cost.hysteresisRatio, 0.2, 0);
+    this.#hystRatio = option('cost.hysteresisRatio', cost.hysteresisRatio, 0.5, 0);
+    this.#holdMs = option('cost.holdMs', cost.holdMs, 30_000, 0);
     this.#defaultRtt = option('cost.defaultRttMs', cost.defaultRttMs, 100, 0);
     const initial = options.initialSequence ?? 1n;
     if (typeof initial !== 'bigint' || initial < 1n || initial > MAX_SEQUENCE) {
@@ -385,7 +432,7 @@ export class Router {
     if (nodeId !== this.nodeId) {
       let n = this.#neighbours.get(nodeId);
       if (n === undefined) {
-        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt) };
+        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt), outsideSince: undefined };
         this.#neighbours.set(nodeId, n);
         this.#selfLinksChanged();
         this.#markDirty(nodeId);
@@ -463,6 +510,7 @@ export class Router {
     if (this.#spfAt !== undefined && this.#spfAt < t) t = this.#spfAt;
     if (this.#flushAt !== undefined && this.#flushAt < t) t = this.#flushAt;
     if (this.#own !== undefined && this.#refreshAt < t) t = this.#refreshAt;
+    if (this.#waitingAt < t) t = this.#waitingAt;
     const e = this.#expiry.peek();
     if (e !== undefined && e < t) t = e;
     return t === Infinity ? undefined : t;
@@ -470,7 +518,7 @@ export class Router {
 
   /** True while a publication, a paced flood or a route recomputation is scheduled. */
   hasPendingWork(): boolean {
-    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined;
+    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined || this.#waiting.size > 0;
   }
 
   nextHop(dest: NodeId): NodeId | undefined {
@@ -566,11 +614,15 @@ export class Router {
     if (typeof nowMs !== 'number' || Number.isNaN(nowMs)) throw new TypeError(`now must be a number of ms, got ${String(nowMs)}`);
     if (nowMs > this.#now) this.#now = nowMs;
     this.#expire();
+    if (this.#now >= this.#waitingAt) this.#acceptWaiting();
   }
 
   #finish(): readonly RouterAction[] {
     const now = this.#now;
-    if (this.#own !== undefined && now >= this.#refreshAt) this.#publishAt = now;
+    if (this.#own !== undefined && now >= this.#refreshAt) {
+      this.#publishAt = now;
+      this.#mustPublish = true;
+    }
     if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
     if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
     let actions: RouterAction[] | undefined;
@@ -586,6 +638,7 @@ export class Router {
 
   /** Queues a record for a neighbour; it leaves at the next flush (at once unless one happened less than floodPacingMs ago). */
   #enqueue(to: NodeId, rec: LinkStateRecord, expiresAt: number): void {
+    if (!this.#neighbours.has(to)) return;
     let q = this.#out.get(to);
     if (q === undefined) {
       q = new Map();
@@ -641,11 +694,21 @@ export class Router {
     const first = n.srtt === undefined;
     n.srtt = first ? rttMs : n.srtt! + this.#smoothing * (rttMs - n.srtt!);
     if (!first) {
-      // Hysteresis on the unrounded cost: the announced cost moves only when the
-      // smoothed RTT has really drifted, never because rounding flips on noise.
-      const exact = this.#costBase + n.srtt / this.#costUnit;
-      if (Math.abs(exact - n.cost) < Math.max(this.#hystMin, this.#hystRatio * n.cost)) return;
+      // Hysteresis on the unrounded cost: the announced cost moves only when the smoothed RTT
+      // has left its band and stayed out for holdMs, never on rounding flips or a short spike.
+      const band = Math.max(this.#hystMin, this.#hystRatio * n.cost);
+      const exact = this.#costBase + n.srtt / this.#costUnit - n.cost;
+      const raw = this.#costBase + rttMs / this.#costUnit - n.cost;
+      // Outside only while the smoothed cost AND the sample are beyond the band on the same
+      // side: the sample back inside (a stall is over) restarts the hold.
+      if (Math.abs(exact) < band || Math.abs(raw) < band || exact > 0 !== raw > 0) {
+        n.outsideSince = undefined;
+        return;
+      }
+      n.outsideSince ??= this.#now;
+      if (this.#now - n.outsideSince < this.#holdMs) return;
     }
+    n.outsideSince = undefined;
     const cost = this.costFromRtt(n.srtt);
     if (cost === n.cost) return;
     n.cost = cost;
@@ -660,6 +723,7 @@ export class Router {
 
   #schedulePublish(): void {
     const at = Math.max(this.#now + this.#publishDelayMs, this.#lastPublishAt + this.#minPublishMs);
+    if (at > this.#now + this.#publishDelayMs && this.#publishAt === undefined) this.#stats.publishRateLimited++;
     if (this.#publishAt === undefined || at < this.#publishAt) this.#publishAt = at;
   }
 
@@ -680,13 +744,18 @@ export class Router {
 
   #publish(): void {
     this.#publishAt = undefined;
+    const must = this.#mustPublish;
+    this.#mustPublish = false;
+    const links = this.#liveLinks();
+    // A change undone before it left (a neighbour down and up again) publishes nothing.
+    if (!must && this.#own !== undefined && sameLinks(sortedLinks(this.#own.links), sortedLinks(links))) return;
     if (this.#lastSeq >= MAX_SEQUENCE) {
       // 2^64 - 1 reached (only a record we signed can bring us here): nothing above it can be signed.
       this.#refreshAt = Infinity;
       return;
     }
     const seq = this.#lastSeq + 1n;
-    const bytes = encodeRecord({ origin: this.nodeId, seq, lifetimeMs: this.#lifetimeMs, links: this.#liveLinks() }, (d) => this.#signer.sign(d));
+    const bytes = encodeRecord({ origin: this.nodeId, seq, lifetimeMs: this.#lifetimeMs, links }, (d) => this.#signer.sign(d));
     const decoded = decodeRecord(bytes, MAX_LINKS);
     if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
     this.#lastSeq = seq;
@@ -694,7 +763,7 @@ export class Router {
     const now = this.#now;
     this.#lastPublishAt = now;
     this.#refreshAt = now + this.#refreshMs * (1 - this.#refreshJitter * this.#random());
-    const stored: Stored = { rec: decoded.value, expiresAt: now + this.#lifetimeMs };
+    const stored: Stored = { rec: decoded.value, expiresAt: now + this.#lifetimeMs, acceptedAt: now };
     this.#records.set(this.nodeId, stored);
     this.#stats.published++;
     for (const to of this.#neighbours.keys()) this.#enqueue(to, decoded.value, stored.expiresAt);
@@ -761,11 +830,12 @@ export class Router {
       return this.#drop('tableFull');
     }
     if (remainingMs === 0) return this.#drop('expired');
+    if (known !== undefined && this.#now < known.acceptedAt + this.#minArrivalMs) return this.#wait(from, origin, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#minArrivalMs);
     const buf = msg.subarray(off, off + len);
     const rec = this.#decodeVerified(buf);
     if (rec === undefined) return;
     const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#maxRecordLifetimeMs);
-    this.#records.set(origin, { rec, expiresAt });
+    this.#records.set(origin, { rec, expiresAt, acceptedAt: this.#now });
     this.#expiry.push(expiresAt, origin);
     this.#stats.recordsAccepted++;
     this.#graphChanged(origin, known?.rec, rec);
@@ -773,6 +843,41 @@ export class Router {
     for (const to of this.#neighbours.keys()) {
       if (to !== from) this.#enqueue(to, rec, expiresAt);
     }
+  }
+
+  /** Keeps the newest version that came too soon; it is taken when the arrival interval is over. */
+  #wait(from: NodeId, origin: NodeId, buf: Buffer, remainingMs: number, at: number): void {
+    const w = this.#waiting.get(origin);
+    if (w !== undefined) {
+      // Newer of the two wins (sequence numbers compare as big-endian bytes).
+      const order = buf.compare(w.bytes, SEQ_OFFSET, SEQ_OFFSET + 8, SEQ_OFFSET, SEQ_OFFSET + 8);
+      if (order === 0) {
+        this.#stats.duplicates++;
+        return;
+      }
+      this.#stats.arrivalSuperseded++;
+      if (order < 0) return;
+    }
+    this.#stats.arrivalRateLimited++;
+    this.#waiting.set(origin, { from, bytes: Buffer.from(buf), remainingMs, arrivedAt: this.#now, at });
+    if (at < this.#waitingAt) this.#waitingAt = at;
+  }
+
+  /** Takes the waiting versions whose arrival interval is over, as if they arrived now. */
+  #acceptWaiting(): void {
+    const now = this.#now;
+    let next = Infinity;
+    for (const [origin, w] of this.#waiting) {
+      if (w.at > now) {
+        next = Math.min(next, w.at);
+        continue;
+      }
+      this.#waiting.delete(origin);
+      const left = w.remainingMs - (now - w.arrivedAt);
+      // If its sender went away meanwhile, it is flooded to every neighbour (no one to skip).
+      if (left > 0) this.#receive(w.from, w.bytes, 0, w.bytes.length, left);
+    }
+    this.#waitingAt = next;
   }
 
   /** Our own id on a record from the network: an old copy, or proof that an earlier run of us got further. */
@@ -793,6 +898,7 @@ export class Router {
     if (seq > this.#lastSeq) this.#lastSeq = seq;
     this.#stats.sequenceRecovered++;
     this.#publishAt = this.#now; // at once: every copy of our earlier records is now stale
+    this.#mustPublish = true;
   }
 
   #decodeVerified(buf: Buffer): LinkStateRecord | undefined {
