@@ -3,6 +3,8 @@
  * install script: a local build first (build/Release, made by cmake-js or node-gyp), then a
  * prebuild shipped in the package, prebuilds/<platform>-<arch>/<addon>.<tags>.node, chosen by
  * node-gyp-build's own tag rules (runtime, napi, libc, armv). Imports no layer.
+ * $PNET_PREBUILD=<dir> looks under <dir> instead of the package (node-gyp-build's <NAME>_PREBUILD,
+ * kept under pnet's prefix; tests point it at an empty folder to see pnet without its addons).
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -32,18 +34,20 @@ interface NodeGypBuild {
 
 /** The package root: this file is src/native-addons.ts or dist/native-addons.js. */
 const packageRoot = fileURLToPath(new URL('../', import.meta.url));
+const searchRoot = (): string => process.env['PNET_PREBUILD'] || packageRoot;
 const require = createRequire(import.meta.url);
 /** The tuple node-gyp-build looks under; npm_config_* as node-gyp-build reads them. */
 export const prebuildTuple = `${process.env['npm_config_platform'] ?? platform()}-${process.env['npm_config_arch'] ?? arch()}`;
 
 /** A local build of `name`: cmake-js puts the UDP addon in build/Release/udp, node-gyp in both. */
 function findBuild(name: NativeAddonName): string | undefined {
-  return [join(packageRoot, 'build', 'Release', `${name}.node`), join(packageRoot, 'build', 'Release', 'udp', `${name}.node`)].find((path) => existsSync(path));
+  const release = join(searchRoot(), 'build', 'Release');
+  return [join(release, `${name}.node`), join(release, 'udp', `${name}.node`)].find((path) => existsSync(path));
 }
 
 /** The most specific prebuild of `name` for this runtime, as node-gyp-build would pick it. */
 function findPrebuild(name: NativeAddonName): string | undefined {
-  const dir = join(packageRoot, 'prebuilds', prebuildTuple);
+  const dir = join(searchRoot(), 'prebuilds', prebuildTuple);
   if (!existsSync(dir)) return undefined;
   const gyp = require('node-gyp-build') as NodeGypBuild;
   // Both addons share the folder; the name is one more tag that node-gyp-build ignores.
@@ -67,7 +71,7 @@ export function findNativeAddon(name: NativeAddonName): NativeAddonLocation | un
 export function loadNativeAddon(name: NativeAddonName): unknown {
   const found = findNativeAddon(name);
   if (found === undefined) {
-    throw new Error(`no ${name}.node in build/Release and no prebuild for ${prebuildTuple} (node ${process.versions.node}, abi ${process.versions.modules}) under ${packageRoot}`);
+    throw new Error(`no ${name}.node in build/Release and no prebuild for ${prebuildTuple} (node ${process.versions.node}, abi ${process.versions.modules}) under ${searchRoot()}`);
   }
   return require(found.path) as unknown;
 }
