@@ -63,6 +63,12 @@ t.test('deliver, forward with the hop limit decremented in place, counted', asyn
   t.equal(f.stats.received, 2);
 });
 
+t.test('the documented DATA vector, forwarded once', async (t) => {
+  const vector = encodeData(16, DST, SRC, Buffer.from('40010203', 'hex'));
+  hop([[DST, 'n2']]).handleDatagram('n1', vector, 0);
+  t.same(vector, Buffer.concat([Buffer.from('100f', 'hex'), DST, SRC, Buffer.from('40010203', 'hex')]));
+});
+
 t.test('drops: malformed, no route, hop limit, loops, too big, refused', async (t) => {
   let allow = true;
   let room = 1310;

@@ -76,6 +76,7 @@ t.test('malformed datagrams: a reason, BAD_FRAME, no throw', async (t) => {
     ['header only', DATA_VECTOR.subarray(0, 66)],
     ['unknown type 0x1f', Buffer.concat([hex('1f'), DATA_VECTOR.subarray(1)])],
     ['version 2', Buffer.concat([hex('20'), DATA_VECTOR.subarray(1)])],
+    ['kind 0x00', Buffer.concat([hex('00'), DATA_VECTOR.subarray(1)])],
     ['hop limit 0', Buffer.concat([hex('1000'), DATA_VECTOR.subarray(2)])],
     ['destination = source', encodeDataUnchecked(DST, DST)],
     ['error report of the wrong size', ERROR_VECTOR.subarray(0, 130)],
@@ -169,6 +170,10 @@ t.test('link framing: length-prefixed datagrams survive any chunking', async (t)
     t.equal(errors, 0);
     t.same(got, datagrams, `chunks of ${size}`);
   }
+});
+
+t.test('link framing vector: the DATA vector behind 00 46', async (t) => {
+  t.same(frameDatagram(DATA_VECTOR), Buffer.concat([hex('0046'), DATA_VECTOR]));
 });
 
 t.test('link framing: a bad length is BAD_FRAME and sticks', async (t) => {
