@@ -43,24 +43,19 @@ export {
   type OpenerOutcome,
   type AcceptorOutcome,
 } from './negotiate.js';
-export {
-  ChannelRegistry,
-  type ChannelRequestInfo,
-  type ChannelHandler,
-  type AuthoriseHook,
-  type AuthoriseVerdict,
-  type RegisterOptions,
-  type ChannelRegistration,
-} from './registry.js';
-export {
-  openChannel,
-  acceptChannel,
-  DEFAULT_OPEN_TIMEOUT_MS,
-  DEFAULT_MAX_PENDING,
-  DEFAULT_LINGER_MS,
-  type ChannelStream,
-  type ChannelAccepted,
-  type OpenChannelOptions,
-  type AcceptChannelOptions,
-  type AcceptResult,
-} from './stream.js';
+export { ChannelRegistry } from './registry.js';
+export type {
+  ChannelRequestInfo,
+  ChannelHandler,
+  AuthoriseHook,
+  AuthoriseVerdict,
+  RegisterOptions,
+  ChannelRegistration,
+  ChannelStream,
+  ChannelAccepted,
+  OpenChannelOptions,
+  AcceptChannelOptions,
+  AcceptResult,
+} from './types.js';
+export { openChannel } from './opener.js';
+export { acceptChannel, DEFAULT_OPEN_TIMEOUT_MS, DEFAULT_MAX_PENDING, DEFAULT_LINGER_MS } from './acceptor.js';

@@ -1,44 +1,8 @@
+/** The channels an acceptor serves: name, handler, authorise hook and the ACCEPT frame, encoded once. */
 import type { Buffer } from 'node:buffer';
 import { PnetError } from '../errors.js';
-import type { NodeId } from '../identity/index.js';
 import { EMPTY_METADATA, encodeAccept, isValidChannelName, type Metadata } from './codec.js';
-import type { ChannelStream } from './stream.js';
-
-/** What the acceptor knows about an incoming OPEN. */
-export interface ChannelRequestInfo {
-  readonly channel: string;
-  /** From the peer's verified certificate (passed in by the transport), never from a frame. */
-  readonly remoteNodeId: NodeId;
-  /** The OPEN's metadata (null-prototype object). */
-  readonly metadata: Metadata;
-  /** The OPEN's credentials, if any (a copy; safe to keep). */
-  readonly credentials?: Uint8Array;
-}
-
-/** Called once per accepted stream, after ACCEPT was written. */
-export type ChannelHandler = (channel: ChannelStream, info: ChannelRequestInfo) => void | Promise<void>;
-
-/**
- * `true` accepts with the registration's metadata; `{ metadata }` accepts and
- * adds/overrides ACCEPT metadata; `false`, any other value, or a throw rejects
- * with UNAUTHORIZED (fail closed). Throwing a PnetError whose code is a reject
- * code (e.g. OVERLOADED) rejects with that code and its message as reason.
- */
-export type AuthoriseVerdict = boolean | { metadata?: Record<string, string> };
-export type AuthoriseHook = (info: ChannelRequestInfo) => AuthoriseVerdict | Promise<AuthoriseVerdict>;
-
-export interface RegisterOptions {
-  authorise?: AuthoriseHook;
-  /** Metadata sent in every ACCEPT for this channel (encoded once, at registration). */
-  metadata?: Record<string, string>;
-}
-
-export interface ChannelRegistration {
-  readonly name: string;
-  readonly handler: ChannelHandler;
-  readonly authorise: AuthoriseHook | undefined;
-  readonly metadata: Metadata;
-}
+import type { ChannelHandler, ChannelRegistration, RegisterOptions } from './types.js';
 
 /** @internal registration plus its pre-encoded ACCEPT frame. */
 export interface RegistrationRecord extends ChannelRegistration {
