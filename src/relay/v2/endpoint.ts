@@ -129,18 +129,27 @@ function copyDcid(bytes: Uint8Array, offset: number, end: number, out: Uint8Arra
   return length;
 }
 
+/** A flow as the driver sees it: the path to one far node, and whether it is settled yet. */
+export interface RelayFlow extends DatagramPath {
+  /** The far node's 32 key bytes. */
+  readonly key: Buffer;
+  /** Opened by the far node and not confirmed yet (its handshake may be a spoof). */
+  readonly pending: boolean;
+  /** Evicted or closed: sends nothing any more. */
+  readonly closed: boolean;
+}
+
 /**
- * The path to one far node, from this end. Remembers the last two destination connection ids it
- * sent (a client switches from its random initial id to the server's during the handshake), so an
- * error report is believed only when it quotes one of them: an off-path node cannot guess them.
+ * The path to one far node, from this end; only the endpoint writes its fields. Remembers the
+ * last two destination connection ids it sent (a client switches from its random initial id to
+ * the server's during the handshake), so an error report is believed only when it quotes one of
+ * them: an off-path node cannot guess them.
  */
-export class RelayFlow implements DatagramPath {
+class Flow implements RelayFlow {
   readonly remoteNodeId: NodeId;
   readonly address: SocketAddress;
   readonly maxDatagramSize: number;
-  /** The far node's 32 key bytes. */
   readonly key: Buffer;
-  /** Opened by the far node and not yet confirmed (its handshake may be a spoof). */
   pending: boolean;
   closed = false;
   /** When a datagram last came in (the endpoint's clock), or when a sweep saw one go out. */
@@ -148,13 +157,13 @@ export class RelayFlow implements DatagramPath {
   /** Sent since the last sweep (so send() needs no clock). */
   sentSinceSweep = false;
   readonly createdAt: number;
-  private readonly endpoint: RelayEndpoint<unknown>;
+  private readonly transmit: (flow: Flow, packet: Uint8Array) => boolean;
   private readonly dcids = Buffer.alloc(2 * MAX_CID);
   private readonly dcidLengths = [-1, -1];
   private readonly scratch = Buffer.alloc(MAX_CID);
 
-  constructor(endpoint: RelayEndpoint<unknown>, key: Uint8Array, pending: boolean, now: number, maxDatagramSize: number) {
-    this.endpoint = endpoint;
+  constructor(transmit: (flow: Flow, packet: Uint8Array) => boolean, key: Uint8Array, pending: boolean, now: number, maxDatagramSize: number) {
+    this.transmit = transmit;
     this.key = Buffer.from(key.subarray(0, KEY_BYTES));
     this.remoteNodeId = nodeIdAt(this.key, 0);
     this.address = pathAddress(this.key);
@@ -165,7 +174,7 @@ export class RelayFlow implements DatagramPath {
   }
 
   send(packet: Uint8Array): boolean {
-    return this.endpoint.transmit(this, packet);
+    return this.transmit(this, packet);
   }
 
   /** Records the packet's destination connection id if it is new. */
@@ -228,7 +237,7 @@ export class RelayEndpoint<N> {
   };
   readonly options: Resolved;
   private readonly host: EndpointHost<N>;
-  private readonly flows = new KeyTable<RelayFlow>();
+  private readonly flows = new KeyTable<Flow>();
   private pendingCount = 0;
   /** The datagram being sent: header fields rewritten per packet, our own key written once. */
   private readonly out = Buffer.alloc(MAX_RELAYED_BYTES);
@@ -269,28 +278,35 @@ export class RelayEndpoint<N> {
       return existing;
     }
     if (this.flows.size >= this.options.maxFlows) throw new PnetError('ERR_CONNECTION_LIMIT', `relayed flow limit (${this.options.maxFlows}) reached`);
-    const flow = new RelayFlow(this as RelayEndpoint<unknown>, key, false, now, this.options.innerDatagramSize);
+    const flow = new Flow(this.transmit, key, false, now, this.options.innerDatagramSize);
     this.flows.set(key, flow);
     return flow;
   }
 
   /** The far node's handshake finished and its certificate proved `flow.remoteNodeId`: no longer pending. */
-  confirm(flow: RelayFlow): void {
-    if (!flow.pending || flow.closed) return;
+  confirm(relayFlow: RelayFlow): void {
+    const flow = this.own(relayFlow);
+    if (flow === undefined || !flow.pending || flow.closed) return;
     flow.pending = false;
     this.pendingCount--;
   }
 
   /** Forgets a flow (its connections are gone). */
-  close(flow: RelayFlow): void {
-    if (flow.closed) return;
+  close(relayFlow: RelayFlow): void {
+    const flow = this.own(relayFlow);
+    if (flow === undefined || flow.closed) return;
     flow.closed = true;
     if (flow.pending) this.pendingCount--;
     if (this.flows.get(flow.key, 0) === flow) this.flows.delete(flow.key);
   }
 
-  /** Called by RelayFlow.send: header, next hop, room, out. */
-  transmit(flow: RelayFlow, packet: Uint8Array): boolean {
+  /** The flow's own object if it is one of ours. */
+  private own(flow: RelayFlow): Flow | undefined {
+    return flow instanceof Flow && this.flows.get(flow.key, 0) === flow ? flow : undefined;
+  }
+
+  /** What a flow's send() does: header, next hop, room, out. */
+  private readonly transmit = (flow: Flow, packet: Uint8Array): boolean => {
     const stats = this.stats;
     const length = packet.length;
     if (flow.closed || length === 0 || length > flow.maxDatagramSize) {
@@ -316,7 +332,7 @@ export class RelayEndpoint<N> {
     stats.sent++;
     stats.sentBytes += total;
     return this.host.sendTo(next, out.subarray(0, total));
-  }
+  };
 
   /** A datagram the forwarder delivered here (destination = this node). */
   receive(datagram: Uint8Array, now: number): EndpointEvent {
@@ -329,7 +345,7 @@ export class RelayEndpoint<N> {
     if (flow === undefined) {
       const refused = this.refuseNewFlow(datagram);
       if (refused !== undefined) return this.drop(refused);
-      flow = new RelayFlow(this as RelayEndpoint<unknown>, datagram.subarray(SRC_OFFSET, SRC_OFFSET + KEY_BYTES), true, now, this.options.innerDatagramSize);
+      flow = new Flow(this.transmit, datagram.subarray(SRC_OFFSET, SRC_OFFSET + KEY_BYTES), true, now, this.options.innerDatagramSize);
       this.flows.set(flow.key, flow);
       this.pendingCount++;
       created = true;
@@ -344,7 +360,7 @@ export class RelayEndpoint<N> {
     if (now < this.nextSweep) return [];
     this.nextSweep = now + this.sweepInterval();
     const { idleTimeoutMs, pendingTimeoutMs } = this.options;
-    const evicted: RelayFlow[] = [];
+    const evicted: Flow[] = [];
     for (const [, flow] of this.flows.entries()) {
       if (flow.sentSinceSweep) {
         flow.sentSinceSweep = false;

@@ -36,8 +36,8 @@ export { Budget, type BudgetRates } from './budget.js';
 export { Forwarder, type ForwarderHost, type ForwarderOptions, type ForwardAction, type ForwarderStats } from './forwarder.js';
 export {
   RelayEndpoint,
-  RelayFlow,
   pathAddress,
+  type RelayFlow,
   type DatagramPath,
   type EndpointHost,
   type EndpointOptions,
