@@ -4,14 +4,11 @@
 // Promise.withResolvers polyfill in bench/systems/libp2p.mjs). Installed unsaved: package.json and
 // package-lock.json do not change, and the next plain `npm install` removes it again.
 import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 
 const BASELINE = '@chainsafe/libp2p-quic@2.1.1';
-const require = createRequire(new URL('../package.json', import.meta.url));
-
-try {
-  require.resolve('@chainsafe/libp2p-quic/package.json');
-} catch {
+// Its exports map hides package.json from require.resolve: look for the folder npm makes.
+if (!existsSync(new URL('../node_modules/@chainsafe/libp2p-quic/package.json', import.meta.url))) {
   process.stdout.write(`bench: installing the js-libp2p QUIC baseline ${BASELINE} (not saved; it declares Node >= 22)\n`);
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const run = spawnSync(npm, ['install', '--no-save', '--no-audit', '--no-fund', '--prefer-offline', '--engine-strict=false', BASELINE], {
