@@ -15,9 +15,9 @@ import {
 } from './header.js';
 
 export interface ForwarderOptions {
-  /** Datagrams per second one inbound neighbour may have forwarded or delivered (default 100,000). */
+  /** Datagrams per second one inbound neighbour may have forwarded or delivered (default 400,000). */
   datagramsPerSecond?: number;
-  /** Bytes per second one inbound neighbour may have forwarded or delivered (default 128 MiB). */
+  /** Bytes per second one inbound neighbour may have forwarded or delivered (default 512 MiB). */
   bytesPerSecond?: number;
   /** Burst: the buckets hold this many milliseconds of their rate (default 100). */
   burstMs?: number;
@@ -69,8 +69,8 @@ type Resolved = BudgetRates & { errorsPerSecond: number; hopLimit: number; maxNe
 function resolveOptions(options: ForwarderOptions): Resolved {
   const where = 'relay forwarder option';
   return {
-    datagramsPerSecond: numberOption(where, 'datagramsPerSecond', options.datagramsPerSecond, 100_000, { min: 0, above: true }),
-    bytesPerSecond: numberOption(where, 'bytesPerSecond', options.bytesPerSecond, 128 * 1024 * 1024, { min: 0, above: true }),
+    datagramsPerSecond: numberOption(where, 'datagramsPerSecond', options.datagramsPerSecond, 400_000, { min: 0, above: true }),
+    bytesPerSecond: numberOption(where, 'bytesPerSecond', options.bytesPerSecond, 512 * 1024 * 1024, { min: 0, above: true }),
     burstMs: numberOption(where, 'burstMs', options.burstMs, 100, { min: 1, max: 60_000 }),
     errorsPerSecond: numberOption(where, 'errorsPerSecond', options.errorsPerSecond, 100, { max: 1_000_000 }),
     hopLimit: numberOption(where, 'hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, { min: 1, max: 255, integer: true }),
