@@ -1,4 +1,4 @@
-import { PnetError } from '../errors.js';
+import { numberOption } from '../options.js';
 import type { Identity } from '../identity/index.js';
 
 /** Options every transport takes, with the same meaning and defaults. */
@@ -37,20 +37,18 @@ export type TransportLimits = Required<Omit<TransportOptions, 'identity' | 'host
 
 /** Fills in the defaults and rejects values that are not positive and finite (ERR_BAD_OPTION). */
 export function resolveLimits(options: TransportOptions): TransportLimits {
-  const idleTimeoutMs = options.idleTimeoutMs ?? 5000;
-  const limits: TransportLimits = {
+  const positive = (name: keyof TransportLimits, fallback: number): number =>
+    numberOption('transport option', name, options[name], fallback, { min: 0, above: true });
+  const idleTimeoutMs = positive('idleTimeoutMs', 5000);
+  return {
     idleTimeoutMs,
-    keepAliveIntervalMs: options.keepAliveIntervalMs ?? Math.max(100, Math.floor(idleTimeoutMs / 3)),
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
-    maxStreamsPerConnection: options.maxStreamsPerConnection ?? 1000,
-    streamOpenTimeoutMs: options.streamOpenTimeoutMs ?? 10_000,
-    streamWindow: options.streamWindow ?? 1024 * 1024,
-    connectionWindow: options.connectionWindow ?? 16 * 1024 * 1024,
-    maxConnections: options.maxConnections ?? 10_000,
-    maxPendingHandshakes: options.maxPendingHandshakes ?? 1000,
+    keepAliveIntervalMs: positive('keepAliveIntervalMs', Math.max(100, Math.floor(idleTimeoutMs / 3))),
+    handshakeTimeoutMs: positive('handshakeTimeoutMs', 5000),
+    maxStreamsPerConnection: positive('maxStreamsPerConnection', 1000),
+    streamOpenTimeoutMs: positive('streamOpenTimeoutMs', 10_000),
+    streamWindow: positive('streamWindow', 1024 * 1024),
+    connectionWindow: positive('connectionWindow', 16 * 1024 * 1024),
+    maxConnections: positive('maxConnections', 10_000),
+    maxPendingHandshakes: positive('maxPendingHandshakes', 1000),
   };
-  for (const [key, value] of Object.entries(limits)) {
-    if (!(value > 0) || !Number.isFinite(value)) throw new PnetError('ERR_BAD_OPTION', `${key} must be a positive number, got ${value}`);
-  }
-  return limits;
 }

@@ -22,11 +22,15 @@ export interface Stream extends Duplex {
   readonly connection: Connection;
   /** Abort both directions; the peer sees ERR_STREAM_RESET with `code`. */
   reset(code?: number): void;
+  /** Why the transport ended this stream (peer reset, connection closed), if it did; set before 'error'/'close'. */
+  readonly resetError: PnetError | undefined;
 }
 
 export interface ConnectionEvents {
   stream: [stream: Stream];
   close: [error: PnetError | undefined];
+  /** QUIC only: a DATAGRAM frame (RFC 9221) from the peer. HTTP/2 connections never emit it. */
+  datagram: [data: Buffer];
 }
 
 export interface CloseOptions {

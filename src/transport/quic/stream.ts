@@ -1,30 +1,28 @@
 import { Duplex } from 'node:stream';
-import { PnetError } from '../../errors.js';
+import type { PnetError } from '../../errors.js';
 import type { Stream } from '../types.js';
 import type { QuicConnection } from './connection.js';
 
+type Callback = (error?: Error | null) => void;
+const EMPTY = Buffer.alloc(0);
+
 /**
- * One QUIC bidirectional stream as a Node Duplex. All quiche calls go through
- * the owning QuicConnection, which batches sends; this class only keeps the
- * per-stream state the connection needs (pending write, read wanted, ends).
+ * One QUIC bidirectional stream as a Node Duplex. Its QUIC state (parked bytes, ends, read
+ * wanted) lives in the connection's QuicMachine; this class keeps only what Node's stream
+ * machinery needs: the callback of a write the machine parked.
  */
 export class QuicStream extends Duplex implements Stream {
   readonly streamId: number;
   readonly connection: QuicConnection;
-  /** Bytes quiche did not take yet (flow control), with the write callback. */
-  pendingChunk: Buffer | null = null;
-  pendingFin = false;
-  /** Length of the write `pendingChunk` is the rest of (tells whether it is the last one). */
-  pendingWriteLength = 0;
-  pendingCallback: ((error?: Error | null) => void) | null = null;
-  /** The connection's flush count when quiche last took data of this stream. */
-  queuedAt = -1;
-  /** The consumer wants data (Node called _read and we have not pushed since). */
-  wantRead = true;
-  readEnded = false;
-  writeEnded = false;
-  /** The stream is no longer tracked by the connection. */
-  released = false;
+  /** Why the transport ended this stream, if it did. */
+  resetError: PnetError | undefined;
+
+  private parkedCallback: Callback | null = null;
+  private parkedLength = -1;
+  /** The machine no longer knows this stream (finished, failed or reset). */
+  private detached = false;
+  /** Hands read chunks to Node (the machine calls it; null for the end). */
+  readonly deliver = (chunk: Buffer | null): boolean => this.push(chunk);
 
   constructor(connection: QuicConnection, streamId: number) {
     super({ allowHalfOpen: true, highWaterMark: 256 * 1024 });
@@ -33,50 +31,69 @@ export class QuicStream extends Duplex implements Stream {
   }
 
   override _read(): void {
-    if (!this.wantRead) {
-      this.wantRead = true;
-      this.connection.streamWantsRead(this);
-    }
+    if (!this.detached) this.connection.streamWantsRead(this);
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: Callback): void {
     this.connection.streamWrite(this, chunk, false, callback);
   }
 
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: Callback): void {
     const chunk = chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk));
     this.connection.streamWrite(this, chunk, false, callback);
   }
 
-  override _final(callback: (error?: Error | null) => void): void {
+  override _final(callback: Callback): void {
     this.connection.streamWrite(this, EMPTY, true, callback);
   }
 
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (!this.released) this.connection.streamAbort(this, 0);
+  override end(...args: unknown[]): this {
+    (Duplex.prototype.end as (...a: unknown[]) => unknown).apply(this, args);
+    // end() while the parked write is the last one: that write carries the FIN (machine.streamEnding).
+    if (this.parkedLength >= 0 && this.writableLength === this.parkedLength) this.connection.streamEnding(this);
+    return this;
+  }
+
+  override _destroy(error: Error | null, callback: Callback): void {
+    if (!this.detached) this.connection.streamReset(this, 0);
     callback(error);
   }
 
   reset(code = 0): void {
-    if (!this.released) this.connection.streamAbort(this, code);
+    if (!this.detached) this.connection.streamReset(this, code);
     this.destroy();
+  }
+
+  /** The machine parked the rest of a write of `length` bytes: `callback` waits for it. */
+  park(callback: Callback, length: number): void {
+    this.parkedCallback = callback;
+    this.parkedLength = length;
+  }
+
+  /** The parked write is done (error: it failed); returns whether one was parked. */
+  unpark(error?: PnetError): boolean {
+    const callback = this.parkedCallback;
+    this.parkedCallback = null;
+    this.parkedLength = -1;
+    callback?.(error);
+    return callback !== null;
+  }
+
+  /** The machine forgot the stream (both directions ended). */
+  detach(): void {
+    this.detached = true;
   }
 
   /**
    * Fail the stream with a transport error. An error with no listener would
    * crash the process, so without one the stream is destroyed quietly and the
-   * error stays readable on `stream.errored`-like `resetError`.
+   * error stays readable on `resetError`.
    */
   fail(error: PnetError): void {
-    this.released = true;
+    this.detached = true;
     if (this.destroyed) return;
     this.resetError = error;
     if (this.listenerCount('error') > 0) this.destroy(error);
     else this.destroy();
   }
-
-  /** Why the transport ended this stream, if it did. */
-  resetError: PnetError | undefined;
 }
-
-const EMPTY = Buffer.alloc(0);

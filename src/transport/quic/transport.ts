@@ -1,17 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { isIP } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { native } from '@matrixai/quic';
 import { PnetError } from '../../errors.js';
+import { numberOption } from '../../options.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
 import { resolveLimits } from '../limits.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
 import { SessionStore } from '../sessions.js';
-import { QuicConnection, READ_POOL_SIZE } from './connection.js';
-import type { ConnectionHost } from './connection.js';
+import { checkConnectionLimit, checkDialAddress, closeConnections, startKeepAliveSweep } from '../shared.js';
+import { QuicConnection } from './connection.js';
+import type { DatagramPath, QuicEndpoint } from './connection.js';
+import { QuicMachine, READ_POOL_SIZE } from './machine.js';
+import type { ReadPool } from './machine.js';
+import { Scheduler } from './scheduler.js';
+import { makeQuicConfig } from './config.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
 import type { DatagramSocket, UdpImplementation } from './udp.js';
+
+export { ALPN } from './config.js';
 
 const quiche = native.quiche;
 /** Length of the connection ids pnet issues; short-header packets carry exactly this many. */
@@ -19,7 +26,6 @@ const CID_LEN = 16;
 const SLAB_SIZE = 1024 * 1024;
 /** A run goes to the socket once it holds this many bytes, so the first packets leave while quiche packs the rest. */
 const RUN_BYTES = 60 * 1024;
-export const ALPN = 'pnet/1';
 
 export interface QuicTransportOptions extends TransportOptions {
   /** Largest UDP payload sent (default 1350, safe off loopback; up to 16383 on loopback). */
@@ -33,81 +39,85 @@ export interface QuicTransportOptions extends TransportOptions {
   udp?: UdpImplementation | 'auto';
 }
 
+/** Datagrams the endpoint dropped, by reason. */
+export interface QuicDropStats {
+  /** Shorter than a short header with pnet's connection id. */
+  tooShort: number;
+  /** A long header whose connection id length does not fit, or quiche could not parse it. */
+  badHeader: number;
+  /** For no connection here, and not an Initial that could start one. */
+  unknownConnection: number;
+  /** For a known connection id, from another address (migration is off). */
+  wrongSource: number;
+  /** An Initial turned away: closing, too short, over the connection or handshake limits. */
+  refused: number;
+  /** Answered with a version negotiation packet. */
+  versionNegotiation: number;
+}
+
+export interface QuicTransportStats {
+  connections: number;
+  droppedDatagrams: QuicDropStats;
+}
+
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean };
 
 function resolveOptions(options: QuicTransportOptions): Resolved {
-  const resolved: Resolved = {
+  return {
     ...resolveLimits(options),
-    maxDatagramSize: options.maxDatagramSize ?? 1350,
-    socketBufferSize: options.socketBufferSize ?? 4 * 1024 * 1024,
+    maxDatagramSize: numberOption('QUIC option', 'maxDatagramSize', options.maxDatagramSize, 1350, { min: 1200, max: 16383, integer: true }),
+    socketBufferSize: numberOption('QUIC option', 'socketBufferSize', options.socketBufferSize, 4 * 1024 * 1024, { min: 0, above: true, integer: true }),
     sessionResumption: options.sessionResumption ?? true,
   };
-  if (!Number.isInteger(resolved.maxDatagramSize) || resolved.maxDatagramSize < 1200 || resolved.maxDatagramSize > 16383) {
-    throw new PnetError('ERR_BAD_OPTION', `maxDatagramSize must be an integer in 1200..16383, got ${resolved.maxDatagramSize}`);
-  }
-  return resolved;
 }
 
-function makeConfig(identity: Identity, options: Resolved): native.Config {
-  const config = quiche.Config.withBoringSslCtx(
-    true, // ask every peer for its certificate (mutual TLS) ...
-    true, // ... but let the handshake finish: pnet verifies the certificate itself, pinned to node ids
-    null,
-    [Buffer.from(identity.keyPem)],
-    [Buffer.from(identity.certPem)],
-    'ed25519',
-  );
-  config.setApplicationProtos([ALPN]);
-  config.setMaxIdleTimeout(options.idleTimeoutMs);
-  config.setMaxRecvUdpPayloadSize(65527);
-  config.setMaxSendUdpPayloadSize(options.maxDatagramSize);
-  config.setInitialMaxData(options.connectionWindow);
-  config.setInitialMaxStreamDataBidiLocal(options.streamWindow);
-  config.setInitialMaxStreamDataBidiRemote(options.streamWindow);
-  config.setInitialMaxStreamDataUni(0);
-  config.setInitialMaxStreamsBidi(options.maxStreamsPerConnection);
-  config.setInitialMaxStreamsUni(0);
-  config.setMaxStreamWindow(Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW));
-  config.setMaxConnectionWindow(Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW));
-  config.setDisableActiveMigration(true);
-  config.enablePacing(false);
-  config.grease(false);
-  return config;
+/** One connection's path over the endpoint's UDP socket: its peer address and the connection ids mapped to it. */
+class UdpPath implements DatagramPath {
+  readonly keys: string[] = [];
+  connection: QuicConnection | undefined;
+  constructor(
+    private readonly endpoint: QuicTransport,
+    readonly localAddress: SocketAddress,
+    readonly remoteAddress: SocketAddress,
+  ) {}
+
+  transmit(machine: QuicMachine): void {
+    this.endpoint.sendRuns(machine, this.remoteAddress);
+  }
+
+  release(): void {
+    this.endpoint.unmap(this);
+  }
 }
 
 /**
- * pnet's QUIC transport: one UDP socket shared by the dialing and listening
- * roles, demultiplexed by connection id, driving quiche directly. Received
- * datagrams are fed to quiche as they come; streams are read and sends drained
- * once per batch (a setImmediate), or after application writes (a microtask).
+ * pnet's QUIC transport: one UDP socket shared by the dialing and listening roles,
+ * demultiplexed by connection id, each connection a QuicMachine driven by a QuicConnection.
+ * Received datagrams are fed as they come; connections are driven once per batch (a
+ * setImmediate), see Scheduler.
  */
-export class QuicTransport extends EventEmitter<TransportEvents> implements Transport, ConnectionHost {
+export class QuicTransport extends EventEmitter<TransportEvents> implements Transport, QuicEndpoint {
   readonly kind = 'quic' as const;
   readonly localNodeId: NodeId;
   readonly localAddress: SocketAddress;
   readonly options: Resolved;
-  /** Datagrams dropped because no connection wanted them or they were malformed. */
-  droppedDatagrams = 0;
+  readonly scheduler = new Scheduler();
+  /** TLS sessions saved by outbound connections, for the next dial to the same address. */
+  readonly sessions: SessionStore;
 
   private readonly socket: DatagramSocket;
   private readonly config: native.Config;
-  /** TLS sessions saved by outbound connections, for the next dial to the same address. */
-  readonly sessions: SessionStore;
-  private readonly byCid = new Map<string, QuicConnection>();
+  private readonly byCid = new Map<string, UdpPath>();
   private readonly connections = new Set<QuicConnection>();
-  private readonly dirty = new Set<QuicConnection>();
-  /** Connections with only ACKs to send, drained next loop turn (or before their next datagram). */
-  private readonly unflushed = new Set<QuicConnection>();
-  private flushScheduled = false;
-  private readonly afterTicks = new Set<QuicConnection>();
+  private readonly dropped: QuicDropStats = { tooShort: 0, badHeader: 0, unknownConnection: 0, wrongSource: 0, refused: 0, versionNegotiation: 0 };
   private pendingInbound = 0;
-  private batchScheduled = false;
-  private processing: QuicConnection | undefined;
-  readonly readPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
+  private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
   private slabOffset = 0;
   private readonly keepAliveTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
+  private cidPool = Buffer.alloc(0);
+  private cidOffset = 0;
 
   private constructor(identity: Identity, socket: DatagramSocket, options: Resolved) {
     super();
@@ -115,9 +125,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.socket = socket;
     this.options = options;
     this.sessions = new SessionStore(options.sessionResumption);
-    this.config = makeConfig(identity, options);
+    this.config = makeQuicConfig(identity, options);
     this.localAddress = socket.address;
-    this.keepAliveTimer = setInterval(this.sweep, Math.max(50, Math.floor(options.keepAliveIntervalMs / 2)));
+    this.keepAliveTimer = startKeepAliveSweep(options.keepAliveIntervalMs, this.sweep);
   }
 
   /** Binds the UDP socket and starts serving. */
@@ -155,18 +165,21 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return this.options.handshakeTimeoutMs;
   }
 
+  /** Datagrams dropped so far (all reasons). */
+  get droppedDatagrams(): number {
+    let total = 0;
+    for (const count of Object.values(this.dropped)) total += count;
+    return total;
+  }
+
+  stats(): QuicTransportStats {
+    return { connections: this.connections.size, droppedDatagrams: { ...this.dropped } };
+  }
+
   async dial(address: SocketAddress, options: DialOptions = {}): Promise<QuicConnection> {
     if (this.closing) throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
-    const family = isIP(address.host);
-    if (family === 0 || !Number.isInteger(address.port) || address.port <= 0 || address.port > 65535) {
-      throw new PnetError('ERR_BAD_ADDRESS', `cannot dial ${address.host}:${address.port}: need an IP address and a port`);
-    }
-    if (family !== isIP(this.localAddress.host)) {
-      throw new PnetError('ERR_BAD_ADDRESS', `cannot dial IPv${family} ${address.host} from a socket bound to ${this.localAddress.host}`);
-    }
-    if (this.connections.size >= this.options.maxConnections) {
-      throw new PnetError('ERR_BAD_OPTION', `connection limit (${this.options.maxConnections}) reached`);
-    }
+    checkDialAddress(address, this.localAddress);
+    checkConnectionLimit(this.connections.size, this.options.maxConnections);
     const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
     const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.config);
@@ -178,23 +191,13 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
         // not a session quiche can use: a full handshake instead
       }
     }
-    const connection = new QuicConnection(
-      this,
-      handshake,
-      'outbound',
-      remote,
-      {
-        handshakeTimeoutMs: options.timeoutMs ?? this.options.handshakeTimeoutMs,
-        streamOpenTimeoutMs: this.options.streamOpenTimeoutMs,
-        ...(options.expectedNodeId === undefined ? {} : { expectedNodeId: options.expectedNodeId }),
-      },
-    );
-    this.register(connection, scid.toString('latin1'));
+    const connection = this.open(handshake, 'outbound', remote, options.timeoutMs ?? this.options.handshakeTimeoutMs, options.expectedNodeId);
+    this.map(connection.path as UdpPath, scid.toString('latin1'));
     const signal = options.signal;
     const abandon = (): void => void connection.close({ graceful: false, reason: 'dial abandoned' });
     if (signal?.aborted) abandon();
     else signal?.addEventListener('abort', abandon, { once: true });
-    connection.process();
+    connection.drive();
     try {
       await connection.ready;
     } finally {
@@ -203,8 +206,22 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return connection;
   }
 
-  private cidPool = Buffer.alloc(0);
-  private cidOffset = 0;
+  private open(handshake: native.Connection, direction: 'inbound' | 'outbound', remote: SocketAddress, handshakeTimeoutMs: number, expectedNodeId?: NodeId): QuicConnection {
+    const path = new UdpPath(this, this.localAddress, remote);
+    const machine = new QuicMachine(handshake, {
+      direction,
+      local: this.localAddress,
+      remote,
+      handshakeTimeoutMs,
+      readPool: this.readPool,
+      now: performance.now(),
+      ...(expectedNodeId === undefined ? {} : { expectedNodeId }),
+    });
+    const connection = new QuicConnection({ machine, path, endpoint: this, streamOpenTimeoutMs: this.options.streamOpenTimeoutMs });
+    path.connection = connection;
+    this.connections.add(connection);
+    return connection;
+  }
 
   /** A random connection id, cut from a pooled batch of random bytes (one CSPRNG call per 256). */
   private newConnectionId(): Buffer {
@@ -217,16 +234,22 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return id;
   }
 
-  private register(connection: QuicConnection, key: string): void {
-    connection.keys.push(key);
-    this.byCid.set(key, connection);
-    this.connections.add(connection);
+  private map(path: UdpPath, key: string): void {
+    path.keys.push(key);
+    this.byCid.set(key, path);
+  }
+
+  /** A path's connection is gone: forget its ids. */
+  unmap(path: UdpPath): void {
+    for (const key of path.keys) {
+      if (this.byCid.get(key) === path) this.byCid.delete(key);
+    }
   }
 
   private onDatagram(datagram: Buffer, host: string, port: number): void {
     const length = datagram.length;
     if (length < 1 + CID_LEN) {
-      this.droppedDatagrams++;
+      this.dropped.tooShort++;
       return;
     }
     let key: string;
@@ -236,41 +259,40 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     } else {
       const dcidLength = datagram[5]!;
       if (dcidLength > quiche.MAX_CONN_ID_LEN || 6 + dcidLength > length) {
-        this.droppedDatagrams++;
+        this.dropped.badHeader++;
         return;
       }
       key = datagram.toString('latin1', 6, 6 + dcidLength);
     }
-    let connection = this.byCid.get(key);
-    if (connection === undefined) {
+    const path = this.byCid.get(key);
+    let connection: QuicConnection | undefined;
+    if (path === undefined) {
       connection = long ? this.acceptInitial(datagram, host, port, key) : undefined;
       if (connection === undefined) {
-        this.droppedDatagrams++;
+        if (!long) this.dropped.unknownConnection++;
         return;
       }
-    } else if (port !== connection.remoteAddress.port || host !== connection.remoteAddress.host) {
+    } else if (port !== path.remoteAddress.port || host !== path.remoteAddress.host) {
       // Migration is disabled: a datagram for this id from elsewhere is spoofed or stale.
-      this.droppedDatagrams++;
+      this.dropped.wrongSource++;
       return;
+    } else {
+      connection = path.connection!;
     }
-    // Whatever the application wrote goes out before quiche reads on: quiche 0.18 collects a stream
-    // whose data is all acknowledged as soon as it has a fin offset, so an ACK read before a pending
-    // FIN was sent would make it drop that FIN.
-    if (connection.wrote || this.unflushed.has(connection)) this.flush(connection);
     connection.receive(datagram, performance.now());
-    this.dirty.add(connection);
-    if (!this.batchScheduled) {
-      this.batchScheduled = true;
-      setImmediate(this.runBatch);
-    }
   }
 
+  /** A long-header datagram for no known connection: an Initial that may start one (else counted as dropped). */
   private acceptInitial(datagram: Buffer, host: string, port: number, key: string): QuicConnection | undefined {
-    if (this.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) return undefined;
+    if (this.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) {
+      this.dropped.refused++;
+      return undefined;
+    }
     let header: native.Header;
     try {
       header = quiche.Header.fromSlice(datagram, CID_LEN);
     } catch {
+      this.dropped.badHeader++;
       return undefined;
     }
     const remote = { host, port };
@@ -278,18 +300,23 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       const out = Buffer.allocUnsafe(1350);
       const written = quiche.negotiateVersion(header.scid, header.dcid, out);
       this.socket.send(out, 0, written, written, port, host);
+      this.dropped.versionNegotiation++;
       return undefined;
     }
-    if (header.ty !== quiche.Type.Initial) return undefined;
-    if (this.connections.size >= this.options.maxConnections || this.pendingInbound >= this.options.maxPendingHandshakes) return undefined;
+    if (header.ty !== quiche.Type.Initial) {
+      this.dropped.unknownConnection++;
+      return undefined;
+    }
+    if (this.connections.size >= this.options.maxConnections || this.pendingInbound >= this.options.maxPendingHandshakes) {
+      this.dropped.refused++;
+      return undefined;
+    }
     const scid = this.newConnectionId();
-    const connection = new QuicConnection(this, quiche.Connection.accept(scid, null, this.localAddress, remote, this.config), 'inbound', remote, {
-      handshakeTimeoutMs: this.options.handshakeTimeoutMs,
-      streamOpenTimeoutMs: this.options.streamOpenTimeoutMs,
-    });
+    const connection = this.open(quiche.Connection.accept(scid, null, this.localAddress, remote, this.config), 'inbound', remote, this.options.handshakeTimeoutMs);
     // The client keeps using its random initial id until it hears ours: map both.
-    this.register(connection, key);
-    this.register(connection, scid.toString('latin1'));
+    const path = connection.path as UdpPath;
+    this.map(path, key);
+    this.map(path, scid.toString('latin1'));
     this.pendingInbound++;
     connection.ready.then(
       () => {
@@ -303,70 +330,13 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return connection;
   }
 
-  private readonly runBatch = (): void => {
-    this.batchScheduled = false;
-    const dirty = this.dirty;
-    while (dirty.size > 0) {
-      for (const connection of dirty) {
-        dirty.delete(connection);
-        this.processing = connection;
-        connection.process();
-      }
-    }
-    this.processing = undefined;
-  };
-
-  schedule(connection: QuicConnection): void {
-    // Writes made while this connection is being processed go out in its own flush.
-    if (connection === this.processing) return;
-    this.dirty.add(connection);
-    if (!this.batchScheduled) {
-      this.batchScheduled = true;
-      setImmediate(this.runBatch);
-    }
-  }
-
-  flushSoon(connection: QuicConnection): void {
-    if (connection !== this.processing) this.flush(connection);
-  }
-
-  flushLater(connection: QuicConnection): void {
-    this.unflushed.add(connection);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushAll);
-    }
-  }
-
-  flushAfterTicks(connection: QuicConnection): void {
-    if (this.afterTicks.size === 0) queueMicrotask(this.flushAfterTicksNow);
-    this.afterTicks.add(connection);
-  }
-
-  private readonly flushAfterTicksNow = (): void => {
-    for (const connection of this.afterTicks) {
-      if (connection.closed) continue;
-      this.flush(connection);
-      connection.armTimer(); // sending sets quiche's loss-detection deadline
-    }
-    this.afterTicks.clear();
-  };
-
-  private readonly flushAll = (): void => {
-    this.flushScheduled = false;
-    for (const connection of this.unflushed) this.flush(connection);
-  };
-
   /**
-   * Drains quiche's packets for this connection into the slab and hands the socket each run of
-   * equal-sized packets (the last one may be shorter) in one call: the native socket sends a run
-   * as one GSO super-datagram.
+   * Drains a machine's datagrams into the slab and hands the socket each run of equal-sized
+   * packets (the last one may be shorter) in one call: the native socket sends a run as one GSO
+   * super-datagram.
    */
-  flush(connection: QuicConnection): void {
-    this.unflushed.delete(connection);
-    connection.flushing();
-    const q = connection.quiche;
-    const { port, host } = connection.remoteAddress;
+  sendRuns(machine: QuicMachine, remote: SocketAddress): void {
+    const { port, host } = remote;
     const max = this.options.maxDatagramSize;
     const socket = this.socket;
     let runStart = this.slabOffset;
@@ -382,15 +352,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
         runStart = this.slabOffset;
       }
       const offset = this.slabOffset;
-      let sent: [number, native.SendInfo] | null;
-      try {
-        sent = q.send(this.slab.subarray(offset, offset + max));
-      } catch {
-        break;
-      }
-      if (sent === null) break;
-      const length = sent[0];
-      connection.sentSinceRecv += length;
+      const length = machine.pollTransmit(this.slab.subarray(offset, offset + max));
+      if (length === null) break;
       if (offset === runStart) {
         runSize = length;
       } else if (length > runSize) {
@@ -411,21 +374,16 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
 
   saveSession(connection: QuicConnection): void {
     if (!this.sessions.active) return;
-    const session = connection.quiche.session();
+    const session = connection.machine.quiche.session();
     if (session !== null) this.sessions.save(connection.remoteAddress, connection.remoteNodeId, session);
   }
 
   forget(connection: QuicConnection): void {
-    for (const key of connection.keys) {
-      if (this.byCid.get(key) === connection) this.byCid.delete(key);
-    }
     this.connections.delete(connection);
-    this.dirty.delete(connection);
-    this.unflushed.delete(connection);
   }
 
-  private readonly sweep = (): void => {
-    const quietSince = performance.now() - this.options.keepAliveIntervalMs;
+  private readonly sweep = (now: number): void => {
+    const quietSince = now - this.options.keepAliveIntervalMs;
     for (const connection of this.connections) {
       if (connection.lastActivity < quietSince) connection.keepAlive();
     }
@@ -435,9 +393,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.closing) return this.closing;
     this.closing = (async () => {
-      const timeoutMs = options.timeoutMs ?? 2000;
       this.sessions.close();
-      await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
+      await closeConnections(this.connections, options.timeoutMs ?? 2000);
       clearInterval(this.keepAliveTimer);
       // Every peer has our CONNECTION_CLOSE; quiche's draining periods need not outlive the socket.
       for (const connection of [...this.connections]) connection.dispose();
