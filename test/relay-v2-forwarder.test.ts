@@ -1,5 +1,6 @@
 // The relay v2 hop (Forwarder) and ends (RelayEndpoint), one rule at a time, in virtual time.
 import t from 'tap';
+import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { nodeIdAt } from '../src/routing/index.js';
 import {
@@ -271,4 +272,26 @@ t.test('endpoint: an error report is believed only if it quotes a connection id 
   writeErrorReport(other, 16, key(0x44), 'UNREACHABLE', encodeData(3, key(0x99), SRC, short(serverCid)));
   t.match(a.e.receive(other, 1), { kind: 'drop', reason: 'unknownFlow' }, 'about a far node we have no flow to');
   t.equal(HEADER_BYTES, 66);
+});
+
+t.test('garbage never throws, at a hop or at an end', async (t) => {
+  const f = hop([[DST, 'n2']], { datagramsPerSecond: 1e9, bytesPerSecond: 1e12 });
+  const self = endpoint(SELF, { maxFlows: 100_000, maxPendingFlows: 100_000 });
+  const flow = self.e.open(nodeIdAt(DST, 0), 0);
+  flow.send(initial(randomBytes(8)));
+  const kinds = new Set<string>();
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1400, maxLength: 1400 }), fc.constantFrom(0, 1, 66, 67, 98, 131, 132, 1310, 1400), fc.constantFrom(0x10, 0x11, 0x00, 0x12), fc.boolean(), fc.boolean(), (bytes, length, kind, toSelf, aboutDst) => {
+      const datagram = Buffer.from(bytes.subarray(0, length));
+      if (datagram.length > 0) datagram[0] = kind;
+      if (toSelf && datagram.length >= 34) SELF.copy(datagram, 2);
+      else if (datagram.length >= 34) DST.copy(datagram, 2);
+      if (aboutDst && datagram.length >= 99) DST.copy(datagram, 67);
+      const action = f.handleDatagram('n1', datagram, 0);
+      kinds.add(action.kind === "drop" ? `drop:${action.reason}` : action.kind);
+      if (action.kind === 'deliver') kinds.add(`end:${self.e.receive(action.datagram, 0).kind}`);
+    }),
+    { numRuns: 5000 },
+  );
+  t.ok(kinds.has('drop:malformed') && kinds.has('deliver') && kinds.has('forward'), [...kinds].join(', '));
 });
