@@ -54,6 +54,7 @@ export class Requests {
   /** Serves `channel` as request/response; fan-outs to this node reach the same handler. */
   handle(channel: string, handler: RequestHandler, options: HandleRequestOptions = {}): void {
     const maxRequestBytes = numberOption('handleRequest option', 'maxRequestBytes', options.maxRequestBytes, DEFAULT_MAX_BYTES);
+    if (options.authorise && typeof options.authorise !== 'function') throw new PnetError('ERR_BAD_OPTION', 'authorise must be a function');
     const target: RequestTarget = { handler, authorise: options.authorise, maxRequestBytes };
     const registration: HandleOptions = {
       ...(options.metadata ? { metadata: options.metadata } : {}),
