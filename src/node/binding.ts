@@ -1,11 +1,11 @@
 /**
- * The node's options, checked before anything is bound, and the transports they bind: the only
- * node file that knows the QUIC and HTTP/2 classes (every other one sees the Transport interface).
+ * The node's options, checked before anything is bound, and the transports they bind (every
+ * other node file sees only the Transport interface).
  */
 import { PnetError } from '../errors.js';
 import type { Identity } from '../identity/index.js';
 import { numberOption, sectionOption } from '../options.js';
-import { H2Transport, QuicTransport } from '../transport/index.js';
+import { listenTransports } from '../transport/index.js';
 import type { H2TransportOptions, QuicTransportOptions, SocketAddress, Transport } from '../transport/index.js';
 import type { RouterOptions } from '../routing/index.js';
 import type { NodeOptions } from './types.js';
@@ -13,8 +13,6 @@ import type { NodeOptions } from './types.js';
 type QuicSettings = Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
 type H2Settings = Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
 
-/** Binding QUIC and HTTP/2 on one free port number: attempts when the TCP port of QUIC's number is taken. */
-const BIND_ATTEMPTS = 5;
 /** The longest delay a Node timer takes (larger ones fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const WHERE = 'node option';
@@ -50,24 +48,13 @@ export function nodeSettings(options: NodeOptions): NodeSettings {
   };
 }
 
-/**
- * Binds QUIC, then HTTP/2 on the TCP port of the same number, and returns them QUIC first. With
- * port 0 the number comes from QUIC's socket; when that TCP port is taken both are bound again on
- * a new number, a few times.
- */
+/** Binds the transports the settings ask for on one port number (the transport layer's listenTransports), QUIC first. */
 export async function bindTransports(identity: Identity, listen: SocketAddress, settings: NodeSettings): Promise<Transport[]> {
-  const { host } = listen;
-  const attempts = listen.port === 0 && settings.quic && settings.h2 ? BIND_ATTEMPTS : 1;
-  for (let attempt = 1; ; attempt++) {
-    const quic = settings.quic ? await QuicTransport.listen({ ...settings.quic, identity, host, port: listen.port }) : undefined;
-    if (!settings.h2) return [quic!];
-    try {
-      const h2 = await H2Transport.listen({ ...settings.h2, identity, host, port: quic?.address.port ?? listen.port });
-      return quic ? [quic, h2] : [h2];
-    } catch (error) {
-      await quic?.close();
-      const cause = (error as { cause?: { code?: string } }).cause;
-      if (attempt >= attempts || cause?.code !== 'EADDRINUSE') throw error;
-    }
-  }
+  const { quic, h2 } = await listenTransports({
+    identity,
+    listen,
+    ...(settings.quic ? { quic: settings.quic } : {}),
+    ...(settings.h2 ? { h2: settings.h2 } : {}),
+  });
+  return [quic, h2].filter((transport) => transport !== undefined);
 }
