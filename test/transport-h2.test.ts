@@ -170,10 +170,13 @@ t.test('a killed peer process is noticed at once over TCP: ERR_CONNECTION_CLOSED
 });
 
 t.test('QUIC and HTTP/2 listen on the same port number, and each is dialed there', async (t) => {
-  const { QuicTransport } = await import('../src/transport/index.js');
-  const quic = await QuicTransport.listen({ identity: bob });
-  t.teardown(() => quic.close());
-  const h2 = await listen(t, bob, { port: quic.address.port });
+  const { QuicTransport, listenTransports } = await import('../src/transport/index.js');
+  // Port 0: QUIC's socket picks the number; when the TCP port of that number is taken (another
+  // process on a busy machine), both are bound again on a new one (bounded).
+  const both = await listenTransports({ identity: bob, listen: { host: '127.0.0.1', port: 0 }, quic: {}, h2: {} });
+  const quic = both.quic!;
+  const h2 = both.h2!;
+  t.teardown(() => Promise.all([quic.close(), h2.close({ timeoutMs: 200 })]).then(() => undefined));
   t.equal(h2.address.port, quic.address.port);
   const quicClient = await QuicTransport.listen({ identity: alice });
   t.teardown(() => quicClient.close());
@@ -193,4 +196,24 @@ t.test('maxConnections refuses connections beyond the limit', async (t) => {
   await a.dial(b.address);
   await t.rejects(a.dial(b.address, { timeoutMs: 2000 }), { code: 'ERR_HANDSHAKE' });
   t.equal(b.connectionCount, 1);
+});
+
+t.test('listenTransports: a taken TCP port fails a fixed number and leaves nothing bound', async (t) => {
+  const { listenTransports, QuicTransport } = await import('../src/transport/index.js');
+  // A number whose UDP port is free and whose TCP port is taken.
+  const probe = await QuicTransport.listen({ identity: bob });
+  const port = probe.address.port;
+  await probe.close();
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+  // Asked for that exact number, the TCP port is taken: ERR_BAD_ADDRESS, nothing left bound.
+  await t.rejects(listenTransports({ identity: bob, listen: { host: '127.0.0.1', port }, quic: {}, h2: {} }), { code: 'ERR_BAD_ADDRESS' });
+  const again = await QuicTransport.listen({ identity: bob, port });
+  t.equal(again.address.port, port, 'the UDP port was released after the failed attempt');
+  await again.close();
+  // With port 0 the number is QUIC's pick, retried on a new one when its TCP port is taken.
+  const both = await listenTransports({ identity: bob, listen: { host: '127.0.0.1', port: 0 }, quic: {}, h2: {}, attempts: 3 });
+  t.equal(both.quic!.address.port, both.h2!.address.port);
+  await Promise.all([both.quic!.close(), both.h2!.close()]);
 });

@@ -7,6 +7,7 @@ import type { NodeId } from '../../identity/index.js';
 import type { CloseOptions, Connection, ConnectionEvents, SocketAddress } from '../types.js';
 import { H2Stream } from './stream.js';
 import { StreamInbox } from '../inbox.js';
+import { CreditWaiters, untilDeadline } from '../shared.js';
 import {
   CONTROL_PATH,
   DEMAND_SIZE,
@@ -59,8 +60,6 @@ export interface H2ConnectionInit {
   handshakeRttMs: number;
 }
 
-type Waiter = { wake: () => void };
-
 /** HTTP/2 settings and session limits shared by both roles. */
 function sessionOptions(settings: H2ConnectionSettings, inbound: boolean): http2.SessionOptions {
   return {
@@ -108,7 +107,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
   private readonly host: H2ConnectionHost;
   private readonly settings: H2ConnectionSettings;
   private readonly streams = new Set<H2Stream>();
-  private readonly waiters: Waiter[] = [];
+  private readonly waiters = new CreditWaiters();
   private readonly inbox: StreamInbox<H2Stream>;
   private control: ClientHttp2Stream | ServerHttp2Stream | undefined;
   /** How many streams the peer lets us open (dialer: forward streams; dialed side: parked + reverse). */
@@ -358,36 +357,18 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
   }
 
   private waitForCredit(deadline: number, timeoutMs: number): Promise<void> {
-    const remaining = deadline - performance.now();
-    if (remaining <= 0) return Promise.reject(this.limitError(timeoutMs));
-    return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = {
-        wake: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        const index = this.waiters.indexOf(waiter);
-        if (index >= 0) this.waiters.splice(index, 1);
-        reject(this.limitError(timeoutMs));
-      }, remaining);
-      this.waiters.push(waiter);
-      if (this.direction === 'inbound') this.scheduleDemand();
-    });
-  }
-
-  private limitError(timeoutMs: number): PnetError {
-    return new PnetError('ERR_STREAM_LIMIT', `peer ${this.remoteNodeId} allows no more streams; none freed within ${timeoutMs} ms`);
+    const waiting = this.waiters.wait(deadline, timeoutMs, this.remoteNodeId);
+    if (this.direction === 'inbound') this.scheduleDemand();
+    return waiting;
   }
 
   private wakeOne(): void {
-    this.waiters.shift()?.wake();
+    this.waiters.wake(1);
   }
 
   /** Wakes every waiter: each re-checks (and fails if the connection is closing). */
   private wakeAll(): void {
-    for (const waiter of this.waiters.splice(0)) waiter.wake();
+    this.waiters.wakeAll();
   }
 
   /** Dialed side: after this turn, ask the dialer to park as many requests as openers still wait for. */
@@ -398,7 +379,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
       this.demandScheduled = false;
       const control = this.control as ServerHttp2Stream | undefined;
       if (this.closing || control === undefined || control.destroyed) return;
-      const deficit = this.waiters.length - this.parked.length - this.requested;
+      const deficit = this.waiters.size - this.parked.length - this.requested;
       if (deficit <= 0) return;
       this.requested += deficit;
       control.write(encodeDemand(deficit));
@@ -543,7 +524,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
       this.stopInternal();
       // No new streams; Node ends the session (and the socket) once every HTTP/2 stream is done.
       this.session.close();
-      await this.until((done) => (this.drained = done), () => this.streams.size === 0, deadline);
+      await untilDeadline((done) => (this.drained = done), () => this.streams.size === 0, deadline);
       this.drained = undefined;
     }
     if (this.closed) return;
@@ -557,21 +538,8 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
       this.terminate(undefined);
       return;
     }
-    await this.until((done) => this.session.once('close', done), () => this.closed, deadline);
+    await untilDeadline((done) => this.session.once('close', done), () => this.closed, deadline);
     if (!this.closed) this.terminate(undefined);
-  }
-
-  /** Waits for `register`'s callback (or `check()`), bounded by the deadline. */
-  private until(register: (done: () => void) => void, check: () => boolean, deadline: number): Promise<void> {
-    if (check()) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, Math.max(0, deadline - performance.now()));
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      register(done);
-    });
   }
 
   /** Closing: drop the parked requests and the control stream; they are not pnet streams. */

@@ -3,11 +3,13 @@ import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { EventEmitter } from 'node:events';
 import { PnetError } from '../../errors.js';
+import { numberOption } from '../../options.js';
 import { verifyPeerCertificate } from '../../identity/index.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
 import { resolveLimits } from '../limits.js';
 import { SessionStore } from '../sessions.js';
+import { checkConnectionLimit, checkDialAddress, closeConnections, startKeepAliveSweep } from '../shared.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
 import { H2Connection } from './connection.js';
 import type { H2ConnectionHost, H2ConnectionSettings } from './connection.js';
@@ -25,25 +27,18 @@ export interface H2TransportOptions extends TransportOptions {
 type Resolved = TransportLimits & { reversePool: number; maxFrameSize: number; sessionResumption: boolean };
 
 function resolveOptions(options: H2TransportOptions): Resolved {
-  const resolved: Resolved = {
-    ...resolveLimits(options),
-    reversePool: options.reversePool ?? 4,
-    maxFrameSize: options.maxFrameSize ?? 64 * 1024,
+  const limits = resolveLimits(options);
+  const ranged = (name: string, value: number, min: number, max: number): number => numberOption('HTTP/2 option', name, value, value, { min, max, integer: true });
+  return {
+    ...limits,
+    // 2 × limit + 1 must fit HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS (the dialed side's bound).
+    maxStreamsPerConnection: ranged('maxStreamsPerConnection', limits.maxStreamsPerConnection, 1, 2 ** 30 - 1),
+    streamWindow: ranged('streamWindow', limits.streamWindow, 1, 2 ** 31 - 1),
+    connectionWindow: ranged('connectionWindow', limits.connectionWindow, 65_535, 2 ** 31 - 1),
+    reversePool: numberOption('HTTP/2 option', 'reversePool', options.reversePool, 4, { min: 0, max: 1000, integer: true }),
+    maxFrameSize: numberOption('HTTP/2 option', 'maxFrameSize', options.maxFrameSize, 64 * 1024, { min: 16_384, max: 2 ** 24 - 1, integer: true }),
     sessionResumption: options.sessionResumption ?? true,
   };
-  const ranges = {
-    // 2 × limit + 1 must fit HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS (the dialed side's bound).
-    maxStreamsPerConnection: [1, 2 ** 30 - 1],
-    streamWindow: [1, 2 ** 31 - 1],
-    connectionWindow: [65_535, 2 ** 31 - 1],
-    reversePool: [0, 1000],
-    maxFrameSize: [16_384, 2 ** 24 - 1],
-  } as const;
-  for (const [key, [min, max]] of Object.entries(ranges) as Array<[keyof typeof ranges, readonly [number, number]]>) {
-    const value = resolved[key];
-    if (!Number.isInteger(value) || value < min || value > max) throw new PnetError('ERR_BAD_OPTION', `${key} must be an integer in ${min}..${max}, got ${value}`);
-  }
-  return resolved;
 }
 
 /**
@@ -102,7 +97,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     server.on('error', (error) => {
       if (this.listenerCount('error') > 0) this.emit('error', error);
     });
-    this.sweepTimer = setInterval(this.sweep, Math.max(50, Math.floor(options.keepAliveIntervalMs / 2)));
+    this.sweepTimer = startKeepAliveSweep(options.keepAliveIntervalMs, this.sweep);
   }
 
   /** Binds the TCP port and starts serving. */
@@ -207,12 +202,8 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
 
   async dial(address: SocketAddress, options: DialOptions = {}): Promise<H2Connection> {
     if (this.closing) throw new PnetError('ERR_TRANSPORT_CLOSED', 'transport is closed');
-    if (isIP(address.host) === 0 || !Number.isInteger(address.port) || address.port <= 0 || address.port > 65535) {
-      throw new PnetError('ERR_BAD_ADDRESS', `cannot dial ${address.host}:${address.port}: need an IP address and a port`);
-    }
-    if (this.connections.size >= this.options.maxConnections) {
-      throw new PnetError('ERR_BAD_OPTION', `connection limit (${this.options.maxConnections}) reached`);
-    }
+    checkDialAddress(address);
+    checkConnectionLimit(this.connections.size, this.options.maxConnections);
     const timeoutMs = options.timeoutMs ?? this.options.handshakeTimeoutMs;
     const signal = options.signal;
     if (signal?.aborted) throw new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned');
@@ -301,8 +292,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
 
   // ---- liveness and close -----------------------------------------------
 
-  private readonly sweep = (): void => {
-    const now = performance.now();
+  private readonly sweep = (now: number): void => {
     for (const connection of this.connections) connection.keepAlive(now);
   };
 
@@ -313,7 +303,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       const timeoutMs = options.timeoutMs ?? 2000;
       this.sessions.close();
       const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      await Promise.all([...this.connections].map((c) => c.close({ timeoutMs, reason: 'node closing' })));
+      await closeConnections(this.connections, timeoutMs);
       clearInterval(this.sweepTimer);
       // Every peer has our GOAWAY; sockets still ending need not outlive the transport.
       for (const socket of [...this.sockets]) socket.destroy();
