@@ -2,12 +2,14 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
+import type { NodeId } from '../src/identity/index.js';
 import { nodeIdAt } from '../src/routing/index.js';
 import {
   ERROR_BYTES,
   Forwarder,
   HEADER_BYTES,
   KeyTable,
+  NextHopTable,
   RelayEndpoint,
   encodeData,
   pathAddress,
@@ -294,4 +296,24 @@ t.test('garbage never throws, at a hop or at an end', async (t) => {
     { numRuns: 5000 },
   );
   t.ok(kinds.has('drop:malformed') && kinds.has('deliver') && kinds.has('forward'), [...kinds].join(', '));
+});
+
+t.test('NextHopTable follows the router’s route changes, with a default route for a leaf', async (t) => {
+  const routes = new NextHopTable();
+  const [d, n1, n2] = [nodeIdAt(DST, 0), nodeIdAt(key(1), 0), nodeIdAt(key(2), 0)];
+  const frame = encodeData(5, DST, SRC, short(randomBytes(16)));
+  t.equal(routes.nextHop(frame, 2), undefined);
+  routes.apply([{ dest: d, nextHop: n1, previousNextHop: undefined, hops: 3 }]);
+  t.equal(routes.nextHop(frame, 2), n1, 'looked up where the key lies in the datagram');
+  t.equal(routes.hopsTo(d), 3);
+  routes.apply([{ dest: d, nextHop: n2, previousNextHop: n1 }]);
+  t.equal(routes.nextHop(frame, 2), n2);
+  t.equal(routes.hopsTo(d), undefined, 'length unknown');
+  routes.apply([{ dest: d, nextHop: undefined, previousNextHop: n2 }]);
+  t.equal(routes.nextHop(frame, 2), undefined);
+  routes.defaultHop = n1;
+  t.equal(routes.nextHop(frame, 2), n1, 'a leaf: everything else by its default route');
+  t.equal(routes.size, 0);
+  const f = new Forwarder<NodeId>({ selfKey: SELF, nextHop: routes.nextHop, room: () => 1310 });
+  t.match(copyOf(f.handleDatagram(n1, frame, 0) as ForwardAction<string>), { kind: 'drop', reason: 'loop' }, 'a leaf bouncing a datagram back to its hub is a loop');
 });

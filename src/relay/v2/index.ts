@@ -32,6 +32,7 @@ export {
   type DecodeResult,
 } from './header.js';
 export { KeyTable } from './key-table.js';
+export { NextHopTable } from './next-hops.js';
 export { Budget, type BudgetRates } from './budget.js';
 export { Forwarder, type ForwarderHost, type ForwarderOptions, type ForwardAction, type ForwarderStats } from './forwarder.js';
 export {
