@@ -2,11 +2,14 @@ import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import type { PnetErrorCode } from '../errors.js';
 
+/** A transport Stream (reset, resetError) or a plain Duplex such as a tunnel's TLS socket (neither). */
+type ReadableEnd = Duplex & { reset?(code?: number): void; readonly resetError?: Error | undefined };
+
 /**
  * Reads a stream to its end, failing with `code` past `maxBytes`; the stream is then reset with
  * `overflowResetCode` (a stream that cannot be reset is destroyed).
  */
-export function readAll(stream: Duplex & { reset?(code?: number): void }, maxBytes: number, code: PnetErrorCode, overflowResetCode = 0): Promise<Buffer> {
+export function readAll(stream: ReadableEnd, maxBytes: number, code: PnetErrorCode, overflowResetCode = 0): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let total = 0;
@@ -32,8 +35,7 @@ export function readAll(stream: Duplex & { reset?(code?: number): void }, maxByt
     };
     const onClose = (): void => {
       cleanup();
-      const reason = (stream as { resetError?: Error }).resetError;
-      reject(reason ?? new PnetError('ERR_STREAM_RESET', 'stream closed before its end'));
+      reject(stream.resetError ?? new PnetError('ERR_STREAM_RESET', 'stream closed before its end'));
     };
     function cleanup(): void {
       stream.off('data', onData);
