@@ -6,6 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createNode, Identity } from '../src/index.js';
 import type { NodeOptions, PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
+import { Dialer } from '../src/node/dialer.js';
+import { EventEmitter } from 'node:events';
+import type { Connection, Transport } from '../src/index.js';
 import { channelSuite, collect, connectionCount, until } from './fixtures/node-channels.js';
 
 // Nodes on both transports: QUIC-first dialing with the HTTP/2 fallback, the memory of the
@@ -275,4 +278,33 @@ t.test('a mixed line A–B–C–D (QUIC, then HTTP/2 links) routes and relays e
   stream.end(data);
   t.equal((await reply).toString(), `${a.id}:${createHash('sha256').update(data).digest('hex')}`, 'A→D byte-exact, D saw A as the sender');
   t.equal((await d.request(a.id, 'whoami', 'back')).toString(), `${a.id}<-${d.id}:back`, 'D→A too');
+});
+
+t.test('dialer on its own (fake transports): QUIC silent, HTTP/2 wins after the delay and is remembered; dials of one address share one attempt', async (t) => {
+  const dials: string[] = [];
+  const fake = (kind: 'quic' | 'h2', answer: (signal: AbortSignal | undefined) => Promise<unknown>) =>
+    Object.assign(new EventEmitter(), {
+      kind,
+      handshakeTimeoutMs: 5000,
+      dial: (_address: unknown, options: { signal?: AbortSignal } = {}) => {
+        dials.push(kind);
+        return answer(options.signal);
+      },
+    });
+  const connection = { transport: 'h2', remoteNodeId: 'peer', close: async () => undefined };
+  const quic = fake('quic', (signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')))));
+  const h2 = fake('h2', async () => connection);
+  const taken: unknown[] = [];
+  const dialer = new Dialer([quic, h2] as unknown as Transport[], { fallbackDelayMs: 20, transportMemoryMs: 60_000 }, (c) => taken.push(c));
+  const target = { host: '127.0.0.1', port: 9 };
+  const [first, second] = await Promise.all([dialer.dial(target), dialer.dial(target)]);
+  t.equal(first, connection as unknown as Connection);
+  t.equal(second, first, 'the second dial shared the first');
+  t.same(taken, [connection], 'the connection was handed over once');
+  t.same(dials, ['quic', 'h2']);
+  t.match(dialer.stats, { quic: 1, h2: 1, fallbacks: 1, remembered: 0 });
+  t.ok(dialer.h2Addresses.has('127.0.0.1:9'), 'the address is remembered as HTTP/2');
+  await dialer.dial(target);
+  t.same(dials, ['quic', 'h2', 'h2'], 'the next dial went straight to HTTP/2');
+  t.match(dialer.stats, { remembered: 1 });
 });

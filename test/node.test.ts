@@ -1,11 +1,13 @@
 import t from 'tap';
 import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { createNode, Identity, PnetError } from '../src/index.js';
 import type { PnetNode, NodeOptions } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
+import { PeerTable } from '../src/node/peers.js';
+import type { NodeId, Connection } from '../src/index.js';
 import { channelSuite, collect } from './fixtures/node-channels.js';
 import { childEnv } from './fixtures/child-env.js';
 
@@ -153,4 +155,37 @@ t.test('bad options and closed nodes give clear errors', async (t) => {
   await node.close();
   await t.rejects(node.dial('127.0.0.1:9'), { code: 'ERR_NODE_CLOSED' });
   t.ok(new PnetError('ERR_NODE_CLOSED', 'x') instanceof Error);
+});
+
+t.test('peer table on its own: the duplicate rule keeps one connection, a spare takes over, one peer:down at the end', async (t) => {
+  const [self, peer] = ['a'.repeat(56), 'b'.repeat(56)] as [NodeId, NodeId];
+  const fake = (transport: 'quic' | 'h2', direction: 'inbound' | 'outbound', key: string) => {
+    const connection = Object.assign(new EventEmitter(), {
+      transport,
+      direction,
+      remoteNodeId: peer,
+      connectionKey: key,
+      closing: false,
+      close: async () => {
+        connection.closing = true;
+        connection.emit('close', undefined);
+      },
+    });
+    return connection;
+  };
+  const events: string[] = [];
+  const table = new PeerTable(self, { up: (c) => events.push(`up ${c.connectionKey}`), down: (id) => events.push(`down ${id === peer}`) });
+  t.teardown(() => table.close());
+  const h2 = fake('h2', 'outbound', 'k1');
+  const quic = fake('quic', 'inbound', 'k2');
+  table.add(h2 as unknown as Connection);
+  table.add(quic as unknown as Connection);
+  t.equal(table.get(peer), quic as unknown as Connection, 'QUIC is kept over HTTP/2');
+  t.same(events, ['up k1'], 'one peer:up');
+  await quic.close(); // the kept one dies within the spare's grace: the spare takes over
+  t.equal(table.live(peer), h2 as unknown as Connection);
+  t.same(events, ['up k1'], 'the peer stayed up');
+  await h2.close();
+  t.equal(table.get(peer), undefined);
+  t.same(events, ['up k1', 'down true'], 'one peer:down when the last one went');
 });
