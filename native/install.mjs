@@ -7,7 +7,7 @@
 //             Node-API mode, no download (headers from node-api-headers and Node's include folder)
 //   fallback  the build failed: the TypeScript routing twin and node:dgram (same API, slower)
 // It never fails the install.
-//   PNET_SKIP_NATIVE=1                         skip everything (the fallback)
+//   PNET_SKIP_NATIVE=1                             compile nothing (a matching prebuild still loads)
 //   PNET_BUILD_FROM_SOURCE=1, --build-from-source  compile even when a prebuild matches
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -97,14 +97,13 @@ if (process.argv.includes('--check')) {
   sayWhatRuns(addons);
   process.exit(0);
 }
-if (process.env.PNET_SKIP_NATIVE === '1') giveUp('PNET_SKIP_NATIVE=1');
-
 const before = await probe({ loadBuilds: false });
 if (!fromSource && before.every((addon) => addon.source === 'prebuild' && addon.error === undefined)) {
   say(`prebuilt native addons, nothing to compile: ${before.map(where).join(', ')}`);
   sayWhatRuns(before);
   process.exit(0);
 }
+if (process.env.PNET_SKIP_NATIVE === '1') giveUp('PNET_SKIP_NATIVE=1');
 const unusable = before.filter((addon) => addon.source !== 'build' && addon.error !== undefined).map((addon) => `${addon.name}: ${addon.error}`);
 const why = fromSource ? 'building from source as asked' : unusable.length > 0 ? unusable.join('; ') : 'a local build exists: keeping it current';
 say(`compiling the native addons with cmake-js (${why})`);

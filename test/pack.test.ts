@@ -47,7 +47,8 @@ function install(name: string, opts: { bare?: boolean; ignoreScripts?: boolean; 
   const outer = Object.entries(process.env).filter(([key]) => !/^npm_/i.test(key) && key !== 'INIT_CWD');
   const env: NodeJS.ProcessEnv = { ...Object.fromEntries(outer), ...opts.env, npm_config_update_notifier: 'false' };
   if (opts.bare) env['PATH'] = bareBin();
-  const args = ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', ...(opts.ignoreScripts ? ['--ignore-scripts'] : []), tarball, ...(opts.extra ?? [])];
+  // --engine-strict: the tarball's dependency tree must accept this Node (20 on the CI machine).
+  const args = ['install', '--engine-strict', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts', ...(opts.ignoreScripts ? ['--ignore-scripts'] : []), tarball, ...(opts.extra ?? [])];
   const started = process.hrtime.bigint();
   const run = spawnSync(opts.bare ? join(bareBin(), 'npm') : npm, args, { cwd: dir, env, encoding: 'utf8', timeout: 8 * 60_000 });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
