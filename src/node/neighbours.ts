@@ -223,7 +223,7 @@ export class Neighbours {
 }
 
 /** Shares without a next hop give their targets that are connected peers a share of their own (key-byte arithmetic). */
-export function connectedAsNextHop(shares: NextHopShare[], connected: (nodeId: NodeId) => boolean): NextHopShare[] {
+function connectedAsNextHop(shares: NextHopShare[], connected: (nodeId: NodeId) => boolean): NextHopShare[] {
   const unreachable = shares.find((share) => share.hop === undefined);
   if (unreachable === undefined) return shares;
   const rest = shares.filter((share) => share !== unreachable);

@@ -113,7 +113,7 @@ export class PeerTable {
  * Both ends pick the same survivor: QUIC over HTTP/2 (both ends see the same kinds), then the
  * connection dialed by the smaller node id, then the smaller key.
  */
-export function preferred(a: Connection, b: Connection, self: NodeId): Connection {
+function preferred(a: Connection, b: Connection, self: NodeId): Connection {
   if (a.transport !== b.transport) return a.transport === 'quic' ? a : b;
   const dialerA = a.direction === 'outbound' ? self : a.remoteNodeId;
   const dialerB = b.direction === 'outbound' ? self : b.remoteNodeId;

@@ -16,7 +16,7 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /** The longest delay a Node timer takes (larger ones fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Reset codes of a handleRequest stream (docs/PROTOCOL.md, "Request and response"). */
-export const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2 } as const;
+const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2 } as const;
 
 /** A registered request handler with its hook and limit. */
 export interface RequestTarget {
