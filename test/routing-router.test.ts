@@ -143,31 +143,35 @@ t.test('record codec', async (t) => {
       return b;
     };
     t.equal(reason(mut((b) => (b[0] = 0))), 'malformed', 'magic');
-    t.equal(reason(mut((b) => (b[4] = 2))), 'malformed', 'version');
-    t.equal(reason(mut((b) => (b[5] = 1))), 'malformed', 'flags');
+    t.equal(reason(mut((b) => (b[4] = 1))), 'malformed', 'version (1 is the flat format before fragments)');
+    t.equal(reason(mut((b) => (b[5] = 2))), 'malformed', 'unknown flags');
     t.equal(reason(mut((b) => b.writeUInt32BE(0, 46))), 'malformed', 'zero lifetime');
-    t.equal(reason(mut((b) => b.writeUInt32BE(0, 52 + 32))), 'malformed', 'zero cost');
-    t.equal(reason(mut((b) => b.writeUInt32BE(MAX_COST + 1, 52 + 32))), 'malformed', 'cost over the bound');
-    t.equal(reason(mut((b) => b.copy(b, 52 + 36, 52, 52 + 32))), 'malformed', 'repeated neighbour');
+    t.equal(reason(mut((b) => b.writeUIntBE(0, 54 + 33, 3))), 'malformed', 'zero cost');
+    t.equal(reason(mut((b) => (b[54 + 32] = 2))), 'malformed', 'unknown link flag');
+    t.equal(reason(mut((b) => b.copy(b, 54 + 36, 54, 54 + 32))), 'malformed', 'repeated neighbour');
     t.equal(
       reason(
         mut((b) => {
-          const first = Buffer.from(b.subarray(52, 88));
-          b.copy(b, 52, 88, 124);
-          first.copy(b, 88);
+          const first = Buffer.from(b.subarray(54, 90));
+          b.copy(b, 54, 90, 126);
+          first.copy(b, 90);
         }),
       ),
       'malformed',
       'links out of order',
     );
-    t.equal(reason(mut((b) => b.copy(b, 52, 6, 38))), 'malformed', 'link to itself');
-    t.equal(reason(mut((b) => b.writeUInt16BE(3, 50))), 'malformed', 'count disagrees with length');
+    t.equal(reason(mut((b) => b.copy(b, 54, 6, 38))), 'malformed', 'link to itself');
+    t.equal(reason(mut((b) => b.writeUInt16BE(3, 52))), 'malformed', 'count disagrees with length');
     t.equal(reason(good, 1), 'oversized', 'more links than maxLinks');
     // A header claiming 65535 links is refused before anything is allocated for them.
-    t.equal(reason(mut((b) => b.writeUInt16BE(0xffff, 50))), 'oversized');
+    t.equal(reason(mut((b) => b.writeUInt16BE(0xffff, 52))), 'oversized');
     t.throws(() => encodeRecord({ origin: ID[0]!, seq: -1n, lifetimeMs: 1, links: [] }, (d) => SIGNERS[0]!.sign(d)), RangeError);
     t.throws(() => encodeRecord({ origin: ID[0]!, seq: 1n, lifetimeMs: 1, links: [{ to: ID[0]!, cost: 1 }] }, (d) => SIGNERS[0]!.sign(d)), RangeError);
     t.throws(() => encodeRecord({ origin: ID[0]!, seq: 1n, lifetimeMs: 1, links: [{ to: ID[1]!, cost: 0 }] }, (d) => SIGNERS[0]!.sign(d)), RangeError);
+    t.throws(() => encodeRecord({ origin: ID[0]!, seq: 1n, lifetimeMs: 1, links: [{ to: ID[1]!, cost: MAX_COST + 1 }] }, (d) => SIGNERS[0]!.sign(d)), RangeError, 'cost over the bound');
+    t.throws(() => encodeRecord({ origin: ID[0]!, fragment: 0x10000, seq: 1n, lifetimeMs: 1, links: [] }, (d) => SIGNERS[0]!.sign(d)), RangeError, 'fragment number over u16');
+    const leafFrag = decodeRecord(encodeRecord({ origin: ID[0]!, fragment: 7, leaf: true, seq: 2n, lifetimeMs: 5, links: [{ to: ID[1]!, cost: MAX_COST, stub: true }] }, (d) => SIGNERS[0]!.sign(d)));
+    t.ok(leafFrag.ok && leafFrag.value.leaf && leafFrag.value.fragment === 7 && leafFrag.value.links[0]!.stub === true && leafFrag.value.links[0]!.cost === MAX_COST, 'flags, fragment and stub links round-trip');
   });
 
   t.test('signature checks', async (t) => {
@@ -177,7 +181,7 @@ t.test('record codec', async (t) => {
       return d.ok ? verifyRecord(d.value) : d.reason;
     };
     const tampered = Buffer.from(good);
-    tampered.writeUInt32BE(1, 52 + 32);
+    tampered.writeUIntBE(1, 54 + 33, 3);
     t.equal(verdict(tampered), 'forged', 'tampered cost');
     const unsigned = Buffer.from(good);
     unsigned.fill(0, unsigned.length - 64);
@@ -726,10 +730,14 @@ t.test('docs/ROUTING.md test vector', async (t) => {
   const signer = simulationSigner(Buffer.from('9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60', 'hex'));
   t.equal(signer.nodeId, '25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenjbb6t');
   const zero = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaap7syp' as NodeId;
-  const rec = encodeRecord({ origin: signer.nodeId, seq: 1n, lifetimeMs: 60_000, links: [{ to: zero, cost: 5 }] }, (d) => signer.sign(d));
+  const rec = encodeRecord({ origin: signer.nodeId, fragment: 1, seq: 1n, lifetimeMs: 3_600_000, links: [{ to: zero, cost: 5, stub: true }] }, (d) => signer.sign(d));
   t.equal(Buffer.from(rec).toString('hex'), hex, 'encoder output equals the documented bytes (Ed25519 is deterministic)');
   const d = decodeRecord(Buffer.from(hex, 'hex'));
   t.ok(d.ok && verifyRecord(d.value) === 'ok');
-  if (d.ok) t.same(d.value.links, [{ to: zero, cost: 5 }]);
-  t.equal(Buffer.from(encodeMessage([{ remainingMs: 45_000, record: rec }])).subarray(0, 12).toString('hex'), 'b10100010000afc800000098');
+  if (d.ok) {
+    t.same(d.value.links, [{ to: zero, cost: 5, stub: true }]);
+    t.equal(d.value.fragment, 1);
+    t.equal(d.value.leaf, false);
+  }
+  t.equal(Buffer.from(encodeMessage([{ remainingMs: 45_000, record: rec }])).subarray(0, 12).toString('hex'), 'b10200010000afc80000009a');
 });

@@ -2,7 +2,7 @@ import t from 'tap';
 import { Buffer } from 'node:buffer';
 import type { NodeId } from '../src/identity/index.js';
 import { Router, decodeMessage, decodeRecord, encodeMessage, encodeRecord, type Link, type RouterAction, type RouterOptions } from '../src/routing/router/index.js';
-import { seededSigner } from '../src/routing/testing.js';
+import { RoutingSimulation, seededSigner } from '../src/routing/testing.js';
 
 // Timers and rates of a protocol that runs at scale: defaults, rate limits, cost hysteresis.
 
@@ -107,4 +107,134 @@ t.test('cost hysteresis: a busy event loop does not re-flood, a lasting change d
   runTimers(r, now + 10_000);
   t.equal(r.sequence, seq + 1n, 'one re-publication');
   t.ok(r.neighbourCost(ID[1]!)! > 30, `cost now ${r.neighbourCost(ID[1]!)}`);
+});
+
+// ---------------------------------------------------------------------------
+// Fragments, leaves and routers, in the simulation (virtual time, the real Router code).
+
+/** Hubs in a ring (plus chords when more than 3), each with `leaves` single-homed leaves. */
+function hubsAndLeaves(sim: RoutingSimulation, hubs: number, leaves: number): { hubIds: NodeId[]; leafIds: NodeId[][] } {
+  const hubIds = sim.addNodes(hubs);
+  for (let i = 0; i < hubs && hubs > 1; i++) if (hubs > 2 || i === 0) sim.connect(hubIds[i]!, hubIds[(i + 1) % hubs]!, { delayMs: 3 });
+  const half = Math.floor(hubs / 2);
+  for (let i = 0; half > 1 && i < half; i += 2) sim.connect(hubIds[i]!, hubIds[i + half]!, { delayMs: 4 });
+  const leafIds = hubIds.map((hub) => {
+    const ids = sim.addNodes(leaves, { role: 'leaf' });
+    for (const leaf of ids) sim.connect(hub, leaf, { delayMs: 1 + Math.floor(sim.random() * 3) });
+    return ids;
+  });
+  return { hubIds, leafIds };
+}
+
+function samplePairs(sim: RoutingSimulation, ids: NodeId[], count: number): [NodeId, NodeId][] {
+  const pairs: [NodeId, NodeId][] = [];
+  while (pairs.length < count) {
+    const a = ids[Math.floor(sim.random() * ids.length)]!;
+    const b = ids[Math.floor(sim.random() * ids.length)]!;
+    if (a !== b) pairs.push([a, b]);
+  }
+  return pairs;
+}
+
+t.test('a hub with 1,100 leaves: fragments, routes to all of them, one fragment per leaf change', async (t) => {
+  const sim = new RoutingSimulation({ seed: 31, delayMs: 2 });
+  const [hub, other] = sim.addNodes(2);
+  sim.connect(hub!, other!);
+  const leaves = sim.addNodes(1100, { role: 'leaf' });
+  for (const leaf of leaves) sim.connect(hub!, leaf);
+  t.ok(sim.runUntilIdle(60_000), 'converges');
+  const h = sim.router(hub!);
+  t.equal(h.routeCount, 1101, 'the hub routes to all of its 1,101 neighbours (no 1,024 cap)');
+  const rec = sim.router(other!).record(hub!)!;
+  t.equal(rec.fragments, Math.ceil(1101 / 64), 'the hub announces its links in 64-link fragments');
+  t.equal(rec.links.length, 1101);
+  t.equal(rec.links.filter((l) => l.stub).length, 1100, 'links to leaves are stubs');
+  t.equal(sim.router(other!).routeCount, 1101, 'the other router reaches every leaf through the hub');
+  t.equal(sim.checkRoutes().mismatches, 0);
+  t.equal(sim.checkPaths(samplePairs(sim, leaves, 300)).mismatches, 0, 'leaf to leaf: up to the hub and down');
+  // One leaf leaves: the other router receives one fragment, not the hub's whole record.
+  sim.runFor(10_000);
+  sim.resetTraffic();
+  sim.kill(leaves[500]!);
+  t.ok(sim.runUntilIdle(60_000));
+  const got = sim.traffic(other!);
+  t.equal(got.messagesReceived, 1);
+  t.ok(got.bytesReceived < 2600, `${got.bytesReceived} bytes re-flooded for one leaf leaving`);
+  t.equal(sim.router(other!).nextHop(leaves[500]!), undefined, 'gone from the map');
+  t.equal(sim.checkRoutes().mismatches, 0);
+});
+
+t.test('leaves and routers: leaves hold no map, get no flood, route by default; routers carry them', async (t) => {
+  const sim = new RoutingSimulation({ seed: 32 });
+  const { hubIds, leafIds } = hubsAndLeaves(sim, 6, 40);
+  const all = leafIds.flat();
+  // Two dual-homed leaves.
+  sim.connect(all[0]!, hubIds[3]!, { delayMs: 1 });
+  sim.connect(all[41]!, hubIds[5]!, { delayMs: 9 });
+  t.ok(sim.runUntilIdle(60_000), 'converges');
+  t.equal(sim.checkRoutes().mismatches, 0, 'routers: exact next hops');
+  // A dual-homed leaf sends everything to its cheaper router (it has no map to choose per
+  // destination), so exact shortest paths are checked from single-homed sources; towards the
+  // dual-homed ones routers pick the better attachment.
+  const dual = new Set([all[0]!, all[41]!]);
+  const paths = sim.checkPaths(samplePairs(sim, all, 2000).filter(([a]) => !dual.has(a)));
+  t.equal(paths.mismatches, 0, `${paths.checked} leaf-to-leaf paths are global shortest paths`);
+  if (paths.mismatches > 0) t.comment(JSON.stringify(paths.examples.slice(0, 3)));
+  const fromDual = sim.checkPaths(all.slice(100, 140).flatMap((b) => [[all[0]!, b] as const, [all[41]!, b] as const]));
+  t.ok(fromDual.examples.every((e) => e.actualCost !== undefined), 'a dual-homed leaf reaches everyone through its default router');
+  const leaf = sim.router(all[7]!);
+  t.equal(leaf.records().size, 1, 'a leaf holds its own record only');
+  t.equal(leaf.defaultRoute, hubIds[0], 'default route: its hub');
+  t.equal(leaf.nextHop(all[200]!), hubIds[0]);
+  t.equal(leaf.nextHop(hubIds[0]!), hubIds[0]);
+  t.same(leaf.routes().map((r) => r.dest), [hubIds[0]], 'routes(): its neighbours');
+  t.same(leaf.path(all[200]!), undefined, 'paths beyond its neighbours are the routers\' business');
+  t.same(leaf.path(hubIds[0]!), [all[7], hubIds[0]]);
+  t.equal(sim.router(hubIds[1]!).record(all[7]!), undefined, 'a leaf\'s record stays with its own routers');
+  t.ok(sim.router(hubIds[0]!).record(all[7]!)?.leaf, 'its router holds it');
+  t.equal(sim.router(all[0]!).defaultRoute, hubIds[3], 'a dual-homed leaf defaults to its cheaper router');
+  // At rest for two hours: leaves receive nothing, send their refreshes only.
+  sim.resetTraffic();
+  sim.runFor(2 * 3_600_000);
+  const leafIn = all.reduce((n, id) => n + sim.traffic(id).bytesReceived, 0);
+  const leafOut = all.reduce((n, id) => n + sim.traffic(id).bytesSent, 0) / all.length / 7200;
+  t.equal(leafIn, 0, 'no flood reaches a leaf');
+  t.ok(leafOut < 1, `a leaf sends ${leafOut.toFixed(3)} B/s at rest`);
+  t.equal(sim.checkRoutes().mismatches, 0, 'refreshes keep everything');
+});
+
+t.test('a hub restart: its leaves and the other routers reconverge within seconds', async (t) => {
+  const sim = new RoutingSimulation({ seed: 33, detectDelayMs: 500 });
+  const { hubIds, leafIds } = hubsAndLeaves(sim, 4, 150);
+  const all = leafIds.flat();
+  t.ok(sim.runUntilIdle(60_000));
+  sim.runFor(600_000);
+  const hub = hubIds[1]!;
+  sim.kill(hub);
+  // Its leaves go too (a smaller set comes back), so the old run's last fragments go stale.
+  for (const leaf of leafIds[1]!.slice(100)) sim.kill(leaf);
+  t.ok(sim.runUntilIdle(60_000));
+  t.equal(sim.checkPaths(samplePairs(sim, all.filter((id) => sim.isAlive(id)), 500)).mismatches, 0, 'the others route around the dead hub');
+  const back = sim.now;
+  sim.restart(hub);
+  t.ok(sim.runUntilIdle(60_000));
+  const last = sim.now;
+  t.ok(last - back <= 10_000, `idle ${last - back} ms (virtual) after the hub came back`);
+  t.ok(sim.router(hub).stats().sequenceRecovered >= 1, 'the hub jumped above its old sequence numbers');
+  const alive = all.filter((id) => sim.isAlive(id));
+  t.equal(sim.checkRoutes().mismatches, 0);
+  t.equal(sim.checkPaths(samplePairs(sim, alive, 1000)).mismatches, 0, 'every sampled leaf pair routes on a shortest path again');
+  const seen = sim.router(hubIds[0]!).record(hub)!;
+  t.equal(sim.router(hub).neighbours().length, 2 + 100);
+  t.same(seen.links.map((l) => l.to).sort(), sim.router(hub).neighbours().map((n) => n.nodeId).sort(), 'the others hold exactly its live links (stale fragments withdrawn)');
+});
+
+t.test('without role hints, routers learn roles from the records themselves', async (t) => {
+  const sim = new RoutingSimulation({ seed: 34, roleHints: false });
+  const { leafIds } = hubsAndLeaves(sim, 3, 20);
+  t.ok(sim.runUntilIdle(60_000));
+  t.equal(sim.checkRoutes().mismatches, 0);
+  t.equal(sim.checkPaths(samplePairs(sim, leafIds.flat(), 300)).mismatches, 0);
+  const leaf = sim.router(leafIds[0]![0]!);
+  t.ok(leaf.neighbours().every((n) => n.role === 'router'), 'the leaf knows its hub is a router');
 });

@@ -3,23 +3,25 @@
  * them between neighbours. Sans-IO, synchronous. The byte layout is written
  * down in docs/ROUTING.md; keep the two in step.
  *
- * Record (all integers unsigned big-endian):
+ * Record, one fragment of a node's links (all integers unsigned big-endian):
  *
  *   off  size  field
  *     0     4  magic "pnLS" (70 6e 4c 53): also the signature's domain separator
- *     4     1  version (1)
- *     5     1  flags (0; other values are malformed in version 1)
+ *     4     1  version (2)
+ *     5     1  flags: bit 0 = the origin is a leaf (never a transit node); other bits 0
  *     6    32  origin: raw Ed25519 public key of the node the record describes
  *    38     8  sequence number (u64)
  *    46     4  lifetime in ms (>= 1)
- *    50     2  link count n (<= maxLinks, at most MAX_LINKS)
- *    52  36*n  links, strictly ascending by key bytes: 32-byte neighbour key, u32 cost (1..MAX_COST)
- *  52+36n  64  Ed25519 signature by the origin over bytes [0, 52+36n)
+ *    50     2  fragment number (each fragment is a record of its own: newer sequence wins per fragment)
+ *    52     2  link count n (<= maxLinks, at most MAX_LINKS)
+ *    54  36*n  links, strictly ascending by key bytes: 32-byte neighbour key, 1 byte link flags
+ *              (bit 0 = stub: the neighbour is a leaf attached to the origin), u24 cost (1..MAX_COST)
+ *  54+36n  64  Ed25519 signature by the origin over bytes [0, 54+36n)
  *
  * Message (what a 'send' action carries):
  *
  *     0     1  type 0xB1 (link-state records)
- *     1     1  version (1)
+ *     1     1  version (2)
  *     2     2  entry count (>= 1)
  *     4   ...  entries: u32 remaining lifetime (ms), u32 record length, record
  *
@@ -31,14 +33,26 @@ import { nodeIdFromPublicKey, nodeIdToBytes, verifySignature, type NodeId } from
 import type { Link } from './path-computer.js';
 
 export const RECORD_MAGIC: readonly number[] = [0x70, 0x6e, 0x4c, 0x53];
-export const RECORD_VERSION = 1;
-export const RECORD_HEADER_BYTES = 52;
+export const RECORD_VERSION = 2;
+export const RECORD_HEADER_BYTES = 54;
+/** Field offsets in a record. */
+export const ORIGIN_OFFSET = 6;
+export const SEQ_OFFSET = 38;
+export const LIFETIME_OFFSET = 46;
+export const FRAGMENT_OFFSET = 50;
+export const COUNT_OFFSET = 52;
+/** Record flag: the origin is a leaf. */
+export const RECORD_FLAG_LEAF = 0x01;
+/** Link flag (the byte before the cost): the neighbour is a leaf attached to the origin. */
+export const LINK_FLAG_STUB = 0x01;
+/** Largest fragment number. */
+export const MAX_FRAGMENT = 0xffff;
 export const LINK_BYTES = 36;
 export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
 /** Smallest record: no links. */
 export const MIN_RECORD_BYTES = RECORD_HEADER_BYTES + SIGNATURE_BYTES;
-/** Protocol cap on the links of one record (a node with more neighbours announces its cheapest MAX_LINKS). */
+/** Protocol cap on the links of one record (fragment); a node with more neighbours uses more fragments. */
 export const MAX_LINKS = 1024;
 /** Largest link cost; keeps path sums exact in a double for any realistic path length. */
 export const MAX_COST = 0xffffff;
@@ -47,7 +61,7 @@ export const MAX_SEQUENCE = 0xffff_ffff_ffff_ffffn;
 export const MAX_LIFETIME_MS = 0xffff_ffff;
 
 export const MESSAGE_TYPE_RECORDS = 0xb1;
-export const MESSAGE_VERSION = 1;
+export const MESSAGE_VERSION = 2;
 export const MESSAGE_HEADER_BYTES = 4;
 export const ENTRY_HEADER_BYTES = 8;
 export const MAX_ENTRIES = 0xffff;
@@ -76,6 +90,10 @@ export type DropReason =
 /** A decoded (and, once in the router, verified) link-state record. Immutable; may be shared between routers. */
 export interface LinkStateRecord {
   readonly origin: NodeId;
+  /** Which of the origin's fragments this is. */
+  readonly fragment: number;
+  /** The origin is a leaf (its links are never transit). */
+  readonly leaf: boolean;
   readonly seq: bigint;
   readonly lifetimeMs: number;
   /** Ascending by key bytes, as signed. */
@@ -88,6 +106,10 @@ export interface LinkStateRecord {
 
 export interface RecordFields {
   readonly origin: NodeId;
+  /** Default 0. */
+  readonly fragment?: number;
+  /** Default false. */
+  readonly leaf?: boolean;
   readonly seq: bigint;
   readonly lifetimeMs: number;
   readonly links: readonly Link[];
@@ -107,7 +129,7 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 // Node id <-> key bytes, cached: every router converts the same few thousand
 // keys over and over (and in a simulation, a thousand routers share them).
 
-const ID_CACHE_LIMIT = 1 << 16;
+const ID_CACHE_LIMIT = 1 << 18;
 const idByKey = new Map<string, NodeId>();
 const keyById = new Map<NodeId, Buffer>();
 
@@ -153,7 +175,8 @@ export function idOrderKey(id: NodeId): string {
  * error, never remote data).
  */
 export function encodeRecord(fields: RecordFields, sign: (data: Uint8Array) => Uint8Array): Uint8Array {
-  const { origin, seq, lifetimeMs, links } = fields;
+  const { origin, seq, lifetimeMs, links, fragment = 0, leaf = false } = fields;
+  if (!Number.isInteger(fragment) || fragment < 0 || fragment > MAX_FRAGMENT) throw new RangeError(`fragment number out of range: ${fragment}`);
   if (typeof seq !== 'bigint' || seq < 0n || seq > MAX_SEQUENCE) throw new RangeError(`sequence number out of range: ${String(seq)}`);
   if (!Number.isInteger(lifetimeMs) || lifetimeMs < 1 || lifetimeMs > MAX_LIFETIME_MS) throw new RangeError(`lifetime out of range: ${lifetimeMs}`);
   if (links.length > MAX_LINKS) throw new RangeError(`at most ${MAX_LINKS} links, got ${links.length}`);
@@ -161,24 +184,26 @@ export function encodeRecord(fields: RecordFields, sign: (data: Uint8Array) => U
   const sorted = links.map((l) => {
     if (!Number.isInteger(l.cost) || l.cost < 1 || l.cost > MAX_COST) throw new RangeError(`link cost out of range: ${l.cost}`);
     if (l.to === origin) throw new RangeError('a record cannot link its origin to itself');
-    return { key: keyBytesOf(l.to), cost: l.cost };
+    return { key: keyBytesOf(l.to), cost: l.cost, flags: l.stub === true ? LINK_FLAG_STUB : 0 };
   });
   sorted.sort((a, b) => Buffer.compare(a.key, b.key));
   const size = recordBytes(sorted.length);
   const buf = Buffer.alloc(size);
   buf.set(RECORD_MAGIC, 0);
   buf[4] = RECORD_VERSION;
-  buf[5] = 0;
-  buf.set(originKey, 6);
-  buf.writeBigUInt64BE(seq, 38);
-  buf.writeUInt32BE(lifetimeMs, 46);
-  buf.writeUInt16BE(sorted.length, 50);
+  buf[5] = leaf ? RECORD_FLAG_LEAF : 0;
+  buf.set(originKey, ORIGIN_OFFSET);
+  buf.writeBigUInt64BE(seq, SEQ_OFFSET);
+  buf.writeUInt32BE(lifetimeMs, LIFETIME_OFFSET);
+  buf.writeUInt16BE(fragment, FRAGMENT_OFFSET);
+  buf.writeUInt16BE(sorted.length, COUNT_OFFSET);
   let off = RECORD_HEADER_BYTES;
   let prev: Buffer | undefined;
   for (const l of sorted) {
     if (prev !== undefined && Buffer.compare(prev, l.key) === 0) throw new RangeError('duplicate link');
     buf.set(l.key, off);
     buf.writeUInt32BE(l.cost, off + KEY_BYTES);
+    buf[off + KEY_BYTES] = l.flags;
     off += LINK_BYTES;
     prev = l.key;
   }
@@ -199,15 +224,15 @@ export function decodeRecord(bytes: Uint8Array, maxLinks: number = MAX_LINKS): D
     return fail('malformed', 'bad record magic');
   }
   if (buf[4] !== RECORD_VERSION) return fail('malformed', `record version ${buf[4]} is not supported`);
-  if (buf[5] !== 0) return fail('malformed', `record flags ${buf[5]} must be 0`);
-  const count = buf.readUInt16BE(50);
+  if ((buf[5]! & ~RECORD_FLAG_LEAF) !== 0) return fail('malformed', `record flags ${buf[5]} has unknown bits`);
+  const count = buf.readUInt16BE(COUNT_OFFSET);
   const cap = Math.min(maxLinks, MAX_LINKS);
   if (count > cap) return fail('oversized', `record has ${count} links, at most ${cap} allowed`);
   if (buf.length !== recordBytes(count)) return fail('malformed', `record of ${count} links must be ${recordBytes(count)} bytes, got ${buf.length}`);
-  const lifetimeMs = buf.readUInt32BE(46);
+  const lifetimeMs = buf.readUInt32BE(LIFETIME_OFFSET);
   if (lifetimeMs === 0) return fail('malformed', 'record lifetime is 0');
-  const origin = nodeIdAt(buf, 6);
-  const seq = buf.readBigUInt64BE(38);
+  const origin = nodeIdAt(buf, ORIGIN_OFFSET);
+  const seq = buf.readBigUInt64BE(SEQ_OFFSET);
   const links: Link[] = new Array(count);
   const linkCost = new Map<NodeId, number>();
   let off = RECORD_HEADER_BYTES;
@@ -218,12 +243,16 @@ export function decodeRecord(bytes: Uint8Array, maxLinks: number = MAX_LINKS): D
     }
     const to = nodeIdAt(buf, off);
     if (to === origin) return fail('malformed', 'record links its origin to itself');
-    const cost = buf.readUInt32BE(off + KEY_BYTES);
-    if (cost < 1 || cost > MAX_COST) return fail('malformed', `link cost ${cost} is outside 1..${MAX_COST}`);
-    links[i] = { to, cost };
+    const flags = buf[off + KEY_BYTES]!;
+    if ((flags & ~LINK_FLAG_STUB) !== 0) return fail('malformed', `link flags ${flags} has unknown bits`);
+    const cost = buf.readUIntBE(off + KEY_BYTES + 1, 3);
+    if (cost < 1) return fail('malformed', `link cost ${cost} is outside 1..${MAX_COST}`);
+    // Only stub links carry the flag, so a link reads back exactly as it was given.
+    links[i] = flags === 0 ? { to, cost } : { to, cost, stub: true };
     linkCost.set(to, cost);
   }
-  return { ok: true, value: { origin, seq, lifetimeMs, links, linkCost, bytes: buf } };
+  const fragment = buf.readUInt16BE(FRAGMENT_OFFSET);
+  return { ok: true, value: { origin, fragment, leaf: (buf[5]! & RECORD_FLAG_LEAF) !== 0, seq, lifetimeMs, links, linkCost, bytes: buf } };
 }
 
 /** Signature verification hook: same contract as identity's verifySignature. */

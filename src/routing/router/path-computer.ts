@@ -13,6 +13,8 @@ import { keyBytesOf, nodeIdAt } from './codec.js';
 export interface Link {
   readonly to: NodeId;
   readonly cost: number;
+  /** In a record: `to` is a leaf attached to the origin (reachable through it, never transit). Path computers ignore it. */
+  readonly stub?: boolean;
 }
 
 /** A destination reachable from the local node. */

@@ -7,6 +7,12 @@
  * routes changed. It owns no socket and no timer and never reads a clock: the
  * glue calls tick() at nextDeadline() (or on a fixed short cadence).
  *
+ * Two roles (docs/ROUTING.md): a 'router' holds the map of the routers and floods among them;
+ * a 'leaf' sends its own small record to its neighbours that are routers, receives no flood
+ * and sends everything that is not a neighbour through its default route (its cheapest
+ * router neighbour). A node's links are published in signed fragments of at most
+ * fragmentLinks links, each with its own sequence number.
+ *
  * See docs/ROUTING.md for the protocol and the timers.
  */
 import { Buffer } from 'node:buffer';
@@ -21,6 +27,7 @@ import {
   nodeIdAt,
   encodeMessage,
   encodeRecord,
+  idOrderKey,
   MAX_COST,
   MAX_LINKS,
   MAX_LIFETIME_MS,
@@ -32,12 +39,17 @@ import {
   packMessages,
   RECORD_MAGIC,
   RECORD_VERSION,
+  RECORD_FLAG_LEAF,
+  ORIGIN_OFFSET,
+  SEQ_OFFSET,
+  FRAGMENT_OFFSET,
   verifyRecord,
   type DropReason,
   type LinkStateRecord,
   type MessageEntry,
   type VerifyFn,
 } from './codec.js';
+import { ExpiryHeap, Origin, recordKey, type Stored } from './origins.js';
 import { tablePathComputer, type Link, type NextHopShare, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
 import type { RecordCache } from './record-cache.js';
 
@@ -46,6 +58,15 @@ export interface RecordSigner {
   readonly nodeId: NodeId;
   /** Ed25519 signature (64 bytes) over data. */
   sign(data: Uint8Array): Uint8Array;
+}
+
+/** 'router': holds the routers' map and floods; 'leaf': default route through its router neighbours, no flood. */
+export type NodeRole = 'router' | 'leaf';
+
+/** What the glue may know of a neighbour when it comes up. */
+export interface NeighbourHint {
+  /** The neighbour's role, if the glue learnt it (e.g. in its hello); otherwise learnt from its records. */
+  readonly role?: NodeRole;
 }
 
 /** How link costs follow RTT. cost = clamp(base + round(srttMs / unitMs), 1, MAX_COST). */
@@ -71,19 +92,22 @@ export interface CostOptions {
 
 export interface RouterOptions {
   signer: RecordSigner;
+  /** 'router' (default) or 'leaf'; see docs/ROUTING.md. */
+  role?: NodeRole;
   /** Lifetime written into our records (default 1 h: liveness comes from neighbours withdrawing links, not expiry). */
   recordLifetimeMs?: number;
-  /** Our record is re-published this often (default 30 min, at most half the lifetime, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
+  /** Our records are re-published this often (default 30 min, at most half the lifetime, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
   refreshIntervalMs?: number;
   /** Fraction of refreshIntervalMs taken off at random, so nodes do not refresh in step (default 0.1). */
   refreshJitter?: number;
   /** A change of our links is published this long after it (coalesces bursts; default 50 ms). */
   publishDelayMs?: number;
-  /** At least this long between two publications of one of our records, except refresh and sequence recovery (OSPF MinLSInterval; default 5 s). */
+  /** At least this long between two publications of one of our fragments, except refresh and sequence recovery (OSPF MinLSInterval; default 5 s). */
   minPublishIntervalMs?: number;
   /**
-   * A new version of a record accepted less than this long after the previous one waits until
-   * the interval is over (the newest waiting version is then taken; OSPF MinLSArrival; default 1 s).
+   * A new version of a record (origin, fragment) accepted less than this long after the previous
+   * one waits until the interval is over; the newest waiting version is then taken (OSPF
+   * MinLSArrival; default 1 s).
    */
   minArrivalIntervalMs?: number;
   /**
@@ -96,8 +120,12 @@ export interface RouterOptions {
   spfDelayMs?: number;
   /** ...and at most once per this interval (default 100 ms). 0 and 0 recompute inside the event. */
   spfMinIntervalMs?: number;
-  /** Most links in one record, ours or received (default and cap 1024). */
+  /** Most links in one received record (fragment) (default and cap 1024). */
   maxLinks?: number;
+  /** Links per fragment of our own record (default 64, at most maxLinks): one change re-floods one fragment. */
+  fragmentLinks?: number;
+  /** Most fragments accepted per origin (default 1024). */
+  maxFragments?: number;
   /** Largest message sent or accepted (default 64 KiB; at least one largest record). */
   maxMessageBytes?: number;
   /** Most origins kept in the map (default 100,000); records of new origins beyond it are dropped. */
@@ -113,7 +141,7 @@ export interface RouterOptions {
   recordCache?: RecordCache;
   /** Random source in [0, 1) for jitter (default Math.random). */
   random?: () => number;
-  /** Shortest-path implementation (default the routing table: native addon, or its TypeScript twin). */
+  /** Shortest-path implementation (default the routing table: native addon, or its TypeScript twin). Routers only. */
   pathComputer?: PathComputerFactory;
 }
 
@@ -137,16 +165,24 @@ export interface NeighbourInfo {
   readonly cost: number;
   /** Smoothed RTT, ms; undefined before the first sample. */
   readonly srttMs: number | undefined;
+  /** Its role, once known (a hint at neighbourUp, or its own records). */
+  readonly role?: NodeRole;
 }
 
+/** An origin's record: its fragments taken together. */
 export interface RecordInfo {
   readonly origin: NodeId;
+  /** Highest sequence number of its fragments. */
   readonly seq: bigint;
   readonly lifetimeMs: number;
+  /** The links of all its fragments. */
   readonly links: readonly Link[];
-  /** Local time (ms, same clock as the events) at which the record is dropped unless refreshed. */
+  /** Local time (ms, same clock as the events) at which its first fragment is dropped unless refreshed. */
   readonly expiresAt: number;
+  /** Fragment 0's bytes (or the lowest fragment held). */
   readonly bytes: Uint8Array;
+  readonly fragments: number;
+  readonly leaf: boolean;
 }
 
 export interface RouterStats {
@@ -158,7 +194,7 @@ export interface RouterStats {
   duplicates: number;
   messagesSent: number;
   recordsSent: number;
-  /** Our own records signed. */
+  /** Our own records (fragments) signed. */
   published: number;
   /** Publications that waited for minPublishIntervalMs (origination rate limit). */
   publishRateLimited: number;
@@ -166,6 +202,8 @@ export interface RouterStats {
   arrivalRateLimited: number;
   /** Of those, versions replaced by a newer one while waiting (never verified nor flooded). */
   arrivalSuperseded: number;
+  /** Records a leaf was sent and did not keep (a leaf holds no map), or leaf records from a non-neighbour. */
+  ignored: number;
   /** Times we met our own record with a higher (or conflicting) sequence number and jumped above it. */
   sequenceRecovered: number;
   /** Records removed because they were not refreshed in time. */
@@ -173,13 +211,6 @@ export interface RouterStats {
   spfRuns: number;
   /** Records (or whole messages, for message-level faults) dropped, by reason. */
   dropped: Record<DropReason, number>;
-}
-
-interface Stored {
-  readonly rec: LinkStateRecord;
-  readonly expiresAt: number;
-  /** When we accepted it (the acceptance rate limit counts from here). */
-  readonly acceptedAt: number;
 }
 
 /** A record version that arrived too soon after the previous one (acceptance rate limit). */
@@ -197,73 +228,25 @@ interface Neighbour {
   cost: number;
   /** Since when the smoothed cost has been outside the announced cost's band (hysteresis hold). */
   outsideSince: number | undefined;
+  role: NodeRole | undefined;
+  /** Which of our fragments lists this link. */
+  frag: number;
+}
+
+/** One of our own fragments. */
+interface OwnFragment {
+  readonly members: Set<NodeId>;
+  /** When it is due (undefined: nothing to publish). */
+  publishAt: number | undefined;
+  /** Publish even if the links did not change (refresh, sequence recovery). */
+  must: boolean;
+  lastPublishAt: number;
+  rec: LinkStateRecord | undefined;
 }
 
 interface Outgoing {
   readonly rec: LinkStateRecord;
   readonly expiresAt: number;
-}
-
-/** Min-heap of (time, id), lazy deletion by the caller. */
-class ExpiryHeap {
-  #at: number[] = [];
-  #id: NodeId[] = [];
-
-  get size(): number {
-    return this.#at.length;
-  }
-
-  peek(): number | undefined {
-    return this.#at[0];
-  }
-
-  push(at: number, id: NodeId): void {
-    const a = this.#at;
-    const d = this.#id;
-    let i = a.length;
-    a.push(at);
-    d.push(id);
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (a[p]! <= at) break;
-      a[i] = a[p]!;
-      d[i] = d[p]!;
-      i = p;
-    }
-    a[i] = at;
-    d[i] = id;
-  }
-
-  pop(): [number, NodeId] {
-    const a = this.#at;
-    const d = this.#id;
-    const top: [number, NodeId] = [a[0]!, d[0]!];
-    const at = a.pop()!;
-    const id = d.pop()!;
-    const n = a.length;
-    if (n > 0) {
-      let i = 0;
-      for (;;) {
-        let c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && a[c + 1]! < a[c]!) c++;
-        if (a[c]! >= at) break;
-        a[i] = a[c]!;
-        d[i] = d[c]!;
-        i = c;
-      }
-      a[i] = at;
-      d[i] = id;
-    }
-    return top;
-  }
-
-  /** Rebuilds from the live entries. */
-  rebuild(entries: Iterable<[number, NodeId]>): void {
-    this.#at = [];
-    this.#id = [];
-    for (const [at, id] of entries) this.push(at, id);
-  }
 }
 
 /** A numeric router option (ERR_BAD_OPTION naming it when out of range). */
@@ -285,9 +268,14 @@ function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | n
   return true;
 }
 
-/** Links in ascending id order (our own records are compared as sets). */
-function sortedLinks(links: readonly Link[]): Link[] {
-  return [...links].sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+/** Same links, stub flags included, whatever the order (our own fragments before and after a change). */
+function sameLinkSet(a: readonly Link[], b: readonly Link[]): boolean {
+  if (a.length !== b.length) return false;
+  const m = new Map(a.map((l) => [l.to, l]));
+  return b.every((l) => {
+    const x = m.get(l.to);
+    return x !== undefined && x.cost === l.cost && (x.stub === true) === (l.stub === true);
+  });
 }
 
 function isRecordStart(buf: Buffer, off: number): boolean {
@@ -300,13 +288,13 @@ function isRecordStart(buf: Buffer, off: number): boolean {
   );
 }
 
-const ORIGIN_OFFSET = 6;
-const SEQ_OFFSET = 38;
 /** Returned when an event has nothing to do (never mutated). */
 const NO_ACTIONS: readonly RouterAction[] = Object.freeze([]);
 
 export class Router {
   readonly nodeId: NodeId;
+  readonly role: NodeRole;
+  readonly #leaf: boolean;
   readonly #signer: RecordSigner;
   readonly #lifetimeMs: number;
   readonly #refreshMs: number;
@@ -319,6 +307,8 @@ export class Router {
   readonly #spfMinMs: number;
   readonly #floodPacingMs: number;
   readonly #maxLinks: number;
+  readonly #fragmentLinks: number;
+  readonly #maxFragments: number;
   readonly #maxMessageBytes: number;
   readonly #maxRecordBytes: number;
   readonly #maxRecords: number;
@@ -332,21 +322,20 @@ export class Router {
   readonly #verify: VerifyFn;
   readonly #cache: RecordCache | undefined;
   readonly #random: () => number;
-  readonly #paths: PathComputer;
+  /** Shortest paths (routers only: a leaf keeps no map). */
+  readonly #paths: PathComputer | undefined;
 
   #now = -Infinity;
   readonly #neighbours = new Map<NodeId, Neighbour>();
-  readonly #records = new Map<NodeId, Stored>();
+  readonly #origins = new Map<NodeId, Origin>();
   readonly #expiry = new ExpiryHeap();
 
   #lastSeq: bigint;
-  #own: LinkStateRecord | undefined;
+  readonly #frags: OwnFragment[] = [];
+  /** Earliest publishAt of our fragments. */
   #publishAt: number | undefined;
-  #lastPublishAt = -Infinity;
   #refreshAt = Infinity;
-  /** The next publication must happen even if our links did not change (refresh, sequence recovery). */
-  #mustPublish = false;
-  readonly #waiting = new Map<NodeId, Waiting>();
+  readonly #waiting = new Map<string, Waiting>();
   #waitingAt = Infinity;
 
   /** Effective (two-way checked) links given to the path computer. */
@@ -357,9 +346,11 @@ export class Router {
   #spfAt: number | undefined;
   #lastSpfAt = -Infinity;
   #nextHops = new Map<NodeId, NodeId>();
+  /** A leaf's default next hop (its cheapest neighbour not known to be a leaf). */
+  #defaultHop: NodeId | undefined;
 
-  /** Records waiting to be sent, per neighbour, by origin (a newer version replaces an older one). */
-  readonly #out = new Map<NodeId, Map<NodeId, Outgoing>>();
+  /** Records waiting to be sent, per neighbour, by record key (a newer version replaces an older one). */
+  readonly #out = new Map<NodeId, Map<string, Outgoing>>();
   #queued = 0;
   #flushAt: number | undefined;
   #lastFlushAt = -Infinity;
@@ -376,6 +367,7 @@ export class Router {
     publishRateLimited: 0,
     arrivalRateLimited: 0,
     arrivalSuperseded: 0,
+    ignored: 0,
     sequenceRecovered: 0,
     expiredRecords: 0,
     spfRuns: 0,
@@ -387,6 +379,10 @@ export class Router {
     if (signer === undefined || typeof signer.sign !== 'function' || typeof signer.nodeId !== 'string') {
       throw new PnetError('ERR_BAD_OPTION', 'router option signer must have nodeId and sign()');
     }
+    const role = options.role ?? 'router';
+    if (role !== 'router' && role !== 'leaf') throw new PnetError('ERR_BAD_OPTION', `router option role must be 'router' or 'leaf', got ${String(role)}`);
+    this.role = role;
+    this.#leaf = role === 'leaf';
     this.#signer = signer;
     this.nodeId = signer.nodeId;
     this.#lifetimeMs = option('recordLifetimeMs', options.recordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
@@ -399,6 +395,8 @@ export class Router {
     this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
     this.#spfMinMs = option('spfMinIntervalMs', options.spfMinIntervalMs, 100, 0);
     this.#maxLinks = Math.floor(option('maxLinks', options.maxLinks, MAX_LINKS, 1, MAX_LINKS));
+    this.#fragmentLinks = Math.floor(option('fragmentLinks', options.fragmentLinks, Math.min(64, this.#maxLinks), 1, this.#maxLinks));
+    this.#maxFragments = Math.floor(option('maxFragments', options.maxFragments, 1024, 1, 0x10000));
     this.#maxRecordBytes = maxRecordBytes(this.#maxLinks);
     const minMessage = MESSAGE_HEADER_BYTES + ENTRY_HEADER_BYTES + this.#maxRecordBytes;
     this.#maxMessageBytes = option('maxMessageBytes', options.maxMessageBytes, Math.max(65_536, minMessage), minMessage, 0xffff_ffff);
@@ -420,26 +418,31 @@ export class Router {
     this.#verify = options.verify ?? verifySignature;
     this.#cache = options.recordCache;
     this.#random = options.random ?? Math.random;
-    this.#paths = (options.pathComputer ?? tablePathComputer)(this.nodeId);
+    this.#paths = this.#leaf ? undefined : (options.pathComputer ?? tablePathComputer)(this.nodeId);
   }
 
   // -------------------------------------------------------------------------
   // Events
 
-  /** A connection to `nodeId` is up (again). Optional first RTT sample, e.g. from the handshake. Sends it the whole map. */
-  neighbourUp(nodeId: NodeId, nowMs: number, rttMs?: number): readonly RouterAction[] {
+  /**
+   * A connection to `nodeId` is up (again). Optional first RTT sample, e.g. from the handshake,
+   * and what the glue knows of the peer (its role). A router sends a neighbour that is not a
+   * leaf its whole map (database exchange); a leaf sends its own record to a router neighbour.
+   */
+  neighbourUp(nodeId: NodeId, nowMs: number, rttMs?: number, hint?: NeighbourHint): readonly RouterAction[] {
     this.#begin(nowMs);
     if (nodeId !== this.nodeId) {
       let n = this.#neighbours.get(nodeId);
       if (n === undefined) {
-        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt), outsideSince: undefined };
+        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt), outsideSince: undefined, role: hint?.role, frag: this.#assignFragment(nodeId) };
         this.#neighbours.set(nodeId, n);
-        this.#selfLinksChanged();
+        this.#selfLinksChanged(n.frag);
         this.#markDirty(nodeId);
+      } else if (hint?.role !== undefined && hint.role !== n.role) {
+        this.#setRole(nodeId, n, hint.role);
       }
       if (rttMs !== undefined) this.#sample(n, rttMs);
-      // The whole map, so a joining node learns it from its first neighbour.
-      for (const s of this.#records.values()) this.#enqueue(nodeId, s.rec, s.expiresAt);
+      this.#sendMap(nodeId, n);
     }
     return this.#finish();
   }
@@ -447,13 +450,12 @@ export class Router {
   /** The connection to `nodeId` is gone. */
   neighbourDown(nodeId: NodeId, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
-    if (this.#neighbours.delete(nodeId)) {
-      const q = this.#out.get(nodeId);
-      if (q !== undefined) {
-        this.#queued -= q.size;
-        this.#out.delete(nodeId);
-      }
-      this.#selfLinksChanged();
+    const n = this.#neighbours.get(nodeId);
+    if (n !== undefined) {
+      this.#neighbours.delete(nodeId);
+      this.#frags[n.frag]!.members.delete(nodeId);
+      this.#dropQueue(nodeId);
+      this.#selfLinksChanged(n.frag);
       this.#markDirty(nodeId);
     }
     return this.#finish();
@@ -509,35 +511,42 @@ export class Router {
     if (this.#publishAt !== undefined) t = this.#publishAt;
     if (this.#spfAt !== undefined && this.#spfAt < t) t = this.#spfAt;
     if (this.#flushAt !== undefined && this.#flushAt < t) t = this.#flushAt;
-    if (this.#own !== undefined && this.#refreshAt < t) t = this.#refreshAt;
+    if (this.#refreshAt < t) t = this.#refreshAt;
     if (this.#waitingAt < t) t = this.#waitingAt;
     const e = this.#expiry.peek();
     if (e !== undefined && e < t) t = e;
     return t === Infinity ? undefined : t;
   }
 
-  /** True while a publication, a paced flood or a route recomputation is scheduled. */
+  /** True while a publication, a paced flood, a waiting record or a route recomputation is scheduled. */
   hasPendingWork(): boolean {
     return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined || this.#waiting.size > 0;
   }
 
+  /** The neighbour to hand traffic for `dest` to. A leaf: the neighbour itself, else its default route. */
   nextHop(dest: NodeId): NodeId | undefined {
+    if (this.#leaf) return dest === this.nodeId ? undefined : this.#neighbours.has(dest) ? dest : this.#defaultHop;
     return this.#nextHops.get(dest);
+  }
+
+  /** A leaf's default route (its cheapest neighbour not known to be a leaf); undefined for a router. */
+  get defaultRoute(): NodeId | undefined {
+    return this.#defaultHop;
   }
 
   /**
    * Splits destinations (packed 32-byte keys, as fan-out carries them) by next hop in one
    * call to the routing table: the local key groups under the local node, unreachable keys
-   * under undefined.
+   * under undefined. A leaf groups everything but its neighbours under its default route.
    */
   groupByNextHop(packed: Uint8Array): NextHopShare[] {
     if (packed.length % KEY_BYTES !== 0) throw new PnetError('ERR_BAD_OPTION', 'groupByNextHop: packed keys must be a multiple of 32 bytes');
-    if (this.#paths.groupByNextHop) return this.#paths.groupByNextHop(packed);
+    if (this.#paths?.groupByNextHop) return this.#paths.groupByNextHop(packed);
     const keys = asBuffer(packed);
     const shares = new Map<NodeId | undefined, number[]>();
     for (let i = 0; i < keys.length / KEY_BYTES; i++) {
       const dest = nodeIdAt(keys, i * KEY_BYTES);
-      const hop = dest === this.nodeId ? dest : this.#nextHops.get(dest);
+      const hop = dest === this.nodeId ? dest : this.nextHop(dest);
       let list = shares.get(hop);
       if (list === undefined) shares.set(hop, (list = []));
       list.push(i);
@@ -549,13 +558,17 @@ export class Router {
     }));
   }
 
-  /** Node ids from this node to dest, both included (an equal-cost path through nextHop(dest)). */
+  /** Node ids from this node to dest, both included (an equal-cost path through nextHop(dest)). A leaf knows paths to its neighbours only. */
   path(dest: NodeId): NodeId[] | undefined {
-    return this.#paths.path(dest);
+    if (this.#paths !== undefined) return this.#paths.path(dest);
+    if (dest === this.nodeId) return [dest];
+    return this.#neighbours.has(dest) ? [this.nodeId, dest] : undefined;
   }
 
+  /** Every destination with a route. A leaf: its neighbours (the rest goes by its default route). */
   routes(): Route[] {
-    return this.#paths.routes();
+    if (this.#paths !== undefined) return this.#paths.routes();
+    return [...this.#neighbours].map(([dest, n]) => ({ dest, nextHop: dest, cost: n.cost, hops: 1 }));
   }
 
   /** Largest message this router sends or accepts: the IO glue's frame-length bound. */
@@ -567,25 +580,32 @@ export class Router {
     return this.#nextHops.size;
   }
 
-  /** Sequence number of our latest record (initialSequence - 1 before the first). */
+  /** Sequence number of our latest record fragment (initialSequence - 1 before the first). */
   get sequence(): bigint {
     return this.#lastSeq;
   }
 
   record(origin: NodeId): RecordInfo | undefined {
-    const s = this.#records.get(origin);
-    return s === undefined ? undefined : { ...this.#info(s) };
+    const o = this.#origins.get(origin);
+    return o === undefined ? undefined : this.#info(origin, o);
   }
 
-  /** The link-state map, ours included (a snapshot). */
+  /** The link-state map, ours included (a snapshot): one entry per origin, its fragments taken together. */
   records(): Map<NodeId, RecordInfo> {
     const out = new Map<NodeId, RecordInfo>();
-    for (const [id, s] of this.#records) out.set(id, this.#info(s));
+    for (const [id, o] of this.#origins) out.set(id, this.#info(id, o));
     return out;
   }
 
+  /** How many records (origin, fragment) the map holds. */
+  get fragmentCount(): number {
+    let n = 0;
+    for (const o of this.#origins.values()) n += o.frags.size;
+    return n;
+  }
+
   neighbours(): NeighbourInfo[] {
-    return [...this.#neighbours].map(([nodeId, n]) => ({ nodeId, cost: n.cost, srttMs: n.srtt }));
+    return [...this.#neighbours].map(([nodeId, n]) => ({ nodeId, cost: n.cost, srttMs: n.srtt, ...(n.role === undefined ? {} : { role: n.role }) }));
   }
 
   neighbourCost(nodeId: NodeId): number | undefined {
@@ -603,11 +623,21 @@ export class Router {
   }
 
   // -------------------------------------------------------------------------
-  // Internals
+  // Internals: events in, actions out
 
-  #info(s: Stored): RecordInfo {
-    const r = s.rec;
-    return { origin: r.origin, seq: r.seq, lifetimeMs: r.lifetimeMs, links: r.links, expiresAt: s.expiresAt, bytes: r.bytes };
+  #info(origin: NodeId, o: Origin): RecordInfo {
+    let first: Stored | undefined;
+    let firstFrag = Infinity;
+    let newest: Stored | undefined;
+    let expiresAt = Infinity;
+    for (const [f, s] of o.frags) {
+      if (f < firstFrag) [first, firstFrag] = [s, f];
+      if (newest === undefined || s.rec.seq > newest.rec.seq) newest = s;
+      if (s.expiresAt < expiresAt) expiresAt = s.expiresAt;
+    }
+    const links: Link[] = [];
+    for (const [to, l] of o.links) links.push(l.stub ? { to, cost: l.cost, stub: true } : { to, cost: l.cost });
+    return { origin, seq: newest!.rec.seq, lifetimeMs: newest!.rec.lifetimeMs, links, expiresAt, bytes: first!.rec.bytes, fragments: o.frags.size, leaf: o.leaf };
   }
 
   #begin(nowMs: number): void {
@@ -619,21 +649,54 @@ export class Router {
 
   #finish(): readonly RouterAction[] {
     const now = this.#now;
-    if (this.#own !== undefined && now >= this.#refreshAt) {
-      this.#publishAt = now;
-      this.#mustPublish = true;
-    }
+    if (now >= this.#refreshAt) this.#refresh();
     if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
     if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
     let actions: RouterAction[] | undefined;
     if (this.#flushAt !== undefined && now >= this.#flushAt) actions = this.#flush();
     if (this.#routeChanges.length === 0) return actions ?? NO_ACTIONS;
     actions ??= [];
-    if (this.#routeChanges.length > 0) {
-      actions.push({ type: 'routes-changed', changed: this.#routeChanges });
-      this.#routeChanges = [];
-    }
+    actions.push({ type: 'routes-changed', changed: this.#routeChanges });
+    this.#routeChanges = [];
     return actions;
+  }
+
+  /** Whether records flood to this neighbour: not to leaves (they hold no map). */
+  #floodsTo(n: Neighbour): boolean {
+    return n.role !== 'leaf';
+  }
+
+  /** Database exchange with a neighbour that came up or turned out to be a router. */
+  #sendMap(to: NodeId, n: Neighbour): void {
+    if (!this.#floodsTo(n)) return;
+    // A leaf's record about to change goes out when it is published, not twice (a router sends
+    // the whole map at once, its own fragments included, so a newcomer has it in one message).
+    for (const f of this.#frags) if (f.rec !== undefined && (!this.#leaf || f.publishAt === undefined)) this.#enqueue(to, f.rec, this.#ownExpiry(f.rec));
+    // A leaf's whole map is its own record.
+    if (this.#leaf) return;
+    for (const [id, o] of this.#origins) {
+      // Leaves' records stay with the routers they are attached to.
+      if (o.leaf || id === this.nodeId) continue;
+      for (const s of o.frags.values()) this.#enqueue(to, s.rec, s.expiresAt);
+    }
+  }
+
+  /** A neighbour's role became known (a hint, or its own record) or changed. */
+  #setRole(id: NodeId, n: Neighbour, role: NodeRole): void {
+    const before = n.role;
+    n.role = role;
+    // Our link to it changes its stub flag; a leaf's default route may change.
+    if (!this.#leaf || before === 'leaf' || role === 'leaf') this.#selfLinksChanged(n.frag);
+    if (role === 'leaf') this.#dropQueue(id);
+    else if (before === 'leaf') this.#sendMap(id, n);
+  }
+
+  #dropQueue(id: NodeId): void {
+    const q = this.#out.get(id);
+    if (q !== undefined) {
+      this.#queued -= q.size;
+      this.#out.delete(id);
+    }
   }
 
   /** Queues a record for a neighbour; it leaves at the next flush (at once unless one happened less than floodPacingMs ago). */
@@ -645,15 +708,20 @@ export class Router {
       this.#out.set(to, q);
     }
     const before = q.size;
-    q.set(rec.origin, { rec, expiresAt });
+    q.set(recordKey(rec.origin, rec.fragment), { rec, expiresAt });
     this.#queued += q.size - before;
     if (this.#flushAt === undefined) this.#flushAt = Math.max(this.#now, this.#lastFlushAt + this.#floodPacingMs);
   }
 
-  /** The neighbour `from` holds `rec` (it sent it to us): no need to send it back. */
-  #unqueue(from: NodeId, origin: NodeId): void {
+  /** Sends `rec` to every neighbour records flood to, but `from`. */
+  #flood(rec: LinkStateRecord, expiresAt: number, from: NodeId | undefined): void {
+    for (const [to, n] of this.#neighbours) if (to !== from && this.#floodsTo(n)) this.#enqueue(to, rec, expiresAt);
+  }
+
+  /** The neighbour `from` holds the record `key` (it sent it to us): no need to send it back. */
+  #unqueue(from: NodeId, key: string): void {
     const q = this.#out.get(from);
-    if (q !== undefined && q.delete(origin)) this.#queued--;
+    if (q !== undefined && q.delete(key)) this.#queued--;
   }
 
   #flush(): RouterAction[] {
@@ -712,82 +780,167 @@ export class Router {
     const cost = this.costFromRtt(n.srtt);
     if (cost === n.cost) return;
     n.cost = cost;
-    this.#selfLinksChanged();
+    this.#selfLinksChanged(n.frag);
   }
 
-  #selfLinksChanged(): void {
+  // -------------------------------------------------------------------------
+  // Our own record: fragments
+
+  /** The lowest fragment with room for one more link. */
+  #assignFragment(id: NodeId): number {
+    let f = this.#frags.findIndex((x) => x.members.size < this.#fragmentLinks);
+    if (f < 0) f = this.#newFragment();
+    this.#frags[f]!.members.add(id);
+    return f;
+  }
+
+  #newFragment(): number {
+    this.#frags.push({ members: new Set(), publishAt: undefined, must: false, lastPublishAt: -Infinity, rec: undefined });
+    return this.#frags.length - 1;
+  }
+
+  #selfLinksChanged(frag: number): void {
     this.#selfDirty = true;
+    this.#defaultHop = this.#leaf ? this.#chooseDefault() : undefined;
     this.#scheduleSpf();
-    this.#schedulePublish();
+    const f = this.#frags[frag]!;
+    const at = Math.max(this.#now + this.#publishDelayMs, f.lastPublishAt + this.#minPublishMs);
+    if (f.publishAt === undefined && at > this.#now + this.#publishDelayMs) this.#stats.publishRateLimited++;
+    if (f.publishAt === undefined || at < f.publishAt) f.publishAt = at;
+    if (this.#publishAt === undefined || f.publishAt < this.#publishAt) this.#publishAt = f.publishAt;
   }
 
-  #schedulePublish(): void {
-    const at = Math.max(this.#now + this.#publishDelayMs, this.#lastPublishAt + this.#minPublishMs);
-    if (at > this.#now + this.#publishDelayMs && this.#publishAt === undefined) this.#stats.publishRateLimited++;
-    if (this.#publishAt === undefined || at < this.#publishAt) this.#publishAt = at;
+  /** A leaf's default route: its cheapest neighbour not known to be a leaf (ties: smaller key). */
+  #chooseDefault(): NodeId | undefined {
+    let best: NodeId | undefined;
+    let bestCost = Infinity;
+    for (const [id, n] of this.#neighbours) {
+      if (n.role === 'leaf') continue;
+      if (n.cost < bestCost || (n.cost === bestCost && idOrderKey(id) < idOrderKey(best!))) [best, bestCost] = [id, n.cost];
+    }
+    return best;
+  }
+
+  /** Our fragment `f` published now, whatever its links (refresh, sequence recovery). */
+  #publishNow(f: OwnFragment): void {
+    f.must = true;
+    f.publishAt = this.#now;
+    this.#publishAt = this.#now;
+  }
+
+  #refresh(): void {
+    this.#refreshAt = Infinity;
+    for (const f of this.#frags) if (f.rec !== undefined) this.#publishNow(f);
   }
 
   #scheduleSpf(): void {
     if (this.#spfAt === undefined) this.#spfAt = Math.max(this.#now + this.#spfDelayMs, this.#lastSpfAt + this.#spfMinMs);
   }
 
-  /** Our links: every up neighbour, the cheapest maxLinks if there are more. */
+  /** Our links: every up neighbour (a router's links to leaves are stubs). */
   #liveLinks(): Link[] {
     const links: Link[] = [];
     for (const [to, n] of this.#neighbours) links.push({ to, cost: n.cost });
-    if (links.length > this.#maxLinks) {
-      links.sort((a, b) => a.cost - b.cost || (a.to < b.to ? -1 : 1));
-      links.length = this.#maxLinks;
+    return links;
+  }
+
+  #fragmentLinksOf(f: OwnFragment): Link[] {
+    const links: Link[] = [];
+    for (const to of f.members) {
+      const n = this.#neighbours.get(to)!;
+      links.push(!this.#leaf && n.role === 'leaf' ? { to, cost: n.cost, stub: true } : { to, cost: n.cost });
     }
     return links;
   }
 
+  /** Publishes the fragments that are due; the others keep their time. */
   #publish(): void {
-    this.#publishAt = undefined;
-    const must = this.#mustPublish;
-    this.#mustPublish = false;
-    const links = this.#liveLinks();
-    // A change undone before it left (a neighbour down and up again) publishes nothing.
-    if (!must && this.#own !== undefined && sameLinks(sortedLinks(this.#own.links), sortedLinks(links))) return;
-    if (this.#lastSeq >= MAX_SEQUENCE) {
-      // 2^64 - 1 reached (only a record we signed can bring us here): nothing above it can be signed.
-      this.#refreshAt = Infinity;
-      return;
+    const now = this.#now;
+    let next: number | undefined;
+    for (let i = 0; i < this.#frags.length; i++) {
+      const f = this.#frags[i]!;
+      if (f.publishAt === undefined) continue;
+      if (f.publishAt > now) {
+        if (next === undefined || f.publishAt < next) next = f.publishAt;
+        continue;
+      }
+      f.publishAt = undefined;
+      this.#publishFragment(i, f);
     }
+    this.#publishAt = next;
+    if (this.#refreshAt === Infinity && this.#frags.some((f) => f.rec !== undefined)) {
+      this.#refreshAt = now + this.#refreshMs * (1 - this.#refreshJitter * this.#random());
+    }
+  }
+
+  #publishFragment(index: number, f: OwnFragment): void {
+    const must = f.must;
+    f.must = false;
+    const links = this.#fragmentLinksOf(f);
+    // A change undone before it left (a neighbour down and up again) publishes nothing.
+    if (!must && f.rec !== undefined && sameLinkSet(f.rec.links, links)) return;
+    if (this.#lastSeq >= MAX_SEQUENCE) return; // 2^64 - 1 reached (only a record we signed can bring us here)
     const seq = this.#lastSeq + 1n;
-    const bytes = encodeRecord({ origin: this.nodeId, seq, lifetimeMs: this.#lifetimeMs, links }, (d) => this.#signer.sign(d));
-    const decoded = decodeRecord(bytes, MAX_LINKS);
+    const fields = { origin: this.nodeId, fragment: index, leaf: this.#leaf, seq, lifetimeMs: this.#lifetimeMs, links };
+    const decoded = decodeRecord(encodeRecord(fields, (d) => this.#signer.sign(d)), MAX_LINKS);
     if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
     this.#lastSeq = seq;
-    this.#own = decoded.value;
-    const now = this.#now;
-    this.#lastPublishAt = now;
-    this.#refreshAt = now + this.#refreshMs * (1 - this.#refreshJitter * this.#random());
-    const stored: Stored = { rec: decoded.value, expiresAt: now + this.#lifetimeMs, acceptedAt: now };
-    this.#records.set(this.nodeId, stored);
+    f.rec = decoded.value;
+    f.lastPublishAt = this.#now;
+    const expiresAt = this.#now + this.#lifetimeMs;
+    this.#originOf(this.nodeId).put(index, { rec: decoded.value, expiresAt, acceptedAt: this.#now });
     this.#stats.published++;
-    for (const to of this.#neighbours.keys()) this.#enqueue(to, decoded.value, stored.expiresAt);
+    this.#flood(decoded.value, expiresAt, undefined);
   }
+
+  #ownExpiry(rec: LinkStateRecord): number {
+    return this.#origins.get(this.nodeId)?.frags.get(rec.fragment)?.expiresAt ?? this.#now + this.#lifetimeMs;
+  }
+
+  #originOf(id: NodeId): Origin {
+    let o = this.#origins.get(id);
+    if (o === undefined) {
+      o = new Origin();
+      this.#origins.set(id, o);
+    }
+    return o;
+  }
+
+  // -------------------------------------------------------------------------
+  // Receiving records
 
   #expire(): void {
     const now = this.#now;
     let top = this.#expiry.peek();
     if (top === undefined || top > now) return;
     while (top !== undefined && top <= now) {
-      const [at, id] = this.#expiry.pop();
-      const s = this.#records.get(id);
+      const [at, id, frag] = this.#expiry.pop();
+      const o = this.#origins.get(id);
+      const s = o?.frags.get(frag);
       if (s !== undefined && s.expiresAt === at && id !== this.nodeId) {
-        this.#records.delete(id);
         this.#stats.expiredRecords++;
-        this.#graphChanged(id, s.rec, undefined);
+        this.#store(id, frag, undefined);
       }
       top = this.#expiry.peek();
     }
-    if (this.#expiry.size > 2 * this.#records.size + 64) {
-      const live: [number, NodeId][] = [];
-      for (const [id, s] of this.#records) if (id !== this.nodeId) live.push([s.expiresAt, id]);
+    if (this.#expiry.size > 2 * this.fragmentCount + 64) {
+      const live: [number, NodeId, number][] = [];
+      for (const [id, o] of this.#origins) if (id !== this.nodeId) for (const [f, s] of o.frags) live.push([s.expiresAt, id, f]);
       this.#expiry.rebuild(live);
     }
+  }
+
+  /** Replaces (or removes) a received fragment and marks what it can change. */
+  #store(origin: NodeId, frag: number, stored: Stored | undefined): void {
+    const o = this.#originOf(origin);
+    const wasLeaf = o.leaf;
+    const moved = o.put(frag, stored);
+    if (o.frags.size === 0) this.#origins.delete(origin);
+    else if (stored !== undefined) this.#expiry.push(stored.expiresAt, origin, frag);
+    this.#markDirty(origin);
+    // Only neighbours that entered or left the list change the two-way check of their own links.
+    for (const to of moved) this.#markDirty(to);
+    if (wasLeaf !== o.leaf) for (const to of o.links.keys()) this.#markDirty(to);
   }
 
   #drop(reason: DropReason): undefined {
@@ -802,52 +955,68 @@ export class Router {
       return;
     }
     const origin = nodeIdAt(msg, off + ORIGIN_OFFSET);
-    if (origin === this.nodeId) {
-      this.#receiveOwn(from, msg.subarray(off, off + len));
+    const frag = msg.readUInt16BE(off + FRAGMENT_OFFSET);
+    const leafRecord = (msg[off + 5]! & RECORD_FLAG_LEAF) !== 0;
+    // The neighbour's own record says what it is (the sender is authenticated by its connection).
+    if (origin === from) this.#learnRole(from, leafRecord ? 'leaf' : 'router');
+    if (origin === this.nodeId) return this.#receiveOwn(from, msg.subarray(off, off + len), frag);
+    // A leaf keeps no map; a leaf's record travels one hop, to the routers it is attached to.
+    if (this.#leaf || (leafRecord && origin !== from)) {
+      this.#stats.ignored++;
       return;
     }
-    const known = this.#records.get(origin);
+    if (frag >= this.#maxFragments) return this.#drop('oversized');
+    const o = this.#origins.get(origin);
+    const known = o?.frags.get(frag);
+    const key = recordKey(origin, frag);
     if (known !== undefined) {
-      // Big-endian sequence numbers compare as bytes (no BigInt on this hot path).
-      const k = known.rec.bytes;
-      const order = msg.compare(k, SEQ_OFFSET, SEQ_OFFSET + 8, off + SEQ_OFFSET, off + SEQ_OFFSET + 8);
-      if (order < 0) {
-        // The neighbour is behind: hand it our newer copy (this is also how a
-        // restarted origin learns the number it must jump above).
-        this.#enqueue(from, known.rec, known.expiresAt);
-        return this.#drop('replayed');
-      }
-      if (order === 0) {
-        if (len === k.length && msg.compare(k, 0, len, off, off + len) === 0) {
-          this.#stats.duplicates++;
-          if (this.#queued > 0 && this.#out.get(from)?.get(origin)?.rec === known.rec) this.#unqueue(from, origin);
-        } else {
-          this.#drop('replayed');
-        }
-        return;
-      }
-    } else if (this.#records.size >= this.#maxRecords) {
+      if (!this.#isNewer(from, msg, off, len, known, key)) return;
+    } else if (o === undefined && this.#origins.size >= this.#maxRecords) {
       return this.#drop('tableFull');
     }
     if (remainingMs === 0) return this.#drop('expired');
-    if (known !== undefined && this.#now < known.acceptedAt + this.#minArrivalMs) return this.#wait(from, origin, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#minArrivalMs);
-    const buf = msg.subarray(off, off + len);
-    const rec = this.#decodeVerified(buf);
+    if (known !== undefined && this.#now < known.acceptedAt + this.#minArrivalMs) return this.#wait(from, key, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#minArrivalMs);
+    const rec = this.#decodeVerified(msg.subarray(off, off + len));
     if (rec === undefined) return;
     const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#maxRecordLifetimeMs);
-    this.#records.set(origin, { rec, expiresAt, acceptedAt: this.#now });
-    this.#expiry.push(expiresAt, origin);
+    this.#store(origin, frag, { rec, expiresAt, acceptedAt: this.#now });
     this.#stats.recordsAccepted++;
-    this.#graphChanged(origin, known?.rec, rec);
-    this.#unqueue(from, origin);
-    for (const to of this.#neighbours.keys()) {
-      if (to !== from) this.#enqueue(to, rec, expiresAt);
+    this.#unqueue(from, key);
+    if (!rec.leaf) this.#flood(rec, expiresAt, from);
+  }
+
+  /** Whether the record at `off` is newer than the one we hold (an older one is answered with ours). */
+  #isNewer(from: NodeId, msg: Buffer, off: number, len: number, known: Stored, key: string): boolean {
+    // Big-endian sequence numbers compare as bytes (no BigInt on this hot path).
+    const k = known.rec.bytes;
+    const order = msg.compare(k, SEQ_OFFSET, SEQ_OFFSET + 8, off + SEQ_OFFSET, off + SEQ_OFFSET + 8);
+    if (order < 0) {
+      // The neighbour is behind: hand it our newer copy (this is also how a
+      // restarted origin learns the number it must jump above).
+      this.#enqueue(from, known.rec, known.expiresAt);
+      this.#drop('replayed');
+      return false;
     }
+    if (order === 0) {
+      if (len === k.length && msg.compare(k, 0, len, off, off + len) === 0) {
+        this.#stats.duplicates++;
+        if (this.#queued > 0 && this.#out.get(from)?.get(key)?.rec === known.rec) this.#unqueue(from, key);
+      } else {
+        this.#drop('replayed');
+      }
+      return false;
+    }
+    return true;
+  }
+
+  #learnRole(from: NodeId, role: NodeRole): void {
+    const n = this.#neighbours.get(from);
+    if (n !== undefined && n.role !== role) this.#setRole(from, n, role);
   }
 
   /** Keeps the newest version that came too soon; it is taken when the arrival interval is over. */
-  #wait(from: NodeId, origin: NodeId, buf: Buffer, remainingMs: number, at: number): void {
-    const w = this.#waiting.get(origin);
+  #wait(from: NodeId, key: string, buf: Buffer, remainingMs: number, at: number): void {
+    const w = this.#waiting.get(key);
     if (w !== undefined) {
       // Newer of the two wins (sequence numbers compare as big-endian bytes).
       const order = buf.compare(w.bytes, SEQ_OFFSET, SEQ_OFFSET + 8, SEQ_OFFSET, SEQ_OFFSET + 8);
@@ -859,7 +1028,7 @@ export class Router {
       if (order < 0) return;
     }
     this.#stats.arrivalRateLimited++;
-    this.#waiting.set(origin, { from, bytes: Buffer.from(buf), remainingMs, arrivedAt: this.#now, at });
+    this.#waiting.set(key, { from, bytes: Buffer.from(buf), remainingMs, arrivedAt: this.#now, at });
     if (at < this.#waitingAt) this.#waitingAt = at;
   }
 
@@ -867,12 +1036,12 @@ export class Router {
   #acceptWaiting(): void {
     const now = this.#now;
     let next = Infinity;
-    for (const [origin, w] of this.#waiting) {
+    for (const [key, w] of this.#waiting) {
       if (w.at > now) {
         next = Math.min(next, w.at);
         continue;
       }
-      this.#waiting.delete(origin);
+      this.#waiting.delete(key);
       const left = w.remainingMs - (now - w.arrivedAt);
       // If its sender went away meanwhile, it is flooded to every neighbour (no one to skip).
       if (left > 0) this.#receive(w.from, w.bytes, 0, w.bytes.length, left);
@@ -881,24 +1050,30 @@ export class Router {
   }
 
   /** Our own id on a record from the network: an old copy, or proof that an earlier run of us got further. */
-  #receiveOwn(from: NodeId, buf: Buffer): void {
+  #receiveOwn(from: NodeId, buf: Buffer, frag: number): void {
     const seq = buf.readBigUInt64BE(SEQ_OFFSET);
-    const published = this.#own !== undefined;
-    if (seq < this.#lastSeq || (seq === this.#lastSeq && !published)) {
-      if (this.#own !== undefined) this.#enqueue(from, this.#own, this.#records.get(this.nodeId)!.expiresAt);
-      return this.#drop('replayed');
+    const mine = this.#frags[frag]?.rec;
+    if (mine !== undefined) {
+      if (seq < mine.seq) {
+        this.#enqueue(from, mine, this.#ownExpiry(mine));
+        return this.#drop('replayed');
+      }
+      if (seq === mine.seq && buf.equals(mine.bytes)) {
+        this.#stats.duplicates++;
+        return;
+      }
+    } else if (frag >= this.#maxFragments) {
+      return this.#drop('oversized');
     }
-    if (seq === this.#lastSeq && buf.equals(this.#own!.bytes)) {
-      this.#stats.duplicates++;
-      return;
-    }
-    // Higher than ours, or same number with other content: only believe it if we really signed it.
+    // Higher than ours, same number with other content, or a fragment this run never published:
+    // only believe it if we really signed it.
     const rec = this.#decodeVerified(buf);
     if (rec === undefined) return;
     if (seq > this.#lastSeq) this.#lastSeq = seq;
     this.#stats.sequenceRecovered++;
-    this.#publishAt = this.#now; // at once: every copy of our earlier records is now stale
-    this.#mustPublish = true;
+    while (this.#frags.length <= frag) this.#newFragment();
+    // At once: every copy of that fragment is stale (an unused one goes out empty).
+    this.#publishNow(this.#frags[frag]!);
   }
 
   #decodeVerified(buf: Buffer): LinkStateRecord | undefined {
@@ -916,17 +1091,8 @@ export class Router {
     return decoded.value;
   }
 
-  /** A record appeared, changed or vanished: mark the origins whose effective links it can affect. */
-  #graphChanged(origin: NodeId, before: LinkStateRecord | undefined, after: LinkStateRecord | undefined): void {
-    this.#markDirty(origin);
-    // Only neighbours that entered or left the list change the two-way check of their own links.
-    if (before !== undefined) {
-      for (const l of before.links) if (after === undefined || !after.linkCost.has(l.to)) this.#markDirty(l.to);
-    }
-    if (after !== undefined) {
-      for (const l of after.links) if (before === undefined || !before.linkCost.has(l.to)) this.#markDirty(l.to);
-    }
-  }
+  // -------------------------------------------------------------------------
+  // Shortest paths
 
   #markDirty(origin: NodeId): void {
     if (origin === this.nodeId) return;
@@ -934,25 +1100,25 @@ export class Router {
     if (this.#spfAt === undefined) this.#scheduleSpf();
   }
 
-  /** Links of `origin` that both ends announce (ours come from the neighbour table instead). */
-  #effective(origin: NodeId, rec: LinkStateRecord): readonly Link[] {
-    const links = rec.links;
-    let out: Link[] | undefined;
-    for (let i = 0; i < links.length; i++) {
-      const l = links[i]!;
-      const ok = l.to === this.nodeId ? this.#neighbours.has(origin) : this.#records.get(l.to)?.rec.linkCost.has(origin) === true;
-      if (out !== undefined) {
-        if (ok) out.push(l);
-      } else if (!ok) {
-        out = links.slice(0, i);
-      }
+  /**
+   * Links of `origin` that count: none for a leaf (never transit); a stub link (a leaf attached
+   * to a router) as the router says; any other only if both ends announce it (links towards us:
+   * only if the origin is our up neighbour).
+   */
+  #effective(origin: NodeId, o: Origin): readonly Link[] {
+    if (o.leaf) return [];
+    const out: Link[] = [];
+    for (const [to, l] of o.links) {
+      const ok = to === this.nodeId ? this.#neighbours.has(origin) : l.stub || this.#origins.get(to)?.links.has(origin) === true;
+      if (ok) out.push({ to, cost: l.cost });
     }
-    return out ?? links;
+    return out;
   }
 
   #runSpf(): void {
     this.#spfAt = undefined;
     this.#lastSpfAt = this.#now;
+    if (this.#paths === undefined) return this.#leafRoutes();
     const paths = this.#paths;
     let changed = false;
     if (this.#selfDirty) {
@@ -961,8 +1127,8 @@ export class Router {
       changed = true;
     }
     for (const origin of this.#dirty) {
-      const s = this.#records.get(origin);
-      const eff = s === undefined ? null : this.#effective(origin, s.rec);
+      const o = this.#origins.get(origin);
+      const eff = o === undefined ? null : this.#effective(origin, o);
       const current = this.#applied.get(origin);
       if (eff === null) {
         if (current === undefined) continue;
@@ -978,10 +1144,24 @@ export class Router {
     this.#dirty.clear();
     if (!changed) return;
     this.#stats.spfRuns++;
+    this.#diffRoutes(paths.routes());
+  }
+
+  /** A leaf's routes: its neighbours (everything else goes by the default route). */
+  #leafRoutes(): void {
+    this.#dirty.clear();
+    if (!this.#selfDirty) return;
+    this.#selfDirty = false;
+    this.#stats.spfRuns++;
+    this.#diffRoutes(this.routes());
+  }
+
+  /** Records routes-changed entries against the previous next hops. */
+  #diffRoutes(routes: readonly Route[]): void {
     const previous = this.#nextHops;
     const next = new Map<NodeId, NodeId>();
     const out = this.#routeChanges;
-    for (const r of paths.routes()) {
+    for (const r of routes) {
       next.set(r.dest, r.nextHop);
       const before = previous.get(r.dest);
       if (before !== r.nextHop) out.push({ dest: r.dest, nextHop: r.nextHop, previousNextHop: before, cost: r.cost, hops: r.hops });

@@ -17,7 +17,7 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { nodeIdFromPublicKey, type NodeId } from '../../identity/index.js';
-import { Router, type RecordSigner, type RouteChange, type RouterAction, type RouterOptions } from './router.js';
+import { Router, type NodeRole, type RecordSigner, type RouteChange, type RouterAction, type RouterOptions } from './router.js';
 import { SharedRecordCache } from './record-cache.js';
 import { idOrderKey } from './codec.js';
 
@@ -90,6 +90,8 @@ export interface SimulationOptions {
   rttSampleIntervalMs?: number;
   /** Relative RTT noise of those samples, e.g. 0.1 = +-10% (default 0). */
   rttJitter?: number;
+  /** Tell each router its neighbour's role at neighbourUp (as the node glue's hello would; default true). */
+  roleHints?: boolean;
   /** Called for every routes-changed action. */
   onRoutesChanged?: (node: NodeId, changed: readonly RouteChange[], now: number) => void;
 }
@@ -110,10 +112,20 @@ interface SimLink {
   epoch: number;
 }
 
+/** Routing bytes and messages one node sent and received (virtual links, payload bytes only). */
+export interface NodeTraffic {
+  bytesSent: number;
+  bytesReceived: number;
+  messagesSent: number;
+  messagesReceived: number;
+}
+
 interface SimNode {
   readonly id: NodeId;
   readonly signer: RecordSigner;
+  role: NodeRole;
   router: Router | undefined;
+  readonly traffic: NodeTraffic;
   readonly links: Map<NodeId, SimLink>;
   tickAt: number;
   generation: number;
@@ -217,6 +229,23 @@ export interface RouteMismatch {
   readonly actual: NodeId | undefined;
 }
 
+export interface PathMismatch {
+  readonly source: NodeId;
+  readonly dest: NodeId;
+  /** Infinity: no path. */
+  readonly expectedCost: number;
+  /** undefined: the walk did not arrive. */
+  readonly actualCost: number | undefined;
+  readonly hops: number;
+}
+
+export interface PathCheck {
+  checked: number;
+  mismatches: number;
+  /** The first 100 mismatches. */
+  examples: PathMismatch[];
+}
+
 export interface RouteCheck {
   /** (router, destination) pairs compared. */
   readonly checked: number;
@@ -274,17 +303,36 @@ export class RoutingSimulation {
   addNode(signer?: RecordSigner, options?: Omit<Partial<RouterOptions>, 'signer'>): NodeId {
     const s = signer ?? seededSigner(this.#seed, this.#order.length);
     if (this.#nodes.has(s.nodeId)) throw new Error(`node ${s.nodeId} already in the simulation`);
-    const node: SimNode = { id: s.nodeId, signer: s, router: undefined, links: new Map(), tickAt: Infinity, generation: 0, lastTick: -1, sameTimeTicks: 0 };
+    const role = options?.role ?? this.#options.router?.role ?? 'router';
+    const traffic = { bytesSent: 0, bytesReceived: 0, messagesSent: 0, messagesReceived: 0 };
+    const node: SimNode = { id: s.nodeId, signer: s, role, router: undefined, traffic, links: new Map(), tickAt: Infinity, generation: 0, lastTick: -1, sameTimeTicks: 0 };
     this.#nodes.set(node.id, node);
     this.#order.push(node);
     node.router = this.#makeRouter(node, options);
     return node.id;
   }
 
-  addNodes(count: number): NodeId[] {
+  addNodes(count: number, options?: Omit<Partial<RouterOptions>, 'signer'>): NodeId[] {
     const out: NodeId[] = [];
-    for (let i = 0; i < count; i++) out.push(this.addNode());
+    for (let i = 0; i < count; i++) out.push(this.addNode(undefined, options));
     return out;
+  }
+
+  /** The node's role (its router's, or the one it will restart with). */
+  role(id: NodeId): NodeRole {
+    return this.#node(id).role;
+  }
+
+  /** Routing traffic of one node since it was added or since resetTraffic() (a copy). */
+  traffic(id: NodeId): NodeTraffic {
+    return { ...this.#node(id).traffic };
+  }
+
+  resetTraffic(): void {
+    for (const n of this.#order) {
+      const t = n.traffic;
+      t.bytesSent = t.bytesReceived = t.messagesSent = t.messagesReceived = 0;
+    }
   }
 
   router(id: NodeId): Router {
@@ -353,6 +401,7 @@ export class RoutingSimulation {
   restart(id: NodeId, options?: Omit<Partial<RouterOptions>, 'signer'>): void {
     const node = this.#node(id);
     if (node.router !== undefined) throw new Error(`node ${id} is alive`);
+    if (options?.role !== undefined) node.role = options.role;
     node.router = this.#makeRouter(node, options);
     for (const link of node.links.values()) this.#maybeUp(link);
   }
@@ -411,7 +460,8 @@ export class RoutingSimulation {
   checkRoutes(sources?: readonly NodeId[]): RouteCheck {
     const graph = this.#liveGraph();
     const { alive, index, n } = graph;
-    const srcIdx = (sources ?? alive.map((x) => x.id)).map((id) => {
+    // Leaves route by default through their routers: checkPaths covers them.
+    const srcIdx = (sources ?? alive.filter((x) => x.role === 'router').map((x) => x.id)).map((id) => {
       const i = index.get(id);
       if (i === undefined) throw new Error(`node ${id} is not alive`);
       return i;
@@ -439,6 +489,41 @@ export class RoutingSimulation {
     return result;
   }
 
+  /**
+   * Follows next hops from each source to its destination (leaves by their default route) and
+   * compares the cost of the walk with the global shortest path (Dijkstra over the live links,
+   * costs as each node announces them, leaves never transit). Unreachable pairs must have no
+   * walk that arrives. For large networks: give a sample of pairs.
+   */
+  checkPaths(pairs: readonly (readonly [NodeId, NodeId])[]): PathCheck {
+    const g = this.#liveGraph();
+    const bySource = new Map<number, number[]>();
+    for (const [a, b] of pairs) {
+      const s = g.index.get(a);
+      const d = g.index.get(b);
+      if (s === undefined || d === undefined) throw new Error('checkPaths: both ends must be alive');
+      let list = bySource.get(s);
+      if (list === undefined) bySource.set(s, (list = []));
+      list.push(d);
+    }
+    const dist = new Float64Array(g.n);
+    const heap = new PairHeap();
+    const result: PathCheck = { checked: 0, mismatches: 0, examples: [] };
+    for (const [s, dests] of bySource) {
+      forwardDijkstra(g, s, dist, heap);
+      for (const d of dests) {
+        result.checked++;
+        const walk = walkNextHops(g, s, d);
+        const want = dist[d]!;
+        const ok = want === Infinity ? walk.arrived === false : walk.arrived && walk.cost === want;
+        if (ok) continue;
+        result.mismatches++;
+        if (result.examples.length < 100) result.examples.push({ source: g.alive[s]!.id, dest: g.alive[d]!.id, expectedCost: want, actualCost: walk.arrived ? walk.cost : undefined, hops: walk.hops });
+      }
+    }
+    return result;
+  }
+
   /** The live nodes, numbered, with out-links (costs as each router announces them) and in-links. */
   #liveGraph(): LiveGraph {
     const alive = this.#order.filter((n) => n.router !== undefined);
@@ -446,7 +531,8 @@ export class RoutingSimulation {
     const index = new Map<NodeId, number>();
     alive.forEach((n, i) => index.set(n.id, i));
     const n = alive.length;
-    const graph: LiveGraph = { alive, order, index, n, outTo: [], outCost: [], inFrom: [], inCost: [] };
+    const leaf = Uint8Array.from(alive, (x) => (x.role === 'leaf' ? 1 : 0));
+    const graph: LiveGraph = { alive, order, index, n, leaf, outTo: [], outCost: [], inFrom: [], inCost: [] };
     for (let i = 0; i < n; i++) {
       graph.outTo.push([]);
       graph.outCost.push([]);
@@ -488,6 +574,7 @@ export class RoutingSimulation {
     return new Router({
       ...this.#options.router,
       ...options,
+      role: node.role,
       signer: node.signer,
       random: seededRandom(seed),
       recordCache: this.recordCache,
@@ -504,8 +591,9 @@ export class RoutingSimulation {
     link.up = true;
     link.epoch++;
     const rtt = this.#rtt(link);
-    this.#apply(link.a, link.a.router.neighbourUp(link.b.id, this.#now, rtt));
-    if (link.b.router !== undefined) this.#apply(link.b, link.b.router.neighbourUp(link.a.id, this.#now, rtt));
+    const hints = this.#options.roleHints !== false;
+    this.#apply(link.a, link.a.router.neighbourUp(link.b.id, this.#now, rtt, hints ? { role: link.b.role } : undefined));
+    if (link.b.router !== undefined) this.#apply(link.b, link.b.router.neighbourUp(link.a.id, this.#now, rtt, hints ? { role: link.a.role } : undefined));
   }
 
   #down(link: SimLink): void {
@@ -545,6 +633,8 @@ export class RoutingSimulation {
         }
         c.messagesSent++;
         c.bytesSent += a.bytes.length;
+        node.traffic.messagesSent++;
+        node.traffic.bytesSent += a.bytes.length;
         if (link.lossRate > 0 && this.random() < link.lossRate) {
           c.messagesLost++;
           continue;
@@ -570,8 +660,18 @@ export class RoutingSimulation {
     }
   }
 
+  /** A node that had pending work at the last look: asked first, so a busy network costs O(1) per step. */
+  #pendingHint: SimNode | undefined;
+
   #settled(): boolean {
-    for (const n of this.#order) if (n.router?.hasPendingWork()) return false;
+    if (this.#pendingHint?.router?.hasPendingWork()) return false;
+    for (const n of this.#order) {
+      if (n.router?.hasPendingWork()) {
+        this.#pendingHint = n;
+        return false;
+      }
+    }
+    this.#pendingHint = undefined;
     return true;
   }
 
@@ -588,6 +688,8 @@ export class RoutingSimulation {
           return;
         }
         this.counters.messagesDelivered++;
+        ev.to.traffic.messagesReceived++;
+        ev.to.traffic.bytesReceived += ev.bytes.length;
         this.#apply(ev.to, r.recordReceived(ev.from.id, ev.bytes, this.#now));
         return;
       }
@@ -637,6 +739,8 @@ interface LiveGraph {
   readonly order: string[];
   readonly index: Map<NodeId, number>;
   readonly n: number;
+  /** 1 for a leaf: it starts and ends paths, never carries them. */
+  readonly leaf: Uint8Array;
   readonly outTo: number[][];
   readonly outCost: number[][];
   readonly inFrom: number[][];
@@ -660,10 +764,53 @@ function reverseDijkstra(g: LiveGraph, d: number, dist: Float64Array, base: numb
       const nd = dv + cost[k]!;
       if (nd < dist[base + u]!) {
         dist[base + u] = nd;
-        heap.push(nd, u);
+        // A leaf can start a path to d but never be in the middle of one.
+        if (g.leaf[u] === 0) heap.push(nd, u);
       }
     }
   }
+}
+
+/** dist[v] = shortest distance from s to v; leaves other than s are not expanded. */
+function forwardDijkstra(g: LiveGraph, s: number, dist: Float64Array, heap: PairHeap): void {
+  dist.fill(Infinity);
+  dist[s] = 0;
+  heap.clear();
+  heap.push(0, s);
+  while (heap.size > 0) {
+    const du = heap.keys[0]!;
+    const u = heap.vals[0]!;
+    heap.pop();
+    if (du > dist[u]! || (u !== s && g.leaf[u] === 1)) continue;
+    const to = g.outTo[u]!;
+    const cost = g.outCost[u]!;
+    for (let k = 0; k < to.length; k++) {
+      const v = to[k]!;
+      const nd = du + cost[k]!;
+      if (nd < dist[v]!) {
+        dist[v] = nd;
+        heap.push(nd, v);
+      }
+    }
+  }
+}
+
+/** Follows nextHop() from s to d over live links; the cost of the walk as the nodes announce it. */
+function walkNextHops(g: LiveGraph, s: number, d: number): { arrived: boolean; cost: number; hops: number } {
+  const dest = g.alive[d]!.id;
+  let cur = g.alive[s]!;
+  let cost = 0;
+  let hops = 0;
+  while (cur.id !== dest && hops < 64) {
+    const hop = cur.router!.nextHop(dest);
+    const link = hop === undefined ? undefined : cur.links.get(hop);
+    const c = hop === undefined ? undefined : cur.router!.neighbourCost(hop);
+    if (link === undefined || !link.up || c === undefined) return { arrived: false, cost, hops };
+    cost += c;
+    hops++;
+    cur = link.a === cur ? link.b : link.a;
+  }
+  return { arrived: cur.id === dest, cost, hops };
 }
 
 /** Compares router s's next hops for destinations d0..dEnd-1 with the block's distances. */
@@ -689,6 +836,7 @@ function checkBlock(
       reachable[s]!++;
       for (let k = 0; k < to.length; k++) {
         const nb = to[k]!;
+        if (g.leaf[nb] === 1 && nb !== d) continue;
         if (cost[k]! + dist[base + nb]! === ds && (best < 0 || g.order[nb]! < g.order[best]!)) best = nb;
       }
     }
