@@ -317,3 +317,38 @@ t.test('NextHopTable follows the router’s route changes, with a default route 
   const f = new Forwarder<NodeId>({ selfKey: SELF, nextHop: routes.nextHop, room: () => 1310 });
   t.match(copyOf(f.handleDatagram(n1, frame, 0) as ForwardAction<string>), { kind: 'drop', reason: 'loop' }, 'a leaf bouncing a datagram back to its hub is a loop');
 });
+
+t.test('RelayPath: drains a machine after the header, demultiplexes by connection id, lives with its connection', async (t) => {
+  const a = endpoint(SRC, { idleTimeoutMs: 1000 });
+  const flow = a.e.open(nodeIdAt(DST, 0), 0);
+  const ids = [randomBytes(16), randomBytes(16)];
+  const paths = ids.map((id) => a.e.path(flow, [id]));
+  t.same(paths[0]!.remoteAddress, flow.address);
+  t.same(paths[0]!.localAddress, pathAddress(SRC), 'this node’s own stand-in address');
+  const queue = [short(randomBytes(16), 300), short(randomBytes(16), 1244)];
+  const machine = { pollTransmit: (buffer: Buffer): number | null => {
+    const next = queue.shift();
+    if (next === undefined) return null;
+    t.ok(buffer.length >= 1244, 'room for a full inner packet');
+    next.copy(buffer);
+    return next.length;
+  } };
+  const expected = [...queue];
+  paths[0]!.transmit(machine);
+  t.same(a.sent.map((s) => s.datagram), expected.map((p) => encodeData(16, DST, SRC, p)), 'header + packet, no copy in between');
+  const to = (id: Buffer): Buffer => encodeData(3, SRC, DST, short(id));
+  t.match(a.e.receive(to(ids[1]!), 1), { kind: 'packet', path: paths[1] }, 'by connection id');
+  t.match(a.e.receive(to(ids[0]!), 1), { kind: 'packet', path: paths[0] });
+  t.match(a.e.receive(to(randomBytes(16)), 1), { kind: 'packet', path: undefined }, 'no connection has it');
+  for (let now = 1000; now <= 5000; now += 250) a.e.handleTimeout(now);
+  t.equal(flow.closed, false, 'idle, but connections are on it: their own idle timeouts decide');
+  paths[0]!.release();
+  t.equal(flow.closed, false);
+  paths[1]!.release();
+  t.equal(flow.closed, true, 'gone with its last connection');
+  t.throws(() => a.e.path(flow, [randomBytes(16)]), { code: 'ERR_CONNECTION_CLOSED' });
+  queue.push(short(randomBytes(16)));
+  paths[0]!.transmit(machine);
+  t.equal(queue.length, 0, 'a path on a closed flow still drains its machine');
+  t.equal(a.e.stats.sendFailed, 1, 'and counts what it could not send');
+});

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { native } from '@matrixai/quic';
 import { Identity, verifyPeerCertificate } from '../src/identity/index.js';
 import { keyBytesOf } from '../src/routing/index.js';
-import { DATAGRAM_ROOM, INNER_DATAGRAM_SIZE, OUTER_DATAGRAM_SIZE, encodeData, type RelayFlow } from '../src/relay/v2/index.js';
+import { DATAGRAM_ROOM, INNER_DATAGRAM_SIZE, OUTER_DATAGRAM_SIZE, encodeData, type PacketSource, type RelayPath } from '../src/relay/v2/index.js';
 import { Sim, type SimNode } from './fixtures/relay-v2-sim.js';
 
 const quiche = native.quiche;
@@ -31,7 +31,6 @@ function config(identity: Identity, maxDatagramSize: number): native.Config {
   return c;
 }
 
-const LOCAL = { host: '127.0.0.1', port: 4000 };
 const buf = Buffer.alloc(65536);
 
 t.test('a 1350-byte link: DATAGRAM room is 1310 bytes, a full relayed datagram fits one packet', async (t) => {
@@ -72,23 +71,73 @@ t.test('a 1350-byte link: DATAGRAM room is 1310 bytes, a full relayed datagram f
   t.ok(refused, 'one byte more is refused by quiche');
 });
 
+/** One end's QUIC connection on its RelayPath; `source` is what the path drains (as a QuicMachine's pollTransmit). */
 interface End {
-  conn?: Conn;
-  flow?: RelayFlow;
+  conn: Conn;
+  path: RelayPath;
   sizes: number[];
+  source: PacketSource;
 }
 
-/** Sends everything `end.conn` has on its flow. */
-function pump(end: End): number {
-  let sent = 0;
-  if (end.conn === undefined || end.flow === undefined) return 0;
-  for (let i = 0; i < 10_000; i++) {
-    const out = end.conn.send(buf);
-    if (out === null) break;
-    end.sizes.push(out[0]);
-    if (end.flow.send(buf.subarray(0, out[0]))) sent++;
-  }
-  return sent;
+function endOf(conn: Conn, path: RelayPath): End {
+  const sizes: number[] = [];
+  const source: PacketSource = {
+    pollTransmit: (buffer) => {
+      const sent = conn.send(buffer);
+      if (sent === null) return null;
+      sizes.push(sent[0]);
+      return sent[0];
+    },
+  };
+  const end = { conn, path, sizes, source };
+  path.owner = end;
+  return end;
+}
+
+/** Drains the connection through its path; how many packets went. */
+function pump(end: End | undefined): number {
+  if (end === undefined) return 0;
+  const before = end.sizes.length;
+  end.path.transmit(end.source);
+  return end.sizes.length - before;
+}
+
+/** A client connection from `node` to `far` on a RelayPath of its own (as QuicTransport.dial would make it). */
+function dialOver(node: SimNode, far: SimNode, identity: Identity): End {
+  const flow = node.endpoint.open(far.id, 0);
+  const scid = randomBytes(16);
+  const conn = quiche.Connection.connect('pnet', scid, node.endpoint.localAddress, flow.address, config(identity, flow.maxDatagramSize));
+  return endOf(conn, node.endpoint.path(flow, [scid]));
+}
+
+/** Serves `node`: a packet on a known path goes to its connection; an Initial with none starts one. */
+function serve(node: SimNode, identity: Identity, accepted: End[]): void {
+  node.onPacket = (flow, packet, _created, path) => {
+    let end = path?.owner as End | undefined;
+    if (end === undefined) {
+      if ((packet[0]! & 0xf0) !== 0xc0) return; // not an Initial: nothing to accept
+      const scid = randomBytes(16);
+      const clientDcid = packet.subarray(6, 6 + packet[5]!);
+      const conn = quiche.Connection.accept(scid, null, node.endpoint.localAddress, flow.address, config(identity, flow.maxDatagramSize));
+      end = endOf(conn, node.endpoint.path(flow, [clientDcid, scid]));
+      accepted.push(end);
+    }
+    end.conn.recv(packet, { from: flow.address, to: node.endpoint.localAddress });
+  };
+}
+
+/** The opener's side: packets go to the connection whose id they carry. */
+function receiveOnPaths(node: SimNode): void {
+  node.onPacket = (flow, packet, _created, path) => {
+    const end = path?.owner as End | undefined;
+    end?.conn.recv(packet, { from: flow.address, to: node.endpoint.localAddress });
+  };
+}
+
+/** Waits out quiche's own timers (loss detection, delayed ACKs) when nothing moves; bounded. */
+async function idle(ends: Array<End | undefined>): Promise<void> {
+  await sleep(5);
+  for (const end of ends) end?.conn.onTimeout();
 }
 
 t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext only, a hop dies mid-transfer', async (t) => {
@@ -98,8 +147,6 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
     key: (i) => (i === 0 ? keyBytesOf(ida.nodeId) : i === 4 ? keyBytesOf(ide.nodeId) : undefined),
   });
   const [a, , hop2, , e, bypass] = sim.nodes as [SimNode, SimNode, SimNode, SimNode, SimNode, SimNode];
-  const client: End = { sizes: [] };
-  const server: End = { sizes: [] };
   const marker = Buffer.from('PNET-RELAY-V2-MARKER');
   let plaintextSeen = 0;
   let largest = 0;
@@ -107,16 +154,10 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
     largest = Math.max(largest, datagram.length);
     if (Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength).includes(marker)) plaintextSeen++;
   };
-  client.flow = a.endpoint.open(e.id, 0, 3);
-  client.conn = quiche.Connection.connect('pnet', randomBytes(16), LOCAL, client.flow.address, config(ida, client.flow.maxDatagramSize));
-  a.onPacket = (_flow, packet) => void client.conn!.recv(packet, { from: client.flow!.address, to: LOCAL });
-  e.onPacket = (flow, packet, created) => {
-    if (created) {
-      server.flow = flow;
-      server.conn = quiche.Connection.accept(randomBytes(16), null, LOCAL, flow.address, config(ide, flow.maxDatagramSize));
-    }
-    if (flow === server.flow) server.conn!.recv(packet, { from: flow.address, to: LOCAL });
-  };
+  const client = dialOver(a, e, ida);
+  receiveOnPaths(a);
+  const accepted: End[] = [];
+  serve(e, ide, accepted);
 
   const payload = Buffer.concat(Array.from({ length: 512 }, (_, i) => Buffer.concat([marker, randomBytes(492 + (i % 7))])));
   const received: Buffer[] = [];
@@ -126,6 +167,7 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
   let killed = false;
   let pauses = 0;
   for (let round = 0; round < 5000 && reply !== 'done'; round++) {
+    const server = accepted[0];
     if (client.conn.isEstablished() && written < payload.length) {
       const n = client.conn.streamSend(0, payload.subarray(written, Math.min(payload.length, written + 16_384)), written + 16_384 >= payload.length);
       if (n !== null) written += n;
@@ -139,7 +181,7 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
     }
     sim.run();
     sim.now += 1;
-    if (server.conn?.isEstablished() && server.conn.streamReadable(0)) {
+    if (server?.conn.isEstablished() && server.conn.streamReadable(0)) {
       for (let i = 0; i < 1000; i++) {
         const read = server.conn.streamRecv(0, buf);
         if (read === null) break;
@@ -154,17 +196,16 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
       const read = client.conn.streamRecv(0, buf);
       if (read !== null) reply += buf.toString('latin1', 0, read[0]);
     }
-    if (moved === 0 && sim.now > 0) {
-      // Only quiche's timers (loss detection after the dead hop, delayed ACKs) can move things now.
+    if (moved === 0) {
       pauses++;
-      await sleep(5);
-      client.conn.onTimeout();
-      server.conn?.onTimeout();
+      await idle([client, server]);
     }
   }
-  t.ok(client.conn.isEstablished() && server.conn?.isEstablished(), 'handshake completed over 3 relaying hops');
+  const server = accepted[0]!;
+  t.equal(accepted.length, 1, 'one connection accepted');
+  t.ok(client.conn.isEstablished() && server.conn.isEstablished(), 'handshake completed over 3 relaying hops');
   t.equal(verifyPeerCertificate(client.conn.peerCertChain()), e.id, 'the client proved it reached the far node it addressed');
-  t.equal(verifyPeerCertificate(server.conn!.peerCertChain()), server.flow!.remoteNodeId, 'the server proved the flow’s claimed source');
+  t.equal(verifyPeerCertificate(server.conn.peerCertChain()), server.path.flow.remoteNodeId, 'the server proved the flow’s claimed source');
   t.same(Buffer.concat(received), payload, `${payload.length} bytes arrived byte-exact`);
   t.equal(reply, 'done', 'and the answer came back');
   t.ok(killed && hop2.forwarder.stats.forwarded > 0 && bypass.forwarder.stats.forwarded > 0, 'the transfer moved from hop 2 to the bypass');
@@ -173,6 +214,43 @@ t.test('end-to-end QUIC over relayed datagrams: handshake, transfer, ciphertext 
   t.ok(largest <= DATAGRAM_ROOM, 'relayed datagrams within a 1350-byte link’s DATAGRAM room');
   t.ok(sim.lost > 0, 'datagrams in flight through the dead hop were lost, and QUIC recovered them');
   t.comment(`lost in the dead hop: ${sim.lost} datagrams; rounds that waited on quiche timers: ${pauses}`);
+  client.path.release();
+  t.equal(a.endpoint.flowCount, 0, 'the last connection released its flow');
+});
+
+t.test('two connections on one flow are told apart by connection id', async (t) => {
+  const [ida, ide] = [await Identity.generate(), await Identity.generate()];
+  const sim = new Sim(4, [[0, 1], [1, 2], [2, 3]], { key: (i) => (i === 0 ? keyBytesOf(ida.nodeId) : i === 3 ? keyBytesOf(ide.nodeId) : undefined) });
+  const [a, , , d] = sim.nodes as [SimNode, SimNode, SimNode, SimNode];
+  // Like a far node that restarted and dials again while its old connection still drains.
+  const first = dialOver(a, d, ida);
+  const second = dialOver(a, d, ida);
+  t.equal(first.path.flow, second.path.flow, 'the same flow');
+  receiveOnPaths(a);
+  const accepted: End[] = [];
+  serve(d, ide, accepted);
+  const got = new Map<End, string>();
+  const wrote = new Set<End>();
+  for (let round = 0; round < 500 && got.size < 2; round++) {
+    for (const [end, text] of [[first, 'first'], [second, 'second']] as const) {
+      if (end.conn.isEstablished() && !wrote.has(end) && end.conn.streamSend(0, Buffer.from(text), true) !== null) wrote.add(end);
+    }
+    const moved = [first, second, ...accepted].reduce((n, end) => n + pump(end), 0);
+    sim.run();
+    for (const end of accepted) {
+      if (!end.conn.streamReadable(0)) continue;
+      const read = end.conn.streamRecv(0, buf);
+      if (read !== null) got.set(end, (got.get(end) ?? '') + buf.toString('latin1', 0, read[0]));
+    }
+    if (moved === 0) await idle([first, second, ...accepted]);
+  }
+  t.equal(accepted.length, 2, 'two connections accepted on one flow');
+  t.same([...got.values()].sort(), ['first', 'second'], 'each connection’s stream reached its own server connection');
+  t.equal(d.endpoint.flowCount, 1);
+  accepted[0]!.path.release();
+  t.equal(d.endpoint.flowCount, 1, 'a flow lives while a connection is on it');
+  accepted[1]!.path.release();
+  t.equal(d.endpoint.flowCount, 0, 'and goes with the last');
 });
 
 t.test('a real client Initial that runs out of hops comes back as HOP_LIMIT, its quote matching the client’s connection id', async (t) => {
@@ -182,9 +260,7 @@ t.test('a real client Initial that runs out of hops comes back as HOP_LIMIT, its
     endpoint: (i) => (i === 0 ? { hopLimit: 2 } : {}),
   });
   const [a, , hop2, , e] = sim.nodes as [SimNode, SimNode, SimNode, SimNode, SimNode];
-  const end: End = { sizes: [] };
-  end.flow = a.endpoint.open(e.id, 0);
-  end.conn = quiche.Connection.connect('pnet', randomBytes(16), LOCAL, end.flow.address, config(ida, end.flow.maxDatagramSize));
+  const end = dialOver(a, e, ida);
   a.onPacket = () => t.fail('nothing should come back but the report');
   t.ok(pump(end) > 0);
   sim.run();

@@ -2,7 +2,7 @@ import { PnetError } from '../../errors.js';
 import type { NodeId } from '../../identity/index.js';
 import { numberOption } from '../../options.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../../routing/index.js';
-import type { SocketAddress } from '../../transport/index.js';
+import type { DatagramPath, SocketAddress } from '../../transport/index.js';
 import { KeyTable } from './key-table.js';
 import {
   DEFAULT_HOP_LIMIT,
@@ -22,22 +22,6 @@ import {
   headerProblem,
   sameKey,
 } from './header.js';
-
-/**
- * What a QUIC machine's driver sends through to reach a far node: the relayed counterpart of a
- * UDP socket plus a peer address. One per far node; any number of QUIC connections may share it
- * (the QUIC host tells them apart by connection id, as on a UDP socket).
- */
-export interface DatagramPath {
-  /** The far node (the key datagrams are addressed to; the end-to-end TLS must prove it). */
-  readonly remoteNodeId: NodeId;
-  /** A stable stand-in for quiche's peer address (RecvInfo/SendInfo): never a socket address. */
-  readonly address: SocketAddress;
-  /** Largest packet `send` takes: the inner QUIC connection's maxDatagramSize (1244 by default). */
-  readonly maxDatagramSize: number;
-  /** Sends one QUIC packet to the far node via the current next hop; false when dropped here. */
-  send(packet: Uint8Array): boolean;
-}
 
 export interface EndpointOptions {
   /** Relayed flows (far nodes with a path) at once (default 1,024). */
@@ -67,8 +51,12 @@ export type EndpointDropReason = 'malformed' | 'unknownFlow' | 'flowLimit' | 'st
 
 /** What a datagram delivered to this node means for its flows. */
 export type EndpointEvent =
-  /** An inner QUIC packet for the host behind `flow` (`created`: a far node's first Initial made the flow). */
-  | { readonly kind: 'packet'; readonly flow: RelayFlow; readonly packet: Buffer; readonly created: boolean }
+  /**
+   * An inner QUIC packet from `flow`'s far node: for the connection on `path` (the one whose
+   * connection id it carries), or, when `path` is undefined, for none yet (a QUIC host accepts a
+   * connection if it is an Initial: `created` says a far node's first Initial made the flow).
+   */
+  | { readonly kind: 'packet'; readonly flow: RelayFlow; readonly path: RelayPath | undefined; readonly packet: Buffer; readonly created: boolean }
   /** A hop reported that `flow`'s datagrams cannot get through (the quote matched a packet we sent). */
   | { readonly kind: 'error'; readonly flow: RelayFlow; readonly error: PnetError }
   | { readonly kind: 'drop'; readonly reason: EndpointDropReason };
@@ -129,14 +117,28 @@ function copyDcid(bytes: Uint8Array, offset: number, end: number, out: Uint8Arra
   return length;
 }
 
-/** A flow as the driver sees it: the path to one far node, and whether it is settled yet. */
-export interface RelayFlow extends DatagramPath {
+/**
+ * A flow: everything between this node and one far node, whatever connections run on it. Each
+ * connection gets a RelayPath on it (`endpoint.path(flow, ids)`); `send` is for callers that have
+ * a packet in hand rather than a machine to drain.
+ */
+export interface RelayFlow {
+  /** The far node (datagrams are addressed to its key; the end-to-end TLS must prove it). */
+  readonly remoteNodeId: NodeId;
+  /** A stable stand-in for quiche's peer address: never a socket address (see pathAddress). */
+  readonly address: SocketAddress;
+  /** Largest inner packet: the connections' maxDatagramSize (1244 by default). */
+  readonly maxDatagramSize: number;
   /** The far node's 32 key bytes. */
   readonly key: Buffer;
   /** Opened by the far node and not confirmed yet (its handshake may be a spoof). */
   readonly pending: boolean;
   /** Evicted or closed: sends nothing any more. */
   readonly closed: boolean;
+  /** The connections on it, one RelayPath each. */
+  readonly paths: readonly RelayPath[];
+  /** Sends one QUIC packet (a copy) to the far node via the current next hop; false when dropped here. */
+  send(packet: Uint8Array): boolean;
 }
 
 /**
@@ -157,6 +159,8 @@ class Flow implements RelayFlow {
   /** Sent since the last sweep (so send() needs no clock). */
   sentSinceSweep = false;
   readonly createdAt: number;
+  /** The connections on this flow (usually one; two while a restarted far node's new one starts). */
+  readonly paths: RelayPath[] = [];
   private readonly transmit: (flow: Flow, packet: Uint8Array) => boolean;
   private readonly dcids = Buffer.alloc(2 * MAX_CID);
   private readonly dcidLengths = [-1, -1];
@@ -178,14 +182,24 @@ class Flow implements RelayFlow {
   }
 
   /** Records the packet's destination connection id if it is new. */
-  noteSent(packet: Uint8Array): void {
+  noteSent(bytes: Uint8Array, offset: number, end: number): void {
     this.sentSinceSweep = true;
-    const length = copyDcid(packet, 0, packet.length, this.scratch, 0);
+    const length = copyDcid(bytes, offset, end, this.scratch, 0);
     if (length < 0 || this.matches(this.scratch, length)) return;
     this.dcids.copy(this.dcids, MAX_CID, 0, MAX_CID);
     this.dcidLengths[1] = this.dcidLengths[0]!;
     this.scratch.copy(this.dcids, 0, 0, length);
     this.dcidLengths[0] = length;
+  }
+
+  /** The path whose connection the packet at `bytes[offset..end]` is addressed to, if any. */
+  pathFor(bytes: Uint8Array, offset: number, end: number): RelayPath | undefined {
+    const paths = this.paths;
+    if (paths.length === 0) return undefined;
+    const length = copyDcid(bytes, offset, end, this.scratch, 0);
+    if (length < 0) return undefined;
+    for (const path of paths) if (path.owns(this.scratch, length)) return path;
+    return undefined;
   }
 
   /** Does the quoted packet start (an error report's quote) carry a connection id we sent? */
@@ -203,6 +217,59 @@ class Flow implements RelayFlow {
   }
 }
 
+/** Anything that writes QUIC packets on demand: a QuicMachine (its pollTransmit). */
+export interface PacketSource {
+  /** Writes the next packet into `buffer`: its length, or null when none is left. */
+  pollTransmit(buffer: Buffer): number | null;
+}
+
+/**
+ * One QUIC connection's path over a relayed flow: the transport's DatagramPath. `transmit`
+ * drains the machine straight into the datagram after the relay header (no copy); `release`
+ * takes the connection off the flow (and forgets the flow when it was the last). Incoming
+ * packets carrying one of `ids` (the connection ids this end issued, under which the far end
+ * addresses it) come out of `endpoint.receive` with this path.
+ */
+export class RelayPath implements DatagramPath {
+  readonly localAddress: SocketAddress;
+  readonly remoteAddress: SocketAddress;
+  readonly flow: RelayFlow;
+  /** Whatever the QUIC host hangs on the path (its connection). */
+  owner: unknown;
+  private readonly ids: Buffer[];
+  private readonly transmitFrom: (path: RelayPath, source: PacketSource) => void;
+  private readonly releaseFrom: (path: RelayPath) => void;
+
+  constructor(
+    flow: RelayFlow,
+    localAddress: SocketAddress,
+    ids: readonly Uint8Array[],
+    transmit: (path: RelayPath, source: PacketSource) => void,
+    release: (path: RelayPath) => void,
+  ) {
+    this.flow = flow;
+    this.localAddress = localAddress;
+    this.remoteAddress = flow.address;
+    this.ids = ids.map((id) => Buffer.from(id));
+    this.transmitFrom = transmit;
+    this.releaseFrom = release;
+  }
+
+  transmit(machine: PacketSource): void {
+    this.transmitFrom(this, machine);
+  }
+
+  release(): void {
+    this.releaseFrom(this);
+  }
+
+  /** Is `id[0..length]` one of this connection's ids? */
+  owns(id: Uint8Array, length: number): boolean {
+    for (const own of this.ids) if (own.length === length && own.compare(id, 0, length) === 0) return true;
+    return false;
+  }
+}
+
 /**
  * A stable stand-in address for the path to a far node, for quiche's RecvInfo/SendInfo: inside
  * 100::/64, the IPv6 discard prefix (RFC 6666), so it can never reach a socket by mistake.
@@ -214,7 +281,7 @@ export function pathAddress(key: Uint8Array): SocketAddress {
 }
 
 /**
- * Both ends of relay v2, sans-IO: maps far node keys to flows (a DatagramPath each), wraps what
+ * Both ends of relay v2, sans-IO: maps far node keys to flows (a RelayPath per connection), wraps what
  * a flow sends in the relay header for the current next hop, and hands what the forwarder
  * delivered to the right flow. Bounded: maxFlows flows, of which at most maxPendingFlows were
  * opened by far nodes and not yet confirmed; idle flows are evicted by handleTimeout.
@@ -241,6 +308,10 @@ export class RelayEndpoint<N> {
   private pendingCount = 0;
   /** The datagram being sent: header fields rewritten per packet, our own key written once. */
   private readonly out = Buffer.alloc(MAX_RELAYED_BYTES);
+  /** Where a machine writes its packet: right after the header in `out` (no copy). */
+  private readonly packetRoom: Buffer;
+  /** This node as quiche's local address on relayed paths. */
+  readonly localAddress: SocketAddress;
   private nextSweep: number;
 
   constructor(host: EndpointHost<N>, options: EndpointOptions = {}, now = 0) {
@@ -248,6 +319,8 @@ export class RelayEndpoint<N> {
     this.host = host;
     this.options = resolveOptions(options);
     this.out.set(host.selfKey, SRC_OFFSET);
+    this.packetRoom = this.out.subarray(HEADER_BYTES, HEADER_BYTES + this.options.innerDatagramSize);
+    this.localAddress = pathAddress(host.selfKey);
     this.nextSweep = now + this.sweepInterval();
   }
 
@@ -300,19 +373,58 @@ export class RelayEndpoint<N> {
     if (this.flows.get(flow.key, 0) === flow) this.flows.delete(flow.key);
   }
 
+  /**
+   * A path on `flow` for one QUIC connection (the transport's DatagramPath): `ids` are the
+   * connection ids this end issued for it (for an accepted connection also the client's initial
+   * destination id), by which packets from the far node are told apart when several connections
+   * share the flow.
+   */
+  path(relayFlow: RelayFlow, ids: readonly Uint8Array[]): RelayPath {
+    const flow = this.own(relayFlow);
+    if (flow === undefined || flow.closed) throw new PnetError('ERR_CONNECTION_CLOSED', `the relayed flow to ${relayFlow.remoteNodeId} is closed`);
+    const path = new RelayPath(flow, this.localAddress, ids, this.drain, this.releasePath);
+    flow.paths.push(path);
+    return path;
+  }
+
   /** The flow's own object if it is one of ours. */
   private own(flow: RelayFlow): Flow | undefined {
     return flow instanceof Flow && this.flows.get(flow.key, 0) === flow ? flow : undefined;
   }
 
-  /** What a flow's send() does: header, next hop, room, out. */
+  /** What a flow's send() does: the packet after the header in `out`, then out. */
   private readonly transmit = (flow: Flow, packet: Uint8Array): boolean => {
-    const stats = this.stats;
-    const length = packet.length;
-    if (flow.closed || length === 0 || length > flow.maxDatagramSize) {
-      stats.sendFailed++;
+    if (flow.closed || packet.length === 0 || packet.length > flow.maxDatagramSize) {
+      this.stats.sendFailed++;
       return false;
     }
+    this.out.set(packet, HEADER_BYTES);
+    return this.sendOut(flow, packet.length);
+  };
+
+  /** What a path's transmit() does: drains the machine into `out` after the header, packet by packet. */
+  private readonly drain = (path: RelayPath, source: PacketSource): void => {
+    const flow = path.flow as Flow;
+    for (;;) {
+      const length = source.pollTransmit(this.packetRoom);
+      if (length === null) return;
+      // A packet for a closed flow is dropped; the machine must still be drained.
+      if (flow.closed || length === 0) this.stats.sendFailed++;
+      else this.sendOut(flow, length);
+    }
+  };
+
+  /** A connection ended: off its flow, and the flow forgotten with its last connection. */
+  private readonly releasePath = (path: RelayPath): void => {
+    const flow = path.flow as Flow;
+    const at = flow.paths.indexOf(path);
+    if (at >= 0) flow.paths.splice(at, 1);
+    if (flow.paths.length === 0) this.close(flow);
+  };
+
+  /** Sends `out[66..66+length]` (an inner packet) to the flow's far node: header, next hop, room. */
+  private sendOut(flow: Flow, length: number): boolean {
+    const stats = this.stats;
     const next = this.host.nextHop(flow.key, 0);
     if (next === undefined) {
       stats.sendNoRoute++;
@@ -327,12 +439,11 @@ export class RelayEndpoint<N> {
     out[0] = KIND_DATA;
     out[HOP_LIMIT_OFFSET] = this.options.hopLimit;
     flow.key.copy(out, DST_OFFSET);
-    out.set(packet, HEADER_BYTES);
-    flow.noteSent(packet);
+    flow.noteSent(out, HEADER_BYTES, total);
     stats.sent++;
     stats.sentBytes += total;
     return this.host.sendTo(next, out.subarray(0, total));
-  };
+  }
 
   /** A datagram the forwarder delivered here (destination = this node). */
   receive(datagram: Uint8Array, now: number): EndpointEvent {
@@ -352,10 +463,13 @@ export class RelayEndpoint<N> {
     }
     flow.lastActivity = now;
     const packet = Buffer.from(datagram.buffer, datagram.byteOffset + HEADER_BYTES, datagram.byteLength - HEADER_BYTES);
-    return { kind: 'packet', flow, packet, created };
+    return { kind: 'packet', flow, path: flow.pathFor(datagram, HEADER_BYTES, datagram.length), packet, created };
   }
 
-  /** Evicts idle flows and unconfirmed ones past pendingTimeoutMs; returns them (their connections should close). */
+  /**
+   * Evicts unconfirmed flows past pendingTimeoutMs and idle flows with no connection on them (a
+   * connection's own idle timeout governs the rest); returns them: close their paths' connections.
+   */
   handleTimeout(now: number): RelayFlow[] {
     if (now < this.nextSweep) return [];
     this.nextSweep = now + this.sweepInterval();
@@ -366,7 +480,8 @@ export class RelayEndpoint<N> {
         flow.sentSinceSweep = false;
         flow.lastActivity = Math.max(flow.lastActivity, now);
       }
-      if (now - flow.lastActivity >= idleTimeoutMs || (flow.pending && now - flow.createdAt >= pendingTimeoutMs)) evicted.push(flow);
+      const idle = flow.paths.length === 0 && now - flow.lastActivity >= idleTimeoutMs;
+      if (idle || (flow.pending && now - flow.createdAt >= pendingTimeoutMs)) evicted.push(flow);
     }
     for (const flow of evicted) this.close(flow);
     this.stats.evicted += evicted.length;

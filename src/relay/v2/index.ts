@@ -1,6 +1,6 @@
 /**
  * Relay v2, sans-IO: the relayed datagram header, the hop (Forwarder), both ends (RelayEndpoint,
- * one DatagramPath per far node) and the framing of datagrams on an HTTP/2 link stream. This file
+ * a flow per far node, a RelayPath (the transport's DatagramPath) per connection) and the framing of datagrams on an HTTP/2 link stream. This file
  * is the only door of src/relay/v2; docs/RELAY-V2.md describes the wire format and the rules.
  */
 export {
@@ -37,9 +37,10 @@ export { Budget, type BudgetRates } from './budget.js';
 export { Forwarder, type ForwarderHost, type ForwarderOptions, type ForwardAction, type ForwarderStats } from './forwarder.js';
 export {
   RelayEndpoint,
+  RelayPath,
   pathAddress,
   type RelayFlow,
-  type DatagramPath,
+  type PacketSource,
   type EndpointHost,
   type EndpointOptions,
   type EndpointEvent,
