@@ -35,12 +35,9 @@ export { KeyTable } from './key-table.js';
 export { NextHopTable } from './next-hops.js';
 export { Budget, type BudgetRates } from './budget.js';
 export { Forwarder, type ForwarderHost, type ForwarderOptions, type ForwardAction, type ForwarderStats } from './forwarder.js';
+export { RelayPath, pathAddress, type RelayFlow, type PacketSource } from './flow.js';
 export {
   RelayEndpoint,
-  RelayPath,
-  pathAddress,
-  type RelayFlow,
-  type PacketSource,
   type EndpointHost,
   type EndpointOptions,
   type EndpointEvent,
