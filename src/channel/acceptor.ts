@@ -12,12 +12,17 @@ import type { NodeId } from '../identity/index.js';
 import { numberOption } from '../options.js';
 import { EMPTY_METADATA, encodeAccept, encodeReject, isChannelRejectCode, type ChannelRejectCode, type Metadata } from './codec.js';
 import { checkByteStream, noop, toPnetError, uncork, type PushFn } from './glue.js';
+import type { NegotiationOutcome, NegotiationScope, NegotiationTicket } from './limits.js';
 import { AcceptorNegotiation, type AcceptorOutcome } from './negotiate.js';
-import { ChannelRegistry, kLookup, kPending, type RegistrationRecord } from './registry.js';
+import { ChannelRegistry, kLookup, kScope, type RegistrationRecord } from './registry.js';
 import type { AcceptChannelOptions, AcceptResult, ChannelAccepted, ChannelRequestInfo, ChannelStream } from './types.js';
 
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_PENDING = 1024;
+/** One peer's share of the node's pending negotiations (1/16 of the default node cap). */
+export const DEFAULT_MAX_PENDING_PER_PEER = 64;
+/** A negotiation that has not sent its 4-byte header by then is a slowloris (an opener sends OPEN in its first write). */
+export const DEFAULT_HEADER_TIMEOUT_MS = 2_000;
 export const DEFAULT_LINGER_MS = 1000;
 
 class AcceptorChannel implements ChannelStream {
@@ -73,33 +78,60 @@ class AcceptorSession {
   }
 }
 
-/** What became of the OPEN: the machine's outcome, or the stream died (no answer possible). */
-type OpenResult = AcceptorOutcome | { readonly type: 'failed'; readonly error: PnetError };
+/** What became of the OPEN: the machine's outcome, an eviction, or the stream died (no answer possible). */
+type OpenResult =
+  | AcceptorOutcome
+  | ({ readonly type: 'reject' } & Refusal)
+  | { readonly type: 'failed'; readonly error: PnetError };
+
+/** One negotiation in progress: its stream, its slot in the registry's scope, how it ended. */
+interface Attempt {
+  readonly session: AcceptorSession;
+  readonly scope: NegotiationScope;
+  readonly ticket: NegotiationTicket;
+  readonly settings: AcceptSettings;
+  /** Set where the generic outcome would not say it (deadlines, eviction). */
+  outcome: NegotiationOutcome | undefined;
+}
+
+const EVICTED: OpenResult = { type: 'reject', code: 'OVERLOADED', reason: 'evicted: the node is at its cap and this peer holds the most pending negotiations' };
 
 /**
- * Move buffered bytes into the machine, exactly as many as it wants at a time, so the payload
- * behind the OPEN stays in the stream's buffer. Null while more bytes are needed.
+ * Move buffered bytes into the machine, never more than it wants, so the payload behind the OPEN
+ * stays in the stream's buffer. A partial header goes in too: type and version decide on 2 bytes
+ * (docs/PROTOCOL.md), not after a deadline. Null while more bytes are needed.
  */
 function takeOpen(session: AcceptorSession, negotiation: AcceptorNegotiation): AcceptorOutcome | null {
   for (;;) {
     const want = negotiation.wanted;
-    const chunk = session.stream.read(want) as Buffer | null;
+    const buffered = session.stream.readableLength;
+    const partial = buffered > 0 && buffered < want;
+    const chunk = session.stream.read(partial ? buffered : want) as Buffer | null;
     if (chunk === null) return session.eofHeld ? negotiation.end() : null;
     const out = negotiation.push(chunk);
     if (out !== null) return out;
-    if (chunk.length < want) return negotiation.end(); // read() gives a short chunk only at EOF
+    if (!partial && chunk.length < want) return negotiation.end(); // read(want) gives a short chunk only at EOF
   }
 }
 
-/** Take the OPEN now if it is buffered, else as its bytes arrive, within `timeoutMs`. */
-function receiveOpen(session: AcceptorSession, timeoutMs: number): Promise<OpenResult> {
+/** Take the OPEN now if it is buffered, else as its bytes arrive, within the deadlines; evictable meanwhile. */
+function receiveOpen(attempt: Attempt): Promise<OpenResult> {
+  const { session, settings, ticket } = attempt;
   const negotiation = new AcceptorNegotiation();
   const now = takeOpen(session, negotiation);
-  if (now !== null) return Promise.resolve(now);
+  if (now !== null) {
+    ticket.evictable = false;
+    return Promise.resolve(now);
+  }
   const stream = session.stream;
+  const { timeoutMs, headerTimeoutMs } = settings;
   return new Promise<OpenResult>((resolve) => {
-    const settle = (result: OpenResult): void => {
+    const settle = (result: OpenResult, outcome?: NegotiationOutcome): void => {
+      if (!ticket.evictable) return; // settled already (an eviction racing a deadline)
+      ticket.evictable = false;
+      attempt.outcome = outcome;
       clearTimeout(timer);
+      clearTimeout(headerTimer);
       session.onEof = undefined;
       stream.removeListener('readable', onReadable);
       stream.removeListener('end', onEnd);
@@ -114,7 +146,13 @@ function receiveOpen(session: AcceptorSession, timeoutMs: number): Promise<OpenR
     const onEnd = (): void => settle(negotiation.end());
     const onClose = (): void => settle({ type: 'failed', error: new PnetError('ERR_STREAM_RESET', 'stream closed before OPEN') });
     const onError = (err: unknown): void => settle({ type: 'failed', error: toPnetError(err, 'stream error before OPEN') });
-    const timer = setTimeout(() => settle(negotiation.timeout(timeoutMs)), timeoutMs);
+    const timer = setTimeout(() => settle(negotiation.timeout(timeoutMs), 'openTimeouts'), timeoutMs);
+    const onHeaderDeadline = (): void => {
+      const out = negotiation.headerTimeout(headerTimeoutMs);
+      if (out !== null) settle(out, 'headerTimeouts');
+    };
+    const headerTimer = headerTimeoutMs < timeoutMs ? setTimeout(onHeaderDeadline, headerTimeoutMs) : undefined;
+    ticket.evict = () => settle(EVICTED, 'evicted');
     session.onEof = onReadable; // EOF held back: decide with what is buffered
     stream.on('readable', onReadable);
     stream.on('end', onEnd); // EOF that arrived before acceptChannel was called
@@ -176,7 +214,9 @@ function refuse(stream: Duplex, refusal: Refusal, lingerMs: number, info?: Chann
 /** The acceptChannel options, checked, with their defaults. */
 interface AcceptSettings {
   readonly maxPending: number;
+  readonly maxPendingPerPeer: number;
   readonly timeoutMs: number;
+  readonly headerTimeoutMs: number;
   readonly lingerMs: number;
   readonly onHandlerError: AcceptChannelOptions['onHandlerError'];
 }
@@ -188,7 +228,9 @@ function acceptSettings(options: AcceptChannelOptions): AcceptSettings {
   const where = 'acceptChannel option';
   return {
     maxPending: numberOption(where, 'maxPending', options.maxPending, DEFAULT_MAX_PENDING, { integer: true }),
+    maxPendingPerPeer: numberOption(where, 'maxPendingPerPeer', options.maxPendingPerPeer, DEFAULT_MAX_PENDING_PER_PEER, { integer: true }),
     timeoutMs: numberOption(where, 'timeoutMs', options.timeoutMs, DEFAULT_OPEN_TIMEOUT_MS, { above: true, max: MAX_TIMER_MS }),
+    headerTimeoutMs: numberOption(where, 'headerTimeoutMs', options.headerTimeoutMs, DEFAULT_HEADER_TIMEOUT_MS, { above: true, max: MAX_TIMER_MS }),
     lingerMs: numberOption(where, 'lingerMs', options.lingerMs, DEFAULT_LINGER_MS, { max: MAX_TIMER_MS }),
     onHandlerError: options.onHandlerError,
   };
@@ -214,28 +256,42 @@ export async function acceptChannel(
   if (stream.destroyed) {
     return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream already destroyed') };
   }
-  if (registry[kPending] >= settings.maxPending) {
+  const scope = registry[kScope];
+  const ticket = scope.admit(remoteNodeId, settings, noop); // receiveOpen sets the real evict
+  if (ticket === 'peer') {
+    return refuse(stream, { code: 'OVERLOADED', reason: 'too many pending channel negotiations from this peer' }, settings.lingerMs);
+  }
+  if (ticket === 'node') {
     return refuse(stream, { code: 'OVERLOADED', reason: 'too many pending channel negotiations' }, settings.lingerMs);
   }
-  registry[kPending]++;
-  const session = new AcceptorSession(stream);
+  const attempt: Attempt = { session: new AcceptorSession(stream), scope, ticket, settings, outcome: undefined };
   try {
-    return await negotiate(session, registry, remoteNodeId, settings);
+    return await negotiate(attempt, registry, remoteNodeId);
   } finally {
-    registry[kPending]--;
-    session.release();
+    scope.release(ticket);
+    attempt.session.release();
   }
 }
 
+/** Counts the outcome of a negotiation that got a slot and returns its result. */
+function ended<T extends AcceptResult>(attempt: Attempt, outcome: NegotiationOutcome, result: T): T {
+  attempt.scope.count(attempt.outcome ?? outcome);
+  return result;
+}
+
 /** The steps after the checks: OPEN, channel, authorise, then ACCEPT and the handler. */
-async function negotiate(session: AcceptorSession, registry: ChannelRegistry, remoteNodeId: NodeId, settings: AcceptSettings): Promise<AcceptResult> {
+async function negotiate(attempt: Attempt, registry: ChannelRegistry, remoteNodeId: NodeId): Promise<AcceptResult> {
+  const { session, settings } = attempt;
   const stream = session.stream;
   const started = Date.now();
-  const opened = await receiveOpen(session, settings.timeoutMs);
-  if (opened.type === 'reject') return refuse(stream, opened, settings.lingerMs);
+  const opened = await receiveOpen(attempt);
+  attempt.ticket.evictable = false; // the OPEN is in: from here on the slot is the authorise hook's
+  if (opened.type === 'reject') {
+    return ended(attempt, opened.code === 'VERSION' ? 'versionRejects' : 'badFrames', refuse(stream, opened, settings.lingerMs));
+  }
   if (opened.type === 'failed') {
     destroyQuietly(stream);
-    return { accepted: false, error: opened.error };
+    return ended(attempt, 'streamFailures', { accepted: false, error: opened.error });
   }
   const open = opened.frame;
   const info: ChannelRequestInfo =
@@ -244,17 +300,22 @@ async function negotiate(session: AcceptorSession, registry: ChannelRegistry, re
       : { channel: open.channel, remoteNodeId, metadata: open.metadata, credentials: open.credentials };
   const reg = registry[kLookup](open.channel);
   if (reg === undefined) {
-    return refuse(stream, { code: 'UNKNOWN_CHANNEL', reason: `unknown channel "${open.channel}"` }, settings.lingerMs, info);
+    const refusal: Refusal = { code: 'UNKNOWN_CHANNEL', reason: `unknown channel "${open.channel}"` };
+    return ended(attempt, 'unknownChannel', refuse(stream, refusal, settings.lingerMs, info));
   }
   const verdict = await authorise(reg, info, settings.timeoutMs - (Date.now() - started));
-  if (!Buffer.isBuffer(verdict)) return refuse(stream, verdict, settings.lingerMs, info);
-  if (stream.destroyed || !stream.writable) {
-    return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info };
+  if (!Buffer.isBuffer(verdict)) {
+    const outcome = verdict === AUTHORISE_TIMED_OUT ? 'authoriseTimeouts' : 'unauthorised';
+    return ended(attempt, outcome, refuse(stream, verdict, settings.lingerMs, info));
   }
-  return handOff(session, reg, info, verdict, settings);
+  if (stream.destroyed || !stream.writable) {
+    return ended(attempt, 'streamFailures', { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info });
+  }
+  return ended(attempt, 'accepted', handOff(session, reg, info, verdict, settings));
 }
 
 const NOT_AUTHORISED: Refusal = { code: 'UNAUTHORIZED', reason: 'not authorised' };
+const AUTHORISE_TIMED_OUT: Refusal = { code: 'OVERLOADED', reason: 'authorisation timed out' };
 
 /** Runs the channel's authorise hook within `budgetMs`: the ACCEPT frame to send, or a refusal. */
 async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budgetMs: number): Promise<Buffer | Refusal> {
@@ -264,7 +325,7 @@ async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budg
     verdict = reg.authorise(info);
     if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, budgetMs));
   } catch (err) {
-    if (err instanceof DeadlineError) return { code: 'OVERLOADED', reason: 'authorisation timed out' };
+    if (err instanceof DeadlineError) return AUTHORISE_TIMED_OUT;
     if (err instanceof PnetError && isChannelRejectCode(err.code)) return { code: err.code, reason: err.message };
     return NOT_AUTHORISED;
   }

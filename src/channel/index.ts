@@ -58,4 +58,12 @@ export type {
   AcceptResult,
 } from './types.js';
 export { openChannel } from './opener.js';
-export { acceptChannel, DEFAULT_OPEN_TIMEOUT_MS, DEFAULT_MAX_PENDING, DEFAULT_LINGER_MS } from './acceptor.js';
+export {
+  acceptChannel,
+  DEFAULT_OPEN_TIMEOUT_MS,
+  DEFAULT_MAX_PENDING,
+  DEFAULT_MAX_PENDING_PER_PEER,
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_LINGER_MS,
+} from './acceptor.js';
+export type { NegotiationStats, NegotiationOutcome } from './limits.js';

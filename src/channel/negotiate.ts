@@ -6,6 +6,7 @@ import type { Buffer } from 'node:buffer';
 import { PnetError } from '../errors.js';
 import {
   FrameReader,
+  HEADER_LENGTH,
   SUPPORTED_VERSIONS,
   encodeReject,
   type ChannelRejectCode,
@@ -123,6 +124,18 @@ export class AcceptorNegotiation {
   timeout(ms: number): AcceptorOutcome {
     if (this.outcome !== undefined) return this.outcome;
     return (this.outcome = reject('BAD_FRAME', `no complete OPEN within ${ms} ms`));
+  }
+
+  /** True once the 4-byte header is in (or the outcome is known): the header deadline no longer applies. */
+  get headerReceived(): boolean {
+    return this.outcome !== undefined || this.reader.bufferedBytes >= HEADER_LENGTH;
+  }
+
+  /** The header deadline of `ms` passed with fewer than 4 bytes in (slowloris); no-op once the header is in. */
+  headerTimeout(ms: number): AcceptorOutcome | null {
+    if (this.outcome !== undefined) return this.outcome;
+    if (this.headerReceived) return null;
+    return (this.outcome = reject('BAD_FRAME', `no OPEN header within ${ms} ms`));
   }
 }
 

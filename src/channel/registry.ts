@@ -2,6 +2,7 @@
 import type { Buffer } from 'node:buffer';
 import { PnetError } from '../errors.js';
 import { EMPTY_METADATA, encodeAccept, isValidChannelName, type Metadata } from './codec.js';
+import { NegotiationScope, type NegotiationStats } from './limits.js';
 import type { ChannelHandler, ChannelRegistration, RegisterOptions } from './types.js';
 
 /** @internal registration plus its pre-encoded ACCEPT frame. */
@@ -9,19 +10,27 @@ export interface RegistrationRecord extends ChannelRegistration {
   readonly acceptFrame: Buffer;
 }
 
-/** @internal count of negotiations in progress, shared by acceptChannel calls on one registry. */
-export const kPending: unique symbol = Symbol('pnet.channel.pending');
+/** @internal the negotiations in progress, by peer, shared by acceptChannel calls on one registry. */
+export const kScope: unique symbol = Symbol('pnet.channel.scope');
 /** @internal */
 export const kLookup: unique symbol = Symbol('pnet.channel.lookup');
 
 export class ChannelRegistry {
   private readonly channels = new Map<string, RegistrationRecord>();
   /** @internal */
-  [kPending] = 0;
+  readonly [kScope] = new NegotiationScope();
 
   /** Negotiations currently in progress (read OPEN / authorise) on this registry. */
   get pendingNegotiations(): number {
-    return this[kPending];
+    return this[kScope].pending;
+  }
+
+  /**
+   * What acceptChannel did on this registry: gauges (pending, by how many peers) and a counter
+   * per outcome, every refusal included (per-peer share, node cap, evictions, deadlines, bad frames).
+   */
+  negotiationStats(): NegotiationStats {
+    return this[kScope].stats();
   }
 
   register(name: string, handler: ChannelHandler, options: RegisterOptions = {}): void {

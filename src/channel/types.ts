@@ -75,10 +75,18 @@ export interface OpenChannelOptions {
 }
 
 export interface AcceptChannelOptions {
-  /** Refuse with OVERLOADED when this many negotiations are already in progress on the registry (default 1024). */
+  /**
+   * Whole-node cap: at this many negotiations in progress on the registry, a new one evicts the
+   * oldest still-unfinished OPEN of the peer holding the most (if it holds more than the newcomer
+   * would), else is refused OVERLOADED (default 1024). See docs/LIMITS.md.
+   */
   maxPending?: number;
+  /** One peer's share (keyed by `remoteNodeId`): its next OPEN beyond this is refused OVERLOADED (default 64). */
+  maxPendingPerPeer?: number;
   /** Deadline for the whole negotiation: OPEN (else REJECT BAD_FRAME) and authorise (else REJECT OVERLOADED). Default 10 s. */
   timeoutMs?: number;
+  /** Deadline for the OPEN's 4-byte header (slowloris), else REJECT BAD_FRAME (default 2 s; none if >= timeoutMs). */
+  headerTimeoutMs?: number;
   /** After a REJECT, how long to keep draining before destroying the stream (default 1 s). */
   lingerMs?: number;
   /** Called when a handler throws or its promise rejects (the stream is then destroyed). */

@@ -1,0 +1,163 @@
+/**
+ * The channel layer's resource scope for pending negotiations (docs/LIMITS.md), in the manner of
+ * libp2p's resource manager: a whole-node cap as the outer bound, a per-peer share inside it, and
+ * fair eviction when the node cap is reached, so no peer (nor a few keys acting together) can
+ * lock the others out. Sans-IO: no streams, no timers; the acceptor's glue calls it and gives each
+ * admitted negotiation a way to be evicted.
+ */
+import type { NodeId } from '../identity/index.js';
+
+/** What ended a negotiation, one counter each (the `NegotiationStats` keys below). */
+export type NegotiationOutcome =
+  | 'accepted'
+  | 'rejectedPeerLimit'
+  | 'rejectedNodeLimit'
+  | 'evicted'
+  | 'headerTimeouts'
+  | 'openTimeouts'
+  | 'badFrames'
+  | 'versionRejects'
+  | 'unknownChannel'
+  | 'unauthorised'
+  | 'authoriseTimeouts'
+  | 'streamFailures';
+
+/** Counters since the registry was made, plus the two gauges (`pending`, `pendingPeers`). */
+export interface NegotiationStats extends Record<NegotiationOutcome, number> {
+  /** Negotiations in progress now (reading OPEN or waiting for authorise). */
+  readonly pending: number;
+  /** Distinct peers with a negotiation in progress now. */
+  readonly pendingPeers: number;
+  /** Highest `pending` seen. */
+  readonly peakPending: number;
+  /** Negotiations admitted into the scope. */
+  readonly admitted: number;
+}
+
+/** The caps one admission is checked against (acceptChannel's options, checked). */
+export interface NegotiationCaps {
+  /** Whole-node cap (the outer bound). */
+  readonly maxPending: number;
+  /** One peer's share, at most `maxPending`. */
+  readonly maxPendingPerPeer: number;
+}
+
+/** One admitted negotiation. `evict` is called (once) when the scope takes its slot for another peer. */
+export interface NegotiationTicket {
+  readonly peer: NodeId;
+  /** Still waiting for its OPEN: the only state that may be evicted (authorise is the app's time). */
+  evictable: boolean;
+  released: boolean;
+  evict: () => void;
+}
+
+interface PeerScope {
+  /** Admission order, so eviction takes the peer's oldest. */
+  readonly tickets: Set<NegotiationTicket>;
+}
+
+const OUTCOMES: readonly NegotiationOutcome[] = [
+  'accepted',
+  'rejectedPeerLimit',
+  'rejectedNodeLimit',
+  'evicted',
+  'headerTimeouts',
+  'openTimeouts',
+  'badFrames',
+  'versionRejects',
+  'unknownChannel',
+  'unauthorised',
+  'authoriseTimeouts',
+  'streamFailures',
+];
+
+/**
+ * Pending negotiations of one registry, by peer. `admit` says yes (a ticket), or which limit
+ * refused; at the node cap it first evicts the oldest evictable negotiation of the peer holding
+ * the most, when that peer holds more than the newcomer would (so shares converge to equal).
+ */
+export class NegotiationScope {
+  private readonly peers = new Map<NodeId, PeerScope>();
+  private readonly counts: Record<NegotiationOutcome, number>;
+  private total = 0;
+  private peak = 0;
+  private admittedCount = 0;
+
+  constructor() {
+    const counts = {} as Record<NegotiationOutcome, number>;
+    for (const k of OUTCOMES) counts[k] = 0;
+    this.counts = counts;
+  }
+
+  get pending(): number {
+    return this.total;
+  }
+
+  /** Negotiations `peer` has in progress. */
+  pendingOf(peer: NodeId): number {
+    return this.peers.get(peer)?.tickets.size ?? 0;
+  }
+
+  /** A ticket, or the limit that refused (counted). `evict` is stored in the ticket. */
+  admit(peer: NodeId, caps: NegotiationCaps, evict: () => void): NegotiationTicket | 'peer' | 'node' {
+    const own = this.pendingOf(peer);
+    if (own >= Math.min(caps.maxPendingPerPeer, caps.maxPending)) {
+      this.counts.rejectedPeerLimit++;
+      return 'peer';
+    }
+    if (this.total >= caps.maxPending && !this.evictFor(own)) {
+      this.counts.rejectedNodeLimit++;
+      return 'node';
+    }
+    let scope = this.peers.get(peer);
+    if (scope === undefined) this.peers.set(peer, (scope = { tickets: new Set() }));
+    const ticket: NegotiationTicket = { peer, evictable: true, released: false, evict };
+    scope.tickets.add(ticket);
+    this.total++;
+    this.admittedCount++;
+    if (this.total > this.peak) this.peak = this.total;
+    return ticket;
+  }
+
+  /** Gives the slot back (idempotent: an evicted ticket was released already). */
+  release(ticket: NegotiationTicket): void {
+    if (ticket.released) return;
+    ticket.released = true;
+    const scope = this.peers.get(ticket.peer);
+    if (scope === undefined || !scope.tickets.delete(ticket)) return;
+    this.total--;
+    if (scope.tickets.size === 0) this.peers.delete(ticket.peer);
+  }
+
+  /** Counts how a negotiation ended. */
+  count(outcome: NegotiationOutcome): void {
+    this.counts[outcome]++;
+  }
+
+  stats(): NegotiationStats {
+    return { ...this.counts, pending: this.total, pendingPeers: this.peers.size, peakPending: this.peak, admitted: this.admittedCount };
+  }
+
+  /** Frees one slot for a peer holding `own`: true if a heavier peer's negotiation was evicted. */
+  private evictFor(own: number): boolean {
+    let heaviest: PeerScope | undefined;
+    let victim: NegotiationTicket | undefined;
+    for (const scope of this.peers.values()) {
+      // strictly more than the newcomer will hold after admission, else eviction just moves the problem
+      if (scope.tickets.size <= own + 1 || (heaviest !== undefined && scope.tickets.size <= heaviest.tickets.size)) continue;
+      const oldest = firstEvictable(scope);
+      if (oldest === undefined) continue;
+      heaviest = scope;
+      victim = oldest;
+    }
+    if (victim === undefined) return false;
+    this.release(victim);
+    victim.evict(); // the acceptor answers OVERLOADED and counts it as 'evicted'
+    return true;
+  }
+}
+
+function firstEvictable(scope: PeerScope): NegotiationTicket | undefined {
+  for (const ticket of scope.tickets) if (ticket.evictable) return ticket;
+  return undefined;
+}
