@@ -149,6 +149,9 @@ t.test('parallel echoes against a peer process all end (a FIN is never lost to a
 t.test('bad options and closed nodes give clear errors', async (t) => {
   await t.rejects(createNode({ quic: { maxDatagramSize: 100 } }), { code: 'ERR_BAD_OPTION' });
   await t.rejects(createNode({ listen: 'localhost:0' }), { code: 'ERR_BAD_ADDRESS' });
+  await t.rejects(createNode({ relay: { maxHops: 1.5 } }), { code: 'ERR_BAD_OPTION' });
+  await t.rejects(createNode({ fanout: { maxActiveLegs: -1 } }), { code: 'ERR_BAD_OPTION' });
+  await t.rejects(createNode({ routing: { rttSampleMs: 0 } }), { code: 'ERR_BAD_OPTION' });
   const node = await createNode();
   const other = await Identity.generate();
   await t.rejects(node.openStream(other.nodeId, 'x'), { code: 'UNREACHABLE' });

@@ -131,7 +131,15 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const identity = options.identity ?? (options.keyFile !== undefined ? await loadOrCreateIdentity(options.keyFile) : await Identity.generate());
     const settings = nodeSettings(options);
     const listen = parseAddress(options.listen ?? '127.0.0.1:0');
-    const node = new PnetNode(identity, await bindTransports(identity, listen, settings), settings, options);
+    const transports = await bindTransports(identity, listen, settings);
+    let node: PnetNode;
+    try {
+      node = new PnetNode(identity, transports, settings, options);
+    } catch (error) {
+      // A service refused its options (relay, fanout): nothing may stay bound.
+      await Promise.all(transports.map((transport) => transport.close({ timeoutMs: 0 })));
+      throw error;
+    }
     const addresses = options.bootstrap ?? [];
     const results = await Promise.allSettled(addresses.map((address) => node.dial(address)));
     node.bootstrapOutcome = results.map((result, i): BootstrapResult => {

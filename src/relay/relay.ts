@@ -1,5 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
+import { numberOption } from '../options.js';
 import { isNodeId } from '../identity/index.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import type { ChannelRequestInfo } from '../channel/index.js';
@@ -32,6 +33,8 @@ export interface RelayHost {
   acceptTunnelled(stream: Duplex, origin: NodeId): void;
 }
 
+const WHERE = 'relay option';
+
 type Resolved = Required<Omit<RelayOptions, 'onForward'>> & Pick<RelayOptions, 'onForward'>;
 
 /**
@@ -50,10 +53,11 @@ export class RelayService {
   constructor(host: RelayHost, options: RelayOptions = {}) {
     this.host = host;
     this.options = {
-      maxHops: options.maxHops ?? 16,
-      maxStreamsPerPeer: options.maxStreamsPerPeer ?? 256,
-      maxLifetimeMs: options.maxLifetimeMs ?? 3_600_000,
-      maxBytes: options.maxBytes ?? 16 * 1024 ** 3,
+      maxHops: numberOption(WHERE, 'maxHops', options.maxHops, 16, { integer: true }),
+      maxStreamsPerPeer: numberOption(WHERE, 'maxStreamsPerPeer', options.maxStreamsPerPeer, 256, { integer: true }),
+      // A Node timer fires at once past 2^31 - 1 ms.
+      maxLifetimeMs: numberOption(WHERE, 'maxLifetimeMs', options.maxLifetimeMs, 3_600_000, { above: true, max: 2 ** 31 - 1 }),
+      maxBytes: numberOption(WHERE, 'maxBytes', options.maxBytes, 16 * 1024 ** 3),
       onForward: options.onForward,
     };
   }
