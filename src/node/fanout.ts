@@ -14,36 +14,30 @@ import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 import type { NextHopShare } from '../routing/index.js';
 import {
   FLAG_ALL,
-  FRAME_EXPECT,
   LEG_EXPAND,
   MAX_FANOUT_PAYLOAD,
   MAX_FANOUT_REPLY,
   MAX_FANOUT_TARGETS,
   MAX_LEG_BYTES,
-  RESULT_HOPS_OFFSET,
   SIGNATURE_BYTES,
   STATUS_ERROR,
   STATUS_HOP_ERROR,
   STATUS_OK,
-  UpFrameReader,
   decodeEnvelope,
   decodeErrorBody,
   decodeLeg,
   encodeEnvelope,
   encodeErrorBody,
   encodeExpect,
-  encodeLeg,
   encodeResult,
   envelopeIsTicketed,
   signTicket,
   verifyResult,
   verifyTicket,
-  parseResult,
   type Envelope,
-  type ResultFrame,
-  type UpFrame,
 } from './fanout-codec.js';
 import { readAll } from './read-all.js';
+import { Spread } from './spread.js';
 import type { AnswerLimits, RequestOutcome } from './requests.js';
 import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
 
@@ -67,275 +61,9 @@ const DEFAULT_DEADLINE_MS = 10_000;
 const MAX_DEADLINE_MS = 3_600_000;
 const DEFAULT_MAX_REPLY = 1024 * 1024;
 const DEFAULT_HOP_LIMIT = 32;
-/** Tries per target per node (the deadline usually ends them first). */
-const MAX_ATTEMPTS = 6;
-/** Wait before the first retry, doubling after each (to 2 s): routers need a moment to absorb a loss. */
-const RETRY_DELAY_MS = 250;
-const MAX_RETRY_DELAY_MS = 2000;
-const retryDelay = (attempts: number): number => Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS * 2 ** (attempts - 1));
 /** Replies this small are kept to answer a duplicate delivery (a retried subtree) again. */
 const MAX_CACHED_REPLY = 64 * 1024;
 const EMPTY_ID = Buffer.alloc(16);
-
-
-interface Leg {
-  readonly hop: NodeId;
-  stream: Duplex | undefined;
-  /** Waiting for an EXPECT frame (an expanding leg). */
-  expecting: boolean;
-  failed: boolean;
-}
-
-interface Outstanding {
-  readonly ticket: Buffer | undefined;
-  attempts: number;
-  leg: Leg | undefined;
-}
-
-interface Sink {
-  /** A result for an outstanding target; false: rejected (forged), keep waiting. */
-  result(frame: ResultFrame, fromLeg: boolean): boolean;
-  expect?(targets: Buffer): void;
-  /** Nothing outstanding any more. */
-  idle(): void;
-}
-
-/**
- * One node's share of one fan-out: sends targets down legs or answers them here, tracks what
- * is outstanding on each leg, retries a failed leg's targets once, and fails what is left at
- * the deadline. Used by the origin and by every hop.
- */
-class Spread {
-  private readonly outstanding = new Map<string, Outstanding>();
-  private readonly legs = new Set<Leg>();
-  private readonly retry = new Set<string>();
-  private retryTimer: NodeJS.Timeout | undefined;
-  private readonly deadlineTimer: NodeJS.Timeout;
-  private ended = false;
-
-  constructor(
-    private readonly service: FanoutService,
-    private readonly envelope: Envelope,
-    private readonly deadlineAt: number,
-    private readonly hopLimit: number,
-    private readonly sink: Sink,
-    /** Overrides the routing table (the origin's `via`). */
-    private readonly route?: (packed: Buffer) => NextHopShare[],
-    /** The node this share came from: never sent back there (a loop while routes settle). */
-    private readonly parent?: NodeId,
-  ) {
-    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadlineAt - performance.now()));
-    this.deadlineTimer.unref();
-  }
-
-  get busy(): boolean {
-    return this.outstanding.size > 0 || [...this.legs].some((leg) => leg.expecting);
-  }
-
-  /** Delivers `targets` (packed keys, with their tickets when the envelope lists targets). */
-  add(targets: Buffer, tickets: Buffer | undefined): void {
-    if (this.ended) return;
-    const keys: string[] = [];
-    for (let i = 0; i < targets.length; i += KEY_BYTES) {
-      const key = targets.toString('latin1', i, i + KEY_BYTES);
-      if (this.outstanding.has(key)) continue; // listed twice: answered once
-      const ticket = tickets?.subarray((i / KEY_BYTES) * SIGNATURE_BYTES, (i / KEY_BYTES + 1) * SIGNATURE_BYTES);
-      this.outstanding.set(key, { ticket, attempts: 0, leg: undefined });
-      keys.push(key);
-    }
-    this.distribute(keys);
-  }
-
-  /** Asks `hop` to deliver to every node it knows (it answers with whom to expect). */
-  expandThrough(hop: NodeId): void {
-    this.sendLeg(hop, [], true);
-  }
-
-  private distribute(keys: readonly string[]): void {
-    if (keys.length === 0) return;
-    const packed = Buffer.from(keys.join(''), 'latin1');
-    const shares = this.route ? this.route(packed) : this.service.host.groupByNextHop(packed);
-    const self = this.service.host.identity.nodeId;
-    for (const share of shares) {
-      const shareKeys = Array.from(share.indexes, (i) => keys[i]!);
-      if (share.hop === undefined) {
-        for (const key of shareKeys) this.fail(key, 'UNREACHABLE', `no route to ${nodeIdAt(Buffer.from(key, 'latin1'), 0)} from ${self}`);
-      } else if (share.hop === self) {
-        for (const key of shareKeys) this.deliverHere(key);
-      } else if (this.hopLimit <= 0) {
-        for (const key of shareKeys) this.fail(key, 'HOP_LIMIT', `fan-out hop limit reached at ${self}`);
-      } else if (share.hop === this.parent) {
-        for (const key of shareKeys) this.fail(key, 'UNREACHABLE', `${self} routes it back to ${share.hop}: routes are changing`);
-      } else {
-        this.sendLeg(share.hop, shareKeys, false);
-      }
-    }
-  }
-
-  private deliverHere(key: string): void {
-    const entry = this.outstanding.get(key)!;
-    entry.attempts++;
-    this.service.deliver(this.envelope, entry.ticket, this.deadlineAt).then(
-      (frame) => this.onResult(parseResult(frame), undefined),
-      () => this.fail(key, 'ERR_HANDLER_FAILED', 'local delivery failed'),
-    );
-  }
-
-  private sendLeg(hop: NodeId, keys: readonly string[], expand: boolean): void {
-    const leg: Leg = { hop, stream: undefined, expecting: expand, failed: false };
-    this.legs.add(leg);
-    const ticketed = envelopeIsTicketed(this.envelope.bytes);
-    const targets = Buffer.allocUnsafe(keys.length * KEY_BYTES);
-    const tickets = ticketed ? Buffer.allocUnsafe(keys.length * SIGNATURE_BYTES) : Buffer.alloc(0);
-    keys.forEach((key, i) => {
-      const entry = this.outstanding.get(key)!;
-      entry.leg = leg;
-      entry.attempts++;
-      targets.write(key, i * KEY_BYTES, 'latin1');
-      if (ticketed) entry.ticket!.copy(tickets, i * SIGNATURE_BYTES);
-    });
-    const remaining = this.deadlineAt - performance.now();
-    // The subtree reports its own timeouts a little before ours, so they arrive in time.
-    const budgetMs = remaining - Math.min(100, remaining / 10);
-    const bytes = encodeLeg({ flags: expand ? LEG_EXPAND : 0, hopLimit: this.hopLimit - 1, budgetMs, envelope: this.envelope.bytes, targets, tickets });
-    this.service.stats.legsSent++;
-    this.service.host.openLeg(hop).then(
-      (stream) => {
-        if (this.ended || leg.failed) {
-          stream.destroy();
-          return;
-        }
-        leg.stream = stream;
-        const reader = new UpFrameReader(this.envelope.maxReplyBytes + 256 + SIGNATURE_BYTES);
-        stream.on('data', (chunk: Buffer) => {
-          let frames: UpFrame[];
-          try {
-            frames = reader.push(chunk);
-          } catch (error) {
-            stream.destroy();
-            this.legFailed(leg, error as Error);
-            return;
-          }
-          for (const frame of frames) {
-            if (frame.type === FRAME_EXPECT) {
-              this.onExpect(leg, frame.targets);
-              continue;
-            }
-            const key = frame.target.toString('latin1');
-            const entry = this.outstanding.get(key);
-            if (entry?.leg !== leg) continue;
-            if (frame.status === STATUS_HOP_ERROR && this.retriable(entry, frame)) {
-              entry.leg = undefined;
-              this.scheduleRetry([key]);
-              continue;
-            }
-            frame.frame[RESULT_HOPS_OFFSET] = Math.min(255, frame.hops + 1);
-            this.onResult({ ...frame, hops: Math.min(255, frame.hops + 1) }, leg);
-          }
-        });
-        stream.on('error', (error: Error) => this.legFailed(leg, error));
-        stream.on('end', () => this.legFailed(leg, new PnetError('ERR_STREAM_RESET', `${hop} ended its leg with answers missing`)));
-        stream.on('close', () => this.legFailed(leg, new PnetError('ERR_STREAM_RESET', `leg to ${hop} closed with answers missing`)));
-        stream.end(bytes);
-      },
-      (error: Error) => this.legFailed(leg, error),
-    );
-  }
-
-  private onExpect(leg: Leg, targets: Buffer): void {
-    if (!leg.expecting || !this.sink.expect) return;
-    leg.expecting = false;
-    for (let i = 0; i < targets.length; i += KEY_BYTES) {
-      const key = targets.toString('latin1', i, i + KEY_BYTES);
-      if (!this.outstanding.has(key)) this.outstanding.set(key, { ticket: undefined, attempts: MAX_ATTEMPTS, leg });
-    }
-    this.sink.expect(targets);
-    this.checkIdle();
-  }
-
-  private onResult(frame: ResultFrame, leg: Leg | undefined): void {
-    const key = frame.target.toString('latin1');
-    const entry = this.outstanding.get(key);
-    if (this.ended || entry === undefined || entry.leg !== leg) return;
-    if (!this.sink.result(frame, leg !== undefined)) return;
-    this.outstanding.delete(key);
-    this.checkIdle();
-  }
-
-  private legFailed(leg: Leg, error: Error): void {
-    if (leg.failed) return;
-    leg.failed = true;
-    leg.expecting = false;
-    this.legs.delete(leg);
-    if (this.ended) return;
-    const lost: string[] = [];
-    for (const [key, entry] of this.outstanding) if (entry.leg === leg) lost.push(key);
-    const again: string[] = [];
-    for (const key of lost) {
-      const entry = this.outstanding.get(key)!;
-      entry.leg = undefined;
-      if (this.canRetry(entry)) again.push(key);
-      else this.fail(key, 'UNREACHABLE', `the way through ${leg.hop} failed: ${error.message}`);
-    }
-    this.scheduleRetry(again);
-    this.checkIdle();
-  }
-
-  private canRetry(entry: Outstanding): boolean {
-    return entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > retryDelay(entry.attempts) + RETRY_DELAY_MS;
-  }
-
-  /** A subtree that found no way on (its routes were stale) gets another try once routes settle. */
-  private retriable(entry: Outstanding, frame: ResultFrame): boolean {
-    if (!this.canRetry(entry)) return false;
-    const code = decodeErrorBody(frame.body).code;
-    return code === 'UNREACHABLE' || code === 'HOP_LIMIT';
-  }
-
-  private scheduleRetry(keys: readonly string[]): void {
-    for (const key of keys) this.retry.add(key);
-    if (this.retry.size === 0 || this.retryTimer !== undefined) return;
-    const attempts = Math.min(...[...this.retry].map((key) => this.outstanding.get(key)?.attempts ?? 1));
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      const due = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
-      this.retry.clear();
-      this.service.stats.retried += due.length;
-      this.distribute(due);
-      this.checkIdle();
-    }, retryDelay(attempts));
-    this.retryTimer.unref();
-  }
-
-  /** Reports `key` failed here (unsigned: a hop cannot speak for the target). */
-  private fail(key: string, code: 'UNREACHABLE' | 'HOP_LIMIT' | 'ERR_HANDLER_FAILED' | 'ERR_REQUEST_TIMEOUT', message: string): void {
-    const frame = encodeResult(undefined, this.envelope.requestId, Buffer.from(key, 'latin1'), STATUS_HOP_ERROR, encodeErrorBody(code, message));
-    this.outstanding.get(key)!.leg = undefined;
-    this.onResult(parseResult(frame), undefined);
-  }
-
-  private expire(): void {
-    if (this.ended) return;
-    for (const leg of this.legs) leg.expecting = false;
-    const self = this.service.host.identity.nodeId;
-    for (const key of [...this.outstanding.keys()]) this.fail(key, 'ERR_REQUEST_TIMEOUT', `no answer by the deadline (seen from ${self})`);
-    this.checkIdle();
-  }
-
-  private checkIdle(): void {
-    if (!this.ended && !this.busy && this.retryTimer === undefined) this.sink.idle();
-  }
-
-  /** Stops: timers cleared, legs torn down, nothing more reported. */
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    clearTimeout(this.deadlineTimer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const leg of this.legs) leg.stream?.destroy();
-    this.legs.clear();
-  }
-}
 
 /** Fan-out for one node: starts fan-outs (origin), serves legs (hop) and answers (target). */
 export class FanoutService {
