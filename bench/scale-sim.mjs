@@ -4,14 +4,16 @@
 // Per topology: join storm (everything boots at t = 0) until idle; sampled leaf-to-leaf routes
 // against global shortest paths (next hops followed node by node, costs compared with Dijkstra
 // over the live links, leaves never transit); routing bytes per node at rest over two virtual
-// hours (four refresh periods) with RTT samples that jitter ±20 %; a hub killed and restarted
+// hours (four refresh periods; one hour, two periods, for the 100,100 nodes) with RTT samples
+// that jitter ±20 %; a hub killed and restarted
 // (its neighbours notice after 1 s): virtual time from its return until idle, and bytes moved.
 //
-//   node bench/scale-sim.mjs [--only=star-1k,star-10k,mesh-100x1000] [--pairs=10000] [--out=bench/results/scale-sim]
+//   node --max-old-space-size=14000 bench/scale-sim.mjs [--only=star-1k,star-10k,mesh-100x1000] [--pairs=10000] [--out=bench/results/scale-sim]
 //   PNET_SCALE_SRC=1 node --import tsx bench/scale-sim.mjs   (runs src/ without a build)
+//   --merge keeps the other topologies' results already in <out>.json (run them one at a time)
 //
 // Writes <out>.json and <out>.md. Wall times are this machine's (2 shared cores).
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync, readFileSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 const lib = process.env.PNET_SCALE_SRC ? '../src/routing/testing.ts' : '../dist/routing/testing.js';
@@ -26,14 +28,16 @@ const REST_MS = 2 * 3_600_000;
 const TOPOLOGIES = {
   'star-1k': { name: '1 hub + 1,000 leaves', hubs: 1, leaves: 1_000, hubDegree: 0, rttEveryMs: 10_000 },
   'star-10k': { name: '1 hub + 10,000 leaves', hubs: 1, leaves: 10_000, hubDegree: 0, rttEveryMs: 10_000 },
-  'mesh-100x1000': { name: '100 meshed hubs × 1,000 leaves', hubs: 100, leaves: 1_000, hubDegree: 4, rttEveryMs: 60_000 },
+  'mesh-10x1000': { name: '10 meshed hubs × 1,000 leaves', hubs: 10, leaves: 1_000, hubDegree: 4, rttEveryMs: 60_000 },
+  'mesh-100x1000': { name: '100 meshed hubs × 1,000 leaves', hubs: 100, leaves: 1_000, hubDegree: 4, rttEveryMs: 300_000, restMs: 3_600_000 },
 };
 
 /** The flat link-state router before this work (notes/scale-and-relay.md, same simulation, defaults). */
 const BASELINE = {
   'star-1k': 'hub sends 10.4 MB/s, each leaf receives 10.4 KB/s at rest',
   'star-10k': 'hub sends ~861 MB/s at rest (pacing ceiling); a hub announced at most 1,024 links: ~10 % of leaf pairs reachable',
-  'mesh-100x1000': 'not reachable (10 meshed hubs + 1,000 leaves: 1.15 MB/s per hub, 11.5 MB/s in total)',
+  'mesh-10x1000': 'not measured (10 meshed hubs sharing 1,000 leaves: 1.15 MB/s per hub, 11.5 MB/s in total)',
+  'mesh-100x1000': 'not reachable (one process could not hold it; quadratic: ~10^5 records per node per refresh)',
 };
 
 const ms = (t0) => Math.round(performance.now() - t0);
@@ -108,8 +112,9 @@ function run(key, seed) {
   t0 = performance.now();
   sim.resetTraffic();
   const statsBefore = hubs.map((h) => sim.router(h).stats().published);
-  sim.runFor(REST_MS);
-  const seconds = REST_MS / 1000;
+  const restMs = topo.restMs ?? REST_MS;
+  sim.runFor(restMs);
+  const seconds = restMs / 1000;
   out.rest = {
     virtualSeconds: seconds,
     leaf: trafficByRole(sim, leaves.flat(), seconds),
@@ -148,7 +153,7 @@ function markdown(results) {
     '# Routing at scale (simulation, virtual time, exact counts)',
     '',
     `\`node bench/scale-sim.mjs\` on ${new Date().toISOString().slice(0, 10)}; default Router options; leaves single-homed; RTT samples ±20 %.`,
-    'Bytes are routing message payloads on the virtual links (no transport framing). "At rest": two virtual hours after the join storm settled.',
+    'Bytes are routing message payloads on the virtual links (no transport framing). "At rest": two virtual hours (100,100 nodes: one) after the join storm settled.',
     '',
     '| topology | nodes | join: converged (virtual) | sampled leaf→leaf routes | leaf at rest, sent / received | hub at rest, sent / received (avg; max) | hub restart: idle after | before (flat link state) |',
     '|---|---:|---:|---|---|---|---|---|',
@@ -167,13 +172,17 @@ function markdown(results) {
 
 const results = [];
 const wall = performance.now();
+const MERGE = process.argv.includes('--merge');
+const previous = MERGE && existsSync(`${OUT}.json`) ? JSON.parse(readFileSync(`${OUT}.json`, 'utf8')).results : [];
 for (const key of ONLY) {
   const t0 = performance.now();
   const r = run(key, 2026);
   results.push(r);
   console.error(`${key}: ${ms(t0)} ms wall`, JSON.stringify({ converged: r.converged, routes: r.routes.mismatches, rest: r.rest, restart: r.restart }));
 }
+const order = Object.keys(TOPOLOGIES);
+const all = [...previous.filter((p) => !ONLY.includes(p.key)), ...results].sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
 mkdirSync(dirname(OUT), { recursive: true });
-writeFileSync(`${OUT}.json`, JSON.stringify({ date: new Date().toISOString(), wallMs: ms(wall), results }, null, 2));
-writeFileSync(`${OUT}.md`, markdown(results));
-console.log(markdown(results));
+writeFileSync(`${OUT}.json`, JSON.stringify({ date: new Date().toISOString(), wallMs: ms(wall), results: all }, null, 2));
+writeFileSync(`${OUT}.md`, markdown(all));
+console.log(markdown(all));

@@ -43,29 +43,39 @@ t.test('defaults: records live an hour and are refreshed every 27-30 minutes', a
   t.ok(r.sequence >= 8n && r.sequence <= 10n, `${r.sequence} publications in 4 h`);
 });
 
-t.test('origination rate limit: one publication per 5 s, the changes in between coalesce', async (t) => {
+t.test('origination rate limit: backoff from 1 s to one publication per 5 s under churn, fast again after quiet', async (t) => {
   const r = router(0);
   r.neighbourUp(ID[1]!, 0, 2);
   runTimers(r, 100);
-  t.equal(r.sequence, 1n);
-  r.neighbourUp(ID[2]!, 1000, 2);
-  r.neighbourUp(ID[3]!, 2000, 2);
-  r.neighbourDown(ID[1]!, 3000);
-  runTimers(r, 5049);
-  t.equal(r.sequence, 1n, 'held until 5 s after the last publication');
-  runTimers(r, 5050);
-  t.equal(r.sequence, 2n, 'one publication for three changes');
-  t.equal(r.stats().publishRateLimited, 1);
-  t.same(r.record(ID[0]!)!.links.map((l) => l.to).sort(), [ID[2], ID[3]].sort());
+  t.equal(r.sequence, 1n, 'first change: published after 50 ms');
+  const times: number[] = [];
+  // A new neighbour every second for a minute.
+  const more = Array.from({ length: 60 }, (_, i) => seededSigner(778, i).nodeId);
+  for (let s = 1; s <= 60; s++) {
+    const before = r.sequence;
+    r.neighbourUp(more[s - 1]!, s * 1000, 2);
+    runTimers(r, s * 1000 + 999);
+    if (r.sequence > before) times.push(r.record(ID[0]!)!.expiresAt - 3_600_000);
+  }
+  t.same(times.slice(0, 4), [1050, 3050, 7050, 12_050], 'holds of 1, 2, 4, then 5 s');
+  const gaps = times.slice(1).map((x, i) => x - times[i]!);
+  t.ok(gaps.slice(3).every((g) => g >= 5000), `then at most one per 5 s (${times.length} publications for 60 changes)`);
+  t.ok(r.stats().publishRateLimited >= 10, 'held publications are counted');
+  // Quiet for 5 s: the next change goes out within the publish delay again.
+  runTimers(r, 80_000);
+  const seq = r.sequence;
+  r.neighbourUp(ID[3]!, 90_000, 2);
+  runTimers(r, 90_050);
+  t.equal(r.sequence, seq + 1n, 'after a quiet interval, 50 ms again');
   // A change undone before it leaves publishes nothing.
-  r.neighbourDown(ID[2]!, 20_000);
-  r.neighbourUp(ID[2]!, 20_010, 2);
-  runTimers(r, 30_000);
-  t.equal(r.sequence, 2n, 'down and up again within the publish delay: no new version');
+  r.neighbourDown(ID[3]!, 100_000);
+  r.neighbourUp(ID[3]!, 100_010, 2);
+  runTimers(r, 110_000);
+  t.equal(r.sequence, seq + 1n, 'down and up again within the publish delay: no new version');
 });
 
 t.test('acceptance rate limit: versions within 1 s wait, the newest is taken, nothing is lost', async (t) => {
-  const r = router(0, { publishDelayMs: 0, floodPacingMs: 0, spfDelayMs: 0, spfMinIntervalMs: 0 });
+  const r = router(0, { publishDelayMs: 0, minPublishIntervalMs: 0, floodPacingMs: 0, spfDelayMs: 0, spfMinIntervalMs: 0 });
   r.neighbourUp(ID[1]!, 0, 2);
   r.neighbourUp(ID[2]!, 0, 2);
   runTimers(r, 10);

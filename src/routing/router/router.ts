@@ -102,8 +102,16 @@ export interface RouterOptions {
   refreshJitter?: number;
   /** A change of our links is published this long after it (coalesces bursts; default 50 ms). */
   publishDelayMs?: number;
-  /** At least this long between two publications of one of our fragments, except refresh and sequence recovery (OSPF MinLSInterval; default 5 s). */
+  /**
+   * Origination rate limit per fragment (OSPF MinLSInterval, with IS-IS-style backoff): after a
+   * publication the next change waits publishBackoffMs (default 1 s), doubling with each
+   * publication up to this interval (default 5 s): under sustained churn a fragment is published
+   * at most once per minPublishIntervalMs. A fragment stable for that long reacts within
+   * publishDelayMs again. Refresh and sequence recovery are not held.
+   */
   minPublishIntervalMs?: number;
+  /** First hold of the backoff above (default 1 s, never more than minPublishIntervalMs). */
+  publishBackoffMs?: number;
   /**
    * A new version of a record (origin, fragment) accepted less than this long after the previous
    * one waits until the interval is over; the newest waiting version is then taken (OSPF
@@ -241,6 +249,10 @@ interface OwnFragment {
   /** Publish even if the links did not change (refresh, sequence recovery). */
   must: boolean;
   lastPublishAt: number;
+  /** How long the next change waits after lastPublishAt (origination backoff). */
+  hold: number;
+  /** The pending publication waits for the hold (so it does not start the backoff over). */
+  held: boolean;
   rec: LinkStateRecord | undefined;
 }
 
@@ -301,6 +313,7 @@ export class Router {
   readonly #refreshJitter: number;
   readonly #publishDelayMs: number;
   readonly #minPublishMs: number;
+  readonly #backoffMs: number;
   readonly #minArrivalMs: number;
   readonly #holdMs: number;
   readonly #spfDelayMs: number;
@@ -390,6 +403,7 @@ export class Router {
     this.#refreshJitter = option('refreshJitter', options.refreshJitter, 0.1, 0, 0.9);
     this.#publishDelayMs = option('publishDelayMs', options.publishDelayMs, 50, 0);
     this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 5_000, 0);
+    this.#backoffMs = Math.min(this.#minPublishMs, option('publishBackoffMs', options.publishBackoffMs, 1_000, 0));
     this.#minArrivalMs = option('minArrivalIntervalMs', options.minArrivalIntervalMs, 1_000, 0);
     this.#floodPacingMs = option('floodPacingMs', options.floodPacingMs, 10, 0);
     this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
@@ -795,7 +809,7 @@ export class Router {
   }
 
   #newFragment(): number {
-    this.#frags.push({ members: new Set(), publishAt: undefined, must: false, lastPublishAt: -Infinity, rec: undefined });
+    this.#frags.push({ members: new Set(), publishAt: undefined, must: false, lastPublishAt: -Infinity, hold: 0, held: false, rec: undefined });
     return this.#frags.length - 1;
   }
 
@@ -804,8 +818,11 @@ export class Router {
     this.#defaultHop = this.#leaf ? this.#chooseDefault() : undefined;
     this.#scheduleSpf();
     const f = this.#frags[frag]!;
-    const at = Math.max(this.#now + this.#publishDelayMs, f.lastPublishAt + this.#minPublishMs);
-    if (f.publishAt === undefined && at > this.#now + this.#publishDelayMs) this.#stats.publishRateLimited++;
+    const at = Math.max(this.#now + this.#publishDelayMs, f.lastPublishAt + f.hold);
+    if (f.publishAt === undefined && at > this.#now + this.#publishDelayMs) {
+      this.#stats.publishRateLimited++;
+      f.held = true;
+    }
     if (f.publishAt === undefined || at < f.publishAt) f.publishAt = at;
     if (this.#publishAt === undefined || f.publishAt < this.#publishAt) this.#publishAt = f.publishAt;
   }
@@ -878,7 +895,10 @@ export class Router {
     f.must = false;
     const links = this.#fragmentLinksOf(f);
     // A change undone before it left (a neighbour down and up again) publishes nothing.
-    if (!must && f.rec !== undefined && sameLinkSet(f.rec.links, links)) return;
+    if (!must && f.rec !== undefined && sameLinkSet(f.rec.links, links)) {
+      f.held = false;
+      return;
+    }
     if (this.#lastSeq >= MAX_SEQUENCE) return; // 2^64 - 1 reached (only a record we signed can bring us here)
     const seq = this.#lastSeq + 1n;
     const fields = { origin: this.nodeId, fragment: index, leaf: this.#leaf, seq, lifetimeMs: this.#lifetimeMs, links };
@@ -886,6 +906,10 @@ export class Router {
     if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
     this.#lastSeq = seq;
     f.rec = decoded.value;
+    // Backoff: quiet for the whole interval starts over, churn doubles the hold up to the interval.
+    const quiet = !f.held && this.#now - f.lastPublishAt >= this.#minPublishMs;
+    f.hold = quiet ? this.#backoffMs : Math.min(this.#minPublishMs, Math.max(this.#backoffMs, 2 * f.hold));
+    f.held = false;
     f.lastPublishAt = this.#now;
     const expiresAt = this.#now + this.#lifetimeMs;
     this.#originOf(this.nodeId).put(index, { rec: decoded.value, expiresAt, acceptedAt: this.#now });
