@@ -3,7 +3,8 @@
  * binding.ts checks options and binds the transports; dialer.ts races QUIC against HTTP/2;
  * peers.ts keeps one connection per peer; neighbours.ts glues the router to connections;
  * streams.ts serves and opens channel streams (direct, relayed, dialed); requests.ts is the one
- * request pipeline (handleRequest and fan-out targets); fanout.ts spreads requests by next hop.
+ * request pipeline (handleRequest and fan-out targets); fanout.ts spreads requests by next hop
+ * (spread.ts: one node's share of one fan-out).
  */
 import { EventEmitter } from 'node:events';
 import { PnetError } from '../errors.js';
