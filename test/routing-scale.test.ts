@@ -248,3 +248,19 @@ t.test('without role hints, routers learn roles from the records themselves', as
   const leaf = sim.router(leafIds[0]![0]!);
   t.ok(leaf.neighbours().every((n) => n.role === 'router'), 'the leaf knows its hub is a router');
 });
+
+t.test('RTT noise on every link (±30 %, a sample per second) re-publishes nothing at rest', async (t) => {
+  const sim = new RoutingSimulation({ seed: 35, rttSampleIntervalMs: 1000, rttJitter: 0.3 });
+  const { hubIds, leafIds } = hubsAndLeaves(sim, 3, 50);
+  const all = [...hubIds, ...leafIds.flat()];
+  t.ok(sim.runUntilIdle(60_000));
+  sim.runFor(60_000);
+  const published = () => all.reduce((n, id) => n + sim.router(id).stats().published, 0);
+  const before = published();
+  sim.resetTraffic();
+  sim.runFor(10 * 60_000);
+  t.equal(published() - before, 0, 'no publication in 10 minutes of noisy samples (refresh is at 27-30 min)');
+  const hubBytes = hubIds.reduce((n, id) => n + sim.traffic(id).bytesSent + sim.traffic(id).bytesReceived, 0);
+  t.equal(hubBytes, 0, 'no routing traffic at all');
+  t.equal(sim.checkRoutes().mismatches, 0);
+});
