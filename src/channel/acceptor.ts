@@ -126,8 +126,10 @@ function receiveOpen(attempt: Attempt): Promise<OpenResult> {
   const stream = session.stream;
   const { timeoutMs, headerTimeoutMs } = settings;
   return new Promise<OpenResult>((resolve) => {
+    let settled = false;
     const settle = (result: OpenResult, outcome?: NegotiationOutcome): void => {
-      if (!ticket.evictable) return; // settled already (an eviction racing a deadline)
+      if (settled) return; // an eviction racing a deadline
+      settled = true;
       ticket.evictable = false;
       attempt.outcome = outcome;
       clearTimeout(timer);
