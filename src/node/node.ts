@@ -97,7 +97,6 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       this.peerTable.addresses.set(connection.remoteNodeId, target);
       this.adopt(connection);
     });
-    this.neighbours = new Neighbours(identity, settings, { live, entries: () => this.peerTable.entries(), route: (change) => this.emit('route', change), report });
     this.streams = new Streams(
       { identity, live, nextHop: (nodeId) => this.neighbours.nextHop(nodeId), connectionTo: (nodeId) => this.connectionTo(nodeId), report },
       { negotiationTimeoutMs: settings.negotiationTimeoutMs, relay: options.relay },
@@ -118,6 +117,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       },
       options.fanout,
     );
+    // Last: it starts timers, and the services above may still refuse their options.
+    this.neighbours = new Neighbours(identity, settings, { live, entries: () => this.peerTable.entries(), route: (change) => this.emit('route', change), report });
     this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });
     this.streams.serveReserved(ROUTING_CHANNEL, (negotiated, info) => this.neighbours.receive(negotiated.stream, info.remoteNodeId));
     for (const transport of transports) {
