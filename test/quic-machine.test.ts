@@ -78,6 +78,14 @@ t.test('QUIC DATAGRAM frames over loopback UDP: QuicConnection.sendDatagram and 
       if (got.length === 20) resolve();
     });
   });
+  // One round trip on a stream first: DATAGRAM frames are never resent, and the client's first
+  // packets after the handshake can be lost (quiche's stats showed one declared lost in about half
+  // the runs here when the datagrams left at once; its stream data was resent, the datagrams not).
+  ba.on('stream', (stream) => stream.pipe(stream));
+  const probe = await ab.openStream();
+  const back = once(probe, 'data');
+  probe.end('ready?');
+  await back;
   for (let i = 0; i < 20; i++) t.ok(ab.sendDatagram(Buffer.from(`datagram ${i}`)));
   await all;
   t.same(got.sort(), Array.from({ length: 20 }, (_, i) => `datagram ${i}`).sort(), 'all 20 arrived (loopback loses none)');
@@ -85,4 +93,23 @@ t.test('QUIC DATAGRAM frames over loopback UDP: QuicConnection.sendDatagram and 
   ba.sendDatagram(Buffer.from('pong'));
   t.equal((await echoed)[0].toString(), 'pong');
   t.notOk(ab.sendDatagram(Buffer.alloc(ab.maxDatagramPayload + 1)), 'too large: refused');
+});
+
+t.test("peer streams are accepted in the order their data arrives, not by id", async (t) => {
+  // Why test/transport.test.ts finds the peer's end of a stream by id: under load, the packet with
+  // stream 0's first bytes came after those of streams 4, 8 and 12.
+  const pair = await QuicPair.connect();
+  const { client, server } = pair;
+  const first = client.open();
+  client.write(first, Buffer.from('x'), false);
+  client.filter = () => 'hold';
+  client.drive();
+  client.filter = undefined;
+  const later = [client.open(), client.open(), client.open()];
+  for (const id of later) client.write(id, Buffer.from('x'), false);
+  client.drive();
+  server.receiveAll(); // streams 4, 8 and 12 arrive and are served
+  client.release(); // then stream 0's packet
+  pair.run();
+  t.same(server.opened, [...later, first]);
 });

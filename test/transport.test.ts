@@ -366,10 +366,13 @@ for (const variant of VARIANTS) {
         t.equal(fifth, undefined, 'the fifth stream waits');
         while (accepted.length < 4) await delay(5);
         // Finish one stream both ways: its slot frees. (Each end carries data: see docs/TRANSPORT.md on
-        // QUIC fin-only frames.)
+        // QUIC fin-only frames.) The peer's end of open[0] is found by id: streams are accepted in the
+        // order their data arrives, which a lost or late packet changes (under load this test used to
+        // end open[0] at one end and another stream at the other, and no slot ever freed).
+        const peerEnd = accepted.find((stream) => stream.streamId === open[0]!.streamId)!;
         open[0]!.end('y');
-        accepted[0]!.end('y');
-        accepted[0]!.resume();
+        peerEnd.end('y');
+        peerEnd.resume();
         open[0]!.resume();
         await waiting;
         t.ok(fifth, 'the fifth stream opened once a slot was free');

@@ -222,30 +222,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     });
     socket.setNoDelay(true);
     this.own(socket);
-    const tls13 = new Promise<number>((resolve, reject) => {
-      let connectedAt = started;
-      const fail = (error: PnetError): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', abandon);
-        socket.destroy();
-        reject(error);
-      };
-      const timer = setTimeout(
-        () => fail(new PnetError('ERR_CONNECT_TIMEOUT', `HTTP/2 dial to ${target} did not complete within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      socket.once('connect', () => (connectedAt = performance.now()));
-      socket.on('error', (error) => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target} failed: ${error.message}`, { cause: error })));
-      socket.once('close', () => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target}: connection closed during the TLS handshake`)));
-      const abandon = (): void => fail(new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned'));
-      signal?.addEventListener('abort', abandon, { once: true });
-      socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', abandon);
-        resolve(performance.now() - connectedAt);
-      });
-    });
-    const handshakeRttMs = await tls13;
+    const handshakeRttMs = await tlsHandshake(socket, { target, timeoutMs, started, ...(signal === undefined ? {} : { signal }) });
     socket.removeAllListeners('error');
     socket.removeAllListeners('close');
     socket.on('error', noop); // the HTTP/2 session reports what matters
@@ -311,6 +288,31 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     })();
     return this.closing;
   }
+}
+
+/** Waits for a dialed TLS 1.3 handshake: its round-trip time (from the TCP connect), or a PnetError (timeout, failure, abandoned). */
+function tlsHandshake(socket: tls.TLSSocket, how: { target: string; timeoutMs: number; started: number; signal?: AbortSignal }): Promise<number> {
+  const { target, timeoutMs, started, signal } = how;
+  return new Promise<number>((resolve, reject) => {
+    let connectedAt = started;
+    const fail = (error: PnetError): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abandon);
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new PnetError('ERR_CONNECT_TIMEOUT', `HTTP/2 dial to ${target} did not complete within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('connect', () => (connectedAt = performance.now()));
+    socket.on('error', (error) => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target} failed: ${error.message}`, { cause: error })));
+    socket.once('close', () => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target}: connection closed during the TLS handshake`)));
+    const abandon = (): void => fail(new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned'));
+    signal?.addEventListener('abort', abandon, { once: true });
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abandon);
+      resolve(performance.now() - connectedAt);
+    });
+  });
 }
 
 function noop(): void {}
