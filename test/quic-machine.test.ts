@@ -11,7 +11,7 @@ import type { Connection, QuicConnection } from '../src/transport/index.js';
 import { QuicPair } from './fixtures/quic-pair.js';
 
 /** The machine's files: the machine and what it imports from its folder. */
-const MACHINE_FILES = ['machine.ts', 'quiche-errors.ts'];
+const MACHINE_FILES = ['machine.ts', 'quiche-errors.ts', 'coalesced.ts'];
 const FORBIDDEN = ['setTimeout', 'setInterval', 'setImmediate', 'queueMicrotask', 'process.nextTick', 'performance', 'Date', 'dgram', 'node:net', 'socket', 'Socket'];
 
 t.test('the machine references no timer, clock or socket', async (t) => {
@@ -78,9 +78,9 @@ t.test('QUIC DATAGRAM frames over loopback UDP: QuicConnection.sendDatagram and 
       if (got.length === 20) resolve();
     });
   });
-  // One round trip on a stream first: DATAGRAM frames are never resent, and the client's first
-  // packets after the handshake can be lost (quiche's stats showed one declared lost in about half
-  // the runs here when the datagrams left at once; its stream data was resent, the datagrams not).
+  // One round trip on a stream first, so the handshake is over at both ends: DATAGRAM frames are
+  // never resent. (Sent at once, they were lost in about half the runs under tap: their packet was
+  // coalesced behind a late Handshake packet, and quiche dropped both; see the next tests.)
   ba.on('stream', (stream) => stream.pipe(stream));
   const probe = await ab.openStream();
   const back = once(probe, 'data');
@@ -112,4 +112,42 @@ t.test("peer streams are accepted in the order their data arrives, not by id", a
   client.release(); // then stream 0's packet
   pair.run();
   t.same(server.opened, [...later, first]);
+});
+
+t.test('a late Handshake packet coalesced in front of a 1-RTT packet does not take it down', async (t) => {
+  // quiche 0.18 drops the rest of a datagram whose first packet it cannot decrypt; after the
+  // handshake the server has discarded its Handshake keys, so a client datagram that starts with a
+  // retransmitted Handshake packet lost the DATAGRAM (or stream data) coalesced behind it.
+  const { firstPacketLength } = await import('../src/transport/quic/coalesced.js');
+  const pair = await QuicPair.connect();
+  const { client, server } = pair;
+  let handshakePacket: Buffer | undefined;
+  for (const datagram of client.handshakeLog) {
+    for (let rest = datagram; rest.length > 0 && handshakePacket === undefined; ) {
+      const end = firstPacketLength(rest);
+      if ((rest[0]! & 0xb0) === 0xa0) handshakePacket = rest.subarray(0, end); // long header, type Handshake
+      rest = rest.subarray(end);
+    }
+  }
+  t.ok(handshakePacket, 'the client sent a Handshake packet during the handshake');
+  t.ok(client.machine.sendDatagram(Buffer.from('late')));
+  client.drive();
+  const oneRtt = client.outbox.splice(0);
+  t.equal(oneRtt.length, 1);
+  t.equal(oneRtt[0]![0]! & 0x80, 0, 'a short-header (1-RTT) packet');
+  server.machine.handleDatagram(Buffer.concat([handshakePacket!, oneRtt[0]!]), 0, () => server.transmit());
+  server.drive();
+  t.same(server.datagrams.map(String), ['late'], 'the coalesced 1-RTT packet was read');
+});
+
+t.test('firstPacketLength: long headers end at their Length, short headers take the rest', async (t) => {
+  const { firstPacketLength } = await import('../src/transport/quic/coalesced.js');
+  // Handshake: flags, version, dcid (2), scid (1), Length 0x4005 (2-byte varint: 5), 5 bytes, then more.
+  const handshake = Buffer.from([0xe0, 0, 0, 0, 1, 2, 9, 9, 1, 8, 0x40, 0x05, 1, 2, 3, 4, 5, 0x40, 7, 7]);
+  t.equal(firstPacketLength(handshake), 17);
+  // Initial: token length 2 and a token before the Length (1-byte varint 3).
+  const initial = Buffer.from([0xc0, 0, 0, 0, 1, 0, 0, 2, 6, 6, 3, 1, 2, 3, 0x40]);
+  t.equal(firstPacketLength(initial), 14);
+  t.equal(firstPacketLength(Buffer.from([0x40, 1, 2, 3])), 4, 'short header');
+  t.equal(firstPacketLength(Buffer.from([0xe0, 0, 0, 0, 1, 30])), 6, 'truncated: the whole datagram');
 });

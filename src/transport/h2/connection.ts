@@ -6,6 +6,7 @@ import { PnetError } from '../../errors.js';
 import type { NodeId } from '../../identity/index.js';
 import type { CloseOptions, Connection, ConnectionEvents, SocketAddress } from '../types.js';
 import { H2Stream } from './stream.js';
+import type { H2StreamHost } from './stream.js';
 import { StreamInbox } from '../inbox.js';
 import { CreditWaiters, untilDeadline } from '../shared.js';
 import {
@@ -88,7 +89,7 @@ function sessionOptions(settings: H2ConnectionSettings, inbound: boolean): http2
  * dialer keeps a few "parked" requests open at the dialed side; the dialed side opens a stream
  * by answering one, and asks for more on the control stream when it runs short (docs/TRANSPORT.md).
  */
-export class H2Connection extends EventEmitter<ConnectionEvents> implements Connection {
+export class H2Connection extends EventEmitter<ConnectionEvents> implements Connection, H2StreamHost {
   readonly transport = 'h2' as const;
   readonly direction: 'inbound' | 'outbound';
   readonly remoteNodeId: NodeId;

@@ -1,12 +1,22 @@
 import { Duplex } from 'node:stream';
 import type { Http2Stream, ServerHttp2Stream } from 'node:http2';
 import { PnetError } from '../../errors.js';
-import type { Stream } from '../types.js';
-import type { H2Connection } from './connection.js';
+import type { Connection, Stream } from '../types.js';
 import { END_TRAILERS, RESPONSE_HEADERS, RESPONSE_OPTIONS, toWireCode } from './protocol.js';
 
 type Callback = (error?: Error | null) => void;
 
+
+/** What an H2Stream asks of its connection (H2Connection implements it; declared here so the stream does not import the connection). */
+export interface H2StreamHost extends Connection {
+  /** The stream's HTTP/2 stream closed: its slot in the peer's limit is free. */
+  innerClosed(stream: H2Stream): void;
+  /** Why a stream's HTTP/2 stream ended without both sides finishing. */
+  streamEndError(rstCode: number | undefined): PnetError;
+  closedError(): PnetError;
+  /** The stream is over (both directions ended, reset or failed). */
+  release(stream: H2Stream): void;
+}
 
 /**
  * One pnet stream over one HTTP/2 stream, as a Node Duplex.
@@ -20,7 +30,7 @@ type Callback = (error?: Error | null) => void;
  * ERR_CONNECTION_CLOSED or ERR_IDLE_TIMEOUT.
  */
 export class H2Stream extends Duplex implements Stream {
-  readonly connection: H2Connection;
+  readonly connection: H2StreamHost;
   readonly inner: Http2Stream;
   /** Opened by the dialed side through a parked request (see docs/TRANSPORT.md). */
   readonly reverse: boolean;
@@ -35,7 +45,7 @@ export class H2Stream extends Duplex implements Stream {
   private pendingWrite: Callback | null = null;
   private pendingFinal: Callback | null = null;
 
-  constructor(connection: H2Connection, inner: Http2Stream, reverse: boolean) {
+  constructor(connection: H2StreamHost, inner: Http2Stream, reverse: boolean) {
     super({ allowHalfOpen: true, highWaterMark: 256 * 1024 });
     this.connection = connection;
     this.inner = inner;

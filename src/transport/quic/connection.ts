@@ -5,6 +5,7 @@ import type { CloseOptions, Connection, ConnectionEvents, SocketAddress } from '
 import { StreamInbox } from '../inbox.js';
 import { CreditWaiters } from '../shared.js';
 import { QuicStream } from './stream.js';
+import type { QuicStreamHost } from './stream.js';
 import { QuicMachine, Transmit } from './machine.js';
 import type { MachineEvent } from './machine.js';
 import type { Drivable, Scheduler } from './scheduler.js';
@@ -47,7 +48,7 @@ export interface QuicConnectionInit {
  * when the machine asks (through the Scheduler's batches) and keeps the one re-armed timer. The
  * only clock and timers of a QUIC connection are here.
  */
-export class QuicConnection extends EventEmitter<ConnectionEvents> implements Connection, Drivable {
+export class QuicConnection extends EventEmitter<ConnectionEvents> implements Connection, QuicStreamHost, Drivable {
   readonly transport = 'quic' as const;
   readonly direction: 'inbound' | 'outbound';
   readonly machine: QuicMachine;

@@ -4,6 +4,7 @@ import { verifyPeerCertificate } from '../../identity/index.js';
 import type { NodeId } from '../../identity/index.js';
 import type { SocketAddress } from '../types.js';
 import { classifyQuicheError } from './quiche-errors.js';
+import { firstPacketLength } from './coalesced.js';
 
 /*
  * QuicMachine: one QUIC connection as a sans-IO state machine over a quiche connection, in the
@@ -229,15 +230,31 @@ export class QuicMachine {
     // as it has a fin offset, so an ACK read before a pending FIN left would make it drop that FIN.
     if (this.wrote || this.urgency !== Transmit.NONE) transmitFirst();
     this.now = now;
+    // Once established, a long-header packet is a late handshake packet: feed the packets coalesced
+    // behind it one by one, or quiche drops them with it when it cannot decrypt it (coalesced.ts).
+    if (this.established && (datagram[0]! & 0x80) !== 0) this.receiveCoalesced(datagram, now);
+    else this.receivePacket(datagram, now);
+    this.wantsService = true;
+  }
+
+  private receiveCoalesced(datagram: Buffer, now: number): void {
+    let rest = datagram;
+    while (rest.length > 0) {
+      const end = firstPacketLength(rest);
+      this.receivePacket(rest.subarray(0, end), now);
+      rest = rest.subarray(end);
+    }
+  }
+
+  private receivePacket(packet: Buffer, now: number): void {
     try {
-      this.quiche.recv(datagram, this.recvInfo);
+      this.quiche.recv(packet, this.recvInfo);
       this.sentSinceRecv = 0;
       this.datagramsIn = true;
       this.lastActivity = now;
     } catch {
       // A datagram quiche cannot use (garbage, duplicate, wrong keys) is dropped; the connection lives on.
     }
-    this.wantsService = true;
   }
 
   /** The deadline from pollTimeout passed (early calls are harmless). */

@@ -1,9 +1,16 @@
 import { Duplex } from 'node:stream';
 import type { PnetError } from '../../errors.js';
-import type { Stream } from '../types.js';
-import type { QuicConnection } from './connection.js';
+import type { Connection, Stream } from '../types.js';
 
 type Callback = (error?: Error | null) => void;
+
+/** What a QuicStream asks of its connection (QuicConnection implements it; declared here so the stream does not import the connection). */
+export interface QuicStreamHost extends Connection {
+  streamWrite(stream: QuicStream, chunk: Buffer, fin: boolean, callback: Callback): void;
+  streamEnding(stream: QuicStream): void;
+  streamWantsRead(stream: QuicStream): void;
+  streamReset(stream: QuicStream, code: number): void;
+}
 const EMPTY = Buffer.alloc(0);
 
 /**
@@ -13,7 +20,7 @@ const EMPTY = Buffer.alloc(0);
  */
 export class QuicStream extends Duplex implements Stream {
   readonly streamId: number;
-  readonly connection: QuicConnection;
+  readonly connection: QuicStreamHost;
   /** Why the transport ended this stream, if it did. */
   resetError: PnetError | undefined;
 
@@ -24,7 +31,7 @@ export class QuicStream extends Duplex implements Stream {
   /** Hands read chunks to Node (the machine calls it; null for the end). */
   readonly deliver = (chunk: Buffer | null): boolean => this.push(chunk);
 
-  constructor(connection: QuicConnection, streamId: number) {
+  constructor(connection: QuicStreamHost, streamId: number) {
     super({ allowHalfOpen: true, highWaterMark: 256 * 1024 });
     this.connection = connection;
     this.streamId = streamId;
