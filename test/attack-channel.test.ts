@@ -14,6 +14,7 @@ import {
   openChannel,
   tryDecodeFrame,
   type AcceptResult,
+  type ChannelStream,
   type NegotiationStats,
 } from '../src/channel/index.js';
 
@@ -58,10 +59,13 @@ interface Harness {
 
 function harness(): Harness {
   const registry = new ChannelRegistry();
-  registry.register('svc', (ch) => {
+  const serve = (ch: ChannelStream): void => {
     ch.stream.resume();
     ch.stream.end('ok');
-  });
+  };
+  registry.register('svc', serve);
+  // an async authorise hook that answers the good peer at once and keeps everyone else waiting
+  registry.register('gate', serve, { authorise: (info) => (info.remoteNodeId === GOOD ? Promise.resolve(true) : new Promise<boolean>(() => undefined)) });
   const streams: Duplex[] = [];
   const results: Promise<AcceptResult>[] = [];
   return {
@@ -82,12 +86,12 @@ function harness(): Harness {
 }
 
 /** The good peer's phase: ATTEMPTS opens, BATCH at a time; how many were accepted. */
-async function goodPhase(h: Harness): Promise<number> {
+async function goodPhase(h: Harness, channel = 'svc'): Promise<number> {
   let ok = 0;
   for (let i = 0; i < ATTEMPTS; i += BATCH) {
     const batch = [];
     for (let j = 0; j < BATCH; j++) {
-      const ch = openChannel(h.connect(GOOD), 'svc');
+      const ch = openChannel(h.connect(GOOD), channel);
       ch.stream.end();
       batch.push(ch.accepted.then(() => 1, () => 0));
     }
@@ -99,12 +103,12 @@ async function goodPhase(h: Harness): Promise<number> {
 /** Partial OPENs: a header promising 16 body bytes and one of them, or just 2 header bytes. */
 const PARTIALS = [Buffer.from('a101001000', 'hex'), Buffer.from('a101', 'hex')];
 
-/** `count` streams from `peer`, each holding a partial OPEN; resolves once they reached the acceptor. */
-async function attack(h: Harness, peer: NodeId, count: number): Promise<Duplex[]> {
+/** `count` streams from `peer`, each holding a partial OPEN (or sending `open`); resolves once they reached the acceptor. */
+async function attack(h: Harness, peer: NodeId, count: number, open?: Buffer): Promise<Duplex[]> {
   const held: Duplex[] = [];
   for (let i = 0; i < count; i++) {
     const s = h.connect(peer);
-    s.write(PARTIALS[i % PARTIALS.length]);
+    s.write(open ?? PARTIALS[i % PARTIALS.length]);
     held.push(s);
   }
   await new Promise((resolve) => setImmediate(resolve));
@@ -146,19 +150,20 @@ t.test('one attacker key holding partial OPENs on many streams: the good peer ke
   const without = await goodPhase(h);
   const attackers = DEFAULT_MAX_PENDING + 100; // more than the whole node's table (3 connections' worth in the issue)
   const held = await attack(h, 'attacker' as NodeId, attackers);
-  t.equal(h.registry.pendingNegotiations, DEFAULT_MAX_PENDING_PER_PEER, 'the attacker holds only its share');
+  t.equal(h.registry.pendingNegotiations, DEFAULT_MAX_PENDING, 'the attacker fills the free table (a burst is allowed)...');
   const withAttack = await goodPhase(h);
   const stats = h.registry.negotiationStats();
   report(t, 'one key', without, withAttack, stats);
   t.equal(without, ATTEMPTS, 'every open succeeds without the attack');
   t.ok(withAttack >= without * 0.5, `good peer keeps >= 50% of its successes (${withAttack} vs ${without})`);
-  t.equal(stats.rejectedPeerLimit, attackers - DEFAULT_MAX_PENDING_PER_PEER, 'every attacker OPEN beyond its share is counted');
-  t.equal(stats.rejectedNodeLimit, 0);
+  t.equal(stats.rejectedNodeLimit, attackers - DEFAULT_MAX_PENDING, '...and its OPENs beyond the node cap are refused and counted');
+  t.ok(stats.evicted >= 1, '...and it loses its oldest ones to the good peer (counted)');
   t.equal(stats.accepted, without + withAttack);
-  t.equal(answers(held).OVERLOADED, attackers - DEFAULT_MAX_PENDING_PER_PEER, 'the attacker was told OVERLOADED at once');
+  const got = answers(held);
+  t.equal(got.OVERLOADED, stats.rejectedNodeLimit + stats.evicted, 'each refusal reached the attacker as OVERLOADED at once');
   await h.close();
   t.equal(h.registry.pendingNegotiations, 0, 'every slot given back');
-  t.equal(h.registry.negotiationStats().streamFailures, DEFAULT_MAX_PENDING_PER_PEER, 'the held ones ended when their streams closed');
+  t.equal(h.registry.negotiationStats().streamFailures, got.none, 'the held ones ended when their streams closed');
 });
 
 t.test('many attacker keys (a Sybil set) fill the node cap: fair eviction lets the good peer in', async (t) => {
@@ -184,20 +189,42 @@ t.test('many attacker keys (a Sybil set) fill the node cap: fair eviction lets t
   t.equal(h.registry.pendingNegotiations, 0);
 });
 
-t.test('an attacker renewing its partial OPENs after each refusal still holds only its share', async (t) => {
+t.test('an attacker renewing its partial OPENs round after round cannot keep the good peer out', async (t) => {
   const h = harness();
   const without = await goodPhase(h);
   let withAttack = 0;
   const rounds = 5;
+  const held: Duplex[] = [];
   for (let r = 0; r < rounds; r++) {
-    await attack(h, 'renewing' as NodeId, 300);
+    held.push(...(await attack(h, 'renewing' as NodeId, 300)));
     withAttack += await goodPhase(h);
   }
   const stats = h.registry.negotiationStats();
   report(t, 'renewing', without * rounds, withAttack, stats, ATTEMPTS * rounds);
   t.ok(withAttack >= without * rounds * 0.5, `good peer keeps >= 50% (${withAttack} of ${without * rounds})`);
-  t.equal(stats.rejectedPeerLimit, rounds * 300 - DEFAULT_MAX_PENDING_PER_PEER);
+  t.ok(stats.rejectedNodeLimit > 0 && stats.evicted > 0, 'refused at the cap and evicted, both counted');
+  t.equal(answers(held).OVERLOADED, stats.rejectedNodeLimit + stats.evicted);
+  t.ok(stats.peakPending <= DEFAULT_MAX_PENDING);
   await h.close();
+});
+
+t.test('Sybil keys holding complete OPENs in a slow authorise hook: the per-peer share and eviction of hooks', async (t) => {
+  const h = harness();
+  const without = await goodPhase(h, 'gate');
+  const keys = 5; // 5 keys x 300 OPENs, each key's hooks held to its share of 256: more than the node cap together
+  const held: Duplex[] = [];
+  for (let k = 0; k < keys; k++) held.push(...(await attack(h, `hook-${k}` as NodeId, 300, encodeOpen('gate'))));
+  t.equal(h.registry.pendingNegotiations, DEFAULT_MAX_PENDING, 'the node cap is full of hooks');
+  const withAttack = await goodPhase(h, 'gate');
+  const stats = h.registry.negotiationStats();
+  report(t, 'hooks', without, withAttack, stats);
+  t.equal(without, ATTEMPTS);
+  t.ok(withAttack >= without * 0.5, `good peer keeps >= 50% of its successes (${withAttack} vs ${without})`);
+  t.ok(stats.rejectedPeerLimit >= 3 * (300 - DEFAULT_MAX_PENDING_PER_PEER), 'the first keys: their hooks beyond the share refused, counted');
+  t.ok(stats.evicted > 0, 'hooks of the heaviest keys evicted for the fifth key and the good peer');
+  t.equal(answers(held).OVERLOADED, stats.rejectedPeerLimit + stats.rejectedNodeLimit + stats.evicted, 'each refusal reached its attacker');
+  await h.close();
+  t.equal(h.registry.pendingNegotiations, 0, 'hooks still running give their slot back when the stream closes');
 });
 
 t.test('slowloris: no header within headerTimeoutMs is BAD_FRAME and counted; a header in time waits for its body', async (t) => {

@@ -1,59 +1,84 @@
-// The channel layer's negotiation scope (src/channel/limits.ts), sans-IO: node cap, per-peer
-// share, fair eviction of the heaviest peer's oldest unfinished OPEN, and the counters.
+// The channel layer's negotiation scope (src/channel/limits.ts), sans-IO: the node cap, fair
+// eviction of the heaviest peer's oldest negotiation (waiting for bytes before waiting in a hook),
+// the per-peer share of async authorise hooks, and the counters.
 import t from 'tap';
+import { Duplex } from 'node:stream';
 import type { NodeId } from '../src/identity/index.js';
 import { NegotiationScope, type NegotiationTicket } from '../src/channel/limits.js';
 import { ChannelRegistry, acceptChannel, type AcceptChannelOptions } from '../src/channel/index.js';
-import { Duplex } from 'node:stream';
 
 const A = 'a' as NodeId;
 const B = 'b' as NodeId;
 const C = 'c' as NodeId;
-const caps = { maxPending: 4, maxPendingPerPeer: 3 };
+const caps = { maxPending: 4, maxPendingPerPeer: 2 };
 
-function ticket(x: NegotiationTicket | 'peer' | 'node'): NegotiationTicket {
-  if (typeof x === 'string') throw new Error(`refused: ${x}`);
+function ticket(x: NegotiationTicket | 'node'): NegotiationTicket {
+  if (x === 'node') throw new Error('refused at the node cap');
   return x;
 }
 
-t.test('per-peer share, then the node cap; release gives the slot back', async (t) => {
+t.test('free slots are anyone\'s; at the cap nobody heavier means refused; release gives the slot back', async (t) => {
   const scope = new NegotiationScope();
   const a = [0, 1, 2].map(() => ticket(scope.admit(A, caps, () => undefined)));
-  t.equal(scope.admit(A, caps, () => undefined), 'peer', "a's fourth is beyond its share");
   const b = ticket(scope.admit(B, caps, () => undefined));
-  for (const x of [...a, b]) x.evictable = false; // all past their OPEN: nothing may be evicted
+  t.equal(scope.pendingOf(A), 3, 'a burst beyond the share uses free slots');
+  for (const x of [...a, b]) x.evictable = false; // all deciding: nothing may be evicted
   t.equal(scope.admit(C, caps, () => undefined), 'node', 'the node cap, nothing evictable');
   scope.release(a[0]!);
   scope.release(a[0]!); // idempotent
   t.equal(scope.pending, 3);
   t.equal(scope.pendingOf(A), 2);
   ticket(scope.admit(C, caps, () => undefined));
-  const s = scope.stats();
-  t.match(s, { pending: 4, pendingPeers: 3, peakPending: 4, admitted: 5, rejectedPeerLimit: 1, rejectedNodeLimit: 1 });
+  t.match(scope.stats(), { pending: 4, pendingPeers: 3, peakPending: 4, admitted: 5, rejectedNodeLimit: 1 });
 });
 
-t.test('at the node cap the heaviest peer loses its oldest unfinished OPEN, never to a peer as heavy', async (t) => {
+t.test('at the node cap the heaviest peer loses its oldest negotiation, waiting-for-bytes first, never to a peer as heavy', async (t) => {
   const scope = new NegotiationScope();
   const evicted: string[] = [];
-  const admit = (peer: NodeId, name: string): NegotiationTicket | 'peer' | 'node' => scope.admit(peer, caps, () => evicted.push(name));
+  const admit = (peer: NodeId, name: string): NegotiationTicket | 'node' => scope.admit(peer, caps, () => evicted.push(name));
   const a1 = ticket(admit(A, 'a1'));
   ticket(admit(A, 'a2'));
   ticket(admit(A, 'a3'));
   ticket(admit(B, 'b1'));
-  a1.evictable = false; // a1 is in its authorise hook: not evictable, a2 is the oldest that is
+  t.ok(scope.authorise(a1, caps), 'a1 waits in an async hook');
   ticket(admit(C, 'c1'));
-  t.strictSame(evicted, ['a2'], "c (0 held) takes a's oldest evictable");
+  t.strictSame(evicted, ['a2'], "c (0 held) takes a's oldest waiting for bytes, not a1 in its hook");
   t.equal(scope.pendingOf(A), 2);
   t.equal(admit(C, 'c2'), 'node', 'a holds 2 and c would hold 2: no eviction, refused at the cap');
   t.strictSame(evicted, ['a2']);
-  t.equal(scope.pending, 4);
-  t.match(scope.stats(), { rejectedNodeLimit: 1, evicted: 0 }, "'evicted' is counted by the acceptor that answers it");
+  t.match(scope.stats(), { pending: 4, rejectedNodeLimit: 1, evicted: 0 }, "'evicted' is counted by the acceptor that answers it");
+});
+
+t.test('a negotiation in a hook is evicted when its peer has nothing else to lose', async (t) => {
+  const scope = new NegotiationScope();
+  const evicted: string[] = [];
+  const wide = { maxPending: 4, maxPendingPerPeer: 4 };
+  const a = [1, 2, 3, 4].map((i) => ticket(scope.admit(A, wide, () => evicted.push(`a${i}`))));
+  for (const x of a) t.ok(scope.authorise(x, wide));
+  t.equal(scope.authorisingOf(A), 4);
+  ticket(scope.admit(B, caps, () => undefined));
+  t.strictSame(evicted, ['a1'], 'the oldest hook of the heaviest peer');
+  t.equal(scope.authorisingOf(A), 3);
+});
+
+t.test('the per-peer share of async hooks', async (t) => {
+  const scope = new NegotiationScope();
+  const a = [0, 1, 2].map(() => ticket(scope.admit(A, caps, () => undefined)));
+  t.ok(scope.authorise(a[0]!, caps));
+  t.ok(scope.authorise(a[1]!, caps));
+  t.notOk(scope.authorise(a[2]!, caps), 'the third hook in flight is beyond the share of 2');
+  scope.release(a[0]!);
+  t.ok(scope.authorise(a[2]!, caps), 'a released hook frees a place');
+  t.equal(scope.authorisingOf(A), 2);
+  t.notOk(scope.authorise(a[0]!, caps), 'a released ticket holds nothing');
 });
 
 t.test('acceptChannel checks maxPendingPerPeer and headerTimeoutMs', async (t) => {
   const registry = new ChannelRegistry();
-  for (const options of [{ maxPendingPerPeer: -1 }, { maxPendingPerPeer: 2.5 }, { headerTimeoutMs: 0 }, { headerTimeoutMs: 2 ** 31 }] as AcceptChannelOptions[]) {
-    await t.rejects(acceptChannel(new Duplex({ read() {}, write(_c, _e, cb) { cb(); } }), registry, A, options), { code: 'ERR_BAD_OPTION' }, JSON.stringify(options));
+  const options: AcceptChannelOptions[] = [{ maxPendingPerPeer: -1 }, { maxPendingPerPeer: 2.5 }, { headerTimeoutMs: 0 }, { headerTimeoutMs: 2 ** 31 }];
+  for (const o of options) {
+    const stream = new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+    await t.rejects(acceptChannel(stream, registry, A, o), { code: 'ERR_BAD_OPTION' }, JSON.stringify(o));
   }
   t.equal(registry.pendingNegotiations, 0);
 });

@@ -19,8 +19,11 @@ import type { AcceptChannelOptions, AcceptResult, ChannelAccepted, ChannelReques
 
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 export const DEFAULT_MAX_PENDING = 1024;
-/** One peer's share of the node's pending negotiations (1/16 of the default node cap). */
-export const DEFAULT_MAX_PENDING_PER_PEER = 64;
+/**
+ * One peer's share of negotiations waiting in async authorise hooks (the application's resources):
+ * a quarter of the node cap, and the relay's own per-peer stream limit, so that one speaks first.
+ */
+export const DEFAULT_MAX_PENDING_PER_PEER = 256;
 /** A negotiation that has not sent its 4-byte header by then is a slowloris (an opener sends OPEN in its first write). */
 export const DEFAULT_HEADER_TIMEOUT_MS = 2_000;
 export const DEFAULT_LINGER_MS = 1000;
@@ -94,7 +97,11 @@ interface Attempt {
   outcome: NegotiationOutcome | undefined;
 }
 
-const EVICTED: OpenResult = { type: 'reject', code: 'OVERLOADED', reason: 'evicted: the node is at its cap and this peer holds the most pending negotiations' };
+const EVICTED_REFUSAL: Refusal = { code: 'OVERLOADED', reason: 'evicted: the node is at its cap and this peer holds the most pending negotiations' };
+const EVICTED: OpenResult = { type: 'reject', ...EVICTED_REFUSAL };
+/** The stream closed while its hook ran: no answer to send, the slot is freed at once. */
+const CLOSED_IN_HOOK: Refusal = { code: 'OVERLOADED', reason: 'stream closed during authorisation' };
+const PEER_SHARE: Refusal = { code: 'OVERLOADED', reason: 'too many channel negotiations from this peer waiting for authorisation' };
 
 /**
  * Move buffered bytes into the machine, never more than it wants, so the payload behind the OPEN
@@ -165,19 +172,16 @@ function receiveOpen(attempt: Attempt): Promise<OpenResult> {
 
 class DeadlineError extends Error {}
 
-function withDeadline<T>(p: PromiseLike<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
+/** `p`'s outcome within `ms` (else a DeadlineError), or what `lost` resolves to first; the timer never outlives it. */
+function withDeadline<T, L>(p: PromiseLike<T>, ms: number, lost: Promise<L>): Promise<T | L> {
+  return new Promise<T | L>((resolve, reject) => {
     const timer = setTimeout(() => reject(new DeadlineError('deadline')), ms);
-    p.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
+    const settle = <V>(fn: (v: V) => void) => (v: V): void => {
+      clearTimeout(timer);
+      fn(v);
+    };
+    p.then(settle(resolve), settle(reject));
+    void lost.then(settle(resolve));
   });
 }
 
@@ -260,9 +264,6 @@ export async function acceptChannel(
   }
   const scope = registry[kScope];
   const ticket = scope.admit(remoteNodeId, settings, noop); // receiveOpen sets the real evict
-  if (ticket === 'peer') {
-    return refuse(stream, { code: 'OVERLOADED', reason: 'too many pending channel negotiations from this peer' }, settings.lingerMs);
-  }
   if (ticket === 'node') {
     return refuse(stream, { code: 'OVERLOADED', reason: 'too many pending channel negotiations' }, settings.lingerMs);
   }
@@ -287,7 +288,7 @@ async function negotiate(attempt: Attempt, registry: ChannelRegistry, remoteNode
   const stream = session.stream;
   const started = Date.now();
   const opened = await receiveOpen(attempt);
-  attempt.ticket.evictable = false; // the OPEN is in: from here on the slot is the authorise hook's
+  attempt.ticket.evictable = false; // the OPEN is in: evictable again only while an async hook runs
   if (opened.type === 'reject') {
     return ended(attempt, opened.code === 'VERSION' ? 'versionRejects' : 'badFrames', refuse(stream, opened, settings.lingerMs));
   }
@@ -305,11 +306,12 @@ async function negotiate(attempt: Attempt, registry: ChannelRegistry, remoteNode
     const refusal: Refusal = { code: 'UNKNOWN_CHANNEL', reason: `unknown channel "${open.channel}"` };
     return ended(attempt, 'unknownChannel', refuse(stream, refusal, settings.lingerMs, info));
   }
-  const verdict = await authorise(reg, info, settings.timeoutMs - (Date.now() - started));
-  if (!Buffer.isBuffer(verdict)) {
-    const outcome = verdict === AUTHORISE_TIMED_OUT ? 'authoriseTimeouts' : 'unauthorised';
-    return ended(attempt, outcome, refuse(stream, verdict, settings.lingerMs, info));
+  const verdict = await authorise(reg, info, settings.timeoutMs - (Date.now() - started), hookSlot(attempt));
+  attempt.ticket.evictable = false; // decided: an eviction now would answer twice
+  if (verdict === CLOSED_IN_HOOK) {
+    return ended(attempt, 'streamFailures', { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info });
   }
+  if (!Buffer.isBuffer(verdict)) return ended(attempt, refusalOutcome(verdict), refuse(stream, verdict, settings.lingerMs, info));
   if (stream.destroyed || !stream.writable) {
     return ended(attempt, 'streamFailures', { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info });
   }
@@ -319,13 +321,63 @@ async function negotiate(attempt: Attempt, registry: ChannelRegistry, remoteNode
 const NOT_AUTHORISED: Refusal = { code: 'UNAUTHORIZED', reason: 'not authorised' };
 const AUTHORISE_TIMED_OUT: Refusal = { code: 'OVERLOADED', reason: 'authorisation timed out' };
 
-/** Runs the channel's authorise hook within `budgetMs`: the ACCEPT frame to send, or a refusal. */
-async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budgetMs: number): Promise<Buffer | Refusal> {
+function refusalOutcome(refusal: Refusal): NegotiationOutcome {
+  if (refusal === AUTHORISE_TIMED_OUT) return 'authoriseTimeouts';
+  if (refusal === PEER_SHARE) return 'rejectedPeerLimit';
+  if (refusal === EVICTED_REFUSAL) return 'evicted';
+  return 'unauthorised';
+}
+
+/** A negotiation's place while its async authorise hook runs: within the peer's share, and evictable. */
+interface HookSlot {
+  /** False when the peer has its share of hooks in flight already. */
+  hold(): boolean;
+  /** Resolves if the slot is evicted or the stream closes meanwhile (the hook's verdict is then ignored). */
+  readonly lost: Promise<Refusal>;
+  /** Stops watching the stream (the hook decided). */
+  done(): void;
+}
+
+function hookSlot(attempt: Attempt): HookSlot {
+  const stream = attempt.session.stream;
+  let lose: (refusal: Refusal) => void = noop;
+  const lost = new Promise<Refusal>((resolve) => (lose = resolve));
+  const onClose = (): void => lose(CLOSED_IN_HOOK);
+  return {
+    hold() {
+      if (!attempt.scope.authorise(attempt.ticket, attempt.settings)) return false;
+      attempt.ticket.evict = () => lose(EVICTED_REFUSAL);
+      attempt.ticket.evictable = true;
+      stream.once('close', onClose);
+      return true;
+    },
+    lost,
+    done: () => stream.removeListener('close', onClose),
+  };
+}
+
+/**
+ * Runs the channel's authorise hook within `budgetMs`: the ACCEPT frame to send, or a refusal. A
+ * hook that answers at once holds nothing; one that returns a promise takes a slot of the peer's
+ * share first, and loses it to an eviction.
+ */
+async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budgetMs: number, slot: HookSlot): Promise<Buffer | Refusal> {
   if (reg.authorise === undefined) return reg.acceptFrame;
   let verdict: unknown;
   try {
     verdict = reg.authorise(info);
-    if (isThenable(verdict)) verdict = await withDeadline(verdict, Math.max(0, budgetMs));
+    if (isThenable(verdict)) {
+      if (!slot.hold()) {
+        verdict.then(undefined, noop); // refused: its verdict is never read, nor its rejection
+        return PEER_SHARE;
+      }
+      try {
+        verdict = await withDeadline(verdict, Math.max(0, budgetMs), slot.lost);
+      } finally {
+        slot.done();
+      }
+      if (verdict === EVICTED_REFUSAL || verdict === CLOSED_IN_HOOK) return verdict as Refusal;
+    }
   } catch (err) {
     if (err instanceof DeadlineError) return AUTHORISE_TIMED_OUT;
     if (err instanceof PnetError && isChannelRejectCode(err.code)) return { code: err.code, reason: err.message };

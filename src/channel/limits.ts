@@ -1,9 +1,12 @@
 /**
  * The channel layer's resource scope for pending negotiations (docs/LIMITS.md), in the manner of
- * libp2p's resource manager: a whole-node cap as the outer bound, a per-peer share inside it, and
- * fair eviction when the node cap is reached, so no peer (nor a few keys acting together) can
- * lock the others out. Sans-IO: no streams, no timers; the acceptor's glue calls it and gives each
- * admitted negotiation a way to be evicted.
+ * libp2p's resource manager: a whole-node cap as the outer bound; inside it, any peer may use free
+ * slots (a burst of streams from one good peer is normal), and once the node is full a newcomer
+ * evicts the oldest negotiation of the peer holding the most (fair eviction: one waiting for its
+ * OPEN bytes first, else one waiting in an async authorise hook); the hooks a peer has in flight
+ * (the application's resources) are held to a per-peer share. So no peer, nor a few keys acting
+ * together, can lock the others out. Sans-IO: no streams, no timers; the acceptor's glue calls it
+ * and gives each admitted negotiation a way to be evicted.
  */
 import type { NodeId } from '../identity/index.js';
 
@@ -38,15 +41,17 @@ export interface NegotiationStats extends Record<NegotiationOutcome, number> {
 export interface NegotiationCaps {
   /** Whole-node cap (the outer bound). */
   readonly maxPending: number;
-  /** One peer's share, at most `maxPending`. */
+  /** One peer's share of negotiations waiting in async authorise hooks, at most `maxPending`. */
   readonly maxPendingPerPeer: number;
 }
 
 /** One admitted negotiation. `evict` is called (once) when the scope takes its slot for another peer. */
 export interface NegotiationTicket {
   readonly peer: NodeId;
-  /** Still waiting for its OPEN: the only state that may be evicted (authorise is the app's time). */
+  /** Waiting for its OPEN bytes or for an async authorise hook: may be evicted (not while deciding). */
   evictable: boolean;
+  /** In the channel's async authorise hook: counts against the peer's share. */
+  authorising: boolean;
   released: boolean;
   evict: () => void;
 }
@@ -54,6 +59,8 @@ export interface NegotiationTicket {
 interface PeerScope {
   /** Admission order, so eviction takes the peer's oldest. */
   readonly tickets: Set<NegotiationTicket>;
+  /** Of those, how many are in an authorise hook. */
+  authorising: number;
 }
 
 const OUTCOMES: readonly NegotiationOutcome[] = [
@@ -72,9 +79,10 @@ const OUTCOMES: readonly NegotiationOutcome[] = [
 ];
 
 /**
- * Pending negotiations of one registry, by peer. `admit` says yes (a ticket), or which limit
- * refused; at the node cap it first evicts the oldest evictable negotiation of the peer holding
- * the most, when that peer holds more than the newcomer would (so shares converge to equal).
+ * Pending negotiations of one registry, by peer. `admit` says yes (a ticket) or no (the node cap);
+ * at the node cap it first evicts the oldest evictable negotiation of the peer holding the most,
+ * when that peer holds more than the newcomer would (so holdings converge to equal shares).
+ * `authorise` moves a ticket into its hook, within the peer's share.
  */
 export class NegotiationScope {
   private readonly peers = new Map<NodeId, PeerScope>();
@@ -98,25 +106,39 @@ export class NegotiationScope {
     return this.peers.get(peer)?.tickets.size ?? 0;
   }
 
-  /** A ticket, or the limit that refused (counted). `evict` is stored in the ticket. */
-  admit(peer: NodeId, caps: NegotiationCaps, evict: () => void): NegotiationTicket | 'peer' | 'node' {
+  /** A ticket, or 'node' when the node is full and nobody holds more than `peer` would (counted). */
+  admit(peer: NodeId, caps: Pick<NegotiationCaps, 'maxPending'>, evict: () => void): NegotiationTicket | 'node' {
     const own = this.pendingOf(peer);
-    if (own >= Math.min(caps.maxPendingPerPeer, caps.maxPending)) {
-      this.counts.rejectedPeerLimit++;
-      return 'peer';
-    }
     if (this.total >= caps.maxPending && !this.evictFor(own)) {
       this.counts.rejectedNodeLimit++;
       return 'node';
     }
     let scope = this.peers.get(peer);
-    if (scope === undefined) this.peers.set(peer, (scope = { tickets: new Set() }));
-    const ticket: NegotiationTicket = { peer, evictable: true, released: false, evict };
+    if (scope === undefined) this.peers.set(peer, (scope = { tickets: new Set(), authorising: 0 }));
+    const ticket: NegotiationTicket = { peer, evictable: true, authorising: false, released: false, evict };
     scope.tickets.add(ticket);
     this.total++;
     this.admittedCount++;
     if (this.total > this.peak) this.peak = this.total;
     return ticket;
+  }
+
+  /**
+   * The channel's authorise hook returned a promise: true if the peer is within its share of hooks
+   * in flight, false if not (the caller refuses it and counts `rejectedPeerLimit`).
+   */
+  authorise(ticket: NegotiationTicket, caps: NegotiationCaps): boolean {
+    const scope = this.peers.get(ticket.peer);
+    if (scope === undefined || ticket.released) return false;
+    if (scope.authorising >= Math.min(caps.maxPendingPerPeer, caps.maxPending)) return false;
+    scope.authorising++;
+    ticket.authorising = true;
+    return true;
+  }
+
+  /** Negotiations `peer` has in authorise hooks. */
+  authorisingOf(peer: NodeId): number {
+    return this.peers.get(peer)?.authorising ?? 0;
   }
 
   /** Gives the slot back (idempotent: an evicted ticket was released already). */
@@ -125,6 +147,7 @@ export class NegotiationScope {
     ticket.released = true;
     const scope = this.peers.get(ticket.peer);
     if (scope === undefined || !scope.tickets.delete(ticket)) return;
+    if (ticket.authorising) scope.authorising--;
     this.total--;
     if (scope.tickets.size === 0) this.peers.delete(ticket.peer);
   }
@@ -157,7 +180,13 @@ export class NegotiationScope {
   }
 }
 
+/** The peer's oldest negotiation still waiting for OPEN bytes, else its oldest in a hook. */
 function firstEvictable(scope: PeerScope): NegotiationTicket | undefined {
-  for (const ticket of scope.tickets) if (ticket.evictable) return ticket;
-  return undefined;
+  let inHook: NegotiationTicket | undefined;
+  for (const ticket of scope.tickets) {
+    if (!ticket.evictable) continue;
+    if (!ticket.authorising) return ticket;
+    inHook ??= ticket;
+  }
+  return inHook;
 }

@@ -76,12 +76,16 @@ export interface OpenChannelOptions {
 
 export interface AcceptChannelOptions {
   /**
-   * Whole-node cap: at this many negotiations in progress on the registry, a new one evicts the
-   * oldest still-unfinished OPEN of the peer holding the most (if it holds more than the newcomer
-   * would), else is refused OVERLOADED (default 1024). See docs/LIMITS.md.
+   * Whole-node cap on negotiations in progress on the registry (default 1024). Free slots are
+   * anyone's; at the cap a new OPEN evicts the oldest negotiation of the peer holding the most
+   * (waiting for OPEN bytes first, else in an async authorise hook), if that peer holds more than
+   * the newcomer would; else it is refused OVERLOADED. See docs/LIMITS.md.
    */
   maxPending?: number;
-  /** One peer's share (keyed by `remoteNodeId`): its next OPEN beyond this is refused OVERLOADED (default 64). */
+  /**
+   * One peer's (keyed by `remoteNodeId`) share of negotiations waiting in async authorise hooks:
+   * beyond it, REJECT OVERLOADED (default 256).
+   */
   maxPendingPerPeer?: number;
   /** Deadline for the whole negotiation: OPEN (else REJECT BAD_FRAME) and authorise (else REJECT OVERLOADED). Default 10 s. */
   timeoutMs?: number;
