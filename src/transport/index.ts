@@ -11,7 +11,17 @@ export type {
 } from './types.js';
 export { QuicTransport, ALPN } from './quic/transport.js';
 export type { QuicTransportOptions, QuicTransportStats, QuicDropStats } from './quic/transport.js';
-export type { QuicConnection, DatagramPath } from './quic/connection.js';
+// The QUIC machine and its driver, for paths other than the UDP endpoint (relay v2 drives one
+// machine over a relayed DatagramPath).
+export { QuicConnection } from './quic/connection.js';
+export type { DatagramPath, QuicEndpoint, QuicConnectionInit } from './quic/connection.js';
+export { QuicMachine, Transmit, READ_POOL_SIZE } from './quic/machine.js';
+export type { MachineEvent, MachineOptions, MachineCloseOptions, ReadPool, WriteResult } from './quic/machine.js';
+export { Scheduler } from './quic/scheduler.js';
+export { makeQuicConfig } from './quic/config.js';
+export type { QuicConfigOptions } from './quic/config.js';
+export { classifyQuicheError } from './quic/quiche-errors.js';
+export type { QuicheError } from './quic/quiche-errors.js';
 export { nativeUdpError } from './quic/udp.js';
 export type { UdpImplementation } from './quic/udp.js';
 export { H2Transport, H2_ALPN } from './h2/transport.js';
