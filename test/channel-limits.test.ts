@@ -2,7 +2,9 @@
 // eviction of the heaviest peer's oldest negotiation (waiting for bytes before waiting in a hook),
 // the per-peer share of async authorise hooks, and the counters.
 import t from 'tap';
+import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
+import fc from 'fast-check';
 import type { NodeId } from '../src/identity/index.js';
 import { NegotiationScope, type NegotiationTicket } from '../src/channel/limits.js';
 import { ChannelRegistry, acceptChannel, type AcceptChannelOptions } from '../src/channel/index.js';
@@ -81,4 +83,46 @@ t.test('acceptChannel checks maxPendingPerPeer and headerTimeoutMs', async (t) =
     await t.rejects(acceptChannel(stream, registry, A, o), { code: 'ERR_BAD_OPTION' }, JSON.stringify(o));
   }
   t.equal(registry.pendingNegotiations, 0);
+});
+
+t.test('property: any sequence of admissions, hooks and releases keeps the bounds and the books', async (t) => {
+  const op = fc.record({ kind: fc.constantFrom('admit', 'admit', 'hook', 'decide', 'release'), peer: fc.nat({ max: 5 }), pick: fc.nat() });
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 300 }), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 0, max: 6 }), (ops, maxPending, share) => {
+      const limits = { maxPending, maxPendingPerPeer: share };
+      const scope = new NegotiationScope();
+      const live: NegotiationTicket[] = [];
+      for (const o of ops) {
+        const peer = `p${o.peer}` as NodeId;
+        if (o.kind === 'admit') {
+          const before = scope.pendingOf(peer);
+          const got = scope.admit(peer, limits, () => {
+            const victim = live.find((x) => x.released && x.evictable);
+            if (victim === undefined) throw new Error('evict called for a ticket that was not released as evictable');
+            live.splice(live.indexOf(victim), 1);
+          });
+          if (got === 'node') {
+            assert(scope.pending === maxPending && scope.pendingOf(peer) === before, 'refused only at the cap');
+            const heavier = live.filter((x) => x.evictable && scope.pendingOf(x.peer) > before + 1);
+            assert(heavier.length === 0, 'refused only when no peer holding more has anything to give back');
+          } else live.push(got);
+        } else {
+          const ticket = live[o.pick % Math.max(1, live.length)];
+          if (ticket === undefined) continue;
+          if (o.kind === 'hook' && ticket.evictable && !ticket.authorising) scope.authorise(ticket, limits);
+          else if (o.kind === 'decide') ticket.evictable = false;
+          else if (o.kind === 'release') {
+            scope.release(ticket);
+            live.splice(live.indexOf(ticket), 1);
+          }
+        }
+        const peers = new Set(live.map((x) => x.peer));
+        assert(scope.pending === live.length && scope.pending <= maxPending, 'the books match and the cap holds');
+        for (const p of peers) assert(scope.authorisingOf(p) <= Math.min(share, maxPending), 'hooks within the share');
+        assert(scope.stats().pendingPeers === peers.size);
+      }
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('300 random sequences');
 });
