@@ -16,10 +16,12 @@ export {
 } from './identity/index.js';
 export type { NodeId } from './identity/index.js';
 export { QuicTransport, ALPN, H2Transport, H2_ALPN, parseAddress, formatAddress } from './transport/index.js';
-export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, H2TransportOptions, DialOptions, CloseOptions, TransportKind, UdpImplementation } from './transport/index.js';
+export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, QuicDropStats, H2TransportOptions, DialOptions, CloseOptions, TransportKind, UdpImplementation } from './transport/index.js';
 export { nativeUdpError } from './transport/index.js';
 export { ChannelRejectedError } from './channel/index.js';
-export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata } from './channel/index.js';
+export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata, NegotiationStats } from './channel/index.js';
+export type { RelayStats } from './relay/index.js';
+export type { RouterStats } from './routing/index.js';
 export { createNode, PnetNode } from './node/index.js';
 export type {
   HandleOptions,
@@ -42,4 +44,7 @@ export type {
   FanoutResult,
   FanoutStats,
   FanoutLimits,
+  NodeStats,
+  HandshakeCounts,
+  LimitTrips,
 } from './node/index.js';

@@ -20,6 +20,9 @@ export type {
   FanoutResult,
   FanoutStats,
   FanoutLimits,
+  NodeStats,
+  HandshakeCounts,
+  LimitTrips,
 } from './types.js';
 import { PnetNode } from './node.js';
 import type { NodeOptions } from './types.js';

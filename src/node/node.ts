@@ -20,6 +20,7 @@ import { Neighbours, ROUTING_CHANNEL } from './neighbours.js';
 import { Streams, assertUserChannel } from './streams.js';
 import { Requests } from './requests.js';
 import { FANOUT_CHANNEL, FanoutService } from './fanout.js';
+import { HandshakeCounter, takeStats } from './stats.js';
 import type {
   BootstrapResult,
   DialStats,
@@ -30,6 +31,7 @@ import type {
   HandleRequestOptions,
   ListenAddress,
   NodeEvents,
+  NodeStats,
   NodeOptions,
   OpenStreamOptions,
   PeerInfo,
@@ -74,6 +76,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly streams: Streams;
   private readonly requests: Requests;
   private readonly fanouts: FanoutService;
+  private readonly handshakes = new HandshakeCounter();
   private bootstrapOutcome: readonly BootstrapResult[] = [];
   private closing: Promise<void> | undefined;
 
@@ -178,6 +181,27 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     return this.dialer.stats;
   }
 
+  /**
+   * A snapshot of this node's counters: connections by transport, streams, handshakes, QUIC
+   * datagrams dropped by reason, relay flows and bytes, routing, fan-outs, channel negotiations
+   * and every limit that tripped (docs/METRICS.md). Cheap: read from counters the layers keep.
+   */
+  stats(): NodeStats {
+    const { transports, dialer, peerTable, streams, neighbours, fanouts } = this;
+    return takeStats(
+      {
+        transports,
+        connections: () => [...peerTable.entries()].map(([, connection]) => connection),
+        dials: () => dialer.stats,
+        negotiations: () => streams.negotiationStats(),
+        relay: () => streams.relayStats(),
+        router: () => neighbours.router.stats(),
+        fanout: () => fanouts.stats,
+      },
+      this.handshakes,
+    );
+  }
+
   // ---- channels ---------------------------------------------------------
 
   /** Serves `channel`: the handler gets each accepted stream. */
@@ -228,6 +252,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   /** Every new connection, dialed or accepted: its streams are served, the peer table takes it. */
   private adopt(connection: Connection): void {
     const id = connection.remoteNodeId;
+    this.handshakes.established(connection);
     connection.on('stream', (stream) => this.streams.accept(stream, id));
     if (this.closing) {
       void connection.close({ graceful: false, reason: 'node closing' });

@@ -7,9 +7,9 @@ import { PnetError } from '../errors.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import type { Connection } from '../transport/index.js';
 import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
-import type { ChannelHandler, ChannelRequestInfo, Metadata, RegisterOptions } from '../channel/index.js';
+import type { ChannelHandler, ChannelRequestInfo, Metadata, NegotiationStats, RegisterOptions } from '../channel/index.js';
 import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
-import type { RelayOptions } from '../relay/index.js';
+import type { RelayOptions, RelayStats } from '../relay/index.js';
 import type { HandleOptions, OpenStreamOptions, PnetStream, StreamHandler } from './types.js';
 
 const RESERVED_PREFIX = 'pnet/';
@@ -83,6 +83,16 @@ export class Streams {
     if (channel.startsWith(RESERVED_PREFIX)) return;
     this.registry.unregister(channel);
     this.tunnelRegistry.unregister(channel);
+  }
+
+  /** What the channel acceptor did: the direct registry's counters, then the relay tunnels'. */
+  negotiationStats(): [direct: NegotiationStats, tunnelled: NegotiationStats] {
+    return [this.registry.negotiationStats(), this.tunnelRegistry.negotiationStats()];
+  }
+
+  /** The stream relay's counters (flows spliced for others, bytes, limits). */
+  relayStats(): RelayStats {
+    return this.relay.stats();
   }
 
   /** Negotiates a stream a peer opened on a direct connection. */

@@ -5,10 +5,10 @@
 import type { Duplex } from 'node:stream';
 import type { PnetError } from '../errors.js';
 import type { Identity, NodeId } from '../identity/index.js';
-import type { H2TransportOptions, QuicTransportOptions, SocketAddress, TransportKind } from '../transport/index.js';
-import type { AuthoriseHook, ChannelRequestInfo, Metadata } from '../channel/index.js';
-import type { RouterOptions } from '../routing/index.js';
-import type { RelayOptions } from '../relay/index.js';
+import type { H2TransportOptions, QuicDropStats, QuicTransportOptions, SocketAddress, TransportKind } from '../transport/index.js';
+import type { AuthoriseHook, ChannelRequestInfo, Metadata, NegotiationStats } from '../channel/index.js';
+import type { RouterOptions, RouterStats } from '../routing/index.js';
+import type { RelayOptions, RelayStats } from '../relay/index.js';
 
 export interface NodeOptions {
   /**
@@ -212,4 +212,81 @@ export interface FanoutLimits {
   maxRememberedRequests?: number;
   /** Clock difference tolerated between origin and target (default 60000 ms). */
   maxClockSkewMs?: number;
+}
+
+// ---- stats ------------------------------------------------------------------
+
+/** Connections established (handshake completed), by direction. */
+export interface HandshakeCounts {
+  inbound: number;
+  outbound: number;
+}
+
+/**
+ * Every limit that refused or cut something, one counter each (docs/LIMITS.md). A view over the
+ * layer counters in NodeStats: the same events, named by the limit that tripped.
+ */
+export interface LimitTrips {
+  /** Channel: a peer over its share of pending negotiations (OVERLOADED). */
+  channelPeerShare: number;
+  /** Channel: the node cap of pending negotiations, nothing to evict (OVERLOADED). */
+  channelNodeCap: number;
+  /** Channel: a pending negotiation evicted for a lighter peer at the node cap. */
+  channelEvicted: number;
+  /** Channel: no complete frame header within the header deadline. */
+  channelHeaderDeadline: number;
+  /** Channel: no complete OPEN within the negotiation deadline. */
+  channelOpenDeadline: number;
+  /** Channel: an authorise hook over its deadline. */
+  channelAuthoriseDeadline: number;
+  /** QUIC: Initials refused (closing, too short, over the connection or handshake limits). */
+  quicConnectionRefused: number;
+  /** Relay: a neighbour over maxStreamsPerPeer. */
+  relayPeerLimit: number;
+  /** Relay: a relayed stream cut at maxLifetimeMs. */
+  relayLifetime: number;
+  /** Relay: a relayed stream cut at maxBytes. */
+  relayBytes: number;
+  /** Routing: a new origin while the map held maxRecords records. */
+  routingTableFull: number;
+  /** Routing: a message, record or link count over its bound. */
+  routingOversized: number;
+  /** Routing: own publications held back by the origination rate limit. */
+  routingPublishRate: number;
+  /** Routing: arriving record versions held back by the acceptance rate limit. */
+  routingArrivalRate: number;
+}
+
+/**
+ * One snapshot of this node's counters (PnetNode.stats()): a plain object, cheap to take (no
+ * per-peer work beyond summing stream counts). Counters are monotonic since the node was made;
+ * the gauges are `connections`, `peers`, `streams`, `relay.active`, `negotiations.pending`,
+ * `negotiations.pendingPeers`. Bytes in/out per transport are not counted by the transports yet;
+ * `relay.bytes` counts what this node forwarded for others (docs/METRICS.md).
+ */
+export interface NodeStats {
+  /** Connections each transport holds now (kept or draining). */
+  readonly connections: Readonly<Record<TransportKind, number>>;
+  /** Peers with a kept connection. */
+  readonly peers: number;
+  /** Streams open now on the kept connections. */
+  readonly streams: number;
+  readonly handshakes: {
+    /** Outbound handshakes started, fallbacks, remembered-HTTP/2 dials (as `dialStats`). */
+    readonly started: Readonly<DialStats>;
+    /** Connections established, by transport and direction. */
+    readonly completed: Readonly<Record<TransportKind, Readonly<HandshakeCounts>>>;
+  };
+  /** Datagrams the QUIC endpoint dropped, by reason (all zero without QUIC). */
+  readonly datagramsDropped: Readonly<QuicDropStats>;
+  /** The stream relay (flows this node spliced for others, bytes forwarded, limits). */
+  readonly relay: Readonly<RelayStats>;
+  /** The link-state router: records received, accepted, dropped by reason, SPF runs, rate limits. */
+  readonly routing: Readonly<RouterStats>;
+  /** Fan-out work: legs served and sent, retries, forged results dropped. */
+  readonly fanout: Readonly<FanoutStats>;
+  /** Channel negotiations this node answered, direct and inside relay tunnels together. */
+  readonly negotiations: Readonly<NegotiationStats>;
+  /** Every limit that tripped, by name. */
+  readonly limits: Readonly<LimitTrips>;
 }

@@ -33,6 +33,22 @@ export interface RelayHost {
   acceptTunnelled(stream: Duplex, origin: NodeId): void;
 }
 
+/** Counters of the streams this node relays for others (monotonic, except `active`). */
+export interface RelayStats {
+  /** Relayed streams spliced now. */
+  active: number;
+  /** Relayed streams spliced since start. */
+  flows: number;
+  /** Bytes forwarded for others, both directions together. */
+  bytes: number;
+  /** Requests refused: the upstream neighbour already had maxStreamsPerPeer through this node. */
+  refusedPeerLimit: number;
+  /** Streams cut at maxLifetimeMs. */
+  cutLifetime: number;
+  /** Streams cut at maxBytes. */
+  cutBytes: number;
+}
+
 const WHERE = 'relay option';
 
 type Resolved = Required<Omit<RelayOptions, 'onForward'>> & Pick<RelayOptions, 'onForward'>;
@@ -49,6 +65,7 @@ export class RelayService {
   private readonly perPeer = new Map<NodeId, number>();
   /** Next legs opened while authorising, waiting for their handler call. */
   private readonly pending = new WeakMap<ChannelRequestInfo, Duplex>();
+  private readonly counters: RelayStats = { active: 0, flows: 0, bytes: 0, refusedPeerLimit: 0, cutLifetime: 0, cutBytes: 0 };
 
   constructor(host: RelayHost, options: RelayOptions = {}) {
     this.host = host;
@@ -85,6 +102,7 @@ export class RelayService {
     if (hopsLeft <= 1) throw new PnetError('HOP_LIMIT', `hop limit reached before ${dst}`);
     const upstream = info.remoteNodeId;
     if ((this.perPeer.get(upstream) ?? 0) >= this.options.maxStreamsPerPeer) {
+      this.counters.refusedPeerLimit++;
       throw new PnetError('RELAY_REFUSED', `too many relayed streams from ${upstream}`);
     }
     const next = this.host.nextHop(dst);
@@ -123,13 +141,22 @@ export class RelayService {
     this.splice(stream, leg, info.remoteNodeId);
   };
 
+  /** A snapshot of the relay's counters. */
+  stats(): RelayStats {
+    return { ...this.counters };
+  }
+
   private splice(upstream: Duplex, downstream: Duplex, peer: NodeId): void {
     const { maxBytes, maxLifetimeMs, onForward } = this.options;
+    const counters = this.counters;
     let bytes = 0;
     let done = false;
+    counters.flows++;
+    counters.active++;
     const finish = (): void => {
       if (done) return;
       done = true;
+      counters.active--;
       clearTimeout(lifetime);
       this.count(peer, -1);
     };
@@ -138,11 +165,16 @@ export class RelayService {
       downstream.destroy(reason);
       finish();
     };
-    const lifetime = setTimeout(() => cut(new PnetError('RELAY_REFUSED', 'relayed stream outlived its lifetime')), maxLifetimeMs);
+    const lifetime = setTimeout(() => {
+      if (!done) counters.cutLifetime++;
+      cut(new PnetError('RELAY_REFUSED', 'relayed stream outlived its lifetime'));
+    }, maxLifetimeMs);
     lifetime.unref();
     const meter = (chunk: Buffer): void => {
       bytes += chunk.length;
+      counters.bytes += chunk.length;
       onForward?.(chunk);
+      if (bytes > maxBytes && !done) counters.cutBytes++;
       if (bytes > maxBytes) cut(new PnetError('RELAY_REFUSED', 'relayed stream exceeded its byte limit'));
     };
     upstream.on('data', meter);

@@ -1,0 +1,99 @@
+/**
+ * node.stats(): one plain snapshot of every layer's counters, read where they live (transports,
+ * dialer, channel registries, relay, router, fan-out) at the moment it is taken. Nothing here
+ * runs on its own: no timers, no sampling; the daemon's Prometheus endpoint calls it per scrape.
+ */
+import type { NegotiationStats } from '../channel/index.js';
+import type { RelayStats } from '../relay/index.js';
+import type { RouterStats } from '../routing/index.js';
+import { QuicTransport } from '../transport/index.js';
+import type { Connection, QuicDropStats, Transport, TransportKind } from '../transport/index.js';
+import type { DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
+
+/** Where a snapshot reads from: the node's services, as functions so nothing is copied until asked. */
+export interface StatsSources {
+  readonly transports: readonly Transport[];
+  /** The kept connection of every peer. */
+  connections(): Iterable<Connection>;
+  dials(): Readonly<DialStats>;
+  negotiations(): readonly NegotiationStats[];
+  relay(): RelayStats;
+  router(): RouterStats;
+  fanout(): Readonly<FanoutStats>;
+}
+
+const NO_DROPS: QuicDropStats = { tooShort: 0, badHeader: 0, unknownConnection: 0, wrongSource: 0, refused: 0, versionNegotiation: 0 };
+
+/** Counts connections as the node adopts them (the transports count only what they hold now). */
+export class HandshakeCounter {
+  private readonly counts: Record<TransportKind, HandshakeCounts> = { quic: { inbound: 0, outbound: 0 }, h2: { inbound: 0, outbound: 0 } };
+
+  established(connection: Connection): void {
+    this.counts[connection.transport][connection.direction]++;
+  }
+
+  snapshot(): Record<TransportKind, HandshakeCounts> {
+    return { quic: { ...this.counts.quic }, h2: { ...this.counts.h2 } };
+  }
+}
+
+/** Takes one snapshot (see NodeStats). */
+export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): NodeStats {
+  const connections: Record<TransportKind, number> = { quic: 0, h2: 0 };
+  let datagramsDropped = NO_DROPS;
+  for (const transport of sources.transports) {
+    connections[transport.kind] += transport.connectionCount;
+    if (transport instanceof QuicTransport) datagramsDropped = transport.stats().droppedDatagrams;
+  }
+  let peers = 0;
+  let streams = 0;
+  for (const connection of sources.connections()) {
+    peers++;
+    streams += connection.streamCount;
+  }
+  const relay = sources.relay();
+  const routing = sources.router();
+  const negotiations = sumNegotiations(sources.negotiations());
+  return {
+    connections,
+    peers,
+    streams,
+    handshakes: { started: { ...sources.dials() }, completed: handshakes.snapshot() },
+    datagramsDropped: { ...datagramsDropped },
+    relay,
+    routing,
+    fanout: { ...sources.fanout() },
+    negotiations,
+    limits: limitTrips(negotiations, datagramsDropped, relay, routing),
+  };
+}
+
+/** Registries summed key by key; the peak is the larger one (their peaks need not coincide). */
+function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
+  const sum: Record<string, number> = {};
+  for (const stats of all) {
+    for (const [key, value] of Object.entries(stats) as Array<[string, number]>) {
+      sum[key] = key === 'peakPending' ? Math.max(sum[key] ?? 0, value) : (sum[key] ?? 0) + value;
+    }
+  }
+  return sum as unknown as NegotiationStats;
+}
+
+function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats, relay: RelayStats, routing: RouterStats): LimitTrips {
+  return {
+    channelPeerShare: negotiations.rejectedPeerLimit,
+    channelNodeCap: negotiations.rejectedNodeLimit,
+    channelEvicted: negotiations.evicted,
+    channelHeaderDeadline: negotiations.headerTimeouts,
+    channelOpenDeadline: negotiations.openTimeouts,
+    channelAuthoriseDeadline: negotiations.authoriseTimeouts,
+    quicConnectionRefused: drops.refused,
+    relayPeerLimit: relay.refusedPeerLimit,
+    relayLifetime: relay.cutLifetime,
+    relayBytes: relay.cutBytes,
+    routingTableFull: routing.dropped.tableFull,
+    routingOversized: routing.dropped.oversized,
+    routingPublishRate: routing.publishRateLimited,
+    routingArrivalRate: routing.arrivalRateLimited,
+  };
+}
