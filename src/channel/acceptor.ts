@@ -306,7 +306,7 @@ async function negotiate(attempt: Attempt, registry: ChannelRegistry, remoteNode
     const refusal: Refusal = { code: 'UNKNOWN_CHANNEL', reason: `unknown channel "${open.channel}"` };
     return ended(attempt, 'unknownChannel', refuse(stream, refusal, settings.lingerMs, info));
   }
-  const verdict = await authorise(reg, info, settings.timeoutMs - (Date.now() - started), hookSlot(attempt));
+  const verdict = await authorise(reg, info, settings.timeoutMs - (Date.now() - started), attempt);
   attempt.ticket.evictable = false; // decided: an eviction now would answer twice
   if (verdict === CLOSED_IN_HOOK) {
     return ended(attempt, 'streamFailures', { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed during negotiation'), info });
@@ -361,12 +361,13 @@ function hookSlot(attempt: Attempt): HookSlot {
  * hook that answers at once holds nothing; one that returns a promise takes a slot of the peer's
  * share first, and loses it to an eviction.
  */
-async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budgetMs: number, slot: HookSlot): Promise<Buffer | Refusal> {
+async function authorise(reg: RegistrationRecord, info: ChannelRequestInfo, budgetMs: number, attempt: Attempt): Promise<Buffer | Refusal> {
   if (reg.authorise === undefined) return reg.acceptFrame;
   let verdict: unknown;
   try {
     verdict = reg.authorise(info);
     if (isThenable(verdict)) {
+      const slot = hookSlot(attempt);
       if (!slot.hold()) {
         verdict.then(undefined, noop); // refused: its verdict is never read, nor its rejection
         return PEER_SHARE;
