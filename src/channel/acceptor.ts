@@ -160,7 +160,7 @@ function receiveOpen(attempt: Attempt): Promise<OpenResult> {
       const out = negotiation.headerTimeout(headerTimeoutMs);
       if (out !== null) settle(out, 'headerTimeouts');
     };
-    const headerTimer = headerTimeoutMs < timeoutMs ? setTimeout(onHeaderDeadline, headerTimeoutMs) : undefined;
+    const headerTimer = headerTimeoutMs < timeoutMs && !negotiation.headerReceived ? setTimeout(onHeaderDeadline, headerTimeoutMs) : undefined;
     ticket.evict = () => settle(EVICTED, 'evicted');
     session.onEof = onReadable; // EOF held back: decide with what is buffered
     stream.on('readable', onReadable);
