@@ -8,6 +8,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { PnetError, parseAddress, parseNodeId } from '../index.js';
 import type { NodeId } from '../index.js';
+import { DEFAULT_METRICS_ADDRESS, isLoopback } from './metrics.js';
 
 export const DEFAULT_PORT = 7300;
 const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_PORT}`;
@@ -55,6 +56,8 @@ export interface DaemonConfig extends OpsConfig {
   readonly listen: string;
   readonly keyFile: string;
   readonly bootstrap: readonly string[];
+  /** Where the Prometheus endpoint listens ("host:port"); undefined: no endpoint. */
+  readonly metrics?: string;
 }
 
 /** The config file's JSON shape (every field optional; defaults in docs/CLI.md). */
@@ -66,9 +69,13 @@ export interface DaemonConfigFile {
   allowShell?: boolean;
   maxConcurrentExec?: number;
   commands?: Record<string, CommandConfig>;
+  /** Prometheus endpoint: true (127.0.0.1:9464), "host:port", or false/absent (off). */
+  metrics?: boolean | string;
+  /** Lets `metrics` listen on a non-loopback address (default false). */
+  metricsAllowRemote?: boolean;
 }
 
-const TOP_KEYS = new Set(['listen', 'keyFile', 'bootstrap', 'operators', 'allowShell', 'maxConcurrentExec', 'commands']);
+const TOP_KEYS = new Set(['listen', 'keyFile', 'bootstrap', 'operators', 'allowShell', 'maxConcurrentExec', 'commands', 'metrics', 'metricsAllowRemote']);
 const COMMAND_KEYS = new Set(['argv', 'script', 'allowArgs', 'timeoutMs', 'maxOutputBytes', 'cwd']);
 
 /** Accumulates problems so one run reports all of them. */
@@ -124,6 +131,24 @@ function stringList(problems: Problems, path: string, value: unknown): string[] 
     return [];
   }
   return value as string[];
+}
+
+/** The metrics endpoint's address: off unless set, loopback unless metricsAllowRemote says otherwise. */
+function metricsAddress(problems: Problems, value: unknown, allowRemote: unknown): string | undefined {
+  if (allowRemote !== undefined && typeof allowRemote !== 'boolean') problems.add('metricsAllowRemote', 'must be true or false');
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return DEFAULT_METRICS_ADDRESS;
+  if (typeof value !== 'string') {
+    problems.add('metrics', `must be true, false or an address "host:port", got ${JSON.stringify(value)}`);
+    return undefined;
+  }
+  const parsed = address(problems, 'metrics', value);
+  if (parsed === undefined) return undefined;
+  if (!isLoopback(parseAddress(parsed).host) && allowRemote !== true) {
+    problems.add('metrics', `${parsed} is not a loopback address: metrics tell anyone who can reach them about this node; set "metricsAllowRemote": true to serve them there`);
+    return undefined;
+  }
+  return parsed;
 }
 
 /** Validates the commands map; `baseDir` resolves relative cwd paths. */
@@ -231,8 +256,9 @@ export function validateConfig(raw: unknown, source = 'config', baseDir = proces
   }
   const maxConcurrentExec = integer(problems, 'maxConcurrentExec', config['maxConcurrentExec'], DEFAULT_MAX_CONCURRENT_EXEC, 1, 10_000);
   const commands = validateCommands(config['commands'], allowShell, baseDir, problems);
+  const metrics = metricsAddress(problems, config['metrics'], config['metricsAllowRemote']);
   problems.throwIfAny(source);
-  return { listen, keyFile, bootstrap, operators, allowShell, maxConcurrentExec, commands };
+  return { listen, keyFile, bootstrap, operators, allowShell, maxConcurrentExec, commands, ...(metrics !== undefined ? { metrics } : {}) };
 }
 
 /** Reads and validates a config file (JSON). */

@@ -9,6 +9,8 @@ import { PnetError, createNode } from '../index.js';
 import type { NodeId } from '../index.js';
 import type { DaemonConfig } from './config.js';
 import { serveOps } from './ops.js';
+import { serveMetrics } from './metrics.js';
+import type { MetricsServer } from './metrics.js';
 import { readVersion } from './version.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -36,6 +38,14 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   );
   node.on('error', (error) => logger.warn({ event: 'error', code: error instanceof PnetError ? error.code : undefined, reason: error.message }, 'node error'));
   const ops = serveOps(node, config, logger);
+  let metrics: MetricsServer | undefined;
+  try {
+    metrics = config.metrics === undefined ? undefined : await serveMetrics(() => node.stats(), config.metrics);
+  } catch (error) {
+    await ops.close();
+    await node.close();
+    throw error;
+  }
   logger.info(
     {
       event: 'started',
@@ -46,6 +56,7 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
       operators: config.operators.length,
       commands: Object.keys(config.commands).sort(),
       allowShell: config.allowShell,
+      metrics: metrics ? `http://${metrics.address}/metrics` : null,
     },
     'started',
   );
@@ -57,6 +68,7 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   const signal = await stop;
   logger.info({ event: 'stopping', signal }, 'stopping');
   bootstrap.stop();
+  await metrics?.close();
   await ops.close();
   await node.close();
   logger.info({ event: 'stopped' }, 'stopped');

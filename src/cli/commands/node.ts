@@ -42,6 +42,8 @@ export function addNode(program: Command, { io }: CommandContext): void {
         allowShell: base.allowShell,
         maxConcurrentExec: base.maxConcurrentExec,
         commands: { ...base.commands, ...Object.fromEntries((options.allow ?? []).map(commandFromFlag)) } as DaemonConfigFile['commands'],
+        // Already checked against the file's metricsAllowRemote.
+        ...(base.metrics !== undefined ? { metrics: base.metrics, metricsAllowRemote: true } : {}),
       };
       const config = validateConfig(merged, options.config ?? 'flags');
       const logger = createLogger(options.logLevel);
