@@ -18,6 +18,8 @@ export type { DatagramPath, QuicEndpoint, QuicConnectionInit } from './quic/conn
 export { QuicMachine, Transmit, READ_POOL_SIZE } from './quic/machine.js';
 export type { MachineEvent, MachineOptions, MachineCloseOptions, ReadPool, WriteResult } from './quic/machine.js';
 export { Scheduler } from './quic/scheduler.js';
+export { ForeignQuic, FOREIGN_CID_LENGTH } from './quic/foreign.js';
+export type { ForeignQuicOptions } from './quic/foreign.js';
 export { makeQuicConfig } from './quic/config.js';
 export type { QuicConfigOptions } from './quic/config.js';
 export { classifyQuicheError } from './quic/quiche-errors.js';
