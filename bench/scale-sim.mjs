@@ -173,13 +173,13 @@ function markdown(results) {
 const results = [];
 const wall = performance.now();
 const MERGE = process.argv.includes('--merge');
-const previous = MERGE && existsSync(`${OUT}.json`) ? JSON.parse(readFileSync(`${OUT}.json`, 'utf8')).results : [];
 for (const key of ONLY) {
   const t0 = performance.now();
   const r = run(key, 2026);
   results.push(r);
   console.error(`${key}: ${ms(t0)} ms wall`, JSON.stringify({ converged: r.converged, routes: r.routes.mismatches, rest: r.rest, restart: r.restart }));
 }
+const previous = MERGE && existsSync(`${OUT}.json`) ? JSON.parse(readFileSync(`${OUT}.json`, 'utf8')).results : [];
 const order = Object.keys(TOPOLOGIES);
 const all = [...previous.filter((p) => !ONLY.includes(p.key)), ...results].sort((a, b) => order.indexOf(a.key) - order.indexOf(b.key));
 mkdirSync(dirname(OUT), { recursive: true });

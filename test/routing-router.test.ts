@@ -39,6 +39,7 @@ const IMMEDIATE: Omit<RouterOptions, 'signer'> = {
   spfMinIntervalMs: 0,
   floodPacingMs: 0,
   minArrivalIntervalMs: 0,
+  refreshFloodDelayMs: 0,
 };
 
 function router(i: number, options: Omit<RouterOptions, 'signer'> = {}): Router {

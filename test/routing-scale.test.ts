@@ -264,3 +264,20 @@ t.test('RTT noise on every link (±30 %, a sample per second) re-publishes nothi
   t.equal(hubBytes, 0, 'no routing traffic at all');
   t.equal(sim.checkRoutes().mismatches, 0);
 });
+
+t.test('a refresh is flooded after a short random delay, so copies from other routers cancel ours', async (t) => {
+  const bytesAtRest = (delay: number): number => {
+    const sim = new RoutingSimulation({ seed: 36, router: { recordLifetimeMs: 360_000, refreshIntervalMs: 120_000, refreshFloodDelayMs: delay } });
+    const ids = sim.addNodes(8);
+    for (let i = 0; i < 8; i++) for (let j = i + 1; j < 8; j++) sim.connect(ids[i]!, ids[j]!, { delayMs: 2 + ((i * 7 + j) % 5) });
+    t.ok(sim.runUntilIdle(60_000));
+    sim.runFor(60_000);
+    const before = sim.counters.bytesSent;
+    sim.runFor(1_200_000);
+    t.equal(sim.checkRoutes().mismatches, 0);
+    return sim.counters.bytesSent - before;
+  };
+  const plain = bytesAtRest(0);
+  const delayed = bytesAtRest(2000);
+  t.ok(delayed < 0.7 * plain, `a full mesh of 8 routers at rest: ${delayed} bytes with the delay, ${plain} without`);
+});

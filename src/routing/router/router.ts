@@ -119,6 +119,12 @@ export interface RouterOptions {
    */
   minArrivalIntervalMs?: number;
   /**
+   * A refreshed record (same links as the version held, which is at least a minute old) is
+   * flooded after a random delay up to this long (default 2 s); a copy that arrives meanwhile
+   * from a neighbour spares that neighbour ours. Changes are never delayed. 0 floods refreshes at once.
+   */
+  refreshFloodDelayMs?: number;
+  /**
    * Flood pacing: records are sent at once unless a batch left less than this
    * long ago; then they wait and leave together, one message per neighbour
    * (default 10 ms; 0 sends every event's records at once).
@@ -300,6 +306,9 @@ function isRecordStart(buf: Buffer, off: number): boolean {
   );
 }
 
+/** A new version with the same links counts as a refresh (flooded after a short delay) when the held one is at least this old. */
+const REFRESH_AGE_MS = 60_000;
+
 /** Returned when an event has nothing to do (never mutated). */
 const NO_ACTIONS: readonly RouterAction[] = Object.freeze([]);
 
@@ -315,6 +324,7 @@ export class Router {
   readonly #minPublishMs: number;
   readonly #backoffMs: number;
   readonly #minArrivalMs: number;
+  readonly #refreshFloodDelayMs: number;
   readonly #holdMs: number;
   readonly #spfDelayMs: number;
   readonly #spfMinMs: number;
@@ -349,6 +359,9 @@ export class Router {
   #publishAt: number | undefined;
   #refreshAt = Infinity;
   readonly #waiting = new Map<string, Waiting>();
+  /** Refreshes waiting for their flood, with the neighbours known to hold them already. */
+  readonly #delayed = new Map<string, { rec: LinkStateRecord; expiresAt: number; at: number; have: Set<NodeId> }>();
+  #delayedAt = Infinity;
   #waitingAt = Infinity;
 
   /** Effective (two-way checked) links given to the path computer. */
@@ -405,6 +418,7 @@ export class Router {
     this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 5_000, 0);
     this.#backoffMs = Math.min(this.#minPublishMs, option('publishBackoffMs', options.publishBackoffMs, 1_000, 0));
     this.#minArrivalMs = option('minArrivalIntervalMs', options.minArrivalIntervalMs, 1_000, 0);
+    this.#refreshFloodDelayMs = option('refreshFloodDelayMs', options.refreshFloodDelayMs, 2_000, 0);
     this.#floodPacingMs = option('floodPacingMs', options.floodPacingMs, 10, 0);
     this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
     this.#spfMinMs = option('spfMinIntervalMs', options.spfMinIntervalMs, 100, 0);
@@ -527,6 +541,7 @@ export class Router {
     if (this.#flushAt !== undefined && this.#flushAt < t) t = this.#flushAt;
     if (this.#refreshAt < t) t = this.#refreshAt;
     if (this.#waitingAt < t) t = this.#waitingAt;
+    if (this.#delayedAt < t) t = this.#delayedAt;
     const e = this.#expiry.peek();
     if (e !== undefined && e < t) t = e;
     return t === Infinity ? undefined : t;
@@ -534,7 +549,7 @@ export class Router {
 
   /** True while a publication, a paced flood, a waiting record or a route recomputation is scheduled. */
   hasPendingWork(): boolean {
-    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined || this.#waiting.size > 0;
+    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined || this.#waiting.size > 0 || this.#delayed.size > 0;
   }
 
   /** The neighbour to hand traffic for `dest` to. A leaf: the neighbour itself, else its default route. */
@@ -659,6 +674,7 @@ export class Router {
     if (nowMs > this.#now) this.#now = nowMs;
     this.#expire();
     if (this.#now >= this.#waitingAt) this.#acceptWaiting();
+    if (this.#now >= this.#delayedAt) this.#floodDelayed();
   }
 
   #finish(): readonly RouterAction[] {
@@ -1003,10 +1019,36 @@ export class Router {
     const rec = this.#decodeVerified(msg.subarray(off, off + len));
     if (rec === undefined) return;
     const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#maxRecordLifetimeMs);
+    // A refresh: same links as a version held for a while (a quick new version is a recovery or a correction).
+    const refresh =
+      known !== undefined && this.#refreshFloodDelayMs > 0 && this.#now - known.acceptedAt >= REFRESH_AGE_MS && known.rec.leaf === rec.leaf && sameLinkSet(known.rec.links, rec.links);
     this.#store(origin, frag, { rec, expiresAt, acceptedAt: this.#now });
     this.#stats.recordsAccepted++;
     this.#unqueue(from, key);
-    if (!rec.leaf) this.#flood(rec, expiresAt, from);
+    if (rec.leaf) return;
+    if (!refresh) return this.#flood(rec, expiresAt, from);
+    // Nothing changed but the number: let copies from other neighbours arrive first.
+    const at = this.#now + this.#refreshFloodDelayMs * this.#random();
+    this.#delayed.set(key, { rec, expiresAt, at, have: new Set([from]) });
+    if (at < this.#delayedAt) this.#delayedAt = at;
+  }
+
+  /** Floods the delayed refreshes that are due, to the neighbours that did not send them to us. */
+  #floodDelayed(): void {
+    const now = this.#now;
+    let next = Infinity;
+    for (const [key, d] of this.#delayed) {
+      if (d.at > now) {
+        next = Math.min(next, d.at);
+        continue;
+      }
+      this.#delayed.delete(key);
+      // A newer version may have replaced it meanwhile (flooded on its own).
+      const held = this.#origins.get(d.rec.origin)?.frags.get(d.rec.fragment);
+      if (held?.rec !== d.rec) continue;
+      for (const [to, n] of this.#neighbours) if (!d.have.has(to) && this.#floodsTo(n)) this.#enqueue(to, d.rec, d.expiresAt);
+    }
+    this.#delayedAt = next;
   }
 
   /** Whether the record at `off` is newer than the one we hold (an older one is answered with ours). */
@@ -1024,6 +1066,7 @@ export class Router {
     if (order === 0) {
       if (len === k.length && msg.compare(k, 0, len, off, off + len) === 0) {
         this.#stats.duplicates++;
+        this.#delayed.get(key)?.have.add(from);
         if (this.#queued > 0 && this.#out.get(from)?.get(key)?.rec === known.rec) this.#unqueue(from, key);
       } else {
         this.#drop('replayed');
