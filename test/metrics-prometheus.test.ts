@@ -2,7 +2,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -89,6 +89,21 @@ async function daemon(t: Test, dir: string, name: string, config: Record<string,
   });
   return line;
 }
+
+/** The PromQL of every panel of docs/grafana-dashboard.json. */
+function dashboardExpressions(): string[] {
+  const dashboard = JSON.parse(readFileSync(join(ROOT, 'docs', 'grafana-dashboard.json'), 'utf8')) as { panels: Array<{ targets?: Array<{ expr: string }> }> };
+  return dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => target.expr));
+}
+
+t.test('the Grafana dashboard names only series the endpoint serves', async (t) => {
+  const served = new Set([...SERIES.map((series) => METRICS_PREFIX + series.name), 'process_cpu_seconds_total', 'process_resident_memory_bytes']);
+  const expressions = dashboardExpressions();
+  t.ok(expressions.length >= 20, `${expressions.length} panel queries`);
+  for (const expr of expressions) {
+    for (const name of expr.match(/\b(quicpeer|process)_[a-z0-9_]+/g) ?? []) t.ok(served.has(name), `${name} (in ${expr}) is served`);
+  }
+});
 
 // ---- config ------------------------------------------------------------------------
 
@@ -214,4 +229,11 @@ t.test('a real Prometheus server scrapes a daemon and its series arrive', { skip
   t.equal(Number(dropped[0]?.value[1]), 6, 'one drop series per reason');
   const metadata = (await (await fetch(`${base}/api/v1/metadata?metric=quicpeer_relay_bytes_total`)).json()) as { data: Record<string, Array<{ type: string }>> };
   t.equal(metadata.data['quicpeer_relay_bytes_total']?.[0]?.type, 'counter', 'Prometheus sees the counter type');
+
+  // Every expression of the Grafana dashboard is valid PromQL over series the daemon serves.
+  for (const expr of dashboardExpressions()) {
+    const promql = expr.replaceAll('$__rate_interval', '1m').replaceAll('$instance', '.*');
+    const result = await query(base, promql).catch((error: Error) => error);
+    t.notOk(result instanceof Error, `dashboard: ${expr}${result instanceof Error ? `: ${result.message}` : ''}`);
+  }
 });
