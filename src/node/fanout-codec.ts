@@ -285,10 +285,15 @@ export type UpFrame =
       readonly signature: Buffer | undefined;
     };
 
-/** Splits a byte stream into length-prefixed frames, each bounded before it is buffered. */
+/**
+ * Splits a byte stream into length-prefixed frames, each bounded before it is buffered. Linear:
+ * chunks are collected and concatenated once, when the frame they belong to is complete.
+ */
 export class UpFrameReader {
   private pending: Buffer[] = [];
   private buffered = 0;
+  /** Bytes of the frame in progress, length prefix included (undefined until its prefix is in). */
+  private frameBytes: number | undefined;
 
   constructor(private readonly maxFrameBytes: number) {}
 
@@ -298,17 +303,34 @@ export class UpFrameReader {
     this.buffered += chunk.length;
     const out: UpFrame[] = [];
     while (this.buffered >= 4) {
-      const head = this.pending.length === 1 ? this.pending[0]! : (this.pending = [Buffer.concat(this.pending, this.buffered)])[0]!;
-      const length = head.readUInt32BE(0);
-      if (length === 0 || length > this.maxFrameBytes) throw new PnetError('BAD_FRAME', `fan-out frame of ${length} bytes (limit ${this.maxFrameBytes})`);
-      if (head.length < 4 + length) break;
-      const frame = head.subarray(0, 4 + length);
-      const rest = head.subarray(4 + length);
+      if (this.frameBytes === undefined) {
+        const length = this.peekLength();
+        if (length === 0 || length > this.maxFrameBytes) throw new PnetError('BAD_FRAME', `fan-out frame of ${length} bytes (limit ${this.maxFrameBytes})`);
+        this.frameBytes = 4 + length;
+      }
+      if (this.buffered < this.frameBytes) break;
+      const head = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.buffered);
+      const frame = head.subarray(0, this.frameBytes);
+      const rest = head.subarray(this.frameBytes);
       this.pending = rest.length > 0 ? [rest] : [];
       this.buffered = rest.length;
+      this.frameBytes = undefined;
       out.push(parseUpFrame(frame));
     }
     return out;
+  }
+
+  /** The 4-byte length prefix, which may straddle chunks (only those 4 bytes are copied). */
+  private peekLength(): number {
+    const first = this.pending[0]!;
+    if (first.length >= 4) return first.readUInt32BE(0);
+    const prefix = Buffer.allocUnsafe(4);
+    let o = 0;
+    for (const part of this.pending) {
+      o += part.copy(prefix, o, 0, Math.min(part.length, 4 - o));
+      if (o === 4) break;
+    }
+    return prefix.readUInt32BE(0);
   }
 }
 

@@ -36,7 +36,7 @@ import {
   verifyTicket,
   type Envelope,
 } from './fanout-codec.js';
-import { readAll } from './read-all.js';
+import { LegAccounts, ReplayMemory, emptyLimitStats, type FanoutLimitStats, type LegRead } from './fanout-limits.js';
 import { Spread } from './spread.js';
 import type { AnswerLimits, RequestOutcome } from './requests.js';
 import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
@@ -52,6 +52,8 @@ export interface FanoutHost {
   /** A negotiated stream on FANOUT_CHANNEL to a neighbour (optimistic: the leg follows OPEN at once). */
   openLeg(neighbour: NodeId): Promise<Duplex>;
   isConnected(neighbour: NodeId): boolean;
+  /** Whether `peer` is a routing neighbour now (absent: every connected peer counts as one). */
+  isNeighbour?(peer: NodeId): boolean;
   /** Answers a request here through the node's one request pipeline (authorise, limits, handler). */
   answerRequest(channel: string, request: Buffer, info: ChannelRequestInfo, limits: AnswerLimits): Promise<RequestOutcome>;
 }
@@ -64,32 +66,81 @@ const DEFAULT_HOP_LIMIT = 32;
 /** Replies this small are kept to answer a duplicate delivery (a retried subtree) again. */
 const MAX_CACHED_REPLY = 64 * 1024;
 const EMPTY_ID = Buffer.alloc(16);
+/** The longest an envelope is honoured (and its id remembered) at a target, whatever its lifetime field says. */
+export const MAX_HONOURED_LIFETIME_MS = MAX_DEADLINE_MS;
+
+/** Limits beyond the public FanoutLimits (docs/LIMITS.md, "Node"); the node passes `options.fanout` through. */
+export interface FanoutServiceLimits extends FanoutLimits {
+  /** One origin's share of the remembered request ids (default 1,024): its own requests evict only its own. */
+  maxRememberedPerOrigin?: number;
+  /** Legs one routing neighbour may have served at once (default 64). */
+  maxLegsPerPeer?: number;
+  /** Legs a connected peer that is not a routing neighbour may have at once: its own fan-outs through us (default 4). */
+  maxLegsPerStranger?: number;
+  /** A leg must be read whole within this (default 10,000 ms). */
+  legReadTimeoutMs?: number;
+  /** Bytes all legs being read may buffer (default 64 MiB). */
+  maxLegBytes?: number;
+  /** Bytes one peer's legs being read may buffer (default 16 MiB: one largest leg). */
+  maxLegBytesPerPeer?: number;
+}
+
+/** Every fan-out counter: the public ones and each limit that tripped. */
+export type FanoutServiceStats = FanoutStats & FanoutLimitStats;
+
+/** A remembered answer: the signed frame, kept for small replies (a duplicate delivery gets it again). */
+interface Answered {
+  frame: Promise<Buffer> | undefined;
+}
 
 /** Fan-out for one node: starts fan-outs (origin), serves legs (hop) and answers (target). */
 export class FanoutService {
-  readonly stats: FanoutStats = { forged: 0, legsServed: 0, legsSent: 0, retried: 0 };
+  readonly stats: FanoutServiceStats = { forged: 0, legsServed: 0, legsSent: 0, retried: 0, ...emptyLimitStats() };
   private readonly spreads = new Set<Spread>();
-  private activeLegs = 0;
-  private readonly maxActiveLegs: number;
-  private readonly maxRemembered: number;
   private readonly maxSkewMs: number;
-  /** Requests answered here, by id: a duplicate delivery gets the same answer, never a second run. */
-  private readonly answered = new Map<string, { expiresAt: number; frame: Promise<Buffer> | undefined }>();
+  private readonly legReadTimeoutMs: number;
+  private readonly legs: LegAccounts;
+  /** Authorised requests answered here, per origin: a duplicate delivery gets the same answer, never a second run. */
+  private readonly answered: ReplayMemory<Answered>;
+  /** Requests being answered here (not yet or never authorised): bounded by the legs being served. */
+  private readonly answering = new Map<string, Promise<Buffer>>();
 
   constructor(
     readonly host: FanoutHost,
-    limits: FanoutLimits = {},
+    limits: FanoutServiceLimits = {},
   ) {
-    this.maxActiveLegs = numberOption('fanout option', 'maxActiveLegs', limits.maxActiveLegs, 256, { integer: true });
-    this.maxRemembered = numberOption('fanout option', 'maxRememberedRequests', limits.maxRememberedRequests, 10_000, { integer: true });
+    const option = (name: keyof FanoutServiceLimits, fallback: number, min = 0): number =>
+      numberOption('fanout option', name, limits[name], fallback, { integer: true, min });
+    const maxActiveLegs = option('maxActiveLegs', 256);
+    const maxRemembered = option('maxRememberedRequests', 10_000, 1);
+    this.answered = new ReplayMemory(maxRemembered, option('maxRememberedPerOrigin', Math.min(1024, maxRemembered), 1), this.stats);
     this.maxSkewMs = numberOption('fanout option', 'maxClockSkewMs', limits.maxClockSkewMs, 60_000);
+    this.legReadTimeoutMs = option('legReadTimeoutMs', 10_000, 1);
+    const maxLegBytes = option('maxLegBytes', 64 * 1024 * 1024);
+    this.legs = new LegAccounts(
+      {
+        maxActiveLegs,
+        maxLegsPerPeer: option('maxLegsPerPeer', Math.min(64, maxActiveLegs)),
+        maxLegsPerStranger: option('maxLegsPerStranger', 4),
+        maxLegBytes,
+        maxLegBytesPerPeer: option('maxLegBytesPerPeer', Math.min(16 * 1024 * 1024, maxLegBytes)),
+      },
+      this.stats,
+    );
   }
 
-  /** Refuses new legs past the limit (OVERLOADED reaches the parent, which reports the subtree). */
-  readonly authorise: AuthoriseHook = () => {
-    if (this.activeLegs >= this.maxActiveLegs) throw new PnetError('OVERLOADED', `serving ${this.activeLegs} fan-out legs already`);
+  /** Refuses new legs past the node's or the peer's limit (OVERLOADED reaches the parent, which reports the subtree). */
+  readonly authorise: AuthoriseHook = (info) => {
+    const peer = info.remoteNodeId;
+    const refused = this.legs.mayOpen(peer, this.isNeighbour(peer));
+    if (refused === 'node') throw new PnetError('OVERLOADED', `serving ${this.legs.activeLegs} fan-out legs already`);
+    if (refused === 'peer') throw new PnetError('OVERLOADED', `serving ${peer}'s share of fan-out legs already`);
     return true;
   };
+
+  private isNeighbour(peer: NodeId): boolean {
+    return this.host.isNeighbour?.(peer) ?? true;
+  }
 
   // ---- origin ---------------------------------------------------------------
 
@@ -201,14 +252,19 @@ export class FanoutService {
 
   /** Serves one leg from a neighbour: answers here, forwards the rest, streams results back. */
   serveLeg(stream: Duplex, from: NodeId): void {
-    this.activeLegs++;
+    const neighbour = this.isNeighbour(from);
+    if (this.legs.mayOpen(from, neighbour) !== 'ok') {
+      stream.destroy(new PnetError('OVERLOADED', `fan-out legs from ${from} over the limit`));
+      return;
+    }
+    this.legs.opened(from);
     this.stats.legsServed++;
     let spread: Spread | undefined;
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
-      this.activeLegs--;
+      this.legs.closed(from);
       if (spread) {
         spread.end();
         this.spreads.delete(spread);
@@ -217,12 +273,13 @@ export class FanoutService {
     stream.on('error', release);
     stream.on('close', release);
     const serve = async (): Promise<void> => {
-      const leg = decodeLeg(await readAll(stream, MAX_LEG_BYTES, 'BAD_FRAME'));
+      const leg = decodeLeg(await this.readLeg(stream, from));
       const receivedAt = performance.now();
       let envelope: Envelope;
       try {
         envelope = decodeEnvelope(leg.envelope);
         this.checkFresh(envelope);
+        this.checkSender(envelope, from, neighbour);
       } catch (error) {
         // A bad envelope fails every target of this leg with the reason, and goes no further.
         const failure = error as PnetError;
@@ -242,15 +299,7 @@ export class FanoutService {
         stream.end();
         release();
       };
-      spread = new Spread(
-        this,
-        envelope,
-        receivedAt + leg.budgetMs,
-        leg.hopLimit,
-        { result: (frame) => stream.write(frame.frame) || true, idle: done },
-        undefined,
-        from,
-      );
+      spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, { result: (frame) => stream.write(frame.frame) || true, idle: done }, undefined, from);
       this.spreads.add(spread);
       spread.add(targets, leg.tickets.length > 0 ? leg.tickets : undefined);
       if (!spread.busy) done();
@@ -258,12 +307,73 @@ export class FanoutService {
     serve().catch((error: unknown) => stream.destroy(error instanceof Error ? error : undefined));
   }
 
-  /** Rejects envelopes from too far in the past or future: a hop cannot replay an old command. */
+  /**
+   * Reads a leg whole: within the read deadline, its bytes charged to its peer's share and the
+   * node's budget before they are buffered (a cut leg is destroyed; the parent retries or reports).
+   */
+  private readLeg(stream: Duplex, from: NodeId): Promise<Buffer> {
+    const legs = this.legs;
+    return new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let total = 0;
+      const fail = (error: PnetError): void => {
+        finish();
+        stream.destroy(error);
+        reject(error);
+      };
+      const read: LegRead = { peer: from, bytes: 0, cut: () => fail(new PnetError('OVERLOADED', 'fan-out leg cut: the node buffers too many leg bytes')) };
+      const timer = setTimeout(() => {
+        this.stats.legReadTimeouts++;
+        fail(new PnetError('ERR_REQUEST_TIMEOUT', `fan-out leg from ${from} not read whole within ${this.legReadTimeoutMs} ms`));
+      }, this.legReadTimeoutMs);
+      timer.unref();
+      const onData = (chunk: Buffer): void => {
+        total += chunk.length;
+        if (total > MAX_LEG_BYTES) return fail(new PnetError('BAD_FRAME', `fan-out leg over ${MAX_LEG_BYTES} bytes`));
+        if (!legs.charge(read, chunk.length)) return fail(new PnetError('OVERLOADED', `fan-out legs from ${from} buffer over their share`));
+        chunks.push(chunk);
+      };
+      const onEnd = (): void => {
+        finish();
+        resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total));
+      };
+      const onClose = (): void => {
+        finish();
+        reject(new PnetError('ERR_STREAM_RESET', 'fan-out leg closed before its end'));
+      };
+      function finish(): void {
+        clearTimeout(timer);
+        stream.off('data', onData);
+        stream.off('end', onEnd);
+        stream.off('error', onClose);
+        stream.off('close', onClose);
+        legs.done(read);
+      }
+      stream.on('data', onData);
+      stream.on('end', onEnd);
+      stream.on('error', onClose);
+      stream.on('close', onClose);
+    });
+  }
+
+  /** A leg from a peer that is not a routing neighbour carries only that peer's own fan-out (`via`). */
+  private checkSender(envelope: Envelope, from: NodeId, neighbour: boolean): void {
+    if (neighbour || envelope.origin === from) return;
+    this.stats.legsRefusedNotNeighbour++;
+    throw new PnetError('UNAUTHORIZED', `fan-out leg from ${from}: not a routing neighbour, and not its own fan-out`);
+  }
+
+  /** Rejects envelopes from too far in the past or future: a hop cannot replay an old command. Lifetimes count up to MAX_HONOURED_LIFETIME_MS. */
   private checkFresh(envelope: Envelope): void {
     const now = Date.now();
-    if (envelope.issuedAt > now + this.maxSkewMs || now > envelope.issuedAt + envelope.ttlMs + this.maxSkewMs) {
+    if (envelope.issuedAt > now + this.maxSkewMs || now > this.expiryOf(envelope) - this.maxSkewMs) {
       throw new PnetError('ERR_STALE_REQUEST', `fan-out ${envelope.requestId.toString('hex')} issued at ${new Date(envelope.issuedAt).toISOString()} is outside its lifetime`);
     }
+  }
+
+  /** Until when a target may see this envelope again (wall clock): its capped lifetime plus the skew both ways. */
+  private expiryOf(envelope: Envelope): number {
+    return envelope.issuedAt + Math.min(envelope.ttlMs, MAX_HONOURED_LIFETIME_MS) + 2 * this.maxSkewMs;
   }
 
   // ---- target ---------------------------------------------------------------
@@ -278,27 +388,34 @@ export class FanoutService {
       return refuse('UNAUTHORIZED', `${envelope.origin} did not address this fan-out to ${identity.nodeId}`);
     }
     const id = envelope.requestId.toString('hex');
-    const seen = this.answered.get(id);
-    if (seen !== undefined) return seen.frame ?? refuse('ERR_DUPLICATE_REQUEST', `fan-out ${id} was answered here already`);
-    if (this.answered.size >= this.maxRemembered) {
-      const now = Date.now();
-      for (const [key, entry] of this.answered) if (entry.expiresAt < now) this.answered.delete(key);
-      if (this.answered.size >= this.maxRemembered) return refuse('OVERLOADED', `remembering ${this.answered.size} recent fan-outs already`);
-    }
-    const frame = this.answer(envelope, deadlineAt);
-    const entry = { expiresAt: envelope.issuedAt + envelope.ttlMs + 2 * this.maxSkewMs, frame: frame as Promise<Buffer> | undefined };
-    this.answered.set(id, entry);
-    frame.then((bytes) => {
-      if (bytes.length > MAX_CACHED_REPLY) entry.frame = undefined;
-    }, () => undefined);
+    const running = this.answering.get(id);
+    if (running !== undefined) return running;
+    const seen = this.answered.lookup(envelope.origin, id, envelope.issuedAt, Date.now());
+    if (seen?.kind === 'seen') return seen.value.frame ?? refuse('ERR_DUPLICATE_REQUEST', `fan-out ${id} was answered here already`);
+    if (seen?.kind === 'floor') return refuse('ERR_DUPLICATE_REQUEST', `fan-out ${id} may have been answered here already (its origin's older ids were forgotten)`);
+    const entry: Answered = { frame: undefined };
+    // Remembered only once authorise admitted it: a refused request costs no memory.
+    const admitted = (): void => {
+      if (!this.answered.remember(envelope.origin, id, envelope.issuedAt, this.expiryOf(envelope), entry, Date.now())) {
+        throw new PnetError('OVERLOADED', 'no room to remember this fan-out against replay');
+      }
+    };
+    const frame = this.answer(envelope, deadlineAt, admitted);
+    entry.frame = frame;
+    this.answering.set(id, frame);
+    const settled = (bytes: Buffer | undefined): void => {
+      this.answering.delete(id);
+      if (bytes === undefined || bytes.length > MAX_CACHED_REPLY) entry.frame = undefined;
+    };
+    frame.then(settled, () => settled(undefined));
     return frame;
   }
 
   /** Runs the request here (the node's request pipeline) and signs what became of it. */
-  private async answer(envelope: Envelope, deadlineAt: number): Promise<Buffer> {
+  private async answer(envelope: Envelope, deadlineAt: number, admitted: () => void): Promise<Buffer> {
     const identity = this.host.identity;
     const info: ChannelRequestInfo = { channel: envelope.channel, remoteNodeId: envelope.origin, metadata: envelope.metadata };
-    const outcome = await this.host.answerRequest(envelope.channel, Buffer.from(envelope.payload), info, { deadlineAt, maxReplyBytes: envelope.maxReplyBytes });
+    const outcome = await this.host.answerRequest(envelope.channel, Buffer.from(envelope.payload), info, { deadlineAt, maxReplyBytes: envelope.maxReplyBytes, admitted });
     const [status, body] = outcome.ok ? [STATUS_OK, outcome.reply] : [STATUS_ERROR, encodeErrorBody(outcome.error.code, outcome.error.message)];
     return encodeResult(identity, envelope.requestId, keyBytesOf(identity.nodeId), status, body);
   }

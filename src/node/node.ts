@@ -116,6 +116,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         allNodes: () => this.neighbours.allNodes(),
         openLeg: (neighbour) => this.streams.openDirect(neighbour, FANOUT_CHANNEL, { optimistic: true }),
         isConnected: (neighbour) => live(neighbour) !== undefined,
+        isNeighbour: (peer) => this.neighbours.router.neighbourCost(peer) !== undefined,
         answerRequest: (channel, request, info, limits) => this.requests.answer(channel, request, info, limits),
       },
       options.fanout,

@@ -34,6 +34,8 @@ export interface AnswerLimits {
   readonly deadlineAt?: number;
   /** Largest reply taken: ERR_REQUEST_TOO_LARGE. */
   readonly maxReplyBytes?: number;
+  /** Called once authorise admitted the request, before the handler runs; a throw refuses it with that error. */
+  readonly admitted?: () => void;
 }
 
 /** What the pipeline needs from its node. */
@@ -74,6 +76,7 @@ export class Requests {
     if (target === undefined) return { ok: false, error: new PnetError('UNKNOWN_CHANNEL', `no request handler for "${channel}"`) };
     try {
       await this.authorise(target, info);
+      limits.admitted?.();
       return { ok: true, reply: await this.run(target, request, info, limits) };
     } catch (error) {
       return { ok: false, error: error as PnetError };

@@ -1,0 +1,264 @@
+/**
+ * The fan-out's peer-fillable tables (docs/LIMITS.md, "Node"), sans-IO: the request-id memory a
+ * target keeps against replay, and the accounts of legs being served and bytes they buffer.
+ * Each has a whole-node cap as the outer bound and a per-peer share smaller than the whole.
+ */
+import type { NodeId } from '../identity/index.js';
+
+/** Counters of every fan-out limit that tripped (part of `node.fanoutStats`). */
+export interface FanoutLimitStats {
+  /** Request ids forgotten early because their origin reached its share (its own oldest). */
+  rememberedEvictedOwn: number;
+  /** Request ids forgotten early because the node's memory was full (the heaviest origin's oldest). */
+  rememberedEvictedHeaviest: number;
+  /** Authorised requests refused OVERLOADED: the memory was full of origins holding one id each. */
+  rememberedRefused: number;
+  /** Requests refused because their origin's evicted ids reach past their issue time (no replay after eviction). */
+  replayFloorRefused: number;
+  /** Legs refused OVERLOADED: the node served `maxActiveLegs` already. */
+  legsRefusedNodeLimit: number;
+  /** Legs refused OVERLOADED: the peer had its share of legs already. */
+  legsRefusedPeerLimit: number;
+  /** Legs refused UNAUTHORIZED: from a peer that is not a routing neighbour, not its own fan-out. */
+  legsRefusedNotNeighbour: number;
+  /** Legs cut because they were not read whole within the leg read deadline. */
+  legReadTimeouts: number;
+  /** Legs cut because their peer buffered more than its share of leg bytes. */
+  legBytesPeerLimit: number;
+  /** Legs cut to make room in the node's leg byte budget (the peer buffering the most). */
+  legBytesEvicted: number;
+}
+
+export function emptyLimitStats(): FanoutLimitStats {
+  return {
+    rememberedEvictedOwn: 0,
+    rememberedEvictedHeaviest: 0,
+    rememberedRefused: 0,
+    replayFloorRefused: 0,
+    legsRefusedNodeLimit: 0,
+    legsRefusedPeerLimit: 0,
+    legsRefusedNotNeighbour: 0,
+    legReadTimeouts: 0,
+    legBytesPeerLimit: 0,
+    legBytesEvicted: 0,
+  };
+}
+
+interface RememberedId<T> {
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  readonly value: T;
+}
+
+interface OriginIds<T> {
+  readonly ids: Map<string, RememberedId<T>>;
+  /** Issue time at or below which this origin's ids may have been forgotten: refused, never run again. */
+  floor: number;
+  /** Until when the floor matters (the forgotten ids' lifetimes). */
+  floorExpiresAt: number;
+}
+
+export type Remembered<T> = { readonly kind: 'seen'; readonly value: T } | { readonly kind: 'floor' } | undefined;
+
+/**
+ * Request ids answered here, per origin. An origin at its share forgets its own oldest id; a
+ * full node forgets the oldest id of the origin holding the most (when it holds more than the
+ * newcomer would). A forgotten id raises its origin's floor, so forgetting never reopens a replay.
+ * Origin records (ids or a live floor) are capped at twice the id cap: past it, new origins are refused.
+ */
+export class ReplayMemory<T> {
+  private readonly origins = new Map<NodeId, OriginIds<T>>();
+  private size = 0;
+  private lastSweep = -Infinity;
+
+  constructor(
+    private readonly maxTotal: number,
+    private readonly maxPerOrigin: number,
+    private readonly stats: FanoutLimitStats,
+  ) {}
+
+  get count(): number {
+    return this.size;
+  }
+
+  get originCount(): number {
+    return this.origins.size;
+  }
+
+  lookup(origin: NodeId, id: string, issuedAt: number, now: number): Remembered<T> {
+    const record = this.origins.get(origin);
+    if (record === undefined) return undefined;
+    const entry = record.ids.get(id);
+    if (entry !== undefined && entry.expiresAt >= now) return { kind: 'seen', value: entry.value };
+    if (issuedAt <= record.floor && record.floorExpiresAt >= now) {
+      this.stats.replayFloorRefused++;
+      return { kind: 'floor' };
+    }
+    return undefined;
+  }
+
+  /** Remembers `id` until `expiresAt`; false (counted) when there is no room this origin may take. */
+  remember(origin: NodeId, id: string, issuedAt: number, expiresAt: number, value: T, now: number): boolean {
+    this.sweep(now);
+    let record = this.origins.get(origin);
+    if (record !== undefined && record.ids.size >= this.maxPerOrigin) {
+      this.forgetOldest(record);
+      this.stats.rememberedEvictedOwn++;
+    } else if (this.size >= this.maxTotal || (record === undefined && this.origins.size >= 2 * this.maxTotal)) {
+      if (this.size < this.maxTotal || !this.evictHeaviest(record?.ids.size ?? 0)) {
+        this.stats.rememberedRefused++;
+        return false;
+      }
+    }
+    if (record === undefined) {
+      record = { ids: new Map(), floor: -Infinity, floorExpiresAt: -Infinity };
+      this.origins.set(origin, record);
+    }
+    record.ids.set(id, { issuedAt, expiresAt, value });
+    this.size++;
+    return true;
+  }
+
+  private evictHeaviest(newcomerHolds: number): boolean {
+    let heaviest: OriginIds<T> | undefined;
+    for (const record of this.origins.values()) if (heaviest === undefined || record.ids.size > heaviest.ids.size) heaviest = record;
+    if (heaviest === undefined || heaviest.ids.size <= newcomerHolds + 1) return false;
+    this.forgetOldest(heaviest);
+    this.stats.rememberedEvictedHeaviest++;
+    return true;
+  }
+
+  private forgetOldest(record: OriginIds<T>): void {
+    const [id, entry] = record.ids.entries().next().value as [string, RememberedId<T>];
+    record.ids.delete(id);
+    this.size--;
+    record.floor = Math.max(record.floor, entry.issuedAt);
+    record.floorExpiresAt = Math.max(record.floorExpiresAt, entry.expiresAt);
+  }
+
+  /** Drops expired ids and origins left with neither ids nor a live floor (at most every 100 ms: O(ids)). */
+  private sweep(now: number): void {
+    if (now - this.lastSweep < 100) return;
+    this.lastSweep = now;
+    for (const [origin, record] of this.origins) {
+      for (const [id, entry] of record.ids) {
+        if (entry.expiresAt < now) {
+          record.ids.delete(id);
+          this.size--;
+        }
+      }
+      if (record.ids.size === 0 && record.floorExpiresAt < now) this.origins.delete(origin);
+    }
+  }
+}
+
+/** One leg being read: its bytes so far, and how to cut it. */
+export interface LegRead {
+  readonly peer: NodeId;
+  bytes: number;
+  cut(): void;
+}
+
+export interface LegLimits {
+  readonly maxActiveLegs: number;
+  readonly maxLegsPerPeer: number;
+  /** Legs a peer that is not a routing neighbour may have at once (its own fan-outs through us, `via`). */
+  readonly maxLegsPerStranger: number;
+  readonly maxLegBytes: number;
+  readonly maxLegBytesPerPeer: number;
+}
+
+/**
+ * Legs served at once and the bytes they buffer before decoding: a node cap and a smaller
+ * per-peer share of each. Past the node byte budget, the peer buffering the most loses its
+ * largest leg (when it holds more than the newcomer), else the newcomer's leg is cut.
+ */
+export class LegAccounts {
+  private active = 0;
+  private readonly legsOf = new Map<NodeId, number>();
+  private buffered = 0;
+  private readonly readsOf = new Map<NodeId, { bytes: number; reads: Set<LegRead> }>();
+
+  constructor(
+    private readonly limits: LegLimits,
+    private readonly stats: FanoutLimitStats,
+  ) {}
+
+  get activeLegs(): number {
+    return this.active;
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Whether `peer` may start one more leg (counted when not). */
+  mayOpen(peer: NodeId, neighbour: boolean): 'ok' | 'node' | 'peer' {
+    if (this.active >= this.limits.maxActiveLegs) {
+      this.stats.legsRefusedNodeLimit++;
+      return 'node';
+    }
+    if ((this.legsOf.get(peer) ?? 0) >= (neighbour ? this.limits.maxLegsPerPeer : this.limits.maxLegsPerStranger)) {
+      this.stats.legsRefusedPeerLimit++;
+      return 'peer';
+    }
+    return 'ok';
+  }
+
+  opened(peer: NodeId): void {
+    this.active++;
+    this.legsOf.set(peer, (this.legsOf.get(peer) ?? 0) + 1);
+  }
+
+  closed(peer: NodeId): void {
+    this.active--;
+    const left = (this.legsOf.get(peer) ?? 1) - 1;
+    if (left <= 0) this.legsOf.delete(peer);
+    else this.legsOf.set(peer, left);
+  }
+
+  /** Adds `n` bytes to `read`; false: this read was cut (over its peer's share, or the node's budget). */
+  charge(read: LegRead, n: number): boolean {
+    let account = this.readsOf.get(read.peer);
+    if (account === undefined) this.readsOf.set(read.peer, (account = { bytes: 0, reads: new Set() }));
+    account.reads.add(read);
+    if (account.bytes + n > this.limits.maxLegBytesPerPeer) {
+      this.stats.legBytesPeerLimit++;
+      return false;
+    }
+    while (this.buffered + n > this.limits.maxLegBytes) {
+      const victim = this.heaviestOther(read.peer, account.bytes + n);
+      if (victim === undefined) {
+        this.stats.legBytesEvicted++;
+        return false;
+      }
+      this.stats.legBytesEvicted++;
+      this.done(victim);
+      victim.cut();
+    }
+    read.bytes += n;
+    account.bytes += n;
+    this.buffered += n;
+    return true;
+  }
+
+  /** The read ended (decoded, failed or cut): its bytes are freed. */
+  done(read: LegRead): void {
+    const account = this.readsOf.get(read.peer);
+    if (account === undefined || !account.reads.delete(read)) return;
+    account.bytes -= read.bytes;
+    this.buffered -= read.bytes;
+    read.bytes = 0;
+    if (account.reads.size === 0) this.readsOf.delete(read.peer);
+  }
+
+  /** The largest read of the peer buffering the most, if that peer holds more than `holds`. */
+  private heaviestOther(peer: NodeId, holds: number): LegRead | undefined {
+    let heaviest: { bytes: number; reads: Set<LegRead> } | undefined;
+    for (const [id, account] of this.readsOf) if (id !== peer && (heaviest === undefined || account.bytes > heaviest.bytes)) heaviest = account;
+    if (heaviest === undefined || heaviest.bytes <= holds) return undefined;
+    let largest: LegRead | undefined;
+    for (const read of heaviest.reads) if (largest === undefined || read.bytes > largest.bytes) largest = read;
+    return largest;
+  }
+}
