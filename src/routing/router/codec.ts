@@ -30,7 +30,14 @@
  */
 import { Buffer } from 'node:buffer';
 import { nodeIdFromPublicKey, nodeIdToBytes, verifySignature, type NodeId } from '../../identity/index.js';
-import type { Link } from './path-computer.js';
+
+/** A directed link out of a node, with its cost (integer >= 1). */
+export interface Link {
+  readonly to: NodeId;
+  readonly cost: number;
+  /** In a record: `to` is a leaf attached to the origin (reachable through it, never transit). Path computers ignore it. */
+  readonly stub?: boolean;
+}
 
 export const RECORD_MAGIC: readonly number[] = [0x70, 0x6e, 0x4c, 0x53];
 export const RECORD_VERSION = 2;

@@ -7,15 +7,10 @@
 import type { NodeId } from '../../identity/index.js';
 import { createRoutingTable } from '../table/index.js';
 import type { RoutingImplementation, RoutingTable } from '../table/index.js';
-import { keyBytesOf, nodeIdAt } from './codec.js';
+import { keyBytesOf, nodeIdAt, type Link } from './codec.js';
 
-/** A directed link out of a node, with its cost (integer >= 1). */
-export interface Link {
-  readonly to: NodeId;
-  readonly cost: number;
-  /** In a record: `to` is a leaf attached to the origin (reachable through it, never transit). Path computers ignore it. */
-  readonly stub?: boolean;
-}
+/** A directed link out of a node (defined with the record codec, which carries it). */
+export type { Link };
 
 /** A destination reachable from the local node. */
 export interface Route {
