@@ -71,7 +71,7 @@ export const MAX_HONOURED_LIFETIME_MS = MAX_DEADLINE_MS;
 
 /** Limits beyond the public FanoutLimits (docs/LIMITS.md, "Node"); the node passes `options.fanout` through. */
 export interface FanoutServiceLimits extends FanoutLimits {
-  /** One origin's share of the remembered request ids (default 1,024): its own requests evict only its own. */
+  /** One origin's share of the remembered request ids (default 1,024, at most a quarter of the whole): its own requests evict only its own. */
   maxRememberedPerOrigin?: number;
   /** Legs one routing neighbour may have served at once (default 64). */
   maxLegsPerPeer?: number;
@@ -113,7 +113,7 @@ export class FanoutService {
       numberOption('fanout option', name, limits[name], fallback, { integer: true, min });
     const maxActiveLegs = option('maxActiveLegs', 256);
     const maxRemembered = option('maxRememberedRequests', 10_000, 1);
-    this.answered = new ReplayMemory(maxRemembered, option('maxRememberedPerOrigin', Math.min(1024, maxRemembered), 1), this.stats);
+    this.answered = new ReplayMemory(maxRemembered, option('maxRememberedPerOrigin', Math.max(1, Math.min(1024, Math.floor(maxRemembered / 4))), 1), this.stats);
     this.maxSkewMs = numberOption('fanout option', 'maxClockSkewMs', limits.maxClockSkewMs, 60_000);
     this.legReadTimeoutMs = option('legReadTimeoutMs', 10_000, 1);
     const maxLegBytes = option('maxLegBytes', 64 * 1024 * 1024);
