@@ -8,6 +8,7 @@ import { numberOption, sectionOption } from '../options.js';
 import { listenTransports } from '../transport/index.js';
 import type { H2TransportOptions, QuicTransportOptions, SocketAddress, Transport } from '../transport/index.js';
 import type { RouterOptions } from '../routing/index.js';
+import type { DatagramRelayOptions } from '../relay/index.js';
 import type { NodeOptions } from './types.js';
 
 type QuicSettings = Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
@@ -57,4 +58,20 @@ export async function bindTransports(identity: Identity, listen: SocketAddress, 
     ...(settings.h2 ? { h2: settings.h2 } : {}),
   });
   return [quic, h2].filter((transport) => transport !== undefined);
+}
+
+/** Relay v2's options from the node's: the relay section, and the QUIC limits for the relayed connections. */
+export function datagramRelayOptions(options: NodeOptions): DatagramRelayOptions {
+  const relay = options.relay ?? {};
+  const quic = typeof options.quic === 'object' ? options.quic : {};
+  const { maxDatagramSize: _size, socketBufferSize: _buffers, udp: _udp, ...limits } = quic;
+  return {
+    quic: limits,
+    // The stream relay's maxHops is v2's hop limit (a datagram's TTL byte holds at most 255).
+    ...(typeof relay.maxHops === 'number' && relay.maxHops >= 1 ? { hopLimit: Math.min(255, Math.floor(relay.maxHops)) } : {}),
+    ...(relay.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: relay.idleTimeoutMs }),
+    ...(relay.forwarder === undefined ? {} : { forwarder: relay.forwarder }),
+    ...(relay.endpoint === undefined ? {} : { endpoint: relay.endpoint }),
+    ...(relay.onForward === undefined ? {} : { onForward: relay.onForward }),
+  };
 }

@@ -9,7 +9,7 @@ import type { Identity, NodeId } from '../identity/index.js';
 import type { Connection } from '../transport/index.js';
 import { openChannel } from '../channel/index.js';
 import { KEY_BYTES, Router, SharedRecordCache, keyBytesOf, nodeIdAt } from '../routing/index.js';
-import type { NextHopShare, RouterAction, RouterOptions } from '../routing/index.js';
+import type { NextHopShare, RouteChange, RouterAction, RouterOptions } from '../routing/index.js';
 import { readAll } from './read-all.js';
 import type { RouteEvent, RouteInfo, Topology } from './types.js';
 
@@ -31,6 +31,8 @@ export interface NeighbourHost {
   /** Every peer's kept connection. */
   entries(): Iterable<[NodeId, Connection]>;
   route(change: RouteEvent): void;
+  /** The router's route changes as it gave them (relay v2's next-hop table), before the route events. */
+  routesChanged?(changes: readonly RouteChange[]): void;
   report(error: Error): void;
 }
 
@@ -191,7 +193,10 @@ export class Neighbours {
   private apply(actions: readonly RouterAction[]): void {
     for (const action of actions) {
       if (action.type === 'send') this.send(action.to, action.bytes);
-      else for (const change of action.changed) this.host.route({ nodeId: change.dest, nextHop: change.nextHop, previousNextHop: change.previousNextHop });
+      else {
+        this.host.routesChanged?.(action.changed);
+        for (const change of action.changed) this.host.route({ nodeId: change.dest, nextHop: change.nextHop, previousNextHop: change.previousNextHop });
+      }
     }
     if (this.closed) return;
     const deadline = this.router.nextDeadline();

@@ -10,9 +10,10 @@ import { EventEmitter } from 'node:events';
 import { PnetError } from '../errors.js';
 import { Identity, loadOrCreateIdentity } from '../identity/index.js';
 import type { NodeId } from '../identity/index.js';
-import { formatAddress, parseAddress } from '../transport/index.js';
+import { QuicConnection, formatAddress, parseAddress } from '../transport/index.js';
+import { DatagramRelay } from '../relay/index.js';
 import type { Connection, SocketAddress, Transport } from '../transport/index.js';
-import { bindTransports, nodeSettings } from './binding.js';
+import { bindTransports, datagramRelayOptions, nodeSettings } from './binding.js';
 import type { NodeSettings } from './binding.js';
 import { Dialer } from './dialer.js';
 import { PeerTable, peerInfo } from './peers.js';
@@ -53,6 +54,8 @@ export interface NodeServices {
   readonly streams: Streams;
   readonly requests: Requests;
   readonly fanouts: FanoutService;
+  /** Relay v2 (undefined with relay.datagrams false). */
+  readonly datagrams: DatagramRelay | undefined;
 }
 
 const servicesOf = new WeakMap<PnetNode, NodeServices>();
@@ -76,6 +79,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly streams: Streams;
   private readonly requests: Requests;
   private readonly fanouts: FanoutService;
+  /** Relay v2 (undefined with relay.datagrams false). */
+  private readonly datagrams: DatagramRelay | undefined;
   private readonly handshakes = new HandshakeCounter();
   private bootstrapOutcome: readonly BootstrapResult[] = [];
   private closing: Promise<void> | undefined;
@@ -94,14 +99,26 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       down: (nodeId, error) => {
         this.emit('peer:down', { nodeId, error });
         this.neighbours.disconnected(nodeId);
+        this.datagrams?.neighbourDown(nodeId);
       },
     });
+    const link = (nodeId: NodeId): QuicConnection | undefined => {
+      const connection = live(nodeId);
+      return connection instanceof QuicConnection ? connection : undefined;
+    };
     this.dialer = new Dialer(transports, settings, (connection, target) => {
       this.peerTable.addresses.set(connection.remoteNodeId, target);
       this.adopt(connection);
     });
     this.streams = new Streams(
-      { identity, live, nextHop: (nodeId) => this.neighbours.nextHop(nodeId), connectionTo: (nodeId) => this.connectionTo(nodeId), report },
+      {
+        identity,
+        live,
+        nextHop: (nodeId) => this.neighbours.nextHop(nodeId),
+        connectionTo: (nodeId) => this.connectionTo(nodeId),
+        relayed: (nodeId) => (this.datagrams?.carries(nodeId) ? this.datagrams.connect(nodeId) : undefined),
+        report,
+      },
       { negotiationTimeoutMs: settings.negotiationTimeoutMs, relay: options.relay },
     );
     this.requests = new Requests({
@@ -121,16 +138,26 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       },
       options.fanout,
     );
-    // Last: it starts timers, and the services above may still refuse their options.
-    this.neighbours = new Neighbours(identity, settings, { live, entries: () => this.peerTable.entries(), route: (change) => this.emit('route', change), report });
+    // Last: they start timers, and the services above may still refuse their options.
+    this.datagrams =
+      options.relay?.datagrams === false
+        ? undefined
+        : new DatagramRelay({ identity, link, adopt: (connection, far) => this.adoptRelayed(connection, far), report }, datagramRelayOptions(options));
+    this.neighbours = new Neighbours(identity, settings, {
+      live,
+      entries: () => this.peerTable.entries(),
+      route: (change) => this.emit('route', change),
+      routesChanged: (changes) => this.datagrams?.routesChanged(changes),
+      report,
+    });
     this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });
     this.streams.serveReserved(ROUTING_CHANNEL, (negotiated, info) => this.neighbours.receive(negotiated.stream, info.remoteNodeId));
     for (const transport of transports) {
       transport.on('connection', (connection) => this.adopt(connection));
       transport.on('error', report);
     }
-    const { dialer, peerTable: peers, neighbours, streams, requests, fanouts } = this;
-    servicesOf.set(this, { transports, dialer, peers, neighbours, streams, requests, fanouts });
+    const { dialer, peerTable: peers, neighbours, streams, requests, fanouts, datagrams } = this;
+    servicesOf.set(this, { transports, dialer, peers, neighbours, streams, requests, fanouts, datagrams });
   }
 
   static async create(options: NodeOptions = {}): Promise<PnetNode> {
@@ -255,11 +282,22 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const id = connection.remoteNodeId;
     this.handshakes.established(connection);
     connection.on('stream', (stream) => this.streams.accept(stream, id));
+    if (connection.transport === 'quic') connection.on('datagram', (datagram) => this.datagrams?.receive(id, datagram));
     if (this.closing) {
       void connection.close({ graceful: false, reason: 'node closing' });
       return;
     }
     this.peerTable.add(connection);
+  }
+
+  /** A relayed connection to a far node (relay v2), either direction: its streams carry user channels only. */
+  private adoptRelayed(connection: Connection, far: NodeId): void {
+    if (this.closing) {
+      void connection.close({ graceful: false, reason: 'node closing' });
+      return;
+    }
+    connection.on('stream', (stream) => this.streams.acceptRelayed(stream, far));
+    this.peerTable.addRelayed(connection);
   }
 
   /** A connection to a node the router does not reach: the live one, or a dial to where it was reached before. */
@@ -335,7 +373,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       this.neighbours.close();
       this.fanouts.close();
       this.peerTable.close();
-      this.closing = Promise.all(this.transports.map((transport) => transport.close(options))).then(() => undefined);
+      const relayed = this.datagrams?.close(options) ?? Promise.resolve();
+      this.closing = Promise.all([relayed, ...this.transports.map((transport) => transport.close(options))]).then(() => undefined);
     }
     return this.closing;
   }

@@ -23,6 +23,8 @@ export class PeerTable {
   private readonly spares = new Map<Connection, NodeJS.Timeout>();
   /** Where each peer this node dialed was reached. */
   readonly addresses = new Map<NodeId, SocketAddress>();
+  /** End-to-end connections to far nodes (relay v2): listed by peers(), never routing neighbours. */
+  private readonly relayed = new Set<Connection>();
 
   constructor(
     private readonly self: NodeId,
@@ -46,7 +48,14 @@ export class PeerTable {
   }
 
   peers(): PeerInfo[] {
-    return [...this.connections.values()].map(peerInfo);
+    const relayed = [...this.relayed].map((connection) => peerInfo(connection, 'relay'));
+    return [...[...this.connections.values()].map((connection) => peerInfo(connection)), ...relayed];
+  }
+
+  /** A relayed connection to a far node: in peers() (transport 'relay') until it closes. */
+  addRelayed(connection: Connection): void {
+    this.relayed.add(connection);
+    connection.once('close', () => this.relayed.delete(connection));
   }
 
   /**
@@ -121,11 +130,11 @@ function preferred(a: Connection, b: Connection, self: NodeId): Connection {
   return a.connectionKey <= b.connectionKey ? a : b;
 }
 
-export function peerInfo(connection: Connection): PeerInfo {
+export function peerInfo(connection: Connection, transport: PeerInfo['transport'] = connection.transport): PeerInfo {
   return {
     nodeId: connection.remoteNodeId,
     address: formatAddress(connection.remoteAddress),
-    transport: connection.transport,
+    transport,
     direction: connection.direction,
     // Read on demand: asking quiche for path statistics costs more than a connection's bookkeeping.
     get rttMs() {

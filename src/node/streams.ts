@@ -29,6 +29,8 @@ export interface StreamsHost {
   nextHop(nodeId: NodeId): NodeId | undefined;
   /** A connection to a node that is not routed to, dialed at its known address. */
   connectionTo(nodeId: NodeId): Promise<Connection>;
+  /** Relay v2: the end-to-end connection to a far node (kept or new), or undefined where it cannot carry (the stream relay then). */
+  relayed?(nodeId: NodeId): Promise<Connection> | undefined;
   report(error: Error): void;
 }
 
@@ -106,9 +108,29 @@ export class Streams {
     const direct = this.host.live(nodeId);
     let stream: Duplex;
     if (direct) stream = await direct.openStream();
-    else if (this.host.nextHop(nodeId) !== undefined) stream = await this.relay.open(nodeId);
+    else if (this.host.nextHop(nodeId) !== undefined) stream = await this.openRelayed(nodeId);
     else stream = await (await this.host.connectionTo(nodeId)).openStream();
     return this.negotiate(stream, nodeId, channel, options);
+  }
+
+  /** A stream to a far node: on its relay v2 connection, else through the stream relay. */
+  private async openRelayed(nodeId: NodeId): Promise<Duplex> {
+    const relayed = this.host.relayed?.(nodeId);
+    if (relayed === undefined) return this.relay.open(nodeId);
+    let connection: Connection;
+    try {
+      connection = await relayed;
+    } catch (error) {
+      // A hop refused datagrams (an HTTP/2 link further on, or its policy): the stream relay's answer is the one to give.
+      if (error instanceof PnetError && error.code === 'RELAY_REFUSED') return this.relay.open(nodeId);
+      throw error;
+    }
+    return connection.openStream();
+  }
+
+  /** Negotiates a stream a far node opened on a relayed connection: user channels only, as inside a tunnel. */
+  acceptRelayed(stream: Duplex, remoteNodeId: NodeId): void {
+    this.acceptOn(stream, remoteNodeId, this.tunnelRegistry);
   }
 
   /** Opens a stream on a direct connection only (the relay's legs, pnet's own channels). */

@@ -48,7 +48,7 @@ export interface NodeOptions {
     /** A new connection becomes a routing neighbour once it has lived this long (default 200 ms). */
     neighbourHoldDownMs?: number;
   };
-  /** Limits of the streams this node relays for others. */
+  /** The relay: v2 datagrams (default) or the stream relay, its limits (docs/RELAY.md). */
   relay?: RelayOptions;
   /** Limits of the fan-outs this node serves for others. */
   fanout?: FanoutLimits;
@@ -106,7 +106,8 @@ export interface ListenAddress {
 export interface PeerInfo {
   readonly nodeId: NodeId;
   readonly address: string;
-  readonly transport: TransportKind;
+  /** 'relay': an end-to-end QUIC connection to a far node, its packets relayed by neighbours (relay v2). */
+  readonly transport: TransportKind | 'relay';
   readonly direction: 'inbound' | 'outbound';
   readonly rttMs: number;
   readonly streams: number;
@@ -255,6 +256,24 @@ export interface LimitTrips {
   routingPublishRate: number;
   /** Routing: arriving record versions held back by the acceptance rate limit. */
   routingArrivalRate: number;
+  /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
+  fanoutLegsNodeLimit: number;
+  /** Fan-out: legs refused OVERLOADED over the peer's share. */
+  fanoutLegsPeerLimit: number;
+  /** Fan-out: legs refused from a peer that is not a routing neighbour. */
+  fanoutNotNeighbour: number;
+  /** Fan-out: legs cut at the leg read deadline. */
+  fanoutLegReadDeadline: number;
+  /** Fan-out: legs cut over their peer's share of leg bytes. */
+  fanoutLegBytesPeer: number;
+  /** Fan-out: legs cut to make room in the node's leg byte budget. */
+  fanoutLegBytesEvicted: number;
+  /** Fan-out: request ids forgotten early (the origin's share, or the heaviest origin's at a full memory). */
+  fanoutRememberedEvicted: number;
+  /** Fan-out: requests refused OVERLOADED because the request-id memory was full. */
+  fanoutRememberedRefused: number;
+  /** Fan-out: requests refused below their origin's replay floor. */
+  fanoutReplayFloor: number;
 }
 
 /**
@@ -277,8 +296,8 @@ export interface NodeStats {
     /** Connections established, by transport and direction. */
     readonly completed: Readonly<Record<TransportKind, Readonly<HandshakeCounts>>>;
   };
-  /** Datagrams the QUIC endpoint dropped, by reason (all zero without QUIC). */
-  readonly datagramsDropped: Readonly<QuicDropStats>;
+  /** Datagrams the QUIC endpoint dropped, by reason (undefined without QUIC). */
+  readonly datagramsDropped: Readonly<QuicDropStats> | undefined;
   /** The stream relay (flows this node spliced for others, bytes forwarded, limits). */
   readonly relay: Readonly<RelayStats>;
   /** The link-state router: records received, accepted, dropped by reason, SPF runs, rate limits. */

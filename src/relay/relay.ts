@@ -5,6 +5,7 @@ import { isNodeId } from '../identity/index.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import type { ChannelRequestInfo } from '../channel/index.js';
 import { tunnelClient, tunnelServer } from './tunnel.js';
+import type { EndpointOptions, ForwarderOptions } from './v2/index.js';
 
 /** The reserved channel that carries a stream towards a node that is not a neighbour. */
 export const RELAY_CHANNEL = 'pnet/relay';
@@ -18,8 +19,20 @@ export interface RelayOptions {
   maxLifetimeMs?: number;
   /** A relayed stream is cut after this many bytes, both directions together (default 16 GiB). */
   maxBytes?: number;
-  /** Sees every chunk this node forwards for others (accounting, audits). */
+  /** Sees every chunk this node forwards for others (accounting, audits): relay v2's whole datagrams. */
   onForward?: (chunk: Buffer) => void;
+  /**
+   * Relay v2 (docs/RELAY.md): one end-to-end QUIC connection per far node, its packets forwarded
+   * hop by hop as QUIC DATAGRAM frames. Used where the first hop is a QUIC link; the stream relay
+   * above stays the fallback (an HTTP/2 first hop). Default true.
+   */
+  datagrams?: boolean;
+  /** Relay v2: a relayed connection with no stream for this long is closed (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Relay v2: per-neighbour forwarding budgets and error reports. */
+  forwarder?: Omit<ForwarderOptions, 'hopLimit'>;
+  /** Relay v2: flows at the ends. */
+  endpoint?: Omit<EndpointOptions, 'hopLimit'>;
 }
 
 /** What the relay needs from the node around it. */
@@ -51,7 +64,7 @@ export interface RelayStats {
 
 const WHERE = 'relay option';
 
-type Resolved = Required<Omit<RelayOptions, 'onForward'>> & Pick<RelayOptions, 'onForward'>;
+type Resolved = Required<Pick<RelayOptions, 'maxHops' | 'maxStreamsPerPeer' | 'maxLifetimeMs' | 'maxBytes'>> & Pick<RelayOptions, 'onForward'>;
 
 /**
  * Hop-by-hop relay. A hop asks its routing table for the next hop, opens the

@@ -159,7 +159,10 @@ export class Forwarder<N> {
     if (next === undefined) return this.fail('noRoute', 'UNREACHABLE', from, datagram, now);
     // Back where it came from: two routers disagree (link-state not yet converged).
     if (next === from) return this.drop('loop');
-    if (length > this.host.room(next)) return this.drop('tooBig');
+    const room = this.host.room(next);
+    // A next link with no datagrams at all (HTTP/2): say so, the opener falls back to the stream relay.
+    if (room === 0) return this.fail('tooBig', 'RELAY_REFUSED', from, datagram, now);
+    if (length > room) return this.drop('tooBig');
     datagram[HOP_LIMIT_OFFSET] = hopLimit - 1;
     stats.forwarded++;
     stats.forwardedBytes += length;

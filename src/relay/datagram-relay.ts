@@ -1,0 +1,255 @@
+/**
+ * Relay v2's IO glue for one node: the hop (Forwarder), the ends (RelayEndpoint) and the
+ * end-to-end QUIC connections to far nodes (ForeignQuic over RelayPaths). Fed the neighbours'
+ * QUIC DATAGRAM frames and the router's route changes; sends on the neighbours' connections.
+ */
+import { PnetError } from '../errors.js';
+import { numberOption } from '../options.js';
+import type { Identity, NodeId } from '../identity/index.js';
+import { keyBytesOf } from '../routing/index.js';
+import type { RouteChange } from '../routing/index.js';
+import { ForeignQuic } from '../transport/index.js';
+import type { QuicConnection, TransportOptions } from '../transport/index.js';
+import { Forwarder, HEADER_BYTES, NextHopTable, RelayEndpoint } from './v2/index.js';
+import type { EndpointOptions, EndpointStats, ForwarderOptions, ForwarderStats, RelayFlow } from './v2/index.js';
+
+/** A neighbour's connection as relay v2 uses it: QUIC DATAGRAM frames. */
+export interface DatagramLink {
+  /** Largest DATAGRAM payload the link takes now (0: none). */
+  readonly maxDatagramPayload: number;
+  sendDatagram(data: Uint8Array): boolean;
+}
+
+/** What the datagram relay needs from its node. */
+export interface DatagramRelayHost {
+  readonly identity: Identity;
+  /** The neighbour's connection if it is up and carries datagrams. */
+  link(nodeId: NodeId): DatagramLink | undefined;
+  /** A relayed connection to `far` is established (either direction): serve its streams, list it. */
+  adopt(connection: QuicConnection, far: NodeId): void;
+  report(error: Error): void;
+}
+
+export interface DatagramRelayOptions {
+  /** A relayed connection with no stream for this long is closed (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Hop limit put on every datagram this node sends (the relay's maxHops; default 16). */
+  hopLimit?: number;
+  /** Per-neighbour forwarding budgets and error reports (docs/RELAY.md). */
+  forwarder?: Omit<ForwarderOptions, 'hopLimit'>;
+  /** Flows at the ends (docs/RELAY.md). */
+  endpoint?: Omit<EndpointOptions, 'hopLimit'>;
+  /** Sees every datagram this node forwards for others. */
+  onForward?: (datagram: Buffer) => void;
+  /** The relayed connections' QUIC limits (idle timeout, windows, stream limits): the node's QUIC options. */
+  quic?: Omit<TransportOptions, 'identity' | 'host' | 'port'>;
+}
+
+export interface DatagramRelayStats {
+  /** Relayed connections up now (both directions). */
+  connections: number;
+  forwarder: ForwarderStats;
+  endpoint: EndpointStats;
+}
+
+interface Relayed {
+  readonly connection: QuicConnection;
+  lastUsed: number;
+}
+
+const SWEEP_MS = 1000;
+/** How long a far node that a hop refused datagrams for is served by the stream relay. */
+const REFUSED_MS = 60_000;
+/** Refusals remembered at once (a bound; forgetting one costs one more failed handshake). */
+const MAX_REFUSED = 4096;
+
+export class DatagramRelay {
+  readonly nextHops = new NextHopTable();
+  readonly forwarder: Forwarder<NodeId>;
+  readonly endpoint: RelayEndpoint<NodeId>;
+  private readonly quic: ForeignQuic;
+  private readonly host: DatagramRelayHost;
+  private readonly idleTimeoutMs: number;
+  private readonly onForward: ((datagram: Buffer) => void) | undefined;
+  /** The connection kept per far node (the newest established one, or the one being opened). */
+  private readonly byFar = new Map<NodeId, Relayed>();
+  /** Far nodes a hop refused to relay datagrams to (e.g. an HTTP/2 link on the way), until when: the stream relay serves them. */
+  private readonly refused = new Map<NodeId, number>();
+  /** Why a handshake failed, when a hop's error report said so first. */
+  private readonly failures = new WeakMap<QuicConnection, PnetError>();
+  private readonly timer: NodeJS.Timeout;
+  private closing: Promise<void> | undefined;
+
+  constructor(host: DatagramRelayHost, options: DatagramRelayOptions = {}) {
+    this.host = host;
+    this.idleTimeoutMs = numberOption('relay option', 'idleTimeoutMs', options.idleTimeoutMs, 30_000, { min: 0, above: true });
+    this.onForward = options.onForward;
+    const selfKey = keyBytesOf(host.identity.nodeId);
+    const hopLimit = options.hopLimit;
+    const room = (neighbour: NodeId): number => host.link(neighbour)?.maxDatagramPayload ?? 0;
+    const now = performance.now();
+    this.forwarder = new Forwarder({ selfKey, nextHop: this.nextHops.nextHop, room }, { ...options.forwarder, ...(hopLimit === undefined ? {} : { hopLimit }) }, now);
+    this.endpoint = new RelayEndpoint(
+      { selfKey, nextHop: this.nextHops.nextHop, room, sendTo: (neighbour, datagram) => host.link(neighbour)?.sendDatagram(datagram) ?? false },
+      { ...options.endpoint, ...(hopLimit === undefined ? {} : { hopLimit }) },
+      now,
+    );
+    this.quic = new ForeignQuic({ ...options.quic, identity: host.identity, maxDatagramSize: this.endpoint.options.innerDatagramSize });
+    this.timer = setInterval(this.sweep, SWEEP_MS);
+    this.timer.unref();
+  }
+
+  /** The router's route changes: where datagrams go next. */
+  routesChanged(changes: readonly RouteChange[]): void {
+    this.nextHops.apply(changes);
+  }
+
+  /** A neighbour went away: its forwarding budget goes. */
+  neighbourDown(neighbour: NodeId): void {
+    this.forwarder.neighbourDown(neighbour);
+  }
+
+  /** Whether the first hop towards `far` carries relayed datagrams (a QUIC link with room for a full inner packet). */
+  carries(far: NodeId): boolean {
+    if (this.live(far) !== undefined) return true;
+    const until = this.refused.get(far);
+    if (until !== undefined) {
+      if (performance.now() < until) return false;
+      this.refused.delete(far);
+    }
+    const hop = this.nextHops.nextHop(keyBytesOf(far), 0);
+    const link = hop === undefined ? undefined : this.host.link(hop);
+    return link !== undefined && link.maxDatagramPayload >= HEADER_BYTES + this.endpoint.options.innerDatagramSize;
+  }
+
+  /** The established relayed connection to `far` that takes new streams, if any. */
+  live(far: NodeId): QuicConnection | undefined {
+    const kept = this.byFar.get(far)?.connection;
+    return kept !== undefined && kept.established && !kept.closing ? kept : undefined;
+  }
+
+  /** The relayed connection to `far`: the kept one, else a new one (UNREACHABLE / HOP_LIMIT at once from our routes). */
+  async connect(far: NodeId): Promise<QuicConnection> {
+    if (this.closing) throw new PnetError('ERR_NODE_CLOSED', 'node is closed');
+    const kept = this.byFar.get(far);
+    if (kept !== undefined && !kept.connection.closing) {
+      kept.lastUsed = performance.now();
+      return this.ready(kept.connection);
+    }
+    const flow = this.endpoint.open(far, performance.now(), this.nextHops.hopsTo(far));
+    const scid = this.quic.newConnectionId();
+    const path = this.endpoint.path(flow, [scid]);
+    const connection = this.quic.connect(path, scid, far);
+    path.owner = connection;
+    this.keep(connection, far);
+    await this.ready(connection);
+    this.host.adopt(connection, far);
+    return connection;
+  }
+
+  private async ready(connection: QuicConnection): Promise<QuicConnection> {
+    try {
+      await connection.ready;
+    } catch (error) {
+      throw this.failures.get(connection) ?? error;
+    }
+    return connection;
+  }
+
+  private keep(connection: QuicConnection, far: NodeId): void {
+    this.byFar.set(far, { connection, lastUsed: performance.now() });
+    connection.once('close', () => {
+      if (this.byFar.get(far)?.connection === connection) this.byFar.delete(far);
+    });
+  }
+
+  /** A QUIC DATAGRAM frame from neighbour `from`: forward it, answer it, or take it. */
+  receive(from: NodeId, datagram: Buffer): void {
+    const action = this.forwarder.handleDatagram(from, datagram, performance.now());
+    if (action.kind === 'forward') {
+      this.host.link(action.to)?.sendDatagram(action.datagram);
+      this.onForward?.(Buffer.from(action.datagram.buffer, action.datagram.byteOffset, action.datagram.byteLength));
+    } else if (action.kind === 'deliver') {
+      this.deliver(action.datagram);
+    } else if (action.reply !== undefined && action.replyTo !== undefined) {
+      this.host.link(action.replyTo)?.sendDatagram(action.reply);
+    }
+  }
+
+  private deliver(datagram: Uint8Array): void {
+    const event = this.endpoint.receive(datagram, performance.now());
+    if (event.kind === 'packet') {
+      const owner = event.path?.owner as QuicConnection | undefined;
+      if (owner !== undefined) owner.receive(event.packet);
+      else if (!this.closing && (event.packet[0]! & 0xf0) === 0xc0) this.accept(event.flow, event.packet);
+      else if (event.created) this.endpoint.close(event.flow);
+    } else if (event.kind === 'error') {
+      // A hop cannot get our datagrams through: a handshake fails with its reason, an established connection carries on.
+      if (event.error.code === 'RELAY_REFUSED') this.refuse(event.flow.remoteNodeId);
+      for (const path of event.flow.paths) {
+        const connection = path.owner as QuicConnection | undefined;
+        if (connection === undefined || connection.established) continue;
+        this.failures.set(connection, event.error);
+        void connection.close({ graceful: false, reason: event.error.message });
+      }
+    }
+  }
+
+  private refuse(far: NodeId): void {
+    if (this.refused.size >= MAX_REFUSED) this.refused.clear();
+    this.refused.set(far, performance.now() + REFUSED_MS);
+  }
+
+  /** A far node's Initial: a new inbound relayed connection, kept once its certificate proves the flow's source. */
+  private accept(flow: RelayFlow, initial: Buffer): void {
+    const dcid = initial.subarray(6, 6 + initial[5]!);
+    const scid = this.quic.newConnectionId();
+    let connection: QuicConnection;
+    try {
+      const path = this.endpoint.path(flow, [dcid, scid]);
+      connection = this.quic.accept(path, scid, initial);
+      path.owner = connection;
+    } catch (error) {
+      this.endpoint.close(flow);
+      this.host.report(error as Error);
+      return;
+    }
+    connection.ready.then(
+      () => {
+        const far = flow.remoteNodeId;
+        if (connection.remoteNodeId !== far) {
+          void connection.close({ graceful: false, reason: 'relayed source does not match the certificate' });
+          return;
+        }
+        this.endpoint.confirm(flow);
+        this.keep(connection, far);
+        this.host.adopt(connection, far);
+      },
+      () => undefined,
+    );
+  }
+
+  /** Evicts idle flows and closes relayed connections that carried no stream for idleTimeoutMs. */
+  private readonly sweep = (): void => {
+    const now = performance.now();
+    for (const flow of this.endpoint.handleTimeout(now)) {
+      for (const path of flow.paths) void (path.owner as QuicConnection | undefined)?.close({ graceful: false, reason: 'relayed flow evicted' });
+    }
+    for (const kept of this.byFar.values()) {
+      if (kept.connection.streamCount > 0) kept.lastUsed = now;
+      else if (now - kept.lastUsed >= this.idleTimeoutMs) void kept.connection.close({ reason: 'relayed connection idle' });
+    }
+  };
+
+  stats(): DatagramRelayStats {
+    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats } };
+  }
+
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.timer);
+      await this.quic.close(options);
+    })();
+    return this.closing;
+  }
+}

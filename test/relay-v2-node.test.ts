@@ -1,0 +1,141 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { createHash } from 'node:crypto';
+import { createNode } from '../src/index.js';
+import type { PnetNode, NodeOptions } from '../src/index.js';
+import { nodeServices } from '../src/node/node.js';
+
+// Relay v2 wired into real nodes (QUIC on loopback): one end-to-end QUIC connection per far node,
+// its packets forwarded by the hops as QUIC DATAGRAM frames.
+
+const options: NodeOptions = { routing: { rttSampleMs: 200 } };
+
+async function converged(nodes: PnetNode[], timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const live = nodes.filter((node) => !node.closed);
+  while (!live.every((node) => node.routes().length === live.length - 1)) {
+    if (Date.now() > deadline) throw new Error(`routes did not converge: ${live.map((n) => n.routes().length).join(',')}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function network(t: Test, size: number, edges: Array<[number, number]>, each: (i: number) => NodeOptions = () => ({})): Promise<PnetNode[]> {
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < size; i++) {
+    const node = await createNode({ ...options, ...each(i) });
+    node.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${node.id}<-${info.remoteNodeId}:`), request]));
+    nodes.push(node);
+  }
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  for (const [x, y] of edges) await nodes[x]!.dial(nodes[y]!.address);
+  await converged(nodes);
+  return nodes;
+}
+
+const relayPeers = (node: PnetNode): number => node.peers().filter((peer) => peer.transport === 'relay').length;
+const line4: Array<[number, number]> = [[0, 1], [1, 2], [2, 3]];
+
+t.test('a line a-b-c-d: requests from a to d on one relayed connection, reused', async (t) => {
+  const nodes = await network(t, 4, line4);
+  const [a, b, c, d] = nodes as [PnetNode, PnetNode, PnetNode, PnetNode];
+  const reply = await a.request(d.id, 'whoami', 'hello');
+  t.equal(reply.toString(), `${d.id}<-${a.id}:hello`, 'the far node answered and saw the real sender');
+  const relayed = nodeServices(a).datagrams!.live(d.id);
+  t.ok(relayed, 'a keeps a relayed connection to d');
+  t.equal(relayPeers(a), 1, "it is in a's peers() as transport 'relay'");
+  t.equal(relayPeers(d), 1, "and in d's");
+  for (let i = 0; i < 20; i++) t.equal((await a.request(d.id, 'whoami', `n${i}`)).toString(), `${d.id}<-${a.id}:n${i}`);
+  const stream = await a.openStream(d.id, 'whoami-stream').catch((error: { code: string }) => error);
+  t.equal((stream as { code: string }).code, 'UNKNOWN_CHANNEL', 'a second openStream negotiates as on a direct stream');
+  t.equal(nodeServices(a).datagrams!.live(d.id), relayed, 'later streams reuse the same connection (no new handshake)');
+  t.equal(relayPeers(a), 1);
+  t.equal(nodeServices(a).datagrams!.stats().connections, 1, 'one relayed QUIC connection at a');
+  for (const hop of [b, c]) {
+    t.ok(nodeServices(hop).datagrams!.forwarder.stats.forwarded > 0, 'the hops forwarded datagrams');
+    t.equal(nodeServices(hop).streams.relayStats().flows, 0, 'and spliced no relayed stream (the old relay is not used)');
+  }
+  // d can answer back on the same connection: the way back reuses it too.
+  t.equal((await d.request(a.id, 'whoami', 'back')).toString(), `${a.id}<-${d.id}:back`);
+  t.equal(relayPeers(d), 1, 'd reuses the inbound relayed connection');
+});
+
+t.test('errors through relay v2 are the far end\'s: ERR_HANDLER_FAILED, ERR_REQUEST_TOO_LARGE, UNREACHABLE at once', async (t) => {
+  const nodes = await network(t, 4, line4);
+  const [a, , , d] = nodes as [PnetNode, PnetNode, PnetNode, PnetNode];
+  d.handleRequest('throws', () => {
+    throw new Error('boom');
+  });
+  d.handleRequest('small', (request) => request, { maxRequestBytes: 10 });
+  d.on('error', () => undefined);
+  await t.rejects(a.request(d.id, 'throws', 'x'), { code: 'ERR_HANDLER_FAILED' }, 'a throwing handler at d');
+  await t.rejects(a.request(d.id, 'small', Buffer.alloc(100)), { code: 'ERR_REQUEST_TOO_LARGE' }, 'an oversized request');
+  t.equal((await a.request(d.id, 'small', 'tiny')).toString(), 'tiny');
+  const stranger = await createNode(options);
+  t.teardown(() => stranger.close({ timeoutMs: 100 }));
+  const started = performance.now();
+  await t.rejects(a.request(stranger.id, 'whoami', 'x'), { code: 'UNREACHABLE' }, 'no route');
+  t.ok(performance.now() - started < 2000, 'UNREACHABLE comes from the routes, not a timeout');
+});
+
+t.test('hops never see a plaintext marker', async (t) => {
+  const forwarded: Buffer[] = [];
+  const nodes = await network(t, 4, line4, (i) => (i === 1 || i === 2 ? { relay: { onForward: (chunk: Buffer) => void forwarded.push(Buffer.from(chunk)) } } : {}));
+  const [a, , , d] = nodes as [PnetNode, PnetNode, PnetNode, PnetNode];
+  d.handle('sink', (stream) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => stream.end(Buffer.concat(chunks)));
+  });
+  const marker = 'THE-SECRET-MARKER-'.repeat(64);
+  const stream = await a.openStream(d.id, 'sink');
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const ended = new Promise((resolve) => stream.on('end', resolve));
+  stream.end(marker);
+  await ended;
+  t.equal(Buffer.concat(chunks).toString(), marker, 'the marker arrived and came back');
+  const seen = Buffer.concat(forwarded);
+  t.ok(seen.length > 2 * marker.length, 'the hops forwarded the traffic');
+  t.equal(seen.indexOf('THE-SECRET-MARKER'), -1, 'no hop saw the marker in clear');
+  t.equal(seen.indexOf('sink'), -1, 'nor the channel name');
+});
+
+t.test('a ring whose relay on the current path closes mid-transfer: the same stream completes byte-exact', async (t) => {
+  // 0-1-2-3-4-0: 0 reaches 2 through 1 (two links), the other way round is three.
+  const nodes = await network(t, 5, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]]);
+  const [from, hop, to] = nodes as [PnetNode, PnetNode, PnetNode];
+  t.same(from.path(to.id), [from.id, hop.id, to.id], 'the path goes through the hop');
+  to.handle('digest', (stream) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    stream.on('end', () => stream.end(`${bytes}:${hash.digest('hex')}`));
+  });
+  const total = 4 * 1024 * 1024;
+  const payload = Buffer.alloc(total);
+  for (let i = 0; i < total; i += 4) payload.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const stream = await from.openStream(to.id, 'digest');
+  const reply: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => reply.push(chunk));
+  const ended = new Promise((resolve, reject) => {
+    stream.on('end', resolve);
+    stream.on('error', reject);
+  });
+  const chunk = 64 * 1024;
+  let killed = false;
+  for (let offset = 0; offset < total; offset += chunk) {
+    if (!killed && offset >= total / 4) {
+      killed = true;
+      void hop.close({ timeoutMs: 0 });
+    }
+    if (!stream.write(payload.subarray(offset, offset + chunk))) await new Promise((resolve) => stream.once('drain', resolve));
+  }
+  stream.end();
+  await ended;
+  t.equal(Buffer.concat(reply).toString(), `${total}:${createHash('sha256').update(payload).digest('hex')}`, 'byte-exact');
+  t.same(from.path(to.id), [from.id, nodes[4]!.id, nodes[3]!.id, to.id], 'the route went the other way round');
+  t.equal(relayPeers(from), 1, 'on the same relayed connection');
+});
