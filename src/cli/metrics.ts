@@ -48,7 +48,7 @@ const TRANSPORT_SERIES: readonly Series[] = [
     help: 'Connections established (handshake completed), by transport and direction.',
     read: (s) => Object.entries(s.handshakes.completed).flatMap(([transport, counts]) => byKey('direction', counts).map(([labels, value]): [Labels, number] => [{ transport, ...labels }, value])),
   },
-  { name: 'quic_datagrams_dropped_total', type: 'counter', labels: ['reason'], help: 'Datagrams the QUIC endpoint dropped, by reason.', read: (s) => byKey('reason', s.datagramsDropped) },
+  { name: 'quic_datagrams_dropped_total', type: 'counter', labels: ['reason'], help: 'Datagrams the QUIC endpoint dropped, by reason.', read: (s) => byKey('reason', s.datagramsDropped ?? {}) },
 ];
 
 const RELAY_AND_FANOUT_SERIES: readonly Series[] = [

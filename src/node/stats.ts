@@ -10,6 +10,20 @@ import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, Transport, TransportKind } from '../transport/index.js';
 import type { DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
 
+/** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
+type FanoutLimitCounter =
+  | 'legsRefusedNodeLimit'
+  | 'legsRefusedPeerLimit'
+  | 'legsRefusedNotNeighbour'
+  | 'legReadTimeouts'
+  | 'legBytesPeerLimit'
+  | 'legBytesEvicted'
+  | 'rememberedEvictedOwn'
+  | 'rememberedEvictedHeaviest'
+  | 'rememberedRefused'
+  | 'replayFloorRefused';
+type FanoutCounters = Readonly<FanoutStats> & Readonly<Partial<Record<FanoutLimitCounter, number>>>;
+
 /** Where a snapshot reads from: the node's services, as functions so nothing is copied until asked. */
 export interface StatsSources {
   readonly transports: readonly Transport[];
@@ -19,10 +33,8 @@ export interface StatsSources {
   negotiations(): readonly NegotiationStats[];
   relay(): RelayStats;
   router(): RouterStats;
-  fanout(): Readonly<FanoutStats>;
+  fanout(): FanoutCounters;
 }
-
-const NO_DROPS: QuicDropStats = { tooShort: 0, badHeader: 0, unknownConnection: 0, wrongSource: 0, refused: 0, versionNegotiation: 0 };
 
 /** Counts connections as the node adopts them (the transports count only what they hold now). */
 export class HandshakeCounter {
@@ -40,7 +52,7 @@ export class HandshakeCounter {
 /** Takes one snapshot (see NodeStats). */
 export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): NodeStats {
   const connections: Record<TransportKind, number> = { quic: 0, h2: 0 };
-  let datagramsDropped = NO_DROPS;
+  let datagramsDropped: QuicDropStats | undefined;
   for (const transport of sources.transports) {
     connections[transport.kind] += transport.connectionCount;
     if (transport instanceof QuicTransport) datagramsDropped = transport.stats().droppedDatagrams;
@@ -54,17 +66,18 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
   const relay = sources.relay();
   const routing = sources.router();
   const negotiations = sumNegotiations(sources.negotiations());
+  const fanout = sources.fanout();
   return {
     connections,
     peers,
     streams,
     handshakes: { started: { ...sources.dials() }, completed: handshakes.snapshot() },
-    datagramsDropped: { ...datagramsDropped },
+    datagramsDropped,
     relay,
     routing,
-    fanout: { ...sources.fanout() },
+    fanout: { ...fanout },
     negotiations,
-    limits: limitTrips(negotiations, datagramsDropped, relay, routing),
+    limits: limitTrips(negotiations, datagramsDropped, relay, routing, fanout),
   };
 }
 
@@ -79,7 +92,8 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
   return sum as unknown as NegotiationStats;
 }
 
-function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats, relay: RelayStats, routing: RouterStats): LimitTrips {
+function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): LimitTrips {
+  const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,
     channelNodeCap: negotiations.rejectedNodeLimit,
@@ -87,7 +101,7 @@ function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats, relay:
     channelHeaderDeadline: negotiations.headerTimeouts,
     channelOpenDeadline: negotiations.openTimeouts,
     channelAuthoriseDeadline: negotiations.authoriseTimeouts,
-    quicConnectionRefused: drops.refused,
+    quicConnectionRefused: drops?.refused ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayLifetime: relay.cutLifetime,
     relayBytes: relay.cutBytes,
@@ -95,5 +109,14 @@ function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats, relay:
     routingOversized: routing.dropped.oversized,
     routingPublishRate: routing.publishRateLimited,
     routingArrivalRate: routing.arrivalRateLimited,
+    fanoutLegsNodeLimit: f('legsRefusedNodeLimit'),
+    fanoutLegsPeerLimit: f('legsRefusedPeerLimit'),
+    fanoutNotNeighbour: f('legsRefusedNotNeighbour'),
+    fanoutLegReadDeadline: f('legReadTimeouts'),
+    fanoutLegBytesPeer: f('legBytesPeerLimit'),
+    fanoutLegBytesEvicted: f('legBytesEvicted'),
+    fanoutRememberedEvicted: f('rememberedEvictedOwn') + f('rememberedEvictedHeaviest'),
+    fanoutRememberedRefused: f('rememberedRefused'),
+    fanoutReplayFloor: f('replayFloorRefused'),
   };
 }

@@ -256,6 +256,24 @@ export interface LimitTrips {
   routingPublishRate: number;
   /** Routing: arriving record versions held back by the acceptance rate limit. */
   routingArrivalRate: number;
+  /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
+  fanoutLegsNodeLimit: number;
+  /** Fan-out: legs refused OVERLOADED over the peer's share. */
+  fanoutLegsPeerLimit: number;
+  /** Fan-out: legs refused from a peer that is not a routing neighbour. */
+  fanoutNotNeighbour: number;
+  /** Fan-out: legs cut at the leg read deadline. */
+  fanoutLegReadDeadline: number;
+  /** Fan-out: legs cut over their peer's share of leg bytes. */
+  fanoutLegBytesPeer: number;
+  /** Fan-out: legs cut to make room in the node's leg byte budget. */
+  fanoutLegBytesEvicted: number;
+  /** Fan-out: request ids forgotten early (the origin's share, or the heaviest origin's at a full memory). */
+  fanoutRememberedEvicted: number;
+  /** Fan-out: requests refused OVERLOADED because the request-id memory was full. */
+  fanoutRememberedRefused: number;
+  /** Fan-out: requests refused below their origin's replay floor. */
+  fanoutReplayFloor: number;
 }
 
 /**
@@ -278,8 +296,8 @@ export interface NodeStats {
     /** Connections established, by transport and direction. */
     readonly completed: Readonly<Record<TransportKind, Readonly<HandshakeCounts>>>;
   };
-  /** Datagrams the QUIC endpoint dropped, by reason (all zero without QUIC). */
-  readonly datagramsDropped: Readonly<QuicDropStats>;
+  /** Datagrams the QUIC endpoint dropped, by reason (undefined without QUIC). */
+  readonly datagramsDropped: Readonly<QuicDropStats> | undefined;
   /** The stream relay (flows this node spliced for others, bytes forwarded, limits). */
   readonly relay: Readonly<RelayStats>;
   /** The link-state router: records received, accepted, dropped by reason, SPF runs, rate limits. */
