@@ -139,3 +139,22 @@ t.test('a ring whose relay on the current path closes mid-transfer: the same str
   t.same(from.path(to.id), [from.id, nodes[4]!.id, nodes[3]!.id, to.id], 'the route went the other way round');
   t.equal(relayPeers(from), 1, 'on the same relayed connection');
 });
+
+t.test('an idle relayed connection closes after relay.idleTimeoutMs; the next request opens a new one', async (t) => {
+  const nodes = await network(t, 3, [[0, 1], [1, 2]], () => ({ relay: { idleTimeoutMs: 300 } }));
+  const [a, , c] = nodes as [PnetNode, PnetNode, PnetNode];
+  t.equal((await a.request(c.id, 'whoami', 'one')).toString(), `${c.id}<-${a.id}:one`);
+  t.equal(relayPeers(a), 1);
+  const deadline = Date.now() + 10_000;
+  while (relayPeers(a) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.equal(relayPeers(a), 0, 'closed when idle');
+  t.equal((await a.request(c.id, 'whoami', 'two')).toString(), `${c.id}<-${a.id}:two`, 'and a new one serves the next request');
+});
+
+t.test('relay.datagrams false: the stream relay carries it', async (t) => {
+  const nodes = await network(t, 3, [[0, 1], [1, 2]], () => ({ relay: { datagrams: false } }));
+  const [a, b, c] = nodes as [PnetNode, PnetNode, PnetNode];
+  t.equal((await a.request(c.id, 'whoami', 'x')).toString(), `${c.id}<-${a.id}:x`);
+  t.equal(relayPeers(a), 0, 'no relayed connection');
+  t.equal(nodeServices(b).streams.relayStats().flows, 1, 'the hop spliced one relayed stream');
+});

@@ -33,6 +33,8 @@ export interface NeighbourHost {
   route(change: RouteEvent): void;
   /** The router's route changes as it gave them (relay v2's next-hop table), before the route events. */
   routesChanged?(changes: readonly RouteChange[]): void;
+  /** A leaf's default route (the router it sends everything else to), after every router step. */
+  defaultRoute?(hop: NodeId | undefined): void;
   report(error: Error): void;
 }
 
@@ -198,6 +200,7 @@ export class Neighbours {
         for (const change of action.changed) this.host.route({ nodeId: change.dest, nextHop: change.nextHop, previousNextHop: change.previousNextHop });
       }
     }
+    this.host.defaultRoute?.(this.router.defaultRoute);
     if (this.closed) return;
     const deadline = this.router.nextDeadline();
     if (this.routerTimer) clearTimeout(this.routerTimer);

@@ -148,6 +148,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       entries: () => this.peerTable.entries(),
       route: (change) => this.emit('route', change),
       routesChanged: (changes) => this.datagrams?.routesChanged(changes),
+      defaultRoute: (hop) => this.datagrams?.defaultRoute(hop),
       report,
     });
     this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });

@@ -104,6 +104,11 @@ export class DatagramRelay {
     this.nextHops.apply(changes);
   }
 
+  /** A leaf's default route: where datagrams with no route of their own go. */
+  defaultRoute(hop: NodeId | undefined): void {
+    this.nextHops.defaultHop = hop;
+  }
+
   /** A neighbour went away: its forwarding budget goes. */
   neighbourDown(neighbour: NodeId): void {
     this.forwarder.neighbourDown(neighbour);
