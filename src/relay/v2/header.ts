@@ -1,7 +1,7 @@
 /**
  * The relayed datagram of relay v2: a fixed 66-byte header in front of one inner (end-to-end) QUIC
  * packet, carried in a QUIC DATAGRAM frame (RFC 9221) on each neighbour connection of the route.
- * Layout, sizes and test vectors: docs/RELAY-V2.md.
+ * Layout, sizes and test vectors: docs/RELAY.md.
  */
 import { PnetError } from '../../errors.js';
 import { KEY_BYTES } from '../../routing/index.js';

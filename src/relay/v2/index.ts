@@ -1,7 +1,7 @@
 /**
  * Relay v2, sans-IO: the relayed datagram header, the hop (Forwarder), both ends (RelayEndpoint,
  * a flow per far node, a RelayPath (the transport's DatagramPath) per connection) and the framing of datagrams on an HTTP/2 link stream. This file
- * is the only door of src/relay/v2; docs/RELAY-V2.md describes the wire format and the rules.
+ * is the only door of src/relay/v2; docs/RELAY.md describes the wire format and the rules.
  */
 export {
   KIND_DATA,
