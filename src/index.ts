@@ -20,7 +20,7 @@ export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions
 export { nativeUdpError } from './transport/index.js';
 export { ChannelRejectedError } from './channel/index.js';
 export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata, NegotiationStats } from './channel/index.js';
-export type { RelayStats } from './relay/index.js';
+export type { RelayStats, DatagramRelayStats, ForwarderStats, EndpointStats } from './relay/index.js';
 export type { RouterStats } from './routing/index.js';
 export { createNode, PnetNode } from './node/index.js';
 export type {

@@ -110,3 +110,29 @@ t.test('an HTTP/2-only node counts its connections under h2', async (t) => {
   t.equal(a.stats().handshakes.started.h2, 1);
   t.equal(a.stats().datagramsDropped, undefined, 'no QUIC: no drop counters');
 });
+
+t.test('relay v2: the middle node forwards datagrams, the ends count their relayed connection', async (t) => {
+  const nodes: PnetNode[] = [];
+  for (let i = 0; i < 3; i++) {
+    const node = await createNode(options);
+    node.handleRequest('hello', (request) => Buffer.concat([Buffer.from('hi '), request]));
+    nodes.push(node);
+  }
+  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  const [a, b, c] = nodes as [PnetNode, PnetNode, PnetNode];
+  await a.dial(b.address);
+  await b.dial(c.address);
+  await until(() => a.path(c.id) !== undefined && c.path(a.id) !== undefined, 15_000);
+  t.same((await a.request(c.id, 'hello', 'there')).toString(), 'hi there');
+  const middle = b.stats().datagramRelay;
+  t.ok(middle !== undefined, 'relay v2 runs by default');
+  t.ok(middle!.forwarder.forwarded > 0 && middle!.forwarder.forwardedBytes > 0, 'b forwarded datagrams and bytes for others');
+  t.equal(b.stats().limits.datagramRelayOverBudget, middle!.forwarder.overBudget, 'its limits read the forwarder');
+  t.ok(a.stats().datagramRelay!.endpoint.sentBytes > 0, 'a sent on its relayed flow');
+  t.ok(a.stats().datagramRelay!.connections >= 1, 'a holds a relayed connection');
+
+  const off = await createNode({ relay: { datagrams: false } });
+  t.teardown(() => off.close());
+  t.equal(off.stats().datagramRelay, undefined, 'relay.datagrams false: no relay v2 counters');
+  t.equal(off.stats().limits.datagramRelayOverBudget, 0);
+});

@@ -51,10 +51,42 @@ const TRANSPORT_SERIES: readonly Series[] = [
   { name: 'quic_datagrams_dropped_total', type: 'counter', labels: ['reason'], help: 'Datagrams the QUIC endpoint dropped, by reason.', read: (s) => byKey('reason', s.datagramsDropped ?? {}) },
 ];
 
+/** Forwarder counters that are not a drop reason (the rest of ForwarderStats is one counter per reason). */
+const FORWARDER_TOTALS = new Set(['received', 'receivedBytes', 'delivered', 'forwarded', 'forwardedBytes', 'errorsSent', 'errorsSuppressed']);
+const ENDPOINT_DROPS = ['malformed', 'unknownFlow', 'flowLimit', 'staleError'] as const;
+
+const DATAGRAM_RELAY_SERIES: readonly Series[] = [
+  { name: 'datagram_relay_connections', type: 'gauge', help: 'Relay v2: end-to-end relayed connections up at this node.', read: (s) => s.datagramRelay?.connections ?? 0 },
+  { name: 'datagram_relay_received_datagrams_total', type: 'counter', help: 'Relay v2: relayed datagrams received from neighbours.', read: (s) => s.datagramRelay?.forwarder.received ?? 0 },
+  { name: 'datagram_relay_received_bytes_total', type: 'counter', help: 'Relay v2: bytes of relayed datagrams received from neighbours.', read: (s) => s.datagramRelay?.forwarder.receivedBytes ?? 0 },
+  { name: 'datagram_relay_delivered_datagrams_total', type: 'counter', help: 'Relay v2: relayed datagrams addressed to this node.', read: (s) => s.datagramRelay?.forwarder.delivered ?? 0 },
+  { name: 'datagram_relay_forwarded_datagrams_total', type: 'counter', help: 'Relay v2: datagrams forwarded for others.', read: (s) => s.datagramRelay?.forwarder.forwarded ?? 0 },
+  { name: 'datagram_relay_forwarded_bytes_total', type: 'counter', help: 'Relay v2: bytes forwarded for others.', read: (s) => s.datagramRelay?.forwarder.forwardedBytes ?? 0 },
+  {
+    name: 'datagram_relay_dropped_total',
+    type: 'counter',
+    labels: ['reason'],
+    help: 'Relay v2: datagrams the forwarder dropped, by reason.',
+    read: (s) => byKey('reason', Object.fromEntries(Object.entries(s.datagramRelay?.forwarder ?? {}).filter(([key]) => !FORWARDER_TOTALS.has(key)))),
+  },
+  { name: 'datagram_relay_errors_sent_total', type: 'counter', help: 'Relay v2: error reports sent back towards a source.', read: (s) => s.datagramRelay?.forwarder.errorsSent ?? 0 },
+  { name: 'datagram_relay_errors_suppressed_total', type: 'counter', help: 'Relay v2: error reports not sent, over their budget.', read: (s) => s.datagramRelay?.forwarder.errorsSuppressed ?? 0 },
+  { name: 'datagram_relay_endpoint_sent_bytes_total', type: 'counter', help: 'Relay v2: bytes this node sent on its own relayed flows.', read: (s) => s.datagramRelay?.endpoint.sentBytes ?? 0 },
+  { name: 'datagram_relay_endpoint_received_bytes_total', type: 'counter', help: 'Relay v2: bytes this node received on its own relayed flows.', read: (s) => s.datagramRelay?.endpoint.receivedBytes ?? 0 },
+  {
+    name: 'datagram_relay_endpoint_dropped_total',
+    type: 'counter',
+    labels: ['reason'],
+    help: 'Relay v2: datagrams the endpoint dropped, by reason.',
+    read: (s) => ENDPOINT_DROPS.map((reason): [Labels, number] => [{ reason }, s.datagramRelay?.endpoint[reason] ?? 0]),
+  },
+];
+
 const RELAY_AND_FANOUT_SERIES: readonly Series[] = [
   { name: 'relay_flows', type: 'gauge', help: 'Streams this node relays for others now.', read: (s) => s.relay.active },
   { name: 'relay_flows_total', type: 'counter', help: 'Streams this node relayed for others.', read: (s) => s.relay.flows },
   { name: 'relay_bytes_total', type: 'counter', help: 'Bytes this node forwarded for others, both directions.', read: (s) => s.relay.bytes },
+  ...DATAGRAM_RELAY_SERIES,
   { name: 'fanout_legs_served_total', type: 'counter', help: 'Fan-out legs received from neighbours.', read: (s) => s.fanout.legsServed },
   { name: 'fanout_legs_sent_total', type: 'counter', help: 'Fan-out legs sent to next hops.', read: (s) => s.fanout.legsSent },
   { name: 'fanout_retries_total', type: 'counter', help: 'Fan-out targets sent again after their leg failed.', read: (s) => s.fanout.retried },

@@ -216,7 +216,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
    * and every limit that tripped (docs/METRICS.md). Cheap: read from counters the layers keep.
    */
   stats(): NodeStats {
-    const { transports, dialer, peerTable, streams, neighbours, fanouts } = this;
+    const { transports, dialer, peerTable, streams, neighbours, fanouts, datagrams } = this;
     return takeStats(
       {
         transports,
@@ -224,6 +224,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         dials: () => dialer.stats,
         negotiations: () => streams.negotiationStats(),
         relay: () => streams.relayStats(),
+        datagramRelay: () => datagrams?.stats(),
         router: () => neighbours.router.stats(),
         fanout: () => fanouts.stats,
       },

@@ -4,7 +4,7 @@
  * runs on its own: no timers, no sampling; the daemon's Prometheus endpoint calls it per scrape.
  */
 import type { NegotiationStats } from '../channel/index.js';
-import type { RelayStats } from '../relay/index.js';
+import type { DatagramRelayStats, RelayStats } from '../relay/index.js';
 import type { RouterStats } from '../routing/index.js';
 import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, Transport, TransportKind } from '../transport/index.js';
@@ -32,6 +32,8 @@ export interface StatsSources {
   dials(): Readonly<DialStats>;
   negotiations(): readonly NegotiationStats[];
   relay(): RelayStats;
+  /** Relay v2, when the node runs it. */
+  datagramRelay(): DatagramRelayStats | undefined;
   router(): RouterStats;
   fanout(): FanoutCounters;
 }
@@ -67,6 +69,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
   const routing = sources.router();
   const negotiations = sumNegotiations(sources.negotiations());
   const fanout = sources.fanout();
+  const datagramRelay = sources.datagramRelay();
   return {
     connections,
     peers,
@@ -74,10 +77,11 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
     handshakes: { started: { ...sources.dials() }, completed: handshakes.snapshot() },
     datagramsDropped,
     relay,
+    datagramRelay,
     routing,
     fanout: { ...fanout },
     negotiations,
-    limits: limitTrips(negotiations, datagramsDropped, relay, routing, fanout),
+    limits: { ...limitTrips(negotiations, datagramsDropped, relay, routing, fanout), ...datagramRelayTrips(datagramRelay) },
   };
 }
 
@@ -92,7 +96,19 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
   return sum as unknown as NegotiationStats;
 }
 
-function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): LimitTrips {
+type DatagramRelayTrips = Pick<LimitTrips, 'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted'>;
+
+function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRelayTrips {
+  return {
+    datagramRelayOverBudget: stats?.forwarder.overBudget ?? 0,
+    datagramRelayHopLimit: stats?.forwarder.hopLimit ?? 0,
+    datagramRelayErrorBudget: stats?.forwarder.errorsSuppressed ?? 0,
+    datagramRelayFlowLimit: stats?.endpoint.flowLimit ?? 0,
+    datagramRelayEvicted: stats?.endpoint.evicted ?? 0,
+  };
+}
+
+function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,

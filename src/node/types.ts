@@ -8,7 +8,7 @@ import type { Identity, NodeId } from '../identity/index.js';
 import type { H2TransportOptions, QuicDropStats, QuicTransportOptions, SocketAddress, TransportKind } from '../transport/index.js';
 import type { AuthoriseHook, ChannelRequestInfo, Metadata, NegotiationStats } from '../channel/index.js';
 import type { RouterOptions, RouterStats } from '../routing/index.js';
-import type { RelayOptions, RelayStats } from '../relay/index.js';
+import type { DatagramRelayStats, RelayOptions, RelayStats } from '../relay/index.js';
 
 export interface NodeOptions {
   /**
@@ -274,6 +274,16 @@ export interface LimitTrips {
   fanoutRememberedRefused: number;
   /** Fan-out: requests refused below their origin's replay floor. */
   fanoutReplayFloor: number;
+  /** Relay v2: datagrams dropped because their inbound neighbour spent its forwarding budget. */
+  datagramRelayOverBudget: number;
+  /** Relay v2: datagrams dropped with their hop limit spent. */
+  datagramRelayHopLimit: number;
+  /** Relay v2: error reports not sent, over the errorsPerSecond budget. */
+  datagramRelayErrorBudget: number;
+  /** Relay v2: datagrams for a new flow over the endpoint's flow limit. */
+  datagramRelayFlowLimit: number;
+  /** Relay v2: flows evicted at the endpoint. */
+  datagramRelayEvicted: number;
 }
 
 /**
@@ -300,6 +310,11 @@ export interface NodeStats {
   readonly datagramsDropped: Readonly<QuicDropStats> | undefined;
   /** The stream relay (flows this node spliced for others, bytes forwarded, limits). */
   readonly relay: Readonly<RelayStats>;
+  /**
+   * Relay v2 (undefined with `relay.datagrams: false`): relayed connections up at this end, the
+   * forwarder (datagrams and bytes received, delivered, forwarded; drops by reason) and the endpoint.
+   */
+  readonly datagramRelay: Readonly<DatagramRelayStats> | undefined;
   /** The link-state router: records received, accepted, dropped by reason, SPF runs, rate limits. */
   readonly routing: Readonly<RouterStats>;
   /** Fan-out work: legs served and sent, retries, forged results dropped. */
