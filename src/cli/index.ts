@@ -32,6 +32,8 @@ export type { ExecSpec, ExecResult } from './exec.js';
 export { OperatorSession, ConnectError, decodeReply, errorOf } from './client.js';
 export type { OperatorOptions } from './client.js';
 export { runDaemon, createLogger } from './daemon.js';
+export { serveMetrics, createNodeMetrics, METRICS_PREFIX, DEFAULT_METRICS_ADDRESS } from './metrics.js';
+export type { MetricsServer, NodeMetrics } from './metrics.js';
 export type { LogLevel } from './daemon.js';
 export { toDot, percentile } from './output.js';
 export type { Out } from './output.js';
