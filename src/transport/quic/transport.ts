@@ -15,6 +15,7 @@ import { QuicMachine, READ_POOL_SIZE } from './machine.js';
 import type { ReadPool } from './machine.js';
 import { Scheduler } from './scheduler.js';
 import { makeQuicConfig } from './config.js';
+import { RetryTokens, TokenBucket } from './retry.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
 import type { DatagramSocket, UdpImplementation } from './udp.js';
 
@@ -37,7 +38,26 @@ export interface QuicTransportOptions extends TransportOptions {
    * or 'auto' (the default: $PNET_UDP when set, else native where the addon loads).
    */
   udp?: UdpImplementation | 'auto';
+  /**
+   * Stateless Retry (address validation, RFC 9000 §8.1.2) for Initials without a token: 'auto'
+   * (the default) once inbound handshakes in progress reach half of `maxPendingHandshakes` or
+   * new handshakes come faster than UNVALIDATED_ACCEPTS_PER_SECOND; 'always'; or 'never'.
+   */
+  retry?: RetryMode;
 }
+
+export type RetryMode = 'auto' | 'always' | 'never';
+const RETRY_MODES: readonly RetryMode[] = ['auto', 'always', 'never'];
+/** In 'auto', handshakes started per second for addresses not validated by a Retry before Retry takes over (each costs quiche's full state). */
+const UNVALIDATED_ACCEPTS_PER_SECOND = 100;
+/** Retries per second (whole endpoint): past it a flood of Initials costs a header parse each, and honest clients resend theirs (PTO). */
+const RETRIES_PER_SECOND = 1000;
+/** Version Negotiation replies per second (whole endpoint; each costs ~4× a dropped datagram). */
+const VERSION_NEGOTIATIONS_PER_SECOND = 100;
+/** RFC 9000 §8.1: a server sends at most 3× the bytes it received from an address it has not validated. */
+const AMPLIFICATION_FACTOR = 3;
+/** RFC 9000 §7.2: a client's first destination connection id is at least 8 bytes. */
+const MIN_INITIAL_DCID_LEN = 8;
 
 /** Datagrams the endpoint dropped, by reason. */
 export interface QuicDropStats {
@@ -53,14 +73,36 @@ export interface QuicDropStats {
   refused: number;
   /** Answered with a version negotiation packet. */
   versionNegotiation: number;
+  /** An unknown version not answered: over the Version Negotiation rate limit. */
+  versionNegotiationLimited: number;
+  /** An Initial quiche could not decrypt: turned away before any pnet connection state. */
+  undecryptable: number;
+  /** An Initial answered with a stateless Retry (no state kept). */
+  retried: number;
+  /** An Initial that wanted a Retry, over the Retry rate limit: dropped. */
+  retryLimited: number;
+  /** An Initial whose token is not a valid Retry token for its address (forged, expired, replayed elsewhere). */
+  invalidToken: number;
 }
 
 export interface QuicTransportStats {
   connections: number;
+  /** Inbound handshakes in progress. */
+  pendingHandshakes: number;
   droppedDatagrams: QuicDropStats;
+  /** Datagrams not sent to an address not yet validated: over 3× the bytes received from it (RFC 9000 §8.1). */
+  amplificationLimited: number;
 }
 
-type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean };
+type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode };
+
+function retryOption(value: unknown): RetryMode {
+  if (value === undefined) return 'auto';
+  if (!RETRY_MODES.includes(value as RetryMode)) {
+    throw new PnetError('ERR_BAD_OPTION', `QUIC option retry must be one of ${RETRY_MODES.join(', ')}, got ${String(value)}`);
+  }
+  return value as RetryMode;
+}
 
 function resolveOptions(options: QuicTransportOptions): Resolved {
   return {
@@ -68,6 +110,7 @@ function resolveOptions(options: QuicTransportOptions): Resolved {
     maxDatagramSize: numberOption('QUIC option', 'maxDatagramSize', options.maxDatagramSize, 1350, { min: 1200, max: 16383, integer: true }),
     socketBufferSize: numberOption('QUIC option', 'socketBufferSize', options.socketBufferSize, 4 * 1024 * 1024, { min: 0, above: true, integer: true }),
     sessionResumption: options.sessionResumption ?? true,
+    retry: retryOption(options.retry),
   };
 }
 
@@ -75,14 +118,25 @@ function resolveOptions(options: QuicTransportOptions): Resolved {
 class UdpPath implements DatagramPath {
   readonly keys: string[] = [];
   connection: QuicConnection | undefined;
+  /** Bytes received from the peer's address while it is not validated (the anti-amplification budget is 3× this). */
+  received = 0;
+  private sent = 0;
   constructor(
     private readonly endpoint: QuicTransport,
     readonly localAddress: SocketAddress,
     readonly remoteAddress: SocketAddress,
+    /** We dialed it, a Retry token proved it, or the handshake completed. */
+    public validated: boolean,
   ) {}
 
   transmit(machine: QuicMachine): void {
-    this.endpoint.sendRuns(machine, this.remoteAddress);
+    // A completed handshake proves the client got our packets at that address (RFC 9000 §8.1).
+    if (!this.validated && machine.established) this.validated = true;
+    if (this.validated) {
+      this.endpoint.sendRuns(machine, this.remoteAddress);
+      return;
+    }
+    this.sent += this.endpoint.sendRuns(machine, this.remoteAddress, AMPLIFICATION_FACTOR * this.received - this.sent);
   }
 
   release(): void {
@@ -109,8 +163,25 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly config: native.Config;
   private readonly byCid = new Map<string, UdpPath>();
   private readonly connections = new Set<QuicConnection>();
-  private readonly dropped: QuicDropStats = { tooShort: 0, badHeader: 0, unknownConnection: 0, wrongSource: 0, refused: 0, versionNegotiation: 0 };
+  private readonly dropped: QuicDropStats = {
+    tooShort: 0,
+    badHeader: 0,
+    unknownConnection: 0,
+    wrongSource: 0,
+    refused: 0,
+    versionNegotiation: 0,
+    versionNegotiationLimited: 0,
+    undecryptable: 0,
+    retried: 0,
+    retryLimited: 0,
+    invalidToken: 0,
+  };
+  private amplificationLimited = 0;
   private pendingInbound = 0;
+  private readonly retryTokens = new RetryTokens();
+  private readonly unvalidatedAccepts = new TokenBucket(UNVALIDATED_ACCEPTS_PER_SECOND, UNVALIDATED_ACCEPTS_PER_SECOND, performance.now());
+  private readonly retries = new TokenBucket(RETRIES_PER_SECOND, RETRIES_PER_SECOND, performance.now());
+  private readonly versionNegotiations = new TokenBucket(VERSION_NEGOTIATIONS_PER_SECOND, VERSION_NEGOTIATIONS_PER_SECOND, performance.now());
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
   private slabOffset = 0;
@@ -173,7 +244,12 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   }
 
   stats(): QuicTransportStats {
-    return { connections: this.connections.size, droppedDatagrams: { ...this.dropped } };
+    return {
+      connections: this.connections.size,
+      pendingHandshakes: this.pendingInbound,
+      droppedDatagrams: { ...this.dropped },
+      amplificationLimited: this.amplificationLimited,
+    };
   }
 
   async dial(address: SocketAddress, options: DialOptions = {}): Promise<QuicConnection> {
@@ -191,7 +267,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
         // not a session quiche can use: a full handshake instead
       }
     }
-    const connection = this.open(handshake, 'outbound', remote, options.timeoutMs ?? this.options.handshakeTimeoutMs, options.expectedNodeId);
+    const connection = this.open(handshake, 'outbound', remote, true, options.timeoutMs ?? this.options.handshakeTimeoutMs, options.expectedNodeId);
     this.map(connection.path as UdpPath, scid.toString('latin1'));
     const signal = options.signal;
     const abandon = (): void => void connection.close({ graceful: false, reason: 'dial abandoned' });
@@ -206,8 +282,15 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return connection;
   }
 
-  private open(handshake: native.Connection, direction: 'inbound' | 'outbound', remote: SocketAddress, handshakeTimeoutMs: number, expectedNodeId?: NodeId): QuicConnection {
-    const path = new UdpPath(this, this.localAddress, remote);
+  private open(
+    handshake: native.Connection,
+    direction: 'inbound' | 'outbound',
+    remote: SocketAddress,
+    validated: boolean,
+    handshakeTimeoutMs: number,
+    expectedNodeId?: NodeId,
+  ): QuicConnection {
+    const path = new UdpPath(this, this.localAddress, remote, validated);
     const machine = new QuicMachine(handshake, {
       direction,
       local: this.localAddress,
@@ -265,58 +348,98 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       key = datagram.toString('latin1', 6, 6 + dcidLength);
     }
     const path = this.byCid.get(key);
-    let connection: QuicConnection | undefined;
     if (path === undefined) {
-      connection = long ? this.acceptInitial(datagram, host, port, key) : undefined;
-      if (connection === undefined) {
-        if (!long) this.dropped.unknownConnection++;
-        return;
-      }
-    } else if (port !== path.remoteAddress.port || host !== path.remoteAddress.host) {
+      if (long) this.acceptInitial(datagram, host, port, key);
+      else this.dropped.unknownConnection++;
+      return;
+    }
+    if (port !== path.remoteAddress.port || host !== path.remoteAddress.host) {
       // Migration is disabled: a datagram for this id from elsewhere is spoofed or stale.
       this.dropped.wrongSource++;
       return;
-    } else {
-      connection = path.connection!;
     }
-    connection.receive(datagram, performance.now());
+    if (!path.validated) path.received += length;
+    path.connection!.receive(datagram, performance.now());
   }
 
-  /** A long-header datagram for no known connection: an Initial that may start one (else counted as dropped). */
-  private acceptInitial(datagram: Buffer, host: string, port: number, key: string): QuicConnection | undefined {
+  /**
+   * A long-header datagram for no known connection: an Initial that may start one, else counted as
+   * dropped. The cheap checks come first (size, header, version, type, limits, token or Retry);
+   * quiche's connection state is built only for an Initial that passes them.
+   */
+  private acceptInitial(datagram: Buffer, host: string, port: number, key: string): void {
     if (this.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) {
       this.dropped.refused++;
-      return undefined;
+      return;
     }
     let header: native.Header;
     try {
       header = quiche.Header.fromSlice(datagram, CID_LEN);
     } catch {
       this.dropped.badHeader++;
-      return undefined;
+      return;
     }
-    const remote = { host, port };
     if (!quiche.versionIsSupported(header.version)) {
-      const out = Buffer.allocUnsafe(1350);
-      const written = quiche.negotiateVersion(header.scid, header.dcid, out);
-      this.socket.send(out, 0, written, written, port, host);
-      this.dropped.versionNegotiation++;
-      return undefined;
+      this.negotiateVersion(header, host, port);
+      return;
     }
     if (header.ty !== quiche.Type.Initial) {
       this.dropped.unknownConnection++;
-      return undefined;
+      return;
+    }
+    if (header.dcid.length < MIN_INITIAL_DCID_LEN) {
+      this.dropped.badHeader++;
+      return;
     }
     if (this.connections.size >= this.options.maxConnections || this.pendingInbound >= this.options.maxPendingHandshakes) {
       this.dropped.refused++;
-      return undefined;
+      return;
     }
-    const scid = this.newConnectionId();
-    const connection = this.open(quiche.Connection.accept(scid, null, this.localAddress, remote, this.config), 'inbound', remote, this.options.handshakeTimeoutMs);
-    // The client keeps using its random initial id until it hears ours: map both.
+    const now = performance.now();
+    let odcid: Buffer | null = null;
+    if (header.token !== undefined && header.token.length > 0) {
+      // Only our Retry tokens are valid (no NEW_TOKEN): anything else is dropped, without state.
+      odcid = this.retryTokens.verify(header.token, header.dcid, host, port, now) ?? null;
+      if (odcid === null) {
+        this.dropped.invalidToken++;
+        return;
+      }
+    } else if (this.wantsRetry(now)) {
+      this.sendRetry(header, host, port, now);
+      return;
+    }
+    this.startHandshake(datagram, { host, port }, key, header, odcid);
+  }
+
+  /** Whether an Initial without a token gets a Retry now (the `retry` option). */
+  private wantsRetry(now: number): boolean {
+    const mode = this.options.retry;
+    if (mode === 'never') return false;
+    if (mode === 'always') return true;
+    return this.pendingInbound * 2 >= this.options.maxPendingHandshakes || !this.unvalidatedAccepts.take(now);
+  }
+
+  /**
+   * quiche's server connection for a checked Initial. The Initial goes to quiche before any pnet
+   * state: one it cannot decrypt leaves nothing behind. With a Retry token (`odcid`), the id the
+   * client uses now is the one our Retry gave it, and the address is validated.
+   */
+  private startHandshake(datagram: Buffer, remote: SocketAddress, key: string, header: native.Header, odcid: Buffer | null): void {
+    const scid = odcid === null ? this.newConnectionId() : Buffer.from(header.dcid);
+    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, this.config);
+    const length = datagram.length;
+    try {
+      handshake.recv(datagram, { from: remote, to: this.localAddress });
+    } catch {
+      this.dropped.undecryptable++;
+      return;
+    }
+    const connection = this.open(handshake, 'inbound', remote, odcid !== null, this.options.handshakeTimeoutMs);
     const path = connection.path as UdpPath;
+    path.received = length;
+    // The client keeps using its random initial id until it hears ours: map both.
     this.map(path, key);
-    this.map(path, scid.toString('latin1'));
+    if (odcid === null) this.map(path, scid.toString('latin1'));
     this.pendingInbound++;
     connection.ready.then(
       () => {
@@ -327,16 +450,54 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
         this.pendingInbound--;
       },
     );
-    return connection;
+    this.scheduler.schedule(connection);
+  }
+
+  /** Answers an unknown version with the versions we speak, within the rate limit. */
+  private negotiateVersion(header: native.Header, host: string, port: number): void {
+    if (!this.versionNegotiations.take(performance.now())) {
+      this.dropped.versionNegotiationLimited++;
+      return;
+    }
+    this.sendStateless((out) => quiche.negotiateVersion(header.scid, header.dcid, out), host, port);
+    this.dropped.versionNegotiation++;
+  }
+
+  /** A stateless Retry: a fresh source id and a token bound to this address, the client's ids and the time. */
+  private sendRetry(header: native.Header, host: string, port: number, now: number): void {
+    if (!this.retries.take(now)) {
+      this.dropped.retryLimited++;
+      return;
+    }
+    const retryScid = this.newConnectionId();
+    const token = this.retryTokens.mint(header.dcid, retryScid, host, port, now);
+    this.sendStateless((out) => quiche.retry(header.scid, header.dcid, retryScid, token, header.version, out), host, port);
+    this.dropped.retried++;
+  }
+
+  /** Writes one stateless packet into the send slab (no buffer per reply) and sends it. */
+  private sendStateless(write: (out: Buffer) => number, host: string, port: number): void {
+    const max = this.options.maxDatagramSize;
+    if (SLAB_SIZE - this.slabOffset < max) {
+      // The 'node' socket may still hold views of the old slab (kernel queue full): never reuse it.
+      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+      this.slabOffset = 0;
+    }
+    const offset = this.slabOffset;
+    const written = write(this.slab.subarray(offset, offset + max));
+    this.slabOffset = offset + written;
+    this.socket.send(this.slab, offset, written, written, port, host);
   }
 
   /**
    * Drains a machine's datagrams into the slab and hands the socket each run of equal-sized
    * packets (the last one may be shorter) in one call: the native socket sends a run as one GSO
-   * super-datagram.
+   * super-datagram. Packets past `budget` bytes (an unvalidated address's 3×) are not sent; quiche
+   * counts them lost. Returns the bytes sent.
    */
-  sendRuns(machine: QuicMachine, remote: SocketAddress): void {
+  sendRuns(machine: QuicMachine, remote: SocketAddress, budget = Infinity): number {
     const { port, host } = remote;
+    let sent = 0;
     const max = this.options.maxDatagramSize;
     const socket = this.socket;
     let runStart = this.slabOffset;
@@ -354,6 +515,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       const offset = this.slabOffset;
       const length = machine.pollTransmit(this.slab.subarray(offset, offset + max));
       if (length === null) break;
+      if (sent + length > budget) {
+        this.amplificationLimited++;
+        continue;
+      }
+      sent += length;
       if (offset === runStart) {
         runSize = length;
       } else if (length > runSize) {
@@ -370,6 +536,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       }
     }
     if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
+    return sent;
   }
 
   saveSession(connection: QuicConnection): void {

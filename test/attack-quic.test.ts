@@ -1,0 +1,309 @@
+// Issue 15 items 4–7: the QUIC endpoint under attack from a raw node:dgram socket on 127.0.0.1
+// (bounded floods), real transports on the other end.
+import t from 'tap';
+import type { Test } from 'tap';
+import dgram from 'node:dgram';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import { native } from '@matrixai/quic';
+import { Identity } from '../src/identity/index.js';
+import { QuicTransport, makeQuicConfig } from '../src/transport/index.js';
+import type { Connection, QuicTransportOptions, SocketAddress, Stream } from '../src/transport/index.js';
+import { RetryTokens, TokenBucket, RETRY_TOKEN_LIFETIME_MS } from '../src/transport/quic/retry.js';
+
+const quiche = native.quiche;
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+const clientIdentity = await Identity.generate();
+const clientConfig = makeQuicConfig(clientIdentity, { idleTimeoutMs: 30_000, connectionWindow: 1 << 20, streamWindow: 1 << 20, maxStreamsPerConnection: 100, maxDatagramSize: 1350 });
+
+/** The attacker: a raw UDP socket on 127.0.0.1 that counts what comes back. */
+interface Attacker {
+  socket: dgram.Socket;
+  address: SocketAddress;
+  repliesReceived: number;
+  bytesReceived: number;
+  replies: Buffer[];
+}
+
+async function attacker(t: Test): Promise<Attacker> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const self: Attacker = { socket, address: { host: '127.0.0.1', port: socket.address().port }, repliesReceived: 0, bytesReceived: 0, replies: [] };
+  socket.on('message', (message) => {
+    self.repliesReceived++;
+    self.bytesReceived += message.length;
+    if (self.replies.length < 16) self.replies.push(message);
+  });
+  t.teardown(() => socket.close());
+  return self;
+}
+
+/** A real client Initial (quiche's connect), for `server`, from `from`. */
+function clientInitial(from: SocketAddress, server: SocketAddress): Buffer {
+  const connection = quiche.Connection.connect('pnet', randomBytes(16), from, server, clientConfig);
+  const out = Buffer.alloc(1500);
+  const sent = connection.send(out);
+  if (sent === null) throw new Error('no Initial');
+  return out.subarray(0, sent[0]);
+}
+
+/** An Initial-shaped datagram of random bytes: version 1, 16-byte ids, no token; quiche cannot decrypt it. */
+function garbageInitial(): Buffer {
+  const packet = randomBytes(1200);
+  packet[0] = 0xc0;
+  packet.writeUInt32BE(1, 1);
+  packet[5] = 16; // dcid length
+  packet[22] = 16; // scid length
+  packet[39] = 0; // token length
+  packet.writeUInt16BE(0x4000 | (1200 - 42), 40); // Length
+  return packet;
+}
+
+/** Sends `count` datagrams made by `make`, `perTick` every `tickMs` (bounded in count and time). */
+async function flood(socket: dgram.Socket, to: SocketAddress, count: number, perTick: number, tickMs: number, make: (i: number) => Buffer): Promise<number> {
+  let sent = 0;
+  while (sent < count) {
+    for (let i = 0; i < perTick && sent < count; i++, sent++) socket.send(make(sent), to.port, to.host);
+    await delay(tickMs);
+  }
+  return sent;
+}
+
+async function listen(t: Test, options: Partial<QuicTransportOptions> = {}): Promise<QuicTransport> {
+  const transport = await QuicTransport.listen({ identity: await Identity.generate(), udp: 'node', ...options });
+  transport.on('connection', (connection) => {
+    connection.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.pipe(stream);
+    });
+  });
+  t.teardown(() => transport.close({ timeoutMs: 200 }));
+  return transport;
+}
+
+async function client(t: Test): Promise<QuicTransport> {
+  const transport = await QuicTransport.listen({ identity: clientIdentity, udp: 'node', sessionResumption: false });
+  t.teardown(() => transport.close({ timeoutMs: 200 }));
+  return transport;
+}
+
+function echoRoundTrip(stream: Stream, payload: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', reject);
+    stream.end(payload);
+  });
+}
+
+/** Sequential echo requests on `connection` while `during` runs: completed requests per second. */
+async function requestRate(connection: Connection, during: Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  let done = false;
+  void during.finally(() => {
+    done = true;
+  });
+  let count = 0;
+  const payload = Buffer.alloc(256, 7);
+  while (!done) {
+    const reply = await echoRoundTrip(await connection.openStream({ timeoutMs: 10_000 }), payload);
+    if (reply.length === payload.length) count++;
+  }
+  return (count * 1000) / (performance.now() - started);
+}
+
+t.test('retry tokens: bound to address, port, Retry id and time; forged ones fail', async (t) => {
+  const tokens = new RetryTokens();
+  const odcid = randomBytes(16);
+  const scid = randomBytes(16);
+  const token = tokens.mint(odcid, scid, '127.0.0.1', 4000, 1000);
+  t.same(tokens.verify(token, scid, '127.0.0.1', 4000, 1500), odcid, 'valid: the original id back');
+  t.equal(tokens.verify(token, scid, '127.0.0.2', 4000, 1500), undefined, 'another address');
+  t.equal(tokens.verify(token, scid, '127.0.0.1', 4001, 1500), undefined, 'another port');
+  t.equal(tokens.verify(token, randomBytes(16), '127.0.0.1', 4000, 1500), undefined, 'another Retry id');
+  t.equal(tokens.verify(token, scid, '127.0.0.1', 4000, 1000 + RETRY_TOKEN_LIFETIME_MS + 1), undefined, 'expired');
+  t.equal(new RetryTokens().verify(token, scid, '127.0.0.1', 4000, 1500), undefined, 'another process key');
+  const tampered = Buffer.from(token);
+  tampered[9] = tampered[9]! ^ 1;
+  t.equal(tokens.verify(tampered, scid, '127.0.0.1', 4000, 1500), undefined, 'tampered');
+  t.equal(tokens.verify(randomBytes(40), scid, '127.0.0.1', 4000, 1500), undefined, 'random bytes');
+  t.equal(tokens.verify(Buffer.alloc(0), scid, '127.0.0.1', 4000, 1500), undefined, 'empty');
+});
+
+t.test('token bucket: burst, then the rate', async (t) => {
+  const bucket = new TokenBucket(10, 5, 0);
+  let taken = 0;
+  for (let i = 0; i < 20; i++) if (bucket.take(0)) taken++;
+  t.equal(taken, 5, 'the burst');
+  t.notOk(bucket.take(50), 'half a token after 50 ms');
+  t.ok(bucket.take(100), 'one after 100 ms');
+  t.notOk(bucket.take(100));
+});
+
+t.test('the retry option is checked', async (t) => {
+  const identity = await Identity.generate();
+  await t.rejects(QuicTransport.listen({ identity, retry: 'sometimes' as 'auto' }), { code: 'ERR_BAD_OPTION' });
+});
+
+t.test('amplification: a silent address gets at most 3x the bytes it sent (RFC 9000 §8.1)', async (t) => {
+  const server = await listen(t, { retry: 'never', udp: 'auto', handshakeTimeoutMs: 6000, idleTimeoutMs: 30_000 });
+  // Several silent addresses, each counted on its own.
+  const attackers = await Promise.all(Array.from({ length: 6 }, () => attacker(t)));
+  let sent = 0;
+  for (const attack of attackers) {
+    const initial = clientInitial(attack.address, server.address);
+    sent = initial.length;
+    attack.socket.send(initial, server.address.port, server.address.host);
+  }
+  // Past quiche's third probe time (~5 s: two padded Initials, which went over 3x) and the handshake deadline (6 s): the PTO retransmits of the server's flight and its CONNECTION_CLOSE.
+  await delay(6500);
+  const factors = attackers.map((attack) => attack.bytesReceived / sent);
+  t.comment(`each sent ${sent} B and got ${attackers.map((a) => a.bytesReceived).join(', ')} B: ${factors.map((f) => f.toFixed(2)).join(', ')}x; packets withheld ${server.stats().amplificationLimited}`);
+  t.ok(attackers.every((attack) => attack.bytesReceived > 0), 'the server answered each');
+  t.ok(Math.max(...factors) <= 3, `at most 3x (${Math.max(...factors).toFixed(2)}x)`);
+});
+
+/**
+ * A flood from its own process (so its sending costs are not the server's): `count` undecryptable
+ * Initials to `port`, 40 every 10 ms, from a node:dgram socket on 127.0.0.1; exits when done or after 20 s.
+ */
+const FLOOD_PROGRAM = `
+const dgram = require('node:dgram');
+const { randomBytes } = require('node:crypto');
+const [port, count] = process.argv.slice(1).map(Number);
+setTimeout(() => process.exit(2), 20000).unref();
+const socket = dgram.createSocket('udp4');
+socket.bind(0, '127.0.0.1', () => {
+  const packets = Array.from({ length: count }, () => {
+    const packet = randomBytes(1200);
+    packet[0] = 0xc0; packet.writeUInt32BE(1, 1); packet[5] = 16; packet[22] = 16; packet[39] = 0;
+    packet.writeUInt16BE(0x4000 | (1200 - 42), 40);
+    return packet;
+  });
+  process.stdout.write('ready\\n');
+  process.stdin.once('data', async () => {
+    for (let sent = 0; sent < count; ) {
+      for (let i = 0; i < 40 && sent < count; i++, sent++) socket.send(packets[sent], port, '127.0.0.1');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    setTimeout(() => process.exit(0), 100);
+  });
+});
+`;
+
+t.test('undecryptable Initials: no connection state, and a good client keeps its request rate', async (t) => {
+  const server = await listen(t);
+  const good = await client(t);
+  const connection = await good.dial(server.address);
+  const count = 3000; // ~4,000/s for ~0.75 s and more on a loaded machine
+  const attacker = spawn(process.execPath, ['-e', FLOOD_PROGRAM, String(server.address.port), String(count)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => void attacker.kill());
+  await once(attacker.stdout, 'data');
+  const before = await requestRate(connection, delay(1000));
+  let peak = 0;
+  const watch = setInterval(() => {
+    peak = Math.max(peak, server.stats().connections, server.stats().pendingHandshakes);
+  }, 20);
+  attacker.stdin.write('go\n');
+  const underFlood = await requestRate(connection, once(attacker, 'exit'));
+  clearInterval(watch);
+  const after = await requestRate(connection, delay(1000));
+  const quiet = (before + after) / 2;
+  const stats = server.stats();
+  const drops = stats.droppedDatagrams;
+  t.comment(`good client: ${quiet.toFixed(0)} requests/s quiet (${before.toFixed(0)} before, ${after.toFixed(0)} after), ${underFlood.toFixed(0)}/s under the flood; server ${JSON.stringify({ connections: stats.connections, pending: stats.pendingHandshakes, peak, undecryptable: drops.undecryptable, retried: drops.retried, retryLimited: drops.retryLimited })}`);
+  t.ok(underFlood >= 0.5 * quiet, `good client keeps >= 50% (${underFlood.toFixed(0)}/s of ${quiet.toFixed(0)}/s)`);
+  t.equal(stats.connections, 1, 'only the good connection');
+  t.equal(peak, 1, 'no state for the flood at any time');
+  t.equal(stats.pendingHandshakes, 0);
+  t.ok(drops.undecryptable + drops.retried + drops.retryLimited >= count * 0.9, 'every flood datagram counted (undecryptable, a Retry, or over the Retry rate)');
+  t.ok(drops.undecryptable > 0, 'some reached quiche and failed there');
+});
+
+t.test('handshake flood: with Retry a fresh client still connects; without it is refused', async (t) => {
+  for (const retry of ['auto', 'never'] as const) {
+    await t.test(`retry: ${retry}`, async (t) => {
+      const server = await listen(t, { maxPendingHandshakes: 20, retry });
+      const attack = await attacker(t);
+      const initials = Array.from({ length: 60 }, () => clientInitial(attack.address, server.address));
+      await flood(attack.socket, server.address, initials.length, 20, 10, (i) => initials[i]!);
+      await delay(100);
+      const good = await client(t);
+      const stats = server.stats();
+      if (retry === 'auto') {
+        const connection = await good.dial(server.address, { timeoutMs: 4000 });
+        t.ok(connection.remoteNodeId, 'the good client connected');
+        t.comment(`pending ${stats.pendingHandshakes}, retried ${stats.droppedDatagrams.retried}, refused ${stats.droppedDatagrams.refused}`);
+        t.ok(stats.droppedDatagrams.retried >= 40, 'the flood past half the slots got Retries');
+        t.ok(stats.pendingHandshakes <= 10, 'at most half the slots held by the flood');
+        t.ok(server.stats().droppedDatagrams.retried > stats.droppedDatagrams.retried, 'the good client was retried too, and followed');
+        await connection.close();
+      } else {
+        t.equal(stats.pendingHandshakes, 20, 'the flood holds every slot');
+        await t.rejects(good.dial(server.address, { timeoutMs: 1500 }), 'the good client is refused');
+      }
+    });
+  }
+});
+
+t.test("retry 'always': every client is retried and connects; forged tokens are dropped", async (t) => {
+  const server = await listen(t, { retry: 'always' });
+  const good = await client(t);
+  const connection = await good.dial(server.address, { timeoutMs: 4000 });
+  t.equal(server.stats().droppedDatagrams.retried, 1, 'one Retry');
+  t.equal(await echoRoundTrip(await connection.openStream(), Buffer.from('hi')).then(String), 'hi', 'the connection works');
+  const attack = await attacker(t);
+  const initial = clientInitial(attack.address, server.address);
+  attack.socket.send(initial, server.address.port, server.address.host);
+  await delay(200);
+  t.equal(attack.repliesReceived, 1, 'a Retry back');
+  const retryPacket = attack.replies[0]!;
+  t.equal((retryPacket[0]! >> 4) & 3, 3, 'of type Retry');
+  const before = server.stats().droppedDatagrams.invalidToken;
+  const withToken = initialWithToken(randomBytes(40));
+  attack.socket.send(withToken, server.address.port, server.address.host);
+  await delay(200);
+  t.equal(server.stats().droppedDatagrams.invalidToken, before + 1, 'forged token counted');
+  t.equal(server.stats().connections, 1, 'and no state');
+  await connection.close();
+});
+
+/** An Initial-shaped datagram carrying `token` (random payload; the token check comes before decryption). */
+function initialWithToken(token: Buffer): Buffer {
+  const packet = randomBytes(1200);
+  packet[0] = 0xc0;
+  packet.writeUInt32BE(1, 1);
+  packet[5] = 16;
+  packet[22] = 16;
+  packet[39] = token.length; // a one-byte varint (< 64)
+  token.copy(packet, 40);
+  const after = 40 + token.length;
+  packet.writeUInt16BE(0x4000 | (1200 - after - 2), after);
+  return packet;
+}
+
+t.test('version negotiation is rate-limited', async (t) => {
+  const server = await listen(t);
+  const attack = await attacker(t);
+  const count = 1000;
+  const started = performance.now();
+  await flood(attack.socket, server.address, count, 100, 10, () => {
+    const packet = garbageInitial();
+    packet.writeUInt32BE(0x0a1a2a3a, 1); // a version nobody speaks
+    return packet;
+  });
+  const elapsed = (performance.now() - started) / 1000;
+  await delay(300);
+  const drops = server.stats().droppedDatagrams;
+  t.comment(`${count} unknown-version datagrams in ${elapsed.toFixed(2)} s: ${attack.repliesReceived} replies, ${drops.versionNegotiationLimited} limited`);
+  t.equal(drops.versionNegotiation, attack.repliesReceived, 'each reply counted');
+  t.ok(attack.repliesReceived <= 100 + 100 * (elapsed + 0.3) + 1, 'at most the burst and the rate');
+  t.ok(attack.repliesReceived < count / 2, 'most not answered');
+  t.ok(drops.versionNegotiationLimited > 0, 'the rest counted');
+  t.ok(drops.versionNegotiation + drops.versionNegotiationLimited >= count * 0.9, 'every datagram counted');
+  const reply = attack.replies[0]!;
+  t.equal(reply.readUInt32BE(1), 0, 'a Version Negotiation packet');
+});
