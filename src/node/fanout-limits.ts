@@ -19,7 +19,7 @@ export interface FanoutLimitStats {
   legsRefusedNodeLimit: number;
   /** Legs refused OVERLOADED: the peer had its share of legs already. */
   legsRefusedPeerLimit: number;
-  /** Legs refused UNAUTHORIZED: from a peer that is not a routing neighbour, not its own fan-out. */
+  /** Legs refused (UNREACHABLE per target): from a peer that is not a routing neighbour, not its own fan-out. */
   legsRefusedNotNeighbour: number;
   /** Legs cut because they were not read whole within the leg read deadline. */
   legReadTimeouts: number;

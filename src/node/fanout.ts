@@ -360,7 +360,8 @@ export class FanoutService {
   private checkSender(envelope: Envelope, from: NodeId, neighbour: boolean): void {
     if (neighbour || envelope.origin === from) return;
     this.stats.legsRefusedNotNeighbour++;
-    throw new PnetError('UNAUTHORIZED', `fan-out leg from ${from}: not a routing neighbour, and not its own fan-out`);
+    // UNREACHABLE: the parent retries along the routes of a moment later (a new link is a neighbour at one end first).
+    throw new PnetError('UNREACHABLE', `fan-out leg from ${from}: not a routing neighbour of ${this.host.identity.nodeId}, and not its own fan-out`);
   }
 
   /** Rejects envelopes from too far in the past or future: a hop cannot replay an old command. Lifetimes count up to MAX_HONOURED_LIFETIME_MS. */
