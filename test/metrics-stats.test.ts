@@ -30,7 +30,7 @@ function flatten(value: unknown, prefix = '', out = new Map<string, number>()): 
   return out;
 }
 
-const GAUGES = new Set(['connections.quic', 'connections.h2', 'peers', 'streams', 'relay.active', 'negotiations.pending', 'negotiations.pendingPeers']);
+const GAUGES = new Set(['handshakes.pending', 'connections.quic', 'connections.h2', 'peers', 'streams', 'relay.active', 'negotiations.pending', 'negotiations.pendingPeers']);
 
 t.test('a fresh node: every counter is zero and the snapshot is a plain object', async (t) => {
   const node = await createNode();

@@ -39,6 +39,7 @@ const TRANSPORT_SERIES: readonly Series[] = [
     help: 'Outbound handshakes started.',
     read: (s) => [[{ transport: 'quic' }, s.handshakes.started.quic], [{ transport: 'h2' }, s.handshakes.started.h2]],
   },
+  { name: 'handshakes_pending', type: 'gauge', help: 'Inbound QUIC handshakes in progress.', read: (s) => s.handshakes.pending },
   { name: 'dial_fallbacks_total', type: 'counter', help: 'Dials that raced QUIC against HTTP/2 and HTTP/2 won.', read: (s) => s.handshakes.started.fallbacks },
   { name: 'dials_remembered_total', type: 'counter', help: 'Dials that went straight to HTTP/2 for a remembered address.', read: (s) => s.handshakes.started.remembered },
   {

@@ -7,7 +7,7 @@ import type { NegotiationStats } from '../channel/index.js';
 import type { DatagramRelayStats, RelayStats } from '../relay/index.js';
 import type { RouterStats } from '../routing/index.js';
 import { QuicTransport } from '../transport/index.js';
-import type { Connection, QuicDropStats, Transport, TransportKind } from '../transport/index.js';
+import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
@@ -55,9 +55,13 @@ export class HandshakeCounter {
 export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): NodeStats {
   const connections: Record<TransportKind, number> = { quic: 0, h2: 0 };
   let datagramsDropped: QuicDropStats | undefined;
+  let quic: QuicTransportStats | undefined;
   for (const transport of sources.transports) {
     connections[transport.kind] += transport.connectionCount;
-    if (transport instanceof QuicTransport) datagramsDropped = transport.stats().droppedDatagrams;
+    if (transport instanceof QuicTransport) {
+      quic = transport.stats();
+      datagramsDropped = quic.droppedDatagrams;
+    }
   }
   let peers = 0;
   let streams = 0;
@@ -74,14 +78,14 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
     connections,
     peers,
     streams,
-    handshakes: { started: { ...sources.dials() }, completed: handshakes.snapshot() },
+    handshakes: { started: { ...sources.dials() }, completed: handshakes.snapshot(), pending: quic?.pendingHandshakes ?? 0 },
     datagramsDropped,
     relay,
     datagramRelay,
     routing,
     fanout: { ...fanout },
     negotiations,
-    limits: { ...limitTrips(negotiations, datagramsDropped, relay, routing, fanout), ...datagramRelayTrips(datagramRelay) },
+    limits: { ...limitTrips(negotiations, quic, relay, routing, fanout), ...datagramRelayTrips(datagramRelay) },
   };
 }
 
@@ -108,7 +112,7 @@ function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRela
   };
 }
 
-function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips> {
+function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,
@@ -117,7 +121,10 @@ function limitTrips(negotiations: NegotiationStats, drops: QuicDropStats | undef
     channelHeaderDeadline: negotiations.headerTimeouts,
     channelOpenDeadline: negotiations.openTimeouts,
     channelAuthoriseDeadline: negotiations.authoriseTimeouts,
-    quicConnectionRefused: drops?.refused ?? 0,
+    quicConnectionRefused: quic?.droppedDatagrams.refused ?? 0,
+    quicAmplificationLimit: quic?.amplificationLimited ?? 0,
+    quicRetryLimit: quic?.droppedDatagrams.retryLimited ?? 0,
+    quicVersionNegotiationLimit: quic?.droppedDatagrams.versionNegotiationLimited ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayLifetime: relay.cutLifetime,
     relayBytes: relay.cutBytes,

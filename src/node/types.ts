@@ -242,6 +242,12 @@ export interface LimitTrips {
   channelAuthoriseDeadline: number;
   /** QUIC: Initials refused (closing, too short, over the connection or handshake limits). */
   quicConnectionRefused: number;
+  /** QUIC: datagrams held back by the 3x anti-amplification limit on unvalidated addresses. */
+  quicAmplificationLimit: number;
+  /** QUIC: Initials dropped over the Retry rate cap. */
+  quicRetryLimit: number;
+  /** QUIC: version negotiation answers not sent, over their rate limit. */
+  quicVersionNegotiationLimit: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
   relayPeerLimit: number;
   /** Relay: a relayed stream cut at maxLifetimeMs. */
@@ -305,6 +311,8 @@ export interface NodeStats {
     readonly started: Readonly<DialStats>;
     /** Connections established, by transport and direction. */
     readonly completed: Readonly<Record<TransportKind, Readonly<HandshakeCounts>>>;
+    /** Inbound QUIC handshakes in progress now (a gauge; 0 without QUIC). */
+    readonly pending: number;
   };
   /** Datagrams the QUIC endpoint dropped, by reason (undefined without QUIC). */
   readonly datagramsDropped: Readonly<QuicDropStats> | undefined;
