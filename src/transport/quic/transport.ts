@@ -15,11 +15,13 @@ import { QuicMachine, READ_POOL_SIZE } from './machine.js';
 import type { ReadPool } from './machine.js';
 import { Scheduler } from './scheduler.js';
 import { makeQuicConfig } from './config.js';
-import { RetryTokens, TokenBucket } from './retry.js';
+import { InitialGate, retryOption } from './gate.js';
+import type { QuicDropStats, RetryMode } from './gate.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
 import type { DatagramSocket, UdpImplementation } from './udp.js';
 
 export { ALPN } from './config.js';
+export type { QuicDropStats, RetryMode } from './gate.js';
 
 const quiche = native.quiche;
 /** Length of the connection ids pnet issues; short-header packets carry exactly this many. */
@@ -41,49 +43,13 @@ export interface QuicTransportOptions extends TransportOptions {
   /**
    * Stateless Retry (address validation, RFC 9000 §8.1.2) for Initials without a token: 'auto'
    * (the default) once inbound handshakes in progress reach half of `maxPendingHandshakes` or
-   * new handshakes come faster than UNVALIDATED_ACCEPTS_PER_SECOND; 'always'; or 'never'.
+   * new handshakes for unvalidated addresses come faster than 100/s (gate.ts); 'always'; or 'never'.
    */
   retry?: RetryMode;
 }
 
-export type RetryMode = 'auto' | 'always' | 'never';
-const RETRY_MODES: readonly RetryMode[] = ['auto', 'always', 'never'];
-/** In 'auto', handshakes started per second for addresses not validated by a Retry before Retry takes over (each costs quiche's full state). */
-const UNVALIDATED_ACCEPTS_PER_SECOND = 100;
-/** Retries per second (whole endpoint): past it a flood of Initials costs a header parse each, and honest clients resend theirs (PTO). */
-const RETRIES_PER_SECOND = 1000;
-/** Version Negotiation replies per second (whole endpoint; each costs ~4× a dropped datagram). */
-const VERSION_NEGOTIATIONS_PER_SECOND = 100;
 /** RFC 9000 §8.1: a server sends at most 3× the bytes it received from an address it has not validated. */
 const AMPLIFICATION_FACTOR = 3;
-/** RFC 9000 §7.2: a client's first destination connection id is at least 8 bytes. */
-const MIN_INITIAL_DCID_LEN = 8;
-
-/** Datagrams the endpoint dropped, by reason. */
-export interface QuicDropStats {
-  /** Shorter than a short header with pnet's connection id. */
-  tooShort: number;
-  /** A long header whose connection id length does not fit, or quiche could not parse it. */
-  badHeader: number;
-  /** For no connection here, and not an Initial that could start one. */
-  unknownConnection: number;
-  /** For a known connection id, from another address (migration is off). */
-  wrongSource: number;
-  /** An Initial turned away: closing, too short, over the connection or handshake limits. */
-  refused: number;
-  /** Answered with a version negotiation packet. */
-  versionNegotiation: number;
-  /** An unknown version not answered: over the Version Negotiation rate limit. */
-  versionNegotiationLimited: number;
-  /** An Initial quiche could not decrypt: turned away before any pnet connection state. */
-  undecryptable: number;
-  /** An Initial answered with a stateless Retry (no state kept). */
-  retried: number;
-  /** An Initial that wanted a Retry, over the Retry rate limit: dropped. */
-  retryLimited: number;
-  /** An Initial whose token is not a valid Retry token for its address (forged, expired, replayed elsewhere). */
-  invalidToken: number;
-}
 
 export interface QuicTransportStats {
   connections: number;
@@ -95,14 +61,6 @@ export interface QuicTransportStats {
 }
 
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode };
-
-function retryOption(value: unknown): RetryMode {
-  if (value === undefined) return 'auto';
-  if (!RETRY_MODES.includes(value as RetryMode)) {
-    throw new PnetError('ERR_BAD_OPTION', `QUIC option retry must be one of ${RETRY_MODES.join(', ')}, got ${String(value)}`);
-  }
-  return value as RetryMode;
-}
 
 function resolveOptions(options: QuicTransportOptions): Resolved {
   return {
@@ -163,25 +121,10 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly config: native.Config;
   private readonly byCid = new Map<string, UdpPath>();
   private readonly connections = new Set<QuicConnection>();
-  private readonly dropped: QuicDropStats = {
-    tooShort: 0,
-    badHeader: 0,
-    unknownConnection: 0,
-    wrongSource: 0,
-    refused: 0,
-    versionNegotiation: 0,
-    versionNegotiationLimited: 0,
-    undecryptable: 0,
-    retried: 0,
-    retryLimited: 0,
-    invalidToken: 0,
-  };
+  private readonly gate: InitialGate;
+  private readonly dropped: QuicDropStats;
   private amplificationLimited = 0;
   private pendingInbound = 0;
-  private readonly retryTokens = new RetryTokens();
-  private readonly unvalidatedAccepts = new TokenBucket(UNVALIDATED_ACCEPTS_PER_SECOND, UNVALIDATED_ACCEPTS_PER_SECOND, performance.now());
-  private readonly retries = new TokenBucket(RETRIES_PER_SECOND, RETRIES_PER_SECOND, performance.now());
-  private readonly versionNegotiations = new TokenBucket(VERSION_NEGOTIATIONS_PER_SECOND, VERSION_NEGOTIATIONS_PER_SECOND, performance.now());
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
   private slabOffset = 0;
@@ -198,6 +141,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.sessions = new SessionStore(options.sessionResumption);
     this.config = makeQuicConfig(identity, options);
     this.localAddress = socket.address;
+    this.gate = new InitialGate({ retry: options.retry, maxConnections: options.maxConnections, maxPendingHandshakes: options.maxPendingHandshakes, cidLength: CID_LEN }, performance.now());
+    this.dropped = this.gate.dropped;
     this.keepAliveTimer = startKeepAliveSweep(options.keepAliveIntervalMs, this.sweep);
   }
 
@@ -362,61 +307,26 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     path.connection!.receive(datagram, performance.now());
   }
 
-  /**
-   * A long-header datagram for no known connection: an Initial that may start one, else counted as
-   * dropped. The cheap checks come first (size, header, version, type, limits, token or Retry);
-   * quiche's connection state is built only for an Initial that passes them.
-   */
+  /** A long-header datagram for no known connection: the gate decides (gate.ts), this does the IO. */
   private acceptInitial(datagram: Buffer, host: string, port: number, key: string): void {
-    if (this.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) {
-      this.dropped.refused++;
-      return;
-    }
-    let header: native.Header;
-    try {
-      header = quiche.Header.fromSlice(datagram, CID_LEN);
-    } catch {
-      this.dropped.badHeader++;
-      return;
-    }
-    if (!quiche.versionIsSupported(header.version)) {
-      this.negotiateVersion(header, host, port);
-      return;
-    }
-    if (header.ty !== quiche.Type.Initial) {
-      this.dropped.unknownConnection++;
-      return;
-    }
-    if (header.dcid.length < MIN_INITIAL_DCID_LEN) {
-      this.dropped.badHeader++;
-      return;
-    }
-    if (this.connections.size >= this.options.maxConnections || this.pendingInbound >= this.options.maxPendingHandshakes) {
-      this.dropped.refused++;
-      return;
-    }
     const now = performance.now();
-    let odcid: Buffer | null = null;
-    if (header.token !== undefined && header.token.length > 0) {
-      // Only our Retry tokens are valid (no NEW_TOKEN): anything else is dropped, without state.
-      odcid = this.retryTokens.verify(header.token, header.dcid, host, port, now) ?? null;
-      if (odcid === null) {
-        this.dropped.invalidToken++;
+    const verdict = this.gate.check(datagram, host, port, now, { closing: this.closing !== undefined, connections: this.connections.size, pendingHandshakes: this.pendingInbound });
+    switch (verdict.action) {
+      case 'negotiate': {
+        const { scid, dcid } = verdict.header;
+        this.sendStateless((out) => quiche.negotiateVersion(scid, dcid, out), host, port);
         return;
       }
-    } else if (this.wantsRetry(now)) {
-      this.sendRetry(header, host, port, now);
-      return;
+      case 'retry': {
+        const { scid, dcid, version } = verdict.header;
+        const retryScid = this.newConnectionId();
+        const token = this.gate.retryToken(verdict.header, retryScid, host, port, now);
+        this.sendStateless((out) => quiche.retry(scid, dcid, retryScid, token, version, out), host, port);
+        return;
+      }
+      case 'accept':
+        this.startHandshake(datagram, { host, port }, key, verdict.header, verdict.odcid);
     }
-    this.startHandshake(datagram, { host, port }, key, header, odcid);
-  }
-
-  /** Whether an Initial without a token gets a Retry now (the `retry` option). */
-  private wantsRetry(now: number): boolean {
-    const mode = this.options.retry;
-    if (mode === 'never') return false;
-    if (mode === 'always') return true;
-    return this.pendingInbound * 2 >= this.options.maxPendingHandshakes || !this.unvalidatedAccepts.take(now);
   }
 
   /**
@@ -451,28 +361,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       },
     );
     this.scheduler.schedule(connection);
-  }
-
-  /** Answers an unknown version with the versions we speak, within the rate limit. */
-  private negotiateVersion(header: native.Header, host: string, port: number): void {
-    if (!this.versionNegotiations.take(performance.now())) {
-      this.dropped.versionNegotiationLimited++;
-      return;
-    }
-    this.sendStateless((out) => quiche.negotiateVersion(header.scid, header.dcid, out), host, port);
-    this.dropped.versionNegotiation++;
-  }
-
-  /** A stateless Retry: a fresh source id and a token bound to this address, the client's ids and the time. */
-  private sendRetry(header: native.Header, host: string, port: number, now: number): void {
-    if (!this.retries.take(now)) {
-      this.dropped.retryLimited++;
-      return;
-    }
-    const retryScid = this.newConnectionId();
-    const token = this.retryTokens.mint(header.dcid, retryScid, host, port, now);
-    this.sendStateless((out) => quiche.retry(header.scid, header.dcid, retryScid, token, header.version, out), host, port);
-    this.dropped.retried++;
   }
 
   /** Writes one stateless packet into the send slab (no buffer per reply) and sends it. */

@@ -1,0 +1,166 @@
+import { native } from '@matrixai/quic';
+import { PnetError } from '../../errors.js';
+import { RetryTokens, TokenBucket } from './retry.js';
+
+const quiche = native.quiche;
+
+export type RetryMode = 'auto' | 'always' | 'never';
+const RETRY_MODES: readonly RetryMode[] = ['auto', 'always', 'never'];
+/** In 'auto', handshakes started per second for addresses not validated by a Retry before Retry takes over (each costs quiche's full state). */
+const UNVALIDATED_ACCEPTS_PER_SECOND = 100;
+/** Retries per second (whole endpoint): past it a flood of Initials costs a header parse each, and honest clients resend theirs (PTO). */
+const RETRIES_PER_SECOND = 1000;
+/** Version Negotiation replies per second (whole endpoint; each costs ~4× a dropped datagram). */
+const VERSION_NEGOTIATIONS_PER_SECOND = 100;
+/** RFC 9000 §7.2: a client's first destination connection id is at least 8 bytes. */
+const MIN_INITIAL_DCID_LEN = 8;
+
+/** Datagrams the endpoint dropped, by reason. */
+export interface QuicDropStats {
+  /** Shorter than a short header with pnet's connection id. */
+  tooShort: number;
+  /** A long header whose connection id length does not fit, or quiche could not parse it. */
+  badHeader: number;
+  /** For no connection here, and not an Initial that could start one. */
+  unknownConnection: number;
+  /** For a known connection id, from another address (migration is off). */
+  wrongSource: number;
+  /** An Initial turned away: closing, too short, over the connection or handshake limits. */
+  refused: number;
+  /** Answered with a version negotiation packet. */
+  versionNegotiation: number;
+  /** An unknown version not answered: over the Version Negotiation rate limit. */
+  versionNegotiationLimited: number;
+  /** An Initial quiche could not decrypt: turned away before any pnet connection state. */
+  undecryptable: number;
+  /** An Initial answered with a stateless Retry (no state kept). */
+  retried: number;
+  /** An Initial that wanted a Retry, over the Retry rate limit: dropped. */
+  retryLimited: number;
+  /** An Initial whose token is not a valid Retry token for its address (forged, expired, replayed elsewhere). */
+  invalidToken: number;
+}
+
+/** The `retry` option, checked. */
+export function retryOption(value: unknown): RetryMode {
+  if (value === undefined) return 'auto';
+  if (!RETRY_MODES.includes(value as RetryMode)) {
+    throw new PnetError('ERR_BAD_OPTION', `QUIC option retry must be one of ${RETRY_MODES.join(', ')}, got ${String(value)}`);
+  }
+  return value as RetryMode;
+}
+
+/** What the endpoint does with an Initial for no known connection. */
+export type InitialVerdict =
+  | { readonly action: 'drop' }
+  | { readonly action: 'negotiate'; readonly header: native.Header }
+  | { readonly action: 'retry'; readonly header: native.Header }
+  | { readonly action: 'accept'; readonly header: native.Header; readonly odcid: Buffer | null };
+
+/** The endpoint's load when an Initial comes. */
+export interface GateLoad {
+  closing: boolean;
+  connections: number;
+  pendingHandshakes: number;
+}
+
+const DROP: InitialVerdict = { action: 'drop' };
+
+/**
+ * The endpoint's gate for Initials (sans-IO, fed the clock): the checks in order of cost, each
+ * refusal counted, the Retry decision and tokens, the rate limits. docs/TRANSPORT.md, "The
+ * endpoint under attack".
+ */
+export class InitialGate {
+  readonly dropped: QuicDropStats = {
+    tooShort: 0,
+    badHeader: 0,
+    unknownConnection: 0,
+    wrongSource: 0,
+    refused: 0,
+    versionNegotiation: 0,
+    versionNegotiationLimited: 0,
+    undecryptable: 0,
+    retried: 0,
+    retryLimited: 0,
+    invalidToken: 0,
+  };
+  private readonly tokens = new RetryTokens();
+  private readonly unvalidatedAccepts: TokenBucket;
+  private readonly retries: TokenBucket;
+  private readonly versionNegotiations: TokenBucket;
+
+  constructor(
+    private readonly options: { retry: RetryMode; maxConnections: number; maxPendingHandshakes: number; cidLength: number },
+    now: number,
+  ) {
+    this.unvalidatedAccepts = new TokenBucket(UNVALIDATED_ACCEPTS_PER_SECOND, UNVALIDATED_ACCEPTS_PER_SECOND, now);
+    this.retries = new TokenBucket(RETRIES_PER_SECOND, RETRIES_PER_SECOND, now);
+    this.versionNegotiations = new TokenBucket(VERSION_NEGOTIATIONS_PER_SECOND, VERSION_NEGOTIATIONS_PER_SECOND, now);
+  }
+
+  /** Checks a long-header datagram for no known connection (the cheap checks first). */
+  check(datagram: Buffer, host: string, port: number, now: number, load: GateLoad): InitialVerdict {
+    const dropped = this.dropped;
+    if (load.closing || datagram.length < quiche.MIN_CLIENT_INITIAL_LEN) {
+      dropped.refused++;
+      return DROP;
+    }
+    let header: native.Header;
+    try {
+      header = quiche.Header.fromSlice(datagram, this.options.cidLength);
+    } catch {
+      dropped.badHeader++;
+      return DROP;
+    }
+    if (!quiche.versionIsSupported(header.version)) return this.negotiate(header, now);
+    if (header.ty !== quiche.Type.Initial) {
+      dropped.unknownConnection++;
+      return DROP;
+    }
+    if (header.dcid.length < MIN_INITIAL_DCID_LEN) {
+      dropped.badHeader++;
+      return DROP;
+    }
+    if (load.connections >= this.options.maxConnections || load.pendingHandshakes >= this.options.maxPendingHandshakes) {
+      dropped.refused++;
+      return DROP;
+    }
+    if (header.token !== undefined && header.token.length > 0) {
+      // Only our Retry tokens are valid (no NEW_TOKEN): anything else is dropped, without state.
+      const odcid = this.tokens.verify(header.token, header.dcid, host, port, now);
+      if (odcid !== undefined) return { action: 'accept', header, odcid };
+      dropped.invalidToken++;
+      return DROP;
+    }
+    if (!this.wantsRetry(now, load)) return { action: 'accept', header, odcid: null };
+    if (!this.retries.take(now)) {
+      dropped.retryLimited++;
+      return DROP;
+    }
+    dropped.retried++;
+    return { action: 'retry', header };
+  }
+
+  /** The token of a Retry from `retryScid` to host:port. */
+  retryToken(header: native.Header, retryScid: Uint8Array, host: string, port: number, now: number): Buffer {
+    return this.tokens.mint(header.dcid, retryScid, host, port, now);
+  }
+
+  /** Whether an Initial without a token gets a Retry now (the `retry` option). */
+  private wantsRetry(now: number, load: GateLoad): boolean {
+    const mode = this.options.retry;
+    if (mode === 'never') return false;
+    if (mode === 'always') return true;
+    return load.pendingHandshakes * 2 >= this.options.maxPendingHandshakes || !this.unvalidatedAccepts.take(now);
+  }
+
+  private negotiate(header: native.Header, now: number): InitialVerdict {
+    if (!this.versionNegotiations.take(now)) {
+      this.dropped.versionNegotiationLimited++;
+      return DROP;
+    }
+    this.dropped.versionNegotiation++;
+    return { action: 'negotiate', header };
+  }
+}
