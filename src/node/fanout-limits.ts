@@ -3,33 +3,12 @@
  * target keeps against replay, and the accounts of legs being served and bytes they buffer.
  * Each has a whole-node cap as the outer bound and a per-peer share smaller than the whole.
  */
+import type { FanoutLimitCounters } from './types.js';
 import type { NodeId } from '../identity/index.js';
 
 /** Counters of every fan-out limit that tripped (part of `node.fanoutStats`). */
-export interface FanoutLimitStats {
-  /** Request ids forgotten early because their origin reached its share (its own oldest). */
-  rememberedEvictedOwn: number;
-  /** Request ids forgotten early because the node's memory was full (the heaviest origin's oldest). */
-  rememberedEvictedHeaviest: number;
-  /** Authorised requests refused OVERLOADED: the memory was full of origins holding one id each. */
-  rememberedRefused: number;
-  /** Requests refused because their origin's evicted ids reach past their issue time (no replay after eviction). */
-  replayFloorRefused: number;
-  /** Legs refused OVERLOADED: the node served `maxActiveLegs` already. */
-  legsRefusedNodeLimit: number;
-  /** Legs refused OVERLOADED: the peer had its share of legs already. */
-  legsRefusedPeerLimit: number;
-  /** Legs refused (UNREACHABLE per target): from a peer that is not a routing neighbour, not its own fan-out. */
-  legsRefusedNotNeighbour: number;
-  /** Legs cut because they were not read whole within the leg read deadline. */
-  legReadTimeouts: number;
-  /** Legs cut because their peer buffered more than its share of leg bytes. */
-  legBytesPeerLimit: number;
-  /** Legs cut to make room in the node's leg byte budget (the peer buffering the most). */
-  legBytesEvicted: number;
-}
 
-export function emptyLimitStats(): FanoutLimitStats {
+export function emptyLimitStats(): FanoutLimitCounters {
   return {
     rememberedEvictedOwn: 0,
     rememberedEvictedHeaviest: 0,
@@ -74,7 +53,7 @@ export class ReplayMemory<T> {
   constructor(
     private readonly maxTotal: number,
     private readonly maxPerOrigin: number,
-    private readonly stats: FanoutLimitStats,
+    private readonly stats: FanoutLimitCounters,
   ) {}
 
   get count(): number {
@@ -181,7 +160,7 @@ export class LegAccounts {
 
   constructor(
     private readonly limits: LegLimits,
-    private readonly stats: FanoutLimitStats,
+    private readonly stats: FanoutLimitCounters,
   ) {}
 
   get activeLegs(): number {

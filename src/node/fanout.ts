@@ -36,7 +36,7 @@ import {
   verifyTicket,
   type Envelope,
 } from './fanout-codec.js';
-import { LegAccounts, ReplayMemory, emptyLimitStats, type FanoutLimitStats, type LegRead } from './fanout-limits.js';
+import { LegAccounts, ReplayMemory, emptyLimitStats, type LegRead } from './fanout-limits.js';
 import { Spread } from './spread.js';
 import type { AnswerLimits, RequestOutcome } from './requests.js';
 import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
@@ -69,25 +69,6 @@ const EMPTY_ID = Buffer.alloc(16);
 /** The longest an envelope is honoured (and its id remembered) at a target, whatever its lifetime field says. */
 export const MAX_HONOURED_LIFETIME_MS = MAX_DEADLINE_MS;
 
-/** Limits beyond the public FanoutLimits (docs/LIMITS.md, "Node"); the node passes `options.fanout` through. */
-export interface FanoutServiceLimits extends FanoutLimits {
-  /** One origin's share of the remembered request ids (default 1,024, at most a quarter of the whole): its own requests evict only its own. */
-  maxRememberedPerOrigin?: number;
-  /** Legs one routing neighbour may have served at once (default 64). */
-  maxLegsPerPeer?: number;
-  /** Legs a connected peer that is not a routing neighbour may have at once: its own fan-outs through us (default 4). */
-  maxLegsPerStranger?: number;
-  /** A leg must be read whole within this (default 10,000 ms). */
-  legReadTimeoutMs?: number;
-  /** Bytes all legs being read may buffer (default 64 MiB). */
-  maxLegBytes?: number;
-  /** Bytes one peer's legs being read may buffer (default 16 MiB: one largest leg). */
-  maxLegBytesPerPeer?: number;
-}
-
-/** Every fan-out counter: the public ones and each limit that tripped. */
-export type FanoutServiceStats = FanoutStats & FanoutLimitStats;
-
 /** A remembered answer: the signed frame, kept for small replies (a duplicate delivery gets it again). */
 interface Answered {
   frame: Promise<Buffer> | undefined;
@@ -95,7 +76,7 @@ interface Answered {
 
 /** Fan-out for one node: starts fan-outs (origin), serves legs (hop) and answers (target). */
 export class FanoutService {
-  readonly stats: FanoutServiceStats = { forged: 0, legsServed: 0, legsSent: 0, retried: 0, ...emptyLimitStats() };
+  readonly stats: FanoutStats = { forged: 0, legsServed: 0, legsSent: 0, retried: 0, ...emptyLimitStats() };
   private readonly spreads = new Set<Spread>();
   private readonly maxSkewMs: number;
   private readonly legReadTimeoutMs: number;
@@ -107,9 +88,9 @@ export class FanoutService {
 
   constructor(
     readonly host: FanoutHost,
-    limits: FanoutServiceLimits = {},
+    limits: FanoutLimits = {},
   ) {
-    const option = (name: keyof FanoutServiceLimits, fallback: number, min = 0): number =>
+    const option = (name: keyof FanoutLimits, fallback: number, min = 0): number =>
       numberOption('fanout option', name, limits[name], fallback, { integer: true, min });
     const maxActiveLegs = option('maxActiveLegs', 256);
     const maxRemembered = option('maxRememberedRequests', 10_000, 1);

@@ -195,7 +195,31 @@ export type FanoutResult = {
   readonly hops: number;
 } & ({ readonly ok: true; readonly data: Buffer } | { readonly ok: false; readonly error: PnetError });
 
-export interface FanoutStats {
+/** Every fan-out limit that tripped, one counter each (docs/FANOUT.md, "Limits a peer cannot use to lock others out"). */
+export interface FanoutLimitCounters {
+  /** Request ids forgotten early because their origin reached its share (its own oldest). */
+  rememberedEvictedOwn: number;
+  /** Request ids forgotten early because the node's memory was full (the heaviest origin's oldest). */
+  rememberedEvictedHeaviest: number;
+  /** Authorised requests refused OVERLOADED: the memory was full of origins holding one id each. */
+  rememberedRefused: number;
+  /** Requests refused because their origin's evicted ids reach past their issue time (no replay after eviction). */
+  replayFloorRefused: number;
+  /** Legs refused OVERLOADED: the node served `maxActiveLegs` already. */
+  legsRefusedNodeLimit: number;
+  /** Legs refused OVERLOADED: the peer had its share of legs already. */
+  legsRefusedPeerLimit: number;
+  /** Legs refused (UNREACHABLE per target): from a peer that is not a routing neighbour, not its own fan-out. */
+  legsRefusedNotNeighbour: number;
+  /** Legs cut because they were not read whole within the leg read deadline. */
+  legReadTimeouts: number;
+  /** Legs cut because their peer buffered more than its share of leg bytes. */
+  legBytesPeerLimit: number;
+  /** Legs cut to make room in the node's leg byte budget (the peer buffering the most). */
+  legBytesEvicted: number;
+}
+
+export interface FanoutStats extends FanoutLimitCounters {
   /** Results whose signature did not verify, dropped. */
   forged: number;
   /** Legs received from neighbours. */
@@ -213,6 +237,18 @@ export interface FanoutLimits {
   maxRememberedRequests?: number;
   /** Clock difference tolerated between origin and target (default 60000 ms). */
   maxClockSkewMs?: number;
+  /** One origin's share of the remembered request ids (default 1,024, at most a quarter of the whole): its own requests evict only its own. */
+  maxRememberedPerOrigin?: number;
+  /** Legs one routing neighbour may have served at once (default 64). */
+  maxLegsPerPeer?: number;
+  /** Legs a connected peer that is not a routing neighbour may have at once: its own fan-outs through us (default 4). */
+  maxLegsPerStranger?: number;
+  /** A leg must be read whole within this (default 10,000 ms). */
+  legReadTimeoutMs?: number;
+  /** Bytes all legs being read may buffer (default 64 MiB). */
+  maxLegBytes?: number;
+  /** Bytes one peer's legs being read may buffer (default 16 MiB: one largest leg). */
+  maxLegBytesPerPeer?: number;
 }
 
 // ---- stats ------------------------------------------------------------------
