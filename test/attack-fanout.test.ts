@@ -129,7 +129,12 @@ t.test('item 3: 48 legs that buffer 12 MiB each are held to the per-peer share; 
   const chunk = Buffer.alloc(1024 * 1024, 1);
   chunk.set([1, 0, 8, 0, 0, 0x27, 0x10, 0, 0xd0, 0, 0], 0);
   let peak = rssBefore;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  let peakBuffered = 0;
+  const victimFanouts = nodeServices(victim).fanouts;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+    peakBuffered = Math.max(peakBuffered, victimFanouts.bufferedLegBytes);
+  }, 50);
   t.teardown(() => clearInterval(sampler));
   // One chunk in flight per leg (the attacker's own queue would otherwise be concatenated, in this same process).
   const legs = await hangingLegs(attacker, victim, 48, (stream) => {
@@ -153,7 +158,9 @@ t.test('item 3: 48 legs that buffer 12 MiB each are held to the per-peer share; 
   t.comment(`victim cut ${cuts.legBytesPeerLimit} legs at the per-peer byte share, ${cuts.legReadTimeouts} at the read deadline`);
   const grownMiB = (peak - rssBefore) / 2 ** 20;
   t.comment(`RSS ${(rssBefore / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB (+${grownMiB.toFixed(0)} MiB); good node ${before.ok}/30 → ${during.ok}/30`);
-  t.ok(grownMiB < 200, `RSS grew ${grownMiB.toFixed(0)} MiB under 576 MiB of leg bytes (bound 200 MiB)`);
+  // The attacker's 576 MiB are allocated in this same process, so RSS is only a comment here; what the
+  // victim holds is its buffered leg bytes, bounded by the node's leg byte budget (64 MiB by default).
+  t.ok(peakBuffered <= 64 * 2 ** 20, `the victim buffered at most ${(peakBuffered / 2 ** 20).toFixed(1)} MiB of leg bytes (budget 64 MiB)`);
   t.ok(during.ok >= before.ok / 2, `the good node keeps >= 50%: ${during.ok} vs ${before.ok}`);
   const stats = victim.fanoutStats as unknown as Limits;
   t.ok(stats.legBytesPeerLimit! >= 1, `${stats.legBytesPeerLimit} legs cut at the per-peer byte share`);

@@ -86,6 +86,11 @@ export class FanoutService {
   /** Requests being answered here (not yet or never authorised): bounded by the legs being served. */
   private readonly answering = new Map<string, Promise<Buffer>>();
 
+  /** Bytes of legs being read now (bounded by maxLegBytes). */
+  get bufferedLegBytes(): number {
+    return this.legs.bufferedBytes;
+  }
+
   constructor(
     readonly host: FanoutHost,
     limits: FanoutLimits = {},
