@@ -156,9 +156,14 @@ function receiveOpen(attempt: Attempt): Promise<OpenResult> {
     const onClose = (): void => settle({ type: 'failed', error: new PnetError('ERR_STREAM_RESET', 'stream closed before OPEN') });
     const onError = (err: unknown): void => settle({ type: 'failed', error: toPnetError(err, 'stream error before OPEN') });
     const timer = setTimeout(() => settle(negotiation.timeout(timeoutMs), 'openTimeouts'), timeoutMs);
+    // Decided a loop turn later: after an event-loop stall the timer runs before the I/O (and the
+    // transport's batch) that may hold the header, which must not read as a slow peer.
     const onHeaderDeadline = (): void => {
-      const out = negotiation.headerTimeout(headerTimeoutMs);
-      if (out !== null) settle(out, 'headerTimeouts');
+      setImmediate(() => setImmediate(() => {
+        if (settled) return;
+        const out = negotiation.headerTimeout(headerTimeoutMs);
+        if (out !== null) settle(out, 'headerTimeouts');
+      }));
     };
     const headerTimer = headerTimeoutMs < timeoutMs && !negotiation.headerReceived ? setTimeout(onHeaderDeadline, headerTimeoutMs) : undefined;
     ticket.evict = () => settle(EVICTED, 'evicted');
