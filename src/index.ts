@@ -19,7 +19,8 @@ export { QuicTransport, ALPN, H2Transport, H2_ALPN, parseAddress, formatAddress 
 export type { Connection, Stream, Transport, SocketAddress, QuicTransportOptions, QuicDropStats, H2TransportOptions, DialOptions, CloseOptions, TransportKind, UdpImplementation } from './transport/index.js';
 export { nativeUdpError } from './transport/index.js';
 export { ChannelRejectedError } from './channel/index.js';
-export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata, NegotiationStats } from './channel/index.js';
+export type { ChannelRequestInfo, AuthoriseHook, AuthoriseVerdict, Metadata, NegotiationStats, NegotiationOutcome } from './channel/index.js';
+export { NEGOTIATION_OUTCOMES } from './channel/index.js';
 export type { RelayStats, DatagramRelayStats, ForwarderStats, EndpointStats } from './relay/index.js';
 export type { RouterStats } from './routing/index.js';
 export { createNode, PnetNode } from './node/index.js';

@@ -67,3 +67,4 @@ export {
   DEFAULT_LINGER_MS,
 } from './acceptor.js';
 export type { NegotiationStats, NegotiationOutcome } from './limits.js';
+export { NEGOTIATION_OUTCOMES } from './limits.js';

@@ -63,7 +63,8 @@ interface PeerScope {
   authorising: number;
 }
 
-const OUTCOMES: readonly NegotiationOutcome[] = [
+/** Every negotiation outcome NegotiationStats counts, in a stable order (metrics label values). */
+export const NEGOTIATION_OUTCOMES: readonly NegotiationOutcome[] = Object.freeze([
   'accepted',
   'rejectedPeerLimit',
   'rejectedNodeLimit',
@@ -76,7 +77,7 @@ const OUTCOMES: readonly NegotiationOutcome[] = [
   'unauthorised',
   'authoriseTimeouts',
   'streamFailures',
-];
+]);
 
 /**
  * Pending negotiations of one registry, by peer. `admit` says yes (a ticket) or no (the node cap);
@@ -93,7 +94,7 @@ export class NegotiationScope {
 
   constructor() {
     const counts = {} as Record<NegotiationOutcome, number>;
-    for (const k of OUTCOMES) counts[k] = 0;
+    for (const k of NEGOTIATION_OUTCOMES) counts[k] = 0;
     this.counts = counts;
   }
 

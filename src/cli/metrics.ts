@@ -7,7 +7,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { PnetError, formatAddress, parseAddress } from '../index.js';
+import { NEGOTIATION_OUTCOMES, PnetError, formatAddress, parseAddress } from '../index.js';
 import type { NodeStats } from '../index.js';
 
 /** Every series name starts with this. */
@@ -117,20 +117,6 @@ const ROUTING_SERIES: readonly Series[] = [
   { name: 'routing_spf_runs_total', type: 'counter', help: 'Shortest-path computations.', read: (s) => s.routing.spfRuns },
 ];
 
-const NEGOTIATION_OUTCOMES = [
-  'accepted',
-  'rejectedPeerLimit',
-  'rejectedNodeLimit',
-  'evicted',
-  'headerTimeouts',
-  'openTimeouts',
-  'badFrames',
-  'versionRejects',
-  'unknownChannel',
-  'unauthorised',
-  'authoriseTimeouts',
-  'streamFailures',
-] as const;
 
 const CHANNEL_SERIES: readonly Series[] = [
   { name: 'channel_negotiations_pending', type: 'gauge', help: 'Channel negotiations in progress now.', read: (s) => s.negotiations.pending },
