@@ -101,8 +101,10 @@ t.test('hops never see a plaintext marker', async (t) => {
 });
 
 t.test('a ring whose relay on the current path closes mid-transfer: the same stream completes byte-exact', async (t) => {
-  // 0-1-2-3-4-0: 0 reaches 2 through 1 (two links), the other way round is three.
-  const nodes = await network(t, 5, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]]);
+  // 0-1-2-3-4-0: 0 reaches 2 through 1 (two links), the other way round is three. Costs count
+  // hops only (an RTT unit of 1,000 s), so a loaded machine's RTT noise cannot pick the long way.
+  const hopsOnly: NodeOptions = { routing: { rttSampleMs: 200, cost: { unitMs: 1_000_000 } } };
+  const nodes = await network(t, 5, [[0, 1], [1, 2], [2, 3], [3, 4], [4, 0]], () => hopsOnly);
   const [from, hop, to] = nodes as [PnetNode, PnetNode, PnetNode];
   t.same(from.path(to.id), [from.id, hop.id, to.id], 'the path goes through the hop');
   to.handle('digest', (stream) => {
