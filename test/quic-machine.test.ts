@@ -114,6 +114,29 @@ t.test("peer streams are accepted in the order their data arrives, not by id", a
   t.same(server.opened, [...later, first]);
 });
 
+t.test('a new peer stream out of id order, in the datagram that carries a known stream\'s data, is found in the same service', async (t) => {
+  // The probe finds the known stream readable; quiche is asked for others only once that stream
+  // was read (before, isReadable() says yes for it alone and the list would be walked every time).
+  const pair = await QuicPair.connect();
+  const { client, server } = pair;
+  const known = client.open();
+  client.write(known, Buffer.from('a'), false);
+  pair.run();
+  t.same(server.opened, [known]);
+  client.open(); // never written: the server's next expected id stays unreadable
+  const late = client.open();
+  client.filter = () => 'hold';
+  client.write(known, Buffer.from('b'), false);
+  client.write(late, Buffer.from('c'), false);
+  client.drive();
+  client.filter = undefined;
+  client.release();
+  t.ok(server.receiveAll() > 0, 'both writes arrive before one service');
+  t.same(server.opened, [known, late], 'the late stream is accepted in that service');
+  t.equal(server.bytes(late), 1, 'and read');
+  t.equal(server.bytes(known), 2);
+});
+
 t.test('a late Handshake packet coalesced in front of a 1-RTT packet does not take it down', async (t) => {
   // quiche 0.18 drops the rest of a datagram whose first packet it cannot decrypt; after the
   // handshake the server has discarded its Handshake keys, so a client datagram that starts with a

@@ -164,6 +164,8 @@ export class QuicMachine {
   private closeCheck = false;
   /** A consumer asked for data (a read wanted during a drive is not covered by its transmit). */
   private readWanted = false;
+  /** service() found readable streams: once their events ran, ask quiche whether others are readable. */
+  private recheckReadable = false;
   private lastFailure: PnetError | undefined;
   private datagramsIn = false;
 
@@ -442,6 +444,11 @@ export class QuicMachine {
 
   /** Next event, or undefined (call order, step 3). */
   pollEvent(): MachineEvent | undefined {
+    if (this.eventHead >= this.events.length && this.recheckReadable) {
+      // The probed streams were read while the events were handled: only now does isReadable() tell of others.
+      this.recheckReadable = false;
+      if (!this.closed && this.quiche.isReadable()) this.listReadable(false);
+    }
     if (this.eventHead >= this.events.length) {
       if (this.eventHead > 0) {
         this.events.length = 0;
@@ -557,21 +564,34 @@ export class QuicMachine {
 
   private findReadable(): void {
     const quiche = this.quiche;
-    const probe = this.streams.size <= PROBE_LIMIT;
-    if (probe) {
+    if (this.streams.size <= PROBE_LIMIT) {
+      let found = false;
       for (const stream of this.streams.values()) {
-        if (stream.wantRead && !stream.readEnded && quiche.streamReadable(stream.id)) this.push({ type: 'readable', id: stream.id });
+        if (stream.wantRead && !stream.readEnded && quiche.streamReadable(stream.id)) {
+          this.push({ type: 'readable', id: stream.id });
+          found = true;
+        }
       }
       // New peer streams arrive in id order almost always: probe the next expected id.
-      while (quiche.streamReadable(this.nextRemoteStreamId)) this.acceptRemote(this.nextRemoteStreamId);
-      if (!quiche.isReadable()) return;
+      while (quiche.streamReadable(this.nextRemoteStreamId)) {
+        this.acceptRemote(this.nextRemoteStreamId);
+        found = true;
+      }
+      // Streams found are read during the events, so whether quiche holds more is asked after them.
+      if (found) this.recheckReadable = true;
+      else if (quiche.isReadable()) this.listReadable(true);
+      return;
     }
-    // Many streams, or one that arrived out of order: ask quiche which are readable.
-    for (const id of quiche.readable()) {
+    this.listReadable(false);
+  }
+
+  /** Many streams, or one that arrived out of order: ask quiche which are readable (probed: known streams were probed already). */
+  private listReadable(probed: boolean): void {
+    for (const id of this.quiche.readable()) {
       const stream = this.streams.get(id);
       if (stream === undefined) {
         if (this.isNewRemoteId(id)) this.acceptRemote(id);
-      } else if (!probe && stream.wantRead && !stream.readEnded) {
+      } else if (!probed && stream.wantRead && !stream.readEnded) {
         this.push({ type: 'readable', id });
       }
     }
