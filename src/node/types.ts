@@ -89,6 +89,14 @@ export interface DialStats {
   fallbacks: number;
   /** Dials that went straight to HTTP/2 because the address was remembered. */
   remembered: number;
+  /** Dials failed fast because HTTP/2's TCP connect was refused and QUIC did not answer within its grace. */
+  refused: number;
+  /** Background QUIC tries for peers reached over HTTP/2 (a link that fell back). */
+  quicRetries: number;
+  /** Links that moved from HTTP/2 back to QUIC after such a try. */
+  quicRecovered: number;
+  /** Remembered HTTP/2-only addresses forgotten because the memory was full. */
+  rememberedEvicted: number;
 }
 
 /** How one bootstrap dial of createNode went: the node it reached, or why not. */
