@@ -53,7 +53,7 @@ t.test('a line of three: connections, handshakes, negotiations, relay flows and 
   t.equal(before.peers, 2, 'b has two peers');
   t.same(a!.stats().handshakes.completed.h2, { inbound: 0, outbound: 1 });
   t.same(before.handshakes.completed, { quic: { inbound: 0, outbound: 1 }, h2: { inbound: 1, outbound: 0 } });
-  t.same(a!.stats().handshakes.started, { quic: 0, h2: 1, fallbacks: 0, remembered: 0 }, 'one HTTP/2 handshake started by a');
+  t.same(a!.stats().handshakes.started, { quic: 0, h2: 1, fallbacks: 0, remembered: 0, refused: 0, quicRetries: 0, quicRecovered: 0, rememberedEvicted: 0 }, 'one HTTP/2 handshake started by a');
   t.equal(b!.stats().handshakes.started.quic, 1, 'one QUIC handshake started by b');
   t.ok(before.routing.recordsAccepted > 0, 'b accepted routing records');
   t.ok(before.routing.spfRuns > 0, 'b ran SPF');
