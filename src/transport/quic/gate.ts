@@ -8,6 +8,12 @@ export type RetryMode = 'auto' | 'always' | 'never';
 const RETRY_MODES: readonly RetryMode[] = ['auto', 'always', 'never'];
 /** In 'auto', handshakes started per second for addresses not validated by a Retry before Retry takes over (each costs quiche's full state). */
 const UNVALIDATED_ACCEPTS_PER_SECOND = 100;
+/** In 'auto', handshakes per second (whole endpoint) from hosts that completed a handshake here lately: no Retry for them. */
+const KNOWN_HOST_ACCEPTS_PER_SECOND = 1000;
+/** How long a host that completed a handshake counts as validated (RFC 9000 §8.1.3 lets a server remember it). */
+const KNOWN_HOST_MS = 10 * 60_000;
+/** Hosts remembered as validated (the oldest is forgotten first). */
+const KNOWN_HOSTS_MAX = 4096;
 /** Retries per second (whole endpoint): past it a flood of Initials costs a header parse each, and honest clients resend theirs (PTO). */
 const RETRIES_PER_SECOND = 1000;
 /** Version Negotiation replies per second (whole endpoint; each costs ~4× a dropped datagram). */
@@ -87,6 +93,9 @@ export class InitialGate {
   };
   private readonly tokens = new RetryTokens();
   private readonly unvalidatedAccepts: TokenBucket;
+  private readonly knownHostAccepts: TokenBucket;
+  /** Host (no port: clients take a new port per connection) → when it last completed a handshake, oldest first. */
+  private readonly knownHosts = new Map<string, number>();
   private readonly retries: TokenBucket;
   private readonly versionNegotiations: TokenBucket;
 
@@ -95,6 +104,7 @@ export class InitialGate {
     now: number,
   ) {
     this.unvalidatedAccepts = new TokenBucket(UNVALIDATED_ACCEPTS_PER_SECOND, UNVALIDATED_ACCEPTS_PER_SECOND, now);
+    this.knownHostAccepts = new TokenBucket(KNOWN_HOST_ACCEPTS_PER_SECOND, KNOWN_HOST_ACCEPTS_PER_SECOND, now);
     this.retries = new TokenBucket(RETRIES_PER_SECOND, RETRIES_PER_SECOND, now);
     this.versionNegotiations = new TokenBucket(VERSION_NEGOTIATIONS_PER_SECOND, VERSION_NEGOTIATIONS_PER_SECOND, now);
   }
@@ -133,7 +143,7 @@ export class InitialGate {
       dropped.invalidToken++;
       return DROP;
     }
-    if (!this.wantsRetry(now, load)) return { action: 'accept', header, odcid: null };
+    if (!this.wantsRetry(host, now, load)) return { action: 'accept', header, odcid: null };
     if (!this.retries.take(now)) {
       dropped.retryLimited++;
       return DROP;
@@ -147,12 +157,24 @@ export class InitialGate {
     return this.tokens.mint(header.dcid, retryScid, host, port, now);
   }
 
+  /** A handshake from `host` completed: its next connections skip the unvalidated budget for a while. */
+  noteValidated(host: string, now: number): void {
+    const known = this.knownHosts;
+    known.delete(host);
+    known.set(host, now);
+    if (known.size > KNOWN_HOSTS_MAX) known.delete(known.keys().next().value!);
+  }
+
   /** Whether an Initial without a token gets a Retry now (the `retry` option). */
-  private wantsRetry(now: number, load: GateLoad): boolean {
+  private wantsRetry(host: string, now: number, load: GateLoad): boolean {
     const mode = this.options.retry;
     if (mode === 'never') return false;
     if (mode === 'always') return true;
-    return load.pendingHandshakes * 2 >= this.options.maxPendingHandshakes || !this.unvalidatedAccepts.take(now);
+    if (load.pendingHandshakes * 2 >= this.options.maxPendingHandshakes) return true;
+    const validatedAt = this.knownHosts.get(host);
+    // A host that proved its address lately reconnects without a Retry round trip, within its own budget.
+    if (validatedAt !== undefined && now - validatedAt < KNOWN_HOST_MS && this.knownHostAccepts.take(now)) return false;
+    return !this.unvalidatedAccepts.take(now);
   }
 
   private negotiate(header: native.Header, now: number): InitialVerdict {

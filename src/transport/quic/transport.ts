@@ -43,7 +43,8 @@ export interface QuicTransportOptions extends TransportOptions {
   /**
    * Stateless Retry (address validation, RFC 9000 §8.1.2) for Initials without a token: 'auto'
    * (the default) once inbound handshakes in progress reach half of `maxPendingHandshakes` or
-   * new handshakes for unvalidated addresses come faster than 100/s (gate.ts); 'always'; or 'never'.
+   * new handshakes for unvalidated addresses come faster than 100/s (gate.ts; a host that completed
+   * a handshake in the last 10 minutes has its own budget of 1,000/s); 'always'; or 'never'.
    */
   retry?: RetryMode;
 }
@@ -354,6 +355,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     connection.ready.then(
       () => {
         this.pendingInbound--;
+        this.gate.noteValidated(remote.host, performance.now());
         this.emit('connection', connection);
       },
       () => {
