@@ -93,7 +93,7 @@ export class RelayService {
   }
 
   /** Opens a tunnel to `destination` through `firstHop`; resolves with the end-to-end TLS stream. */
-  async open(destination: NodeId): Promise<Duplex> {
+  async open(destination: NodeId, signal?: AbortSignal): Promise<Duplex> {
     const firstHop = this.host.nextHop(destination);
     if (firstHop === null) throw new PnetError('UNREACHABLE', `no route to ${destination}`);
     const leg = await this.host.openToNeighbour(firstHop, RELAY_CHANNEL, {
@@ -101,7 +101,7 @@ export class RelayService {
       src: this.host.identity.nodeId,
       hops: String(this.options.maxHops),
     });
-    return tunnelClient(leg, this.host.identity, destination);
+    return tunnelClient(leg, this.host.identity, destination, signal);
   }
 
   /** Authorise hook of the relay channel: decide, and open the next leg before accepting. */

@@ -24,19 +24,24 @@ function peerId(socket: tls.TLSSocket): NodeId {
   return verifyPeerCertificate(certificate && certificate.raw ? [certificate.raw] : null);
 }
 
-/** The opening end: TLS client over `stream`, resolved once the far end proved it is `expected`. */
-export function tunnelClient(stream: Duplex, identity: Identity, expected: NodeId): Promise<tls.TLSSocket> {
+/** The opening end: TLS client over `stream`, resolved once the far end proved it is `expected`; `signal` (the caller's deadline) aborts the handshake with its reason. */
+export function tunnelClient(stream: Duplex, identity: Identity, expected: NodeId, signal?: AbortSignal): Promise<tls.TLSSocket> {
   return new Promise<tls.TLSSocket>((resolve, reject) => {
     const socket = tls.connect({ ...baseOptions(identity), socket: stream as unknown as import('node:net').Socket });
     (socket as unknown as { allowHalfOpen: boolean }).allowHalfOpen = true;
+    const aborted = (): void => fail(signal!.reason as Error);
     const fail = (error: Error): void => {
+      signal?.removeEventListener('abort', aborted);
       socket.destroy();
       stream.destroy();
       reject(error instanceof PnetError ? error : new PnetError('ERR_HANDSHAKE', `tunnel to ${expected}: ${error.message}`, { cause: error }));
     };
     socket.once('error', fail);
+    if (signal?.aborted) aborted();
+    else signal?.addEventListener('abort', aborted, { once: true });
     socket.once('secureConnect', () => {
       socket.off('error', fail);
+      signal?.removeEventListener('abort', aborted);
       let id: NodeId;
       try {
         id = peerId(socket);
