@@ -11,6 +11,8 @@ import type { DialStats } from './types.js';
 
 /** Peer addresses remembered as HTTP/2-only, at most. */
 const MAX_REMEMBERED = 10_000;
+/** After HTTP/2's TCP connect is refused, how long QUIC may still answer (a live QUIC-only peer answers within a round trip). */
+export const REFUSED_GRACE_MS = 200;
 /** Dial failures that another transport cannot fix: the peer is not who we want. */
 const FINAL_DIAL_ERRORS = new Set(['ERR_PEER_ID_MISMATCH', 'ERR_PEER_CERTIFICATE', 'ERR_TRANSPORT_CLOSED']);
 
@@ -30,7 +32,7 @@ export interface DialerSettings {
 export class Dialer {
   /** Peer addresses ("host:port") last reached over HTTP/2 after QUIC failed, and until when to dial them over HTTP/2 straight away. */
   readonly h2Addresses = new Map<string, number>();
-  private readonly counts: DialStats = { quic: 0, h2: 0, fallbacks: 0, remembered: 0 };
+  private readonly counts: DialStats = { quic: 0, h2: 0, fallbacks: 0, remembered: 0, refused: 0, quicRetries: 0, quicRecovered: 0, rememberedEvicted: 0 };
   private readonly pending = new Map<string, Promise<Connection>>();
   private readonly quic: Transport | undefined;
   private readonly h2: Transport | undefined;
@@ -88,7 +90,8 @@ export class Dialer {
   /** One handshake on one transport, bounded by the dial's deadline and the transport's own handshake timeout. */
   private attempt(transport: Transport, target: SocketAddress, options: DialRequest, deadline: number, signal?: AbortSignal): Promise<Connection> {
     this.counts[transport.kind]++;
-    const left = Math.max(1, deadline - performance.now());
+    // Whole milliseconds: the transports put the figure in their messages.
+    const left = Math.max(1, Math.round(deadline - performance.now()));
     const dialOptions: DialOptions = {
       timeoutMs: options.timeoutMs === undefined ? Math.min(left, transport.handshakeTimeoutMs) : left,
       ...(options.expectedNodeId === undefined ? {} : { expectedNodeId: options.expectedNodeId }),
@@ -109,9 +112,11 @@ export class Dialer {
       const errors: { quic?: unknown; h2?: unknown } = {};
       let settled = false;
       let h2Started = false;
+      let graceTimer: NodeJS.Timeout | undefined;
       const settle = (): void => {
         settled = true;
         clearTimeout(timer);
+        clearTimeout(graceTimer);
       };
       const won = (connection: Connection): void => {
         if (settled) {
@@ -139,6 +144,15 @@ export class Dialer {
         } else if (errors.quic !== undefined && errors.h2 !== undefined) {
           settle();
           reject(bothFailed(errors.quic, errors.h2));
+        } else if (kind === 'h2' && isRefused(error) && graceTimer === undefined) {
+          // The TCP port refused at once: nobody listens there. QUIC gets a round trip's grace, not its whole timeout.
+          graceTimer = setTimeout(() => {
+            if (settled) return;
+            settle();
+            aborts.quic.abort();
+            this.counts.refused++;
+            reject(refused(target, error));
+          }, REFUSED_GRACE_MS);
         }
       };
       const startH2 = (): void => {
@@ -165,6 +179,16 @@ export class Dialer {
       this.h2Addresses.delete(oldest);
     }
   }
+}
+
+/** HTTP/2's dial failed because its TCP connect was refused (the cause the h2 transport keeps). */
+function isRefused(error: unknown): boolean {
+  const cause = error instanceof Error ? (error.cause as NodeJS.ErrnoException | undefined) : undefined;
+  return cause?.code === 'ECONNREFUSED';
+}
+
+function refused(target: SocketAddress, h2Error: unknown): PnetError {
+  return new PnetError('ERR_CONNECTION_REFUSED', `${formatAddress(target)} refused the connection (TCP refused, no QUIC answer within ${REFUSED_GRACE_MS} ms)`, { cause: h2Error });
 }
 
 function isFinalDialError(error: unknown): boolean {
