@@ -9,14 +9,26 @@ import type { Identity, NodeId } from '../identity/index.js';
 import type { Connection } from '../transport/index.js';
 import { openChannel } from '../channel/index.js';
 import { KEY_BYTES, Router, SharedRecordCache, keyBytesOf, nodeIdAt } from '../routing/index.js';
-import type { NextHopShare, RouteChange, RouterAction, RouterOptions } from '../routing/index.js';
+import type { NextHopShare, NodeRole, RouteChange, RouterAction, RouterOptions } from '../routing/index.js';
 import { readAll } from './read-all.js';
 import type { RouteEvent, RouteInfo, Topology } from './types.js';
 
 /** Reserved channel carrying link-state messages between neighbours. */
 export const ROUTING_CHANNEL = 'pnet/routing';
-/** An empty message on the routing channel: "I route; take me as a neighbour". */
-const HELLO = new Uint8Array(0);
+/**
+ * Hello: "take me as a neighbour", one byte on the routing channel saying the sender's role
+ * (0 router, 1 leaf; docs/PROTOCOL.md). A link-state message is never that short (its header
+ * is 4 bytes). An empty hello (nodes before the role byte) or an unknown value leaves the role
+ * to be learnt from the peer's records.
+ */
+const HELLO_ROLE: Readonly<Record<NodeRole, Uint8Array>> = { router: Uint8Array.of(0), leaf: Uint8Array.of(1) };
+const HELLO_MAX_BYTES = 1;
+
+/** The role a hello says (undefined: it does not say, or says something this version does not know). */
+export function helloRole(hello: Uint8Array): NodeRole | undefined {
+  if (hello.length !== 1) return undefined;
+  return hello[0] === 0 ? 'router' : hello[0] === 1 ? 'leaf' : undefined;
+}
 /**
  * Verified link-state records shared by every node of this process: N nodes in one process
  * (tests, simulations, the demo) would otherwise verify every record N times. A hit needs the
@@ -49,9 +61,9 @@ export class Neighbours {
   private routerTimer: NodeJS.Timeout | undefined;
   /**
    * Peers that are not routing neighbours yet: `timer` runs their hold-down (undefined once it
-   * ended and we said hello), `heard` is set when they said hello.
+   * ended and we said hello), `heard` is set when they said hello, `role` is what their hello said.
    */
-  private readonly pending = new Map<NodeId, { timer: NodeJS.Timeout | undefined; heard: boolean }>();
+  private readonly pending = new Map<NodeId, { timer: NodeJS.Timeout | undefined; heard: boolean; role: NodeRole | undefined }>();
   private readonly rttTimer: NodeJS.Timeout;
   private closed = false;
 
@@ -68,7 +80,7 @@ export class Neighbours {
 
   /** A new peer: after the hold-down (a connection that lives a moment never disturbs the map) we say hello. */
   connected(id: NodeId): void {
-    const pending = { timer: setTimeout(() => this.holdDownEnded(id), this.settings.neighbourHoldDownMs), heard: false };
+    const pending = { timer: setTimeout(() => this.holdDownEnded(id), this.settings.neighbourHoldDownMs), heard: false, role: undefined };
     pending.timer.unref();
     this.pending.set(id, pending);
   }
@@ -90,7 +102,7 @@ export class Neighbours {
       (bytes) => {
         stream.end();
         if (this.closed) return;
-        if (bytes.length === 0) return this.heardHello(from);
+        if (bytes.length <= HELLO_MAX_BYTES) return this.heardHello(from, helloRole(bytes));
         this.neighbourReady(from);
         this.apply(this.router.recordReceived(from, bytes, performance.now()));
       },
@@ -158,14 +170,16 @@ export class Neighbours {
     const pending = this.pending.get(id);
     if (pending === undefined || this.closed) return;
     pending.timer = undefined;
-    this.send(id, HELLO);
+    // The role at this moment; a node whose role changes later says so in its records.
+    this.send(id, HELLO_ROLE[this.router.role]);
     if (pending.heard) this.neighbourReady(id);
   }
 
-  private heardHello(id: NodeId): void {
+  private heardHello(id: NodeId, role: NodeRole | undefined): void {
     const pending = this.pending.get(id);
     if (pending === undefined) return;
     pending.heard = true;
+    pending.role = role;
     if (pending.timer === undefined) this.neighbourReady(id);
   }
 
@@ -181,7 +195,9 @@ export class Neighbours {
     this.pending.delete(id);
     // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
     const current = this.host.live(id);
-    if (current !== undefined && !this.closed) this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs()));
+    // The hello's role spares a leaf the map it would drop (without it the router learns the role from the peer's records).
+    const hint = pending.role === undefined ? undefined : { role: pending.role };
+    if (current !== undefined && !this.closed) this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs(), hint));
   }
 
   private sampleRtt(): void {
