@@ -6,12 +6,13 @@
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { PnetError, createNode } from '../index.js';
-import type { NodeId } from '../index.js';
 import type { DaemonConfig } from './config.js';
 import { serveOps } from './ops.js';
 import { serveMetrics } from './metrics.js';
 import type { MetricsServer } from './metrics.js';
 import { readVersion } from './version.js';
+import { Bootstrapper, errorCode } from './bootstrap.js';
+import type { BootstrapLog } from './bootstrap.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -19,11 +20,6 @@ export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' |
 export function createLogger(level: LogLevel = 'info', fd = 1): Logger {
   return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: fd, sync: true }));
 }
-
-const RETRY_MIN_MS = 1000;
-const RETRY_MAX_MS = 30_000;
-/** While connected, how often to check that the bootstrap peer still is. */
-const CHECK_MS = 5000;
 
 /**
  * Runs the daemon until `stop` resolves (the CLI passes the first SIGINT/SIGTERM), then closes
@@ -62,7 +58,8 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   );
   if (config.operators.length === 0) logger.warn({ event: 'config' }, 'no operators configured: every ops request will be refused');
 
-  const bootstrap = new Bootstrapper(config.bootstrap, logger, (address) => node.dial(address), () => new Set(node.peers().map((peer) => peer.nodeId)));
+  const bootstrap = new Bootstrapper(config.bootstrap, bootstrapLog(logger), (address) => node.dial(address), (id) => node.peers().some((peer) => peer.nodeId === id));
+  node.on('peer:down', ({ nodeId }) => bootstrap.peerDown(nodeId));
   bootstrap.start();
 
   const signal = await stop;
@@ -74,53 +71,10 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   logger.info({ event: 'stopped' }, 'stopped');
 }
 
-/** Keeps the configured bootstrap peers connected: dials each, redials with backoff while it is not a peer. */
-class Bootstrapper {
-  private readonly state = new Map<string, { id: NodeId | undefined; delayMs: number; timer: NodeJS.Timeout | undefined; failures: number }>();
-  private stopped = false;
-
-  constructor(
-    addresses: readonly string[],
-    private readonly logger: Logger,
-    private readonly dial: (address: string) => Promise<NodeId>,
-    private readonly connected: () => Set<NodeId>,
-  ) {
-    for (const address of addresses) this.state.set(address, { id: undefined, delayMs: RETRY_MIN_MS, timer: undefined, failures: 0 });
-  }
-
-  start(): void {
-    for (const address of this.state.keys()) void this.attempt(address);
-  }
-
-  private async attempt(address: string): Promise<void> {
-    const entry = this.state.get(address)!;
-    entry.timer = undefined;
-    if (this.stopped) return;
-    let wait = CHECK_MS;
-    if (entry.id === undefined || !this.connected().has(entry.id)) {
-      try {
-        entry.id = await this.dial(address);
-        this.logger.info({ event: 'bootstrap:connected', address, nodeId: entry.id, attempt: entry.failures + 1 }, 'bootstrap peer connected');
-        entry.failures = 0;
-        entry.delayMs = RETRY_MIN_MS;
-      } catch (error) {
-        if (this.stopped) return;
-        entry.failures++;
-        wait = entry.delayMs;
-        entry.delayMs = Math.min(RETRY_MAX_MS, entry.delayMs * 2);
-        this.logger.warn(
-          { event: 'bootstrap:failed', address, attempt: entry.failures, code: error instanceof PnetError ? error.code : undefined, reason: (error as Error).message, retryMs: wait },
-          'bootstrap dial failed',
-        );
-      }
-    }
-    if (this.stopped) return;
-    entry.timer = setTimeout(() => void this.attempt(address), wait);
-    entry.timer.unref();
-  }
-
-  stop(): void {
-    this.stopped = true;
-    for (const entry of this.state.values()) if (entry.timer) clearTimeout(entry.timer);
-  }
+function bootstrapLog(logger: Logger): BootstrapLog {
+  return {
+    connected: (address, nodeId, attempt) => logger.info({ event: 'bootstrap:connected', address, nodeId, attempt }, 'bootstrap peer connected'),
+    failed: (address, attempt, error, retryMs) =>
+      logger.warn({ event: 'bootstrap:failed', address, attempt, code: errorCode(error), reason: (error as Error).message, retryMs }, 'bootstrap dial failed'),
+  };
 }
