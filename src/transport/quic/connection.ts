@@ -356,6 +356,13 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   private readonly onTimer = (): void => {
     this.timer = undefined;
     this.timerAt = Infinity;
+    // Decided after this turn's I/O: after an event-loop stall the datagrams waiting in the socket
+    // are fed first, so an idle or loss timer does not fire on a peer that did answer.
+    setImmediate(this.onTimeout);
+  };
+
+  private readonly onTimeout = (): void => {
+    if (this.disposed) return;
     const machine = this.machine;
     machine.handleTimeout(performance.now());
     if (machine.wantsService) {
