@@ -83,16 +83,24 @@ export class Requests {
     }
   }
 
-  /** The requester's side: sends `data`, reads the whole reply; a handler's reset code becomes its error. */
+  /** The requester's side: sends `data`, reads the whole reply; a handler's reset code becomes its error. `timeoutMs` counts from this call. */
   async request(nodeId: NodeId, channel: string, data: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
     const timeoutMs = numberOption('request option', 'timeoutMs', options.timeoutMs, DEFAULT_TIMEOUT_MS, { max: MAX_TIMER_MS });
     const maxResponseBytes = numberOption('request option', 'maxResponseBytes', options.maxResponseBytes, DEFAULT_MAX_BYTES);
-    const stream = await this.host.open(nodeId, channel, {
-      optimistic: true,
-      ...(options.metadata ? { metadata: options.metadata } : {}),
-      ...(options.credentials ? { credentials: options.credentials } : {}),
-    });
-    const timer = setTimeout(() => stream.destroy(new PnetError('ERR_REQUEST_TIMEOUT', `request on ${channel} to ${nodeId} got no reply within ${timeoutMs} ms`)), timeoutMs);
+    const endsAt = performance.now() + timeoutMs;
+    const expired = (): PnetError => new PnetError('ERR_REQUEST_TIMEOUT', `request on ${channel} to ${nodeId} got no reply within ${timeoutMs} ms`);
+    let stream: PnetStream;
+    try {
+      stream = await this.host.open(nodeId, channel, {
+        optimistic: true,
+        timeoutMs,
+        ...(options.metadata ? { metadata: options.metadata } : {}),
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+      });
+    } catch (error) {
+      throw error instanceof PnetError && error.code === 'ERR_REQUEST_TIMEOUT' ? expired() : error;
+    }
+    const timer = setTimeout(() => stream.destroy(expired()), Math.max(0, endsAt - performance.now()));
     try {
       const reply = readAll(stream, maxResponseBytes, 'ERR_REQUEST_TOO_LARGE');
       stream.end(typeof data === 'string' ? Buffer.from(data) : data);

@@ -5,6 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import type { Identity, NodeId } from '../identity/index.js';
+import { numberOption } from '../options.js';
 import type { Connection } from '../transport/index.js';
 import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js';
 import type { ChannelHandler, ChannelRequestInfo, Metadata, NegotiationStats, RegisterOptions } from '../channel/index.js';
@@ -14,6 +15,8 @@ import type { HandleOptions, OpenStreamOptions, PnetStream, StreamHandler } from
 
 const RESERVED_PREFIX = 'pnet/';
 const EMPTY_METADATA: Metadata = Object.freeze({});
+/** The longest delay a Node timer takes (larger ones fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Channel names starting with "pnet/" are pnet's own (ERR_BAD_OPTION). */
 export function assertUserChannel(channel: string): void {
@@ -102,27 +105,43 @@ export class Streams {
     this.acceptOn(stream, remoteNodeId, this.registry);
   }
 
-  /** Opens a user stream: on the direct connection, else through the relay, else after dialing a known address. */
+  /**
+   * Opens a user stream: on the direct connection, else through the relay, else after dialing a
+   * known address. `timeoutMs` (default the negotiation deadline) covers the whole call, from the
+   * route lookup or dial through the wait for stream credit and the tunnel handshake to the ACCEPT
+   * (to the stream's creation when optimistic): ERR_REQUEST_TIMEOUT.
+   */
   async open(nodeId: NodeId, channel: string, options: OpenStreamOptions = {}): Promise<PnetStream> {
     assertUserChannel(channel);
-    const direct = this.host.live(nodeId);
-    let stream: Duplex;
-    if (direct) stream = await direct.openStream();
-    else if (this.host.nextHop(nodeId) !== undefined) stream = await this.openRelayed(nodeId);
-    else stream = await (await this.host.connectionTo(nodeId)).openStream();
-    return this.negotiate(stream, nodeId, channel, options);
+    const deadline = this.deadline(options, `openStream ${channel} to ${nodeId}`);
+    try {
+      const stream = await deadline.race(this.rawStream(nodeId, deadline), destroyLate);
+      return await this.negotiate(stream, nodeId, channel, options, deadline);
+    } finally {
+      deadline.clear();
+    }
   }
 
-  /** A stream to a far node: on its relay v2 connection, else through the stream relay. */
-  private async openRelayed(nodeId: NodeId): Promise<Duplex> {
+  /** A bare stream to `nodeId` by the first way that exists: direct, relayed, dialed. */
+  private async rawStream(nodeId: NodeId, deadline: CallDeadline): Promise<Duplex> {
+    const direct = this.host.live(nodeId);
+    // The transport's wait for credit keeps its own bound (streamOpenTimeoutMs, ERR_STREAM_LIMIT); the race ends the call sooner.
+    if (direct) return direct.openStream();
+    if (this.host.nextHop(nodeId) !== undefined) return this.openRelayed(nodeId, deadline);
+    const connection = await deadline.race(this.host.connectionTo(nodeId), () => undefined);
+    return connection.openStream();
+  }
+
+  /** A stream to a far node: on its relay v2 connection, else through the stream relay (its tunnel handshake under the deadline). */
+  private async openRelayed(nodeId: NodeId, deadline: CallDeadline): Promise<Duplex> {
     const relayed = this.host.relayed?.(nodeId);
-    if (relayed === undefined) return this.relay.open(nodeId);
+    if (relayed === undefined) return this.relay.open(nodeId, deadline.signal);
     let connection: Connection;
     try {
-      connection = await relayed;
+      connection = await deadline.race(relayed, () => undefined);
     } catch (error) {
       // A hop refused datagrams (an HTTP/2 link further on, or its policy): the stream relay's answer is the one to give.
-      if (error instanceof PnetError && error.code === 'RELAY_REFUSED') return this.relay.open(nodeId);
+      if (error instanceof PnetError && error.code === 'RELAY_REFUSED') return this.relay.open(nodeId, deadline.signal);
       throw error;
     }
     return connection.openStream();
@@ -133,11 +152,22 @@ export class Streams {
     this.acceptOn(stream, remoteNodeId, this.tunnelRegistry);
   }
 
-  /** Opens a stream on a direct connection only (the relay's legs, pnet's own channels). */
+  /** Opens a stream on a direct connection only (the relay's legs, pnet's own channels); the same whole-call deadline as open(). */
   async openDirect(nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream> {
     const connection = this.host.live(nodeId);
     if (!connection) throw new PnetError('UNREACHABLE', `next hop ${nodeId} is not connected`);
-    return this.negotiate(await connection.openStream(), nodeId, channel, options);
+    const deadline = this.deadline(options, `OPEN ${channel} to ${nodeId}`);
+    try {
+      const stream = await deadline.race(connection.openStream(), destroyLate);
+      return await this.negotiate(stream, nodeId, channel, options, deadline);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  private deadline(options: OpenStreamOptions, what: string): CallDeadline {
+    const timeoutMs = numberOption('openStream option', 'timeoutMs', options.timeoutMs, this.settings.negotiationTimeoutMs, { max: MAX_TIMER_MS });
+    return new CallDeadline(timeoutMs, what);
   }
 
   private acceptOn(stream: Duplex, remoteNodeId: NodeId, registry: ChannelRegistry): void {
@@ -147,7 +177,8 @@ export class Streams {
     }).catch((error: unknown) => this.host.report(error as Error));
   }
 
-  private async negotiate(stream: Duplex, nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream> {
+  /** OPEN on `stream`: resolved at once when optimistic, else at the ACCEPT, the stream destroyed if the deadline comes first. */
+  private async negotiate(stream: Duplex, nodeId: NodeId, channel: string, options: OpenStreamOptions, deadline: CallDeadline): Promise<PnetStream> {
     const negotiated = openChannel(stream, channel, {
       ...(options.metadata ? { metadata: options.metadata } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
@@ -157,16 +188,64 @@ export class Streams {
       negotiated.accepted.then(({ metadata }) => setMetadata(result, metadata), () => undefined);
       return result;
     }
-    const timeoutMs = this.settings.negotiationTimeoutMs;
-    const timer = setTimeout(() => stream.destroy(new PnetError('ERR_REQUEST_TIMEOUT', `no answer to OPEN ${channel} from ${nodeId} within ${timeoutMs} ms`)), timeoutMs);
+    const expire = (): void => void stream.destroy(deadline.signal.reason as Error);
+    if (deadline.signal.aborted) expire();
+    deadline.signal.addEventListener('abort', expire, { once: true });
     try {
       const { metadata } = await negotiated.accepted;
       setMetadata(result, metadata);
       return result;
     } finally {
-      clearTimeout(timer);
+      deadline.signal.removeEventListener('abort', expire);
     }
   }
+}
+
+/**
+ * One call's deadline: its signal aborts with ERR_REQUEST_TIMEOUT once `timeoutMs` passed, and
+ * each step is raced against it (a step that finishes late hands what it made to be discarded).
+ */
+export class CallDeadline {
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(timeoutMs: number, what: string) {
+    this.timer = setTimeout(() => this.controller.abort(new PnetError('ERR_REQUEST_TIMEOUT', `${what} did not complete within ${timeoutMs} ms`)), timeoutMs);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** `step`'s result, or the deadline's error if it comes first; a result that comes after goes to `discard`. */
+  race<T>(step: Promise<T>, discard: (late: T) => void): Promise<T> {
+    const signal = this.signal;
+    return new Promise<T>((resolve, reject) => {
+      const expire = (): void => reject(signal.reason);
+      if (signal.aborted) expire();
+      else signal.addEventListener('abort', expire, { once: true });
+      step.then(
+        (value) => {
+          signal.removeEventListener('abort', expire);
+          if (signal.aborted) discard(value);
+          else resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', expire);
+          reject(signal.aborted ? signal.reason : error);
+        },
+      );
+    });
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/** A stream opened after its call gave up. */
+function destroyLate(stream: Duplex): void {
+  stream.destroy();
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };

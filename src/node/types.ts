@@ -155,12 +155,18 @@ export interface OpenStreamOptions {
    * round trip; a REJECT then arrives as an 'error' on the stream. Default false.
    */
   optimistic?: boolean;
+  /**
+   * Deadline of the whole call (default `negotiationTimeoutMs`): route lookup or dial, the wait
+   * for stream credit, a relay tunnel's handshake, and the ACCEPT (unless optimistic):
+   * ERR_REQUEST_TIMEOUT.
+   */
+  timeoutMs?: number;
 }
 
 export interface RequestOptions {
   metadata?: Record<string, string>;
   credentials?: Uint8Array;
-  /** Whole-request deadline (default 10000 ms): ERR_REQUEST_TIMEOUT. */
+  /** Whole-request deadline (default 10000 ms), from the first step (dial, stream open, negotiation) to the last byte of the reply: ERR_REQUEST_TIMEOUT. */
   timeoutMs?: number;
   /** Largest response accepted (default 16 MiB): ERR_REQUEST_TOO_LARGE. */
   maxResponseBytes?: number;
