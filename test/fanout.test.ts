@@ -233,6 +233,22 @@ t.test("via: a node outside the map fans out to 'all' through the member it is c
   t.throws(() => outsider.fanout('all', 'whoami', '', { via: nodes[0]!.id }), { code: 'UNREACHABLE' }, 'via must be connected');
 });
 
+t.test('via: a target with no route is UNREACHABLE after one retry, not after the whole backoff (docs/FANOUT.md: tried at most twice)', async (t) => {
+  const nodes = await network(t, 2, line(2));
+  const outsider = await createNode(options);
+  t.teardown(() => outsider.close({ timeoutMs: 100 }));
+  await outsider.dial(nodes[0]!.address);
+  const stranger = (await Identity.generate()).nodeId;
+  const started = performance.now();
+  const results = await collect(outsider.fanout([stranger, nodes[1]!.id], 'whoami', 'x', { via: nodes[0]!.id, deadlineMs: 20_000 }));
+  const ms = performance.now() - started;
+  const missing = results.find((r) => r.nodeId === stranger);
+  t.equal(missing && !missing.ok ? missing.error.code : undefined, 'UNREACHABLE');
+  t.ok(results.find((r) => r.nodeId === nodes[1]!.id)?.ok, 'the reachable target answers');
+  // One retry after 250 ms, plus round trips; the old schedule took ~5.8 s (6 tries with backoff).
+  t.ok(ms < 2500, `the fan-out ended in ${Math.round(ms)} ms`);
+});
+
 t.test('concurrency bounds the targets in flight', async (t) => {
   const nodes = await network(t, 6, line(6), false);
   let running = 0;

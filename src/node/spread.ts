@@ -39,8 +39,10 @@ export interface SpreadOwner {
   deliver(envelope: Envelope, ticket: Buffer | undefined, deadlineAt: number): Promise<Buffer>;
 }
 
-/** Tries per target per node (the deadline usually ends them first). */
+/** Tries per target per node when legs fail (the deadline usually ends them first). */
 const MAX_ATTEMPTS = 6;
+/** Answers of "no way on" from a hop believed: the first may be a route still settling, the second is not. */
+const MAX_NO_ROUTE = 2;
 /** Wait before the first retry, doubling after each (to 2 s): routers need a moment to absorb a loss. */
 const RETRY_DELAY_MS = 250;
 const MAX_RETRY_DELAY_MS = 2000;
@@ -57,6 +59,8 @@ interface Leg {
 interface Outstanding {
   readonly ticket: Buffer | undefined;
   attempts: number;
+  /** Hops that answered UNREACHABLE or HOP_LIMIT for it. */
+  noRoute: number;
   leg: Leg | undefined;
 }
 
@@ -108,7 +112,7 @@ export class Spread {
       const key = targets.toString('latin1', i, i + KEY_BYTES);
       if (this.outstanding.has(key)) continue; // listed twice: answered once
       const ticket = tickets?.subarray((i / KEY_BYTES) * SIGNATURE_BYTES, (i / KEY_BYTES + 1) * SIGNATURE_BYTES);
-      this.outstanding.set(key, { ticket, attempts: 0, leg: undefined });
+      this.outstanding.set(key, { ticket, attempts: 0, noRoute: 0, leg: undefined });
       keys.push(key);
     }
     this.distribute(keys);
@@ -133,11 +137,19 @@ export class Spread {
       } else if (this.hopLimit <= 0) {
         for (const key of shareKeys) this.fail(key, 'HOP_LIMIT', `fan-out hop limit reached at ${self}`);
       } else if (share.hop === this.parent) {
-        for (const key of shareKeys) this.fail(key, 'UNREACHABLE', `${self} routes it back to ${share.hop}: routes are changing`);
+        // Routes are changing (ours or the parent's are stale): try again here once they settle, while the deadline allows.
+        for (const key of shareKeys) this.backToParent(key, share.hop);
       } else {
         this.sendLeg(share.hop, shareKeys, false);
       }
     }
+  }
+
+  private backToParent(key: string, parent: NodeId): void {
+    const entry = this.outstanding.get(key)!;
+    entry.attempts++;
+    if (this.canRetry(entry)) this.scheduleRetry([key]);
+    else this.fail(key, 'UNREACHABLE', `${this.service.host.identity.nodeId} routes it back to ${parent}: routes are changing`);
   }
 
   private deliverHere(key: string): void {
@@ -215,7 +227,7 @@ export class Spread {
     leg.expecting = false;
     for (let i = 0; i < targets.length; i += KEY_BYTES) {
       const key = targets.toString('latin1', i, i + KEY_BYTES);
-      if (!this.outstanding.has(key)) this.outstanding.set(key, { ticket: undefined, attempts: MAX_ATTEMPTS, leg });
+      if (!this.outstanding.has(key)) this.outstanding.set(key, { ticket: undefined, attempts: MAX_ATTEMPTS, noRoute: 0, leg });
     }
     this.sink.expect(targets);
     this.checkIdle();
@@ -253,17 +265,23 @@ export class Spread {
     return entry.attempts < MAX_ATTEMPTS && this.deadlineAt - performance.now() > retryDelay(entry.attempts) + RETRY_DELAY_MS;
   }
 
-  /** A subtree that found no way on (its routes were stale) gets another try once routes settle. */
+  /** A subtree that found no way on (its routes may be stale) gets one more try once routes settle; a second such answer is final. */
   private retriable(entry: Outstanding, frame: ResultFrame): boolean {
-    if (!this.canRetry(entry)) return false;
     const code = decodeErrorBody(frame.body).code;
-    return code === 'UNREACHABLE' || code === 'HOP_LIMIT';
+    if (code !== 'UNREACHABLE' && code !== 'HOP_LIMIT') return false;
+    entry.noRoute++;
+    return entry.noRoute < MAX_NO_ROUTE && this.canRetry(entry);
   }
 
   private scheduleRetry(keys: readonly string[]): void {
     for (const key of keys) this.retry.add(key);
     if (this.retry.size === 0 || this.retryTimer !== undefined) return;
-    const attempts = Math.min(...[...this.retry].map((key) => this.outstanding.get(key)?.attempts ?? 1));
+    // A "no route" answer waits the first step only: there is one retry left for it.
+    const step = (key: string): number => {
+      const entry = this.outstanding.get(key);
+      return entry === undefined || entry.noRoute > 0 ? 1 : entry.attempts;
+    };
+    const attempts = Math.min(...[...this.retry].map(step));
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       const due = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
