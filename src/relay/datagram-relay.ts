@@ -55,9 +55,28 @@ export interface DatagramRelayStats {
 interface Relayed {
   readonly connection: QuicConnection;
   lastUsed: number;
+  /** PINGs after a path change are scheduled. */
+  poking?: boolean;
+}
+
+/** The relayed connections' QUIC limits: the node's, with an idle timeout LINK_IDLE_FACTOR times the links'. */
+function relayedLimits(quic: DatagramRelayOptions['quic'] = {}): DatagramRelayOptions['quic'] {
+  const linkIdleMs = typeof quic.idleTimeoutMs === 'number' && quic.idleTimeoutMs > 0 ? quic.idleTimeoutMs : DEFAULT_LINK_IDLE_MS;
+  // keep-alives at the links' rate: the far end's idle timer never nears its end on a live path
+  const keepAliveIntervalMs = quic.keepAliveIntervalMs ?? Math.max(100, Math.floor(linkIdleMs / 3));
+  return { ...quic, idleTimeoutMs: linkIdleMs * LINK_IDLE_FACTOR, keepAliveIntervalMs };
 }
 
 const SWEEP_MS = 1000;
+/**
+ * A relayed connection's QUIC idle timeout is this many times its links': it must outlive a dead
+ * hop's detection (a link's idle timeout) and the reroute, so a killed relay costs a pause.
+ */
+const LINK_IDLE_FACTOR = 3;
+/** The links' QUIC idle timeout when the node's options do not say (the transport's default). */
+const DEFAULT_LINK_IDLE_MS = 5000;
+/** After the next hop towards a far node changes, its connection sends a PING at these delays (ms). */
+const POKE_DELAYS_MS = [0, 250, 1000];
 /** How long a far node that a hop refused datagrams for is served by the stream relay. */
 const REFUSED_MS = 60_000;
 /** Refusals remembered at once (a bound; forgetting one costs one more failed handshake). */
@@ -94,19 +113,42 @@ export class DatagramRelay {
       { ...options.endpoint, ...(hopLimit === undefined ? {} : { hopLimit }) },
       now,
     );
-    this.quic = new ForeignQuic({ ...options.quic, identity: host.identity, maxDatagramSize: this.endpoint.options.innerDatagramSize });
+    this.quic = new ForeignQuic({ ...relayedLimits(options.quic), identity: host.identity, maxDatagramSize: this.endpoint.options.innerDatagramSize });
     this.timer = setInterval(this.sweep, SWEEP_MS);
     this.timer.unref();
   }
 
-  /** The router's route changes: where datagrams go next. */
+  /** The router's route changes: where datagrams go next. A far node's connection whose next hop moved is poked. */
   routesChanged(changes: readonly RouteChange[]): void {
     this.nextHops.apply(changes);
+    for (const change of changes) {
+      if (change.nextHop !== undefined && change.nextHop !== change.previousNextHop) this.poke(change.dest);
+    }
   }
 
   /** A leaf's default route: where datagrams with no route of their own go. */
   defaultRoute(hop: NodeId | undefined): void {
+    const moved = hop !== undefined && hop !== this.nextHops.defaultHop;
     this.nextHops.defaultHop = hop;
+    if (moved) for (const far of this.byFar.keys()) this.poke(far);
+  }
+
+  /**
+   * The path to `far` changed: its connection sends PINGs on the new path now and a little later
+   * (the far end may converge after us), so the ACKs end QUIC's backed-off PTO wait and the data
+   * lost in the dead hop is resent at once instead of at the next (exponentially later) probe.
+   */
+  private poke(far: NodeId): void {
+    const kept = this.byFar.get(far);
+    if (kept === undefined || kept.poking) return;
+    kept.poking = true;
+    for (const [i, delay] of POKE_DELAYS_MS.entries()) {
+      const timer = setTimeout(() => {
+        if (i === POKE_DELAYS_MS.length - 1) kept.poking = false;
+        if (!kept.connection.closing && kept.connection.established) kept.connection.keepAlive();
+      }, delay);
+      timer.unref();
+    }
   }
 
   /** A neighbour went away: its forwarding budget goes. */
