@@ -83,11 +83,12 @@ export class PeerTable {
     this.events.up(connection);
   }
 
-  /** Closes the connection to `nodeId` (gracefully), and its spares, or one would take over. */
+  /** Closes the connection to `nodeId` (gracefully), its spares, or one would take over, and the relayed ones to it. */
   async disconnect(nodeId: NodeId): Promise<void> {
     const spares = [...this.spares.keys()].filter((spare) => spare.remoteNodeId === nodeId);
+    const relayed = [...this.relayed].filter((c) => c.remoteNodeId === nodeId);
     const connection = this.connections.get(nodeId);
-    await Promise.all([...spares, ...(connection ? [connection] : [])].map((c) => c.close({ reason: 'disconnect' })));
+    await Promise.all([...spares, ...relayed, ...(connection ? [connection] : [])].map((c) => c.close({ reason: 'disconnect' })));
   }
 
   /** Stops the grace timers (the node is closing; the transports close every connection). */
