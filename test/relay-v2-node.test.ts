@@ -160,3 +160,23 @@ t.test('relay.datagrams false: the stream relay carries it', async (t) => {
   t.equal(relayPeers(a), 0, 'no relayed connection');
   t.equal(nodeServices(b).streams.relayStats().flows, 1, 'the hop spliced one relayed stream');
 });
+
+t.test('disconnect(far) closes the relayed connection at both ends; the next request opens a new one', async (t) => {
+  const nodes = await network(t, 3, [[0, 1], [1, 2]]);
+  const [a, b, c] = nodes as [PnetNode, PnetNode, PnetNode];
+  t.equal((await a.request(c.id, 'whoami', 'one')).toString(), `${c.id}<-${a.id}:one`);
+  const first = nodeServices(a).datagrams!.live(c.id);
+  t.ok(first, 'a relayed connection to c');
+  t.equal(relayPeers(c), 1, "c lists it too");
+  await a.disconnect(c.id);
+  t.ok(first!.closed, 'the end-to-end connection is closed at a');
+  t.equal(relayPeers(a), 0, "gone from a's peers()");
+  t.equal(nodeServices(a).datagrams!.live(c.id), undefined);
+  const deadline = Date.now() + 10_000;
+  while (relayPeers(c) > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.equal(relayPeers(c), 0, "and from c's: the close reached the far end");
+  t.ok(a.peers().some((peer) => peer.nodeId === b.id), 'the neighbour link to the hop stays up');
+  t.equal((await a.request(c.id, 'whoami', 'two')).toString(), `${c.id}<-${a.id}:two`);
+  const second = nodeServices(a).datagrams!.live(c.id);
+  t.ok(second && second !== first, 'the next request opened a new relayed connection');
+});
