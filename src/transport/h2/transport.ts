@@ -223,10 +223,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     socket.setNoDelay(true);
     this.own(socket);
     const handshakeRttMs = await tlsHandshake(socket, { target, timeoutMs, started, ...(signal === undefined ? {} : { signal }) });
-    socket.removeAllListeners('error');
-    socket.removeAllListeners('close');
     socket.on('error', noop); // the HTTP/2 session reports what matters
-    socket.once('close', () => this.sockets.delete(socket));
     let remote: NodeId;
     try {
       if (socket.alpnProtocol !== H2_ALPN) throw new PnetError('ERR_HANDSHAKE', `${target} did not agree to ALPN ${H2_ALPN}`);
@@ -290,28 +287,43 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
   }
 }
 
-/** Waits for a dialed TLS 1.3 handshake: its round-trip time (from the TCP connect), or a PnetError (timeout, failure, abandoned). */
+/**
+ * Waits for a dialed TLS 1.3 handshake: its round-trip time (from the TCP connect), or a PnetError
+ * (timeout, failure, abandoned). Removes only its own listeners when settled: the socket's others
+ * (Node's TLS cleanup, the transport's bookkeeping, a user's) stay.
+ */
 function tlsHandshake(socket: tls.TLSSocket, how: { target: string; timeoutMs: number; started: number; signal?: AbortSignal }): Promise<number> {
   const { target, timeoutMs, started, signal } = how;
   return new Promise<number>((resolve, reject) => {
     let connectedAt = started;
-    const fail = (error: PnetError): void => {
+    const connected = (): void => void (connectedAt = performance.now());
+    const failed = (error: Error): void => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target} failed: ${error.message}`, { cause: error }));
+    const closed = (): void => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target}: connection closed during the TLS handshake`));
+    const abandon = (): void => fail(new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned'));
+    const done = (): void => {
       clearTimeout(timer);
       signal?.removeEventListener('abort', abandon);
+      socket.off('connect', connected);
+      socket.off('error', failed);
+      socket.off('close', closed);
+      socket.off('secureConnect', secured);
+    };
+    const fail = (error: PnetError): void => {
+      done();
+      socket.on('error', noop); // a late error of the destroyed socket must not go unhandled
       socket.destroy();
       reject(error);
     };
-    const timer = setTimeout(() => fail(new PnetError('ERR_CONNECT_TIMEOUT', `HTTP/2 dial to ${target} did not complete within ${timeoutMs} ms`)), timeoutMs);
-    socket.once('connect', () => (connectedAt = performance.now()));
-    socket.on('error', (error) => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target} failed: ${error.message}`, { cause: error })));
-    socket.once('close', () => fail(new PnetError('ERR_HANDSHAKE', `HTTP/2 dial to ${target}: connection closed during the TLS handshake`)));
-    const abandon = (): void => fail(new PnetError('ERR_CONNECTION_CLOSED', 'dial abandoned'));
-    signal?.addEventListener('abort', abandon, { once: true });
-    socket.once('secureConnect', () => {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', abandon);
+    const secured = (): void => {
+      done();
       resolve(performance.now() - connectedAt);
-    });
+    };
+    const timer = setTimeout(() => fail(new PnetError('ERR_CONNECT_TIMEOUT', `HTTP/2 dial to ${target} did not complete within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('connect', connected);
+    socket.on('error', failed);
+    socket.once('close', closed);
+    signal?.addEventListener('abort', abandon, { once: true });
+    socket.once('secureConnect', secured);
   });
 }
 
