@@ -102,7 +102,7 @@ t.test('a peer without QUIC is reached over HTTP/2 within the deadline; peers() 
   t.equal(a!.peers()[0]!.transport, 'h2');
   t.equal(b!.peers()[0]!.transport, 'h2');
   t.equal(b!.peers()[0]!.nodeId, a!.id);
-  t.same(a!.dialStats, { quic: 1, h2: 1, fallbacks: 1, remembered: 0 });
+  t.match(a!.dialStats, { quic: 1, h2: 1, fallbacks: 1, remembered: 0 });
   t.equal((await a!.request(id, 'twice', 'ab')).toString(), 'abab');
   await sleep(50);
   t.equal(connectionCount(a!), 1, 'the abandoned QUIC handshake left nothing behind');
@@ -204,15 +204,15 @@ t.test('the winner is remembered: the next dial goes straight to HTTP/2, and QUI
     await dialer.disconnect(b!.id);
     await until(() => dialer.peers().length === 0);
   }
-  t.same(a!.dialStats, { quic: 1, h2: 1, fallbacks: 1, remembered: 0 });
+  t.match(a!.dialStats, { quic: 1, h2: 1, fallbacks: 1, remembered: 0 });
   const id = await a!.dial(b!.address);
-  t.same(a!.dialStats, { quic: 1, h2: 2, fallbacks: 1, remembered: 1 }, 'no QUIC attempt the second time');
+  t.match(a!.dialStats, { quic: 1, h2: 2, fallbacks: 1, remembered: 1 }, 'no QUIC attempt the second time');
   t.equal(a!.peers()[0]!.transport, 'h2');
   t.equal((await a!.request(id, 'ping', '')).toString(), 'pong');
 
   await sleep(100); // past the 50 ms memory
   await forgetful!.dial(b!.address);
-  t.same(forgetful!.dialStats, { quic: 2, h2: 2, fallbacks: 2, remembered: 0 }, 'QUIC was tried again once the memory ended');
+  t.match(forgetful!.dialStats, { quic: 2, h2: 2, fallbacks: 2, remembered: 0 }, 'QUIC was tried again once the memory ended');
 });
 
 t.test('a remembered HTTP/2 address that stopped serving HTTP/2 is raced again', async (t) => {
@@ -291,7 +291,7 @@ t.test('dialer on its own (fake transports): QUIC silent, HTTP/2 wins after the 
         return answer(options.signal);
       },
     });
-  const connection = { transport: 'h2', remoteNodeId: 'peer', close: async () => undefined };
+  const connection = Object.assign(new EventEmitter(), { transport: 'h2', remoteNodeId: 'peer', closing: false, close: async () => undefined });
   const quic = fake('quic', (signal) => new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new Error('aborted')))));
   const h2 = fake('h2', async () => connection);
   const taken: unknown[] = [];
