@@ -9,10 +9,18 @@ import { formatAddress } from '../transport/index.js';
 import type { Connection, DialOptions, SocketAddress, Transport, TransportKind } from '../transport/index.js';
 import type { DialStats } from './types.js';
 
-/** Peer addresses remembered as HTTP/2-only, at most. */
+/** Peer addresses remembered as HTTP/2-only, at most (evictions counted). */
 const MAX_REMEMBERED = 10_000;
-/** After HTTP/2's TCP connect is refused, how long QUIC may still answer (a live QUIC-only peer answers within a round trip). */
+/** A link that fell back to HTTP/2 tries QUIC again after this, doubling per failure up to UPGRADE_MAX_MS. */
+export const UPGRADE_FIRST_MS = 2000;
+const UPGRADE_MAX_MS = 60_000;
+/**
+ * After HTTP/2's TCP connect is refused, how long QUIC may still answer: 200 ms, or twice the
+ * refusal's round trip if longer, and never before 500 ms from the dial's start (a live QUIC-only
+ * peer answers within a round trip or two).
+ */
 export const REFUSED_GRACE_MS = 200;
+const REFUSED_MIN_DIAL_MS = 500;
 /** Dial failures that another transport cannot fix: the peer is not who we want. */
 const FINAL_DIAL_ERRORS = new Set(['ERR_PEER_ID_MISMATCH', 'ERR_PEER_CERTIFICATE', 'ERR_TRANSPORT_CLOSED']);
 
@@ -36,6 +44,9 @@ export class Dialer {
   private readonly pending = new Map<string, Promise<Connection>>();
   private readonly quic: Transport | undefined;
   private readonly h2: Transport | undefined;
+  /** Background QUIC tries for links on HTTP/2, by the HTTP/2 connection. */
+  private readonly upgrades = new Map<Connection, NodeJS.Timeout>();
+  private closed = false;
 
   constructor(
     transports: readonly Transport[],
@@ -59,6 +70,8 @@ export class Dialer {
       pending = this.connect(target, key, options)
         .then((connection) => {
           this.connected(connection, target);
+          if (connection.transport === 'quic') this.h2Addresses.delete(key);
+          else this.scheduleUpgrade(connection, target, UPGRADE_FIRST_MS);
           return connection;
         })
         .finally(() => this.pending.delete(key));
@@ -113,6 +126,8 @@ export class Dialer {
       let settled = false;
       let h2Started = false;
       let graceTimer: NodeJS.Timeout | undefined;
+      const dialStartedAt = performance.now();
+      let h2StartedAt = dialStartedAt;
       const settle = (): void => {
         settled = true;
         clearTimeout(timer);
@@ -145,20 +160,23 @@ export class Dialer {
           settle();
           reject(bothFailed(errors.quic, errors.h2));
         } else if (kind === 'h2' && isRefused(error) && graceTimer === undefined) {
-          // The TCP port refused at once: nobody listens there. QUIC gets a round trip's grace, not its whole timeout.
+          // The TCP port refused: nobody listens there. QUIC gets a round trip's grace, not its whole timeout.
+          const now = performance.now();
+          const graceMs = Math.max(REFUSED_GRACE_MS, 2 * (now - h2StartedAt), dialStartedAt + REFUSED_MIN_DIAL_MS - now);
           graceTimer = setTimeout(() => {
             if (settled) return;
             settle();
             aborts.quic.abort();
             this.counts.refused++;
-            reject(refused(target, error));
-          }, REFUSED_GRACE_MS);
+            reject(refused(target, error, performance.now() - dialStartedAt));
+          }, graceMs);
         }
       };
       const startH2 = (): void => {
         clearTimeout(timer);
         if (h2Started || settled) return;
         h2Started = true;
+        h2StartedAt = performance.now();
         this.attempt(h2, target, options, deadline, aborts.h2.signal).then(won, (error: unknown) => failed('h2', error));
       };
       // When the delay ends, QUIC datagrams that came within it are read first (a poll phase and a
@@ -177,7 +195,47 @@ export class Dialer {
     for (const oldest of this.h2Addresses.keys()) {
       if (this.h2Addresses.size <= MAX_REMEMBERED) break;
       this.h2Addresses.delete(oldest);
+      this.counts.rememberedEvicted++;
     }
+  }
+
+  /**
+   * A link dialed over HTTP/2 (a fallback, or a remembered address) tries QUIC again in the
+   * background while it lives; a QUIC connection that completes is handed over like any dial,
+   * and the peer table keeps it over the HTTP/2 one (which drains), and the address is forgotten
+   * as HTTP/2-only.
+   */
+  private scheduleUpgrade(connection: Connection, target: SocketAddress, delayMs: number): void {
+    const quic = this.quic;
+    if (quic === undefined || this.closed || connection.closing || this.upgrades.has(connection)) return;
+    const timer = setTimeout(() => {
+      this.upgrades.delete(connection);
+      if (this.closed || connection.closing) return;
+      this.counts.quicRetries++;
+      const deadline = performance.now() + quic.handshakeTimeoutMs;
+      this.attempt(quic, target, { expectedNodeId: connection.remoteNodeId }, deadline).then(
+        (upgraded) => {
+          this.counts.quicRecovered++;
+          this.h2Addresses.delete(formatAddress(target));
+          this.connected(upgraded, target);
+        },
+        () => this.scheduleUpgrade(connection, target, Math.min(UPGRADE_MAX_MS, delayMs * 2)),
+      );
+    }, delayMs);
+    timer.unref();
+    this.upgrades.set(connection, timer);
+    if (delayMs !== UPGRADE_FIRST_MS) return;
+    connection.once('close', () => {
+      clearTimeout(this.upgrades.get(connection));
+      this.upgrades.delete(connection);
+    });
+  }
+
+  /** Stops the background QUIC tries (the node is closing). */
+  close(): void {
+    this.closed = true;
+    for (const timer of this.upgrades.values()) clearTimeout(timer);
+    this.upgrades.clear();
   }
 }
 
@@ -187,8 +245,8 @@ function isRefused(error: unknown): boolean {
   return cause?.code === 'ECONNREFUSED';
 }
 
-function refused(target: SocketAddress, h2Error: unknown): PnetError {
-  return new PnetError('ERR_CONNECTION_REFUSED', `${formatAddress(target)} refused the connection (TCP refused, no QUIC answer within ${REFUSED_GRACE_MS} ms)`, { cause: h2Error });
+function refused(target: SocketAddress, h2Error: unknown, ms: number): PnetError {
+  return new PnetError('ERR_CONNECTION_REFUSED', `${formatAddress(target)} refused the connection (TCP refused, no QUIC answer in ${Math.round(ms)} ms)`, { cause: h2Error });
 }
 
 function isFinalDialError(error: unknown): boolean {

@@ -7,11 +7,13 @@
  * (spread.ts: one node's share of one fan-out).
  */
 import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import { Identity, loadOrCreateIdentity } from '../identity/index.js';
 import type { NodeId } from '../identity/index.js';
 import { QuicConnection, formatAddress, parseAddress } from '../transport/index.js';
-import { DatagramRelay } from '../relay/index.js';
+import { DATAGRAM_LINK_CHANNEL, DatagramRelay } from '../relay/index.js';
+import type { DatagramLink } from '../relay/index.js';
 import type { Connection, SocketAddress, Transport } from '../transport/index.js';
 import { bindTransports, datagramRelayOptions, nodeSettings } from './binding.js';
 import type { NodeSettings } from './binding.js';
@@ -20,6 +22,7 @@ import { PeerTable, peerInfo } from './peers.js';
 import { Neighbours, ROUTING_CHANNEL } from './neighbours.js';
 import { Streams, assertUserChannel } from './streams.js';
 import { Requests } from './requests.js';
+import { RoutingGate, serveGated } from './routing-gate.js';
 import { FANOUT_CHANNEL, FanoutService } from './fanout.js';
 import { HandshakeCounter, takeStats } from './stats.js';
 import type {
@@ -82,6 +85,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   /** Relay v2 (undefined with relay.datagrams false). */
   private readonly datagrams: DatagramRelay | undefined;
   private readonly handshakes = new HandshakeCounter();
+  private readonly routingGate: RoutingGate;
   private bootstrapOutcome: readonly BootstrapResult[] = [];
   private closing: Promise<void> | undefined;
 
@@ -102,9 +106,11 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         this.datagrams?.neighbourDown(nodeId);
       },
     });
-    const link = (nodeId: NodeId): QuicConnection | undefined => {
+    // relay v2's link to a neighbour: its QUIC connection, or a datagram stream on an HTTP/2 one
+    const link = (nodeId: NodeId): DatagramLink | undefined => {
       const connection = live(nodeId);
-      return connection instanceof QuicConnection ? connection : undefined;
+      if (connection === undefined) return undefined;
+      return connection instanceof QuicConnection ? connection : this.datagrams?.streamLink(nodeId);
     };
     this.dialer = new Dialer(transports, settings, (connection, target) => {
       this.peerTable.addresses.set(connection.remoteNodeId, target);
@@ -142,7 +148,16 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.datagrams =
       options.relay?.datagrams === false
         ? undefined
-        : new DatagramRelay({ identity, link, adopt: (connection, far) => this.adoptRelayed(connection, far), report }, datagramRelayOptions(options));
+        : new DatagramRelay(
+            {
+              identity,
+              link,
+              openLinkStream: (nodeId) => this.streams.openDirect(nodeId, DATAGRAM_LINK_CHANNEL, { optimistic: true }),
+              adopt: (connection, far) => this.adoptRelayed(connection, far),
+              report,
+            },
+            datagramRelayOptions(options),
+          );
     this.neighbours = new Neighbours(identity, settings, {
       live,
       entries: () => this.peerTable.entries(),
@@ -152,7 +167,17 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       report,
     });
     this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });
-    this.streams.serveReserved(ROUTING_CHANNEL, (negotiated, info) => this.neighbours.receive(negotiated.stream, info.remoteNodeId));
+    const relay = this.datagrams;
+    if (relay) this.streams.serveReserved(DATAGRAM_LINK_CHANNEL, (negotiated, info) => relay.acceptLinkStream(info.remoteNodeId, negotiated.stream));
+    // Each peer's routing streams are read a few at a time, the rest wait; a peer that is not a routing neighbour gets a small share (routing-gate.ts).
+    const receive = (stream: Duplex, from: NodeId): void => this.neighbours.receive(stream, from);
+    this.routingGate = new RoutingGate((peer) => this.neighbours.router.neighbourCost(peer) !== undefined);
+    this.streams.serveReserved(ROUTING_CHANNEL, (negotiated, info) => serveGated(this.routingGate, negotiated.stream, info.remoteNodeId, receive), {
+      authorise: (info) => {
+        this.routingGate.check(info.remoteNodeId);
+        return true;
+      },
+    });
     for (const transport of transports) {
       transport.on('connection', (connection) => this.adopt(connection));
       transport.on('error', report);
@@ -227,6 +252,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         datagramRelay: () => datagrams?.stats(),
         router: () => neighbours.router.stats(),
         fanout: () => fanouts.stats,
+        routingGate: () => this.routingGate.stats,
       },
       this.handshakes,
     );
@@ -375,6 +401,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       this.neighbours.close();
       this.fanouts.close();
       this.peerTable.close();
+      this.dialer.close();
       const relayed = this.datagrams?.close(options) ?? Promise.resolve();
       this.closing = Promise.all([relayed, ...this.transports.map((transport) => transport.close(options))]).then(() => undefined);
     }
