@@ -42,6 +42,10 @@ const TRANSPORT_SERIES: readonly Series[] = [
   { name: 'handshakes_pending', type: 'gauge', help: 'Inbound QUIC handshakes in progress.', read: (s) => s.handshakes.pending },
   { name: 'dial_fallbacks_total', type: 'counter', help: 'Dials that raced QUIC against HTTP/2 and HTTP/2 won.', read: (s) => s.handshakes.started.fallbacks },
   { name: 'dials_remembered_total', type: 'counter', help: 'Dials that went straight to HTTP/2 for a remembered address.', read: (s) => s.handshakes.started.remembered },
+  { name: 'dials_refused_total', type: 'counter', help: 'Dials failed fast: TCP refused and no QUIC answer within the grace.', read: (s) => s.handshakes.started.refused },
+  { name: 'dial_quic_retries_total', type: 'counter', help: 'Background QUIC tries for links on HTTP/2.', read: (s) => s.handshakes.started.quicRetries },
+  { name: 'dial_quic_recovered_total', type: 'counter', help: 'Links that moved from HTTP/2 back to QUIC.', read: (s) => s.handshakes.started.quicRecovered },
+  { name: 'dials_remembered_evicted_total', type: 'counter', help: 'HTTP/2-only addresses forgotten because the memory was full.', read: (s) => s.handshakes.started.rememberedEvicted },
   {
     name: 'connections_established_total',
     type: 'counter',
