@@ -40,6 +40,8 @@ export class OperatorSession {
   private constructor(
     readonly node: PnetNode,
     readonly daemonId: NodeId,
+    /** The operator's key file (named when the daemon refuses it). */
+    readonly keyFile: string,
   ) {}
 
   static async connect(options: OperatorOptions): Promise<OperatorSession> {
@@ -56,7 +58,7 @@ export class OperatorSession {
     });
     try {
       const daemonId = await node.dial(target, options.nodeId !== undefined ? { expectedNodeId: options.nodeId } : {});
-      return new OperatorSession(node, daemonId);
+      return new OperatorSession(node, daemonId, options.keyFile);
     } catch (error) {
       await node.close({ timeoutMs: 200 }).catch(() => undefined);
       const code = error instanceof PnetError ? error.code : 'ERR_HANDSHAKE';
@@ -71,7 +73,7 @@ export class OperatorSession {
       reply = await this.node.request(this.daemonId, channel, JSON.stringify(body ?? {}), { timeoutMs });
     } catch (error) {
       if (error instanceof PnetError && error.code === 'UNAUTHORIZED') {
-        throw new PnetError('UNAUTHORIZED', `node ${this.daemonId} refused ${channel}: operator ${this.node.id} is not in its "operators"`, { cause: error });
+        throw new PnetError('UNAUTHORIZED', `node ${this.daemonId} refused ${channel}: operator ${this.node.id} (key ${this.keyFile}) is not in its "operators"`, { cause: error });
       }
       throw error;
     }

@@ -37,7 +37,7 @@ export async function runCli(argv: readonly string[], io: CliIO = { stdout: proc
     await program.parseAsync([...argv], { from: 'user' });
     return exitCode;
   } catch (error) {
-    if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (error instanceof CommanderError) return usageFailed(error, io, json);
     const code = exitCodeOf(error);
     const pnetCode = error instanceof PnetError || error instanceof ConnectError ? error.code : error instanceof UsageError ? 'ERR_BAD_OPTION' : undefined;
     const message = error instanceof Error ? error.message : String(error);
@@ -45,6 +45,18 @@ export async function runCli(argv: readonly string[], io: CliIO = { stdout: proc
     if (json) io.stdout.write(JSON.stringify({ error: { code: pnetCode ?? 'ERR_CLI', message } }) + '\n');
     return code;
   }
+}
+
+/**
+ * Commander's own errors (unknown command or option, missing or invalid argument): it already
+ * wrote its message to stderr; with --json the same goes to stdout as `{"error"}`. Help and
+ * --version end here too, with 0.
+ */
+function usageFailed(error: CommanderError, io: CliIO, json: boolean): number {
+  if (error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version') return EXIT.ok;
+  const message = error.message.replace(/^error: /, '');
+  if (json) io.stdout.write(JSON.stringify({ error: { code: 'ERR_BAD_OPTION', message } }) + '\n');
+  return EXIT.usage;
 }
 
 function exitCodeOf(error: unknown): number {

@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { parseNodeId } from '../../index.js';
+import { PnetError, parseNodeId } from '../../index.js';
 import type { NodeId } from '../../index.js';
 import { OperatorSession } from '../client.js';
 import { DEFAULT_PORT, defaultKeyFile, expandHome } from '../config.js';
@@ -61,11 +61,12 @@ export function intArg(min: number, max: number): (value: string) => number {
 export const collect = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').map((part) => part.trim()).filter((part) => part !== '')];
 export const collectRaw = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-export function nodeIdArg(value: string): NodeId {
+/** A node id from the command line; ERR_BAD_NODE_ID (exit 2, a JSON error with --json) names where it came from. */
+export function nodeIdArg(value: string, where = 'node id'): NodeId {
   try {
     return parseNodeId(value);
   } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
+    throw new PnetError('ERR_BAD_NODE_ID', `${where}: ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -84,7 +85,7 @@ export function operatorCommand(program: Command, { io }: CommandContext, name: 
 
 /** Connects as the operator, runs `fn`, always closes the short-lived node. */
 export async function withSession<T>(ctx: CommandContext, options: OperatorCliOptions, fn: (session: OperatorSession) => Promise<T>): Promise<T> {
-  const nodeId = options.nodeId !== undefined && options.nodeId !== '' ? nodeIdArg(options.nodeId) : undefined;
+  const nodeId = options.nodeId !== undefined && options.nodeId !== '' ? nodeIdArg(options.nodeId, '--node-id (or PNET_NODE_ID)') : undefined;
   const session = await OperatorSession.connect({
     node: options.node,
     ...(nodeId !== undefined ? { nodeId } : {}),

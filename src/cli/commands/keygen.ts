@@ -10,8 +10,8 @@ import type { CommandContext, CommonOptions } from './common.js';
 export function addKeygen(program: Command, { print, printJson, note }: CommandContext): void {
   program
     .command('keygen')
-    .description('create a new node identity (Ed25519 key, mode 0600) and print its node id')
-    .option('--out <file>', 'where to write the key', defaultKeyFile('node.key'))
+    .description("create a new identity (Ed25519 key, mode 0600) and print its node id; by default the operator's key, where the operator commands look for it")
+    .option('--out <file>', 'where to write the key (a daemon creates its own keyFile when missing)', defaultKeyFile('operator.key'))
     .option('--force', 'replace an existing key file (its identity is lost)')
     .option('--json', 'machine-readable output')
     .action(async (options: CommonOptions & { out: string; force?: boolean }) => {

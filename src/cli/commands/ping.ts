@@ -1,6 +1,5 @@
 /** `pnet ping`: round trips from the node to another, over its route. */
 import type { Command } from 'commander';
-import type { NodeId } from '../../index.js';
 import { formatNumber } from '../output.js';
 import { OPS_CHANNELS } from '../ops/wire.js';
 import type { PingReply, PingTry } from '../ops/wire.js';
@@ -11,11 +10,12 @@ type PingOptions = OperatorCliOptions & { count: number; interval: number; probe
 
 export function addPing(program: Command, ctx: CommandContext): void {
   operatorCommand(program, ctx, 'ping', 'measure round trips from the node to NODE (over its route; one stream, COUNT tries)')
-    .argument('<nodeId>', 'the node to ping', nodeIdArg)
+    .argument('<nodeId>', 'the node to ping')
     .option('--count <n>', 'tries', intArg(1, 100), 3)
     .option('--interval <ms>', 'pause between tries', intArg(0, 10_000), 200)
     .option('--probe-timeout <ms>', 'wait for each answer (and for opening the stream)', intArg(1, 60_000), 2000)
-    .action(async (target: NodeId, options: PingOptions) => {
+    .action(async (node: string, options: PingOptions) => {
+      const target = nodeIdArg(node, 'NODE');
       // Opening the stream, then every try and pause, then slack for the reply itself.
       const budget = options.probeTimeout + options.count * (options.interval + options.probeTimeout) + options.timeout;
       const reply = await withSession(ctx, options, (s) =>

@@ -1,0 +1,102 @@
+import t from 'tap';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import dgram from 'node:dgram';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../src/cli/index.js';
+
+t.setTimeout(60_000);
+
+function collector(): { write(text: string): boolean; text: string } {
+  return {
+    text: '',
+    write(text: string) {
+      this.text += text;
+      return true;
+    },
+  };
+}
+
+async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const stdout = collector();
+  const stderr = collector();
+  const started = performance.now();
+  const code = await runCli(args, { stdout, stderr, env });
+  return { code, stdout: stdout.text, stderr: stderr.text, ms: performance.now() - started };
+}
+
+async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const udp = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, '127.0.0.1', resolve);
+  });
+  await new Promise<void>((resolve) => udp.close(() => resolve()));
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+t.test('a malformed --node-id or PNET_NODE_ID: a clear message, a JSON error with --json, exit 2', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pnet-cli-errors-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const key = join(dir, 'operator.key');
+  const flag = await run(['info', '--node-id', 'abc', '--key', key, '--json']);
+  t.equal(flag.code, 2);
+  t.match(flag.stderr, /--node-id.*invalid node id "abc"/);
+  t.equal(JSON.parse(flag.stdout).error.code, 'ERR_BAD_NODE_ID');
+  const env = await run(['info', '--key', key], { PNET_NODE_ID: 'abc' });
+  t.equal(env.code, 2);
+  t.match(env.stderr, /PNET_NODE_ID.*invalid node id "abc".*\[ERR_BAD_NODE_ID\]/);
+  const argument = await run(['ping', 'abc', '--key', key, '--json']);
+  t.equal(argument.code, 2);
+  t.equal(JSON.parse(argument.stdout).error.code, 'ERR_BAD_NODE_ID');
+});
+
+t.test('--json: usage errors (unknown option, bad number, unknown command) are JSON on stdout too', async (t) => {
+  for (const args of [
+    ['info', '--bogus', '--json'],
+    ['ping', 'x', '--count', 'many', '--json'],
+    ['frobnicate', '--json'],
+  ]) {
+    const result = await run(args);
+    t.equal(result.code, 2, args.join(' '));
+    const body = JSON.parse(result.stdout) as { error: { code: string; message: string } };
+    t.equal(body.error.code, 'ERR_BAD_OPTION');
+    t.ok(body.error.message.length > 0, body.error.message);
+  }
+});
+
+t.test('keygen, id and the operator commands use one default key file', async (t) => {
+  const home = await mkdtemp(join(tmpdir(), 'pnet-home-'));
+  const saved = process.env['HOME'];
+  process.env['HOME'] = home;
+  t.teardown(async () => {
+    process.env['HOME'] = saved;
+    await rm(home, { recursive: true, force: true });
+  });
+  const made = await run(['keygen', '--json']);
+  t.equal(made.code, 0);
+  const { nodeId, keyFile } = JSON.parse(made.stdout) as { nodeId: string; keyFile: string };
+  t.equal(keyFile, join(home, '.pnet', 'operator.key'));
+  const id = await run(['id']);
+  t.equal(id.stdout.trim(), nodeId, '`pnet id` reads the key keygen wrote');
+  const port = await deadPort();
+  const info = await run(['info', '--node', `127.0.0.1:${port}`]);
+  t.notMatch(info.stderr, /created operator key/, 'an operator command found it: no new key');
+});
+
+t.test('pnet info against a stopped daemon exits 3 at once (the port refuses), not after the 5 s handshake timeout', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pnet-cli-errors-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const key = join(dir, 'operator.key');
+  await run(['keygen', '--out', key]);
+  const port = await deadPort();
+  const result = await run(['info', '--node', `127.0.0.1:${port}`, '--key', key, '--json']);
+  t.equal(result.code, 3);
+  t.equal(JSON.parse(result.stdout).error.code, 'ERR_CONNECTION_REFUSED');
+  t.ok(result.ms < 2500, `exited in ${Math.round(result.ms)} ms (in-process: without node's start-up)`);
+});
