@@ -42,3 +42,22 @@ t.test('a hub learns its leaves from their hello: it never sends them the map', 
   leaves[1]!.handleRequest('whoami', () => leaves[1]!.id);
   t.equal((await leaves[0]!.request(leaves[1]!.id, 'whoami', 'x')).toString(), leaves[1]!.id, 'leaf to leaf goes up to the hub and down');
 });
+
+t.test("role 'auto' on real nodes: the node others dial becomes the router, the hosts stay leaves", async (t) => {
+  const auto = { ...base, routing: { ...base.routing, role: 'auto' as const } };
+  const hub = await createNode(auto);
+  const hosts = [await createNode(auto), await createNode(auto), await createNode(auto)];
+  t.teardown(() => Promise.all([hub, ...hosts].map((n) => n.close({ timeoutMs: 200 }))).then(() => undefined));
+  t.equal(router(hub).role, 'leaf', 'a node with no neighbour starts as a leaf');
+  for (const host of hosts) await host.dial(hub.address);
+  await until('the hub routes to every host', () => hub.routes().length === hosts.length);
+  await until('every host defaults to the hub', () => hosts.every((h) => router(h).defaultRoute === hub.id)).catch((error: Error) => {
+    t.comment(JSON.stringify(hosts.map((h) => [router(h).role, router(h).defaultRoute === hub.id, router(h).neighbours()]), null, 1));
+    throw error;
+  });
+  t.equal(router(hub).role, 'router', 'the hub: inbound neighbours');
+  t.same(hosts.map((h) => router(h).role), ['leaf', 'leaf', 'leaf'], 'the hosts: one outbound neighbour');
+  t.same(router(hub).neighbours().map((n) => n.role), ['leaf', 'leaf', 'leaf']);
+  hosts[2]!.handleRequest('whoami', () => hosts[2]!.id);
+  t.equal((await hosts[0]!.request(hosts[2]!.id, 'whoami', 'x')).toString(), hosts[2]!.id, 'host to host through the hub');
+});

@@ -66,6 +66,8 @@ export class Neighbours {
   private readonly pending = new Map<NodeId, { timer: NodeJS.Timeout | undefined; heard: boolean; role: NodeRole | undefined }>();
   private readonly rttTimer: NodeJS.Timeout;
   private closed = false;
+  /** The role our hellos said so far (an 'auto' router's role may change). */
+  private saidRole: NodeRole;
 
   constructor(
     private readonly identity: Identity,
@@ -74,6 +76,7 @@ export class Neighbours {
   ) {
     // A restarted node starts above its old sequence numbers (it would recover them from the network anyway).
     this.router = new Router({ initialSequence: BigInt(Date.now()), ...settings.router, signer: identity, recordCache: processRecordCache });
+    this.saidRole = this.router.role;
     this.rttTimer = setInterval(() => this.sampleRtt(), settings.rttSampleMs);
     this.rttTimer.unref();
   }
@@ -177,7 +180,13 @@ export class Neighbours {
 
   private heardHello(id: NodeId, role: NodeRole | undefined): void {
     const pending = this.pending.get(id);
-    if (pending === undefined) return;
+    if (pending === undefined) {
+      // A neighbour says hello again: its role changed before it heard ours ('auto').
+      if (role !== undefined && this.router.neighbourCost(id) !== undefined && this.router.neighbourRole(id) !== role) {
+        this.apply(this.router.neighbourUp(id, performance.now(), undefined, { role }));
+      }
+      return;
+    }
     pending.heard = true;
     pending.role = role;
     if (pending.timer === undefined) this.neighbourReady(id);
@@ -196,8 +205,19 @@ export class Neighbours {
     // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
     const current = this.host.live(id);
     // The hello's role spares a leaf the map it would drop (without it the router learns the role from the peer's records).
-    const hint = pending.role === undefined ? undefined : { role: pending.role };
-    if (current !== undefined && !this.closed) this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs(), hint));
+    // Inbound: the peer chose us as an attachment (role 'auto' becomes a router).
+    if (current === undefined || this.closed) return;
+    const hint = { inbound: current.direction === 'inbound', ...(pending.role === undefined ? {} : { role: pending.role }) };
+    this.apply(this.router.neighbourUp(id, performance.now(), current.rttMs(), hint));
+  }
+
+  /**
+   * Our role changed ('auto'): peers that heard our hello but are not neighbours yet would take
+   * the old role, so they hear a new one (neighbours learn it from our next record).
+   */
+  private roleChanged(): void {
+    this.saidRole = this.router.role;
+    for (const [id, pending] of this.pending) if (pending.timer === undefined) this.send(id, HELLO_ROLE[this.saidRole]);
   }
 
   private sampleRtt(): void {
@@ -218,6 +238,7 @@ export class Neighbours {
     }
     this.host.defaultRoute?.(this.router.defaultRoute);
     if (this.closed) return;
+    if (this.router.role !== this.saidRole) this.roleChanged();
     const deadline = this.router.nextDeadline();
     if (this.routerTimer) clearTimeout(this.routerTimer);
     this.routerTimer = undefined;

@@ -11,6 +11,7 @@ export type { RoutingTable } from './table/index.js';
 export type {
   RouterOptions,
   NodeRole,
+  RoleOption,
   NeighbourHint,
   CostOptions,
   RouterAction,

@@ -8,6 +8,7 @@ export {
   type CostOptions,
   type RecordSigner,
   type NodeRole,
+  type RoleOption,
   type NeighbourHint,
   type RouterAction,
   type RouteChange,

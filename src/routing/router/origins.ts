@@ -41,7 +41,8 @@ export class Origin {
 
   /**
    * Replaces fragment `frag` (undefined: removes it). Returns the neighbours that entered or
-   * left the origin's links: their own links towards the origin pass or fail the two-way check now.
+   * left the origin's links, or whose stub flag flipped: their own links towards the origin pass
+   * or fail the two-way check now.
    */
   put(frag: number, stored: Stored | undefined): NodeId[] {
     const before = this.frags.get(frag)?.rec;
@@ -62,7 +63,8 @@ export class Origin {
     if (after !== undefined) {
       for (const l of after.links) {
         const m = this.links.get(l.to);
-        if (m === undefined) moved.push(l.to);
+        // A stub flag that flips changes the two-way check of the far end's links too.
+        if (m === undefined || m.stub !== (l.stub === true)) moved.push(l.to);
         if (m === undefined || m.frag === frag || m.cost !== l.cost || m.stub !== (l.stub === true)) {
           this.links.set(l.to, { cost: l.cost, stub: l.stub === true, frag });
         }

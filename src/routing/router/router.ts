@@ -63,10 +63,15 @@ export interface RecordSigner {
 /** 'router': holds the routers' map and floods; 'leaf': default route through its router neighbours, no flood. */
 export type NodeRole = 'router' | 'leaf';
 
+/** The role option: a fixed role, or 'auto' (a leaf until neighbours show it carries transit; docs/ROUTING.md). */
+export type RoleOption = NodeRole | 'auto';
+
 /** What the glue may know of a neighbour when it comes up. */
 export interface NeighbourHint {
   /** The neighbour's role, if the glue learnt it (e.g. in its hello); otherwise learnt from its records. */
   readonly role?: NodeRole;
+  /** The neighbour opened the connection to us (it chose us as an attachment): an 'auto' node becomes a router. */
+  readonly inbound?: boolean;
 }
 
 /** How link costs follow RTT. cost = clamp(base + round(srttMs / unitMs), 1, MAX_COST). */
@@ -92,8 +97,14 @@ export interface CostOptions {
 
 export interface RouterOptions {
   signer: RecordSigner;
-  /** 'router' (default) or 'leaf'; see docs/ROUTING.md. */
-  role?: NodeRole;
+  /** 'router' (default), 'leaf' or 'auto' (decided from the neighbours, with hysteresis); see docs/ROUTING.md. */
+  role?: RoleOption;
+  /**
+   * An 'auto' router whose neighbours no longer need it (no inbound neighbour, at most one router
+   * neighbour) becomes a leaf once that has held this long (default 5 min); the hold doubles with
+   * each such change, up to 8 times. Becoming a router is immediate.
+   */
+  autoDemoteMs?: number;
   /** Lifetime written into our records (default 1 h: liveness comes from neighbours withdrawing links, not expiry). */
   recordLifetimeMs?: number;
   /** Our records are re-published this often (default 30 min, at most half the lifetime, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
@@ -210,6 +221,8 @@ export interface RouterStats {
   recordsSent: number;
   /** Our own records (fragments) signed. */
   published: number;
+  /** Times an 'auto' node changed role (leaf to router or back). */
+  roleChanges: number;
   /** Publications that waited for minPublishIntervalMs (origination rate limit). */
   publishRateLimited: number;
   /** Record versions that arrived within minArrivalIntervalMs of the previous one and waited (acceptance rate limit). */
@@ -243,6 +256,8 @@ interface Neighbour {
   /** Since when the smoothed cost has been outside the announced cost's band (hysteresis hold). */
   outsideSince: number | undefined;
   role: NodeRole | undefined;
+  /** It opened the connection to us (NeighbourHint.inbound). */
+  inbound: boolean;
   /** Which of our fragments lists this link. */
   frag: number;
 }
@@ -314,8 +329,22 @@ const NO_ACTIONS: readonly RouterAction[] = Object.freeze([]);
 
 export class Router {
   readonly nodeId: NodeId;
-  readonly role: NodeRole;
-  readonly #leaf: boolean;
+  #role: NodeRole;
+  #leaf: boolean;
+  /** Role 'auto': the role follows the neighbours (#checkRole). */
+  readonly #auto: boolean;
+  readonly #demoteMs: number;
+  /** Current demotion hold (doubles with each demotion). */
+  #demoteHold: number;
+  /** When an 'auto' router becomes a leaf unless its neighbours change (undefined: not due). */
+  #demoteAt: number | undefined;
+  /** Neighbours that opened the connection to us, and neighbours not known to be leaves (auto's inputs). */
+  #inboundCount = 0;
+  #routerCount = 0;
+  #roleDirty = false;
+  /** After a role change: our next publication also goes to leaf neighbours (they learn it from the record's flag). */
+  #announceRole = false;
+  readonly #pathFactory: PathComputerFactory;
   readonly #signer: RecordSigner;
   readonly #lifetimeMs: number;
   readonly #refreshMs: number;
@@ -346,7 +375,7 @@ export class Router {
   readonly #cache: RecordCache | undefined;
   readonly #random: () => number;
   /** Shortest paths (routers only: a leaf keeps no map). */
-  readonly #paths: PathComputer | undefined;
+  #paths: PathComputer | undefined;
 
   #now = -Infinity;
   readonly #neighbours = new Map<NodeId, Neighbour>();
@@ -397,6 +426,7 @@ export class Router {
     sequenceRecovered: 0,
     expiredRecords: 0,
     spfRuns: 0,
+    roleChanges: 0,
     dropped: { forged: 0, unsigned: 0, replayed: 0, oversized: 0, malformed: 0, expired: 0, notNeighbour: 0, tableFull: 0 },
   };
 
@@ -406,9 +436,15 @@ export class Router {
       throw new PnetError('ERR_BAD_OPTION', 'router option signer must have nodeId and sign()');
     }
     const role = options.role ?? 'router';
-    if (role !== 'router' && role !== 'leaf') throw new PnetError('ERR_BAD_OPTION', `router option role must be 'router' or 'leaf', got ${String(role)}`);
-    this.role = role;
-    this.#leaf = role === 'leaf';
+    if (role !== 'router' && role !== 'leaf' && role !== 'auto') {
+      throw new PnetError('ERR_BAD_OPTION', `router option role must be 'router', 'leaf' or 'auto', got ${String(role)}`);
+    }
+    // 'auto' starts as a leaf: most nodes join through one peer and carry no transit.
+    this.#auto = role === 'auto';
+    this.#role = role === 'router' ? 'router' : 'leaf';
+    this.#leaf = this.#role === 'leaf';
+    this.#demoteMs = option('autoDemoteMs', options.autoDemoteMs, 300_000, 0);
+    this.#demoteHold = this.#demoteMs;
     this.#signer = signer;
     this.nodeId = signer.nodeId;
     this.#lifetimeMs = option('recordLifetimeMs', options.recordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
@@ -446,7 +482,8 @@ export class Router {
     this.#verify = options.verify ?? verifySignature;
     this.#cache = options.recordCache;
     this.#random = options.random ?? Math.random;
-    this.#paths = this.#leaf ? undefined : (options.pathComputer ?? tablePathComputer)(this.nodeId);
+    this.#pathFactory = options.pathComputer ?? tablePathComputer;
+    this.#paths = this.#leaf ? undefined : this.#pathFactory(this.nodeId);
   }
 
   // -------------------------------------------------------------------------
@@ -462,13 +499,22 @@ export class Router {
     if (nodeId !== this.nodeId) {
       let n = this.#neighbours.get(nodeId);
       if (n === undefined) {
-        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt), outsideSince: undefined, role: hint?.role, frag: this.#assignFragment(nodeId) };
+        const inbound = hint?.inbound === true;
+        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt), outsideSince: undefined, role: hint?.role, inbound, frag: this.#assignFragment(nodeId) };
         this.#neighbours.set(nodeId, n);
+        this.#count(n, 1);
         this.#selfLinksChanged(n.frag);
         this.#markDirty(nodeId);
-      } else if (hint?.role !== undefined && hint.role !== n.role) {
-        this.#setRole(nodeId, n, hint.role);
+      } else {
+        if (hint?.inbound !== undefined && hint.inbound !== n.inbound) {
+          this.#count(n, -1);
+          n.inbound = hint.inbound;
+          this.#count(n, 1);
+        }
+        if (hint?.role !== undefined && hint.role !== n.role) this.#setRole(nodeId, n, hint.role);
       }
+      // A role change (auto) at once, so that the database exchange below follows the new role.
+      if (this.#roleDirty) this.#checkRole();
       if (rttMs !== undefined) this.#sample(n, rttMs);
       this.#sendMap(nodeId, n);
     }
@@ -481,6 +527,7 @@ export class Router {
     const n = this.#neighbours.get(nodeId);
     if (n !== undefined) {
       this.#neighbours.delete(nodeId);
+      this.#count(n, -1);
       this.#frags[n.frag]!.members.delete(nodeId);
       this.#dropQueue(nodeId);
       this.#selfLinksChanged(n.frag);
@@ -542,6 +589,7 @@ export class Router {
     if (this.#refreshAt < t) t = this.#refreshAt;
     if (this.#waitingAt < t) t = this.#waitingAt;
     if (this.#delayedAt < t) t = this.#delayedAt;
+    if (this.#demoteAt !== undefined && this.#demoteAt < t) t = this.#demoteAt;
     const e = this.#expiry.peek();
     if (e !== undefined && e < t) t = e;
     return t === Infinity ? undefined : t;
@@ -556,6 +604,11 @@ export class Router {
   nextHop(dest: NodeId): NodeId | undefined {
     if (this.#leaf) return dest === this.nodeId ? undefined : this.#neighbours.has(dest) ? dest : this.#defaultHop;
     return this.#nextHops.get(dest);
+  }
+
+  /** The current role ('auto' nodes: the one chosen now). */
+  get role(): NodeRole {
+    return this.#role;
   }
 
   /** A leaf's default route (its cheapest neighbour not known to be a leaf); undefined for a router. */
@@ -637,6 +690,11 @@ export class Router {
     return [...this.#neighbours].map(([nodeId, n]) => ({ nodeId, cost: n.cost, srttMs: n.srtt, ...(n.role === undefined ? {} : { role: n.role }) }));
   }
 
+  /** A neighbour's role, once known (undefined: not a neighbour, or not known yet). */
+  neighbourRole(nodeId: NodeId): NodeRole | undefined {
+    return this.#neighbours.get(nodeId)?.role;
+  }
+
   neighbourCost(nodeId: NodeId): number | undefined {
     return this.#neighbours.get(nodeId)?.cost;
   }
@@ -679,6 +737,7 @@ export class Router {
 
   #finish(): readonly RouterAction[] {
     const now = this.#now;
+    if (this.#roleDirty || (this.#demoteAt !== undefined && now >= this.#demoteAt)) this.#checkRole();
     if (now >= this.#refreshAt) this.#refresh();
     if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
     if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
@@ -714,11 +773,92 @@ export class Router {
   /** A neighbour's role became known (a hint, or its own record) or changed. */
   #setRole(id: NodeId, n: Neighbour, role: NodeRole): void {
     const before = n.role;
+    this.#count(n, -1);
     n.role = role;
+    this.#count(n, 1);
     // Our link to it changes its stub flag; a leaf's default route may change.
     if (!this.#leaf || before === 'leaf' || role === 'leaf') this.#selfLinksChanged(n.frag);
     if (role === 'leaf') this.#dropQueue(id);
     else if (before === 'leaf') this.#sendMap(id, n);
+  }
+
+  /** Adds (+1) or removes (-1) a neighbour from the counts 'auto' decides on. */
+  #count(n: Neighbour, d: 1 | -1): void {
+    if (n.inbound) this.#inboundCount += d;
+    if (n.role !== 'leaf') this.#routerCount += d;
+    if (this.#auto) this.#roleDirty = true;
+  }
+
+  /**
+   * Role 'auto': a router at once when a neighbour attached to us (inbound) or two neighbours are
+   * routers (we may be the only way between them); a leaf again only after no inbound neighbour
+   * and at most one router neighbour held for the demotion hold (5 min, doubling with each
+   * demotion): a node on the edge of the rule changes role at most once per hold.
+   */
+  #checkRole(): void {
+    this.#roleDirty = false;
+    if (!this.#auto) return;
+    if (this.#leaf) {
+      if (this.#inboundCount > 0 || this.#routerCount >= 2) this.#becomeRouter();
+      return;
+    }
+    if (this.#inboundCount > 0 || this.#routerCount > 1) {
+      this.#demoteAt = undefined;
+      return;
+    }
+    if (this.#demoteAt === undefined) this.#demoteAt = this.#now + this.#demoteHold;
+    else if (this.#now >= this.#demoteAt) this.#becomeLeaf();
+  }
+
+  #becomeRouter(): void {
+    this.#role = 'router';
+    this.#leaf = false;
+    this.#defaultHop = undefined;
+    this.#paths = this.#pathFactory(this.nodeId);
+    this.#roleChanged();
+  }
+
+  /**
+   * A leaf keeps no map. Routers further away may keep our router fragments until they expire:
+   * harmless, since each router neighbour now announces us as a stub and a link whose far end
+   * calls us a stub is not transit (#effective).
+   */
+  #becomeLeaf(): void {
+    this.#role = 'leaf';
+    this.#leaf = true;
+    this.#demoteAt = undefined;
+    this.#demoteHold = Math.min(8 * this.#demoteMs, 2 * this.#demoteHold);
+    for (const id of [...this.#origins.keys()]) if (id !== this.nodeId) this.#origins.delete(id);
+    this.#expiry.rebuild([]);
+    for (const id of [...this.#out.keys()]) this.#dropQueue(id);
+    this.#waiting.clear();
+    this.#waitingAt = Infinity;
+    this.#delayed.clear();
+    this.#delayedAt = Infinity;
+    this.#applied.clear();
+    this.#paths = undefined;
+    this.#defaultHop = this.#chooseDefault();
+    this.#roleChanged();
+  }
+
+  /** Our records change flag (and a router's stub flags): all fragments now, and to every neighbour. */
+  #roleChanged(): void {
+    this.#stats.roleChanges++;
+    this.#applied.clear();
+    this.#selfDirty = true;
+    for (const id of this.#origins.keys()) this.#markDirty(id);
+    this.#scheduleSpf();
+    for (const f of this.#frags) if (f.rec !== undefined || f.members.size > 0) this.#publishNow(f);
+    this.#announceRole = true;
+  }
+
+  /** After a role change, leaf neighbours get our records too (the flag tells them; they ignore the rest). */
+  #announceToLeaves(): void {
+    this.#announceRole = false;
+    for (const [to, n] of this.#neighbours) {
+      if (this.#floodsTo(n)) continue;
+      for (const f of this.#frags) if (f.rec !== undefined) this.#enqueue(to, f.rec, this.#ownExpiry(f.rec));
+    }
   }
 
   #dropQueue(id: NodeId): void {
@@ -890,6 +1030,7 @@ export class Router {
   #publish(): void {
     const now = this.#now;
     let next: number | undefined;
+    let announced = false;
     for (let i = 0; i < this.#frags.length; i++) {
       const f = this.#frags[i]!;
       if (f.publishAt === undefined) continue;
@@ -898,39 +1039,54 @@ export class Router {
         continue;
       }
       f.publishAt = undefined;
-      this.#publishFragment(i, f);
+      if (this.#publishFragment(i, f) && this.#announceRole) announced = true;
     }
     this.#publishAt = next;
+    if (announced) this.#announceToLeaves();
     if (this.#refreshAt === Infinity && this.#frags.some((f) => f.rec !== undefined)) {
       this.#refreshAt = now + this.#refreshMs * (1 - this.#refreshJitter * this.#random());
     }
   }
 
-  #publishFragment(index: number, f: OwnFragment): void {
+  /** Publishes fragment `index` if it must or its links changed; true if it did. */
+  #publishFragment(index: number, f: OwnFragment): boolean {
     const must = f.must;
     f.must = false;
     const links = this.#fragmentLinksOf(f);
     // A change undone before it left (a neighbour down and up again) publishes nothing.
     if (!must && f.rec !== undefined && sameLinkSet(f.rec.links, links)) {
       f.held = false;
-      return;
+      return false;
     }
-    if (this.#lastSeq >= MAX_SEQUENCE) return; // 2^64 - 1 reached (only a record we signed can bring us here)
-    const seq = this.#lastSeq + 1n;
-    const fields = { origin: this.nodeId, fragment: index, leaf: this.#leaf, seq, lifetimeMs: this.#lifetimeMs, links };
-    const decoded = decodeRecord(encodeRecord(fields, (d) => this.#signer.sign(d)), MAX_LINKS);
-    if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
-    this.#lastSeq = seq;
-    f.rec = decoded.value;
+    const rec = this.#sign(index, links, this.#leaf);
+    if (rec === undefined) return false;
+    f.rec = rec;
     // Backoff: quiet for the whole interval starts over, churn doubles the hold up to the interval.
     const quiet = !f.held && this.#now - f.lastPublishAt >= this.#minPublishMs;
     f.hold = quiet ? this.#backoffMs : Math.min(this.#minPublishMs, Math.max(this.#backoffMs, 2 * f.hold));
     f.held = false;
     f.lastPublishAt = this.#now;
-    const expiresAt = this.#now + this.#lifetimeMs;
-    this.#originOf(this.nodeId).put(index, { rec: decoded.value, expiresAt, acceptedAt: this.#now });
+    this.#keepOwn(index, rec);
+    return true;
+  }
+
+  /** Signs the next version of our fragment `index` (undefined once the sequence space is used up). */
+  #sign(index: number, links: Link[], leaf: boolean): LinkStateRecord | undefined {
+    if (this.#lastSeq >= MAX_SEQUENCE) return undefined; // 2^64 - 1 reached (only a record we signed can bring us here)
+    const seq = this.#lastSeq + 1n;
+    const fields = { origin: this.nodeId, fragment: index, leaf, seq, lifetimeMs: this.#lifetimeMs, links };
+    const decoded = decodeRecord(encodeRecord(fields, (d) => this.#signer.sign(d)), MAX_LINKS);
+    if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
+    this.#lastSeq = seq;
     this.#stats.published++;
-    this.#flood(decoded.value, expiresAt, undefined);
+    return decoded.value;
+  }
+
+  /** Keeps our new fragment in the map and floods it. */
+  #keepOwn(index: number, rec: LinkStateRecord): void {
+    const expiresAt = this.#now + this.#lifetimeMs;
+    this.#originOf(this.nodeId).put(index, { rec, expiresAt, acceptedAt: this.#now });
+    this.#flood(rec, expiresAt, undefined);
   }
 
   #ownExpiry(rec: LinkStateRecord): number {
@@ -1170,14 +1326,23 @@ export class Router {
   /**
    * Links of `origin` that count: none for a leaf (never transit); a stub link (a leaf attached
    * to a router) as the router says; any other only if both ends announce it (links towards us:
-   * only if the origin is our up neighbour).
+   * only if the origin is our up neighbour). An origin that one of its link ends calls a leaf
+   * (a stub link, or our neighbour's role) has none either.
    */
   #effective(origin: NodeId, o: Origin): readonly Link[] {
     if (o.leaf) return [];
     const out: Link[] = [];
     for (const [to, l] of o.links) {
-      const ok = to === this.nodeId ? this.#neighbours.has(origin) : l.stub || this.#origins.get(to)?.links.has(origin) === true;
-      if (ok) out.push({ to, cost: l.cost });
+      if (to === this.nodeId) {
+        if (this.#neighbours.get(origin)?.role === 'leaf') return [];
+        if (this.#neighbours.has(origin)) out.push({ to, cost: l.cost });
+        continue;
+      }
+      const back = this.#origins.get(to)?.links.get(origin);
+      // A router that lists the origin as its stub says the origin is a leaf now (an 'auto' node
+      // that left the routers, whose old router fragments may linger elsewhere): no transit.
+      if (back?.stub === true) return [];
+      if (l.stub || back !== undefined) out.push({ to, cost: l.cost });
     }
     return out;
   }

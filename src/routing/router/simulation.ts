@@ -17,7 +17,7 @@
 import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { nodeIdFromPublicKey, type NodeId } from '../../identity/index.js';
-import { Router, type NodeRole, type RecordSigner, type RouteChange, type RouterAction, type RouterOptions } from './router.js';
+import { Router, type NeighbourHint, type NodeRole, type RoleOption, type RecordSigner, type RouteChange, type RouterAction, type RouterOptions } from './router.js';
 import { SharedRecordCache } from './record-cache.js';
 import { idOrderKey } from './codec.js';
 
@@ -99,6 +99,8 @@ export interface SimulationOptions {
 export interface SimLinkOptions {
   delayMs?: number;
   lossRate?: number;
+  /** The end that opened the connection: the other end is told the neighbour is inbound (role 'auto' reads it). */
+  dialer?: NodeId;
 }
 
 interface SimLink {
@@ -106,6 +108,8 @@ interface SimLink {
   readonly b: SimNode;
   readonly delayMs: number;
   lossRate: number;
+  /** The end that dialled, if the test said. */
+  readonly dialer: NodeId | undefined;
   /** Not cut by the test. */
   admin: boolean;
   up: boolean;
@@ -123,7 +127,8 @@ export interface NodeTraffic {
 interface SimNode {
   readonly id: NodeId;
   readonly signer: RecordSigner;
-  role: NodeRole;
+  /** The role option ('auto': the router's current role counts). */
+  role: RoleOption;
   router: Router | undefined;
   readonly traffic: NodeTraffic;
   readonly links: Map<NodeId, SimLink>;
@@ -320,7 +325,7 @@ export class RoutingSimulation {
 
   /** The node's role (its router's, or the one it will restart with). */
   role(id: NodeId): NodeRole {
-    return this.#node(id).role;
+    return roleOf(this.#node(id));
   }
 
   /** Routing traffic of one node since it was added or since resetTraffic() (a copy). */
@@ -351,6 +356,7 @@ export class RoutingSimulation {
       b: nb,
       delayMs: options.delayMs ?? this.#options.delayMs ?? 5,
       lossRate: options.lossRate ?? this.#lossRate,
+      dialer: options.dialer,
       admin: true,
       up: false,
       epoch: 0,
@@ -461,7 +467,7 @@ export class RoutingSimulation {
     const graph = this.#liveGraph();
     const { alive, index, n } = graph;
     // Leaves route by default through their routers: checkPaths covers them.
-    const srcIdx = (sources ?? alive.filter((x) => x.role === 'router').map((x) => x.id)).map((id) => {
+    const srcIdx = (sources ?? alive.filter((x) => roleOf(x) === 'router').map((x) => x.id)).map((id) => {
       const i = index.get(id);
       if (i === undefined) throw new Error(`node ${id} is not alive`);
       return i;
@@ -531,7 +537,7 @@ export class RoutingSimulation {
     const index = new Map<NodeId, number>();
     alive.forEach((n, i) => index.set(n.id, i));
     const n = alive.length;
-    const leaf = Uint8Array.from(alive, (x) => (x.role === 'leaf' ? 1 : 0));
+    const leaf = Uint8Array.from(alive, (x) => (roleOf(x) === 'leaf' ? 1 : 0));
     const graph: LiveGraph = { alive, order, index, n, leaf, outTo: [], outCost: [], inFrom: [], inCost: [] };
     for (let i = 0; i < n; i++) {
       graph.outTo.push([]);
@@ -591,9 +597,19 @@ export class RoutingSimulation {
     link.up = true;
     link.epoch++;
     const rtt = this.#rtt(link);
-    const hints = this.#options.roleHints !== false;
-    this.#apply(link.a, link.a.router.neighbourUp(link.b.id, this.#now, rtt, hints ? { role: link.b.role } : undefined));
-    if (link.b.router !== undefined) this.#apply(link.b, link.b.router.neighbourUp(link.a.id, this.#now, rtt, hints ? { role: link.a.role } : undefined));
+    // The hellos cross before either end takes the other as a neighbour: each says its role of now.
+    const hintA = this.#hint(link, link.b);
+    const hintB = this.#hint(link, link.a);
+    this.#apply(link.a, link.a.router.neighbourUp(link.b.id, this.#now, rtt, hintA));
+    if (link.b.router !== undefined) this.#apply(link.b, link.b.router.neighbourUp(link.a.id, this.#now, rtt, hintB));
+  }
+
+  /** What the other end is told of `about` at neighbourUp: its role (unless roleHints is false) and whether it dialled. */
+  #hint(link: SimLink, about: SimNode): NeighbourHint | undefined {
+    const inbound = link.dialer === undefined ? undefined : link.dialer === about.id;
+    const role = this.#options.roleHints === false ? undefined : roleOf(about);
+    if (inbound === undefined && role === undefined) return undefined;
+    return { ...(role === undefined ? {} : { role }), ...(inbound === undefined ? {} : { inbound }) };
   }
 
   #down(link: SimLink): void {
@@ -748,6 +764,11 @@ interface LiveGraph {
 }
 
 /** Reverse Dijkstra: dist[base + u] = shortest distance from u to d. */
+/** A node's role now: its router's (an 'auto' node's changes), or the one it will restart with. */
+function roleOf(node: SimNode): NodeRole {
+  return node.router?.role ?? (node.role === 'auto' ? 'leaf' : node.role);
+}
+
 function reverseDijkstra(g: LiveGraph, d: number, dist: Float64Array, base: number, heap: PairHeap): void {
   dist[base + d] = 0;
   heap.clear();
