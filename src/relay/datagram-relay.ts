@@ -3,6 +3,7 @@
  * end-to-end QUIC connections to far nodes (ForeignQuic over RelayPaths). Fed the neighbours'
  * QUIC DATAGRAM frames and the router's route changes; sends on the neighbours' connections.
  */
+import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import { numberOption } from '../options.js';
 import type { Identity, NodeId } from '../identity/index.js';
@@ -12,19 +13,18 @@ import { ForeignQuic } from '../transport/index.js';
 import type { QuicConnection, TransportOptions } from '../transport/index.js';
 import { Forwarder, HEADER_BYTES, NextHopTable, RelayEndpoint } from './v2/index.js';
 import type { EndpointOptions, EndpointStats, ForwarderOptions, ForwarderStats, RelayFlow } from './v2/index.js';
+import { StreamLinks } from './stream-link.js';
+import type { DatagramLink, StreamLinkStats } from './stream-link.js';
 
-/** A neighbour's connection as relay v2 uses it: QUIC DATAGRAM frames. */
-export interface DatagramLink {
-  /** Largest DATAGRAM payload the link takes now (0: none). */
-  readonly maxDatagramPayload: number;
-  sendDatagram(data: Uint8Array): boolean;
-}
+export type { DatagramLink };
 
 /** What the datagram relay needs from its node. */
 export interface DatagramRelayHost {
   readonly identity: Identity;
-  /** The neighbour's connection if it is up and carries datagrams. */
+  /** The neighbour's link if it is up: its QUIC connection, or `streamLink(nodeId)` for a connection without DATAGRAM frames (HTTP/2). */
   link(nodeId: NodeId): DatagramLink | undefined;
+  /** Opens the datagram stream of the link to neighbour `nodeId` (channel DATAGRAM_LINK_CHANNEL, optimistic). */
+  openLinkStream(nodeId: NodeId): Promise<Duplex>;
   /** A relayed connection to `far` is established (either direction): serve its streams, list it. */
   adopt(connection: QuicConnection, far: NodeId): void;
   report(error: Error): void;
@@ -50,6 +50,8 @@ export interface DatagramRelayStats {
   connections: number;
   forwarder: ForwarderStats;
   endpoint: EndpointStats;
+  /** Datagrams on HTTP/2 links' streams. */
+  streamLinks: StreamLinkStats;
 }
 
 interface Relayed {
@@ -87,6 +89,8 @@ export class DatagramRelay {
   readonly forwarder: Forwarder<NodeId>;
   readonly endpoint: RelayEndpoint<NodeId>;
   private readonly quic: ForeignQuic;
+  /** Links without DATAGRAM frames (HTTP/2): datagrams on one stream per link. */
+  private readonly streamLinks: StreamLinks;
   private readonly host: DatagramRelayHost;
   private readonly idleTimeoutMs: number;
   private readonly onForward: ((datagram: Buffer) => void) | undefined;
@@ -113,6 +117,7 @@ export class DatagramRelay {
       { ...options.endpoint, ...(hopLimit === undefined ? {} : { hopLimit }) },
       now,
     );
+    this.streamLinks = new StreamLinks({ open: (nodeId) => host.openLinkStream(nodeId), receive: (from, datagram) => this.receive(from, datagram) });
     this.quic = new ForeignQuic({ ...relayedLimits(options.quic), identity: host.identity, maxDatagramSize: this.endpoint.options.innerDatagramSize });
     this.timer = setInterval(this.sweep, SWEEP_MS);
     this.timer.unref();
@@ -151,12 +156,27 @@ export class DatagramRelay {
     }
   }
 
-  /** A neighbour went away: its forwarding budget goes. */
+  /** A neighbour went away: its forwarding budget and link stream go. */
   neighbourDown(neighbour: NodeId): void {
     this.forwarder.neighbourDown(neighbour);
+    this.streamLinks.neighbourDown(neighbour);
   }
 
-  /** Whether the first hop towards `far` carries relayed datagrams (a QUIC link with room for a full inner packet). */
+  /** The datagram link to a neighbour whose connection has no DATAGRAM frames (HTTP/2): a length-prefixed stream. */
+  streamLink(neighbour: NodeId): DatagramLink {
+    return this.streamLinks.link(neighbour);
+  }
+
+  /** A neighbour opened its link's datagram stream (channel DATAGRAM_LINK_CHANNEL). */
+  acceptLinkStream(neighbour: NodeId, stream: Duplex): void {
+    this.streamLinks.accept(neighbour, stream);
+  }
+
+  /**
+   * Whether the first hop towards `far` carries relayed datagrams: a QUIC link with room for a
+   * full inner packet. An opener whose own first hop is HTTP/2 keeps the stream relay (as before
+   * the link streams); hops forward others' datagrams onto HTTP/2 links' streams.
+   */
   carries(far: NodeId): boolean {
     if (this.live(far) !== undefined) return true;
     const until = this.refused.get(far);
@@ -166,7 +186,7 @@ export class DatagramRelay {
     }
     const hop = this.nextHops.nextHop(keyBytesOf(far), 0);
     const link = hop === undefined ? undefined : this.host.link(hop);
-    return link !== undefined && link.maxDatagramPayload >= HEADER_BYTES + this.endpoint.options.innerDatagramSize;
+    return link !== undefined && link.viaStream !== true && link.maxDatagramPayload >= HEADER_BYTES + this.endpoint.options.innerDatagramSize;
   }
 
   /** The established relayed connection to `far` that takes new streams, if any. */
@@ -289,12 +309,13 @@ export class DatagramRelay {
   };
 
   stats(): DatagramRelayStats {
-    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats } };
+    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats } };
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.timer);
+      this.streamLinks.close();
       await this.quic.close(options);
     })();
     return this.closing;
