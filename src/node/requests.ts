@@ -15,6 +15,12 @@ const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** The longest delay a Node timer takes (larger ones fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Requests of one peer served at once on their own streams (read, handled, answered), across all
+ * channels; the peer's further requests wait unread, their bytes held back by its flow control.
+ * So a peer with many requests in flight cannot take the node's turn from one with a single one.
+ */
+export const MAX_SERVING_PER_PEER = 4;
 /** Reset codes of a handleRequest stream (docs/PROTOCOL.md, "Request and response"). */
 const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2 } as const;
 
@@ -48,8 +54,19 @@ export interface RequestsHost {
   open(nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream>;
 }
 
+/** The node's request counters (node.stats().limits.requestPeerShare). */
+export interface RequestStats {
+  /** Requests that waited for one of their peer's serving slots (MAX_SERVING_PER_PEER). */
+  waitedPeerShare: number;
+}
+
 export class Requests {
   private readonly targets = new Map<string, RequestTarget>();
+  private readonly shares = new PeerShares(MAX_SERVING_PER_PEER);
+
+  get stats(): Readonly<RequestStats> {
+    return { waitedPeerShare: this.shares.waited };
+  }
 
   constructor(private readonly host: RequestsHost) {}
 
@@ -156,6 +173,16 @@ export class Requests {
 
   /** A request on its own stream (authorised during negotiation): read it whole, run it, answer or reset with the code. */
   private async serveStream(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
+    const peer = info.remoteNodeId;
+    if (!(await this.shares.acquire(peer, stream))) return; // closed while it waited
+    try {
+      await this.serveAdmitted(target, stream, info);
+    } finally {
+      this.shares.release(peer);
+    }
+  }
+
+  private async serveAdmitted(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
     let request: Buffer;
     try {
       request = await readAll(stream, target.maxRequestBytes, 'ERR_REQUEST_TOO_LARGE', REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE);
@@ -168,9 +195,58 @@ export class Requests {
     } catch (error) {
       const failure = error as PnetError;
       stream.reset(failure.code === 'ERR_REQUEST_TOO_LARGE' ? REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE : REQUEST_RESET_CODES.ERR_HANDLER_FAILED);
-      throw failure.cause ?? failure; // reported as the node's 'error': what the handler threw
+      throw failure; // reported as the node's 'error': a PnetError, what the handler threw as its cause
     }
     stream.end(reply);
+  }
+}
+
+/** Serving slots per peer: a request runs at once within its peer's share, else waits its turn (arrival order). */
+class PeerShares {
+  waited = 0;
+  private readonly peers = new Map<NodeId, { serving: number; readonly waiting: Array<() => void> }>();
+
+  constructor(private readonly max: number) {}
+
+  /** true once `peer` may be served (at once when under its share); false if the stream closed while waiting. */
+  acquire(peer: NodeId, stream: PnetStream): true | Promise<boolean> {
+    let share = this.peers.get(peer);
+    if (share === undefined) this.peers.set(peer, (share = { serving: 0, waiting: [] }));
+    if (share.serving < this.max) {
+      share.serving++;
+      return true;
+    }
+    this.waited++;
+    const waiting = share.waiting;
+    return new Promise<boolean>((resolve) => {
+      const closed = (): void => {
+        waiting.splice(waiting.indexOf(turn), 1);
+        this.forgetIdle(peer);
+        resolve(false);
+      };
+      const turn = (): void => {
+        stream.off('close', closed);
+        resolve(true);
+      };
+      stream.once('close', closed);
+      waiting.push(turn);
+    });
+  }
+
+  release(peer: NodeId): void {
+    const share = this.peers.get(peer);
+    if (share === undefined) return;
+    const next = share.waiting.shift();
+    if (next !== undefined) next(); // the slot passes to the peer's next request
+    else {
+      share.serving--;
+      this.forgetIdle(peer);
+    }
+  }
+
+  private forgetIdle(peer: NodeId): void {
+    const share = this.peers.get(peer);
+    if (share !== undefined && share.serving === 0 && share.waiting.length === 0) this.peers.delete(peer);
   }
 }
 

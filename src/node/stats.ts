@@ -8,6 +8,8 @@ import type { DatagramRelayStats, RelayStats } from '../relay/index.js';
 import type { RouterStats } from '../routing/index.js';
 import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
+import type { RoutingGateStats } from './routing-gate.js';
+import type { RequestStats } from './requests.js';
 import type { DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
@@ -36,6 +38,10 @@ export interface StatsSources {
   datagramRelay(): DatagramRelayStats | undefined;
   router(): RouterStats;
   fanout(): FanoutCounters;
+  /** The routing channel's per-peer share (routing-gate.ts). */
+  routingGate?(): Readonly<RoutingGateStats>;
+  /** The request pipeline's per-peer serving share (requests.ts). */
+  requests?(): Readonly<RequestStats>;
 }
 
 /** Counts connections as the node adopts them (the transports count only what they hold now). */
@@ -85,7 +91,13 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
     routing,
     fanout: { ...fanout },
     negotiations,
-    limits: { ...limitTrips(negotiations, quic, relay, routing, fanout), ...datagramRelayTrips(datagramRelay) },
+    limits: {
+      ...limitTrips(negotiations, quic, relay, routing, fanout),
+      ...datagramRelayTrips(datagramRelay),
+      routingStreamsPeerLimit: sources.routingGate?.().refusedPeerLimit ?? 0,
+      routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
+      requestPeerShare: sources.requests?.().waitedPeerShare ?? 0,
+    },
   };
 }
 
@@ -100,6 +112,7 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
   return sum as unknown as NegotiationStats;
 }
 
+type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'requestPeerShare'>;
 type DatagramRelayTrips = Pick<LimitTrips, 'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted'>;
 
 function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRelayTrips {
@@ -112,7 +125,7 @@ function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRela
   };
 }
 
-function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips> {
+function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof RoutingGateTrips> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,

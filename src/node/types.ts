@@ -312,6 +312,12 @@ export interface LimitTrips {
   routingPublishRate: number;
   /** Routing: arriving record versions held back by the acceptance rate limit. */
   routingArrivalRate: number;
+  /** Routing: routing streams refused OVERLOADED over their peer's share (a non-neighbour's is small). */
+  routingStreamsPeerLimit: number;
+  /** Routing: routing streams refused OVERLOADED over the bound shared by all peers that are not routing neighbours. */
+  routingStreamsNodeLimit: number;
+  /** Requests: a request that waited for one of its peer's serving slots (a peer is served 4 requests at a time). */
+  requestPeerShare: number;
   /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
   fanoutLegsNodeLimit: number;
   /** Fan-out: legs refused OVERLOADED over the peer's share. */
