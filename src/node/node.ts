@@ -9,13 +9,14 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
-import { Identity, loadOrCreateIdentity } from '../identity/index.js';
+import { Identity, loadOrCreateIdentity, parseNodeId } from '../identity/index.js';
 import type { NodeId } from '../identity/index.js';
 import { QuicConnection, formatAddress, parseAddress } from '../transport/index.js';
 import { DATAGRAM_LINK_CHANNEL, DatagramRelay } from '../relay/index.js';
 import type { DatagramLink } from '../relay/index.js';
 import type { Connection, SocketAddress, Transport } from '../transport/index.js';
 import { bindTransports, datagramRelayOptions, nodeSettings } from './binding.js';
+import { numberOption } from '../options.js';
 import type { NodeSettings } from './binding.js';
 import { Dialer } from './dialer.js';
 import { PeerTable, peerInfo } from './peers.js';
@@ -287,7 +288,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   async dial(address: string | SocketAddress, options: { expectedNodeId?: NodeId; timeoutMs?: number } = {}): Promise<NodeId> {
     this.assertOpen();
     const target = parseAddress(address);
-    const expected = options.expectedNodeId;
+    // A malformed id could never match: say so, rather than blame the peer (ERR_PEER_ID_MISMATCH).
+    const expected = options.expectedNodeId === undefined ? undefined : parseNodeId(options.expectedNodeId);
     if (expected !== undefined && this.peerTable.live(expected)) return expected;
     const { remoteNodeId: id } = await this.dialer.dial(target, options);
     if (expected !== undefined && id !== expected) {
@@ -296,9 +298,10 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     return id;
   }
 
-  /** Closes the connection to `nodeId` (gracefully: open streams finish first). */
-  disconnect(nodeId: NodeId): Promise<void> {
-    return this.peerTable.disconnect(nodeId);
+  /** Closes the connection to `nodeId` gracefully: open streams get up to `timeoutMs` (default 1000) to finish, then are cut. */
+  disconnect(nodeId: NodeId, options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = numberOption('disconnect option', 'timeoutMs', options.timeoutMs, 1000);
+    return this.peerTable.disconnect(nodeId, timeoutMs);
   }
 
   peers(): PeerInfo[] {
@@ -372,7 +375,19 @@ export class PnetNode extends EventEmitter<NodeEvents> {
 
   /** Sends `data` on `channel` and resolves with the whole reply (see handleRequest). */
   request(nodeId: NodeId, channel: string, data: Uint8Array | string, options: RequestOptions = {}): Promise<Buffer> {
+    if (nodeId === this.id) return this.requestSelf(channel, data, options);
     return this.requests.request(nodeId, channel, data, options);
+  }
+
+  /** A request to this node itself: its own handler, through the same pipeline (authorise, limits), without a stream. */
+  private async requestSelf(channel: string, data: Uint8Array | string, options: RequestOptions): Promise<Buffer> {
+    this.assertOpen();
+    assertUserChannel(channel);
+    const info = { channel, remoteNodeId: this.id, metadata: Object.assign(Object.create(null) as Record<string, string>, options.metadata ?? {}), ...(options.credentials ? { credentials: options.credentials } : {}) };
+    const limits = { deadlineAt: performance.now() + (options.timeoutMs ?? 10_000), ...(options.maxResponseBytes === undefined ? {} : { maxReplyBytes: options.maxResponseBytes }) };
+    const outcome = await this.requests.answer(channel, typeof data === 'string' ? Buffer.from(data) : Buffer.from(data), info, limits);
+    if (!outcome.ok) throw outcome.error;
+    return outcome.reply;
   }
 
   /**

@@ -83,12 +83,12 @@ export class PeerTable {
     this.events.up(connection);
   }
 
-  /** Closes the connection to `nodeId` (gracefully), its spares, or one would take over, and the relayed ones to it. */
-  async disconnect(nodeId: NodeId): Promise<void> {
+  /** Closes the connection to `nodeId` (open streams get up to `timeoutMs` to finish), its spares, or one would take over, and the relayed ones to it. */
+  async disconnect(nodeId: NodeId, timeoutMs: number): Promise<void> {
     const spares = [...this.spares.keys()].filter((spare) => spare.remoteNodeId === nodeId);
     const relayed = [...this.relayed].filter((c) => c.remoteNodeId === nodeId);
     const connection = this.connections.get(nodeId);
-    await Promise.all([...spares, ...relayed, ...(connection ? [connection] : [])].map((c) => c.close({ reason: 'disconnect' })));
+    await Promise.all([...spares, ...relayed, ...(connection ? [connection] : [])].map((c) => c.close({ reason: 'disconnect', timeoutMs })));
   }
 
   /** Stops the grace timers (the node is closing; the transports close every connection). */
@@ -137,12 +137,8 @@ export function peerInfo(connection: Connection, transport: PeerInfo['transport'
     address: formatAddress(connection.remoteAddress),
     transport,
     direction: connection.direction,
-    // Read on demand: asking quiche for path statistics costs more than a connection's bookkeeping.
-    get rttMs() {
-      return connection.rttMs();
-    },
-    get streams() {
-      return connection.streamCount;
-    },
+    // Plain values (printed and serialised as they are): peers() and peer:up read them once.
+    rttMs: connection.rttMs(),
+    streams: connection.streamCount,
   };
 }
