@@ -100,3 +100,18 @@ t.test('pnet info against a stopped daemon exits 3 at once (the port refuses), n
   t.equal(JSON.parse(result.stdout).error.code, 'ERR_CONNECTION_REFUSED');
   t.ok(result.ms < 2500, `exited in ${Math.round(result.ms)} ms (in-process: without node's start-up)`);
 });
+
+t.test('a wildcard listen address is shown as the interface addresses, never 0.0.0.0', async (t) => {
+  const { reachableAddresses } = await import('../src/cli/addresses.js');
+  const interfaces = {
+    lo: [{ address: '127.0.0.1', family: 'IPv4', internal: true }],
+    eth0: [
+      { address: '10.0.0.5', family: 'IPv4', internal: false },
+      { address: 'fe80::1', family: 'IPv6', internal: false },
+      { address: '2001:db8::5', family: 'IPv6', internal: false },
+    ],
+  } as unknown as ReturnType<typeof import('node:os').networkInterfaces>;
+  t.same(reachableAddresses('0.0.0.0:7300', interfaces), ['10.0.0.5:7300', '127.0.0.1:7300']);
+  t.same(reachableAddresses('[::]:7300', interfaces), ['10.0.0.5:7300', '[2001:db8::5]:7300', '127.0.0.1:7300']);
+  t.same(reachableAddresses('127.0.0.1:7300', interfaces), ['127.0.0.1:7300']);
+});

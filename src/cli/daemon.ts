@@ -11,6 +11,7 @@ import { serveOps } from './ops.js';
 import { serveMetrics } from './metrics.js';
 import type { MetricsServer } from './metrics.js';
 import { readVersion } from './version.js';
+import { reachableAddresses } from './addresses.js';
 import { Bootstrapper, errorCode } from './bootstrap.js';
 import type { BootstrapLog } from './bootstrap.js';
 
@@ -46,7 +47,8 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
     {
       event: 'started',
       nodeId: node.id,
-      address: node.address,
+      address: reachableAddresses(node.address)[0],
+      listen: node.address,
       version: readVersion(),
       keyFile: config.keyFile,
       operators: config.operators.length,

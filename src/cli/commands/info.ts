@@ -15,7 +15,8 @@ export function addInfo(program: Command, ctx: CommandContext): void {
         ['field', 'value'],
         [
           ['node id', info.nodeId],
-          ['address', info.address],
+          ['address', info.addresses.join(', ')],
+          ['listen', info.listen],
           ['version', info.version],
           ['uptime s', Math.round(info.uptimeMs / 1000)],
           ['peers', info.peers],

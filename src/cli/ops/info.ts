@@ -1,5 +1,6 @@
 /** ops/info: what the node is (id, address, version, uptime, counts, allowed commands). */
 import { readVersion } from '../version.js';
+import { reachableAddresses } from '../addresses.js';
 import type { OpsContext, OpsHandler } from './context.js';
 import type { InfoReply } from './wire.js';
 
@@ -7,9 +8,12 @@ import type { InfoReply } from './wire.js';
 export function infoHandler({ node, config }: OpsContext): OpsHandler {
   const started = Date.now();
   const version = readVersion();
+  const addresses = reachableAddresses(node.address);
   return (_request, from): InfoReply => ({
     nodeId: node.id,
-    address: node.address,
+    address: addresses[0]!,
+    addresses,
+    listen: node.address,
     version,
     uptimeMs: Date.now() - started,
     peers: node.peers().filter((peer) => peer.nodeId !== from).length,

@@ -23,7 +23,12 @@ export interface ErrorReply {
 
 export interface InfoReply {
   readonly nodeId: NodeId;
+  /** Where the node can be dialed (for a wildcard listen address: its first interface address). */
   readonly address: string;
+  /** Every dialable address (a wildcard listen address expanded to the host's interfaces). */
+  readonly addresses: string[];
+  /** The listen address as configured (may be 0.0.0.0:PORT). */
+  readonly listen: string;
   readonly version: string;
   readonly uptimeMs: number;
   readonly peers: number;
