@@ -56,3 +56,22 @@ t.test('a line a-b-c whose b-c link is HTTP/2 only: a reaches c on a relayed QUI
   t.equal((await c.request(a.id, 'whoami', 'back')).toString(), `${a.id}<-${c.id}:back`, 'c reaches a back');
   t.equal(nodeServices(b).datagrams!.stats().streamLinks.streams, 1, 'still one stream for the link');
 });
+
+t.test('an HTTP/2 neighbour without the link channel (relay.datagrams false): RELAY_REFUSED, and the stream relay carries it', async (t) => {
+  const a = await createNode(options);
+  const b = await createNode(options);
+  const c = await createNode({ ...options, quic: false, relay: { datagrams: false } });
+  t.teardown(() => Promise.all([a, b, c].map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  c.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${c.id}<-${info.remoteNodeId}:`), request]));
+  await a.dial(b.address);
+  await c.dial(b.address);
+  await until('routes', () => a.path(c.id)?.length === 3);
+  t.equal((await a.request(c.id, 'whoami', 'x')).toString(), `${c.id}<-${a.id}:x`, 'the request arrives');
+  t.equal(relayPeers(a), 0, 'not on a relayed QUIC connection');
+  t.equal(nodeServices(b).streams.relayStats().flows, 1, 'b spliced one relayed stream (the fallback)');
+  const stats = nodeServices(b).datagrams!.stats();
+  t.equal(stats.streamLinks.streams, 1, 'b tried one link stream (rejected: UNKNOWN_CHANNEL), no new one while refused');
+  t.ok(stats.forwarder.errorsSent >= 1, 'b reported RELAY_REFUSED for the next ones');
+  t.equal((await a.request(c.id, 'whoami', 'y')).toString(), `${c.id}<-${a.id}:y`, 'later requests too');
+  t.equal(nodeServices(b).datagrams!.stats().streamLinks.streams, 1, 'still one try');
+});

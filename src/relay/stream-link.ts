@@ -22,6 +22,8 @@ export interface DatagramLink {
 export const DATAGRAM_LINK_CHANNEL = 'pnet/relay-datagrams';
 /** Bytes a link stream may hold unsent (its write buffer, or the queue while it opens) before datagrams are dropped. */
 export const MAX_BUFFERED = 256 * 1024;
+/** After a link stream could not be opened (a neighbour without the channel), the link takes no datagrams for this long. */
+export const REFUSED_MS = 60_000;
 
 export interface StreamLinkHost {
   /** Opens the link stream to neighbour `nodeId` on DATAGRAM_LINK_CHANNEL (optimistic: usable at once). */
@@ -45,8 +47,9 @@ export interface StreamLinkStats {
 
 /** One neighbour's link: the stream this end sends on, and every stream it reads. */
 class StreamLink implements DatagramLink {
-  readonly maxDatagramPayload = MAX_RELAYED_BYTES;
   readonly viaStream = true;
+  /** Until when the link takes no datagrams (its stream could not be opened): hops report RELAY_REFUSED meanwhile. */
+  refusedUntil = 0;
   sending: Duplex | undefined;
   /** Framed datagrams waiting for the stream to open (at most MAX_BUFFERED bytes). */
   queue: Buffer[] | undefined;
@@ -58,8 +61,16 @@ class StreamLink implements DatagramLink {
     readonly nodeId: NodeId,
   ) {}
 
+  get maxDatagramPayload(): number {
+    return this.sending === undefined && performance.now() < this.refusedUntil ? 0 : MAX_RELAYED_BYTES;
+  }
+
   sendDatagram(data: Uint8Array): boolean {
     const stats = this.owner.stats;
+    if (this.maxDatagramPayload === 0) {
+      stats.dropped++;
+      return false;
+    }
     const framed = frameDatagram(data);
     if (this.sending !== undefined) {
       if (this.sending.writableLength > MAX_BUFFERED) {
@@ -131,11 +142,12 @@ export class StreamLinks {
           stream.destroy();
           return;
         }
-        this.attach(link, stream);
+        this.attach(link, stream, true);
         if (link.sending === undefined) link.useForSending(stream);
       },
       () => {
-        // the neighbour is gone or refused: what waited is lost (QUIC resends), the next datagram tries again
+        // the neighbour is gone or lacks the channel: what waited is lost (QUIC resends); no new try for REFUSED_MS
+        link.refusedUntil = performance.now() + REFUSED_MS;
         this.stats.dropped += link.queue?.length ?? 0;
         link.queue = undefined;
         link.queued = 0;
@@ -143,7 +155,7 @@ export class StreamLinks {
     );
   }
 
-  private attach(link: StreamLink, stream: Duplex): void {
+  private attach(link: StreamLink, stream: Duplex, opened = false): void {
     this.stats.streams++;
     link.streams.add(stream);
     const reader = new DatagramStreamReader();
@@ -156,15 +168,17 @@ export class StreamLinks {
       this.stats.badFrames++;
       stream.destroy();
     });
-    stream.on('error', () => undefined);
+    stream.on('error', (error: { code?: string }) => {
+      // our OPEN was rejected (an older neighbour, or one with relay v2 off): no new try for REFUSED_MS
+      if (opened && (error.code === 'UNKNOWN_CHANNEL' || error.code === 'UNAUTHORIZED')) link.refusedUntil = performance.now() + REFUSED_MS;
+    });
     stream.once('close', () => {
       link.streams.delete(stream);
       if (link.sending === stream) link.sending = undefined;
-      if (link.streams.size === 0 && link.queue === undefined && this.links.get(link.nodeId) === link) this.links.delete(link.nodeId);
     });
   }
 
-  /** The neighbour went away: its streams go with it. */
+  /** The neighbour went away: its link and streams go (a link lives as long as its neighbour: at most one per neighbour). */
   neighbourDown(nodeId: NodeId): void {
     const link = this.links.get(nodeId);
     if (link === undefined) return;
