@@ -137,8 +137,11 @@ export class Spread {
       } else if (this.hopLimit <= 0) {
         for (const key of shareKeys) this.fail(key, 'HOP_LIMIT', `fan-out hop limit reached at ${self}`);
       } else if (share.hop === this.parent) {
+        // The parent itself is a destination, not a loop (a leaf's 'all' expanded by its router).
+        const parentKey = shareKeys.find((key) => nodeIdAt(Buffer.from(key, 'latin1'), 0) === share.hop);
+        if (parentKey !== undefined) this.sendLeg(share.hop, [parentKey], false);
         // Routes are changing (ours or the parent's are stale): try again here once they settle, while the deadline allows.
-        for (const key of shareKeys) this.backToParent(key, share.hop);
+        for (const key of shareKeys) if (key !== parentKey) this.backToParent(key, share.hop);
       } else {
         this.sendLeg(share.hop, shareKeys, false);
       }
