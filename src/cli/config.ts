@@ -50,6 +50,10 @@ export interface OpsConfig {
   readonly allowShell: boolean;
   /** Commands running at once on this host; more are refused with OVERLOADED. */
   readonly maxConcurrentExec: number;
+  /** This host's name (`--targets name=...`). */
+  readonly name?: string;
+  /** This host's labels (`--targets role=web`). */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface DaemonConfig extends OpsConfig {
@@ -58,7 +62,13 @@ export interface DaemonConfig extends OpsConfig {
   readonly bootstrap: readonly string[];
   /** Where the Prometheus endpoint listens ("host:port"); undefined: no endpoint. */
   readonly metrics?: string;
+  /** The routing role (createNode's routing.role); undefined: the library's default. */
+  readonly role?: RoutingRole;
 }
+
+export type RoutingRole = 'router' | 'leaf' | 'auto';
+const ROLES: readonly RoutingRole[] = ['router', 'leaf', 'auto'];
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** The config file's JSON shape (every field optional; defaults in docs/CLI.md). */
 export interface DaemonConfigFile {
@@ -73,9 +83,12 @@ export interface DaemonConfigFile {
   metrics?: boolean | string;
   /** Lets `metrics` listen on a non-loopback address (default false). */
   metricsAllowRemote?: boolean;
+  name?: string;
+  labels?: Record<string, string>;
+  routing?: { role?: RoutingRole };
 }
 
-const TOP_KEYS = new Set(['listen', 'keyFile', 'bootstrap', 'operators', 'allowShell', 'maxConcurrentExec', 'commands', 'metrics', 'metricsAllowRemote']);
+const TOP_KEYS = new Set(['listen', 'keyFile', 'bootstrap', 'operators', 'allowShell', 'maxConcurrentExec', 'commands', 'metrics', 'metricsAllowRemote', 'name', 'labels', 'routing']);
 const COMMAND_KEYS = new Set(['argv', 'script', 'allowArgs', 'timeoutMs', 'maxOutputBytes', 'cwd']);
 
 /** Accumulates problems so one run reports all of them. */
@@ -257,8 +270,47 @@ export function validateConfig(raw: unknown, source = 'config', baseDir = proces
   const maxConcurrentExec = integer(problems, 'maxConcurrentExec', config['maxConcurrentExec'], DEFAULT_MAX_CONCURRENT_EXEC, 1, 10_000);
   const commands = validateCommands(config['commands'], allowShell, baseDir, problems);
   const metrics = metricsAddress(problems, config['metrics'], config['metricsAllowRemote']);
+  const facts = factsOf(problems, config['name'], config['labels']);
+  const role = roleOf(problems, config['routing']);
   problems.throwIfAny(source);
-  return { listen, keyFile, bootstrap, operators, allowShell, maxConcurrentExec, commands, ...(metrics !== undefined ? { metrics } : {}) };
+  return { listen, keyFile, bootstrap, operators, allowShell, maxConcurrentExec, commands, ...facts, ...(metrics !== undefined ? { metrics } : {}), ...(role !== undefined ? { role } : {}) };
+}
+
+/** `name` and `labels`: what `--targets name=...` and `--targets KEY=VALUE` select on. */
+function factsOf(problems: Problems, name: unknown, labels: unknown): { name?: string; labels: Record<string, string> } {
+  const out: { name?: string; labels: Record<string, string> } = { labels: {} };
+  if (name !== undefined) {
+    if (typeof name !== 'string' || name === '' || name.length > 255) problems.add('name', 'must be a non-empty string (at most 255 characters)');
+    else out.name = name;
+  }
+  if (labels === undefined) return out;
+  if (!isObject(labels)) {
+    problems.add('labels', 'must be an object of strings: { "role": "web" }');
+    return out;
+  }
+  for (const [key, value] of Object.entries(labels)) {
+    if (!LABEL_KEY.test(key) || key === 'name') problems.add(`labels.${key}`, 'a label key is 1-64 of A-Z a-z 0-9 . _ - and not "name"');
+    else if (typeof value !== 'string' || value.length > 255 || value.includes(',') || value.includes('=')) problems.add(`labels.${key}`, 'must be a string of at most 255 characters without "," or "="');
+    else out.labels[key] = value;
+  }
+  return out;
+}
+
+/** `routing: { role }`: passed to createNode({ routing: { role } }). */
+function roleOf(problems: Problems, routing: unknown): RoutingRole | undefined {
+  if (routing === undefined) return undefined;
+  if (!isObject(routing)) {
+    problems.add('routing', 'must be an object: { "role": "router" }');
+    return undefined;
+  }
+  unknownKeys(problems, 'routing', routing, new Set(['role']));
+  const role = routing['role'];
+  if (role === undefined) return undefined;
+  if (typeof role !== 'string' || !ROLES.includes(role as RoutingRole)) {
+    problems.add('routing.role', `must be one of ${ROLES.join(', ')}, got ${JSON.stringify(role)}`);
+    return undefined;
+  }
+  return role as RoutingRole;
 }
 
 /** Reads and validates a config file (JSON). */

@@ -12,6 +12,8 @@ import { serveMetrics } from './metrics.js';
 import type { MetricsServer } from './metrics.js';
 import { readVersion } from './version.js';
 import { reachableAddresses } from './addresses.js';
+import { inventoryFileFor, loadInventory, saveInventory } from './inventory.js';
+import type { Inventory } from './inventory.js';
 import { Bootstrapper, errorCode } from './bootstrap.js';
 import type { BootstrapLog } from './bootstrap.js';
 
@@ -27,14 +29,17 @@ export function createLogger(level: LogLevel = 'info', fd = 1): Logger {
  * the ops service and the node.
  */
 export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Promise<string>): Promise<void> {
-  const node = await createNode({ listen: config.listen, keyFile: config.keyFile });
+  const node = await createNode({ listen: config.listen, keyFile: config.keyFile, ...(config.role === undefined ? {} : { routing: { role: config.role } }) });
+  const inventoryFile = inventoryFileFor(config.keyFile);
+  const inventory = await loadInventory(inventoryFile);
+  const saver = new InventorySaver(inventory, inventoryFile, logger);
   node.on('peer:up', (peer) => logger.info({ event: 'peer:up', nodeId: peer.nodeId, address: peer.address, direction: peer.direction }, 'peer up'));
   node.on('peer:down', ({ nodeId, error }) => logger.info({ event: 'peer:down', nodeId, ...(error ? { code: error.code, reason: error.message } : {}) }, 'peer down'));
   node.on('route', (change) =>
     logger.info({ event: 'route', nodeId: change.nodeId, nextHop: change.nextHop ?? null, previousNextHop: change.previousNextHop ?? null }, change.nextHop ? 'route' : 'unreachable'),
   );
   node.on('error', (error) => logger.warn({ event: 'error', code: error instanceof PnetError ? error.code : undefined, reason: error.message }, 'node error'));
-  const ops = serveOps(node, config, logger);
+  const ops = serveOps(node, config, logger, { inventory, inventoryChanged: () => saver.changed() });
   let metrics: MetricsServer | undefined;
   try {
     metrics = config.metrics === undefined ? undefined : await serveMetrics(() => node.stats(), config.metrics);
@@ -47,6 +52,10 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
     {
       event: 'started',
       nodeId: node.id,
+      name: config.name ?? null,
+      labels: config.labels ?? {},
+      hosts: inventory.size,
+      inventoryFile,
       address: reachableAddresses(node.address)[0],
       listen: node.address,
       version: readVersion(),
@@ -69,6 +78,7 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   bootstrap.stop();
   await metrics?.close();
   await ops.close();
+  await saver.flush();
   await node.close();
   logger.info({ event: 'stopped' }, 'stopped');
 }
@@ -79,4 +89,38 @@ function bootstrapLog(logger: Logger): BootstrapLog {
     failed: (address, attempt, error, retryMs) =>
       logger.warn({ event: 'bootstrap:failed', address, attempt, code: errorCode(error), reason: (error as Error).message, retryMs }, 'bootstrap dial failed'),
   };
+}
+
+/** Saves the inventory at most every few seconds while it changes, and once more at the end. */
+class InventorySaver {
+  private timer: NodeJS.Timeout | undefined;
+  private saving: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly inventory: Inventory,
+    private readonly file: string,
+    private readonly logger: Logger,
+  ) {}
+
+  changed(): void {
+    if (this.timer !== undefined || !this.inventory.dirty) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.save();
+    }, 2000);
+    this.timer.unref();
+  }
+
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.save();
+  }
+
+  private save(): Promise<void> {
+    this.saving = this.saving.then(() =>
+      saveInventory(this.inventory, this.file).catch((error: Error) => this.logger.warn({ event: 'error', code: 'ERR_CONFIG', reason: `cannot save the inventory ${this.file}: ${error.message}` }, 'inventory not saved')),
+    );
+    return this.saving;
+  }
 }

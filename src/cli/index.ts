@@ -9,7 +9,9 @@ export { parseTargets } from './commands/exec.js';
 export { classify, summarise } from './exec-outcome.js';
 export type { ExecOutcome, ExecSummary } from './exec-outcome.js';
 export { serveOps, OPS_CHANNELS } from './ops.js';
-export type { OpsService, OpsLogger } from './ops.js';
+export type { OpsService, OpsLogger, OpsOptions } from './ops.js';
+export { Inventory, MAX_HOSTS, inventoryFileFor, loadInventory, saveInventory, parseSelector, matches } from './inventory.js';
+export type { HostRecord, HostFacts, Selector } from './inventory.js';
 export type {
   ErrorReply,
   InfoReply,
@@ -24,6 +26,10 @@ export type {
   TraceHop,
   ExecRequest,
   ExecReply,
+  FactsReply,
+  InventoryHost,
+  InventoryReply,
+  ForgetReply,
 } from './ops/wire.js';
 export { validateConfig, validateOpsConfig, validateCommands, loadConfig, commandFromFlag, DEFAULT_PORT } from './config.js';
 export type { DaemonConfig, DaemonConfigFile, OpsConfig, CommandConfig, CommandSpec } from './config.js';

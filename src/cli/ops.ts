@@ -20,13 +20,24 @@ import { topologyHandler } from './ops/topology.js';
 import { traceHandler } from './ops/trace.js';
 import { OPS_CHANNELS } from './ops/wire.js';
 import type { ErrorReply } from './ops/wire.js';
+import { Inventory } from './inventory.js';
+import { factsHandler, forgetHandler, inventoryHandler, trackInventory } from './ops/inventory.js';
 
 export { OPS_CHANNELS } from './ops/wire.js';
 export type { OpsLogger } from './ops/context.js';
 
+export interface OpsOptions {
+  /** The hosts remembered (the daemon loads it from its file); default: a new one in memory. */
+  readonly inventory?: Inventory;
+  /** Called after the inventory was updated (the daemon saves it). */
+  readonly inventoryChanged?: () => void;
+}
+
 export interface OpsService {
   /** Commands running now. */
   readonly running: number;
+  /** The hosts this node has seen. */
+  readonly inventory: Inventory;
   /** Stops serving the ops channels and kills running commands' process groups. */
   close(): Promise<void>;
 }
@@ -37,8 +48,10 @@ const MAX_REQUEST_BYTES = 64 * 1024;
  * Serves the ops channels on `node` for `config.operators`. Use validateOpsConfig to build the
  * config from JSON-shaped input. Events go to `logger` (one call per event).
  */
-export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger): OpsService {
+export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger, options: OpsOptions = {}): OpsService {
   const operators = new Set<string>(config.operators);
+  const inventory = options.inventory ?? new Inventory();
+  const tracker = trackInventory(node, inventory, options.inventoryChanged);
   const ctx: OpsContext = { node, config, logger };
   const authorise = ({ remoteNodeId, channel }: { remoteNodeId: NodeId; channel: string }): boolean => {
     if (operators.has(remoteNodeId)) return true;
@@ -46,7 +59,7 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger):
     return false;
   };
   const exec = execService(ctx);
-  const handlers: Record<Exclude<keyof typeof OPS_CHANNELS, 'echo'>, OpsHandler> = {
+  const handlers: Record<Exclude<keyof typeof OPS_CHANNELS, 'echo' | 'facts' | 'sink' | 'perf'>, OpsHandler> = {
     info: infoHandler(ctx),
     peers: peersHandler(ctx),
     routes: routesHandler(ctx),
@@ -54,20 +67,25 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger):
     ping: pingHandler(ctx),
     trace: traceHandler(ctx),
     exec: exec.handler,
+    inventory: inventoryHandler(ctx, inventory),
+    forget: forgetHandler(ctx, inventory),
   };
   for (const [name, handler] of Object.entries(handlers) as Array<[keyof typeof handlers, OpsHandler]>) {
     node.handleRequest(OPS_CHANNELS[name], jsonReplies(OPS_CHANNELS[name], handler, logger), { authorise, maxRequestBytes: MAX_REQUEST_BYTES });
   }
   // Echo for ping/trace: the daemon probing this node is a member of the map, not an operator.
-  node.handle(OPS_CHANNELS.echo, (stream) => echo(stream), {
-    authorise: ({ remoteNodeId }) => operators.has(remoteNodeId) || node.path(remoteNodeId) !== undefined,
-  });
+  const memberOrOperator = ({ remoteNodeId }: { remoteNodeId: NodeId }): boolean => operators.has(remoteNodeId) || node.path(remoteNodeId) !== undefined;
+  node.handle(OPS_CHANNELS.echo, (stream) => echo(stream), { authorise: memberOrOperator });
+  // Facts (name, labels) for the inventories of the other daemons: members of the map ask, not operators.
+  node.handleRequest(OPS_CHANNELS.facts, jsonReplies(OPS_CHANNELS.facts, factsHandler(ctx), logger), { authorise: memberOrOperator, maxRequestBytes: MAX_REQUEST_BYTES });
 
   return {
     get running() {
       return exec.running;
     },
+    inventory,
     async close() {
+      tracker.stop();
       for (const channel of Object.values(OPS_CHANNELS)) node.unhandle(channel);
       await exec.close();
     },

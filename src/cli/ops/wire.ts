@@ -13,9 +13,50 @@ export const OPS_CHANNELS = {
   ping: 'ops/ping',
   trace: 'ops/trace',
   exec: 'ops/exec',
+  /** The hosts the node has seen (its inventory), reachable or not, with their facts. */
+  inventory: 'ops/inventory',
+  forget: 'ops/forget',
+  perf: 'ops/perf',
   /** Served to operators and to every node of the map: the target end of ping and trace. */
   echo: 'ops/echo',
+  /** Served to operators and to every node of the map: this host's name and labels (the inventory reads them). */
+  facts: 'ops/facts',
+  /** Served to operators and to every node of the map: the far end of perf (discards, or sends what is asked). */
+  sink: 'ops/sink',
 } as const;
+
+export interface FactsReply {
+  readonly nodeId: NodeId;
+  readonly name?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly version: string;
+}
+
+export interface InventoryHost {
+  readonly nodeId: NodeId;
+  readonly name?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** In the answering node's map now. */
+  readonly reachable: boolean;
+  /** ISO time it was last in the map. */
+  readonly lastReachable: string;
+  readonly firstSeen: string;
+}
+
+export interface InventoryReply {
+  readonly self: NodeId;
+  readonly hosts: InventoryHost[];
+  /** Hosts forgotten because the inventory was full. */
+  readonly evicted: number;
+}
+
+export interface ForgetReply {
+  readonly nodeId: NodeId;
+  /** It was in the inventory. */
+  readonly forgotten: boolean;
+  /** It is in the map now (it will be remembered again). */
+  readonly reachable: boolean;
+}
 
 export interface ErrorReply {
   readonly error: { readonly code: string; readonly message: string };
