@@ -61,3 +61,31 @@ t.test("role 'auto' on real nodes: the node others dial becomes the router, the 
   hosts[2]!.handleRequest('whoami', () => hosts[2]!.id);
   t.equal((await hosts[0]!.request(hosts[2]!.id, 'whoami', 'x')).toString(), hosts[2]!.id, 'host to host through the hub');
 });
+
+t.test("what a leaf sees and does: routes() its neighbours, fanout('all') expanded by its hub", async (t) => {
+  const hub = await createNode(base);
+  const leafOptions = { ...base, routing: { ...base.routing, role: 'leaf' as const } };
+  const leaves = await Promise.all(Array.from({ length: 4 }, () => createNode(leafOptions)));
+  const all = [hub, ...leaves];
+  t.teardown(() => Promise.all(all.map((n) => n.close({ timeoutMs: 200 }))).then(() => undefined));
+  for (const node of all) node.handleRequest('whoami', () => node.id);
+  for (const leaf of leaves) await leaf.dial(hub.address);
+  await until('the hub routes to every leaf', () => hub.routes().length === leaves.length);
+  await until('every leaf defaults to the hub', () => leaves.every((l) => router(l).defaultRoute === hub.id));
+  const leaf = leaves[0]!;
+  t.same(leaf.routes().map((r) => r.nodeId), [hub.id], 'routes(): its neighbours only (no map)');
+  t.equal(leaf.path(leaves[1]!.id), undefined, 'no path beyond its first hop');
+  t.same(leaf.topology().links.map((l) => l.to), [hub.id], 'topology(): its own record');
+  t.equal(router(leaf).nextHop(leaves[3]!.id), hub.id, 'every other node: by the default route');
+  const answers = new Map<string, string>();
+  for await (const result of leaf.fanout('all', 'whoami', 'x', { deadlineMs: 5000 })) {
+    answers.set(result.nodeId, result.ok ? result.data.toString() : result.error.code);
+  }
+  t.same([...answers.keys()].sort(), all.map((n) => n.id).sort(), "fanout('all') from a leaf reaches every node of the hub's map, itself included");
+  t.ok([...answers].every(([id, answer]) => id === answer), 'every target answered itself');
+  t.comment(JSON.stringify([...answers]));
+  t.equal(nodeServices(hub).fanouts.stats.legsServed > 0, true, 'the hub served the leg that expanded the list');
+  const named: string[] = [];
+  for await (const result of leaf.fanout([leaves[2]!.id, leaves[3]!.id], 'whoami', 'x')) if (result.ok) named.push(result.data.toString());
+  t.same(named.sort(), [leaves[2]!.id, leaves[3]!.id].sort(), 'named targets go by the default route too');
+});

@@ -159,6 +159,11 @@ export class Neighbours {
     return Buffer.concat([keyBytesOf(this.identity.nodeId), ...this.router.routes().map((route) => keyBytesOf(route.dest))]);
   }
 
+  /** Where a fan-out to 'all' goes to be expanded: a leaf's default route (it has no map); undefined for a router. */
+  allVia(): NodeId | undefined {
+    return this.router.role === 'leaf' ? this.router.defaultRoute : undefined;
+  }
+
   /** Targets by next hop in one routing-table call; a connected peer the map does not know yet is its own next hop. */
   groupByNextHop(packed: Uint8Array): NextHopShare[] {
     return connectedAsNextHop(this.router.groupByNextHop(packed), (id) => this.host.live(id) !== undefined);
@@ -181,10 +186,10 @@ export class Neighbours {
   private heardHello(id: NodeId, role: NodeRole | undefined): void {
     const pending = this.pending.get(id);
     if (pending === undefined) {
-      // A neighbour says hello again: its role changed before it heard ours ('auto').
-      if (role !== undefined && this.router.neighbourCost(id) !== undefined && this.router.neighbourRole(id) !== role) {
-        this.apply(this.router.neighbourUp(id, performance.now(), undefined, { role }));
-      }
+      // A neighbour says hello again: its role changed before it heard ours ('auto'). An unknown
+      // role is left to its records (a hello that lost the race with them is no news).
+      const known = this.router.neighbourRole(id);
+      if (role !== undefined && known !== undefined && known !== role) this.apply(this.router.neighbourHint(id, { role }, performance.now()));
       return;
     }
     pending.heard = true;

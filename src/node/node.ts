@@ -400,7 +400,9 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   fanout(targets: readonly NodeId[] | 'all', channel: string, payload: Uint8Array | string, options: FanoutOptions = {}): AsyncIterable<FanoutResult> {
     this.assertOpen();
     assertUserChannel(channel);
-    return this.fanouts.start(targets, channel, payload, options);
+    // A leaf holds no map: its router expands 'all' (docs/ROUTING.md, What a leaf does).
+    const via = targets === 'all' && options.via === undefined ? this.neighbours.allVia() : undefined;
+    return this.fanouts.start(targets, channel, payload, via === undefined ? options : { ...options, via });
   }
 
   /** Counters of this node's fan-out work (forged results dropped, legs, retries). */

@@ -521,6 +521,17 @@ export class Router {
     return this.#finish();
   }
 
+  /**
+   * What the glue learnt of an up neighbour since it came up (a second hello: its role changed).
+   * Unlike neighbourUp, no database exchange (a leaf that turns out to be a router gets the map).
+   */
+  neighbourHint(nodeId: NodeId, hint: NeighbourHint, nowMs: number): readonly RouterAction[] {
+    this.#begin(nowMs);
+    const n = this.#neighbours.get(nodeId);
+    if (n !== undefined && hint.role !== undefined && hint.role !== n.role) this.#setRole(nodeId, n, hint.role);
+    return this.#finish();
+  }
+
   /** The connection to `nodeId` is gone. */
   neighbourDown(nodeId: NodeId, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
