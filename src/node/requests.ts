@@ -16,11 +16,12 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /** The longest delay a Node timer takes (larger ones fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /**
- * Requests of one peer served at once on their own streams (read, handled, answered), across all
- * channels; the peer's further requests wait unread, their bytes held back by its flow control.
- * So a peer with many requests in flight cannot take the node's turn from one with a single one.
+ * Requests of one peer started per turn of the event loop on their own streams, across all
+ * channels (PeerTurns); the peer's further requests wait unread, their bytes held back by its
+ * flow control. So a peer with many requests in flight cannot take the node's turns from one
+ * with a single one.
  */
-export const MAX_SERVING_PER_PEER = 4;
+export const REQUESTS_PER_TURN = 1;
 /** Reset codes of a handleRequest stream (docs/PROTOCOL.md, "Request and response"). */
 const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2 } as const;
 
@@ -56,13 +57,13 @@ export interface RequestsHost {
 
 /** The node's request counters (node.stats().limits.requestPeerShare). */
 export interface RequestStats {
-  /** Requests that waited for one of their peer's serving slots (MAX_SERVING_PER_PEER). */
+  /** Requests that waited for their peer's next turn (REQUESTS_PER_TURN). */
   waitedPeerShare: number;
 }
 
 export class Requests {
   private readonly targets = new Map<string, RequestTarget>();
-  private readonly shares = new PeerShares(MAX_SERVING_PER_PEER);
+  private readonly shares = new PeerTurns(REQUESTS_PER_TURN);
 
   get stats(): Readonly<RequestStats> {
     return { waitedPeerShare: this.shares.waited };
@@ -173,13 +174,8 @@ export class Requests {
 
   /** A request on its own stream (authorised during negotiation): read it whole, run it, answer or reset with the code. */
   private async serveStream(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
-    const peer = info.remoteNodeId;
-    if (!(await this.shares.acquire(peer, stream))) return; // closed while it waited
-    try {
-      await this.serveAdmitted(target, stream, info);
-    } finally {
-      this.shares.release(peer);
-    }
+    if (!(await this.shares.acquire(info.remoteNodeId, stream))) return; // closed while it waited
+    await this.serveAdmitted(target, stream, info);
   }
 
   private async serveAdmitted(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
@@ -201,52 +197,63 @@ export class Requests {
   }
 }
 
-/** Serving slots per peer: a request runs at once within its peer's share, else waits its turn (arrival order). */
-class PeerShares {
+/**
+ * Turns per peer: each peer starts at most `perTurn` requests per turn of the event loop (the
+ * first as they arrive, the rest in the check phase, after the loop's I/O), its others wait
+ * unread, in arrival order. A turn's work is then bounded per peer, so a request from another
+ * peer, which arrives with the next I/O, waits for at most a few of a busy peer's requests, not
+ * for all it has in flight. Handlers that are slow still run side by side: only starts are paced.
+ */
+class PeerTurns {
   waited = 0;
-  private readonly peers = new Map<NodeId, { serving: number; readonly waiting: Array<() => void> }>();
+  private readonly peers = new Map<NodeId, { started: number; readonly waiting: Array<() => void> }>();
+  private turnScheduled = false;
 
-  constructor(private readonly max: number) {}
+  constructor(private readonly perTurn: number) {}
 
-  /** true once `peer` may be served (at once when under its share); false if the stream closed while waiting. */
+  /** true once `peer`'s request may start (at once within its turn); false if the stream closed while waiting. */
   acquire(peer: NodeId, stream: PnetStream): true | Promise<boolean> {
     let share = this.peers.get(peer);
-    if (share === undefined) this.peers.set(peer, (share = { serving: 0, waiting: [] }));
-    if (share.serving < this.max) {
-      share.serving++;
+    if (share === undefined) this.peers.set(peer, (share = { started: 0, waiting: [] }));
+    this.scheduleTurn();
+    if (share.started < this.perTurn && share.waiting.length === 0) {
+      share.started++;
       return true;
     }
     this.waited++;
     const waiting = share.waiting;
     return new Promise<boolean>((resolve) => {
       const closed = (): void => {
-        waiting.splice(waiting.indexOf(turn), 1);
-        this.forgetIdle(peer);
+        waiting.splice(waiting.indexOf(start), 1);
         resolve(false);
       };
-      const turn = (): void => {
+      const start = (): void => {
         stream.off('close', closed);
         resolve(true);
       };
       stream.once('close', closed);
-      waiting.push(turn);
+      waiting.push(start);
     });
   }
 
-  release(peer: NodeId): void {
-    const share = this.peers.get(peer);
-    if (share === undefined) return;
-    const next = share.waiting.shift();
-    if (next !== undefined) next(); // the slot passes to the peer's next request
-    else {
-      share.serving--;
-      this.forgetIdle(peer);
-    }
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(() => this.turn());
   }
 
-  private forgetIdle(peer: NodeId): void {
-    const share = this.peers.get(peer);
-    if (share !== undefined && share.serving === 0 && share.waiting.length === 0) this.peers.delete(peer);
+  /** A new turn: every peer starts up to `perTurn` of its waiting requests; idle peers are forgotten. */
+  private turn(): void {
+    this.turnScheduled = false;
+    for (const [peer, share] of this.peers) {
+      share.started = 0;
+      while (share.started < this.perTurn && share.waiting.length > 0) {
+        share.started++;
+        share.waiting.shift()!();
+      }
+      if (share.started === 0) this.peers.delete(peer);
+      else this.scheduleTurn();
+    }
   }
 }
 

@@ -1,0 +1,115 @@
+// Per-peer fairness (issue 15 item 8): one server node; a light peer with 1 request in flight,
+// first alone, then beside a heavy peer with 64 in flight. Each node is its own process (so the
+// peers' own work does not share the server's event loop). Prints the light peer's rate alone and
+// beside the heavy one, and the ratio; twice: with the per-peer turns off (as before issue 15)
+// and at the library's default (src/node/requests.ts, REQUESTS_PER_TURN), or --share=N.
+//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--json]
+// Run under the bench lock: flock /tmp/bench.lock node --import tsx bench/fairness.mjs
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const args = Object.fromEntries(process.argv.slice(2).map((arg) => arg.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
+const SECONDS = Number(args.seconds ?? 3);
+const HEAVY = Number(args.heavy ?? 64);
+
+if (process.env.FAIRNESS_ROLE) await child(process.env.FAIRNESS_ROLE);
+else await parent();
+
+async function child(role) {
+  const { createNode } = await import('../src/index.js');
+  const { nodeServices } = await import('../src/node/node.js');
+  const node = await createNode({ listen: '127.0.0.1:0', h2: false });
+  const shares = nodeServices(node).requests.shares; // PeerTurns (private): the bench's knob
+  const defaultShare = shares.perTurn;
+  if (role === 'server') {
+    node.handleRequest('svc', (request) => request);
+    process.send({ type: 'ready', id: node.id, address: node.address });
+  } else {
+    process.send({ type: 'ready' });
+  }
+  process.on('message', async (message) => {
+    if (message.type === 'dial') {
+      await node.dial(message.address);
+      process.send({ type: 'dialed' });
+    } else if (message.type === 'share') {
+      // The bench's knob: the share is a constant of the library, set here on the live object.
+      shares.perTurn = message.value === 'off' ? Infinity : message.value === 'default' ? defaultShare : Number(message.value);
+      process.send({ type: 'shared', max: shares.perTurn });
+    } else if (message.type === 'run') {
+      process.send({ type: 'result', ...(await load(node, message.target, message.concurrency, message.ms)) });
+    } else if (message.type === 'exit') {
+      await node.close({ timeoutMs: 200 });
+      process.exit(0);
+    }
+  });
+}
+
+/** `concurrency` request loops for `ms`: replies counted, errors counted. */
+async function load(node, target, concurrency, ms) {
+  const until = performance.now() + ms;
+  let ok = 0;
+  let failed = 0;
+  const payload = Buffer.alloc(64, 1);
+  const loop = async () => {
+    while (performance.now() < until) {
+      try {
+        await node.request(target, 'svc', payload, { timeoutMs: 10_000 });
+        ok++;
+      } catch {
+        failed++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, loop));
+  return { ok, failed, perSecond: ok / (ms / 1000) };
+}
+
+function spawn(role) {
+  const child = fork(fileURLToPath(import.meta.url), process.argv.slice(2), { env: { ...process.env, FAIRNESS_ROLE: role }, execArgv: ['--import', 'tsx'] });
+  const next = (type) => new Promise((resolve) => child.on('message', function on(message) {
+    if (message.type === type) {
+      child.off('message', on);
+      resolve(message);
+    }
+  }));
+  return { child, next, ready: next('ready') };
+}
+
+async function parent() {
+  const server = spawn('server');
+  const light = spawn('client');
+  const heavy = spawn('client');
+  const { id, address } = await server.ready;
+  await light.ready;
+  await heavy.ready;
+  for (const peer of [light, heavy]) {
+    const dialed = peer.next('dialed');
+    peer.child.send({ type: 'dial', address });
+    await dialed;
+  }
+  const run = (peer, concurrency) => {
+    const result = peer.next('result');
+    peer.child.send({ type: 'run', target: id, concurrency, ms: SECONDS * 1000 });
+    return result;
+  };
+  const phases = [];
+  for (const share of ['off', args.share ?? 'default']) {
+    const shared = server.next('shared');
+    server.child.send({ type: 'share', value: share });
+    const { max } = await shared;
+    await run(light, 1); // warm-up: connections, JIT
+    const alone = await run(light, 1);
+    const [beside, heavyResult] = await Promise.all([run(light, 1), run(heavy, HEAVY)]);
+    phases.push({
+      requestsPerTurn: max === null ? 'unlimited' : max,
+      lightAlonePerSecond: Math.round(alone.perSecond),
+      lightBesideHeavyPerSecond: Math.round(beside.perSecond),
+      heavyPerSecond: Math.round(heavyResult.perSecond),
+      ratio: Number((beside.perSecond / alone.perSecond).toFixed(3)),
+      failed: { alone: alone.failed, beside: beside.failed, heavy: heavyResult.failed },
+    });
+  }
+  const summary = { seconds: SECONDS, heavyInFlight: HEAVY, phases };
+  console.log(args.json ? JSON.stringify(summary) : JSON.stringify(summary, null, 1));
+  for (const peer of [server, light, heavy]) peer.child.send({ type: 'exit' });
+}

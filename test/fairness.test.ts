@@ -1,0 +1,66 @@
+// Issue 15 item 8: per-peer fairness. A peer with 64 requests in flight used to cut a
+// one-request peer to 3-7% of the rate it had alone. The node now starts each peer's requests a
+// turn of the event loop at a time (src/node/requests.ts, PeerTurns; the rest wait unread in flow
+// control), so the light peer keeps more of its rate. The heavy peer is its own process and is
+// paused and resumed, so "alone" and "beside" windows alternate and load from elsewhere on the
+// machine falls on both; the median ratio is asserted with a wide margin (bench/fairness.mjs
+// gives the figures on a quiet machine).
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { createNode } from '../src/index.js';
+import type { NodeId, PnetNode } from '../src/index.js';
+import { nodeServices } from '../src/node/node.js';
+import { childEnv } from './fixtures/child-env.js';
+
+const WINDOW_MS = 1_000;
+const ROUNDS = 5;
+
+async function rate(node: PnetNode, target: NodeId): Promise<number> {
+  const until = performance.now() + WINDOW_MS;
+  let ok = 0;
+  while (performance.now() < until) {
+    await node.request(target, 'svc', 'x', { timeoutMs: 10_000 });
+    ok++;
+  }
+  return ok / (WINDOW_MS / 1000);
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+t.test('a one-request peer keeps its rate beside a peer with 64 in flight', async (t) => {
+  const server = await createNode({ listen: '127.0.0.1:0', h2: false });
+  const light = await createNode({ listen: '127.0.0.1:0', h2: false });
+  t.teardown(() => Promise.all([server.close({ timeoutMs: 200 }), light.close({ timeoutMs: 200 })]).then(() => undefined));
+  server.handleRequest('svc', (request) => request);
+  await light.dial(server.address);
+  const heavy = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/heavy-peer.mts', import.meta.url).pathname], {
+    env: childEnv({ TARGET: server.address, TARGET_ID: server.id, IN_FLIGHT: '64', MAX_MS: '60000' }),
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  t.teardown(() => {
+    if (heavy.exitCode === null) heavy.kill('SIGKILL');
+  });
+  const lines = createInterface({ input: heavy.stdout! })[Symbol.asyncIterator]();
+  const next = async (): Promise<Record<string, unknown>> => JSON.parse(String((await lines.next()).value)) as Record<string, unknown>;
+  t.same(await next(), { ready: true }, 'the heavy peer is connected');
+  await rate(light, server.id); // warm-up
+  const ratios: number[] = [];
+  const figures: string[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    const alone = await rate(light, server.id);
+    heavy.stdin!.write('run\n');
+    t.same(await next(), { running: true });
+    const beside = await rate(light, server.id);
+    heavy.stdin!.write('pause\n');
+    await next();
+    ratios.push(beside / alone);
+    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)}`);
+  }
+  heavy.stdin!.write('exit\n');
+  const ratio = median(ratios);
+  t.comment(`light alone/beside 64 in flight, per second: ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%`);
+  t.ok(ratio >= 0.2, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
+  t.ok(server.stats().limits.requestPeerShare > 0, "the heavy peer's extra requests waited for its turns, counted");
+  t.equal(nodeServices(server).requests.stats.waitedPeerShare, server.stats().limits.requestPeerShare);
+});
