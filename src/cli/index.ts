@@ -30,6 +30,9 @@ export type {
   InventoryHost,
   InventoryReply,
   ForgetReply,
+  PerfRequest,
+  PerfReply,
+  PerfDirection,
 } from './ops/wire.js';
 export { validateConfig, validateOpsConfig, validateCommands, loadConfig, commandFromFlag, DEFAULT_PORT } from './config.js';
 export type { DaemonConfig, DaemonConfigFile, OpsConfig, CommandConfig, CommandSpec } from './config.js';

@@ -22,6 +22,7 @@ import { OPS_CHANNELS } from './ops/wire.js';
 import type { ErrorReply } from './ops/wire.js';
 import { Inventory } from './inventory.js';
 import { factsHandler, forgetHandler, inventoryHandler, trackInventory } from './ops/inventory.js';
+import { perfHandler, serveSink } from './ops/perf.js';
 
 export { OPS_CHANNELS } from './ops/wire.js';
 export type { OpsLogger } from './ops/context.js';
@@ -59,7 +60,7 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger, 
     return false;
   };
   const exec = execService(ctx);
-  const handlers: Record<Exclude<keyof typeof OPS_CHANNELS, 'echo' | 'facts' | 'sink' | 'perf'>, OpsHandler> = {
+  const handlers: Record<Exclude<keyof typeof OPS_CHANNELS, 'echo' | 'facts' | 'sink'>, OpsHandler> = {
     info: infoHandler(ctx),
     peers: peersHandler(ctx),
     routes: routesHandler(ctx),
@@ -69,6 +70,7 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger, 
     exec: exec.handler,
     inventory: inventoryHandler(ctx, inventory),
     forget: forgetHandler(ctx, inventory),
+    perf: perfHandler(ctx),
   };
   for (const [name, handler] of Object.entries(handlers) as Array<[keyof typeof handlers, OpsHandler]>) {
     node.handleRequest(OPS_CHANNELS[name], jsonReplies(OPS_CHANNELS[name], handler, logger), { authorise, maxRequestBytes: MAX_REQUEST_BYTES });
@@ -76,6 +78,7 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger, 
   // Echo for ping/trace: the daemon probing this node is a member of the map, not an operator.
   const memberOrOperator = ({ remoteNodeId }: { remoteNodeId: NodeId }): boolean => operators.has(remoteNodeId) || node.path(remoteNodeId) !== undefined;
   node.handle(OPS_CHANNELS.echo, (stream) => echo(stream), { authorise: memberOrOperator });
+  serveSink(node, memberOrOperator);
   // Facts (name, labels) for the inventories of the other daemons: members of the map ask, not operators.
   node.handleRequest(OPS_CHANNELS.facts, jsonReplies(OPS_CHANNELS.facts, factsHandler(ctx), logger), { authorise: memberOrOperator, maxRequestBytes: MAX_REQUEST_BYTES });
 

@@ -162,3 +162,33 @@ export interface ExecRequest {
 }
 
 export type ExecReply = ExecResult;
+
+export interface PerfRequest {
+  readonly target: NodeId;
+  /** Bytes each way (default 8 MiB, at most 256 MiB). */
+  readonly bytes?: number;
+  /** Round trips timed (default 50). */
+  readonly count?: number;
+  readonly timeoutMs?: number;
+}
+
+export interface PerfDirection {
+  readonly bytes: number;
+  readonly ms: number;
+  readonly mbitPerS: number;
+}
+
+export interface PerfReply {
+  readonly from: NodeId;
+  readonly target: NodeId;
+  /** The route the daemon uses, both ends included. */
+  readonly path: NodeId[];
+  /** 'direct': a connection to the target; 'relayed': through the hops of `path`. */
+  readonly way: 'direct' | 'relayed';
+  readonly transport: string;
+  readonly rtt: { samples: number; lost: number; minMs: number; p50Ms: number; p90Ms: number; p99Ms: number; maxMs: number };
+  /** From the daemon to the target. */
+  readonly up: PerfDirection;
+  /** From the target to the daemon. */
+  readonly down: PerfDirection;
+}
