@@ -44,6 +44,9 @@ export function addNode(program: Command, { io }: CommandContext): void {
         commands: { ...base.commands, ...Object.fromEntries((options.allow ?? []).map(commandFromFlag)) } as DaemonConfigFile['commands'],
         // Already checked against the file's metricsAllowRemote.
         ...(base.metrics !== undefined ? { metrics: base.metrics, metricsAllowRemote: true } : {}),
+        ...(base.name !== undefined ? { name: base.name } : {}),
+        ...(base.labels !== undefined ? { labels: { ...base.labels } } : {}),
+        ...(base.role !== undefined ? { routing: { role: base.role } } : {}),
       };
       const config = validateConfig(merged, options.config ?? 'flags');
       const logger = createLogger(options.logLevel);
