@@ -1,0 +1,649 @@
+// The soak (issue 15): many nodes in a few processes, with churn (nodes killed and restarted
+// with the same key, links cut and dialed again), requests, relayed streams and fan-outs
+// throughout, and after a warm-up an attacker process doing each attack of issue 15 at a
+// bounded rate. Every sample period (a minute; 5 s with --quick) each worker's RSS and heap
+// (after a GC) are taken: nodes share their worker's process, so memory is per worker, with its
+// node count. At the end: the memory curve, good traffic before and during the attack (to the
+// attacked nodes and to the rest), requests lost (to targets that were up and stable), the
+// attacker's counts and the victims' limit counters. Writes <out>.json and <out>.md.
+//
+//   node --import tsx bench/soak.mjs                 10 minutes, 100 nodes in 4 workers
+//   node --import tsx bench/soak.mjs --minutes=2     shorter
+//   node --import tsx bench/soak.mjs --quick         30 s of traffic, 16 nodes in 2 workers (test/soak.test.ts)
+//   options: --seconds=N --nodes=N --workers=N --sample-seconds=N --out=PATH (default bench/results/soak)
+// Run the long one under the bench lock: flock /tmp/bench.lock node --import tsx bench/soak.mjs
+// Every loop is bounded by the run's end; nothing binds beyond 127.0.0.1.
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+const SELF = fileURLToPath(import.meta.url);
+const ROLE = process.env.SOAK_ROLE;
+if (ROLE === 'worker') await worker();
+else if (ROLE === 'attacker') await attacker();
+else await parent();
+
+// ---- shared helpers ------------------------------------------------------
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function pick(list) {
+  return list[Math.floor(Math.random() * list.length)];
+}
+
+/** Runs `step` about `perSecond` times a second until `until` (performance.now() time), at most `inFlight` at once. */
+async function paced(until, perSecond, inFlight, step) {
+  const gap = 1000 / perSecond;
+  const running = new Set();
+  while (performance.now() < until) {
+    if (running.size < inFlight) {
+      const p = Promise.resolve()
+        .then(step)
+        .catch(() => undefined)
+        .finally(() => running.delete(p));
+      running.add(p);
+    }
+    await sleep(gap);
+  }
+  await Promise.all(running);
+}
+
+function memory() {
+  globalThis.gc?.();
+  const m = process.memoryUsage();
+  const mib = (n) => Math.round((n / 1048576) * 10) / 10;
+  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external) };
+}
+
+/** IPC request/reply with a child: send {type, ...} with a request id, wait for the reply carrying it. */
+function channelTo(child) {
+  const waiting = new Map();
+  let next = 0;
+  child.on('message', (message) => {
+    const resolve = message.rid === undefined ? undefined : waiting.get(message.rid);
+    if (resolve) {
+      waiting.delete(message.rid);
+      resolve(message);
+    }
+  });
+  return (message) =>
+    new Promise((resolve) => {
+      const rid = ++next;
+      waiting.set(rid, resolve);
+      child.send({ ...message, rid });
+    });
+}
+
+/** The reply to a parent's request (same request id). */
+function reply(request, message) {
+  process.send({ ...message, rid: request.rid });
+}
+
+// ---- worker: a share of the nodes, their traffic, their churn ---------------
+
+async function worker() {
+  const { createNode, Identity } = await import('../src/index.js');
+  /** @type {Array<{identity: any, node: any, up: boolean, address: string, victim: boolean}>} */
+  const slots = [];
+  /** Every node of the run: id -> { address, up, stableSince } (from the parent). */
+  const everyone = new Map();
+  const counters = newCounters();
+  let phase = 'warm-up';
+
+  const make = async (identity, bootstrap = []) => {
+    const node = await createNode({ identity, listen: '127.0.0.1:0', h2: false, bootstrap });
+    node.on('error', () => undefined);
+    node.handleRequest('svc', (request) => request);
+    node.handle('echo', (stream) => stream.pipe(stream));
+    return node;
+  };
+
+  process.on('message', async (message) => {
+    switch (message.type) {
+      case 'start': {
+        for (let i = 0; i < message.count; i++) {
+          const identity = await Identity.generate();
+          const node = await make(identity);
+          slots.push({ identity, node, up: true, address: node.address, victim: false });
+        }
+        reply(message, { type: 'nodes', nodes: slots.map((s) => ({ id: s.node.id, address: s.address })) });
+        break;
+      }
+      case 'links': {
+        await Promise.all(message.links.map(([index, address]) => slots[index].node.dial(address).catch(() => undefined)));
+        reply(message, { type: 'linked' });
+        break;
+      }
+      case 'everyone':
+        for (const entry of message.nodes) everyone.set(entry.id, { address: entry.address, up: entry.up, stableSince: entry.stableSince, victim: entry.victim });
+        for (const slot of slots) slot.victim = everyone.get(slot.node.id)?.victim ?? false;
+        break;
+      case 'routes': {
+        const live = slots.filter((s) => s.up);
+        reply(message, { type: 'routes', min: Math.min(...live.map((s) => s.node.routes().length)) });
+        break;
+      }
+      case 'phase':
+        phase = message.phase;
+        break;
+      case 'traffic':
+        void traffic(message.until, message.rates).then(() => process.send({ type: 'traffic-done' }));
+        break;
+      case 'kill': {
+        const slot = slots[message.index];
+        slot.up = false;
+        await slot.node.close({ timeoutMs: 0 });
+        reply(message, { type: 'killed', id: slot.node.id });
+        break;
+      }
+      case 'restart': {
+        const slot = slots[message.index];
+        slot.node = await make(slot.identity, message.bootstrap);
+        slot.address = slot.node.address;
+        slot.up = true;
+        reply(message, { type: 'restarted', id: slot.node.id, address: slot.address });
+        break;
+      }
+      case 'cut': {
+        const slot = slots[message.index];
+        const peers = slot.up ? slot.node.peers().filter((p) => p.transport !== 'relay') : [];
+        const peer = peers.length > 1 ? pick(peers) : undefined;
+        if (peer) {
+          counters.linkCuts++;
+          await slot.node.disconnect(peer.nodeId, { timeoutMs: 0 }).catch(() => undefined);
+          // The link comes back a few seconds later, dialed by the same end.
+          setTimeout(() => {
+            const target = everyone.get(peer.nodeId);
+            if (slot.up && target?.up) slot.node.dial(target.address).catch(() => undefined);
+          }, 3000).unref();
+        }
+        reply(message, { type: 'cut-done' });
+        break;
+      }
+      case 'sample':
+        reply(message, { type: 'sample', memory: memory(), nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0) });
+        break;
+      case 'report':
+        reply(message, { type: 'report', counters, victims: victimStats() });
+        break;
+      case 'exit':
+        await Promise.all(slots.filter((s) => s.up).map((s) => s.node.close({ timeoutMs: 200 })));
+        process.exit(0);
+    }
+  });
+  process.send({ type: 'ready' });
+
+  function victimStats() {
+    return slots.filter((s) => s.victim && s.up).map((s) => ({ id: s.node.id, limits: s.node.stats().limits, datagramsDropped: s.node.stats().datagramsDropped }));
+  }
+
+  /** A target for good traffic: up, not `self`. */
+  function target(self) {
+    const ids = [...everyone.entries()].filter(([id, e]) => e.up && id !== self).map(([id]) => id);
+    return ids.length > 0 ? pick(ids) : undefined;
+  }
+
+  /** How a call to `id` that began at `started` (Date.now()) and failed counts: lost if its target was up and stable throughout. */
+  function failureKind(id, started) {
+    const e = everyone.get(id);
+    return e && e.up && e.stableSince < started - 10_000 ? 'lost' : 'churn';
+  }
+
+  function tally(kind, id, started, error) {
+    const bucket = counters[phase][everyone.get(id)?.victim ? 'victims' : 'others'][kind];
+    if (error === undefined) bucket.ok++;
+    else {
+      const how = failureKind(id, started);
+      bucket[how]++;
+      if (how === 'lost') counters.lostCodes[error.code ?? 'other'] = (counters.lostCodes[error.code ?? 'other'] ?? 0) + 1;
+    }
+  }
+
+  function localNode() {
+    const live = slots.filter((s) => s.up);
+    return live.length > 0 ? pick(live).node : undefined;
+  }
+
+  async function traffic(untilEpoch, rates) {
+    const until = performance.now() + (untilEpoch - Date.now());
+    const payload = Buffer.alloc(256, 7);
+    const request = async () => {
+      const node = localNode();
+      const id = node && target(node.id);
+      if (!id) return;
+      const started = Date.now();
+      const t0 = performance.now();
+      try {
+        await node.request(id, 'svc', payload, { timeoutMs: 5000 });
+        tally('requests', id, started);
+        counters.latency[phase].push(performance.now() - t0);
+      } catch (error) {
+        tally('requests', id, started, error);
+      }
+    };
+    const stream = async () => {
+      const node = localNode();
+      const id = node && target(node.id);
+      if (!id) return;
+      const started = Date.now();
+      try {
+        const s = await node.openStream(id, 'echo', { timeoutMs: 5000 });
+        const chunks = [];
+        const done = new Promise((resolve, reject) => {
+          s.on('data', (c) => chunks.push(c));
+          s.on('end', resolve);
+          s.on('error', reject);
+        });
+        const data = Buffer.alloc(4096, 3);
+        s.end(data);
+        const timer = setTimeout(() => s.destroy(Object.assign(new Error('echo timeout'), { code: 'ERR_REQUEST_TIMEOUT' })), 5000);
+        await done.finally(() => clearTimeout(timer));
+        if (!Buffer.concat(chunks).equals(data)) throw Object.assign(new Error('echo mismatch'), { code: 'MISMATCH' });
+        tally('streams', id, started);
+        if (node.path(id)?.length > 2) counters.relayedStreams++;
+      } catch (error) {
+        tally('streams', id, started, error);
+      }
+    };
+    const fanout = async () => {
+      const node = localNode();
+      if (!node) return;
+      const ids = new Set();
+      for (let i = 0; i < 10; i++) {
+        const id = target(node.id);
+        if (id) ids.add(id);
+      }
+      const started = Date.now();
+      for await (const result of node.fanout([...ids], 'svc', 'f', { deadlineMs: 5000 })) {
+        tally('fanoutTargets', result.nodeId, started, result.ok ? undefined : result.error);
+      }
+    };
+    await Promise.all([
+      paced(until, rates.requests, 64, request),
+      paced(until, rates.streams, 16, stream),
+      paced(until, rates.fanouts, 4, fanout),
+    ]);
+  }
+}
+
+function newCounters() {
+  const kinds = () => ({
+    requests: { ok: 0, lost: 0, churn: 0 },
+    streams: { ok: 0, lost: 0, churn: 0 },
+    fanoutTargets: { ok: 0, lost: 0, churn: 0 },
+  });
+  return {
+    'warm-up': { victims: kinds(), others: kinds() },
+    attack: { victims: kinds(), others: kinds() },
+    latency: { 'warm-up': [], attack: [] },
+    lostCodes: {},
+    linkCuts: 0,
+    relayedStreams: 0,
+  };
+}
+
+// ---- attacker: every attack of issue 15, each at a bounded rate -----------------
+
+async function attacker() {
+  const dgram = await import('node:dgram');
+  const { randomBytes } = await import('node:crypto');
+  const { createNode } = await import('../src/index.js');
+  const { nodeServices } = await import('../src/node/node.js');
+  const counts = {};
+  const count = (name, n = 1) => (counts[name] = (counts[name] ?? 0) + n);
+  let victims = [];
+  let node;
+  process.on('message', async (message) => {
+    if (message.type === 'attack') {
+      victims = message.victims;
+      // Never says hello: it stays a non-neighbour of its victims (its legs and routing streams are a stranger's).
+      node = await createNode({ listen: '127.0.0.1:0', h2: false, routing: { neighbourHoldDownMs: 10 * 60_000 } });
+      node.on('error', () => undefined);
+      await Promise.all(victims.map((v) => node.dial(v.address).catch(() => undefined)));
+      reply(message, { type: 'attacking' });
+      await attack(performance.now() + (message.until - Date.now()));
+      process.send({ type: 'attack-done', counts });
+    } else if (message.type === 'exit') {
+      await node?.close({ timeoutMs: 0 });
+      process.exit(0);
+    }
+  });
+  process.send({ type: 'ready' });
+
+  /** Keeps `target` raw streams of `channel` per victim open, each fed `bytes` and never ended; reopened as they die. */
+  async function holdStreams(until, channel, target, bytes, name) {
+    const held = new Map(victims.map((v) => [v.id, new Set()]));
+    while (performance.now() < until) {
+      for (const v of victims) {
+        const set = held.get(v.id);
+        for (let i = set.size; i < target; i++) {
+          const opening = channel === null ? openRaw(v.id) : nodeServices(node).streams.openDirect(v.id, channel, { optimistic: true });
+          const entry = {};
+          set.add(entry);
+          count(name);
+          opening.then(
+            (s) => {
+              s.on('error', () => undefined);
+              s.on('close', () => set.delete(entry));
+              s.resume();
+              s.write(bytes);
+              entry.stream = s;
+            },
+            () => set.delete(entry),
+          );
+        }
+      }
+      await sleep(500);
+    }
+    for (const set of held.values()) for (const entry of set) entry.stream?.destroy();
+  }
+
+  /** A bare stream on the connection to a victim (no negotiation: the bytes written are the attack). */
+  async function openRaw(id) {
+    const connection = nodeServices(node).peers.live(id);
+    if (!connection) throw new Error('not connected');
+    return connection.openStream();
+  }
+
+  async function datagrams(until, perSecond, make, name) {
+    const socket = dgram.createSocket('udp4');
+    await new Promise((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    await paced(until, perSecond, 1, async () => {
+      const v = pick(victims);
+      const [host, port] = [v.address.slice(0, v.address.lastIndexOf(':')), Number(v.address.slice(v.address.lastIndexOf(':') + 1))];
+      socket.send(make(), port, host);
+      count(name);
+    });
+    socket.close();
+  }
+
+  /** A long-header Initial of `version`, 8-byte connection ids, no token, 1,200 bytes: well formed, undecryptable (random payload). */
+  function initial(version) {
+    const packet = randomBytes(1200);
+    packet[0] = 0xc0 | (packet[0] & 0x0f);
+    packet.writeUInt32BE(version, 1);
+    packet[5] = 8; // DCID length, DCID at 6..13
+    packet[14] = 8; // SCID length, SCID at 15..22
+    packet[23] = 0; // token length
+    packet.writeUInt16BE(0x4000 | (1200 - 26), 24); // the rest of the datagram, as a 2-byte varint
+    return packet;
+  }
+
+  async function attack(until) {
+    // Re-dial victims a link cut or their restart took away.
+    const redial = (async () => {
+      while (performance.now() < until) {
+        for (const v of victims) if (!nodeServices(node).peers.live(v.id)) node.dial(v.address).catch(() => undefined);
+        await sleep(2000);
+      }
+    })();
+    await Promise.all([
+      redial,
+      // 1. fan-out replay memory: fan-outs with an hour's deadline to a channel nobody serves.
+      paced(until, 50, 50, async () => {
+        count('fanoutReplay');
+        for await (const _ of node.fanout([pick(victims).id], 'nochannel', 'x', { deadlineMs: 3_600_000 })) void _;
+      }),
+      // 2. pending negotiations: partial OPENs held (2 bytes of header, 1 byte of body).
+      holdStreams(until, null, 200, Buffer.from('a101001000', 'hex'), 'partialOpens'),
+      // 3. fan-out legs that never finish.
+      holdStreams(until, 'pnet/fanout', 64, Buffer.alloc(64, 1), 'heldLegs'),
+      // item 9: routing streams from a non-neighbour, never ended.
+      holdStreams(until, 'pnet/routing', 100, Buffer.alloc(2048, 0xb1), 'heldRoutingStreams'),
+      // 4. undecryptable Initials (version 1) and 7. unknown versions (Version Negotiation), from one silent address (5. amplification).
+      datagrams(until, 300, () => initial(1), 'undecryptableInitials'),
+      datagrams(until, 100, () => initial(0x0a0a0a0a), 'unknownVersion'),
+      // 8. fairness: 64 requests in flight at the first victim.
+      paced(until, 2000, 64, async () => {
+        count('heavyRequests');
+        await node.request(victims[0].id, 'svc', 'x', { timeoutMs: 5000 });
+      }),
+    ]);
+  }
+}
+
+// ---- parent: layout, churn, samples, report -------------------------------------
+
+async function parent() {
+  const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=')).map(([k, v]) => [k, v ?? 'true']));
+  const quick = args.quick === 'true';
+  const seconds = Number(args.seconds ?? (args.minutes !== undefined ? Number(args.minutes) * 60 : quick ? 30 : 600));
+  const nodeCount = Number(args.nodes ?? (quick ? 16 : 100));
+  const workerCount = Number(args.workers ?? (quick ? 2 : 4));
+  const sampleMs = Number(args['sample-seconds'] ?? (quick ? 5 : 60)) * 1000;
+  const out = args.out ?? 'bench/results/soak';
+  const warmupMs = Math.max(5_000, Math.round(seconds * 1000 * 0.15));
+  const churnEveryMs = quick ? 2_000 : 3_000;
+  const rates = quick ? { requests: 20, streams: 4, fanouts: 1 } : { requests: 20, streams: 4, fanouts: 1 };
+  const started = Date.now();
+  const log = (...m) => console.error(`[soak ${((Date.now() - started) / 1000).toFixed(0)}s]`, ...m);
+
+  const spawnChild = (role, index) => {
+    const child = fork(SELF, [], { env: { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index) }, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const ask = channelTo(child);
+    const ready = new Promise((resolve) => child.once('message', resolve));
+    return { child, ask, ready, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
+  };
+  const workers = Array.from({ length: workerCount }, (_, i) => spawnChild('worker', i));
+  const attackerProc = spawnChild('attacker', 0);
+  await Promise.all([...workers.map((w) => w.ready), attackerProc.ready]);
+  const crashes = [];
+  for (const [i, w] of workers.entries()) w.exited.then(({ code, signal }) => (w.done ? undefined : crashes.push(`worker ${i} exited ${code ?? signal}`)));
+  attackerProc.exited.then(({ code, signal }) => (attackerProc.done ? undefined : crashes.push(`attacker exited ${code ?? signal}`)));
+
+  // Nodes, then links: a ring plus two random chords per node.
+  /** @type {Array<{id: string, address: string, worker: number, index: number, up: boolean, stableSince: number, victim: boolean, churnable: boolean}>} */
+  const nodes = [];
+  for (const [w, proc] of workers.entries()) {
+    const count = Math.floor(nodeCount / workerCount) + (w < nodeCount % workerCount ? 1 : 0);
+    const { nodes: made } = await proc.ask({ type: 'start', count });
+    made.forEach((n, index) => nodes.push({ ...n, worker: w, index, up: true, stableSince: Date.now(), victim: false, churnable: true }));
+  }
+  // Victims: three nodes of the first worker, never churned (the attack's effect is measured on them).
+  for (const n of nodes.filter((n) => n.worker === 0).slice(0, 3)) Object.assign(n, { victim: true, churnable: false });
+  const links = new Map(workers.map((_, w) => [w, []]));
+  nodes.forEach((n, i) => {
+    const peers = new Set([nodes[(i + 1) % nodes.length]]);
+    for (let k = 0; k < 2; k++) peers.add(pick(nodes));
+    peers.delete(n);
+    for (const p of peers) links.get(n.worker).push([n.index, p.address]);
+  });
+  await Promise.all(workers.map((w, i) => w.ask({ type: 'links', links: links.get(i) })));
+  const broadcast = () => {
+    const message = { type: 'everyone', nodes: nodes.map(({ id, address, up, stableSince, victim }) => ({ id, address, up, stableSince, victim })) };
+    for (const w of workers) w.child.send(message);
+  };
+  broadcast();
+  const convergeUntil = Date.now() + 60_000;
+  for (;;) {
+    const mins = await Promise.all(workers.map((w) => w.ask({ type: 'routes' })));
+    const min = Math.min(...mins.map((m) => m.min));
+    if (min >= nodeCount - 1 || Date.now() > convergeUntil) {
+      log(`routes: every node knows at least ${min} of ${nodeCount - 1}`);
+      break;
+    }
+    await sleep(500);
+  }
+
+  const t0 = Date.now();
+  const until = t0 + seconds * 1000;
+  for (const w of workers) w.child.send({ type: 'traffic', until, rates });
+  const trafficDone = Promise.all(workers.map((w) => new Promise((resolve) => w.child.on('message', (m) => m.type === 'traffic-done' && resolve()))));
+
+  // Samples, from the start of traffic, every sampleMs (and one at the end).
+  const samples = [];
+  const sample = async () => {
+    const at = Math.round((Date.now() - t0) / 1000);
+    const perWorker = await Promise.all(workers.map((w) => w.ask({ type: 'sample' })));
+    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers }) => ({ ...memory, nodes: n, peers })) };
+    row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
+    row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));
+    samples.push(row);
+    log(`memory: rss ${row.totalRssMiB} MiB, heap ${row.totalHeapUsedMiB} MiB over ${workers.length} workers`);
+  };
+  await sample();
+  const sampler = setInterval(() => void sample(), sampleMs);
+
+  // The attacker starts after the warm-up.
+  const victims = nodes.filter((n) => n.victim).map(({ id, address }) => ({ id, address }));
+  const attackStarted = sleep(warmupMs).then(async () => {
+    for (const w of workers) w.child.send({ type: 'phase', phase: 'attack' });
+    log('attacker starts');
+    await attackerProc.ask({ type: 'attack', victims, until });
+  });
+  const attackDone = attackStarted.then(() => new Promise((resolve) => attackerProc.child.on('message', (m) => m.type === 'attack-done' && resolve(m.counts))));
+
+  // Churn: kill (restarted 5 s later with the same key) or cut a link, one every churnEveryMs.
+  const churn = { kills: 0, restarts: 0, cuts: 0 };
+  const churning = (async () => {
+    while (Date.now() < until - 6_000) {
+      await sleep(churnEveryMs);
+      const candidates = nodes.filter((n) => n.up && n.churnable);
+      const n = candidates.length > nodeCount / 2 ? pick(candidates) : undefined;
+      if (!n) continue;
+      if (Math.random() < 0.5) {
+        churn.kills++;
+        n.up = false;
+        n.stableSince = Date.now();
+        broadcast();
+        await workers[n.worker].ask({ type: 'kill', index: n.index });
+        setTimeout(async () => {
+          const live = nodes.filter((m) => m.up && m !== n);
+          const bootstrap = [pick(live).address, pick(live).address];
+          const { address } = await workers[n.worker].ask({ type: 'restart', index: n.index, bootstrap });
+          Object.assign(n, { address, up: true, stableSince: Date.now() });
+          churn.restarts++;
+          broadcast();
+        }, 5_000);
+      } else {
+        churn.cuts++;
+        await workers[n.worker].ask({ type: 'cut', index: n.index });
+      }
+    }
+  })();
+
+  await trafficDone;
+  await churning;
+  clearInterval(sampler);
+  await sleep(500);
+  await sample();
+  const attackCounts = await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
+  const reports = await Promise.all(workers.map((w) => w.ask({ type: 'report' })));
+  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick });
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(`${out}.json`, JSON.stringify(summary, null, 1) + '\n');
+  writeFileSync(`${out}.md`, markdown(summary));
+  log(`wrote ${out}.json and ${out}.md`);
+  for (const proc of [...workers, attackerProc]) {
+    proc.done = true;
+    proc.child.send({ type: 'exit' });
+  }
+  await Promise.race([Promise.all([...workers, attackerProc].map((p) => p.exited)), sleep(5_000)]);
+  for (const proc of [...workers, attackerProc]) if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
+  console.log(JSON.stringify({ ok: crashes.length === 0, memoryFlat: summary.memory.flat, good: summary.traffic.goodSuccess }));
+  process.exit(crashes.length === 0 ? 0 : 1);
+}
+
+function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick }) {
+  const add = (a, b) => ({ ok: a.ok + b.ok, lost: a.lost + b.lost, churn: a.churn + b.churn });
+  const zero = { ok: 0, lost: 0, churn: 0 };
+  const sum = (phase, who, kind) => reports.reduce((acc, r) => add(acc, r.counters[phase][who][kind]), zero);
+  const traffic = {};
+  for (const phase of ['warm-up', 'attack']) {
+    traffic[phase] = {};
+    for (const who of ['victims', 'others']) {
+      traffic[phase][who] = {};
+      for (const kind of ['requests', 'streams', 'fanoutTargets']) traffic[phase][who][kind] = sum(phase, who, kind);
+    }
+  }
+  const all = [];
+  for (const phase of ['warm-up', 'attack']) for (const who of ['victims', 'others']) for (const kind of ['requests', 'streams', 'fanoutTargets']) all.push(traffic[phase][who][kind]);
+  const total = all.reduce(add, zero);
+  const rate = (c) => (c.ok + c.lost === 0 ? null : Number((c.ok / (c.ok + c.lost)).toFixed(4)));
+  const lat = (phase) => {
+    const xs = reports.flatMap((r) => r.counters.latency[phase]).sort((a, b) => a - b);
+    const q = (p) => (xs.length ? Number(xs[Math.min(xs.length - 1, Math.floor(p * xs.length))].toFixed(1)) : null);
+    return { n: xs.length, p50Ms: q(0.5), p99Ms: q(0.99) };
+  };
+  const lostCodes = {};
+  for (const r of reports) for (const [code, n] of Object.entries(r.counters.lostCodes)) lostCodes[code] = (lostCodes[code] ?? 0) + n;
+  // Memory: the curve of the workers' total RSS; flat means the last sample <= 1.1x the second.
+  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB }));
+  const second = curve[1];
+  const last = curve[curve.length - 1];
+  const flat = second && last ? last.rssMiB <= 1.1 * second.rssMiB : null;
+  const victimLimits = reports.flatMap((r) => r.victims);
+  const perSecond = (c, ms) => Number(((c.ok + c.lost + c.churn) / (ms / 1000)).toFixed(1));
+  return {
+    when: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    seconds,
+    nodes: nodeCount,
+    workers: workerCount,
+    warmupSeconds: warmupMs / 1000,
+    sampleSeconds: sampleMs / 1000,
+    ratesPerWorker: rates,
+    churn,
+    crashes,
+    memory: {
+      flat,
+      lastOverSecond: second && last ? Number((last.rssMiB / second.rssMiB).toFixed(3)) : null,
+      curve,
+      maxWorkerRssMiB: Math.max(...samples.flatMap((s) => s.workers.map((w) => w.rssMiB))),
+      samples,
+    },
+    traffic: {
+      goodSuccess: rate(total),
+      lost: total.lost,
+      failedByChurn: total.churn,
+      ok: total.ok,
+      lostCodes,
+      byPhase: traffic,
+      successByPhase: Object.fromEntries(
+        ['warm-up', 'attack'].map((phase) => [
+          phase,
+          Object.fromEntries(['victims', 'others'].map((who) => [who, Object.fromEntries(['requests', 'streams', 'fanoutTargets'].map((k) => [k, rate(traffic[phase][who][k])]))])),
+        ]),
+      ),
+      victimRequestsPerSecond: {
+        'warm-up': perSecond(traffic['warm-up'].victims.requests, warmupMs),
+        attack: perSecond(traffic.attack.victims.requests, seconds * 1000 - warmupMs),
+      },
+      latency: { 'warm-up': lat('warm-up'), attack: lat('attack') },
+      relayedStreams: reports.reduce((s, r) => s + r.counters.relayedStreams, 0),
+      linkCuts: reports.reduce((s, r) => s + r.counters.linkCuts, 0),
+    },
+    attacker: attackCounts,
+    victims: victimLimits,
+  };
+}
+
+function markdown(s) {
+  const lines = [];
+  lines.push(`# Soak (${s.mode}): ${s.nodes} nodes in ${s.workers} processes, ${s.seconds} s`, '');
+  lines.push(`Run ${s.when}. Churn: ${s.churn.kills} kills (each restarted 5 s later with its key), ${s.churn.cuts} link cuts (redialed 3 s later). Attacker from ${s.warmupSeconds} s on. Crashes: ${s.crashes.length ? s.crashes.join('; ') : 'none'}.`, '');
+  lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) |', '|---:|---:|---:|');
+  for (const c of s.memory.curve) lines.push(`| ${c.atSeconds} | ${c.rssMiB} | ${c.heapUsedMiB} |`);
+  lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}). Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB.`, '');
+  lines.push('## Good traffic', '', `Success (ok / (ok + lost)): ${s.traffic.goodSuccess}; ${s.traffic.ok} ok, ${s.traffic.lost} lost (target up and stable 10 s), ${s.traffic.failedByChurn} failed to targets that churned. Lost by code: ${JSON.stringify(s.traffic.lostCodes)}.`, '');
+  lines.push('| phase | to | requests | streams | fan-out targets |', '|---|---|---:|---:|---:|');
+  for (const phase of ['warm-up', 'attack']) {
+    for (const who of ['victims', 'others']) {
+      const r = s.traffic.successByPhase[phase][who];
+      const c = s.traffic.byPhase[phase][who];
+      const cell = (k) => `${r[k] ?? '-'} (${c[k].ok}/${c[k].ok + c[k].lost})`;
+      lines.push(`| ${phase} | ${who} | ${cell('requests')} | ${cell('streams')} | ${cell('fanoutTargets')} |`);
+    }
+  }
+  lines.push('', `Requests to the attacked nodes per second: ${s.traffic.victimRequestsPerSecond['warm-up']} before the attack, ${s.traffic.victimRequestsPerSecond.attack} during. Request latency p50/p99: ${s.traffic.latency['warm-up'].p50Ms}/${s.traffic.latency['warm-up'].p99Ms} ms before, ${s.traffic.latency.attack.p50Ms}/${s.traffic.latency.attack.p99Ms} ms during. Streams that crossed a relay: ${s.traffic.relayedStreams}.`, '');
+  lines.push('## Attacker', '', '```', JSON.stringify(s.attacker), '```', '');
+  lines.push('## Limits that tripped at the attacked nodes', '');
+  for (const v of s.victims) {
+    const tripped = Object.entries(v.limits).filter(([, n]) => n > 0);
+    lines.push(`- ${v.id.slice(0, 12)}…: ${tripped.map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}; datagrams dropped ${JSON.stringify(Object.fromEntries(Object.entries(v.datagramsDropped ?? {}).filter(([, n]) => n > 0)))}`);
+  }
+  return lines.join('\n') + '\n';
+}
