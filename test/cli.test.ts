@@ -460,6 +460,8 @@ t.test('end to end: three daemons on loopback, operated through the CLI', async 
     keyFile: `${name}.key`,
     bootstrap,
     operators: [operatorId],
+    name: `host-${name}`,
+    labels: { role: name === 'c' ? 'db' : 'web' },
     commands: {
       hello: { argv: ['echo', 'hello', 'from', name] },
       echo: { argv: ['echo'], allowArgs: true },
@@ -478,6 +480,7 @@ t.test('end to end: three daemons on loopback, operated through the CLI', async 
   await a.waitFor((l) => l.event === 'route' && l['nodeId'] === c.id && l['nextHop'] === b.id);
   await c.waitFor((l) => l.event === 'route' && l['nodeId'] === a.id && l['nextHop'] === b.id);
   t.ok(b.lines.some((l) => l.event === 'peer:up' && l['nodeId'] === c.id), 'B logs peer:up for C');
+  t.match(c.lines.find((l) => l.event === 'started'), { name: 'host-c', labels: { role: 'db' } }, "the config's name and labels reach the daemon");
   t.ok(b.lines.some((l) => l.event === 'bootstrap:connected' && l['nodeId'] === a.id), 'B logs its bootstrap');
   const op = ['--key', operatorKey];
 
@@ -548,16 +551,20 @@ t.test('end to end: three daemons on loopback, operated through the CLI', async 
 
   await t.test('an operator not in the config is refused with UNAUTHORIZED', async (t) => {
     const strangerKey = join(dir, 'stranger.key');
-    const [exec, peers] = await Promise.all([
-      cli(['exec', '--targets', 'all', '--node', a.address, '--key', strangerKey, '--json', '--', 'hello']),
+    const [exec, peers, all] = await Promise.all([
+      cli(['exec', '--targets', [a.id, b.id, c.id].join(','), '--node', a.address, '--key', strangerKey, '--json', '--', 'hello']),
       cli(['peers', '--node', a.address, '--key', strangerKey]),
+      cli(['exec', '--targets', 'all', '--node', a.address, '--key', strangerKey, '--json', '--', 'hello']),
     ]);
+    // 'all' reads the daemon's inventory first: the daemon itself refuses the stranger.
+    t.equal(all.code, 1);
+    t.equal(JSON.parse(all.stdout).error.code, 'UNAUTHORIZED');
     t.equal(exec.code, 1);
     const report = JSON.parse(exec.stdout) as { ok: number; results: Array<{ error?: { code: string } }> };
     t.equal(report.ok, 0);
     t.equal(report.results.length, 3);
     t.ok(report.results.every((r) => r.error?.code === 'UNAUTHORIZED'), 'every node refuses');
-    t.match(exec.stderr + peers.stderr, /created operator key/, 'a missing operator key is created and its id shown');
+    t.match(exec.stderr + peers.stderr + all.stderr, /created operator key/, 'a missing operator key is created and its id shown');
     t.equal(peers.code, 1);
     t.match(peers.stderr, /UNAUTHORIZED/);
     t.match(peers.stderr, /not in its "operators"/);
