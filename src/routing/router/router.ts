@@ -17,7 +17,6 @@
  */
 import { Buffer } from 'node:buffer';
 import { PnetError } from '../../errors.js';
-import { numberOption } from '../../options.js';
 import { verifySignature, type NodeId } from '../../identity/index.js';
 import {
   asBuffer,
@@ -25,18 +24,14 @@ import {
   decodeRecord,
   KEY_BYTES,
   nodeIdAt,
-  encodeMessage,
   encodeRecord,
   idOrderKey,
-  MAX_COST,
   MAX_LINKS,
-  MAX_LIFETIME_MS,
   MAX_SEQUENCE,
   maxRecordBytes,
   MESSAGE_HEADER_BYTES,
   ENTRY_HEADER_BYTES,
   MIN_RECORD_BYTES,
-  packMessages,
   RECORD_MAGIC,
   RECORD_VERSION,
   RECORD_FLAG_LEAF,
@@ -46,199 +41,39 @@ import {
   verifyRecord,
   type DropReason,
   type LinkStateRecord,
-  type MessageEntry,
   type VerifyFn,
 } from './codec.js';
 import { ExpiryHeap, Origin, recordKey, type Stored } from './origins.js';
 import { tablePathComputer, type Link, type NextHopShare, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
 import type { RecordCache } from './record-cache.js';
+import { routerSettings, type RouterSettings } from './settings.js';
+import { costFromRtt, sampleCost, type CostState } from './link-cost.js';
+import { FloodQueue } from './flood-queue.js';
+import type {
+  NeighbourHint,
+  NeighbourInfo,
+  NodeRole,
+  RecordInfo,
+  RecordSigner,
+  RouteChange,
+  RouterAction,
+  RouterOptions,
+  RouterStats,
+} from './types.js';
 
-/** What the router needs of an identity (Identity satisfies it). */
-export interface RecordSigner {
-  readonly nodeId: NodeId;
-  /** Ed25519 signature (64 bytes) over data. */
-  sign(data: Uint8Array): Uint8Array;
-}
-
-/** 'router': holds the routers' map and floods; 'leaf': default route through its router neighbours, no flood. */
-export type NodeRole = 'router' | 'leaf';
-
-/** The role option: a fixed role, or 'auto' (a leaf until neighbours show it carries transit; docs/ROUTING.md). */
-export type RoleOption = NodeRole | 'auto';
-
-/** What the glue may know of a neighbour when it comes up. */
-export interface NeighbourHint {
-  /** The neighbour's role, if the glue learnt it (e.g. in its hello); otherwise learnt from its records. */
-  readonly role?: NodeRole;
-  /** The neighbour opened the connection to us (it chose us as an attachment): an 'auto' node becomes a router. */
-  readonly inbound?: boolean;
-}
-
-/** How link costs follow RTT. cost = clamp(base + round(srttMs / unitMs), 1, MAX_COST). */
-export interface CostOptions {
-  /** RTT per cost unit, ms (default 1). */
-  unitMs?: number;
-  /** Cost added per link, so that hop count breaks near-ties (default 1). */
-  base?: number;
-  /** EWMA weight of a new RTT sample (default 1/8, as TCP's SRTT). */
-  smoothing?: number;
-  /**
-   * The announced cost c stands for the band c ± max(hysteresisMin, hysteresisRatio * c): it moves
-   * only when the smoothed cost and every sample have stayed outside that band (same side) for
-   * holdMs, and then to the smoothed cost. Defaults 2, 0.5 and 30 s (a busy event loop's RTT
-   * stalls do not re-flood; a lasting change moves the cost within 30 s).
-   */
-  hysteresisMin?: number;
-  hysteresisRatio?: number;
-  holdMs?: number;
-  /** RTT assumed for a neighbour until its first sample (default 100 ms). */
-  defaultRttMs?: number;
-}
-
-export interface RouterOptions {
-  signer: RecordSigner;
-  /** 'router' (default), 'leaf' or 'auto' (decided from the neighbours, with hysteresis); see docs/ROUTING.md. */
-  role?: RoleOption;
-  /**
-   * An 'auto' router whose neighbours no longer need it (no inbound neighbour, at most one router
-   * neighbour) becomes a leaf once that has held this long (default 5 min); the hold doubles with
-   * each such change, up to 8 times. Becoming a router is immediate.
-   */
-  autoDemoteMs?: number;
-  /** Lifetime written into our records (default 1 h: liveness comes from neighbours withdrawing links, not expiry). */
-  recordLifetimeMs?: number;
-  /** Our records are re-published this often (default 30 min, at most half the lifetime, minus up to refreshJitter of it). Must be < recordLifetimeMs. */
-  refreshIntervalMs?: number;
-  /** Fraction of refreshIntervalMs taken off at random, so nodes do not refresh in step (default 0.1). */
-  refreshJitter?: number;
-  /** A change of our links is published this long after it (coalesces bursts; default 50 ms). */
-  publishDelayMs?: number;
-  /**
-   * Origination rate limit per fragment (OSPF MinLSInterval, with IS-IS-style backoff): after a
-   * publication the next change waits publishBackoffMs (default 1 s), doubling with each
-   * publication up to this interval (default 5 s): under sustained churn a fragment is published
-   * at most once per minPublishIntervalMs. A fragment stable for that long reacts within
-   * publishDelayMs again. Refresh and sequence recovery are not held.
-   */
-  minPublishIntervalMs?: number;
-  /** First hold of the backoff above (default 1 s, never more than minPublishIntervalMs). */
-  publishBackoffMs?: number;
-  /**
-   * A new version of a record (origin, fragment) accepted less than this long after the previous
-   * one waits until the interval is over; the newest waiting version is then taken (OSPF
-   * MinLSArrival; default 1 s).
-   */
-  minArrivalIntervalMs?: number;
-  /**
-   * A refreshed record (same links as the version held, which is at least a minute old) is
-   * flooded after a random delay up to this long (default 2 s); a copy that arrives meanwhile
-   * from a neighbour spares that neighbour ours. Changes are never delayed. 0 floods refreshes at once.
-   */
-  refreshFloodDelayMs?: number;
-  /**
-   * Flood pacing: records are sent at once unless a batch left less than this
-   * long ago; then they wait and leave together, one message per neighbour
-   * (default 10 ms; 0 sends every event's records at once).
-   */
-  floodPacingMs?: number;
-  /** Shortest paths are recomputed this long after the first change (default 10 ms)... */
-  spfDelayMs?: number;
-  /** ...and at most once per this interval (default 100 ms). 0 and 0 recompute inside the event. */
-  spfMinIntervalMs?: number;
-  /** Most links in one received record (fragment) (default and cap 1024). */
-  maxLinks?: number;
-  /** Links per fragment of our own record (default 64, at most maxLinks): one change re-floods one fragment. */
-  fragmentLinks?: number;
-  /** Most fragments accepted per origin (default 1024). */
-  maxFragments?: number;
-  /** Largest message sent or accepted (default 64 KiB; at least one largest record). */
-  maxMessageBytes?: number;
-  /** Most origins kept in the map (default 100,000); records of new origins beyond it are dropped. */
-  maxRecords?: number;
-  /** Received records are kept at most this long, whatever they claim (default 1 h). */
-  maxRecordLifetimeMs?: number;
-  /** First sequence number we use (default 1). Restarts recover anyway, see docs. */
-  initialSequence?: bigint;
-  cost?: CostOptions;
-  /** Signature check (default identity's verifySignature). */
-  verify?: VerifyFn;
-  /** Shared verified-record cache (simulations). */
-  recordCache?: RecordCache;
-  /** Random source in [0, 1) for jitter (default Math.random). */
-  random?: () => number;
-  /** Shortest-path implementation (default the routing table: native addon, or its TypeScript twin). Routers only. */
-  pathComputer?: PathComputerFactory;
-}
-
-export interface RouteChange {
-  readonly dest: NodeId;
-  /** undefined: no longer reachable. */
-  readonly nextHop: NodeId | undefined;
-  /** undefined: was not reachable. */
-  readonly previousNextHop: NodeId | undefined;
-  readonly cost?: number;
-  readonly hops?: number;
-}
-
-export type RouterAction =
-  | { readonly type: 'send'; readonly to: NodeId; readonly bytes: Uint8Array }
-  | { readonly type: 'routes-changed'; readonly changed: readonly RouteChange[] };
-
-export interface NeighbourInfo {
-  readonly nodeId: NodeId;
-  /** Cost we announce for the link. */
-  readonly cost: number;
-  /** Smoothed RTT, ms; undefined before the first sample. */
-  readonly srttMs: number | undefined;
-  /** Its role, once known (a hint at neighbourUp, or its own records). */
-  readonly role?: NodeRole;
-}
-
-/** An origin's record: its fragments taken together. */
-export interface RecordInfo {
-  readonly origin: NodeId;
-  /** Highest sequence number of its fragments. */
-  readonly seq: bigint;
-  readonly lifetimeMs: number;
-  /** The links of all its fragments. */
-  readonly links: readonly Link[];
-  /** Local time (ms, same clock as the events) at which its first fragment is dropped unless refreshed. */
-  readonly expiresAt: number;
-  /** Fragment 0's bytes (or the lowest fragment held). */
-  readonly bytes: Uint8Array;
-  readonly fragments: number;
-  readonly leaf: boolean;
-}
-
-export interface RouterStats {
-  messagesReceived: number;
-  recordsReceived: number;
-  /** New record versions stored (and flooded). */
-  recordsAccepted: number;
-  /** Copies of a version already held (normal flooding redundancy). */
-  duplicates: number;
-  messagesSent: number;
-  recordsSent: number;
-  /** Our own records (fragments) signed. */
-  published: number;
-  /** Times an 'auto' node changed role (leaf to router or back). */
-  roleChanges: number;
-  /** Publications that waited for minPublishIntervalMs (origination rate limit). */
-  publishRateLimited: number;
-  /** Record versions that arrived within minArrivalIntervalMs of the previous one and waited (acceptance rate limit). */
-  arrivalRateLimited: number;
-  /** Of those, versions replaced by a newer one while waiting (never verified nor flooded). */
-  arrivalSuperseded: number;
-  /** Records a leaf was sent and did not keep (a leaf holds no map), or leaf records from a non-neighbour. */
-  ignored: number;
-  /** Times we met our own record with a higher (or conflicting) sequence number and jumped above it. */
-  sequenceRecovered: number;
-  /** Records removed because they were not refreshed in time. */
-  expiredRecords: number;
-  spfRuns: number;
-  /** Records (or whole messages, for message-level faults) dropped, by reason. */
-  dropped: Record<DropReason, number>;
-}
+export type {
+  CostOptions,
+  NeighbourHint,
+  NeighbourInfo,
+  NodeRole,
+  RecordInfo,
+  RecordSigner,
+  RoleOption,
+  RouteChange,
+  RouterAction,
+  RouterOptions,
+  RouterStats,
+} from './types.js';
 
 /** A record version that arrived too soon after the previous one (acceptance rate limit). */
 interface Waiting {
@@ -250,11 +85,7 @@ interface Waiting {
   readonly at: number;
 }
 
-interface Neighbour {
-  srtt: number | undefined;
-  cost: number;
-  /** Since when the smoothed cost has been outside the announced cost's band (hysteresis hold). */
-  outsideSince: number | undefined;
+interface Neighbour extends CostState {
   role: NodeRole | undefined;
   /** It opened the connection to us (NeighbourHint.inbound). */
   inbound: boolean;
@@ -275,21 +106,6 @@ interface OwnFragment {
   /** The pending publication waits for the hold (so it does not start the backoff over). */
   held: boolean;
   rec: LinkStateRecord | undefined;
-}
-
-interface Outgoing {
-  readonly rec: LinkStateRecord;
-  readonly expiresAt: number;
-}
-
-/** A numeric router option (ERR_BAD_OPTION naming it when out of range). */
-function option(name: string, value: number | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  return numberOption('router option', name, value, fallback, { min, max });
-}
-
-/** A numeric router option that must be greater than 0. */
-function positive(name: string, value: number | undefined, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  return numberOption('router option', name, value, fallback, { min: 0, above: true, max });
 }
 
 function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | null): boolean {
@@ -329,11 +145,11 @@ const NO_ACTIONS: readonly RouterAction[] = Object.freeze([]);
 
 export class Router {
   readonly nodeId: NodeId;
+  readonly #cfg: RouterSettings;
   #role: NodeRole;
   #leaf: boolean;
   /** Role 'auto': the role follows the neighbours (#checkRole). */
   readonly #auto: boolean;
-  readonly #demoteMs: number;
   /** Current demotion hold (doubles with each demotion). */
   #demoteHold: number;
   /** When an 'auto' router becomes a leaf unless its neighbours change (undefined: not due). */
@@ -346,31 +162,6 @@ export class Router {
   #announceRole = false;
   readonly #pathFactory: PathComputerFactory;
   readonly #signer: RecordSigner;
-  readonly #lifetimeMs: number;
-  readonly #refreshMs: number;
-  readonly #refreshJitter: number;
-  readonly #publishDelayMs: number;
-  readonly #minPublishMs: number;
-  readonly #backoffMs: number;
-  readonly #minArrivalMs: number;
-  readonly #refreshFloodDelayMs: number;
-  readonly #holdMs: number;
-  readonly #spfDelayMs: number;
-  readonly #spfMinMs: number;
-  readonly #floodPacingMs: number;
-  readonly #maxLinks: number;
-  readonly #fragmentLinks: number;
-  readonly #maxFragments: number;
-  readonly #maxMessageBytes: number;
-  readonly #maxRecordBytes: number;
-  readonly #maxRecords: number;
-  readonly #maxRecordLifetimeMs: number;
-  readonly #costUnit: number;
-  readonly #costBase: number;
-  readonly #smoothing: number;
-  readonly #hystMin: number;
-  readonly #hystRatio: number;
-  readonly #defaultRtt: number;
   readonly #verify: VerifyFn;
   readonly #cache: RecordCache | undefined;
   readonly #random: () => number;
@@ -405,10 +196,7 @@ export class Router {
   #defaultHop: NodeId | undefined;
 
   /** Records waiting to be sent, per neighbour, by record key (a newer version replaces an older one). */
-  readonly #out = new Map<NodeId, Map<string, Outgoing>>();
-  #queued = 0;
-  #flushAt: number | undefined;
-  #lastFlushAt = -Infinity;
+  readonly #queue: FloodQueue;
   #routeChanges: RouteChange[] = [];
 
   readonly #stats: RouterStats = {
@@ -431,54 +219,17 @@ export class Router {
   };
 
   constructor(options: RouterOptions) {
-    const signer = options?.signer;
-    if (signer === undefined || typeof signer.sign !== 'function' || typeof signer.nodeId !== 'string') {
-      throw new PnetError('ERR_BAD_OPTION', 'router option signer must have nodeId and sign()');
-    }
-    const role = options.role ?? 'router';
-    if (role !== 'router' && role !== 'leaf' && role !== 'auto') {
-      throw new PnetError('ERR_BAD_OPTION', `router option role must be 'router', 'leaf' or 'auto', got ${String(role)}`);
-    }
+    const cfg = routerSettings(options);
+    this.#cfg = cfg;
+    this.#queue = new FloodQueue(cfg.floodPacingMs, cfg.maxMessageBytes, this.#stats);
     // 'auto' starts as a leaf: most nodes join through one peer and carry no transit.
-    this.#auto = role === 'auto';
-    this.#role = role === 'router' ? 'router' : 'leaf';
+    this.#auto = cfg.role === 'auto';
+    this.#role = cfg.role === 'router' ? 'router' : 'leaf';
     this.#leaf = this.#role === 'leaf';
-    this.#demoteMs = option('autoDemoteMs', options.autoDemoteMs, 300_000, 0);
-    this.#demoteHold = this.#demoteMs;
-    this.#signer = signer;
-    this.nodeId = signer.nodeId;
-    this.#lifetimeMs = option('recordLifetimeMs', options.recordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
-    this.#refreshMs = option('refreshIntervalMs', options.refreshIntervalMs, Math.min(1_800_000, Math.floor(this.#lifetimeMs / 2)) || 1, 1, this.#lifetimeMs - 1);
-    this.#refreshJitter = option('refreshJitter', options.refreshJitter, 0.1, 0, 0.9);
-    this.#publishDelayMs = option('publishDelayMs', options.publishDelayMs, 50, 0);
-    this.#minPublishMs = option('minPublishIntervalMs', options.minPublishIntervalMs, 5_000, 0);
-    this.#backoffMs = Math.min(this.#minPublishMs, option('publishBackoffMs', options.publishBackoffMs, 1_000, 0));
-    this.#minArrivalMs = option('minArrivalIntervalMs', options.minArrivalIntervalMs, 1_000, 0);
-    this.#refreshFloodDelayMs = option('refreshFloodDelayMs', options.refreshFloodDelayMs, 2_000, 0);
-    this.#floodPacingMs = option('floodPacingMs', options.floodPacingMs, 10, 0);
-    this.#spfDelayMs = option('spfDelayMs', options.spfDelayMs, 10, 0);
-    this.#spfMinMs = option('spfMinIntervalMs', options.spfMinIntervalMs, 100, 0);
-    this.#maxLinks = Math.floor(option('maxLinks', options.maxLinks, MAX_LINKS, 1, MAX_LINKS));
-    this.#fragmentLinks = Math.floor(option('fragmentLinks', options.fragmentLinks, Math.min(64, this.#maxLinks), 1, this.#maxLinks));
-    this.#maxFragments = Math.floor(option('maxFragments', options.maxFragments, 1024, 1, 0x10000));
-    this.#maxRecordBytes = maxRecordBytes(this.#maxLinks);
-    const minMessage = MESSAGE_HEADER_BYTES + ENTRY_HEADER_BYTES + this.#maxRecordBytes;
-    this.#maxMessageBytes = option('maxMessageBytes', options.maxMessageBytes, Math.max(65_536, minMessage), minMessage, 0xffff_ffff);
-    this.#maxRecords = option('maxRecords', options.maxRecords, 100_000, 1);
-    this.#maxRecordLifetimeMs = option('maxRecordLifetimeMs', options.maxRecordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
-    const cost = options.cost ?? {};
-    this.#costUnit = positive('cost.unitMs', cost.unitMs, 1);
-    this.#costBase = option('cost.base', cost.base, 1, 0, MAX_COST);
-    this.#smoothing = positive('cost.smoothing', cost.smoothing, 0.125, 1);
-    this.#hystMin = option('cost.hysteresisMin', cost.hysteresisMin, 2, 0);
-    this.#hystRatio = option('cost.hysteresisRatio', cost.hysteresisRatio, 0.5, 0);
-    this.#holdMs = option('cost.holdMs', cost.holdMs, 30_000, 0);
-    this.#defaultRtt = option('cost.defaultRttMs', cost.defaultRttMs, 100, 0);
-    const initial = options.initialSequence ?? 1n;
-    if (typeof initial !== 'bigint' || initial < 1n || initial > MAX_SEQUENCE) {
-      throw new PnetError('ERR_BAD_OPTION', `router option initialSequence must be a bigint in 1..2^64-1, got ${String(initial)}`);
-    }
-    this.#lastSeq = initial - 1n;
+    this.#demoteHold = cfg.demoteMs;
+    this.#signer = options.signer;
+    this.nodeId = options.signer.nodeId;
+    this.#lastSeq = cfg.initialSequence - 1n;
     this.#verify = options.verify ?? verifySignature;
     this.#cache = options.recordCache;
     this.#random = options.random ?? Math.random;
@@ -500,7 +251,7 @@ export class Router {
       let n = this.#neighbours.get(nodeId);
       if (n === undefined) {
         const inbound = hint?.inbound === true;
-        n = { srtt: undefined, cost: this.costFromRtt(this.#defaultRtt), outsideSince: undefined, role: hint?.role, inbound, frag: this.#assignFragment(nodeId) };
+        n = { srtt: undefined, cost: this.costFromRtt(this.#cfg.defaultRtt), outsideSince: undefined, role: hint?.role, inbound, frag: this.#assignFragment(nodeId) };
         this.#neighbours.set(nodeId, n);
         this.#count(n, 1);
         this.#selfLinksChanged(n.frag);
@@ -540,7 +291,7 @@ export class Router {
       this.#neighbours.delete(nodeId);
       this.#count(n, -1);
       this.#frags[n.frag]!.members.delete(nodeId);
-      this.#dropQueue(nodeId);
+      this.#queue.drop(nodeId);
       this.#selfLinksChanged(n.frag);
       this.#markDirty(nodeId);
     }
@@ -563,7 +314,7 @@ export class Router {
       this.#stats.dropped.notNeighbour++;
     } else {
       const buf = asBuffer(bytes);
-      const count = checkMessage(buf, this.#maxMessageBytes);
+      const count = checkMessage(buf, this.#cfg.maxMessageBytes);
       if (typeof count !== 'number') {
         this.#stats.dropped[count.reason]++;
       } else {
@@ -573,7 +324,7 @@ export class Router {
           const length = buf.readUInt32BE(off + 4);
           off += ENTRY_HEADER_BYTES;
           this.#stats.recordsReceived++;
-          if (length > this.#maxRecordBytes) this.#drop('oversized');
+          if (length > this.#cfg.maxRecordBytes) this.#drop('oversized');
           else this.#receive(fromNeighbour, buf, off, length, remainingMs);
           off += length;
         }
@@ -596,7 +347,8 @@ export class Router {
     let t = Infinity;
     if (this.#publishAt !== undefined) t = this.#publishAt;
     if (this.#spfAt !== undefined && this.#spfAt < t) t = this.#spfAt;
-    if (this.#flushAt !== undefined && this.#flushAt < t) t = this.#flushAt;
+    const flushAt = this.#queue.flushAt;
+    if (flushAt !== undefined && flushAt < t) t = flushAt;
     if (this.#refreshAt < t) t = this.#refreshAt;
     if (this.#waitingAt < t) t = this.#waitingAt;
     if (this.#delayedAt < t) t = this.#delayedAt;
@@ -608,7 +360,7 @@ export class Router {
 
   /** True while a publication, a paced flood, a waiting record or a route recomputation is scheduled. */
   hasPendingWork(): boolean {
-    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#flushAt !== undefined || this.#waiting.size > 0 || this.#delayed.size > 0;
+    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#queue.flushAt !== undefined || this.#waiting.size > 0 || this.#delayed.size > 0;
   }
 
   /** The neighbour to hand traffic for `dest` to. A leaf: the neighbour itself, else its default route. */
@@ -666,7 +418,7 @@ export class Router {
 
   /** Largest message this router sends or accepts: the IO glue's frame-length bound. */
   get maxMessageBytes(): number {
-    return this.#maxMessageBytes;
+    return this.#cfg.maxMessageBytes;
   }
 
   get routeCount(): number {
@@ -716,8 +468,7 @@ export class Router {
 
   /** The integer cost (>= 1) this router gives a link of smoothed RTT `srttMs` (before hysteresis). */
   costFromRtt(srttMs: number): number {
-    const c = this.#costBase + Math.round(srttMs / this.#costUnit);
-    return Math.min(MAX_COST, Math.max(1, c));
+    return costFromRtt(this.#cfg, srttMs);
   }
 
   // -------------------------------------------------------------------------
@@ -753,7 +504,8 @@ export class Router {
     if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
     if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
     let actions: RouterAction[] | undefined;
-    if (this.#flushAt !== undefined && now >= this.#flushAt) actions = this.#flush();
+    const flushAt = this.#queue.flushAt;
+    if (flushAt !== undefined && now >= flushAt) actions = this.#queue.flush(now);
     if (this.#routeChanges.length === 0) return actions ?? NO_ACTIONS;
     actions ??= [];
     actions.push({ type: 'routes-changed', changed: this.#routeChanges });
@@ -789,7 +541,7 @@ export class Router {
     this.#count(n, 1);
     // Our link to it changes its stub flag; a leaf's default route may change.
     if (!this.#leaf || before === 'leaf' || role === 'leaf') this.#selfLinksChanged(n.frag);
-    if (role === 'leaf') this.#dropQueue(id);
+    if (role === 'leaf') this.#queue.drop(id);
     else if (before === 'leaf') this.#sendMap(id, n);
   }
 
@@ -838,10 +590,10 @@ export class Router {
     this.#role = 'leaf';
     this.#leaf = true;
     this.#demoteAt = undefined;
-    this.#demoteHold = Math.min(8 * this.#demoteMs, 2 * this.#demoteHold);
+    this.#demoteHold = Math.min(8 * this.#cfg.demoteMs, 2 * this.#demoteHold);
     for (const id of [...this.#origins.keys()]) if (id !== this.nodeId) this.#origins.delete(id);
     this.#expiry.rebuild([]);
-    for (const id of [...this.#out.keys()]) this.#dropQueue(id);
+    this.#queue.clear();
     this.#waiting.clear();
     this.#waitingAt = Infinity;
     this.#delayed.clear();
@@ -872,26 +624,9 @@ export class Router {
     }
   }
 
-  #dropQueue(id: NodeId): void {
-    const q = this.#out.get(id);
-    if (q !== undefined) {
-      this.#queued -= q.size;
-      this.#out.delete(id);
-    }
-  }
-
-  /** Queues a record for a neighbour; it leaves at the next flush (at once unless one happened less than floodPacingMs ago). */
+  /** Queues a record for a neighbour (if still up). */
   #enqueue(to: NodeId, rec: LinkStateRecord, expiresAt: number): void {
-    if (!this.#neighbours.has(to)) return;
-    let q = this.#out.get(to);
-    if (q === undefined) {
-      q = new Map();
-      this.#out.set(to, q);
-    }
-    const before = q.size;
-    q.set(recordKey(rec.origin, rec.fragment), { rec, expiresAt });
-    this.#queued += q.size - before;
-    if (this.#flushAt === undefined) this.#flushAt = Math.max(this.#now, this.#lastFlushAt + this.#floodPacingMs);
+    if (this.#neighbours.has(to)) this.#queue.add(to, rec, expiresAt, this.#now);
   }
 
   /** Sends `rec` to every neighbour records flood to, but `from`. */
@@ -899,69 +634,8 @@ export class Router {
     for (const [to, n] of this.#neighbours) if (to !== from && this.#floodsTo(n)) this.#enqueue(to, rec, expiresAt);
   }
 
-  /** The neighbour `from` holds the record `key` (it sent it to us): no need to send it back. */
-  #unqueue(from: NodeId, key: string): void {
-    const q = this.#out.get(from);
-    if (q !== undefined && q.delete(key)) this.#queued--;
-  }
-
-  #flush(): RouterAction[] {
-    const now = this.#now;
-    this.#flushAt = undefined;
-    this.#lastFlushAt = now;
-    const actions: RouterAction[] = [];
-    // A record flooded alone goes to every neighbour but one in the same message: encode it once.
-    let single: Outgoing | undefined;
-    let singleMessage: Uint8Array | undefined;
-    for (const [to, queue] of this.#out) {
-      if (queue.size === 0) continue;
-      this.#stats.recordsSent += queue.size;
-      if (queue.size === 1) {
-        const q: Outgoing = queue.values().next().value!;
-        if (single === undefined || q.rec !== single.rec || q.expiresAt !== single.expiresAt) {
-          single = q;
-          singleMessage = encodeMessage([{ remainingMs: Math.max(1, q.expiresAt - now), record: q.rec.bytes }]);
-        }
-        actions.push({ type: 'send', to, bytes: singleMessage! });
-        this.#stats.messagesSent++;
-      } else {
-        const entries: MessageEntry[] = [];
-        for (const q of queue.values()) entries.push({ remainingMs: Math.max(1, q.expiresAt - now), record: q.rec.bytes });
-        for (const bytes of packMessages(entries, this.#maxMessageBytes)) {
-          actions.push({ type: 'send', to, bytes });
-          this.#stats.messagesSent++;
-        }
-      }
-      queue.clear();
-    }
-    this.#queued = 0;
-    return actions;
-  }
-
   #sample(n: Neighbour, rttMs: number): void {
-    if (typeof rttMs !== 'number' || !Number.isFinite(rttMs) || rttMs < 0) return;
-    const first = n.srtt === undefined;
-    n.srtt = first ? rttMs : n.srtt! + this.#smoothing * (rttMs - n.srtt!);
-    if (!first) {
-      // Hysteresis on the unrounded cost: the announced cost moves only when the smoothed RTT
-      // has left its band and stayed out for holdMs, never on rounding flips or a short spike.
-      const band = Math.max(this.#hystMin, this.#hystRatio * n.cost);
-      const exact = this.#costBase + n.srtt / this.#costUnit - n.cost;
-      const raw = this.#costBase + rttMs / this.#costUnit - n.cost;
-      // Outside only while the smoothed cost AND the sample are beyond the band on the same
-      // side: the sample back inside (a stall is over) restarts the hold.
-      if (Math.abs(exact) < band || Math.abs(raw) < band || exact > 0 !== raw > 0) {
-        n.outsideSince = undefined;
-        return;
-      }
-      n.outsideSince ??= this.#now;
-      if (this.#now - n.outsideSince < this.#holdMs) return;
-    }
-    n.outsideSince = undefined;
-    const cost = this.costFromRtt(n.srtt);
-    if (cost === n.cost) return;
-    n.cost = cost;
-    this.#selfLinksChanged(n.frag);
+    if (sampleCost(this.#cfg, n, rttMs, this.#now)) this.#selfLinksChanged(n.frag);
   }
 
   // -------------------------------------------------------------------------
@@ -969,7 +643,7 @@ export class Router {
 
   /** The lowest fragment with room for one more link. */
   #assignFragment(id: NodeId): number {
-    let f = this.#frags.findIndex((x) => x.members.size < this.#fragmentLinks);
+    let f = this.#frags.findIndex((x) => x.members.size < this.#cfg.fragmentLinks);
     if (f < 0) f = this.#newFragment();
     this.#frags[f]!.members.add(id);
     return f;
@@ -985,8 +659,8 @@ export class Router {
     this.#defaultHop = this.#leaf ? this.#chooseDefault() : undefined;
     this.#scheduleSpf();
     const f = this.#frags[frag]!;
-    const at = Math.max(this.#now + this.#publishDelayMs, f.lastPublishAt + f.hold);
-    if (f.publishAt === undefined && at > this.#now + this.#publishDelayMs) {
+    const at = Math.max(this.#now + this.#cfg.publishDelayMs, f.lastPublishAt + f.hold);
+    if (f.publishAt === undefined && at > this.#now + this.#cfg.publishDelayMs) {
       this.#stats.publishRateLimited++;
       f.held = true;
     }
@@ -1018,7 +692,7 @@ export class Router {
   }
 
   #scheduleSpf(): void {
-    if (this.#spfAt === undefined) this.#spfAt = Math.max(this.#now + this.#spfDelayMs, this.#lastSpfAt + this.#spfMinMs);
+    if (this.#spfAt === undefined) this.#spfAt = Math.max(this.#now + this.#cfg.spfDelayMs, this.#lastSpfAt + this.#cfg.spfMinMs);
   }
 
   /** Our links: every up neighbour (a router's links to leaves are stubs). */
@@ -1055,7 +729,7 @@ export class Router {
     this.#publishAt = next;
     if (announced) this.#announceToLeaves();
     if (this.#refreshAt === Infinity && this.#frags.some((f) => f.rec !== undefined)) {
-      this.#refreshAt = now + this.#refreshMs * (1 - this.#refreshJitter * this.#random());
+      this.#refreshAt = now + this.#cfg.refreshMs * (1 - this.#cfg.refreshJitter * this.#random());
     }
   }
 
@@ -1073,8 +747,8 @@ export class Router {
     if (rec === undefined) return false;
     f.rec = rec;
     // Backoff: quiet for the whole interval starts over, churn doubles the hold up to the interval.
-    const quiet = !f.held && this.#now - f.lastPublishAt >= this.#minPublishMs;
-    f.hold = quiet ? this.#backoffMs : Math.min(this.#minPublishMs, Math.max(this.#backoffMs, 2 * f.hold));
+    const quiet = !f.held && this.#now - f.lastPublishAt >= this.#cfg.minPublishMs;
+    f.hold = quiet ? this.#cfg.backoffMs : Math.min(this.#cfg.minPublishMs, Math.max(this.#cfg.backoffMs, 2 * f.hold));
     f.held = false;
     f.lastPublishAt = this.#now;
     this.#keepOwn(index, rec);
@@ -1085,7 +759,7 @@ export class Router {
   #sign(index: number, links: Link[], leaf: boolean): LinkStateRecord | undefined {
     if (this.#lastSeq >= MAX_SEQUENCE) return undefined; // 2^64 - 1 reached (only a record we signed can bring us here)
     const seq = this.#lastSeq + 1n;
-    const fields = { origin: this.nodeId, fragment: index, leaf, seq, lifetimeMs: this.#lifetimeMs, links };
+    const fields = { origin: this.nodeId, fragment: index, leaf, seq, lifetimeMs: this.#cfg.lifetimeMs, links };
     const decoded = decodeRecord(encodeRecord(fields, (d) => this.#signer.sign(d)), MAX_LINKS);
     if (!decoded.ok) throw new Error(`own record does not decode: ${decoded.detail}`);
     this.#lastSeq = seq;
@@ -1095,13 +769,13 @@ export class Router {
 
   /** Keeps our new fragment in the map and floods it. */
   #keepOwn(index: number, rec: LinkStateRecord): void {
-    const expiresAt = this.#now + this.#lifetimeMs;
+    const expiresAt = this.#now + this.#cfg.lifetimeMs;
     this.#originOf(this.nodeId).put(index, { rec, expiresAt, acceptedAt: this.#now });
     this.#flood(rec, expiresAt, undefined);
   }
 
   #ownExpiry(rec: LinkStateRecord): number {
-    return this.#origins.get(this.nodeId)?.frags.get(rec.fragment)?.expiresAt ?? this.#now + this.#lifetimeMs;
+    return this.#origins.get(this.nodeId)?.frags.get(rec.fragment)?.expiresAt ?? this.#now + this.#cfg.lifetimeMs;
   }
 
   #originOf(id: NodeId): Origin {
@@ -1172,30 +846,30 @@ export class Router {
       this.#stats.ignored++;
       return;
     }
-    if (frag >= this.#maxFragments) return this.#drop('oversized');
+    if (frag >= this.#cfg.maxFragments) return this.#drop('oversized');
     const o = this.#origins.get(origin);
     const known = o?.frags.get(frag);
     const key = recordKey(origin, frag);
     if (known !== undefined) {
       if (!this.#isNewer(from, msg, off, len, known, key)) return;
-    } else if (o === undefined && this.#origins.size >= this.#maxRecords) {
+    } else if (o === undefined && this.#origins.size >= this.#cfg.maxRecords) {
       return this.#drop('tableFull');
     }
     if (remainingMs === 0) return this.#drop('expired');
-    if (known !== undefined && this.#now < known.acceptedAt + this.#minArrivalMs) return this.#wait(from, key, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#minArrivalMs);
+    if (known !== undefined && this.#now < known.acceptedAt + this.#cfg.minArrivalMs) return this.#wait(from, key, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#cfg.minArrivalMs);
     const rec = this.#decodeVerified(msg.subarray(off, off + len));
     if (rec === undefined) return;
-    const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#maxRecordLifetimeMs);
+    const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#cfg.maxRecordLifetimeMs);
     // A refresh: same links as a version held for a while (a quick new version is a recovery or a correction).
     const refresh =
-      known !== undefined && this.#refreshFloodDelayMs > 0 && this.#now - known.acceptedAt >= REFRESH_AGE_MS && known.rec.leaf === rec.leaf && sameLinkSet(known.rec.links, rec.links);
+      known !== undefined && this.#cfg.refreshFloodDelayMs > 0 && this.#now - known.acceptedAt >= REFRESH_AGE_MS && known.rec.leaf === rec.leaf && sameLinkSet(known.rec.links, rec.links);
     this.#store(origin, frag, { rec, expiresAt, acceptedAt: this.#now });
     this.#stats.recordsAccepted++;
-    this.#unqueue(from, key);
+    this.#queue.remove(from, key);
     if (rec.leaf) return;
     if (!refresh) return this.#flood(rec, expiresAt, from);
     // Nothing changed but the number: let copies from other neighbours arrive first.
-    const at = this.#now + this.#refreshFloodDelayMs * this.#random();
+    const at = this.#now + this.#cfg.refreshFloodDelayMs * this.#random();
     this.#delayed.set(key, { rec, expiresAt, at, have: new Set([from]) });
     if (at < this.#delayedAt) this.#delayedAt = at;
   }
@@ -1234,7 +908,7 @@ export class Router {
       if (len === k.length && msg.compare(k, 0, len, off, off + len) === 0) {
         this.#stats.duplicates++;
         this.#delayed.get(key)?.have.add(from);
-        if (this.#queued > 0 && this.#out.get(from)?.get(key)?.rec === known.rec) this.#unqueue(from, key);
+        if (this.#queue.holds(from, key, known.rec)) this.#queue.remove(from, key);
       } else {
         this.#drop('replayed');
       }
@@ -1296,7 +970,7 @@ export class Router {
         this.#stats.duplicates++;
         return;
       }
-    } else if (frag >= this.#maxFragments) {
+    } else if (frag >= this.#cfg.maxFragments) {
       return this.#drop('oversized');
     }
     // Higher than ours, same number with other content, or a fragment this run never published:
@@ -1313,11 +987,11 @@ export class Router {
   #decodeVerified(buf: Buffer): LinkStateRecord | undefined {
     const cached = this.#cache?.get(buf);
     if (cached !== undefined) {
-      if (cached.links.length > this.#maxLinks) return this.#drop('oversized');
+      if (cached.links.length > this.#cfg.maxLinks) return this.#drop('oversized');
       return cached;
     }
     // Copy: the record outlives the message it came in.
-    const decoded = decodeRecord(Buffer.from(buf), this.#maxLinks);
+    const decoded = decodeRecord(Buffer.from(buf), this.#cfg.maxLinks);
     if (!decoded.ok) return this.#drop(decoded.reason);
     const verdict = verifyRecord(decoded.value, this.#verify);
     if (verdict !== 'ok') return this.#drop(verdict);
