@@ -213,14 +213,17 @@ async function main() {
     client: { keyPem: clientId.keyPem, certPem: clientId.certPem, nodeId: clientId.nodeId },
   };
 
-  const figures = FIGURES.filter((f) => !args.only || args.only.includes(f.id) || args.only.includes(String(f.number)));
+  const chosen = FIGURES.filter((f) => !args.only || args.only.includes(f.id) || args.only.includes(String(f.number)));
+  // Figure 7 runs every node in its own process (runRelayFigure), not as server/client cells.
+  const relayWanted = chosen.some((f) => f.id === 'relay') && (!args.systems || args.systems.includes('pnet'));
+  const figures = chosen.filter((f) => f.id !== 'relay');
   // rows of a figure in SYSTEMS order (pnet's rows first), otherwise as listed
   const cells = CELLS.filter((c) => figures.some((f) => f.id === c.figure) && (!args.systems || args.systems.includes(c.system)) && !(args.quick && c.quickSkip))
     .map((c, i) => ({ c, i }))
     .sort((a, b) => SYSTEMS.indexOf(a.c.system) - SYSTEMS.indexOf(b.c.system) || a.i - b.i)
     .map(({ c }) => c);
   const extraIds = EXTRA_IDS.filter((id) => !args.only || args.only.includes(id));
-  if (cells.length === 0 && extraIds.length === 0) {
+  if (cells.length === 0 && extraIds.length === 0 && !relayWanted) {
     console.error('nothing to run with these filters');
     process.exit(2);
   }
@@ -264,7 +267,8 @@ async function main() {
     }
   }
 
-  const extras = await runExtras({ ids: extraIds, quick: args.quick, runs, cellResults, systems: args.systems });
+  const relayEntries = relayWanted ? await runRelayFigure({ quick: args.quick, runs }) : [];
+  const extras = [...relayEntries, ...(await runExtras({ ids: extraIds, quick: args.quick, runs, cellResults, systems: args.systems }))];
 
   const durationS = (performance.now() - started) / 1000;
   machine.loadAverageEnd = machineInfo().loadAverage;
@@ -313,6 +317,162 @@ async function main() {
   if (targets.length) console.log(['targets against other stacks:', ...targets.map((t) => `   ${t.text.replace(/\*\*/g, '')}`)].join('\n'));
   if (extras.length) console.log(renderExtrasConsole(extras));
   console.log(`\n${failed.length ? `${failed.length} run(s) failed (see notes). ` : ''}Took ${durationS.toFixed(0)} s. Wrote ${base}.{json,md}${partial ? '.tmp (filtered run)' : ''}`);
+}
+
+// ---- Figure 7: relay v2 with every node in its own process -------------------------------
+// A line n0-n1-n2-n3-n4 (one worker process per node; bench/systems/pnet.mjs relayBenchNode):
+// n0 measures against n1 (direct), n2 (1 hop) and n4 (3 hops) in the same run; then n4 dials n0
+// (a ring) and n1, the relay on n0's path to n2, is killed mid-transfer.
+
+const RELAY_TITLE = 'Relay v2: every node in its own process (line n0-n1-n2-n3-n4, then a ring)';
+const RELAY_NODES = 5;
+
+/** Figure 7's workloads by mode. */
+function relayWorkload(quick) {
+  return quick
+    ? { count: 300, warmup: 50, setups: 21, bytes: 16 * 1024 * 1024, flows: 10_000, perFlow: 3, ringBytes: 64 * 1024 * 1024, killAt: 16 * 1024 * 1024 }
+    : { count: 2000, warmup: 200, setups: 51, bytes: 64 * 1024 * 1024, flows: 10_000, perFlow: 3, ringBytes: 64 * 1024 * 1024, killAt: 16 * 1024 * 1024 };
+}
+
+/** One run: five node processes, every measure; returns a flat object of numbers (or throws). */
+async function relayRun(w) {
+  const nodes = Array.from({ length: RELAY_NODES }, (_, i) => new Child(`relay node n${i}`));
+  let seq = 0;
+  const call = async (i, method, ...args) => {
+    const id = ++seq;
+    const reply = await nodes[i].request({ type: 'call', id, method, args }, `ret:${id}`);
+    if (reply.failed) throw new Error(`n${i} ${method}: ${reply.failed.split('\n').slice(0, 3).join(' | ')}`);
+    return reply.value;
+  };
+  const m = {};
+  try {
+    for (const child of nodes) child.proc.send({ type: 'preload', system: 'pnet' });
+    const info = await Promise.all(nodes.map((child) => child.request({ type: 'init', role: 'relay-node', system: 'pnet', figure: 'relay', params: { size: 1024 } }, 'ready')));
+    const id = info.map((x) => x.nodeId);
+    for (let i = 1; i < RELAY_NODES; i++) await call(i, 'dial', info[i - 1].address, id[i - 1]);
+    await call(0, 'waitPath', id[4], 5);
+    await call(4, 'waitPath', id[0], 5);
+    const far = { direct: 1, hop1: 2, hop3: 4 };
+    // request(): sequential 1 KiB requests (the first relayed one opens the end-to-end connection in the warm-up)
+    for (const [name, target] of Object.entries(far)) m[`req_${name}`] = (await call(0, 'requests', id[target], w.count, w.warmup)).rate;
+    // stream setup: the first openStream to n3 (2 hops, no connection yet: one handshake), then later ones
+    const fresh = await call(0, 'setups', id[3], w.setups);
+    m.setup_first_hop2 = fresh.firstMs;
+    for (const [name, target] of Object.entries(far)) m[`setup_${name}`] = (await call(0, 'setups', id[target], w.setups)).laterMs;
+    // bulk, with every process's CPU over it
+    for (const [name, target] of Object.entries(far)) {
+      await Promise.all(nodes.map((_, i) => call(i, 'cpuMark')));
+      const bulk = await call(0, 'bulk', id[target], w.bytes);
+      const cpu = await Promise.all(nodes.map((_, i) => call(i, 'cpuRead')));
+      const mib = w.bytes / 1024 / 1024;
+      m[`bulk_${name}`] = bulk.mibps;
+      m[`cpu_${name}_sender`] = (cpu[0] * 1000) / mib;
+      m[`cpu_${name}_receiver`] = (cpu[target] * 1000) / mib;
+      if (target > 1) m[`cpu_${name}_hop`] = (Math.max(...cpu.slice(1, target)) * 1000) / mib;
+    }
+    // memory per flow at a hop: synthetic flows (distinct source keys) n0 -> n2 through n1
+    const before = await call(1, 'relayStats');
+    await call(1, 'heapMark');
+    const flows = await call(0, 'flows', id[1], id[2], w.flows, w.perFlow);
+    const heap = await call(1, 'heapRead');
+    const after = await call(1, 'relayStats');
+    m.flow_forwarded = after.forwarder.forwarded - before.forwarder.forwarded;
+    m.flow_received = after.forwarder.received - before.forwarder.received;
+    m.flow_dropped_at_hop = ['malformed', 'overBudget', 'refused', 'hopLimit', 'noRoute', 'loop', 'tooBig'].reduce((n, k) => n + after.forwarder[k] - before.forwarder[k], 0);
+    m.flow_sent = flows.sent;
+    m.flow_heap_bytes = heap.heapDelta / w.flows;
+    m.flow_rss_bytes = heap.rssDelta / w.flows;
+    // the ring: n4 dials n0; n0 still reaches n2 through n1 (2 links against 3)
+    await call(4, 'dial', info[0].address, id[0]);
+    for (const [from, to] of [[0, 3], [3, 0], [2, 4]]) await call(from, 'waitPath', id[to], 3);
+    const path = await call(0, 'path', id[2]);
+    if (path[1] !== id[1]) throw new Error('n0 does not reach n2 through n1');
+    await call(0, 'startTransfer', id[2], w.ringBytes);
+    const t0 = performance.now();
+    while ((await call(0, 'transferProgress')) < w.killAt) {
+      if (performance.now() - t0 > 60_000) throw new Error('ring transfer did not reach the kill point');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const killedAt = performance.timeOrigin + performance.now();
+    nodes[1].kill();
+    const ring = await call(0, 'transferResult', 60_000);
+    if (!ring.ended || !ring.exact) throw new Error(`ring transfer after the kill: ended ${ring.ended}, exact ${ring.exact}, error ${ring.error}, answer ${ring.text}`);
+    const next = ring.ticks.find((t) => t > killedAt);
+    let gap = 0;
+    for (let i = 1; i < ring.ticks.length; i++) gap = Math.max(gap, ring.ticks[i] - ring.ticks[i - 1]);
+    m.ring_pause = next - killedAt;
+    m.ring_gap = gap;
+    m.ring_total = ring.t1 - ring.t0;
+    m.ring_same = ring.sameConnection ? 1 : 0;
+    return m;
+  } finally {
+    await Promise.all(nodes.map((child) => child.stop()));
+  }
+}
+
+/** Figure 7's entries: `runs` runs of relayRun (medians), ratios against the direct rows of the same runs. */
+async function runRelayFigure({ quick, runs }) {
+  const w = relayWorkload(quick);
+  console.log(`\n[7] ${RELAY_TITLE}`);
+  const samples = {};
+  const errors = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    let timer;
+    try {
+      const m = await Promise.race([relayRun(w), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('run timed out after 300 s')), 300_000)))]);
+      for (const [k, v] of Object.entries(m)) (samples[k] ??= []).push(v);
+      const f = (x) => x.toFixed(0);
+      console.log(`  run ${r + 1}/${runs}: request/s ${f(m.req_direct)} / ${f(m.req_hop1)} / ${f(m.req_hop3)}; bulk MiB/s ${f(m.bulk_direct)} / ${f(m.bulk_hop1)} / ${f(m.bulk_hop3)}; later setup ms ${m.setup_direct.toFixed(2)} / ${m.setup_hop1.toFixed(2)} / ${m.setup_hop3.toFixed(2)}; ring pause ${f(m.ring_pause)} ms  (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (error) {
+      errors.push(String(error.message).split('\n')[0]);
+      console.log(`  run ${r + 1}/${runs}: FAILED: ${errors.at(-1)}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  const med = (k) => {
+    const v = [...(samples[k] ?? [])].sort((a, b) => a - b);
+    return v.length === 0 ? null : v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  const ratio = (a, b) => (med(a) === null || !med(b) ? null : med(a) / med(b));
+  const line = 'line n0-n1-n2-n3-n4, one process per node, measured from n0';
+  const rows = [];
+  const row = (metric, name, variant, workload, unit, better, key, target) => rows.push(extraEntry({ figure: 'relay', figureNumber: 7, title: RELAY_TITLE, metric, name, variant, workload, unit, better, samples: samples[key] ?? [], primary: variant.startsWith('direct'), target }));
+  const hops = [['direct', 'direct (n0→n1)'], ['hop1', '1 hop (n0→n2 via n1)'], ['hop3', '3 hops (n0→n4)']];
+  for (const [k, variant] of hops) {
+    const target = k === 'hop1' ? { on: 'ratio', ratioName: '1 hop / direct', ratio: ratio('req_hop1', 'req_direct'), op: '>=', value: 0.6 } : k === 'hop3' ? { on: 'ratio', ratioName: '3 hops / direct', ratio: ratio('req_hop3', 'req_direct'), op: '>=', value: 0.4 } : undefined;
+    row('requestRate', 'sequential 1 KiB request() rate', variant, `${w.count} requests after ${w.warmup}; ${line}`, 'req/s', 'higher', `req_${k}`, target);
+  }
+  for (const [k, variant] of hops) {
+    const target = k === 'direct' ? undefined : { on: 'ratio', ratioName: `${k === 'hop1' ? '1 hop' : '3 hops'} / direct`, ratio: ratio(`setup_${k}`, 'setup_direct'), op: '<=', value: 1.5 };
+    row('setupMs', 'openStream setup, 2nd and later streams (median)', variant, `${w.setups - 1} openStream + 1 KiB echo each`, 'ms', 'lower', `setup_${k}`, target);
+  }
+  row('setupMs', 'openStream setup, first stream to a far node (handshake)', '2 hops (n0→n3), no relayed connection yet', 'one openStream', 'ms', 'lower', 'setup_first_hop2');
+  for (const [k, variant] of hops) {
+    const target = k === 'hop1' ? { on: 'ratio', ratioName: '1 hop / direct', ratio: ratio('bulk_hop1', 'bulk_direct'), op: '>=', value: 0.6 } : k === 'hop3' ? { on: 'ratio', ratioName: '3 hops / direct', ratio: ratio('bulk_hop3', 'bulk_direct'), op: '>=', value: 0.35 } : undefined;
+    row('mibps', 'bulk on one stream', variant, `${w.bytes / 1024 / 1024} MiB`, 'MiB/s', 'higher', `bulk_${k}`, target);
+  }
+  for (const [k, variant] of hops) {
+    row('cpuMsPerMiB', 'process CPU per MiB, sending end', variant, `bulk ${w.bytes / 1024 / 1024} MiB`, 'ms/MiB', 'lower', `cpu_${k}_sender`);
+    row('cpuMsPerMiB', 'process CPU per MiB, receiving end', variant, `bulk ${w.bytes / 1024 / 1024} MiB`, 'ms/MiB', 'lower', `cpu_${k}_receiver`);
+    if (k === 'direct') continue;
+    const endpoint = Math.min(med(`cpu_${k}_sender`) ?? Infinity, med(`cpu_${k}_receiver`) ?? Infinity);
+    const hopCpu = med(`cpu_${k}_hop`);
+    const target = { on: 'ratio', ratioName: 'hop / cheaper end', ratio: hopCpu === null || !Number.isFinite(endpoint) ? null : hopCpu / endpoint, op: '<=', value: 0.6 };
+    row('cpuMsPerMiB', `process CPU per MiB at a hop${k === 'hop3' ? ' (busiest of the 3)' : ''}`, variant, `bulk ${w.bytes / 1024 / 1024} MiB`, 'ms/MiB', 'lower', `cpu_${k}_hop`, target);
+  }
+  row('bytesPerFlow', 'hop heap growth per relayed flow (after GC)', `${w.flows.toLocaleString('en-US')} flows × ${w.perFlow} datagrams through n1`, 'distinct source keys n0→n2, 100-byte inner packets', 'B', 'lower', 'flow_heap_bytes', { on: 'value', op: '<=', value: 2048 });
+  row('bytesPerFlow', 'hop RSS growth per relayed flow', `${w.flows.toLocaleString('en-US')} flows × ${w.perFlow} datagrams through n1`, 'distinct source keys n0→n2', 'B', 'lower', 'flow_rss_bytes');
+  row('datagrams', 'datagrams the hop received in the flow test', `${w.flows * w.perFlow} sent`, 'forwarder.stats.received delta', 'datagrams', 'higher', 'flow_received');
+  row('datagrams', 'datagrams the hop forwarded in the flow test', `${w.flows * w.perFlow} sent`, 'forwarder.stats.forwarded delta', 'datagrams', 'higher', 'flow_forwarded');
+  row('datagrams', 'datagrams the hop dropped (any forwarder reason)', `${w.flows * w.perFlow} sent`, 'forwarder drop counters delta', 'datagrams', 'lower', 'flow_dropped_at_hop');
+  row('pauseMs', 'pause when the relay on the path is killed (kill → next 256 KiB received)', `ring n0..n4, n0→n2 via n1, SIGKILL of n1 at ${w.killAt / 1024 / 1024} MiB`, `${w.ringBytes / 1024 / 1024} MiB on one stream, byte-exact`, 'ms', 'lower', 'ring_pause');
+  row('pauseMs', 'longest gap between 256 KiB received', 'same transfer', `${w.ringBytes / 1024 / 1024} MiB`, 'ms', 'lower', 'ring_gap');
+  row('totalMs', 'whole ring transfer', 'same transfer', `${w.ringBytes / 1024 / 1024} MiB`, 'ms', 'lower', 'ring_total');
+  const note = rows.find((e) => e.metric === 'pauseMs');
+  if (note) note.notes = `Memory per flow: n0 sends DATA datagrams with ${w.flows.toLocaleString('en-US')} distinct source keys (a relayed flow is a source/destination pair) to n2 through n1; n1's heap (process.memoryUsage().heapUsed after 3 GCs) before and after, divided by the flows. The forwarder keeps no per-flow state (one budget per inbound neighbour), so this is what the hop holds per flow. The pause is dominated by the dead hop's detection (the links' QUIC idle timeout, 5 s) and the reroute; the relayed connection's idle timeout is 3× the links', so it outlives both.${errors.length ? ` Failed runs: ${errors.join('; ')}` : ''}`;
+  return rows;
 }
 
 /** Runs a standalone bench script that writes JSON to --json=PATH; returns the parsed JSON. */

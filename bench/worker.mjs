@@ -9,6 +9,8 @@
 // Failures are sent as {type:'error', message} and the child exits non-zero.
 //   relay (pnet only): {type:'init', role:'relay', params, target} -> {type:'ready', address, nodeId}
 //   (a line of params.hops pnet nodes, the last dialing the server; the client dials the first)
+//   relay-node (pnet only, figure 7 with one node per process): {type:'init', role:'relay-node', params}
+//   -> {type:'ready', address, nodeId}; then {type:'call', id, method, args} -> {type:'ret:<id>', value | failed}
 // Memory figure: the server takes its RSS (after a GC) at 'mark' and again at 'report'.
 const SYSTEM_MODULES = {
   pnet: './systems/pnet.mjs',
@@ -67,7 +69,10 @@ process.on('message', async (message) => {
         role = message.role;
         figure = message.figure;
         const system = await loadSystem(message.system);
-        if (role === 'relay') {
+        if (role === 'relay-node') {
+          instance = await system.relayBenchNode(message);
+          send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
+        } else if (role === 'relay') {
           instance = await system.relayLine(message);
           send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
         } else if (role === 'server') {
@@ -85,6 +90,16 @@ process.on('message', async (message) => {
         cpuMark = process.cpuUsage();
         send({ type: 'marked' });
         break;
+      case 'call': {
+        // a failed call is answered (the orchestrator decides), not fatal to the process
+        Promise.resolve()
+          .then(() => instance.call(message.method, message.args ?? []))
+          .then(
+            (value) => send({ type: `ret:${message.id}`, value }),
+            (error) => send({ type: `ret:${message.id}`, failed: String(error?.stack ?? error) }),
+          );
+        break;
+      }
       case 'diag': {
         let state;
         try {

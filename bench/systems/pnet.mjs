@@ -15,7 +15,11 @@
 // negotiation): figure 3's raw rows show what negotiation costs, and figure
 // 6's dialers are transports.
 import { createNode, Identity, QuicTransport, H2Transport } from '../../dist/index.js';
-import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, measureFigure } from '../lib/common.mjs';
+import { ByteCounter, KiB, MiB, now, payload, timeSequential, writeBulk, measureFigure, median } from '../lib/common.mjs';
+import { createHash, randomBytes } from 'node:crypto';
+import { nodeServices } from '../../dist/node/node.js';
+import { encodeData } from '../../dist/relay/v2/index.js';
+import { keyBytesOf } from '../../dist/routing/index.js';
 
 const noop = () => {};
 
@@ -422,3 +426,200 @@ const quic = pnetSystem('quic');
 export const server = quic.server;
 export const client = quic.client;
 export { relayLine };
+
+// ---- Figure 7 with every node in its own process (bench/quic.mjs runRelayFigure): one pnet
+// node per worker, driven by {type:'call', method, args}; the orchestrator links them into a
+// line (then a ring) and asks each for its part (requests, stream setups, bulk, CPU, heap).
+
+/** Wall clock shared by the processes of one machine (ms since the epoch, sub-ms). */
+const wallMs = () => performance.timeOrigin + performance.now();
+
+/** Bytes of a progress tick: the 'digest' sink writes one '.' per PROGRESS_BYTES received. */
+const PROGRESS_BYTES = 256 * KiB;
+
+/** A payload whose bytes depend on their offset (a misplaced chunk changes the digest). */
+function patterned(size) {
+  const buf = Buffer.allocUnsafe(size);
+  for (let i = 0; i + 4 <= size; i += 4) buf.writeUInt32LE((i * 2654435761) >>> 0, i);
+  return buf;
+}
+
+/**
+ * One node of figure 7's line/ring. Link costs count hops only (an RTT unit of 1,000 s), so a
+ * loaded machine's RTT noise cannot move the ring's path before the relay on it is killed.
+ */
+export async function relayBenchNode({ params }) {
+  const node = await createNode({ listen: `${HOST}:0`, ...TRANSPORTS.quic.node(params), routing: { rttSampleMs: 200, cost: { unitMs: 1_000_000 } } });
+  node.on('error', noop);
+  node.handleRequest('echo-req', (request) => request);
+  node.handle('echo', (stream) => {
+    stream.on('error', noop);
+    stream.pipe(stream);
+  });
+  node.handle('sink', (stream) => {
+    let got = 0;
+    stream.on('error', noop);
+    stream.on('data', (chunk) => (got += chunk.length));
+    stream.on('end', () => stream.end(String(got)));
+  });
+  // the ring transfer: a '.' per PROGRESS_BYTES received, then "bytes:sha256" at the end
+  node.handle('digest', (stream) => {
+    const hash = createHash('sha256');
+    let got = 0;
+    stream.on('error', noop);
+    stream.on('data', (chunk) => {
+      const before = Math.floor(got / PROGRESS_BYTES);
+      got += chunk.length;
+      hash.update(chunk);
+      const ticks = Math.floor(got / PROGRESS_BYTES) - before;
+      if (ticks > 0) stream.write('.'.repeat(ticks));
+    });
+    stream.on('end', () => stream.end(`${got}:${hash.digest('hex')}`));
+  });
+  let cpuMark = process.cpuUsage();
+  let heapMark;
+  let transfer;
+  const body = payload(params.size ?? KiB);
+  const methods = {
+    info: () => ({ address: node.address, nodeId: node.id }),
+    dial: async (address, nodeId) => (await node.dial(address, { expectedNodeId: nodeId }), true),
+    /** Waits until the route to `target` has `length` nodes (both ends included). */
+    waitPath: async (target, length, ms = 30_000) => (await until(() => node.path(target)?.length === length, ms, `route of ${length} nodes`), node.path(target)),
+    path: (target) => node.path(target) ?? null,
+    cpuMark: () => void (cpuMark = process.cpuUsage()),
+    cpuRead: () => {
+      const u = process.cpuUsage(cpuMark);
+      return (u.user + u.system) / 1e6;
+    },
+    /** Sequential request() of params.size bytes: rate and p50. */
+    requests: async (target, count, warmup) => {
+      const op = async () => {
+        const reply = await node.request(target, 'echo-req', body);
+        if (reply.length !== body.length) throw new Error('bad echo');
+      };
+      for (let i = 0; i < warmup; i++) await op();
+      const r = await timeSequential(count, op);
+      return { rate: r.rate, p50us: r.p50us };
+    },
+    /** openStream + one echo + end, `count` times: the first one's setup, and the median of the later ones. */
+    setups: async (target, count) => {
+      const times = [];
+      for (let i = 0; i < count; i++) {
+        const t0 = now();
+        const stream = await node.openStream(target, 'echo');
+        times.push(now() - t0);
+        const counter = new ByteCounter(stream);
+        stream.end(body);
+        await counter.end();
+      }
+      return { firstMs: times[0], laterMs: median(times.slice(1)), transports: node.peers().filter((p) => p.nodeId === target).map((p) => p.transport) };
+    },
+    /** `bytes` on one 'sink' stream (a new one), until the far end's count: MiB/s. */
+    bulk: async (target, bytes) => {
+      const stream = await node.openStream(target, 'sink');
+      const counter = new ByteCounter(stream, { keep: true });
+      const t0 = now();
+      await writeBulk(stream, payload(64 * KiB), bytes);
+      await counter.end();
+      const s = (now() - t0) / 1000;
+      if (Buffer.concat(counter.chunks).toString() !== String(bytes)) throw new Error('sink count differs');
+      return { mibps: bytes / MiB / s, seconds: s };
+    },
+    /** Heap and RSS after a GC (the worker runs with --expose-gc). */
+    heapMark: async () => (heapMark = await settled()),
+    heapRead: async () => {
+      const after = await settled();
+      return { heapDelta: after.heap - heapMark.heap, rssDelta: after.rss - heapMark.rss, before: heapMark, after };
+    },
+    relayStats: () => nodeServices(node).datagrams?.stats() ?? null,
+    /**
+     * Synthetic relayed flows: `flows` distinct (random) source keys, `perFlow` DATA datagrams
+     * each, to `dest` through the neighbour `via`: what a hop holds per flow.
+     */
+    flows: async (via, dest, flows, perFlow) => {
+      const link = nodeServices(node).peers.live(via);
+      if (!link?.sendDatagram) throw new Error('no QUIC link to the hop');
+      const destKey = keyBytesOf(dest);
+      // a short-header-looking inner packet (1 + 16-byte connection id + 100 bytes): the far end drops it as an unknown flow
+      const inner = Buffer.concat([Buffer.from([0x40]), randomBytes(16), payload(100)]);
+      let sent = 0;
+      let refused = 0;
+      for (let round = 0; round < perFlow; round++) {
+        for (let f = 0; f < flows; f++) {
+          const source = Buffer.alloc(32);
+          source.writeUInt32BE(f + 1, 0);
+          source.writeUInt32BE(0xfeedbeef, 28);
+          if (link.sendDatagram(encodeData(16, destKey, source, inner))) sent++;
+          else refused++;
+          // let the QUIC connection drain its datagram queue now and then
+          if ((sent + refused) % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return { sent, refused };
+    },
+    /** Starts `bytes` on one 'digest' stream; progress ticks are timed here (transferResult). */
+    startTransfer: async (target, bytes) => {
+      const data = patterned(bytes);
+      const expected = `${bytes}:${createHash('sha256').update(data).digest('hex')}`;
+      const stream = await node.openStream(target, 'digest');
+      const connection = nodeServices(node).datagrams?.live(target);
+      transfer = { sentAcked: 0, ticks: [], text: '', ended: false, error: undefined, t0: wallMs() };
+      const state = transfer;
+      stream.on('data', (chunk) => {
+        const text = chunk.toString();
+        const dots = text.replace(/[^.]/g, '').length;
+        for (let i = 0; i < dots; i++) state.ticks.push(wallMs());
+        state.text += text.replace(/\./g, '');
+      });
+      state.done = new Promise((resolve) => {
+        stream.on('end', () => resolve((state.ended = true)));
+        stream.on('error', (error) => resolve((state.error = String(error?.code ?? error))));
+      });
+      state.expected = expected;
+      state.sameConnection = () => nodeServices(node).datagrams?.live(target) === connection;
+      void writeSlices(stream, data, 64 * KiB).catch((error) => (state.error = String(error?.code ?? error)));
+      return true;
+    },
+    transferProgress: () => (transfer ? transfer.ticks.length * PROGRESS_BYTES : 0),
+    transferResult: async (ms) => {
+      const state = transfer;
+      await Promise.race([state.done, new Promise((resolve) => setTimeout(resolve, ms))]);
+      return { ended: state.ended, error: state.error, exact: state.text === state.expected, text: state.text.slice(0, 80), ticks: state.ticks, t0: state.t0, t1: wallMs(), sameConnection: state.sameConnection() };
+    },
+  };
+  return {
+    address: node.address,
+    nodeId: node.id,
+    call: (method, args) => {
+      if (!methods[method]) throw new Error(`unknown method ${method}`);
+      return methods[method](...args);
+    },
+    close: () => node.close({ timeoutMs: 500 }),
+    diag: () => ({ peers: peersOf(node), path: transfer ? transfer.ticks.length : undefined }),
+  };
+}
+
+/** Writes `data` in `slice`-byte pieces, honouring backpressure, then ends the stream. */
+async function writeSlices(stream, data, slice) {
+  for (let offset = 0; offset < data.length; offset += slice) {
+    if (!stream.write(data.subarray(offset, offset + slice))) {
+      await new Promise((resolve, reject) => {
+        const onDrain = () => (stream.off('error', onError), resolve());
+        const onError = (error) => (stream.off('drain', onDrain), reject(error));
+        stream.once('drain', onDrain);
+        stream.once('error', onError);
+      });
+    }
+  }
+  stream.end();
+}
+
+async function settled() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const m = process.memoryUsage();
+  return { heap: m.heapUsed, rss: m.rss, external: m.external + m.arrayBuffers };
+}
