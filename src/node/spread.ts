@@ -287,7 +287,8 @@ export class Spread {
     const attempts = Math.min(...[...this.retry].map(step));
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      const due = [...this.retry].filter((key) => this.outstanding.get(key)?.leg === undefined);
+      // Only targets still outstanding and not on a leg: one answered or failed meanwhile is done.
+      const due = [...this.retry].filter((key) => this.outstanding.has(key) && this.outstanding.get(key)!.leg === undefined);
       this.retry.clear();
       this.service.stats.retried += due.length;
       this.distribute(due);
