@@ -46,3 +46,5 @@ export type { MetricsServer, NodeMetrics } from './metrics.js';
 export type { LogLevel } from './daemon.js';
 export { toDot, percentile } from './output.js';
 export type { Out } from './output.js';
+export { serveUi } from './ui-server.js';
+export type { UiServer, UiOptions } from './ui-server.js';

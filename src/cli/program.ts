@@ -13,6 +13,7 @@ import type { AddCommand, CliIO, CommandContext } from './commands/common.js';
 import { addExec } from './commands/exec.js';
 import { addForget, addHosts } from './commands/hosts.js';
 import { addPerf } from './commands/perf.js';
+import { addUi } from './commands/ui.js';
 import { addId } from './commands/id.js';
 import { addInfo } from './commands/info.js';
 import { addKeygen } from './commands/keygen.js';
@@ -25,7 +26,7 @@ import { addTrace } from './commands/trace.js';
 import { readVersion } from './version.js';
 
 /** The commands, in the order `pnet --help` lists them. */
-const COMMANDS: readonly AddCommand[] = [addKeygen, addId, addNode, addInfo, addPeers, addRoutes, addHosts, addForget, addPing, addTrace, addPerf, addTopology, addExec];
+const COMMANDS: readonly AddCommand[] = [addKeygen, addId, addNode, addInfo, addPeers, addRoutes, addHosts, addForget, addPing, addTrace, addPerf, addTopology, addExec, addUi];
 
 /** Codes that mean the command line or a local file is wrong, not the network. */
 const USAGE_CODES = new Set<string>(['ERR_CONFIG', 'ERR_BAD_OPTION', 'ERR_BAD_ADDRESS', 'ERR_BAD_NODE_ID', 'ERR_KEY_FILE']);
