@@ -2,7 +2,7 @@
 // first alone, then beside a heavy peer with 64 in flight. Each node is its own process (so the
 // peers' own work does not share the server's event loop). Prints the light peer's rate alone and
 // beside the heavy one, and the ratio; twice: with the per-peer turns off (as before issue 15)
-// and at the library's default (src/node/requests.ts, REQUESTS_PER_TURN), or --share=N.
+// and at the library's default (src/node/turns.ts, STREAMS_PER_TURN), or --share=N.
 //   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--json]
 // Run under the bench lock: flock /tmp/bench.lock node --import tsx bench/fairness.mjs
 import { fork } from 'node:child_process';
@@ -19,7 +19,7 @@ async function child(role) {
   const { createNode } = await import('../src/index.js');
   const { nodeServices } = await import('../src/node/node.js');
   const node = await createNode({ listen: '127.0.0.1:0', h2: false });
-  const shares = nodeServices(node).requests.shares; // PeerTurns (private): the bench's knob
+  const shares = nodeServices(node).streams.turns; // PeerTurns (private): the bench's knob
   const defaultShare = shares.perTurn;
   if (role === 'server') {
     node.handleRequest('svc', (request) => request);

@@ -69,8 +69,14 @@ function channelTo(child) {
       resolve(message);
     }
   });
+  // A child that died answers nothing: its pending and later requests get { dead: true }.
+  child.once('exit', () => {
+    for (const resolve of waiting.values()) resolve({ dead: true });
+    waiting.clear();
+  });
   return (message) =>
     new Promise((resolve) => {
+      if (!child.connected) return resolve({ dead: true });
       const rid = ++next;
       waiting.set(rid, resolve);
       child.send({ ...message, rid });
@@ -432,6 +438,7 @@ async function parent() {
   await Promise.all([...workers.map((w) => w.ready), attackerProc.ready]);
   const crashes = [];
   for (const [i, w] of workers.entries()) w.exited.then(({ code, signal }) => (w.done ? undefined : crashes.push(`worker ${i} exited ${code ?? signal}`)));
+  // A crash ends the run (the report says so): the loops below watch `crashes`.
   attackerProc.exited.then(({ code, signal }) => (attackerProc.done ? undefined : crashes.push(`attacker exited ${code ?? signal}`)));
 
   // Nodes, then links: a ring plus two random chords per node.
@@ -454,13 +461,13 @@ async function parent() {
   await Promise.all(workers.map((w, i) => w.ask({ type: 'links', links: links.get(i) })));
   const broadcast = () => {
     const message = { type: 'everyone', nodes: nodes.map(({ id, address, up, stableSince, victim }) => ({ id, address, up, stableSince, victim })) };
-    for (const w of workers) w.child.send(message);
+    for (const w of workers) if (w.child.connected) w.child.send(message);
   };
   broadcast();
   const convergeUntil = Date.now() + 60_000;
   for (;;) {
     const mins = await Promise.all(workers.map((w) => w.ask({ type: 'routes' })));
-    const min = Math.min(...mins.map((m) => m.min));
+    const min = Math.min(...mins.filter((m) => !m.dead).map((m) => m.min));
     if (min >= nodeCount - 1 || Date.now() > convergeUntil) {
       log(`routes: every node knows at least ${min} of ${nodeCount - 1}`);
       break;
@@ -477,7 +484,7 @@ async function parent() {
   const samples = [];
   const sample = async () => {
     const at = Math.round((Date.now() - t0) / 1000);
-    const perWorker = await Promise.all(workers.map((w) => w.ask({ type: 'sample' })));
+    const perWorker = (await Promise.all(workers.map((w) => w.ask({ type: 'sample' })))).filter((m) => !m.dead);
     const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers }) => ({ ...memory, nodes: n, peers })) };
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
     row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));
@@ -499,7 +506,7 @@ async function parent() {
   // Churn: kill (restarted 5 s later with the same key) or cut a link, one every churnEveryMs.
   const churn = { kills: 0, restarts: 0, cuts: 0 };
   const churning = (async () => {
-    while (Date.now() < until - 6_000) {
+    while (Date.now() < until - 6_000 && crashes.length === 0) {
       await sleep(churnEveryMs);
       const candidates = nodes.filter((n) => n.up && n.churnable);
       const n = candidates.length > nodeCount / 2 ? pick(candidates) : undefined;
@@ -513,7 +520,8 @@ async function parent() {
         setTimeout(async () => {
           const live = nodes.filter((m) => m.up && m !== n);
           const bootstrap = [pick(live).address, pick(live).address];
-          const { address } = await workers[n.worker].ask({ type: 'restart', index: n.index, bootstrap });
+          const { address, dead } = await workers[n.worker].ask({ type: 'restart', index: n.index, bootstrap });
+          if (dead) return;
           Object.assign(n, { address, up: true, stableSince: Date.now() });
           churn.restarts++;
           broadcast();
@@ -525,13 +533,13 @@ async function parent() {
     }
   })();
 
-  await trafficDone;
+  await Promise.race([trafficDone, (async () => { while (crashes.length === 0) await sleep(500); })()]);
   await churning;
   clearInterval(sampler);
   await sleep(500);
   await sample();
   const attackCounts = await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
-  const reports = await Promise.all(workers.map((w) => w.ask({ type: 'report' })));
+  const reports = (await Promise.all(workers.map((w) => w.ask({ type: 'report' })))).filter((r) => !r.dead);
   const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick });
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(`${out}.json`, JSON.stringify(summary, null, 1) + '\n');

@@ -1,7 +1,7 @@
 // Issue 15 item 8: per-peer fairness. A peer with 64 requests in flight used to cut a
-// one-request peer to 3-7% of the rate it had alone. The node now starts each peer's requests a
-// turn of the event loop at a time (src/node/requests.ts, PeerTurns; the rest wait unread in flow
-// control), so the light peer keeps more of its rate. The heavy peer is its own process and is
+// one-request peer to 3-7% of the rate it had alone. The node now takes up each peer's new
+// streams a turn of the event loop at a time (src/node/turns.ts; the rest wait unread in flow
+// control, before negotiation), so the light peer keeps more of its rate. The heavy peer is its own process and is
 // paused and resumed, so "alone" and "beside" windows alternate and load from elsewhere on the
 // machine falls on both; the median ratio is asserted with a wide margin (bench/fairness.mjs
 // gives the figures on a quiet machine).
@@ -61,6 +61,6 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   const ratio = median(ratios);
   t.comment(`light alone/beside 64 in flight, per second: ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%`);
   t.ok(ratio >= 0.2, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
-  t.ok(server.stats().limits.requestPeerShare > 0, "the heavy peer's extra requests waited for its turns, counted");
-  t.equal(nodeServices(server).requests.stats.waitedPeerShare, server.stats().limits.requestPeerShare);
+  t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
+  t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });

@@ -267,12 +267,18 @@ export async function acceptChannel(
   if (stream.destroyed) {
     return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream already destroyed') };
   }
+  const session = new AcceptorSession(stream);
+  if (options.turn !== undefined && !(await options.turn)) {
+    session.release();
+    return { accepted: false, error: new PnetError('ERR_STREAM_RESET', 'stream closed while waiting for its turn') };
+  }
   const scope = registry[kScope];
   const ticket = scope.admit(remoteNodeId, settings, noop); // receiveOpen sets the real evict
   if (ticket === 'node') {
+    session.release();
     return refuse(stream, { code: 'OVERLOADED', reason: 'too many pending channel negotiations' }, settings.lingerMs);
   }
-  const attempt: Attempt = { session: new AcceptorSession(stream), scope, ticket, settings, outcome: undefined };
+  const attempt: Attempt = { session, scope, ticket, settings, outcome: undefined };
   try {
     return await negotiate(attempt, registry, remoteNodeId);
   } finally {

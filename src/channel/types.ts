@@ -95,6 +95,12 @@ export interface AcceptChannelOptions {
   lingerMs?: number;
   /** Called when a handler throws or its promise rejects (the stream is then destroyed). */
   onHandlerError?: (error: unknown, info: ChannelRequestInfo) => void;
+  /**
+   * The stream's turn (per-peer fairness, the node's): nothing is read, no slot is taken and no
+   * deadline runs until it resolves; `false` means the stream closed meanwhile. The peer's EOF is
+   * held back from the start, as during negotiation.
+   */
+  turn?: PromiseLike<boolean>;
 }
 
 export type AcceptResult =

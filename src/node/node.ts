@@ -254,6 +254,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         router: () => neighbours.router.stats(),
         fanout: () => fanouts.stats,
         routingGate: () => this.routingGate.stats,
+        streamTurnWaits: () => this.streams.turnWaits,
       },
       this.handshakes,
     );

@@ -15,13 +15,6 @@ const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** The longest delay a Node timer takes (larger ones fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
-/**
- * Requests of one peer started per turn of the event loop on their own streams, across all
- * channels (PeerTurns); the peer's further requests wait unread, their bytes held back by its
- * flow control. So a peer with many requests in flight cannot take the node's turns from one
- * with a single one.
- */
-export const REQUESTS_PER_TURN = 1;
 /** Reset codes of a handleRequest stream (docs/PROTOCOL.md, "Request and response"). */
 const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2 } as const;
 
@@ -55,19 +48,8 @@ export interface RequestsHost {
   open(nodeId: NodeId, channel: string, options: OpenStreamOptions): Promise<PnetStream>;
 }
 
-/** The node's request counters (node.stats().limits.requestPeerShare). */
-export interface RequestStats {
-  /** Requests that waited for their peer's next turn (REQUESTS_PER_TURN). */
-  waitedPeerShare: number;
-}
-
 export class Requests {
   private readonly targets = new Map<string, RequestTarget>();
-  private readonly shares = new PeerTurns(REQUESTS_PER_TURN);
-
-  get stats(): Readonly<RequestStats> {
-    return { waitedPeerShare: this.shares.waited };
-  }
 
   constructor(private readonly host: RequestsHost) {}
 
@@ -174,11 +156,6 @@ export class Requests {
 
   /** A request on its own stream (authorised during negotiation): read it whole, run it, answer or reset with the code. */
   private async serveStream(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
-    if (!(await this.shares.acquire(info.remoteNodeId, stream))) return; // closed while it waited
-    await this.serveAdmitted(target, stream, info);
-  }
-
-  private async serveAdmitted(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
     let request: Buffer;
     try {
       request = await readAll(stream, target.maxRequestBytes, 'ERR_REQUEST_TOO_LARGE', REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE);
@@ -194,66 +171,6 @@ export class Requests {
       throw failure; // reported as the node's 'error': a PnetError, what the handler threw as its cause
     }
     stream.end(reply);
-  }
-}
-
-/**
- * Turns per peer: each peer starts at most `perTurn` requests per turn of the event loop (the
- * first as they arrive, the rest in the check phase, after the loop's I/O), its others wait
- * unread, in arrival order. A turn's work is then bounded per peer, so a request from another
- * peer, which arrives with the next I/O, waits for at most a few of a busy peer's requests, not
- * for all it has in flight. Handlers that are slow still run side by side: only starts are paced.
- */
-class PeerTurns {
-  waited = 0;
-  private readonly peers = new Map<NodeId, { started: number; readonly waiting: Array<() => void> }>();
-  private turnScheduled = false;
-
-  constructor(private readonly perTurn: number) {}
-
-  /** true once `peer`'s request may start (at once within its turn); false if the stream closed while waiting. */
-  acquire(peer: NodeId, stream: PnetStream): true | Promise<boolean> {
-    let share = this.peers.get(peer);
-    if (share === undefined) this.peers.set(peer, (share = { started: 0, waiting: [] }));
-    this.scheduleTurn();
-    if (share.started < this.perTurn && share.waiting.length === 0) {
-      share.started++;
-      return true;
-    }
-    this.waited++;
-    const waiting = share.waiting;
-    return new Promise<boolean>((resolve) => {
-      const closed = (): void => {
-        waiting.splice(waiting.indexOf(start), 1);
-        resolve(false);
-      };
-      const start = (): void => {
-        stream.off('close', closed);
-        resolve(true);
-      };
-      stream.once('close', closed);
-      waiting.push(start);
-    });
-  }
-
-  private scheduleTurn(): void {
-    if (this.turnScheduled) return;
-    this.turnScheduled = true;
-    setImmediate(() => this.turn());
-  }
-
-  /** A new turn: every peer starts up to `perTurn` of its waiting requests; idle peers are forgotten. */
-  private turn(): void {
-    this.turnScheduled = false;
-    for (const [peer, share] of this.peers) {
-      share.started = 0;
-      while (share.started < this.perTurn && share.waiting.length > 0) {
-        share.started++;
-        share.waiting.shift()!();
-      }
-      if (share.started === 0) this.peers.delete(peer);
-      else this.scheduleTurn();
-    }
   }
 }
 

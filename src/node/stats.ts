@@ -9,7 +9,6 @@ import type { RouterStats } from '../routing/index.js';
 import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { RoutingGateStats } from './routing-gate.js';
-import type { RequestStats } from './requests.js';
 import type { DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
@@ -40,8 +39,8 @@ export interface StatsSources {
   fanout(): FanoutCounters;
   /** The routing channel's per-peer share (routing-gate.ts). */
   routingGate?(): Readonly<RoutingGateStats>;
-  /** The request pipeline's per-peer serving share (requests.ts). */
-  requests?(): Readonly<RequestStats>;
+  /** Streams that waited for their peer's turn (turns.ts). */
+  streamTurnWaits?(): number;
 }
 
 /** Counts connections as the node adopts them (the transports count only what they hold now). */
@@ -96,7 +95,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
       ...datagramRelayTrips(datagramRelay),
       routingStreamsPeerLimit: sources.routingGate?.().refusedPeerLimit ?? 0,
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
-      requestPeerShare: sources.requests?.().waitedPeerShare ?? 0,
+      streamPeerTurn: sources.streamTurnWaits?.() ?? 0,
     },
   };
 }
@@ -112,7 +111,7 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
   return sum as unknown as NegotiationStats;
 }
 
-type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'requestPeerShare'>;
+type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn'>;
 type DatagramRelayTrips = Pick<LimitTrips, 'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted'>;
 
 function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRelayTrips {

@@ -12,6 +12,7 @@ import type { ChannelHandler, ChannelRequestInfo, Metadata, NegotiationStats, Re
 import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
 import type { RelayOptions, RelayStats } from '../relay/index.js';
 import type { HandleOptions, OpenStreamOptions, PnetStream, StreamHandler } from './types.js';
+import { PeerTurns, STREAMS_PER_TURN } from './turns.js';
 
 const RESERVED_PREFIX = 'pnet/';
 const EMPTY_METADATA: Metadata = Object.freeze({});
@@ -49,6 +50,8 @@ export class Streams {
   /** Channels served inside relay tunnels: the user's only. */
   private readonly tunnelRegistry = new ChannelRegistry();
   private readonly relay: RelayService;
+  /** Each peer's new streams are taken up a turn of the event loop at a time (turns.ts). */
+  private readonly turns = new PeerTurns(STREAMS_PER_TURN);
 
   constructor(
     private readonly host: StreamsHost,
@@ -170,8 +173,15 @@ export class Streams {
     return new CallDeadline(timeoutMs, what);
   }
 
+  /** Streams that waited for their peer's next turn (node.stats().limits.streamPeerTurn). */
+  get turnWaits(): number {
+    return this.turns.waited;
+  }
+
   private acceptOn(stream: Duplex, remoteNodeId: NodeId, registry: ChannelRegistry): void {
+    const turn = this.turns.acquire(remoteNodeId, stream);
     acceptChannel(stream, registry, remoteNodeId, {
+      ...(turn === true ? {} : { turn }),
       timeoutMs: this.settings.negotiationTimeoutMs,
       onHandlerError: (error) => this.host.report(error instanceof Error ? error : new Error(String(error))),
     }).catch((error: unknown) => this.host.report(error as Error));

@@ -316,8 +316,8 @@ export interface LimitTrips {
   routingStreamsPeerLimit: number;
   /** Routing: routing streams refused OVERLOADED over the bound shared by all peers that are not routing neighbours. */
   routingStreamsNodeLimit: number;
-  /** Requests: a request that waited for one of its peer's serving slots (a peer is served 4 requests at a time). */
-  requestPeerShare: number;
+  /** Streams: a new stream that waited unread for its peer's next turn of the event loop (a peer's new streams are taken up one per turn). */
+  streamPeerTurn: number;
   /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
   fanoutLegsNodeLimit: number;
   /** Fan-out: legs refused OVERLOADED over the peer's share. */
