@@ -133,3 +133,19 @@ t.test('exec --targets all reports a host that left the map; --reachable-only sk
   t.equal(after.code, 0, 'forgotten: no longer a target');
   t.equal(JSON.parse(after.out).targets, 2);
 });
+
+t.test('unit: sweeps mark the inventory for saving at most once a minute; a new host at once', async (t) => {
+  const [a, b] = await Promise.all([Identity.generate(), Identity.generate()]);
+  const inventory = new Inventory();
+  inventory.seen([a.nodeId], 1_000_000);
+  t.ok(inventory.dirty, 'a new host');
+  inventory.dirty = false;
+  inventory.seen([a.nodeId], 1_005_000);
+  t.notOk(inventory.dirty, 'the same host 5 s later: not yet');
+  t.equal(inventory.get(a.nodeId)!.lastReachable, 1_005_000, 'though the time is kept in memory');
+  inventory.seen([a.nodeId], 1_061_000);
+  t.ok(inventory.dirty, 'a minute later');
+  inventory.dirty = false;
+  inventory.seen([a.nodeId, b.nodeId], 1_062_000);
+  t.ok(inventory.dirty, 'another new host');
+});

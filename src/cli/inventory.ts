@@ -11,6 +11,8 @@ import type { NodeId } from '../index.js';
 
 /** Hosts remembered at most; past it the one unreachable the longest is forgotten (`evicted`). */
 export const MAX_HOSTS = 10_000;
+/** A host's last-reachable time is saved again once it moved this much. */
+const SAVE_PRECISION_MS = 60_000;
 
 export interface HostFacts {
   readonly name?: string;
@@ -36,6 +38,7 @@ export class Inventory {
   evicted = 0;
   /** Something changed since the last save. */
   dirty = false;
+  private markedAt = 0;
 
   constructor(private readonly maxHosts = MAX_HOSTS) {}
 
@@ -56,9 +59,16 @@ export class Inventory {
     for (const nodeId of nodeIds) {
       const known = this.hosts.get(nodeId);
       this.hosts.set(nodeId, known ? { ...known, lastReachable: now } : { nodeId, firstSeen: now, lastReachable: now, labels: {} });
-      if (!known) this.evictOverflow();
+      if (!known) {
+        this.evictOverflow();
+        this.dirty = true;
+      }
     }
-    this.dirty = true;
+    // Last-reachable times are saved to the minute: a sweep every few seconds need not rewrite the file.
+    if (now - this.markedAt >= SAVE_PRECISION_MS) {
+      this.markedAt = now;
+      this.dirty = true;
+    }
   }
 
   /** The facts a host answered with. */
