@@ -52,6 +52,8 @@ export interface DatagramRelayStats {
   endpoint: EndpointStats;
   /** Datagrams on HTTP/2 links' streams. */
   streamLinks: StreamLinkStats;
+  /** Forwards the next hop's link did not take (its DATAGRAM queue full, or the link gone): dropped. */
+  forwardsDropped: number;
 }
 
 interface Relayed {
@@ -102,6 +104,7 @@ export class DatagramRelay {
   private readonly failures = new WeakMap<QuicConnection, PnetError>();
   private readonly timer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
+  private forwardsDropped = 0;
 
   constructor(host: DatagramRelayHost, options: DatagramRelayOptions = {}) {
     this.host = host;
@@ -234,7 +237,7 @@ export class DatagramRelay {
   receive(from: NodeId, datagram: Buffer): void {
     const action = this.forwarder.handleDatagram(from, datagram, performance.now());
     if (action.kind === 'forward') {
-      this.host.link(action.to)?.sendDatagram(action.datagram);
+      if (this.host.link(action.to)?.sendDatagram(action.datagram) !== true) this.forwardsDropped++;
       this.onForward?.(Buffer.from(action.datagram.buffer, action.datagram.byteOffset, action.datagram.byteLength));
     } else if (action.kind === 'deliver') {
       this.deliver(action.datagram);
@@ -309,7 +312,7 @@ export class DatagramRelay {
   };
 
   stats(): DatagramRelayStats {
-    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats } };
+    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, forwardsDropped: this.forwardsDropped };
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {
