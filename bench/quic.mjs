@@ -131,9 +131,7 @@ async function runOnce(cell, params, identities, timeoutMs) {
   // server's address once the server listens.
   const server = new Child(`${cell.system} server`);
   const client = new Child(`${cell.system} client`);
-  // relayed figure: the hop nodes run in a third process, in a line ending at the server
-  const relay = params.hops > 0 ? new Child(`${cell.system} relay hops`) : undefined;
-  for (const child of [server, client, relay]) child?.proc.send({ type: 'preload', system: cell.system });
+  for (const child of [server, client]) child.proc.send({ type: 'preload', system: cell.system });
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error(`run timed out after ${timeoutMs / 1000} s`)), timeoutMs);
@@ -141,12 +139,8 @@ async function runOnce(cell, params, identities, timeoutMs) {
   const work = (async () => {
     const common = { system: cell.system, figure: cell.figure, params };
     const ready = await server.request({ type: 'init', role: 'server', ...common, identity: identities.server, peerCertPem: identities.client.certPem }, 'ready');
-    let via;
-    if (relay) {
-      via = await relay.request({ type: 'init', role: 'relay', ...common, target: { address: ready.address, nodeId: ready.nodeId } }, 'ready');
-    }
     await client.request(
-      { type: 'init', role: 'client', ...common, identity: identities.client, peerCertPem: identities.server.certPem, address: ready.address, serverNodeId: ready.nodeId, via },
+      { type: 'init', role: 'client', ...common, identity: identities.client, peerCertPem: identities.server.certPem, address: ready.address, serverNodeId: ready.nodeId },
       'ready',
     );
     await server.request({ type: 'mark' }, 'marked');
@@ -176,11 +170,10 @@ async function runOnce(cell, params, identities, timeoutMs) {
     }
     server.kill();
     client?.kill();
-    relay?.kill();
     return { error: message };
   } finally {
     clearTimeout(timer);
-    await Promise.all([client?.stop(), server.stop(), relay?.stop()]);
+    await Promise.all([client?.stop(), server.stop()]);
   }
 }
 

@@ -7,8 +7,6 @@
 //   parent -> {type:'preload', system}: import the system's module now (no reply), so that
 //   the client process loads it while the server starts; 'init' waits for the same import.
 // Failures are sent as {type:'error', message} and the child exits non-zero.
-//   relay (pnet only): {type:'init', role:'relay', params, target} -> {type:'ready', address, nodeId}
-//   (a line of params.hops pnet nodes, the last dialing the server; the client dials the first)
 //   relay-node (pnet only, figure 7 with one node per process): {type:'init', role:'relay-node', params}
 //   -> {type:'ready', address, nodeId}; then {type:'call', id, method, args} -> {type:'ret:<id>', value | failed}
 // Memory figure: the server takes its RSS (after a GC) at 'mark' and again at 'report'.
@@ -71,9 +69,6 @@ process.on('message', async (message) => {
         const system = await loadSystem(message.system);
         if (role === 'relay-node') {
           instance = await system.relayBenchNode(message);
-          send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
-        } else if (role === 'relay') {
-          instance = await system.relayLine(message);
           send({ type: 'ready', address: instance.address, nodeId: instance.nodeId });
         } else if (role === 'server') {
           instance = await system.server(message);

@@ -47,13 +47,12 @@ const TRANSPORTS = {
   },
 };
 
-/** The bench system of one transport kind: its server, client and (QUIC) relay line. */
+/** The bench system of one transport kind: its server and client (figure 7's nodes: relayBenchNode below). */
 export function pnetSystem(kind) {
   if (!TRANSPORTS[kind]) throw new Error(`unknown transport ${kind}`);
   return {
     server: (message) => (message.params.api === 'transport' ? transportServer(kind, message) : nodeServer(kind, message)),
     client: (message) => (message.params.api === 'transport' ? transportClient(kind, message) : nodeClient(kind, message)),
-    relayLine: kind === 'quic' ? relayLine : undefined,
   };
 }
 
@@ -87,27 +86,6 @@ async function nodeServer(kind, { params, identity: pem }) {
   };
 }
 
-/**
- * Relay hops for figure 7: a line of `params.hops` nodes (fresh identities),
- * the last one dialing the server; the client dials the first.
- */
-async function relayLine({ params, target }) {
-  const nodes = [];
-  for (let i = 0; i < params.hops; i++) {
-    const node = await createNode({ listen: `${HOST}:0`, ...TRANSPORTS.quic.node(params) });
-    node.on('error', () => {});
-    nodes.push(node);
-  }
-  await nodes[nodes.length - 1].dial(target.address, { expectedNodeId: target.nodeId });
-  for (let i = nodes.length - 2; i >= 0; i--) await nodes[i].dial(nodes[i + 1].address, { expectedNodeId: nodes[i + 1].id });
-  return {
-    address: nodes[0].address,
-    nodeId: nodes[0].id,
-    close: () => Promise.all(nodes.map((n) => n.close({ timeoutMs: 500 }))),
-    diag: () => nodes.map((n) => n.peers().length),
-  };
-}
-
 /** Polls until `condition()` holds; throws after `ms`. */
 async function until(condition, ms, what) {
   const t0 = now();
@@ -133,7 +111,7 @@ function peersOf(node) {
   return node?.peers().map((p) => ({ streams: p.streams, rttMs: p.rttMs, direction: p.direction }));
 }
 
-async function nodeClient(kind, { figure, params, identity: pem, address, serverNodeId, via }) {
+async function nodeClient(kind, { figure, params, identity: pem, address, serverNodeId }) {
   const identity = await Identity.fromPrivateKeyPem(pem.keyPem);
   const body = payload(params.size ?? KiB);
   let node;
@@ -143,9 +121,6 @@ async function nodeClient(kind, { figure, params, identity: pem, address, server
   let op; // one stream-per-request operation
   const progress = { done: 0, active: new Set() };
   const dialers = []; // figure 6
-  let sink; // figure 7
-  let sinkCounter;
-  let setupMs;
 
   async function connectEchoClose(phase = noop) {
     const id = await node.dial(address, { expectedNodeId: serverNodeId });
@@ -166,24 +141,6 @@ async function nodeClient(kind, { figure, params, identity: pem, address, server
       if (figure === 'memory') return; // the dialers are made in run()
       node = await createNode({ identity, listen: `${HOST}:0`, ...TRANSPORTS[kind].node(params) });
       node.on('error', () => {});
-      if (figure === 'relay') {
-        if (via) {
-          await node.dial(via.address, { expectedNodeId: via.nodeId });
-          // wait for the router to learn the line up to the server
-          await until(() => node.path(serverNodeId)?.length === params.hops + 2, 20_000, `route over ${params.hops} hops`);
-          remoteId = serverNodeId;
-        } else {
-          remoteId = await node.dial(address, { expectedNodeId: serverNodeId });
-        }
-        const t0 = now();
-        stream = await node.openStream(remoteId, 'echo');
-        setupMs = now() - t0;
-        counter = new ByteCounter(stream);
-        for (let i = 0; i < params.warmup; i++) await echoOnce();
-        sink = await node.openStream(remoteId, 'sink');
-        sinkCounter = new ByteCounter(sink);
-        return;
-      }
       if (figure === 'connect') {
         for (let i = 0; i < params.warmup; i++) await connectEchoClose();
         return;
@@ -247,15 +204,6 @@ async function nodeClient(kind, { figure, params, identity: pem, address, server
           }
           return { connectS: (now() - t0) / 1000 };
         }
-        case 'relay': {
-          const echo = await timeSequential(params.count, () => echoOnce());
-          const chunk = payload(64 * KiB);
-          const t0 = now();
-          const ack = sinkCounter.wait(1);
-          await writeBulk(sink, chunk, params.bytes);
-          await ack;
-          return { rtps: echo.rate, p50us: echo.p50us, mibps: params.bytes / MiB / ((now() - t0) / 1000), setupMs };
-        }
         default:
           throw new Error(`unknown figure ${figure}`);
       }
@@ -272,7 +220,6 @@ async function nodeClient(kind, { figure, params, identity: pem, address, server
 
     async close() {
       stream?.destroy();
-      sink?.destroy();
       await Promise.all([node?.close({ timeoutMs: 500 }), ...dialers.map((d) => d.close({ timeoutMs: 200 }))]);
     },
   };
@@ -425,7 +372,6 @@ const quic = pnetSystem('quic');
 /** The 'pnet' system: QUIC (node API rows, and transport rows with params.api = 'transport'). */
 export const server = quic.server;
 export const client = quic.client;
-export { relayLine };
 
 // ---- Figure 7 with every node in its own process (bench/quic.mjs runRelayFigure): one pnet
 // node per worker, driven by {type:'call', method, args}; the orchestrator links them into a
