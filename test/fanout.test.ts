@@ -249,6 +249,28 @@ t.test('via: a target with no route is UNREACHABLE after one retry, not after th
   t.ok(ms < 2500, `the fan-out ended in ${Math.round(ms)} ms`);
 });
 
+t.test('via: a target stopped mid-command is reported UNREACHABLE within ~2 s, not after the retry schedule', async (t) => {
+  const nodes = await network(t, 3, line(3));
+  const outsider = await createNode(options);
+  t.teardown(() => outsider.close({ timeoutMs: 100 }));
+  await outsider.dial(nodes[0]!.address);
+  const target = nodes[2]!;
+  let started = false;
+  target.handleRequest('slow', async () => {
+    started = true;
+    await new Promise((resolve) => setTimeout(resolve, 10_000));
+    return 'late';
+  });
+  const results = collect(outsider.fanout([target.id], 'slow', '', { via: nodes[0]!.id, deadlineMs: 30_000 }));
+  while (!started) await new Promise((resolve) => setTimeout(resolve, 10));
+  await target.close({ timeoutMs: 0 });
+  const stopped = performance.now();
+  const [result] = await results;
+  const ms = performance.now() - stopped;
+  t.equal(result && !result.ok ? result.error.code : undefined, 'UNREACHABLE', result && !result.ok ? result.error.message : 'answered');
+  t.ok(ms < 4000, `reported ${Math.round(ms)} ms after the target stopped (the issue measured 9.1 s)`);
+});
+
 t.test('concurrency bounds the targets in flight', async (t) => {
   const nodes = await network(t, 6, line(6), false);
   let running = 0;
