@@ -91,12 +91,12 @@ t.test('exec --targets all reports a host that left the map; --reachable-only sk
     const code = await runCli([args[0]!, '--node', hub.address, '--key', key, ...args.slice(1)], { stdout: out, stderr: err, env: {} });
     return { code, out: out.text, err: err.text };
   };
-  // The hub reads every host's facts (name, labels) a moment after it appears.
-  await until(() => services[0]!.inventory.list().filter((host) => host.factsAt !== undefined).length === 3);
+  t.equal(services[0]!.inventory.list().filter((host) => host.factsAt !== undefined).length, 0, 'no facts read before anyone asks');
 
   const first = await cli('exec', '--targets', 'all', '--json', '--', 'hello');
   t.equal(first.code, 0, first.err);
   t.equal(JSON.parse(first.out).ok, 3, 'every host ran it');
+  t.equal(services[0]!.inventory.list().filter((host) => host.factsAt !== undefined).length, 3, 'asking the inventory read every host\'s facts');
 
   const web1 = await cli('exec', '--targets', 'role=web', '--json', '--', 'hello');
   t.same((JSON.parse(web1.out) as { results: Array<{ nodeId: NodeId }> }).results.map((r) => r.nodeId), [web.id], 'role=web selects web-1 only');

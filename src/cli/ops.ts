@@ -68,7 +68,7 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger, 
     ping: pingHandler(ctx),
     trace: traceHandler(ctx),
     exec: exec.handler,
-    inventory: inventoryHandler(ctx, inventory),
+    inventory: inventoryHandler(ctx, inventory, tracker),
     forget: forgetHandler(ctx, inventory),
     perf: perfHandler(ctx),
   };

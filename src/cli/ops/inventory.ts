@@ -16,36 +16,29 @@ import type { FactsReply, ForgetReply, InventoryReply } from './wire.js';
 const SWEEP_MS = 5000;
 /** Facts older than this are read again. */
 const FACTS_MAX_AGE_MS = 5 * 60_000;
-/** A new host's facts are asked this long after it appeared (new hosts come in bursts). */
-const FACTS_DELAY_MS = 1000;
 const FACTS_DEADLINE_MS = 5000;
 
 export interface InventoryTracker {
+  /** Reads the facts of reachable hosts not asked yet, or not for FACTS_MAX_AGE_MS (one fan-out; concurrent calls share it). */
+  refreshFacts(): Promise<void>;
   stop(): void;
 }
 
-/** Keeps `inventory` current from `node`'s map; `changed` is called after each update (the daemon saves). */
+/**
+ * Keeps `inventory` current from `node`'s map; `changed` is called after each update (the daemon
+ * saves). Facts are read only when the inventory is asked for (an operator's `hosts` or `exec`),
+ * so a network of daemons nobody asks does not fan out to every node of it.
+ */
 export function trackInventory(node: PnetNode, inventory: Inventory, changed: () => void = () => undefined): InventoryTracker {
-  let factsTimer: NodeJS.Timeout | undefined;
-  let asking = false;
+  let asking: Promise<void> | undefined;
   const sweep = (): void => {
     inventory.seen([node.id, ...node.routes().map((route) => route.nodeId)]);
     changed();
-    scheduleFacts(FACTS_DELAY_MS);
-  };
-  const scheduleFacts = (delayMs: number): void => {
-    if (factsTimer !== undefined || asking || node.closed) return;
-    factsTimer = setTimeout(() => {
-      factsTimer = undefined;
-      void askFacts();
-    }, delayMs);
-    factsTimer.unref();
   };
   const askFacts = async (): Promise<void> => {
     const reachable = new Set([node.id, ...node.routes().map((route) => route.nodeId)]);
     const targets = inventory.stale(FACTS_MAX_AGE_MS).filter((id) => reachable.has(id));
     if (targets.length === 0 || node.closed) return;
-    asking = true;
     try {
       for await (const result of node.fanout(targets, OPS_CHANNELS.facts, '{}', { deadlineMs: FACTS_DEADLINE_MS })) {
         if (!result.ok) continue;
@@ -55,23 +48,24 @@ export function trackInventory(node: PnetNode, inventory: Inventory, changed: ()
       changed();
     } catch {
       // The node closed mid-way: nothing to keep.
-    } finally {
-      asking = false;
     }
   };
   const onRoute = (change: { nodeId: NodeId; nextHop?: NodeId }): void => {
     if (change.nextHop === undefined) return;
     inventory.seen([change.nodeId]);
-    scheduleFacts(FACTS_DELAY_MS);
+    changed();
   };
   node.on('route', onRoute);
   const timer = setInterval(sweep, SWEEP_MS);
   timer.unref();
   sweep();
   return {
+    refreshFacts() {
+      asking ??= askFacts().finally(() => (asking = undefined));
+      return asking;
+    },
     stop() {
       clearInterval(timer);
-      clearTimeout(factsTimer);
       node.off('route', onRoute);
     },
   };
@@ -92,9 +86,10 @@ export function factsHandler({ node, config }: OpsContext): OpsHandler {
   return (): FactsReply => ({ nodeId: node.id, ...(config.name === undefined ? {} : { name: config.name }), labels: { ...(config.labels ?? {}) }, version });
 }
 
-/** ops/inventory: every host remembered, whether it is reachable now, its facts. */
-export function inventoryHandler({ node }: OpsContext, inventory: Inventory): OpsHandler {
-  return (): InventoryReply => {
+/** ops/inventory: every host remembered, whether it is reachable now, its facts (read first where missing or old). */
+export function inventoryHandler({ node }: OpsContext, inventory: Inventory, tracker: InventoryTracker): OpsHandler {
+  return async (): Promise<InventoryReply> => {
+    await tracker.refreshFacts();
     const reachable = new Set([node.id, ...node.routes().map((route) => route.nodeId)]);
     inventory.seen(reachable);
     const hosts = inventory
