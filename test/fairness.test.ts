@@ -64,3 +64,29 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
+
+t.test('PeerTurns: one new stream per peer per turn, in arrival order; a stream that closes while waiting leaves the queue', async (t) => {
+  const { PassThrough } = await import('node:stream');
+  const { PeerTurns } = await import('../src/node/turns.js');
+  const turns = new PeerTurns(1);
+  const a = 'a' as NodeId;
+  const b = 'b' as NodeId;
+  const started: string[] = [];
+  const streams = Array.from({ length: 4 }, () => new PassThrough());
+  const results = streams.map((stream, i) => {
+    const turn = turns.acquire(a, stream);
+    if (turn === true) started.push(`a${i}`);
+    else void turn.then((taken) => taken && started.push(`a${i}`));
+    return turn;
+  });
+  t.equal(results[0], true, "a peer's first stream is taken up at once");
+  t.equal(turns.acquire(b, new PassThrough()), true, "another peer's too, in the same turn");
+  streams[2]!.destroy();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(started, ['a0', 'a1'], 'one more of the busy peer per turn');
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(started, ['a0', 'a1', 'a3'], 'the closed one was skipped');
+  t.equal(await results[2], false);
+  t.equal(turns.waited, 3);
+});
