@@ -54,6 +54,7 @@ t.test('the live map in a browser', { skip: existsSync(CHROMIUM) ? false : `no $
   t.same(details.routes.map((r) => r.nodeId).sort(), [hub.id, web.id].sort(), "db's routes, asked through the daemon");
   t.equal(((await page.evaluate(`${ui$}.pathClasses()`)) as string[]).length, 5, 'the path hub -> web -> db is highlighted (3 nodes, 2 links)');
   t.match(await page.$eval('#details', (el) => el.textContent ?? ''), /routes/);
+  t.match(await page.$eval('#stats', (el) => el.textContent ?? ''), /"handshakes"/, "db's counters (node.stats()) are shown");
 
   const statuses = (await page.evaluate(`${ui$}.exec('all', 'hello')`)) as Record<string, string>;
   t.same(Object.values(statuses), ['ok', 'ok', 'ok'], "every host's exec came back ok");

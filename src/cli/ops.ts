@@ -71,6 +71,7 @@ export function serveOps(node: PnetNode, config: OpsConfig, logger?: OpsLogger, 
     inventory: inventoryHandler(ctx, inventory, tracker),
     forget: forgetHandler(ctx, inventory),
     perf: perfHandler(ctx),
+    stats: () => node.stats(),
   };
   for (const [name, handler] of Object.entries(handlers) as Array<[keyof typeof handlers, OpsHandler]>) {
     node.handleRequest(OPS_CHANNELS[name], jsonReplies(OPS_CHANNELS[name], handler, logger), { authorise, maxRequestBytes: MAX_REQUEST_BYTES });

@@ -1,7 +1,7 @@
 /**
  * The page `pnet ui` serves: the network as a cytoscape.js graph refreshed every second (nodes
  * and links as they come and go; known hosts missing from the map listed apart), a node's info,
- * peers and routes on click with the daemon's path to it highlighted, and an exec whose hosts
+ * peers, routes and counters (node.stats()) on click with the daemon's path to it highlighted, and an exec whose hosts
  * change colour as their answers arrive. `window.pnetUi` exposes its state for tests.
  */
 export const UI_PAGE = `<!doctype html>
@@ -112,7 +112,8 @@ async function select(id) {
     '<h2>path from the daemon</h2><div>' + path.map(short).join(' → ') + '</div>' +
     '<h2>info</h2><pre>' + JSON.stringify(d.info, null, 1) + '</pre>' +
     '<h2>peers</h2>' + rows(d.peers, ['nodeId', 'address', 'transport', 'rttMs', 'streams']) +
-    '<h2>routes</h2>' + rows(d.routes, ['nodeId', 'nextHop', 'hops', 'cost']);
+    '<h2>routes</h2>' + rows(d.routes, ['nodeId', 'nextHop', 'hops', 'cost']) +
+    '<h2>stats</h2><pre id="stats">' + JSON.stringify(d.stats, null, 1) + '</pre>';
   return d;
 }
 

@@ -92,7 +92,7 @@ class UiApi {
     return { self: topology.self, nodes, links: topology.links, missing: inventory.hosts.filter((host) => !inMap.has(host.nodeId)) };
   }
 
-  /** A node's info, peers and routes, asked through the daemon (fan-out with via, so any node of the map answers). */
+  /** A node's info, peers, routes and counters, asked through the daemon (fan-out with via, so any node of the map answers). */
   async node(id: NodeId): Promise<Record<string, unknown>> {
     const ask = async (channel: string): Promise<unknown> => {
       for await (const result of this.session.node.fanout([id], channel, '{}', { via: this.session.daemonId, deadlineMs: this.timeoutMs })) {
@@ -101,8 +101,8 @@ class UiApi {
       }
       return { error: { code: 'UNREACHABLE', message: 'no answer' } };
     };
-    const [info, peers, routes] = await Promise.all([ask(OPS_CHANNELS.info), ask(OPS_CHANNELS.peers), ask(OPS_CHANNELS.routes)]);
-    return { id, info, peers, routes };
+    const [info, peers, routes, stats] = await Promise.all([ask(OPS_CHANNELS.info), ask(OPS_CHANNELS.peers), ask(OPS_CHANNELS.routes), ask(OPS_CHANNELS.stats)]);
+    return { id, info, peers, routes, stats };
   }
 
   /** Runs an exec and streams each host's outcome as a server-sent event (start, result…, done). */

@@ -17,6 +17,8 @@ export const OPS_CHANNELS = {
   inventory: 'ops/inventory',
   forget: 'ops/forget',
   perf: 'ops/perf',
+  /** The node's counters (node.stats()). */
+  stats: 'ops/stats',
   /** Served to operators and to every node of the map: the target end of ping and trace. */
   echo: 'ops/echo',
   /** Served to operators and to every node of the map: this host's name and labels (the inventory reads them). */
