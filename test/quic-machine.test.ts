@@ -137,6 +137,22 @@ t.test('a new peer stream out of id order, in the datagram that carries a known 
   t.equal(server.bytes(known), 2);
 });
 
+t.test('silence: nothing received for silenceTimeoutMs closes the connection (ERR_IDLE_TIMEOUT), though our own keep-alives went out', async (t) => {
+  const pair = await QuicPair.connect({ silenceTimeoutMs: 1000 });
+  const machine = pair.server.machine;
+  const last = machine.lastActivity;
+  t.ok(machine.pollTimeout(last)! <= last + 1000, 'the deadline is among the timeouts');
+  machine.keepAlive(); // quiche restarts its idle timer on this; the silence rule does not
+  pair.server.transmit();
+  machine.handleTimeout(last + 999);
+  pair.server.drive();
+  t.equal(pair.server.closedWith, null, 'not yet');
+  machine.handleTimeout(last + 1000);
+  pair.server.drive();
+  t.equal((pair.server.closedWith as { code?: string } | null)?.code, 'ERR_IDLE_TIMEOUT');
+  t.ok(machine.closed);
+});
+
 t.test('a late Handshake packet coalesced in front of a 1-RTT packet does not take it down', async (t) => {
   // quiche 0.18 drops the rest of a datagram whose first packet it cannot decrypt; after the
   // handshake the server has discarded its Handshake keys, so a client datagram that starts with a

@@ -18,7 +18,8 @@ t.test('a stall longer than the idle timeout: the peer\'s datagrams sent meanwhi
   t.teardown(() => server.close({ timeoutMs: 100 }));
   const accepted = once(server, 'connection') as Promise<[Connection]>;
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/quic-chatter.mts', import.meta.url).pathname], {
-    env: childEnv({ PORT: String(server.address.port), NODE_ID: identity.nodeId, CHATTER_MS: String(STALL_MS + 3000) }),
+    // With 600 ms the dialer's silence rule would send CONNECTION_CLOSE 600 ms into the stall: give it more.
+    env: childEnv({ PORT: String(server.address.port), NODE_ID: identity.nodeId, CHATTER_MS: String(STALL_MS + 3000), IDLE_MS: '30000' }),
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   t.teardown(() => {

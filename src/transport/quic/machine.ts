@@ -88,6 +88,12 @@ export interface MachineOptions {
   remote: SocketAddress;
   expectedNodeId?: NodeId;
   handshakeTimeoutMs: number;
+  /**
+   * Once established, nothing received for this long means the peer is gone (ERR_IDLE_TIMEOUT).
+   * quiche's idle timer also restarts on our own keep-alives, so alone it noticed a dead peer only
+   * after up to the idle timeout plus the keep-alive interval.
+   */
+  silenceTimeoutMs?: number;
   readPool: ReadPool;
   /** The caller's clock at creation (starts the handshake deadline). */
   now: number;
@@ -269,6 +275,10 @@ export class QuicMachine {
     }
     if (!this.closed && this.closeRequest !== undefined && now >= this.closeDeadline) {
       this.finishClose();
+      return;
+    }
+    if (!this.closed && this.established && now >= this.silenceDeadline) {
+      this.abort(new PnetError('ERR_IDLE_TIMEOUT', `peer ${this.remoteNodeId} went silent (nothing received for ${this.options.silenceTimeoutMs} ms)`));
       return;
     }
     const remaining = this.quiche.timeout();
@@ -511,6 +521,7 @@ export class QuicMachine {
     if (!this.closed) {
       if (!this.established && this.handshakeDeadline < at) at = this.handshakeDeadline;
       if (this.closeDeadline < at) at = this.closeDeadline;
+      if (this.established && this.silenceDeadline < at) at = this.silenceDeadline;
     }
     return at === Infinity ? null : at;
   }
@@ -817,6 +828,11 @@ export class QuicMachine {
   }
 
   /** Fails the connection from our side (handshake failure, timeout). */
+  private get silenceDeadline(): number {
+    const silence = this.options.silenceTimeoutMs;
+    return silence === undefined ? Infinity : this.lastActivity + silence;
+  }
+
   private abort(error: PnetError): void {
     if (this.closed) return;
     this.closeError = error;

@@ -242,6 +242,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       local: this.localAddress,
       remote,
       handshakeTimeoutMs,
+      silenceTimeoutMs: this.options.idleTimeoutMs,
       readPool: this.readPool,
       now: performance.now(),
       ...(expectedNodeId === undefined ? {} : { expectedNodeId }),
