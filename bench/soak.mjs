@@ -18,6 +18,10 @@ import { fileURLToPath } from 'node:url';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
+/** Steps that had not settled this long after they began (each should end within its own 5 s deadline), by kind. */
+const STEP_LIMIT_MS = 20_000;
+const hung = {};
+
 const SELF = fileURLToPath(import.meta.url);
 const ROLE = process.env.SOAK_ROLE;
 if (ROLE === 'worker') await worker();
@@ -34,16 +38,31 @@ function pick(list) {
   return list[Math.floor(Math.random() * list.length)];
 }
 
-/** Runs `step` about `perSecond` times a second until `until` (performance.now() time), at most `inFlight` at once. */
-async function paced(until, perSecond, inFlight, step) {
+/**
+ * Runs `step` about `perSecond` times a second until `until` (performance.now() time), at most
+ * `inFlight` at once. A step still pending after STEP_LIMIT_MS is counted in `hung[name]` and no
+ * longer waited for (a call that never settles is a finding, not a reason to hang the soak).
+ */
+async function paced(until, perSecond, inFlight, step, name = 'step') {
   const gap = 1000 / perSecond;
   const running = new Set();
-  while (performance.now() < until) {
-    if (running.size < inFlight) {
-      const p = Promise.resolve()
+  const bounded = () =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        hung[name] = (hung[name] ?? 0) + 1;
+        resolve();
+      }, STEP_LIMIT_MS);
+      Promise.resolve()
         .then(step)
         .catch(() => undefined)
-        .finally(() => running.delete(p));
+        .finally(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+    });
+  while (performance.now() < until) {
+    if (running.size < inFlight) {
+      const p = bounded().finally(() => running.delete(p));
       running.add(p);
     }
     await sleep(gap);
@@ -173,13 +192,14 @@ async function worker() {
         reply(message, { type: 'sample', memory: memory(), nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0) });
         break;
       case 'report':
-        reply(message, { type: 'report', counters, victims: victimStats() });
+        reply(message, { type: 'report', counters: { ...counters, hung }, victims: victimStats() });
         break;
       case 'exit':
         await Promise.all(slots.filter((s) => s.up).map((s) => s.node.close({ timeoutMs: 200 })));
         process.exit(0);
     }
   });
+  process.once('disconnect', () => process.exit(1)); // the parent is gone
   process.send({ type: 'ready' });
 
   function victimStats() {
@@ -268,9 +288,9 @@ async function worker() {
       }
     };
     await Promise.all([
-      paced(until, rates.requests, 64, request),
-      paced(until, rates.streams, 16, stream),
-      paced(until, rates.fanouts, 4, fanout),
+      paced(until, rates.requests, 64, request, 'requests'),
+      paced(until, rates.streams, 16, stream, 'streams'),
+      paced(until, rates.fanouts, 4, fanout, 'fanouts'),
     ]);
   }
 }
@@ -317,6 +337,7 @@ async function attacker() {
       process.exit(0);
     }
   });
+  process.once('disconnect', () => process.exit(1)); // the parent is gone
   process.send({ type: 'ready' });
 
   /** Keeps `target` raw streams of `channel` per victim open, each fed `bytes` and never ended; reopened as they die. */
@@ -533,7 +554,10 @@ async function parent() {
     }
   })();
 
-  await Promise.race([trafficDone, (async () => { while (crashes.length === 0) await sleep(500); })()]);
+  // Workers end their traffic by `until` plus at most one step's limit; a worker past that is reported, not waited for.
+  let trafficEnded = false;
+  const trafficLate = sleep(Math.max(0, until - Date.now()) + STEP_LIMIT_MS + 10_000).then(() => trafficEnded || crashes.push('traffic did not end in time'));
+  await Promise.race([trafficDone.then(() => (trafficEnded = true)), trafficLate, (async () => { while (crashes.length === 0) await sleep(500); })()]);
   await churning;
   clearInterval(sampler);
   await sleep(500);
@@ -622,6 +646,10 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
       },
       latency: { 'warm-up': lat('warm-up'), attack: lat('attack') },
       relayedStreams: reports.reduce((s, r) => s + r.counters.relayedStreams, 0),
+      hungSteps: reports.reduce((acc, r) => {
+        for (const [k, n] of Object.entries(r.counters.hung ?? {})) acc[k] = (acc[k] ?? 0) + n;
+        return acc;
+      }, {}),
       linkCuts: reports.reduce((s, r) => s + r.counters.linkCuts, 0),
     },
     attacker: attackCounts,
@@ -646,7 +674,7 @@ function markdown(s) {
       lines.push(`| ${phase} | ${who} | ${cell('requests')} | ${cell('streams')} | ${cell('fanoutTargets')} |`);
     }
   }
-  lines.push('', `Requests to the attacked nodes per second: ${s.traffic.victimRequestsPerSecond['warm-up']} before the attack, ${s.traffic.victimRequestsPerSecond.attack} during. Request latency p50/p99: ${s.traffic.latency['warm-up'].p50Ms}/${s.traffic.latency['warm-up'].p99Ms} ms before, ${s.traffic.latency.attack.p50Ms}/${s.traffic.latency.attack.p99Ms} ms during. Streams that crossed a relay: ${s.traffic.relayedStreams}.`, '');
+  lines.push('', `Requests to the attacked nodes per second: ${s.traffic.victimRequestsPerSecond['warm-up']} before the attack, ${s.traffic.victimRequestsPerSecond.attack} during. Request latency p50/p99: ${s.traffic.latency['warm-up'].p50Ms}/${s.traffic.latency['warm-up'].p99Ms} ms before, ${s.traffic.latency.attack.p50Ms}/${s.traffic.latency.attack.p99Ms} ms during. Streams that crossed a relay: ${s.traffic.relayedStreams}. Calls that had not settled ${STEP_LIMIT_MS / 1000} s after they began (each has a 5 s deadline): ${JSON.stringify(s.traffic.hungSteps)}.`, '');
   lines.push('## Attacker', '', '```', JSON.stringify(s.attacker), '```', '');
   lines.push('## Limits that tripped at the attacked nodes', '');
   for (const v of s.victims) {
