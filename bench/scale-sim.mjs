@@ -18,6 +18,7 @@ import { dirname } from 'node:path';
 
 const lib = process.env.PNET_SCALE_SRC ? '../src/routing/testing.ts' : '../dist/routing/testing.js';
 const { RoutingSimulation, randomConnectedGraph } = await import(lib);
+const { keyBytesOf } = await import(process.env.PNET_SCALE_SRC ? '../src/routing/index.ts' : '../dist/routing/index.js');
 
 const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const PAIRS = Number(arg('pairs', 10_000));
@@ -87,6 +88,28 @@ function trafficByRole(sim, ids, seconds) {
   return { avgSentBps: per(sent / ids.length), avgReceivedBps: per(received / ids.length), maxSentBps: per(maxSent), maxReceivedBps: per(maxReceived) };
 }
 
+/**
+ * A fan-out to every node, as the routers split it (the routing table's groupByNextHop over all
+ * the packed keys, what bench/fanout.mjs's nodes do per hop): at a hub, and at a leaf (which
+ * sends everything to its hub in one copy). Wall time: the median of 5 calls.
+ */
+function fanoutSplit(sim, hubs, leaves) {
+  const packed = Buffer.concat(sim.nodeIds.filter((id) => sim.isAlive(id)).map((id) => keyBytesOf(id)));
+  const timed = (router) => {
+    const times = [];
+    let shares;
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      shares = router.groupByNextHop(packed);
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const unreachable = shares.find((s) => s.hop === undefined)?.indexes.length ?? 0;
+    return { shares: shares.length, unreachable, ms: Math.round(times[2] * 100) / 100 };
+  };
+  return { targets: packed.length / 32, hub: timed(sim.router(hubs[0])), leaf: timed(sim.router(leaves[0][0])) };
+}
+
 function run(key, seed) {
   const topo = TOPOLOGIES[key];
   const out = { key, name: topo.name, nodes: topo.hubs * (1 + topo.leaves), baseline: BASELINE[key], wallMs: {} };
@@ -107,6 +130,7 @@ function run(key, seed) {
   const hub0 = sim.router(hubs[0]);
   out.hubRoutes = hub0.routeCount;
   out.hubFragments = hub0.record(hubs[0])?.fragments ?? null;
+  out.fanout = fanoutSplit(sim, hubs, leaves);
   out.wallMs.check = ms(t0);
 
   t0 = performance.now();
@@ -167,6 +191,14 @@ function markdown(results) {
   }
   lines.push('', 'Wall time per phase (ms) and memory:', '');
   for (const r of results) lines.push(`- ${r.name}: ${JSON.stringify(r.wallMs)}, RSS ${r.memoryMiB} MiB; join storm ${r.join.messages.toLocaleString('en')} messages, ${fmt(r.join.bytes)}; the hub routes to ${r.hubRoutes.toLocaleString('en')} nodes and announces ${r.hubFragments} fragments`);
+  const split = results.filter((r) => r.fanout);
+  if (split.length > 0) {
+    lines.push('', "Fan-out to every node, split by next hop (groupByNextHop over all the packed keys; median of 5 calls):", '');
+    for (const r of split) {
+      const f = r.fanout;
+      lines.push(`- ${r.name}: ${f.targets.toLocaleString('en')} targets; at a hub ${f.hub.shares.toLocaleString('en')} shares (${f.hub.unreachable} unreachable) in ${f.hub.ms} ms; at a leaf ${f.leaf.shares} shares (itself, its hub) in ${f.leaf.ms} ms`);
+    }
+  }
   return `${lines.join('\n')}\n`;
 }
 
