@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { NodeId } from '../src/identity/index.js';
-import { Router } from '../src/routing/router/index.js';
+import { Router, encodeMessage, encodeRecord } from '../src/routing/router/index.js';
 import { RoutingSimulation, seededSigner } from '../src/routing/testing.js';
 
 // Role 'auto' in virtual time (the real Router code in the routing simulation): a node is a leaf
@@ -139,4 +139,22 @@ t.test('a router that becomes a leaf: its old router records elsewhere carry no 
   t.equal(sim.checkRoutes().mismatches, 0, 'no router routes through x');
   t.equal(sim.checkPaths(allPairs([...leaves, x, lx])).mismatches, 0);
   t.equal(sim.router(x).defaultRoute, r1, 'x defaults to r1');
+});
+
+t.test("a neighbour's own records outrank its hello, and an older record says nothing of its role", async (t) => {
+  const [me, peer] = [seededSigner(46, 0), seededSigner(46, 1)];
+  const r = new Router({ signer: me });
+  const own = (seq: bigint, leaf: boolean): Uint8Array =>
+    encodeMessage([{ remainingMs: 3_600_000, record: encodeRecord({ origin: peer.nodeId, seq, leaf, lifetimeMs: 3_600_000, links: [{ to: me.nodeId, cost: 2 }] }, (d) => peer.sign(d)) }]);
+  r.neighbourUp(peer.nodeId, 0, 1, { role: 'leaf' });
+  r.neighbourHint(peer.nodeId, { role: 'router' }, 10);
+  t.equal(r.neighbourRole(peer.nodeId), 'router', 'before any record, a second hello updates the role');
+  r.recordReceived(peer.nodeId, own(5n, true), 2_000);
+  t.equal(r.neighbourRole(peer.nodeId), 'leaf', 'its record says leaf');
+  r.neighbourHint(peer.nodeId, { role: 'router' }, 3_000);
+  t.equal(r.neighbourRole(peer.nodeId), 'leaf', 'a hello that its records overtook changes nothing');
+  r.recordReceived(peer.nodeId, own(3n, false), 4_000);
+  t.equal(r.neighbourRole(peer.nodeId), 'leaf', 'an older record changes nothing');
+  r.recordReceived(peer.nodeId, own(7n, false), 6_000);
+  t.equal(r.neighbourRole(peer.nodeId), 'router', 'a newer record does');
 });

@@ -87,6 +87,8 @@ interface Waiting {
 
 interface Neighbour extends CostState {
   role: NodeRole | undefined;
+  /** Sequence number of the newest of its own records its role was read from (0n: none yet, the role is a hint). */
+  roleSeq: bigint;
   /** It opened the connection to us (NeighbourHint.inbound). */
   inbound: boolean;
   /** Which of our fragments lists this link. */
@@ -251,7 +253,7 @@ export class Router {
       let n = this.#neighbours.get(nodeId);
       if (n === undefined) {
         const inbound = hint?.inbound === true;
-        n = { srtt: undefined, cost: this.costFromRtt(this.#cfg.defaultRtt), outsideSince: undefined, role: hint?.role, inbound, frag: this.#assignFragment(nodeId) };
+        n = { srtt: undefined, cost: this.costFromRtt(this.#cfg.defaultRtt), outsideSince: undefined, role: hint?.role, roleSeq: 0n, inbound, frag: this.#assignFragment(nodeId) };
         this.#neighbours.set(nodeId, n);
         this.#count(n, 1);
         this.#selfLinksChanged(n.frag);
@@ -275,11 +277,14 @@ export class Router {
   /**
    * What the glue learnt of an up neighbour since it came up (a second hello: its role changed).
    * Unlike neighbourUp, no database exchange (a leaf that turns out to be a router gets the map).
+   * Ignored once the neighbour's own records told its role: they are signed and numbered, and
+   * every later role change reaches us in them.
    */
   neighbourHint(nodeId: NodeId, hint: NeighbourHint, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
     const n = this.#neighbours.get(nodeId);
-    if (n !== undefined && hint.role !== undefined && hint.role !== n.role) this.#setRole(nodeId, n, hint.role);
+    // Its signed records outrank a hello (which may have been overtaken by them on the way).
+    if (n !== undefined && n.roleSeq === 0n && hint.role !== undefined && hint.role !== n.role) this.#setRole(nodeId, n, hint.role);
     return this.#finish();
   }
 
@@ -839,7 +844,7 @@ export class Router {
     const frag = msg.readUInt16BE(off + FRAGMENT_OFFSET);
     const leafRecord = (msg[off + 5]! & RECORD_FLAG_LEAF) !== 0;
     // The neighbour's own record says what it is (the sender is authenticated by its connection).
-    if (origin === from) this.#learnRole(from, leafRecord ? 'leaf' : 'router');
+    if (origin === from) this.#learnRole(from, leafRecord ? 'leaf' : 'router', msg.readBigUInt64BE(off + SEQ_OFFSET));
     if (origin === this.nodeId) return this.#receiveOwn(from, msg.subarray(off, off + len), frag);
     // A leaf keeps no map; a leaf's record travels one hop, to the routers it is attached to.
     if (this.#leaf || (leafRecord && origin !== from)) {
@@ -917,9 +922,12 @@ export class Router {
     return true;
   }
 
-  #learnRole(from: NodeId, role: NodeRole): void {
+  /** The neighbour's own record says its role; an older record than one already read says nothing. */
+  #learnRole(from: NodeId, role: NodeRole, seq: bigint): void {
     const n = this.#neighbours.get(from);
-    if (n !== undefined && n.role !== role) this.#setRole(from, n, role);
+    if (n === undefined || seq < n.roleSeq) return;
+    n.roleSeq = seq;
+    if (n.role !== role) this.#setRole(from, n, role);
   }
 
   /** Keeps the newest version that came too soon; it is taken when the arrival interval is over. */
