@@ -101,7 +101,7 @@ async function parent() {
     const alone = await run(light, 1);
     const [beside, heavyResult] = await Promise.all([run(light, 1), run(heavy, HEAVY)]);
     phases.push({
-      requestsPerTurn: max === null ? 'unlimited' : max,
+      streamsPerTurn: max === null ? 'unlimited' : max,
       lightAlonePerSecond: Math.round(alone.perSecond),
       lightBesideHeavyPerSecond: Math.round(beside.perSecond),
       heavyPerSecond: Math.round(heavyResult.perSecond),
