@@ -13,6 +13,7 @@
 //
 //   flock /tmp/bench.lock node bench/hub-real.mjs [--leaves=2000] [--procs=4] [--rest=30] [--out=bench/results/hub-real]
 //   --quick: 200 leaves in 2 processes, 10 s at rest (a smoke run)
+//   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
 import { fork } from 'node:child_process';
@@ -23,6 +24,8 @@ import { cpus } from 'node:os';
 const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const QUICK = process.argv.includes('--quick');
 const CHILD = arg('child', '');
+/** 'auto': every node decides its role itself; otherwise the hub is a router and the leaves are leaves. */
+const AUTO = arg('role', '') === 'auto';
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 
@@ -40,7 +43,7 @@ function serve(state, handlers = {}) {
 async function hubChild() {
   const { createNode } = await import('../dist/index.js');
   const { nodeServices } = await import('../dist/node/node.js');
-  const hub = await createNode({ listen: '127.0.0.1:0' });
+  const hub = await createNode({ listen: '127.0.0.1:0', routing: { role: AUTO ? 'auto' : 'router' } });
   hub.handleRequest('whoami', () => hub.id);
   const neighbours = nodeServices(hub).neighbours;
   const router = neighbours.router;
@@ -56,6 +59,7 @@ async function hubChild() {
     return receive(from, message, now);
   };
   serve(() => ({
+    role: router.role,
     routes: router.routeCount,
     neighbours: router.neighbours().length,
     peers: hub.peers().length,
@@ -76,7 +80,7 @@ async function leavesChild() {
   const hubId = arg('hubId', '');
   const nodes = [];
   for (let i = 0; i < count; i++) {
-    const node = await createNode({ listen: '127.0.0.1:0', routing: { role: 'leaf' } });
+    const node = await createNode({ listen: '127.0.0.1:0', routing: { role: AUTO ? 'auto' : 'leaf' } });
     node.handleRequest('whoami', () => node.id);
     nodes.push(node);
   }
@@ -98,6 +102,7 @@ async function leavesChild() {
   serve(() => ({
     joined: joined.size,
     defaulted: nodes.filter((n) => nodeServices(n).neighbours.router.defaultRoute === hubId).length,
+    leaves: nodes.filter((n) => nodeServices(n).neighbours.router.role === 'leaf').length,
     firstDialAt,
     redials,
     cpu: process.cpuUsage(),
@@ -140,10 +145,11 @@ async function main() {
   const restS = Number(arg('rest', QUICK ? 10 : 30));
   const OUT = arg('out', new URL('./results/hub-real', import.meta.url).pathname);
   const t0 = performance.now();
-  const hub = child('hub', []);
+  const hub = child('hub', AUTO ? ['--role=auto'] : []);
   const { id: hubId, address } = await hub.ready;
   const per = Math.ceil(leaves / procs);
-  const groups = Array.from({ length: procs }, (_, i) => child('leaves', [`--count=${Math.min(per, leaves - i * per)}`, `--hub=${address}`, `--hubId=${hubId}`]));
+  const roleArgs = AUTO ? ['--role=auto'] : [];
+  const groups = Array.from({ length: procs }, (_, i) => child('leaves', [`--count=${Math.min(per, leaves - i * per)}`, `--hub=${address}`, `--hubId=${hubId}`, ...roleArgs]));
   await Promise.all(groups.map((g) => g.ready));
   console.error(`created ${leaves} leaves in ${procs} processes: ${Math.round(performance.now() - t0)} ms`);
   for (const g of groups) g.send({ type: 'start' });
@@ -171,6 +177,8 @@ async function main() {
     redials: leafStates.reduce((n, s) => n + s.redials, 0),
     hubRoutes: hubState.routes,
     hubRoutingBytes: hubState.bytes,
+    hubRole: hubState.role,
+    leafRoles: leafStates.reduce((n, s) => n + s.leaves, 0),
     lastDialStartMs: lastDialStart - startedAt,
   };
   console.error('join', JSON.stringify(join));
@@ -222,7 +230,7 @@ async function main() {
   console.error('fanout', JSON.stringify({ connectMs, fanouts }));
   await operator.close({ timeoutMs: 500 });
   for (const g of [hub, ...groups]) g.send({ type: 'exit' });
-  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, leaves, procs, join, rest, operator: { connectMs, fanouts } };
+  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, roles: AUTO ? 'auto' : 'router/leaf', leaves, procs, join, rest, operator: { connectMs, fanouts } };
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(`${OUT}.json`, JSON.stringify(result, null, 2));
   writeFileSync(`${OUT}.md`, markdown(result));
@@ -236,7 +244,7 @@ function markdown(r) {
   const lines = [
     '# One hub and many leaves, real nodes on loopback',
     '',
-    `\`node bench/hub-real.mjs\` on ${r.date.slice(0, 10)} (${r.machine.cpus} cores shared with other work: CPU figures are pessimistic); hub role router, ${r.leaves.toLocaleString('en')} leaves (role leaf) in ${r.procs} processes, default options otherwise.`,
+    `\`node bench/hub-real.mjs${r.roles === 'auto' ? ' --role=auto' : ''}\` on ${r.date.slice(0, 10)} (${r.machine.cpus} cores shared with other work: CPU figures are pessimistic); ${r.roles === 'auto' ? `every node role auto (the hub became ${r.join.hubRole}, ${r.join.leafRoles} of the others leaves)` : 'hub role router, leaves role leaf'}; ${r.leaves.toLocaleString('en')} leaves in ${r.procs} processes, default options otherwise.`,
     '',
     '| measure | value | target (issue 14) |',
     '|---|---:|---:|',
