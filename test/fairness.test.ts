@@ -65,13 +65,14 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
 
-t.test('PeerTurns: one new stream per peer per turn, in arrival order; a stream that closes while waiting leaves the queue', async (t) => {
+t.test('PeerTurns: one new stream per peer per turn while another peer is active, in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
   const { PassThrough } = await import('node:stream');
   const { PeerTurns } = await import('../src/node/turns.js');
   const turns = new PeerTurns(1);
   const a = 'a' as NodeId;
   const b = 'b' as NodeId;
   const started: string[] = [];
+  t.equal(turns.acquire(b, new PassThrough()), true, 'another peer is active');
   const streams = Array.from({ length: 4 }, () => new PassThrough());
   const results = streams.map((stream, i) => {
     const turn = turns.acquire(a, stream);
@@ -80,7 +81,7 @@ t.test('PeerTurns: one new stream per peer per turn, in arrival order; a stream 
     return turn;
   });
   t.equal(results[0], true, "a peer's first stream is taken up at once");
-  t.equal(turns.acquire(b, new PassThrough()), true, "another peer's too, in the same turn");
+  t.equal(turns.acquire(b, new PassThrough()) === true, false, "the other peer's second waits for the next turn too");
   streams[2]!.destroy();
   await new Promise((resolve) => setImmediate(resolve));
   t.same(started, ['a0', 'a1'], 'one more of the busy peer per turn');
@@ -88,5 +89,7 @@ t.test('PeerTurns: one new stream per peer per turn, in arrival order; a stream 
   await new Promise((resolve) => setImmediate(resolve));
   t.same(started, ['a0', 'a1', 'a3'], 'the closed one was skipped');
   t.equal(await results[2], false);
-  t.equal(turns.waited, 3);
+  t.equal(turns.waited, 4);
+  const alone = new PeerTurns(1);
+  t.ok(Array.from({ length: 5 }, () => alone.acquire(a, new PassThrough())).every((turn) => turn === true), 'a peer alone is not paced');
 });
