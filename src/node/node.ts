@@ -107,12 +107,6 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         this.datagrams?.neighbourDown(nodeId);
       },
     });
-    // relay v2's link to a neighbour: its QUIC connection, or a datagram stream on an HTTP/2 one
-    const link = (nodeId: NodeId): DatagramLink | undefined => {
-      const connection = live(nodeId);
-      if (connection === undefined) return undefined;
-      return connection instanceof QuicConnection ? connection : this.datagrams?.streamLink(nodeId);
-    };
     this.dialer = new Dialer(transports, settings, (connection, target) => {
       this.peerTable.addresses.set(connection.remoteNodeId, target);
       this.adopt(connection);
@@ -152,7 +146,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         : new DatagramRelay(
             {
               identity,
-              link,
+              link: (nodeId) => this.relayLink(nodeId),
               openLinkStream: (nodeId) => this.streams.openDirect(nodeId, DATAGRAM_LINK_CHANNEL, { optimistic: true }),
               adopt: (connection, far) => this.adoptRelayed(connection, far),
               report,
@@ -167,24 +161,33 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       defaultRoute: (hop) => this.datagrams?.defaultRoute(hop),
       report,
     });
+    this.routingGate = new RoutingGate((peer) => this.neighbours.router.neighbourCost(peer) !== undefined);
+    this.serveReservedChannels();
+    for (const transport of transports) transport.on('connection', (connection) => this.adopt(connection)).on('error', report);
+    const { dialer, peerTable: peers, neighbours, streams, requests, fanouts, datagrams } = this;
+    servicesOf.set(this, { transports, dialer, peers, neighbours, streams, requests, fanouts, datagrams });
+  }
+
+  /** relay v2's link to a neighbour: its QUIC connection, or a datagram stream on an HTTP/2 one. */
+  private relayLink(nodeId: NodeId): DatagramLink | undefined {
+    const connection = this.peerTable.live(nodeId);
+    if (connection === undefined) return undefined;
+    return connection instanceof QuicConnection ? connection : this.datagrams?.streamLink(nodeId);
+  }
+
+  /** The node's own channels: fan-out legs, relay v2's link streams, routing. */
+  private serveReservedChannels(): void {
     this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });
     const relay = this.datagrams;
     if (relay) this.streams.serveReserved(DATAGRAM_LINK_CHANNEL, (negotiated, info) => relay.acceptLinkStream(info.remoteNodeId, negotiated.stream));
     // Each peer's routing streams are read a few at a time, the rest wait; a peer that is not a routing neighbour gets a small share (routing-gate.ts).
     const receive = (stream: Duplex, from: NodeId): void => this.neighbours.receive(stream, from);
-    this.routingGate = new RoutingGate((peer) => this.neighbours.router.neighbourCost(peer) !== undefined);
     this.streams.serveReserved(ROUTING_CHANNEL, (negotiated, info) => serveGated(this.routingGate, negotiated.stream, info.remoteNodeId, receive), {
       authorise: (info) => {
         this.routingGate.check(info.remoteNodeId);
         return true;
       },
     });
-    for (const transport of transports) {
-      transport.on('connection', (connection) => this.adopt(connection));
-      transport.on('error', report);
-    }
-    const { dialer, peerTable: peers, neighbours, streams, requests, fanouts, datagrams } = this;
-    servicesOf.set(this, { transports, dialer, peers, neighbours, streams, requests, fanouts, datagrams });
   }
 
   static async create(options: NodeOptions = {}): Promise<PnetNode> {
