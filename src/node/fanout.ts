@@ -78,6 +78,8 @@ interface Answered {
 export class FanoutService {
   readonly stats: FanoutStats = { forged: 0, legsServed: 0, legsSent: 0, retried: 0, ...emptyLimitStats() };
   private readonly spreads = new Set<Spread>();
+  /** Wakes each fan-out this node originated, to end it with ERR_NODE_CLOSED (close()). */
+  private readonly originated = new Set<() => void>();
   private readonly maxSkewMs: number;
   private readonly legReadTimeoutMs: number;
   private readonly legs: LegAccounts;
@@ -218,6 +220,12 @@ export class FanoutService {
       via === undefined ? undefined : (packed) => [{ hop: via, ids: packed, indexes: Uint32Array.from({ length: packed.length / KEY_BYTES }, (_, i) => i) }],
     );
     this.spreads.add(spread);
+    let closed = false;
+    const end = (): void => {
+      closed = true;
+      wake?.();
+    };
+    this.originated.add(end);
     try {
       if (keys === undefined) spread.expandThrough(via!);
       else if (total === 0) finished = true;
@@ -225,10 +233,12 @@ export class FanoutService {
       while (true) {
         while (queue.length > 0) yield queue.shift()!;
         if (finished) return;
+        if (closed) throw new PnetError('ERR_NODE_CLOSED', 'the node closed during the fan-out');
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }
     } finally {
+      this.originated.delete(end);
       spread.end();
       this.spreads.delete(spread);
     }
@@ -411,5 +421,6 @@ export class FanoutService {
   close(): void {
     for (const spread of this.spreads) spread.end();
     this.spreads.clear();
+    for (const end of this.originated) end();
   }
 }

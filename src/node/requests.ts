@@ -203,7 +203,8 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 /** `promise`, or `timedOut()` if it has not settled within `ms`. */
 function withDeadline<T>(promise: PromiseLike<T>, ms: number, timedOut: () => PnetError): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(timedOut()), Math.max(0, ms));
+    // Unref'd: a handler that never settles must not keep the process alive after its node closed.
+    const timer = setTimeout(() => reject(timedOut()), Math.max(0, ms)).unref();
     promise.then(
       (value) => {
         clearTimeout(timer);
