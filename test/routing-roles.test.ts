@@ -73,6 +73,8 @@ t.test("what a leaf sees and does: routes() its neighbours, fanout('all') expand
   await until('the hub routes to every leaf', () => hub.routes().length === leaves.length);
   await until('every leaf defaults to the hub', () => leaves.every((l) => router(l).defaultRoute === hub.id));
   const leaf = leaves[0]!;
+  // The leaf publishes its own record a little after the link comes up (publishDelayMs).
+  await until("the leaf's record lists its hub", () => leaf.topology().links.length > 0);
   t.same(leaf.routes().map((r) => r.nodeId), [hub.id], 'routes(): its neighbours only (no map)');
   t.equal(leaf.path(leaves[1]!.id), undefined, 'no path beyond its first hop');
   t.same(leaf.topology().links.map((l) => l.to), [hub.id], 'topology(): its own record');
