@@ -5,18 +5,10 @@ import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../src/cli/index.js';
+import { collector } from './fixtures/cli-io.js';
 
 t.setTimeout(60_000);
 
-function collector(): { write(text: string): boolean; text: string } {
-  return {
-    text: '',
-    write(text: string) {
-      this.text += text;
-      return true;
-    },
-  };
-}
 
 async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const stdout = collector();

@@ -7,20 +7,12 @@ import type { NodeId, PnetNode } from '../src/index.js';
 import { runCli, serveOps, validateConfig, validateOpsConfig } from '../src/cli/index.js';
 import type { OpsService } from '../src/cli/index.js';
 import { Inventory, inventoryFileFor, loadInventory, parseSelector, saveInventory } from '../src/cli/inventory.js';
+import { collector } from './fixtures/cli-io.js';
 
 // The inventory (issue 17 item 1): `--targets all` is every host the daemon has seen, so a host
 // that dropped out of the map is reported and fails the exit code.
 t.setTimeout(120_000);
 
-function collector(): { write(text: string): boolean; text: string } {
-  return {
-    text: '',
-    write(text: string) {
-      this.text += text;
-      return true;
-    },
-  };
-}
 
 async function until(check: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -6,20 +6,12 @@ import { createNode, Identity, saveIdentity } from '../src/index.js';
 import type { PnetNode } from '../src/index.js';
 import { runCli, serveOps, validateOpsConfig } from '../src/cli/index.js';
 import type { OpsService, PerfReply } from '../src/cli/index.js';
+import { collector } from './fixtures/cli-io.js';
 
 // `pnet perf NODE` (issue 17): RTT percentiles and throughput both ways, direct and relayed.
 // Figures are printed, never asserted (the machine is shared).
 t.setTimeout(120_000);
 
-function collector(): { write(text: string): boolean; text: string } {
-  return {
-    text: '',
-    write(text: string) {
-      this.text += text;
-      return true;
-    },
-  };
-}
 
 t.test('perf from a daemon to a neighbour (direct) and to a node two hops away (relayed)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pnet-perf-'));

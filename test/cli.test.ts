@@ -25,6 +25,7 @@ import {
 } from '../src/cli/index.js';
 import type { ExecResult, InfoReply, PingReply, TopologyReply } from '../src/cli/index.js';
 import { childEnv } from './fixtures/child-env.js';
+import { collector } from './fixtures/cli-io.js';
 
 // Several daemons and a dozen CLI processes on 2 shared cores: generous, but bounded.
 t.setTimeout(300_000);
@@ -406,15 +407,6 @@ function parseDot(dot: string): { kind: string; nodes: string[]; edges: Array<{ 
 
 // ---- in-process CLI: keygen, usage errors -----------------------------------------------
 
-function collector(): { write(text: string): boolean; text: string } {
-  return {
-    text: '',
-    write(text: string) {
-      this.text += text;
-      return true;
-    },
-  };
-}
 
 t.test('runCli: keygen writes a 0600 key and refuses to overwrite; usage errors exit 2', async (t) => {
   const dir = await tempDir(t);

@@ -99,3 +99,16 @@ export async function withSession<T>(ctx: CommandContext, options: OperatorCliOp
     await session.close().catch(() => undefined);
   }
 }
+
+/** The first SIGINT or SIGTERM (a daemon or `pnet ui` runs until then). */
+export function firstSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals): void => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(signal);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}

@@ -6,7 +6,7 @@ import { commandFromFlag, expandHome, loadConfig, validateConfig } from '../conf
 import type { DaemonConfigFile } from '../config.js';
 import { createLogger, runDaemon } from '../daemon.js';
 import type { LogLevel } from '../daemon.js';
-import { collect, collectRaw } from './common.js';
+import { collect, collectRaw, firstSignal } from './common.js';
 import type { CommandContext } from './common.js';
 
 interface NodeCliOptions {
@@ -53,16 +53,4 @@ export function addNode(program: Command, { io }: CommandContext): void {
       const stop = (io.stopSignal ?? firstSignal)();
       await runDaemon(config, logger, stop);
     });
-}
-
-function firstSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(signal);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }

@@ -1,7 +1,7 @@
 /** `pnet ui`: a live map of the network in the browser, served on loopback. */
 import type { Command } from 'commander';
 import { serveUi } from '../ui-server.js';
-import { withSession } from './common.js';
+import { firstSignal, withSession } from './common.js';
 import type { CommandContext, OperatorCliOptions } from './common.js';
 import { operatorCommand } from './common.js';
 
@@ -16,20 +16,8 @@ export function addUi(program: Command, ctx: CommandContext): void {
         const ui = await serveUi(session, { listen: options.listen, allowRemote: options.allowRemote === true, timeoutMs: options.timeout });
         if (options.json) ctx.printJson({ url: ui.url, daemon: session.daemonId });
         else ctx.print(`pnet ui: ${ui.url}\n(Ctrl-C to stop)\n`);
-        await (ctx.io.stopSignal ?? interrupted)();
+        await (ctx.io.stopSignal ?? firstSignal)();
         await ui.close();
       });
     });
-}
-
-function interrupted(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(signal);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
 }
