@@ -147,7 +147,10 @@ t.test('silence: nothing received for silenceTimeoutMs closes the connection (ER
   machine.handleTimeout(last + 999);
   pair.server.drive();
   t.equal(pair.server.closedWith, null, 'not yet');
-  machine.handleTimeout(last + 1000);
+  machine.handleTimeout(last + 1000, 300); // the timer fired 300 late: this process was stalled
+  pair.server.drive();
+  t.equal(pair.server.closedWith, null, 'a stall of our own is not the peer\'s silence');
+  machine.handleTimeout(last + 1300);
   pair.server.drive();
   t.equal((pair.server.closedWith as { code?: string } | null)?.code, 'ERR_IDLE_TIMEOUT');
   t.ok(machine.closed);

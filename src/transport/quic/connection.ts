@@ -354,17 +354,18 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   }
 
   private readonly onTimer = (): void => {
+    const late = performance.now() - this.timerAt;
     this.timer = undefined;
     this.timerAt = Infinity;
     // Decided after this turn's I/O: after an event-loop stall the datagrams waiting in the socket
     // are fed first, so an idle or loss timer does not fire on a peer that did answer.
-    setImmediate(this.onTimeout);
+    setImmediate(this.onTimeout, late);
   };
 
-  private readonly onTimeout = (): void => {
+  private readonly onTimeout = (late: number): void => {
     if (this.disposed) return;
     const machine = this.machine;
-    machine.handleTimeout(performance.now());
+    machine.handleTimeout(performance.now(), late);
     if (machine.wantsService) {
       this.drive();
       return;

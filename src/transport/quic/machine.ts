@@ -136,6 +136,8 @@ export const FINISHING_MEMORY_MS = 10_000;
 const FIN_ROOM = 1350;
 /** Below this many streams, probing each is cheaper than quiche's readable() iterator. */
 const PROBE_LIMIT = 8;
+/** A timer this late means the process was stalled (an event-loop block), not that the peer was silent. */
+const STALL_MS = 50;
 
 export class QuicMachine {
   readonly quiche: QuicheConnection;
@@ -172,6 +174,8 @@ export class QuicMachine {
   private readWanted = false;
   /** service() found readable streams: once their events ran, ask quiche whether others are readable. */
   private recheckReadable = false;
+  /** Time since the last datagram in that this process spent stalled (late timers): added to the silence deadline. */
+  private stalledMs = 0;
   private lastFailure: PnetError | undefined;
   private datagramsIn = false;
 
@@ -260,14 +264,17 @@ export class QuicMachine {
       this.sentSinceRecv = 0;
       this.datagramsIn = true;
       this.lastActivity = now;
+      this.stalledMs = 0;
     } catch {
       // A datagram quiche cannot use (garbage, duplicate, wrong keys) is dropped; the connection lives on.
     }
   }
 
   /** The deadline from pollTimeout passed (early calls are harmless). */
-  handleTimeout(now: number): void {
+  /** `lateMs`: how late the caller's timer fired; a stall of this process is not the peer's silence. */
+  handleTimeout(now: number, lateMs = 0): void {
     this.now = now;
+    if (lateMs > STALL_MS) this.stalledMs += lateMs;
     if (!this.closed && !this.established && now >= this.handshakeDeadline) {
       const { host, port } = this.options.remote;
       this.abort(new PnetError('ERR_CONNECT_TIMEOUT', `QUIC handshake with ${host}:${port} did not complete within ${this.options.handshakeTimeoutMs} ms`));
@@ -830,7 +837,7 @@ export class QuicMachine {
   /** Fails the connection from our side (handshake failure, timeout). */
   private get silenceDeadline(): number {
     const silence = this.options.silenceTimeoutMs;
-    return silence === undefined ? Infinity : this.lastActivity + silence;
+    return silence === undefined ? Infinity : this.lastActivity + silence + this.stalledMs;
   }
 
   private abort(error: PnetError): void {
