@@ -157,6 +157,13 @@ export class FanoutService {
     return this.originate(envelope, keys, { deadlineMs, concurrency, hopLimit, via });
   }
 
+  /** One signed ticket per target key of `part`, in order. */
+  private ticketsFor(envelope: Envelope, part: Buffer): Buffer {
+    const out = Buffer.allocUnsafe((part.length / KEY_BYTES) * SIGNATURE_BYTES);
+    for (let i = 0; i < part.length; i += KEY_BYTES) out.set(signTicket(this.host.identity, envelope.requestId, part.subarray(i, i + KEY_BYTES)), (i / KEY_BYTES) * SIGNATURE_BYTES);
+    return out;
+  }
+
   private async *originate(
     envelope: Envelope,
     keys: Buffer | undefined,
@@ -170,12 +177,6 @@ export class FanoutService {
     let inFlight = 0;
     const total = keys === undefined ? 0 : keys.length / KEY_BYTES;
     const ticketed = envelopeIsTicketed(envelope.bytes);
-    const ticketsFor = (part: Buffer): Buffer | undefined => {
-      if (!ticketed) return undefined;
-      const out = Buffer.allocUnsafe((part.length / KEY_BYTES) * SIGNATURE_BYTES);
-      for (let i = 0; i < part.length; i += KEY_BYTES) out.set(signTicket(this.host.identity, envelope.requestId, part.subarray(i, i + KEY_BYTES)), (i / KEY_BYTES) * SIGNATURE_BYTES);
-      return out;
-    };
     const release = (): void => {
       if (keys === undefined) return;
       const count = Math.min(options.concurrency - inFlight, total - next);
@@ -183,7 +184,7 @@ export class FanoutService {
       const part = keys.subarray(next * KEY_BYTES, (next + count) * KEY_BYTES);
       next += count;
       inFlight += count;
-      spread.add(part, ticketsFor(part));
+      spread.add(part, ticketed ? this.ticketsFor(envelope, part) : undefined);
     };
     const push = (result: FanoutResult): void => {
       queue.push(result);
@@ -221,10 +222,7 @@ export class FanoutService {
     );
     this.spreads.add(spread);
     let closed = false;
-    const end = (): void => {
-      closed = true;
-      wake?.();
-    };
+    const end = (): void => void ((closed = true), wake?.());
     this.originated.add(end);
     try {
       if (keys === undefined) spread.expandThrough(via!);
