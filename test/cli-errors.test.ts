@@ -1,11 +1,10 @@
 import t from 'tap';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import dgram from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../src/cli/index.js';
 import { collector } from './fixtures/cli-io.js';
+import { deadPort } from './fixtures/ports.js';
 
 t.setTimeout(60_000);
 
@@ -16,20 +15,6 @@ async function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code:
   const started = performance.now();
   const code = await runCli(args, { stdout, stderr, env });
   return { code, stdout: stdout.text, stderr: stderr.text, ms: performance.now() - started };
-}
-
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const udp = dgram.createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject);
-    udp.bind(port, '127.0.0.1', resolve);
-  });
-  await new Promise<void>((resolve) => udp.close(() => resolve()));
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 t.test('a malformed --node-id or PNET_NODE_ID: a clear message, a JSON error with --json, exit 2', async (t) => {

@@ -1,25 +1,9 @@
 import t from 'tap';
-import { createServer } from 'node:net';
-import dgram from 'node:dgram';
 import { createNode } from '../src/index.js';
+import { deadPort } from './fixtures/ports.js';
 
 // Figures here are bounds a loaded machine meets (the old dial took the whole 5 s handshake timeout).
 t.setTimeout(60_000);
-
-/** A port number nobody listens on, on UDP or TCP (bound on both, then closed). */
-async function deadPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  const udp = dgram.createSocket('udp4');
-  await new Promise<void>((resolve, reject) => {
-    udp.once('error', reject);
-    udp.bind(port, '127.0.0.1', resolve);
-  });
-  await new Promise<void>((resolve) => udp.close(() => resolve()));
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 t.test('a dial to a closed port fails with ERR_CONNECTION_REFUSED well before the handshake timeout', async (t) => {
   const node = await createNode();
