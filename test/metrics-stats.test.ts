@@ -9,11 +9,11 @@ import { collect, until } from './fixtures/node-channels.js';
 
 const options = { quic: { idleTimeoutMs: 3000 }, routing: { rttSampleMs: 200 } };
 
-/** A line of nodes; the first speaks HTTP/2 only, so its relayed streams take the stream relay (relay v2 needs a QUIC first hop). */
+/** A line of nodes; the first speaks HTTP/2 only and has relay v2 off, so its relayed streams take the stream relay. */
 async function line(t: Test, size: number): Promise<PnetNode[]> {
   const nodes: PnetNode[] = [];
   for (let i = 0; i < size; i++) {
-    const node = await createNode(i === 0 ? { ...options, quic: false } : options);
+    const node = await createNode(i === 0 ? { ...options, quic: false, relay: { datagrams: false } } : options);
     node.handle('echo', (stream) => void collect(stream).then((data) => stream.end(data)));
     node.handleRequest('hello', (request) => Buffer.concat([Buffer.from('hi '), request]));
     nodes.push(node);
