@@ -75,3 +75,59 @@ t.test('an HTTP/2 neighbour without the link channel (relay.datagrams false): RE
   t.equal((await a.request(c.id, 'whoami', 'y')).toString(), `${c.id}<-${a.id}:y`, 'later requests too');
   t.equal(nodeServices(b).datagrams!.stats().streamLinks.streams, 1, 'still one try');
 });
+
+t.test("an opener whose own first hop is HTTP/2 (a-b HTTP/2 only): one relayed QUIC connection to c, and c's error codes", async (t) => {
+  const a = await createNode({ ...options, quic: false });
+  const b = await createNode(options);
+  const c = await createNode(options);
+  t.teardown(() => Promise.all([a, b, c].map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  c.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${c.id}<-${info.remoteNodeId}:`), request]));
+  c.handleRequest('throws', () => {
+    throw new Error('boom');
+  });
+  c.handleRequest('small', (request) => request, { maxRequestBytes: 10 });
+  c.on('error', () => undefined);
+  await a.dial(b.address); // a has only HTTP/2
+  await b.dial(c.address);
+  t.equal(a.peers().find((peer) => peer.nodeId === b.id)?.transport, 'h2', 'a-b is an HTTP/2 link');
+  await until('routes', () => a.path(c.id)?.length === 3 && c.path(a.id)?.length === 3);
+
+  for (let i = 0; i < 3; i++) t.equal((await a.request(c.id, 'whoami', `r${i}`)).toString(), `${c.id}<-${a.id}:r${i}`);
+  const relayed = nodeServices(a).datagrams!.live(c.id);
+  t.ok(relayed, 'a relayed QUIC connection to c');
+  t.same(
+    a.peers().filter((peer) => peer.transport === 'relay').map((peer) => peer.nodeId),
+    [c.id],
+    "listed in a's peers() as transport 'relay'",
+  );
+  t.equal(nodeServices(b).streams.relayStats().flows, 0, 'b spliced no relayed stream (the stream relay is not used)');
+  const aLinks = nodeServices(a).datagrams!.stats().streamLinks;
+  t.ok(aLinks.sent > 0 && aLinks.received > 0, `a's own datagrams went on its HTTP/2 link stream (${aLinks.sent} sent, ${aLinks.received} received)`);
+
+  await t.rejects(a.request(c.id, 'throws', 'x'), { code: 'ERR_HANDLER_FAILED' }, 'a throwing handler at c');
+  await t.rejects(a.request(c.id, 'small', Buffer.alloc(100)), { code: 'ERR_REQUEST_TOO_LARGE' }, 'an oversized request');
+  await t.rejects(a.request(c.id, 'no-such-channel', 'x'), { code: 'UNKNOWN_CHANNEL' }, 'an unknown channel');
+  t.equal((await a.request(c.id, 'small', 'tiny')).toString(), 'tiny', 'and the next request works');
+  t.equal(nodeServices(a).datagrams!.live(c.id), relayed, 'all on the same relayed connection');
+  t.equal(nodeServices(b).streams.relayStats().flows, 0, 'still no relayed stream at b');
+});
+
+t.test('an opener whose HTTP/2 first hop refuses the link stream (relay.datagrams false there): the stream relay at once', async (t) => {
+  const a = await createNode({ ...options, quic: false });
+  const b = await createNode({ ...options, relay: { datagrams: false } });
+  const c = await createNode(options);
+  t.teardown(() => Promise.all([a, b, c].map((node) => node.close({ timeoutMs: 200 }))).then(() => undefined));
+  c.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${c.id}<-${info.remoteNodeId}:`), request]));
+  await a.dial(b.address);
+  await b.dial(c.address);
+  await until('routes', () => a.path(c.id)?.length === 3);
+  const started = performance.now();
+  t.equal((await a.request(c.id, 'whoami', 'x')).toString(), `${c.id}<-${a.id}:x`, 'the request arrives');
+  const elapsed = performance.now() - started;
+  // the refusal fails the handshake at once: well inside the 5 s handshake timeout even on a loaded machine
+  t.ok(elapsed < 4000, `answered without waiting for the handshake timeout (${elapsed.toFixed(0)} ms)`);
+  t.equal(relayPeers(a), 0, 'not on a relayed QUIC connection');
+  t.equal(nodeServices(b).streams.relayStats().flows, 1, 'b spliced one relayed stream (the fallback)');
+  t.equal((await a.request(c.id, 'whoami', 'y')).toString(), `${c.id}<-${a.id}:y`, 'later requests too');
+  t.equal(nodeServices(b).streams.relayStats().flows, 2, 'on the stream relay while refused');
+});

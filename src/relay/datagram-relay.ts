@@ -120,7 +120,11 @@ export class DatagramRelay {
       { ...options.endpoint, ...(hopLimit === undefined ? {} : { hopLimit }) },
       now,
     );
-    this.streamLinks = new StreamLinks({ open: (nodeId) => host.openLinkStream(nodeId), receive: (from, datagram) => this.receive(from, datagram) });
+    this.streamLinks = new StreamLinks({
+      open: (nodeId) => host.openLinkStream(nodeId),
+      receive: (from, datagram) => this.receive(from, datagram),
+      refused: (nodeId) => this.linkRefused(nodeId),
+    });
     this.quic = new ForeignQuic({ ...relayedLimits(options.quic), identity: host.identity, maxDatagramSize: this.endpoint.options.innerDatagramSize });
     this.timer = setInterval(this.sweep, SWEEP_MS);
     this.timer.unref();
@@ -177,8 +181,7 @@ export class DatagramRelay {
 
   /**
    * Whether the first hop towards `far` carries relayed datagrams: a QUIC link with room for a
-   * full inner packet. An opener whose own first hop is HTTP/2 keeps the stream relay (as before
-   * the link streams); hops forward others' datagrams onto HTTP/2 links' streams.
+   * full inner packet, or an HTTP/2 link (its datagram stream) whose neighbour has not refused it.
    */
   carries(far: NodeId): boolean {
     if (this.live(far) !== undefined) return true;
@@ -189,7 +192,22 @@ export class DatagramRelay {
     }
     const hop = this.nextHops.nextHop(keyBytesOf(far), 0);
     const link = hop === undefined ? undefined : this.host.link(hop);
-    return link !== undefined && link.viaStream !== true && link.maxDatagramPayload >= HEADER_BYTES + this.endpoint.options.innerDatagramSize;
+    return link !== undefined && link.maxDatagramPayload >= HEADER_BYTES + this.endpoint.options.innerDatagramSize;
+  }
+
+  /**
+   * Neighbour `neighbour` refused our HTTP/2 link stream (no relay v2 there): handshakes whose
+   * first hop it is fail with RELAY_REFUSED at once (the opener takes the stream relay) instead
+   * of waiting out the handshake timeout.
+   */
+  private linkRefused(neighbour: NodeId): void {
+    for (const [far, kept] of this.byFar) {
+      const connection = kept.connection;
+      if (connection.established || connection.closing || this.nextHops.nextHop(keyBytesOf(far), 0) !== neighbour) continue;
+      this.refuse(far);
+      this.failures.set(connection, new PnetError('RELAY_REFUSED', `neighbour ${neighbour} takes no relayed datagrams`));
+      void connection.close({ graceful: false, reason: 'first hop takes no relayed datagrams' });
+    }
   }
 
   /** The established relayed connection to `far` that takes new streams, if any. */

@@ -30,6 +30,8 @@ export interface StreamLinkHost {
   open(nodeId: NodeId): Promise<Duplex>;
   /** A datagram that came on neighbour `from`'s link stream (a view, valid during the call). */
   receive(from: NodeId, datagram: Buffer): void;
+  /** Neighbour `nodeId` refused (or could not take) the link stream: the link takes no datagrams for REFUSED_MS. */
+  refused?(nodeId: NodeId): void;
 }
 
 export interface StreamLinkStats {
@@ -151,6 +153,7 @@ export class StreamLinks {
         this.stats.dropped += link.queue?.length ?? 0;
         link.queue = undefined;
         link.queued = 0;
+        this.host.refused?.(link.nodeId);
       },
     );
   }
@@ -170,7 +173,10 @@ export class StreamLinks {
     });
     stream.on('error', (error: { code?: string }) => {
       // our OPEN was rejected (an older neighbour, or one with relay v2 off): no new try for REFUSED_MS
-      if (opened && (error.code === 'UNKNOWN_CHANNEL' || error.code === 'UNAUTHORIZED')) link.refusedUntil = performance.now() + REFUSED_MS;
+      if (opened && (error.code === 'UNKNOWN_CHANNEL' || error.code === 'UNAUTHORIZED')) {
+        link.refusedUntil = performance.now() + REFUSED_MS;
+        this.host.refused?.(link.nodeId);
+      }
     });
     stream.once('close', () => {
       link.streams.delete(stream);
