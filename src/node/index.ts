@@ -1,6 +1,9 @@
 export { PnetNode } from './node.js';
 export type {
   BootstrapResult,
+  BootstrapEvent,
+  BootstrapRedialOptions,
+  BootstrapStats,
   HandleOptions,
   HandleRequestOptions,
   DialStats,

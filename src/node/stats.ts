@@ -9,7 +9,7 @@ import type { RouterStats } from '../routing/index.js';
 import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { RoutingGateStats } from './routing-gate.js';
-import type { DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
+import type { BootstrapStats, DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
 type FanoutLimitCounter =
@@ -41,6 +41,8 @@ export interface StatsSources {
   routingGate?(): Readonly<RoutingGateStats>;
   /** Streams that waited for their peer's turn (turns.ts). */
   streamTurnWaits?(): number;
+  /** Bootstrap redials (bootstrap.ts); absent: none kept. */
+  bootstrap?(): Readonly<BootstrapStats> | undefined;
 }
 
 /** Counts connections as the node adopts them (the transports count only what they hold now). */
@@ -97,6 +99,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
       streamPeerTurn: sources.streamTurnWaits?.() ?? 0,
     },
+    bootstrap: { addresses: 0, redials: 0, redialFailures: 0, reconnected: 0, ...sources.bootstrap?.() },
   };
 }
 

@@ -26,6 +26,12 @@ export interface NodeOptions {
    */
   bootstrap?: ReadonlyArray<string | SocketAddress>;
   /**
+   * Bootstrap peers are kept connected: one that failed at start or dropped later is redialed on
+   * a jittered backoff until the node closes (`'bootstrap'` events, `stats().bootstrap`).
+   * `true` (default), its tuning, or `false`: dial once at start only.
+   */
+  bootstrapRedial?: boolean | BootstrapRedialOptions;
+  /**
    * QUIC (UDP), the preferred transport: `true` (default) or its tuning (datagram size, idle
    * timeout, flow-control windows, stream limits); `false`: no QUIC at all (HTTP/2 only).
    */
@@ -104,6 +110,33 @@ export type BootstrapResult =
   | { readonly address: string; readonly ok: true; readonly nodeId: NodeId }
   | { readonly address: string; readonly ok: false; readonly error: PnetError };
 
+/** How bootstrap peers are redialed (docs/ROUTING.md, "Bootstrap peers and a hub restart"). */
+export interface BootstrapRedialOptions {
+  /** Wait after the first failed redial (default 500 ms); doubles per failure, each wait a random point of its upper half. */
+  minDelayMs?: number;
+  /** Longest wait between redials (default 10000 ms): with N leaves per hub, about N / (maxDelayMs × 0.75) dials per second reach it. */
+  maxDelayMs?: number;
+  /** A peer that dropped is redialed at a random point of this window (default 3000 ms), so a hub's leaves do not return at one instant. */
+  spreadMs?: number;
+}
+
+/** One redial of a bootstrap peer (createNode's own dials are reported too, as attempt 1, just after it resolved). */
+export type BootstrapEvent =
+  | { readonly address: string; readonly attempt: number; readonly ok: true; readonly nodeId: NodeId }
+  | { readonly address: string; readonly attempt: number; readonly ok: false; readonly error: PnetError; readonly retryMs: number };
+
+/** Counters of the bootstrap redials (NodeStats.bootstrap). */
+export interface BootstrapStats {
+  /** Bootstrap addresses kept connected (a gauge; 0 with bootstrapRedial false). */
+  addresses: number;
+  /** Redials started (createNode's own dials not counted). */
+  redials: number;
+  /** Redials that failed (each is retried after its backoff). */
+  redialFailures: number;
+  /** Redials that connected. */
+  reconnected: number;
+}
+
 /** An address this node listens on, per transport. */
 export interface ListenAddress {
   readonly transport: TransportKind;
@@ -176,6 +209,8 @@ export interface NodeEvents {
   'peer:up': [peer: PeerInfo];
   'peer:down': [peer: { nodeId: NodeId; error: PnetError | undefined }];
   route: [change: RouteEvent];
+  /** A bootstrap peer dialed again (see NodeOptions.bootstrapRedial), or createNode's own dial of it. */
+  bootstrap: [event: BootstrapEvent];
   /** Non-fatal problems (a failed bootstrap dial, a handler that threw). Only emitted when listened to. */
   error: [error: Error];
 }
@@ -387,4 +422,6 @@ export interface NodeStats {
   readonly negotiations: Readonly<NegotiationStats>;
   /** Every limit that tripped, by name. */
   readonly limits: Readonly<LimitTrips>;
+  /** Bootstrap redials: attempts, failures, reconnections. */
+  readonly bootstrap: Readonly<BootstrapStats>;
 }
