@@ -26,7 +26,9 @@ import { Requests } from './requests.js';
 import { RoutingGate, serveGated } from './routing-gate.js';
 import { FANOUT_CHANNEL, FanoutService } from './fanout.js';
 import { HandshakeCounter, takeStats } from './stats.js';
+import { BootstrapKeeper, redialSchedule } from './bootstrap.js';
 import type {
+  BootstrapEvent,
   BootstrapResult,
   DialStats,
   FanoutOptions,
@@ -88,6 +90,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private readonly handshakes = new HandshakeCounter();
   private readonly routingGate: RoutingGate;
   private bootstrapOutcome: readonly BootstrapResult[] = [];
+  /** Redials the bootstrap peers while they are down (bootstrap.ts). */
+  private keeper: BootstrapKeeper | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(identity: Identity, transports: readonly Transport[], settings: NodeSettings, options: NodeOptions) {
@@ -105,6 +109,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         this.emit('peer:down', { nodeId, error });
         this.neighbours.disconnected(nodeId);
         this.datagrams?.neighbourDown(nodeId);
+        this.keeper?.peerDown(nodeId);
       },
     });
     this.dialer = new Dialer(transports, settings, (connection, target) => {
@@ -193,6 +198,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   static async create(options: NodeOptions = {}): Promise<PnetNode> {
     const identity = options.identity ?? (options.keyFile !== undefined ? await loadOrCreateIdentity(options.keyFile) : await Identity.generate());
     const settings = nodeSettings(options);
+    const redial = redialSchedule(options.bootstrapRedial);
     const listen = parseAddress(options.listen ?? '127.0.0.1:0');
     const transports = await bindTransports(identity, listen, settings);
     let node: PnetNode;
@@ -212,7 +218,19 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       node.report(error);
       return { address, ok: false, error };
     });
+    if (redial && addresses.length > 0 && !node.closing) node.keeper = node.keepBootstrap(redial);
     return node;
+  }
+
+  private keepBootstrap(redial: NonNullable<ReturnType<typeof redialSchedule>>): BootstrapKeeper {
+    const io = {
+      dial: (address: string) => this.dial(address),
+      connected: (id: NodeId) => this.peerTable.live(id) !== undefined,
+      setTimer: (fn: () => void, ms: number) => setTimeout(fn, ms).unref(),
+      clearTimer: (handle: unknown) => clearTimeout(handle as NodeJS.Timeout),
+      event: (event: BootstrapEvent) => this.emit('bootstrap', event),
+    };
+    return new BootstrapKeeper(redial, io, this.bootstrapOutcome);
   }
 
   /** How createNode's bootstrap dials went, in the order given (their errors came before any listener could). */
@@ -258,6 +276,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         fanout: () => fanouts.stats,
         routingGate: () => this.routingGate.stats,
         streamTurnWaits: () => this.streams.turnWaits,
+        bootstrap: () => this.keeper?.stats,
       },
       this.handshakes,
     );
@@ -419,6 +438,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   /** Drains open streams (bounded by timeoutMs, default 2000), closes every connection and the socket. */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     if (!this.closing) {
+      this.keeper?.close();
       this.neighbours.close();
       this.fanouts.close();
       this.peerTable.close();
