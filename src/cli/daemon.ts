@@ -1,7 +1,7 @@
 /**
  * `pnet node`: a long-running node that joins the network, serves the ops channels and logs one
  * JSON line per event. Bootstrap peers that are down at start (or later) are redialed with
- * backoff, so daemons can start in any order.
+ * backoff by the library (createNode's bootstrap), so daemons can start in any order.
  */
 import { pino } from 'pino';
 import type { Logger } from 'pino';
@@ -14,8 +14,7 @@ import { readVersion } from './version.js';
 import { reachableAddresses } from './addresses.js';
 import { inventoryFileFor, loadInventory, saveInventory } from './inventory.js';
 import type { Inventory } from './inventory.js';
-import { Bootstrapper, errorCode } from './bootstrap.js';
-import type { BootstrapLog } from './bootstrap.js';
+import { logBootstrap } from './bootstrap.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -29,7 +28,9 @@ export function createLogger(level: LogLevel = 'info', fd = 1): Logger {
  * the ops service and the node.
  */
 export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Promise<string>): Promise<void> {
-  const node = await createNode({ listen: config.listen, keyFile: config.keyFile, ...(config.role === undefined ? {} : { routing: { role: config.role } }) });
+  const node = await createNode({ listen: config.listen, keyFile: config.keyFile, bootstrap: config.bootstrap, ...(config.role === undefined ? {} : { routing: { role: config.role } }) });
+  // createNode's own dials are reported just after it resolved: listen before any other await.
+  logBootstrap(node, logger);
   const inventoryFile = inventoryFileFor(config.keyFile);
   const inventory = await loadInventory(inventoryFile);
   const saver = new InventorySaver(inventory, inventoryFile, logger);
@@ -69,26 +70,13 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   );
   if (config.operators.length === 0) logger.warn({ event: 'config' }, 'no operators configured: every ops request will be refused');
 
-  const bootstrap = new Bootstrapper(config.bootstrap, bootstrapLog(logger), (address) => node.dial(address), (id) => node.peers().some((peer) => peer.nodeId === id));
-  node.on('peer:down', ({ nodeId }) => bootstrap.peerDown(nodeId));
-  bootstrap.start();
-
   const signal = await stop;
   logger.info({ event: 'stopping', signal }, 'stopping');
-  bootstrap.stop();
   await metrics?.close();
   await ops.close();
   await saver.flush();
   await node.close();
   logger.info({ event: 'stopped' }, 'stopped');
-}
-
-function bootstrapLog(logger: Logger): BootstrapLog {
-  return {
-    connected: (address, nodeId, attempt) => logger.info({ event: 'bootstrap:connected', address, nodeId, attempt }, 'bootstrap peer connected'),
-    failed: (address, attempt, error, retryMs) =>
-      logger.warn({ event: 'bootstrap:failed', address, attempt, code: errorCode(error), reason: (error as Error).message, retryMs }, 'bootstrap dial failed'),
-  };
 }
 
 /** Saves the inventory at most every few seconds while it changes, and once more at the end. */
