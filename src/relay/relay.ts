@@ -4,7 +4,7 @@ import { numberOption } from '../options.js';
 import { isNodeId } from '../identity/index.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import type { ChannelRequestInfo } from '../channel/index.js';
-import { tunnelClient, tunnelServer } from './tunnel.js';
+import { resetCodeOf, resetLeg, tunnelClient, tunnelServer } from './tunnel.js';
 import type { EndpointOptions, ForwarderOptions } from './v2/index.js';
 
 /** The reserved channel that carries a stream towards a node that is not a neighbour. */
@@ -194,9 +194,9 @@ export class RelayService {
     downstream.on('data', meter);
     upstream.pipe(downstream);
     downstream.pipe(upstream);
-    // A reset on either leg resets the other; ends travel through the pipes.
-    upstream.on('error', () => downstream.destroy());
-    downstream.on('error', () => upstream.destroy());
+    // A reset on either leg resets the other with the same code (the far end's request error code); ends travel through the pipes.
+    upstream.on('error', (error: unknown) => resetLeg(downstream, resetCodeOf(error)));
+    downstream.on('error', (error: unknown) => resetLeg(upstream, resetCodeOf(error)));
     upstream.on('close', finish);
     downstream.on('close', finish);
   }

@@ -91,8 +91,39 @@ export function tunnelServer(stream: Duplex, identity: Identity, timeoutMs: numb
   });
 }
 
-/** When the TLS socket is gone, so is the relayed leg it ran on: ended after a clean finish, else reset. */
-function releaseWith(socket: tls.TLSSocket, stream: Duplex): void {
+/** A relayed leg: a transport stream (reset with a code), or a plain Duplex in tests (destroyed). */
+type Leg = Duplex & { reset?(code?: number): void };
+
+/** The reset code a leg's error carries (a peer's RESET_STREAM / RST_STREAM), if any. */
+export function resetCodeOf(error: unknown): number | undefined {
+  return error instanceof PnetError && error.code === 'ERR_STREAM_RESET' ? error.resetCode : undefined;
+}
+
+/** Resets `leg` with `code` (the far end's error code, passed on), or destroys it when it cannot carry one. */
+export function resetLeg(leg: Leg, code: number | undefined): void {
+  if (code !== undefined && typeof leg.reset === 'function') leg.reset(code);
+  else leg.destroy();
+}
+
+/**
+ * The tunnel's TLS socket, with the stream reset of a direct stream: `reset(code)` resets the
+ * relayed leg with `code` (the hops pass it on, docs/RELAY.md), and a leg reset by the far end
+ * fails the socket with ERR_STREAM_RESET and the same `resetCode`, so request() reads
+ * ERR_HANDLER_FAILED / ERR_REQUEST_TOO_LARGE as on a direct stream.
+ */
+function releaseWith(socket: tls.TLSSocket, stream: Leg): void {
+  Object.defineProperty(socket, 'reset', {
+    configurable: true,
+    value: (code = 0): void => {
+      resetLeg(stream, code);
+      socket.destroy();
+    },
+  });
+  stream.on('error', (error: unknown) => {
+    const code = resetCodeOf(error);
+    if (code !== undefined && !socket.destroyed) socket.destroy(new PnetError('ERR_STREAM_RESET', `relayed stream reset by the far end with code ${code}`, { resetCode: code }));
+  });
+  // When the TLS socket is gone, so is the relayed leg it ran on: ended after a clean finish, else reset.
   socket.once('close', (hadError: boolean) => {
     if (stream.destroyed) return;
     if (hadError || !socket.writableFinished) {
