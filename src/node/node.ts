@@ -11,9 +11,9 @@ import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import { Identity, loadOrCreateIdentity, parseNodeId } from '../identity/index.js';
 import type { NodeId } from '../identity/index.js';
-import { QuicConnection, formatAddress, parseAddress } from '../transport/index.js';
-import { DATAGRAM_LINK_CHANNEL, DatagramRelay } from '../relay/index.js';
-import type { DatagramLink } from '../relay/index.js';
+import { QuicConnection, QuicTransport, formatAddress, parseAddress } from '../transport/index.js';
+import { DATAGRAM_LINK_CHANNEL, DatagramRelay, RAW_TAG_CHANNEL } from '../relay/index.js';
+import type { DatagramLink, RawLinkHost } from '../relay/index.js';
 import type { Connection, SocketAddress, Transport } from '../transport/index.js';
 import { bindTransports, datagramRelayOptions, nodeSettings } from './binding.js';
 import { numberOption } from '../options.js';
@@ -104,6 +104,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       up: (connection) => {
         this.emit('peer:up', peerInfo(connection));
         this.neighbours.connected(connection.remoteNodeId);
+        this.sendLinkTag(connection);
       },
       down: (nodeId, error) => {
         this.emit('peer:down', { nodeId, error });
@@ -155,6 +156,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
               openLinkStream: (nodeId) => this.streams.openDirect(nodeId, DATAGRAM_LINK_CHANNEL, { optimistic: true }),
               adopt: (connection, far) => this.adoptRelayed(connection, far),
               report,
+              ...(options.relay?.linkPackets === false ? {} : rawLinkHost(transports)),
             },
             datagramRelayOptions(options),
           );
@@ -168,6 +170,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     });
     this.routingGate = new RoutingGate((peer) => this.neighbours.router.neighbourCost(peer) !== undefined);
     this.serveReservedChannels();
+    this.takeLinkPackets();
     for (const transport of transports) transport.on('connection', (connection) => this.adopt(connection)).on('error', report);
     const { dialer, peerTable: peers, neighbours, streams, requests, fanouts, datagrams } = this;
     servicesOf.set(this, { transports, dialer, peers, neighbours, streams, requests, fanouts, datagrams });
@@ -177,7 +180,45 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private relayLink(nodeId: NodeId): DatagramLink | undefined {
     const connection = this.peerTable.live(nodeId);
     if (connection === undefined) return undefined;
-    return connection instanceof QuicConnection ? connection : this.datagrams?.streamLink(nodeId);
+    if (!(connection instanceof QuicConnection)) return this.datagrams?.streamLink(nodeId);
+    return this.datagrams?.rawLinks?.link(nodeId, connection) ?? connection;
+  }
+
+  /** Relay v2 link packets (src/relay/raw-link.ts): the QUIC socket's datagrams that are not QUIC go to the raw links. */
+  private takeLinkPackets(): void {
+    const relay = this.datagrams;
+    const raw = relay?.rawLinks;
+    const quic = this.transports.find((transport) => transport instanceof QuicTransport);
+    if (relay === undefined || raw === undefined || quic === undefined) return;
+    quic.onForeignDatagram = (packet, host, port) => {
+      const taken = raw.receive(packet, host, port);
+      if (taken !== undefined) relay.receive(taken.from, taken.datagram);
+    };
+    this.streams.serveReserved(RAW_TAG_CHANNEL, (negotiated, info) => {
+      const neighbour = info.remoteNodeId;
+      raw.readTagStream(neighbour, negotiated.stream, (outcome) => {
+        if (outcome === 'resend') this.sendTag(neighbour, raw.tagMessage(neighbour));
+      });
+    });
+  }
+
+  /** A QUIC link is up: give the neighbour the tag its link packets to us carry (a node without the channel refuses it: DATAGRAM frames then). */
+  private sendLinkTag(connection: Connection): void {
+    const raw = this.datagrams?.rawLinks;
+    if (raw === undefined || !(connection instanceof QuicConnection)) return;
+    this.sendTag(connection.remoteNodeId, raw.linkUp(connection.remoteNodeId, connection));
+  }
+
+  private sendTag(neighbour: NodeId, message: Buffer | undefined): void {
+    if (message === undefined) return;
+    this.streams.openDirect(neighbour, RAW_TAG_CHANNEL, { optimistic: true }).then(
+      (stream) => {
+        stream.on('error', () => undefined);
+        stream.resume();
+        stream.end(message);
+      },
+      () => undefined,
+    );
   }
 
   /** The node's own channels: fan-out legs, relay v2's link streams, routing. */
@@ -461,4 +502,11 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private report(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
   }
+}
+
+/** The QUIC transport as raw links need it (relay v2's link packets), when the node has one. */
+function rawLinkHost(transports: readonly Transport[]): { raw?: RawLinkHost } {
+  const quic = transports.find((transport) => transport instanceof QuicTransport);
+  if (quic === undefined) return {};
+  return { raw: { send: (prefix, payload, to) => quic.sendRelayed(prefix, payload, to.host, to.port), maxDatagramSize: quic.options.maxDatagramSize } };
 }

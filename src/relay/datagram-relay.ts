@@ -15,6 +15,8 @@ import { Forwarder, HEADER_BYTES, NextHopTable, RelayEndpoint } from './v2/index
 import type { EndpointOptions, EndpointStats, ForwarderOptions, ForwarderStats, RelayFlow } from './v2/index.js';
 import { StreamLinks } from './stream-link.js';
 import type { DatagramLink, StreamLinkStats } from './stream-link.js';
+import { RawLinks } from './raw-link.js';
+import type { RawLinkHost, RawLinkStats } from './raw-link.js';
 
 export type { DatagramLink };
 
@@ -28,6 +30,8 @@ export interface DatagramRelayHost {
   /** A relayed connection to `far` is established (either direction): serve its streams, list it. */
   adopt(connection: QuicConnection, far: NodeId): void;
   report(error: Error): void;
+  /** QUIC links' own UDP datagrams (raw-link.ts); undefined: every QUIC link uses DATAGRAM frames. */
+  readonly raw?: RawLinkHost;
 }
 
 export interface DatagramRelayOptions {
@@ -52,6 +56,8 @@ export interface DatagramRelayStats {
   endpoint: EndpointStats;
   /** Datagrams on HTTP/2 links' streams. */
   streamLinks: StreamLinkStats;
+  /** Datagrams on QUIC links' own UDP datagrams (link packets). */
+  rawLinks: RawLinkStats;
   /** Forwards the next hop's link did not take (its DATAGRAM queue full, or the link gone): dropped. */
   forwardsDropped: number;
 }
@@ -93,6 +99,8 @@ export class DatagramRelay {
   private readonly quic: ForeignQuic;
   /** Links without DATAGRAM frames (HTTP/2): datagrams on one stream per link. */
   private readonly streamLinks: StreamLinks;
+  /** QUIC links' link packets (UDP datagrams of their own, outside the links' QUIC). */
+  readonly rawLinks: RawLinks | undefined;
   private readonly host: DatagramRelayHost;
   private readonly idleTimeoutMs: number;
   private readonly onForward: ((datagram: Buffer) => void) | undefined;
@@ -125,6 +133,7 @@ export class DatagramRelay {
       receive: (from, datagram) => this.receive(from, datagram),
       refused: (nodeId) => this.linkRefused(nodeId),
     });
+    this.rawLinks = host.raw === undefined ? undefined : new RawLinks(host.raw);
     this.quic = new ForeignQuic({ ...relayedLimits(options.quic), identity: host.identity, maxDatagramSize: this.endpoint.options.innerDatagramSize });
     this.timer = setInterval(this.sweep, SWEEP_MS);
     this.timer.unref();
@@ -166,6 +175,7 @@ export class DatagramRelay {
   /** A neighbour went away: its forwarding budget and link stream go. */
   neighbourDown(neighbour: NodeId): void {
     this.forwarder.neighbourDown(neighbour);
+    this.rawLinks?.linkDown(neighbour);
     this.streamLinks.neighbourDown(neighbour);
   }
 
@@ -330,7 +340,7 @@ export class DatagramRelay {
   };
 
   stats(): DatagramRelayStats {
-    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, forwardsDropped: this.forwardsDropped };
+    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? { sent: 0, received: 0, badTag: 0, wrongSource: 0, badTagMessages: 0 }) }, forwardsDropped: this.forwardsDropped };
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {

@@ -6,3 +6,5 @@ export { DATAGRAM_LINK_CHANNEL } from './stream-link.js';
 export type { StreamLinkStats } from './stream-link.js';
 export type { DatagramLink, DatagramRelayHost, DatagramRelayOptions, DatagramRelayStats } from './datagram-relay.js';
 export type { EndpointOptions, EndpointStats, ForwarderOptions, ForwarderStats } from './v2/index.js';
+export { RAW_TAG_CHANNEL, RawLinks } from './raw-link.js';
+export type { RawLinkHost, RawLinkStats } from './raw-link.js';

@@ -27,6 +27,12 @@ export interface RelayOptions {
    * above stays the fallback (an HTTP/2 first hop). Default true.
    */
   datagrams?: boolean;
+  /**
+   * Relay v2 over QUIC links: relayed datagrams leave as UDP datagrams of their own on the link's
+   * socket (link packets, docs/RELAY.md) rather than inside the link's QUIC. False: this node
+   * neither sends nor takes them, and its neighbours use DATAGRAM frames towards it. Default true.
+   */
+  linkPackets?: boolean;
   /** Relay v2: a relayed connection with no stream for this long is closed (default 30 s). */
   idleTimeoutMs?: number;
   /** Relay v2: per-neighbour forwarding budgets and error reports. */

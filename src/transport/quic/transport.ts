@@ -18,7 +18,7 @@ import { makeQuicConfig } from './config.js';
 import { InitialGate, retryOption } from './gate.js';
 import type { QuicDropStats, RetryMode } from './gate.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
-import type { DatagramSocket, UdpImplementation } from './udp.js';
+import type { DatagramHandler, DatagramSocket, UdpImplementation } from './udp.js';
 
 export { ALPN } from './config.js';
 export type { QuicDropStats, RetryMode } from './gate.js';
@@ -133,6 +133,13 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private closing: Promise<void> | undefined;
   private cidPool = Buffer.alloc(0);
   private cidOffset = 0;
+  /** Relay v2's datagrams sent straight on the socket (`sendRelayed`): the run being gathered. */
+  private relayRun: { slab: Buffer; start: number; end: number; size: number; host: string; port: number } | undefined;
+  /**
+   * Takes datagrams that are not QUIC (the fixed bit 0x40 clear, which QUIC v1 never sends without
+   * grease_quic_bit, RFC 9287): relay v2's link packets (docs/RELAY.md). Unset: dropped as bad headers.
+   */
+  onForeignDatagram: DatagramHandler | undefined;
 
   private constructor(identity: Identity, socket: DatagramSocket, options: Resolved) {
     super();
@@ -278,6 +285,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
 
   private onDatagram(datagram: Buffer, host: string, port: number): void {
     const length = datagram.length;
+    if ((datagram[0]! & 0x40) === 0 && length > 0) {
+      if (this.onForeignDatagram !== undefined) this.onForeignDatagram(datagram, host, port);
+      else this.dropped.badHeader++;
+      return;
+    }
     if (length < 1 + CID_LEN) {
       this.dropped.tooShort++;
       return;
@@ -429,6 +441,46 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
     return sent;
   }
+
+  /**
+   * Sends `prefix` + `payload` as one UDP datagram to host:port, outside QUIC (relay v2's link
+   * packets). Consecutive ones to the same peer gather into one run, sent as one GSO send once
+   * this tick's work is done (a microtask), so a hop forwarding a received batch makes one call.
+   */
+  sendRelayed(prefix: Uint8Array, payload: Uint8Array, host: string, port: number): void {
+    const length = prefix.length + payload.length;
+    if (SLAB_SIZE - this.slabOffset < length) {
+      // The 'node' socket may still hold views of the old slab: never reuse it.
+      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+      this.slabOffset = 0;
+    }
+    let run = this.relayRun;
+    const joins = run !== undefined && run.slab === this.slab && run.end === this.slabOffset && run.host === host && run.port === port && length <= run.size && run.end - run.start + length <= RUN_BYTES;
+    if (run !== undefined && !joins) {
+      this.flushRelayed();
+      run = undefined;
+    }
+    const slab = this.slab;
+    const offset = this.slabOffset;
+    slab.set(prefix, offset);
+    slab.set(payload, offset + prefix.length);
+    this.slabOffset = offset + length;
+    if (run === undefined) {
+      this.relayRun = { slab, start: offset, end: offset + length, size: length, host, port };
+      queueMicrotask(this.flushRelayed);
+    } else {
+      run.end += length;
+      // A shorter datagram ends the run (GSO: only the last one may be shorter).
+      if (length < run.size) this.flushRelayed();
+    }
+  }
+
+  private readonly flushRelayed = (): void => {
+    const run = this.relayRun;
+    if (run === undefined) return;
+    this.relayRun = undefined;
+    this.socket.send(run.slab, run.start, run.end - run.start, run.size, run.port, run.host);
+  };
 
   saveSession(connection: QuicConnection): void {
     if (!this.sessions.active) return;
