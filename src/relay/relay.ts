@@ -23,8 +23,8 @@ export interface RelayOptions {
   onForward?: (chunk: Buffer) => void;
   /**
    * Relay v2 (docs/RELAY.md): one end-to-end QUIC connection per far node, its packets forwarded
-   * hop by hop as QUIC DATAGRAM frames. Used where the first hop is a QUIC link; the stream relay
-   * above stays the fallback (an HTTP/2 first hop). Default true.
+   * hop by hop as QUIC DATAGRAM frames (on an HTTP/2 link, on its datagram stream). The stream
+   * relay above stays the fallback where a node on the path has no relay v2. Default true.
    */
   datagrams?: boolean;
   /**
