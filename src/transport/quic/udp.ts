@@ -106,9 +106,14 @@ export async function openDatagramSocket(implementation: UdpImplementation, opti
 function openNative(options: DatagramSocketOptions): DatagramSocket {
   const Socket = loadAddon()?.UdpSocket;
   if (Socket === undefined) throw new Error('native UDP socket unavailable');
-  const { onDatagram, onError } = options;
+  const { onError } = options;
+  // The addon holds onBatch strongly (a persistent reference, a GC root): cleared at close, so a
+  // closed socket's wrapper, buffers and the transport behind onDatagram can be collected.
+  const live: { socket?: NativeUdpSocket; onDatagram?: DatagramHandler } = { onDatagram: options.onDatagram };
   const socket: NativeUdpSocket = new Socket((count) => {
-    const { buffer, meta, hosts } = socket;
+    const { socket: current, onDatagram } = live;
+    if (current === undefined || onDatagram === undefined) return;
+    const { buffer, meta, hosts } = current;
     for (let i = 0; i < count; i++) {
       const start = meta[i * 4]!;
       const end = start + meta[i * 4 + 1]!;
@@ -119,12 +124,13 @@ function openNative(options: DatagramSocketOptions): DatagramSocket {
       for (let at = start; at < end; at += segment) onDatagram(buffer.subarray(at, Math.min(at + segment, end)), host, port);
     }
   });
+  live.socket = socket;
   const port = socket.bind(options.host, options.port, options.bufferSize);
   return {
     implementation: 'native',
     address: { host: options.host, port },
     send(bytes, offset, length, segmentSize, toPort, toHost) {
-      const result = socket.send(bytes, offset, length, segmentSize, toPort, toHost);
+      const result = live.socket?.send(bytes, offset, length, segmentSize, toPort, toHost) ?? 0;
       // Like dgram's asynchronous send errors: reported, never thrown at the sender.
       if (result < 0) {
         const code = getSystemErrorName(result);
@@ -132,7 +138,9 @@ function openNative(options: DatagramSocketOptions): DatagramSocket {
       }
     },
     close() {
-      socket.close(); // a second call does nothing
+      live.socket?.close(); // a second call does nothing
+      live.socket = undefined;
+      live.onDatagram = undefined;
       return Promise.resolve();
     },
   };
