@@ -4,13 +4,13 @@
  * an exit-2 message at start and never a surprise at the first exec.
  */
 import { readFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { PnetError, parseAddress, parseNodeId } from '../index.js';
 import type { NodeId } from '../index.js';
+import { DEFAULT_PORT, defaultKeyFile, expandHome } from './defaults.js';
 import { DEFAULT_METRICS_ADDRESS, isLoopback } from './metrics.js';
 
-export const DEFAULT_PORT = 7300;
+export { DEFAULT_PORT, defaultKeyFile, expandHome };
 const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_PORT}`;
 const DEFAULT_TIMEOUT_MS = 30_000;
 export const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
@@ -337,13 +337,4 @@ export function commandFromFlag(flag: string): [string, CommandConfig] {
   const name = (eq < 0 ? flag : flag.slice(0, eq)).trim();
   const argv = (eq < 0 ? name : flag.slice(eq + 1)).split(/\s+/).filter((part) => part !== '');
   return [name, { argv }];
-}
-
-/** ~/.pnet/<name>: where keys live when no path is given. */
-export function defaultKeyFile(name: string): string {
-  return join(homedir(), '.pnet', name);
-}
-
-export function expandHome(path: string): string {
-  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
 }
