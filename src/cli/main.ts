@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The `pnet` executable (package.json "bin"). Everything lives behind ./index.js.
-import { runCli } from './index.js';
+// The `pnet` executable (package.json "bin"). The program alone, not the folder's door (./index.js):
+// that would load the daemon, the ops service and pnet itself before a command asked for them.
+import { runCli } from './program.js';
 
 const code = await runCli(process.argv.slice(2));
 process.exitCode = code;

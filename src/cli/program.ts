@@ -6,9 +6,9 @@
  * Exit codes: 0 ok, 1 a target or operation failed, 2 usage or config error, 3 could not reach the node.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { PnetError } from '../index.js';
-import { ConnectError } from './client.js';
-import { EXIT, UsageError } from './commands/common.js';
+import type { PnetError } from '../index.js';
+import type { ConnectError } from './client.js';
+import { EXIT, UsageError, library } from './commands/common.js';
 import type { AddCommand, CliIO, CommandContext } from './commands/common.js';
 import { addExec } from './commands/exec.js';
 import { addForget, addHosts } from './commands/hosts.js';
@@ -41,8 +41,9 @@ export async function runCli(argv: readonly string[], io: CliIO = { stdout: proc
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return usageFailed(error, io, json);
-    const code = exitCodeOf(error);
-    const pnetCode = error instanceof PnetError || error instanceof ConnectError ? error.code : error instanceof UsageError ? 'ERR_BAD_OPTION' : undefined;
+    const coded = await codedError(error);
+    const code = exitCodeOf(error, coded);
+    const pnetCode = coded !== undefined ? coded.code : error instanceof UsageError ? 'ERR_BAD_OPTION' : undefined;
     const message = error instanceof Error ? error.message : String(error);
     io.stderr.write(`pnet: ${message}${pnetCode && !(error instanceof UsageError) ? ` [${pnetCode}]` : ''}\n`);
     if (json) io.stdout.write(JSON.stringify({ error: { code: pnetCode ?? 'ERR_CLI', message } }) + '\n');
@@ -62,10 +63,26 @@ function usageFailed(error: CommanderError, io: CliIO, json: boolean): number {
   return EXIT.usage;
 }
 
-function exitCodeOf(error: unknown): number {
-  if (error instanceof ConnectError) return error.code === 'ERR_BAD_ADDRESS' ? EXIT.usage : EXIT.unreachable;
+/**
+ * The error as a PnetError or ConnectError, if it is one. Checked by name first: only a command
+ * that loaded the library (or the client) can have thrown one, so the imports below are then
+ * already loaded, and a usage error never pays for them.
+ */
+async function codedError(error: unknown): Promise<PnetError | ConnectError | undefined> {
+  if (!(error instanceof Error)) return undefined;
+  if (error.name === 'ConnectError') {
+    const { ConnectError } = await import('./client.js');
+    return error instanceof ConnectError ? error : undefined;
+  }
+  if (!('code' in error) || typeof error.code !== 'string') return undefined;
+  const { PnetError } = await library();
+  return error instanceof PnetError ? error : undefined;
+}
+
+function exitCodeOf(error: unknown, coded: PnetError | ConnectError | undefined): number {
+  if (coded?.name === 'ConnectError') return coded.code === 'ERR_BAD_ADDRESS' ? EXIT.usage : EXIT.unreachable;
   if (error instanceof UsageError || error instanceof InvalidArgumentError) return EXIT.usage;
-  if (error instanceof PnetError && USAGE_CODES.has(error.code)) return EXIT.usage;
+  if (coded !== undefined && USAGE_CODES.has(coded.code)) return EXIT.usage;
   return EXIT.failed;
 }
 

@@ -1,14 +1,27 @@
 /**
  * What the command definitions share: exit codes, where output goes, argument parsers, and the
  * operator commands' common options and short-lived session.
+ *
+ * Defining the commands loads no part of pnet: an action imports what it uses when it runs
+ * (`library()`, `output()`, its own modules), so `pnet --help`, `--version` and a usage error
+ * cost only commander, and every command pays for its own needs only (docs/CLI.md, start time).
  */
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { PnetError, parseNodeId } from '../../index.js';
 import type { NodeId } from '../../index.js';
-import { OperatorSession } from '../client.js';
-import { DEFAULT_PORT, defaultKeyFile, expandHome } from '../config.js';
+import type { OperatorSession } from '../client.js';
+import { DEFAULT_PORT, defaultKeyFile, expandHome } from '../defaults.js';
 import type { Out } from '../output.js';
+
+/** pnet's public API, loaded on first use (importing it costs ~0.6 s: TLS certificates, the QUIC binding, every layer). */
+export function library(): Promise<typeof import('../../index.js')> {
+  return import('../../index.js');
+}
+
+/** The table and number formatting (cli-table3, cli-progress), loaded when a command prints. */
+export function output(): Promise<typeof import('../output.js')> {
+  return import('../output.js');
+}
 
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
@@ -62,7 +75,8 @@ export const collect = (value: string, previous: string[] = []): string[] => [..
 export const collectRaw = (value: string, previous: string[] = []): string[] => [...previous, value];
 
 /** A node id from the command line; ERR_BAD_NODE_ID (exit 2, a JSON error with --json) names where it came from. */
-export function nodeIdArg(value: string, where = 'node id'): NodeId {
+export async function nodeIdArg(value: string, where = 'node id'): Promise<NodeId> {
+  const { PnetError, parseNodeId } = await library();
   try {
     return parseNodeId(value);
   } catch (error) {
@@ -85,8 +99,9 @@ export function operatorCommand(program: Command, { io }: CommandContext, name: 
 
 /** Connects as the operator, runs `fn`, always closes the short-lived node. */
 export async function withSession<T>(ctx: CommandContext, options: OperatorCliOptions, fn: (session: OperatorSession) => Promise<T>): Promise<T> {
-  const nodeId = options.nodeId !== undefined && options.nodeId !== '' ? nodeIdArg(options.nodeId, '--node-id (or PNET_NODE_ID)') : undefined;
-  const session = await OperatorSession.connect({
+  const nodeId = options.nodeId !== undefined && options.nodeId !== '' ? await nodeIdArg(options.nodeId, '--node-id (or PNET_NODE_ID)') : undefined;
+  const { OperatorSession } = await import('../client.js');
+  const session: OperatorSession = await OperatorSession.connect({
     node: options.node,
     ...(nodeId !== undefined ? { nodeId } : {}),
     keyFile: resolve(expandHome(options.key)),

@@ -1,43 +1,10 @@
-/** `pnet exec`: run an allow-listed command on many nodes through fan-out. */
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+/** `pnet exec`: run an allow-listed command on many nodes through fan-out (the work is in exec-run.ts, loaded on use). */
 import type { Command } from 'commander';
-import { parseNodeId } from '../../index.js';
-import type { NodeId } from '../../index.js';
-import type { OperatorSession } from '../client.js';
-import { expandHome } from '../config.js';
-import { classify, hostOutput, summarise } from '../exec-outcome.js';
-import type { ExecOutcome } from '../exec-outcome.js';
-import { ExecProgress, table } from '../output.js';
-import { OPS_CHANNELS } from '../ops/wire.js';
-import type { ExecRequest, InventoryHost, InventoryReply } from '../ops/wire.js';
-import { matches, parseSelector } from '../inventory.js';
-import type { Selector } from '../inventory.js';
-import { EXIT, UsageError, intArg, operatorCommand, withSession } from './common.js';
-import type { CommandContext, OperatorCliOptions } from './common.js';
+import { intArg, operatorCommand } from './common.js';
+import type { CommandContext } from './common.js';
+import type { ExecOptions, TargetSpec } from './exec-run.js';
 
-/** Bytes a target may answer an exec with (fan-out's ceiling; hosts cap their output well below). */
-const MAX_EXEC_REPLY = 16 * 1024 * 1024;
-
-type ExecOptions = OperatorCliOptions & {
-  targets: string;
-  commandTimeout?: number;
-  deadline?: number;
-  concurrency?: number;
-  output?: boolean;
-  progress: boolean;
-  reachableOnly?: boolean;
-};
-
-/** What --targets names: every known host, the hosts whose labels match, or node ids. */
-export type TargetSpec = NodeId[] | 'all' | { readonly select: Selector };
-
-/** The hosts chosen from the inventory, and the known ones left out by --reachable-only. */
-interface Chosen {
-  readonly ids: NodeId[];
-  readonly skipped: InventoryHost[];
-  readonly known: Map<NodeId, InventoryHost>;
-}
+export type { TargetSpec };
 
 export function addExec(program: Command, ctx: CommandContext): void {
   operatorCommand(program, ctx, 'exec', 'run an allow-listed command on many nodes through fan-out: `pnet exec --targets all -- NAME ARGS...`')
@@ -52,106 +19,12 @@ export function addExec(program: Command, ctx: CommandContext): void {
     .argument('[args...]', 'arguments (only for commands the hosts allow arguments for)')
     .passThroughOptions()
     .action(async (command: string, args: string[], options: ExecOptions) => {
-      const targets = await parseTargets(options.targets);
-      const request: ExecRequest = { command, ...(args.length > 0 ? { args } : {}), ...(options.commandTimeout !== undefined ? { timeoutMs: options.commandTimeout } : {}) };
-      const { outcomes, skipped } = await withSession(ctx, options, async (session) => {
-        const chosen = await choose(session, targets, options);
-        return { outcomes: await fanOut(ctx, session, chosen, request, options), skipped: chosen.skipped };
-      });
-      report(ctx, request, outcomes, skipped, options);
-      if (outcomes.length === 0 || summarise(outcomes).ok !== outcomes.length) ctx.setExit(EXIT.failed);
+      const { runExec } = await import('./exec-run.js');
+      await runExec(ctx, command, args, options);
     });
-}
-
-/** Node ids as given, or the daemon's inventory filtered: 'all' is every host it has seen, reachable now or not. */
-async function choose(session: OperatorSession, targets: TargetSpec, options: ExecOptions): Promise<Chosen> {
-  if (Array.isArray(targets)) return { ids: targets, skipped: [], known: new Map() };
-  const inventory = await session.call<InventoryReply>(OPS_CHANNELS.inventory, {}, options.timeout);
-  const known = new Map(inventory.hosts.map((host) => [host.nodeId, host]));
-  let hosts = targets === 'all' ? inventory.hosts : inventory.hosts.filter((host) => matches(host, targets.select));
-  const skipped = options.reachableOnly ? hosts.filter((host) => !host.reachable) : [];
-  if (options.reachableOnly) hosts = hosts.filter((host) => host.reachable);
-  if (hosts.length === 0 && skipped.length === 0) throw new UsageError(`no known host matches --targets ${options.targets} (see pnet hosts)`);
-  return { ids: hosts.map((host) => host.nodeId), skipped, known };
-}
-
-/** Sends the request to every target through the daemon and classifies each answer as it comes. */
-async function fanOut(ctx: CommandContext, session: OperatorSession, chosen: Chosen, request: ExecRequest, options: ExecOptions): Promise<ExecOutcome[]> {
-  const deadlineMs = options.deadline ?? (options.commandTimeout !== undefined ? options.commandTimeout + 5000 : 60_000);
-  const mode = options.json || !options.progress ? 'none' : ctx.io.stderr.isTTY ? 'bar' : 'lines';
-  const progress = new ExecProgress(ctx.io.stderr, mode, chosen.ids.length);
-  const results: ExecOutcome[] = [];
-  if (chosen.ids.length === 0) return results;
-  try {
-    const stream = session.node.fanout(chosen.ids, OPS_CHANNELS.exec, JSON.stringify(request), {
-      via: session.daemonId,
-      deadlineMs,
-      maxReplyBytes: MAX_EXEC_REPLY,
-      ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
-    });
-    for await (const result of stream) {
-      const outcome = withLastSeen(classify(result), chosen.known.get(result.nodeId));
-      results.push(outcome);
-      progress.update(outcome.nodeId, outcome.status, outcome.reason);
-    }
-  } finally {
-    progress.stop();
-  }
-  return results;
-}
-
-/** An unreachable known host says since when. */
-function withLastSeen(outcome: ExecOutcome, host: InventoryHost | undefined): ExecOutcome {
-  if (host === undefined || host.reachable || outcome.error?.code !== 'UNREACHABLE') return outcome;
-  return { ...outcome, reason: `UNREACHABLE: ${host.name ?? 'host'} not in the map, last reachable ${host.lastReachable}` };
-}
-
-function report(ctx: CommandContext, request: ExecRequest, outcomes: ExecOutcome[], skipped: InventoryHost[], options: ExecOptions): void {
-  const summary = summarise(outcomes);
-  const skippedOut = skipped.map((host) => ({ nodeId: host.nodeId, ...(host.name === undefined ? {} : { name: host.name }), lastReachable: host.lastReachable }));
-  if (options.json) return ctx.printJson({ command: request, ...summary, results: outcomes, ...(options.reachableOnly ? { skipped: skippedOut } : {}) });
-  ctx.print(table(['targets', 'ok', 'failed', 'timed out', 'p50 ms', 'p99 ms'], [[summary.targets, summary.ok, summary.failed, summary.timedOut, summary.p50Ms ?? NaN, summary.p99Ms ?? NaN]]));
-  const bad = outcomes.filter((o) => o.status !== 'ok');
-  if (bad.length > 0) {
-    ctx.print(`not ok (${bad.length}):\n`);
-    for (const o of bad) ctx.print(`  ${o.nodeId}  ${o.reason}\n`);
-  }
-  if (skipped.length > 0) {
-    ctx.print(`skipped, not reachable now (${skipped.length}):\n`);
-    for (const host of skippedOut) ctx.print(`  ${host.nodeId}  ${host.name ?? ''} last reachable ${host.lastReachable}\n`);
-  }
-  if (options.output) {
-    for (const o of [...outcomes].sort((a, b) => (a.nodeId < b.nodeId ? -1 : 1))) ctx.print(hostOutput(o));
-  }
 }
 
 /** `all`, "KEY=VALUE,...", "ID,ID", or "@file" with one id per line ('#' starts a comment). */
 export async function parseTargets(spec: string): Promise<TargetSpec> {
-  const text = spec.trim();
-  if (text === 'all') return 'all';
-  const select = parseSelector(text);
-  if (select !== undefined) return { select };
-  let items: string[];
-  if (text.startsWith('@')) {
-    const file = resolve(expandHome(text.slice(1)));
-    let content: string;
-    try {
-      content = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new UsageError(`cannot read targets file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-    items = content.split('\n').map((line) => line.replace(/#.*/, '').trim());
-  } else {
-    items = text.split(',').map((part) => part.trim());
-  }
-  const ids: NodeId[] = [];
-  for (const item of items.filter((part) => part !== '')) {
-    try {
-      ids.push(parseNodeId(item));
-    } catch (error) {
-      throw new UsageError(`bad target "${item}": ${(error as Error).message}`);
-    }
-  }
-  if (ids.length === 0) throw new UsageError('no targets: give --targets all, a list of node ids, or @FILE');
-  return [...new Set(ids)];
+  return (await import('./exec-run.js')).parseTargets(spec);
 }

@@ -1,15 +1,15 @@
 /** `pnet hosts` and `pnet forget`: the daemon's inventory of the hosts it has seen. */
 import type { Command } from 'commander';
-import { table } from '../output.js';
 import { OPS_CHANNELS } from '../ops/wire.js';
 import type { ForgetReply, InventoryReply } from '../ops/wire.js';
-import { nodeIdArg, operatorCommand, withSession } from './common.js';
+import { nodeIdArg, operatorCommand, output, withSession } from './common.js';
 import type { CommandContext, OperatorCliOptions } from './common.js';
 
 export function addHosts(program: Command, ctx: CommandContext): void {
   operatorCommand(program, ctx, 'hosts', 'list every host the node has seen (its inventory): reachable now or when last, name and labels').action(async (options: OperatorCliOptions) => {
     const reply = await withSession(ctx, options, (s) => s.call<InventoryReply>(OPS_CHANNELS.inventory, {}, options.timeout));
     if (options.json) return ctx.printJson(reply);
+    const { table } = await output();
     const now = Date.now();
     ctx.print(
       table(
@@ -30,7 +30,7 @@ export function addForget(program: Command, ctx: CommandContext): void {
   operatorCommand(program, ctx, 'forget', "drop a host from the node's inventory (one still in the map is remembered again)")
     .argument('<nodeId>', 'the host to forget')
     .action(async (node: string, options: OperatorCliOptions) => {
-      const nodeId = nodeIdArg(node, 'NODE');
+      const nodeId = await nodeIdArg(node, 'NODE');
       const reply = await withSession(ctx, options, (s) => s.call<ForgetReply>(OPS_CHANNELS.forget, { nodeId }, options.timeout));
       if (options.json) return ctx.printJson(reply);
       ctx.print(`${reply.forgotten ? 'forgot' : 'did not know'} ${reply.nodeId}\n`);

@@ -2,8 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Identity, PnetError } from '../../index.js';
-import { defaultKeyFile, expandHome } from '../config.js';
+import { defaultKeyFile, expandHome } from '../defaults.js';
+import { library } from './common.js';
 import type { CommandContext, CommonOptions } from './common.js';
 
 export function addId(program: Command, { print, printJson }: CommandContext): void {
@@ -14,6 +14,7 @@ export function addId(program: Command, { print, printJson }: CommandContext): v
     .option('--json', 'machine-readable output')
     .action(async (options: CommonOptions & { key: string }) => {
       const file = resolve(expandHome(options.key));
+      const { Identity, PnetError } = await library();
       let pem: string;
       try {
         pem = await readFile(file, 'utf8');

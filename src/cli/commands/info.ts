@@ -1,15 +1,15 @@
 /** `pnet info`: what the node is. */
 import type { Command } from 'commander';
-import { table } from '../output.js';
 import { OPS_CHANNELS } from '../ops/wire.js';
 import type { InfoReply } from '../ops/wire.js';
-import { operatorCommand, withSession } from './common.js';
+import { operatorCommand, output, withSession } from './common.js';
 import type { CommandContext, OperatorCliOptions } from './common.js';
 
 export function addInfo(program: Command, ctx: CommandContext): void {
   operatorCommand(program, ctx, 'info', 'show what the node is: id, address, version, peers, nodes it routes to, allowed commands').action(async (options: OperatorCliOptions) => {
     const info = await withSession(ctx, options, (s) => s.call<InfoReply>(OPS_CHANNELS.info, {}, options.timeout));
     if (options.json) return ctx.printJson(info);
+    const { table } = await output();
     ctx.print(
       table(
         ['field', 'value'],

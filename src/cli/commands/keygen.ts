@@ -2,9 +2,8 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Identity, saveIdentity } from '../../index.js';
-import { defaultKeyFile, expandHome } from '../config.js';
-import { UsageError } from './common.js';
+import { defaultKeyFile, expandHome } from '../defaults.js';
+import { UsageError, library } from './common.js';
 import type { CommandContext, CommonOptions } from './common.js';
 
 export function addKeygen(program: Command, { print, printJson, note }: CommandContext): void {
@@ -18,6 +17,7 @@ export function addKeygen(program: Command, { print, printJson, note }: CommandC
       const file = resolve(expandHome(options.out));
       const existing = await stat(file).catch(() => undefined);
       if (existing && !options.force) throw new UsageError(`${file} exists; pass --force to replace it (the identity it holds is lost)`);
+      const { Identity, saveIdentity } = await library();
       const identity = await Identity.generate();
       await saveIdentity(identity, file);
       if (options.json) printJson({ nodeId: identity.nodeId, keyFile: file });

@@ -2,10 +2,9 @@
 import { resolve } from 'node:path';
 import { Option } from 'commander';
 import type { Command } from 'commander';
-import { commandFromFlag, expandHome, loadConfig, validateConfig } from '../config.js';
 import type { DaemonConfigFile } from '../config.js';
-import { createLogger, runDaemon } from '../daemon.js';
 import type { LogLevel } from '../daemon.js';
+import { expandHome } from '../defaults.js';
 import { collect, collectRaw, firstSignal } from './common.js';
 import type { CommandContext } from './common.js';
 
@@ -32,6 +31,7 @@ export function addNode(program: Command, { io }: CommandContext): void {
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
     .option('--json', 'accepted for symmetry: the daemon always logs JSON lines')
     .action(async (options: NodeCliOptions) => {
+      const [{ commandFromFlag, loadConfig, validateConfig }, { createLogger, runDaemon }] = await Promise.all([import('../config.js'), import('../daemon.js')]);
       const base = options.config !== undefined ? await loadConfig(options.config) : validateConfig({}, 'flags');
       // Flags override (listen, key) or extend (bootstrap, operators, commands) the file; the result is validated as a whole.
       const merged: DaemonConfigFile = {

@@ -1,9 +1,8 @@
 /** `pnet ping`: round trips from the node to another, over its route. */
 import type { Command } from 'commander';
-import { formatNumber } from '../output.js';
 import { OPS_CHANNELS } from '../ops/wire.js';
 import type { PingReply, PingTry } from '../ops/wire.js';
-import { EXIT, intArg, nodeIdArg, operatorCommand, withSession } from './common.js';
+import { EXIT, intArg, nodeIdArg, operatorCommand, output, withSession } from './common.js';
 import type { CommandContext, OperatorCliOptions } from './common.js';
 
 type PingOptions = OperatorCliOptions & { count: number; interval: number; probeTimeout: number };
@@ -15,7 +14,7 @@ export function addPing(program: Command, ctx: CommandContext): void {
     .option('--interval <ms>', 'pause between tries', intArg(0, 10_000), 200)
     .option('--probe-timeout <ms>', 'wait for each answer (and for opening the stream)', intArg(1, 60_000), 2000)
     .action(async (node: string, options: PingOptions) => {
-      const target = nodeIdArg(node, 'NODE');
+      const target = await nodeIdArg(node, 'NODE');
       // Opening the stream, then every try and pause, then slack for the reply itself.
       const budget = options.probeTimeout + options.count * (options.interval + options.probeTimeout) + options.timeout;
       const reply = await withSession(ctx, options, (s) =>
@@ -30,8 +29,9 @@ export function addPing(program: Command, ctx: CommandContext): void {
       };
       if (options.json) ctx.printJson({ ...reply, summary });
       else {
+        const { formatNumber } = await output();
         ctx.print(`PING ${reply.target} from ${reply.from}${reply.setupMs !== undefined ? ` (stream opened in ${formatNumber(reply.setupMs)} ms)` : ''}\n`);
-        for (const t of reply.tries) ctx.print(tryLine(t) + '\n');
+        for (const t of reply.tries) ctx.print(tryLine(t, formatNumber) + '\n');
         ctx.print(
           `${summary.sent} sent, ${summary.received} received, ${summary.lossPct}% loss` +
             (times.length > 0 ? `, rtt min/avg/max = ${formatNumber(summary.minMs!)}/${formatNumber(summary.avgMs!)}/${formatNumber(summary.maxMs!)} ms` : '') +
@@ -43,6 +43,6 @@ export function addPing(program: Command, ctx: CommandContext): void {
     });
 }
 
-function tryLine(t: PingTry): string {
+function tryLine(t: PingTry, formatNumber: (value: number) => string): string {
   return t.ms !== undefined ? `seq=${t.seq} time=${formatNumber(t.ms)} ms` : `seq=${t.seq} failed: ${t.error?.code ?? 'error'} ${t.error?.message ?? ''}`.trimEnd();
 }

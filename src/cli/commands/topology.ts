@@ -1,10 +1,9 @@
 /** `pnet topology`: the network map as the node knows it. */
 import { Option } from 'commander';
 import type { Command } from 'commander';
-import { toDot } from '../output.js';
 import { OPS_CHANNELS } from '../ops/wire.js';
 import type { TopologyReply } from '../ops/wire.js';
-import { operatorCommand, withSession } from './common.js';
+import { operatorCommand, output, withSession } from './common.js';
 import type { CommandContext, OperatorCliOptions } from './common.js';
 
 export function addTopology(program: Command, ctx: CommandContext): void {
@@ -12,7 +11,7 @@ export function addTopology(program: Command, ctx: CommandContext): void {
     .addOption(new Option('--format <format>', 'output format').choices(['json', 'dot']).default('json'))
     .action(async (options: OperatorCliOptions & { format: 'json' | 'dot' }) => {
       const topology = await withSession(ctx, options, (s) => s.call<TopologyReply>(OPS_CHANNELS.topology, {}, options.timeout));
-      if (options.format === 'dot') ctx.print(toDot(topology));
+      if (options.format === 'dot') ctx.print((await output()).toDot(topology));
       else ctx.printJson(topology);
     });
 }
