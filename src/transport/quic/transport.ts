@@ -381,11 +381,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   /** Writes one stateless packet into the send slab (no buffer per reply) and sends it. */
   private sendStateless(write: (out: Buffer) => number, host: string, port: number): void {
     const max = this.options.maxDatagramSize;
-    if (SLAB_SIZE - this.slabOffset < max) {
-      // The 'node' socket may still hold views of the old slab (kernel queue full): never reuse it.
-      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
-      this.slabOffset = 0;
-    }
+    if (SLAB_SIZE - this.slabOffset < max) this.wrapSlab();
     const offset = this.slabOffset;
     const written = write(this.slab.subarray(offset, offset + max));
     this.slabOffset = offset + written;
@@ -408,11 +404,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     for (;;) {
       if (SLAB_SIZE - this.slabOffset < max || this.slabOffset - runStart >= RUN_BYTES) {
         if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
-        if (SLAB_SIZE - this.slabOffset < max) {
-          // The 'node' socket may still hold views of the old slab (kernel queue full): never reuse it.
-          this.slab = Buffer.allocUnsafe(SLAB_SIZE);
-          this.slabOffset = 0;
-        }
+        if (SLAB_SIZE - this.slabOffset < max) this.wrapSlab();
         runStart = this.slabOffset;
       }
       const offset = this.slabOffset;
@@ -449,11 +441,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
    */
   sendRelayed(prefix: Uint8Array, payload: Uint8Array, host: string, port: number): void {
     const length = prefix.length + payload.length;
-    if (SLAB_SIZE - this.slabOffset < length) {
-      // The 'node' socket may still hold views of the old slab: never reuse it.
-      this.slab = Buffer.allocUnsafe(SLAB_SIZE);
-      this.slabOffset = 0;
-    }
+    if (SLAB_SIZE - this.slabOffset < length) this.wrapSlab();
     let run = this.relayRun;
     const joins = run !== undefined && run.slab === this.slab && run.end === this.slabOffset && run.host === host && run.port === port && length <= run.size && run.end - run.start + length <= RUN_BYTES;
     if (run !== undefined && !joins) {
@@ -473,6 +461,17 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       // A shorter datagram ends the run (GSO: only the last one may be shorter).
       if (length < run.size) this.flushRelayed();
     }
+  }
+
+  /**
+   * The send slab is full: start again at its beginning when the socket copied everything it was
+   * given (native), else take a fresh one (the 'node' socket may still hold views of the old one
+   * while the kernel queue is full). Reuse spares a page fault per 4 KiB sent.
+   */
+  private wrapSlab(): void {
+    this.flushRelayed();
+    if (!this.socket.copiesOnSend) this.slab = Buffer.allocUnsafe(SLAB_SIZE);
+    this.slabOffset = 0;
   }
 
   private readonly flushRelayed = (): void => {

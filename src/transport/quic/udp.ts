@@ -20,6 +20,8 @@ export type DatagramHandler = (datagram: Buffer, host: string, port: number) => 
 export interface DatagramSocket {
   readonly implementation: UdpImplementation;
   readonly address: SocketAddress;
+  /** True when send() is done with `bytes` when it returns (the native socket copies what it must queue). */
+  readonly copiesOnSend: boolean;
   /**
    * Sends bytes[offset, offset+length): datagrams of `segmentSize` bytes, the last one possibly
    * shorter, all to one peer. The 'node' socket keeps views of `bytes` until they are sent:
@@ -129,6 +131,7 @@ function openNative(options: DatagramSocketOptions): DatagramSocket {
   return {
     implementation: 'native',
     address: { host: options.host, port },
+    copiesOnSend: true,
     send(bytes, offset, length, segmentSize, toPort, toHost) {
       const result = live.socket?.send(bytes, offset, length, segmentSize, toPort, toHost) ?? 0;
       // Like dgram's asynchronous send errors: reported, never thrown at the sender.
@@ -175,6 +178,7 @@ async function openNode(options: DatagramSocketOptions, family: number): Promise
   let closed: Promise<void> | undefined;
   return {
     implementation: 'node',
+    copiesOnSend: false,
     address: { host: options.host, port: socket.address().port },
     send(bytes, offset, length, segmentSize, port, host) {
       for (let at = offset, end = offset + length; at < end; at += segmentSize) {
