@@ -88,3 +88,13 @@ t.test('tag messages: malformed ones are refused; a neighbour that starts afresh
   t.equal(b.takeTag(A, a.tagMessage(B)!), 'taken');
   t.ok(b.link(A, { remoteAddress: addrA }), 'raw both ways again');
 });
+
+t.test("docs/RELAY.md's test vector: the DATA vector as a link packet to a neighbour with tag 0102030405060708", async (t) => {
+  const { a, toB, addrB } = pair();
+  a.linkUp(B, { remoteAddress: addrB });
+  t.equal(a.takeTag(B, Buffer.from('010102030405060708', 'hex')), 'taken');
+  const data = Buffer.concat([Buffer.of(0x10, 0x10), Buffer.alloc(32, 0xdd), Buffer.alloc(32, 0x55), Buffer.of(0x40, 1, 2, 3)]);
+  a.link(B, { remoteAddress: addrB })!.sendDatagram(data);
+  t.equal(toB[0]!.packet.toString('hex'), '210102030405060708' + data.toString('hex'));
+  t.equal(toB[0]!.packet.length, 79);
+});

@@ -1,7 +1,8 @@
 /**
  * Relay v2's IO glue for one node: the hop (Forwarder), the ends (RelayEndpoint) and the
  * end-to-end QUIC connections to far nodes (ForeignQuic over RelayPaths). Fed the neighbours'
- * QUIC DATAGRAM frames and the router's route changes; sends on the neighbours' connections.
+ * link packets (raw-link.ts), QUIC DATAGRAM frames and link streams, and the router's route
+ * changes; sends on the neighbours' links.
  */
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
