@@ -28,6 +28,7 @@ function serve(far: PnetNode): void {
   });
   far.handleRequest('small', (request) => request, { maxRequestBytes: 10 });
   far.handle('resets', (stream) => stream.reset(7));
+  far.handle('deaf', () => undefined); // listens for nothing on its stream, not even 'error'
   far.on('error', () => undefined);
 }
 
@@ -43,6 +44,10 @@ async function errorsArriveWhole(t: Test, a: PnetNode, far: PnetNode): Promise<v
     (failure: PnetError) => failure,
   );
   t.match(error, { code: 'ERR_STREAM_RESET', resetCode: 7 }, "an application reset keeps its code");
+  // the other way: the opener resets with a code a far end does not listen for; the far end lives on
+  const deaf = await a.openStream(far.id, 'deaf');
+  deaf.write('x');
+  deaf.reset(9);
   t.equal((await a.request(far.id, 'small', 'tiny')).toString(), 'tiny', 'and the next request works');
 }
 

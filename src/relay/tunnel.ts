@@ -121,7 +121,12 @@ function releaseWith(socket: tls.TLSSocket, stream: Leg): void {
   });
   stream.on('error', (error: unknown) => {
     const code = resetCodeOf(error);
-    if (code !== undefined && !socket.destroyed) socket.destroy(new PnetError('ERR_STREAM_RESET', `relayed stream reset by the far end with code ${code}`, { resetCode: code }));
+    if (code === undefined || socket.destroyed) return;
+    const reset = new PnetError('ERR_STREAM_RESET', `relayed stream reset by the far end with code ${code}`, { resetCode: code });
+    // As a transport stream does: an error nobody listens for would crash the process, so it is kept on resetError instead.
+    Object.defineProperty(socket, 'resetError', { configurable: true, value: reset });
+    if (socket.listenerCount('error') > 0) socket.destroy(reset);
+    else socket.destroy();
   });
   // When the TLS socket is gone, so is the relayed leg it ran on: ended after a clean finish, else reset.
   socket.once('close', (hadError: boolean) => {
