@@ -1,9 +1,10 @@
 // Per-peer fairness (issue 15 item 8): one server node; a light peer with 1 request in flight,
 // first alone, then beside a heavy peer with 64 in flight. Each node is its own process (so the
 // peers' own work does not share the server's event loop). Prints the light peer's rate alone and
-// beside the heavy one, and the ratio; twice: with the per-peer turns off (as before issue 15)
-// and at the library's default (src/node/turns.ts, STREAMS_PER_TURN), or --share=N.
-//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--json]
+// beside the heavy one, and the ratio; three times: with the per-peer turns off (as before issue
+// 15), one new stream per peer per turn (the first turns.ts; spacing 1), and the library's default
+// (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING), or --share=N / --spacing=N.
+//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--json]
 // Run under the bench lock: flock /tmp/bench.lock node --import tsx bench/fairness.mjs
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,7 @@ async function child(role) {
   const node = await createNode({ listen: '127.0.0.1:0', h2: false });
   const shares = nodeServices(node).streams.turns; // PeerTurns (private): the bench's knob
   const defaultShare = shares.perTurn;
+  const defaultSpacing = shares.spacing;
   if (role === 'server') {
     node.handleRequest('svc', (request) => request);
     process.send({ type: 'ready', id: node.id, address: node.address });
@@ -33,8 +35,10 @@ async function child(role) {
       process.send({ type: 'dialed' });
     } else if (message.type === 'share') {
       // The bench's knob: the share is a constant of the library, set here on the live object.
-      shares.perTurn = message.value === 'off' ? Infinity : message.value === 'default' ? defaultShare : Number(message.value);
-      process.send({ type: 'shared', max: shares.perTurn });
+      const [share, spacing] = message.value;
+      shares.perTurn = share === 'off' ? Infinity : share === 'default' ? defaultShare : Number(share);
+      shares.spacing = spacing === 'default' ? defaultSpacing : Number(spacing);
+      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing });
     } else if (message.type === 'run') {
       process.send({ type: 'result', ...(await load(node, message.target, message.concurrency, message.ms)) });
     } else if (message.type === 'exit') {
@@ -93,15 +97,17 @@ async function parent() {
     return result;
   };
   const phases = [];
-  for (const share of ['off', args.share ?? 'default']) {
+  const settings = [['off', 0], [1, 1], [args.share ?? 'default', args.spacing ?? 'default']];
+  for (const setting of settings) {
     const shared = server.next('shared');
-    server.child.send({ type: 'share', value: share });
-    const { max } = await shared;
+    server.child.send({ type: 'share', value: setting });
+    const { max, spacing } = await shared;
     await run(light, 1); // warm-up: connections, JIT
     const alone = await run(light, 1);
     const [beside, heavyResult] = await Promise.all([run(light, 1), run(heavy, HEAVY)]);
     phases.push({
       streamsPerTurn: max === null ? 'unlimited' : max,
+      spacing,
       lightAlonePerSecond: Math.round(alone.perSecond),
       lightBesideHeavyPerSecond: Math.round(beside.perSecond),
       heavyPerSecond: Math.round(heavyResult.perSecond),

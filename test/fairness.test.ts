@@ -1,10 +1,14 @@
 // Issue 15 item 8: per-peer fairness. A peer with 64 requests in flight used to cut a
 // one-request peer to 3-7% of the rate it had alone. The node now takes up each peer's new
-// streams a turn of the event loop at a time (src/node/turns.ts; the rest wait unread in flow
-// control, before negotiation), so the light peer keeps more of its rate. The heavy peer is its own process and is
-// paused and resumed, so "alone" and "beside" windows alternate and load from elsewhere on the
-// machine falls on both; the median ratio is asserted with a wide margin (bench/fairness.mjs
-// gives the figures on a quiet machine).
+// streams a turn of the event loop at a time, a busy peer's every second turn while another is
+// active (src/node/turns.ts; the rest wait unread in flow control, before negotiation), so the light
+// peer keeps more of its rate. The heavy peer is its own process and is paused and resumed, so
+// "alone" and "beside" windows alternate and load from elsewhere on the machine falls on both.
+// Asserted, as medians over the rounds: the light peer's share of the replies the server gave
+// while both ran (the scheduler's own result: ~1/2 now, ~1/3 with one stream per peer per
+// turn, less with none; it does not depend on the machine's speed) and, with a margin
+// for a loaded machine, its rate beside the heavy peer over its rate alone (bench/fairness.mjs
+// gives the figures).
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -32,7 +36,11 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   const server = await createNode({ listen: '127.0.0.1:0', h2: false });
   const light = await createNode({ listen: '127.0.0.1:0', h2: false });
   t.teardown(() => Promise.all([server.close({ timeoutMs: 200 }), light.close({ timeoutMs: 200 })]).then(() => undefined));
-  server.handleRequest('svc', (request) => request);
+  const replies = { light: 0, heavy: 0 };
+  server.handleRequest('svc', (request, info) => {
+    replies[info.remoteNodeId === light.id ? 'light' : 'heavy']++;
+    return request;
+  });
   await light.dial(server.address);
   const heavy = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/heavy-peer.mts', import.meta.url).pathname], {
     env: childEnv({ TARGET: server.address, TARGET_ID: server.id, IN_FLIGHT: '64', MAX_MS: '60000' }),
@@ -46,32 +54,39 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.same(await next(), { ready: true }, 'the heavy peer is connected');
   await rate(light, server.id); // warm-up
   const ratios: number[] = [];
+  const shares: number[] = [];
   const figures: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     const alone = await rate(light, server.id);
     heavy.stdin!.write('run\n');
     t.same(await next(), { running: true });
+    replies.light = replies.heavy = 0;
     const beside = await rate(light, server.id);
+    const share = replies.light / (replies.light + replies.heavy);
     heavy.stdin!.write('pause\n');
     await next();
     ratios.push(beside / alone);
-    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)}`);
+    shares.push(share);
+    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)} (${(share * 100).toFixed(0)}%)`);
   }
   heavy.stdin!.write('exit\n');
   const ratio = median(ratios);
-  t.comment(`light alone/beside 64 in flight, per second: ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%`);
-  t.ok(ratio >= 0.2, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
+  const share = median(shares);
+  t.comment(`light alone/beside 64 in flight, per second (its share of the replies): ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%, share ${(share * 100).toFixed(0)}%`);
+  t.ok(share >= 0.4, `the light peer got ${(share * 100).toFixed(0)}% of the replies while both ran (median of ${ROUNDS})`);
+  t.ok(ratio >= 0.3, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
   t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
 
-t.test('PeerTurns: one new stream per peer per turn while another peer is active, in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
+t.test('PeerTurns: while another peer is active, a waiting stream every second turn, in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
   const { PassThrough } = await import('node:stream');
   const { PeerTurns } = await import('../src/node/turns.js');
   const turns = new PeerTurns(1);
   const a = 'a' as NodeId;
   const b = 'b' as NodeId;
   const started: string[] = [];
+  const nextTurn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
   t.equal(turns.acquire(b, new PassThrough()), true, 'another peer is active');
   const streams = Array.from({ length: 4 }, () => new PassThrough());
   const results = streams.map((stream, i) => {
@@ -81,15 +96,22 @@ t.test('PeerTurns: one new stream per peer per turn while another peer is active
     return turn;
   });
   t.equal(results[0], true, "a peer's first stream is taken up at once");
-  t.equal(turns.acquire(b, new PassThrough()) === true, false, "the other peer's second waits for the next turn too");
+  t.equal(turns.acquire(b, new PassThrough()) === true, false, "the other peer's second waits for its next turn too");
   streams[2]!.destroy();
-  await new Promise((resolve) => setImmediate(resolve));
-  t.same(started, ['a0', 'a1'], 'one more of the busy peer per turn');
-  await new Promise((resolve) => setImmediate(resolve));
-  await new Promise((resolve) => setImmediate(resolve));
+  await nextTurn();
+  t.same(started, ['a0'], 'another peer active: not in the next turn');
+  await nextTurn();
+  t.same(started, ['a0', 'a1'], 'but in the one after');
+  for (let i = 0; i < 4; i++) await nextTurn();
   t.same(started, ['a0', 'a1', 'a3'], 'the closed one was skipped');
   t.equal(await results[2], false);
   t.equal(turns.waited, 4);
   const alone = new PeerTurns(1);
   t.ok(Array.from({ length: 5 }, () => alone.acquire(a, new PassThrough())).every((turn) => turn === true), 'a peer alone is not paced');
+  const oneEach = new PeerTurns(1, 1);
+  oneEach.acquire(b, new PassThrough());
+  oneEach.acquire(a, new PassThrough());
+  const second = oneEach.acquire(a, new PassThrough());
+  await nextTurn();
+  t.equal(await Promise.race([second, nextTurn().then(() => 'waiting')]), true, 'spacing 1: one per peer per turn, as before');
 });
