@@ -78,6 +78,18 @@ const DATAGRAM_RELAY_SERIES: readonly Series[] = [
   { name: 'datagram_relay_errors_suppressed_total', type: 'counter', help: 'Relay v2: error reports not sent, over their budget.', read: (s) => s.datagramRelay?.forwarder.errorsSuppressed ?? 0 },
   { name: 'datagram_relay_endpoint_sent_bytes_total', type: 'counter', help: 'Relay v2: bytes this node sent on its own relayed flows.', read: (s) => s.datagramRelay?.endpoint.sentBytes ?? 0 },
   { name: 'datagram_relay_endpoint_received_bytes_total', type: 'counter', help: 'Relay v2: bytes this node received on its own relayed flows.', read: (s) => s.datagramRelay?.endpoint.receivedBytes ?? 0 },
+  { name: 'datagram_relay_link_packets_sent_total', type: 'counter', help: 'Relay v2: link packets sent (relayed datagrams on QUIC links, outside their QUIC).', read: (s) => s.datagramRelay?.rawLinks.sent ?? 0 },
+  { name: 'datagram_relay_link_packets_received_total', type: 'counter', help: 'Relay v2: link packets received and taken.', read: (s) => s.datagramRelay?.rawLinks.received ?? 0 },
+  {
+    name: 'datagram_relay_link_packets_dropped_total',
+    type: 'counter',
+    labels: ['reason'],
+    help: 'Relay v2: link packets dropped: a tag this node did not give (bad_tag), or from another address than its neighbour (wrong_source).',
+    read: (s) => [
+      [{ reason: 'bad_tag' }, s.datagramRelay?.rawLinks.badTag ?? 0],
+      [{ reason: 'wrong_source' }, s.datagramRelay?.rawLinks.wrongSource ?? 0],
+    ],
+  },
   {
     name: 'datagram_relay_endpoint_dropped_total',
     type: 'counter',
