@@ -74,7 +74,7 @@ function memory() {
   globalThis.gc?.();
   const m = process.memoryUsage();
   const mib = (n) => Math.round((n / 1048576) * 10) / 10;
-  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external) };
+  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external), arrayBuffersMiB: mib(m.arrayBuffers) };
 }
 
 /** IPC request/reply with a child: send {type, ...} with a request id, wait for the reply carrying it. */
@@ -509,8 +509,9 @@ async function parent() {
     const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers }) => ({ ...memory, nodes: n, peers })) };
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
     row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));
+    row.totalExternalMiB = Math.round(row.workers.reduce((s, w) => s + w.externalMiB, 0));
     samples.push(row);
-    log(`memory: rss ${row.totalRssMiB} MiB, heap ${row.totalHeapUsedMiB} MiB over ${workers.length} workers`);
+    log(`memory: rss ${row.totalRssMiB} MiB, heap ${row.totalHeapUsedMiB} MiB, external ${row.totalExternalMiB} MiB over ${workers.length} workers`);
   };
   await sample();
   const sampler = setInterval(() => void sample(), sampleMs);
@@ -603,10 +604,12 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
   const lostCodes = {};
   for (const r of reports) for (const [code, n] of Object.entries(r.counters.lostCodes)) lostCodes[code] = (lostCodes[code] ?? 0) + n;
   // Memory: the curve of the workers' total RSS; flat means the last sample <= 1.1x the second.
-  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB }));
+  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB, externalMiB: s.totalExternalMiB }));
   const second = curve[1];
   const last = curve[curve.length - 1];
   const flat = second && last ? last.rssMiB <= 1.1 * second.rssMiB : null;
+  // A spike at the second sample (the warm-up's connections) flatters that ratio: also the last over the lowest since.
+  const lowest = curve.length > 1 ? Math.min(...curve.slice(1).map((c) => c.rssMiB)) : null;
   const victimLimits = reports.flatMap((r) => r.victims);
   const perSecond = (c, ms) => Number(((c.ok + c.lost + c.churn) / (ms / 1000)).toFixed(1));
   return {
@@ -623,6 +626,7 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
     memory: {
       flat,
       lastOverSecond: second && last ? Number((last.rssMiB / second.rssMiB).toFixed(3)) : null,
+      lastOverLowestSinceSecond: lowest && last ? Number((last.rssMiB / lowest).toFixed(3)) : null,
       curve,
       maxWorkerRssMiB: Math.max(...samples.flatMap((s) => s.workers.map((w) => w.rssMiB))),
       samples,
@@ -661,9 +665,9 @@ function markdown(s) {
   const lines = [];
   lines.push(`# Soak (${s.mode}): ${s.nodes} nodes in ${s.workers} processes, ${s.seconds} s`, '');
   lines.push(`Run ${s.when}. Churn: ${s.churn.kills} kills (each restarted 5 s later with its key), ${s.churn.cuts} link cuts (redialed 3 s later). Attacker from ${s.warmupSeconds} s on. Crashes: ${s.crashes.length ? s.crashes.join('; ') : 'none'}.`, '');
-  lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) |', '|---:|---:|---:|');
-  for (const c of s.memory.curve) lines.push(`| ${c.atSeconds} | ${c.rssMiB} | ${c.heapUsedMiB} |`);
-  lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}). Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB.`, '');
+  lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) | external (MiB) |', '|---:|---:|---:|---:|');
+  for (const c of s.memory.curve) lines.push(`| ${c.atSeconds} | ${c.rssMiB} | ${c.heapUsedMiB} | ${c.externalMiB ?? '-'} |`);
+  lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}); last / lowest since the second: ${s.memory.lastOverLowestSinceSecond}. Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB. External counts Buffers; V8 keeps heap it no longer uses (its heap total) in RSS.`, '');
   lines.push('## Good traffic', '', `Success (ok / (ok + lost)): ${s.traffic.goodSuccess}; ${s.traffic.ok} ok, ${s.traffic.lost} lost (target up and stable 10 s), ${s.traffic.failedByChurn} failed to targets that churned. Lost by code: ${JSON.stringify(s.traffic.lostCodes)}.`, '');
   lines.push('| phase | to | requests | streams | fan-out targets |', '|---|---|---:|---:|---:|');
   for (const phase of ['warm-up', 'attack']) {
