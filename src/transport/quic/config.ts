@@ -1,4 +1,4 @@
-import { native } from '@matrixai/quic';
+import * as native from '@matrixai/quic/native/index.js';
 import type { Identity } from '../../identity/index.js';
 import type { TransportLimits } from '../limits.js';
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { native } from '@matrixai/quic';
+import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import { numberOption } from '../../options.js';
 import type { NodeId } from '../../identity/index.js';

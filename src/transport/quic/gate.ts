@@ -1,4 +1,4 @@
-import { native } from '@matrixai/quic';
+import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import { RetryTokens, TokenBucket } from './retry.js';
 

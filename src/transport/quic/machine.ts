@@ -1,4 +1,4 @@
-import type { native } from '@matrixai/quic';
+import type * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import { verifyPeerCertificate } from '../../identity/index.js';
 import type { NodeId } from '../../identity/index.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { native } from '@matrixai/quic';
+import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import { numberOption } from '../../options.js';
 import type { Identity, NodeId } from '../../identity/index.js';
