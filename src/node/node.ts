@@ -146,20 +146,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       options.fanout,
     );
     // Last: they start timers, and the services above may still refuse their options.
-    this.datagrams =
-      options.relay?.datagrams === false
-        ? undefined
-        : new DatagramRelay(
-            {
-              identity,
-              link: (nodeId) => this.relayLink(nodeId),
-              openLinkStream: (nodeId) => this.streams.openDirect(nodeId, DATAGRAM_LINK_CHANNEL, { optimistic: true }),
-              adopt: (connection, far) => this.adoptRelayed(connection, far),
-              report,
-              ...(options.relay?.linkPackets === false ? {} : rawLinkHost(transports)),
-            },
-            datagramRelayOptions(options),
-          );
+    this.datagrams = options.relay?.datagrams === false ? undefined : this.makeDatagramRelay(options, report);
     this.neighbours = new Neighbours(identity, settings, {
       live,
       entries: () => this.peerTable.entries(),
@@ -174,6 +161,19 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     for (const transport of transports) transport.on('connection', (connection) => this.adopt(connection)).on('error', report);
     const { dialer, peerTable: peers, neighbours, streams, requests, fanouts, datagrams } = this;
     servicesOf.set(this, { transports, dialer, peers, neighbours, streams, requests, fanouts, datagrams });
+  }
+
+  /** Relay v2: the hop, the ends and their links (link packets on the QUIC socket unless relay.linkPackets is false). */
+  private makeDatagramRelay(options: NodeOptions, report: (error: Error) => void): DatagramRelay {
+    const host = {
+      identity: this.identity,
+      link: (nodeId: NodeId) => this.relayLink(nodeId),
+      openLinkStream: (nodeId: NodeId) => this.streams.openDirect(nodeId, DATAGRAM_LINK_CHANNEL, { optimistic: true }),
+      adopt: (connection: QuicConnection, far: NodeId) => this.adoptRelayed(connection, far),
+      report,
+      ...(options.relay?.linkPackets === false ? {} : rawLinkHost(this.transports)),
+    };
+    return new DatagramRelay(host, datagramRelayOptions(options));
   }
 
   /** relay v2's link to a neighbour: its QUIC connection, or a datagram stream on an HTTP/2 one. */
