@@ -54,6 +54,8 @@ interface Leg {
   /** Waiting for an EXPECT frame (an expanding leg). */
   expecting: boolean;
   failed: boolean;
+  /** Outstanding targets on this leg: a leg that ends with none (the usual end) costs no scan of the fan-out's targets. */
+  pending: number;
 }
 
 interface Outstanding {
@@ -62,6 +64,13 @@ interface Outstanding {
   /** Hops that answered UNREACHABLE or HOP_LIMIT for it. */
   noRoute: number;
   leg: Leg | undefined;
+}
+
+/** Moves a target to another leg (or none), keeping each leg's count of outstanding targets. */
+function setLeg(entry: Outstanding, leg: Leg | undefined): void {
+  if (entry.leg !== undefined) entry.leg.pending--;
+  entry.leg = leg;
+  if (leg !== undefined) leg.pending++;
 }
 
 export interface Sink {
@@ -165,14 +174,14 @@ export class Spread {
   }
 
   private sendLeg(hop: NodeId, keys: readonly string[], expand: boolean): void {
-    const leg: Leg = { hop, stream: undefined, expecting: expand, failed: false };
+    const leg: Leg = { hop, stream: undefined, expecting: expand, failed: false, pending: 0 };
     this.legs.add(leg);
     const ticketed = envelopeIsTicketed(this.envelope.bytes);
     const targets = Buffer.allocUnsafe(keys.length * KEY_BYTES);
     const tickets = ticketed ? Buffer.allocUnsafe(keys.length * SIGNATURE_BYTES) : Buffer.alloc(0);
     keys.forEach((key, i) => {
       const entry = this.outstanding.get(key)!;
-      entry.leg = leg;
+      setLeg(entry, leg);
       entry.attempts++;
       targets.write(key, i * KEY_BYTES, 'latin1');
       if (ticketed) entry.ticket!.copy(tickets, i * SIGNATURE_BYTES);
@@ -208,7 +217,7 @@ export class Spread {
             const entry = this.outstanding.get(key);
             if (entry?.leg !== leg) continue;
             if (frame.status === STATUS_HOP_ERROR && this.retriable(entry, frame)) {
-              entry.leg = undefined;
+              setLeg(entry, undefined);
               this.scheduleRetry([key]);
               continue;
             }
@@ -217,8 +226,9 @@ export class Spread {
           }
         });
         stream.on('error', (error: Error) => this.legFailed(leg, error));
-        stream.on('end', () => this.legFailed(leg, new PnetError('ERR_STREAM_RESET', `${hop} ended its leg with answers missing`)));
-        stream.on('close', () => this.legFailed(leg, new PnetError('ERR_STREAM_RESET', `leg to ${hop} closed with answers missing`)));
+        // The error is made only if answers are missing: a leg's normal end builds no Error (a stack trace per target).
+        stream.on('end', () => this.legFailed(leg, () => new PnetError('ERR_STREAM_RESET', `${hop} ended its leg with answers missing`)));
+        stream.on('close', () => this.legFailed(leg, () => new PnetError('ERR_STREAM_RESET', `leg to ${hop} closed with answers missing`)));
         stream.end(bytes);
       },
       (error: Error) => this.legFailed(leg, error),
@@ -230,7 +240,10 @@ export class Spread {
     leg.expecting = false;
     for (let i = 0; i < targets.length; i += KEY_BYTES) {
       const key = targets.toString('latin1', i, i + KEY_BYTES);
-      if (!this.outstanding.has(key)) this.outstanding.set(key, { ticket: undefined, attempts: MAX_ATTEMPTS, noRoute: 0, leg });
+      if (this.outstanding.has(key)) continue;
+      const entry: Outstanding = { ticket: undefined, attempts: MAX_ATTEMPTS, noRoute: 0, leg: undefined };
+      setLeg(entry, leg);
+      this.outstanding.set(key, entry);
     }
     this.sink.expect(targets);
     this.checkIdle();
@@ -241,24 +254,26 @@ export class Spread {
     const entry = this.outstanding.get(key);
     if (this.ended || entry === undefined || entry.leg !== leg) return;
     if (!this.sink.result(frame, leg !== undefined)) return;
+    setLeg(entry, undefined);
     this.outstanding.delete(key);
     this.checkIdle();
   }
 
-  private legFailed(leg: Leg, error: Error): void {
+  private legFailed(leg: Leg, cause: Error | (() => Error)): void {
     if (leg.failed) return;
     leg.failed = true;
     leg.expecting = false;
     this.legs.delete(leg);
     if (this.ended) return;
     const lost: string[] = [];
-    for (const [key, entry] of this.outstanding) if (entry.leg === leg) lost.push(key);
+    if (leg.pending > 0) for (const [key, entry] of this.outstanding) if (entry.leg === leg) lost.push(key);
+    const error = lost.length === 0 ? undefined : typeof cause === 'function' ? cause() : cause;
     const again: string[] = [];
     for (const key of lost) {
       const entry = this.outstanding.get(key)!;
-      entry.leg = undefined;
+      setLeg(entry, undefined);
       if (this.canRetry(entry)) again.push(key);
-      else this.fail(key, 'UNREACHABLE', `the way through ${leg.hop} failed: ${error.message}`);
+      else this.fail(key, 'UNREACHABLE', `the way through ${leg.hop} failed: ${error!.message}`);
     }
     this.scheduleRetry(again);
     this.checkIdle();
@@ -300,7 +315,7 @@ export class Spread {
   /** Reports `key` failed here (unsigned: a hop cannot speak for the target). */
   private fail(key: string, code: 'UNREACHABLE' | 'HOP_LIMIT' | 'ERR_HANDLER_FAILED' | 'ERR_REQUEST_TIMEOUT', message: string): void {
     const frame = encodeResult(undefined, this.envelope.requestId, Buffer.from(key, 'latin1'), STATUS_HOP_ERROR, encodeErrorBody(code, message));
-    this.outstanding.get(key)!.leg = undefined;
+    setLeg(this.outstanding.get(key)!, undefined);
     this.onResult(parseResult(frame), undefined);
   }
 
