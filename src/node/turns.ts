@@ -81,7 +81,7 @@ export class PeerTurns {
     setImmediate(() => this.turn());
   }
 
-  /** A new turn: every peer takes up to `perTurn` of its waiting streams; idle peers are forgotten. */
+  /** A new turn: every peer whose spacing allows takes up to `perTurn` of its waiting streams; idle peers are forgotten. */
   private turn(): void {
     this.turnScheduled = false;
     this.turnNumber++;
