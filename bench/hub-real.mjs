@@ -9,17 +9,26 @@
 //     sent and received by the hub (every routing-channel message, hellos included), leaf
 //     processes' CPU;
 //   - an operator (a node of its own, role leaf) dials the hub: connect time, then
-//     fanout('all') through the hub: answers and time to the last one.
+//     fanout('all') through the hub: answers and time to the last one;
+//   - the operator CLI (dist/cli/main.js, as a user runs it): the hub and every leaf serve the
+//     ops channels as the daemon does (serveOps, the operator's key allowed, command `true`);
+//     the CLI's connect (its OperatorSession.connect, timed in this process), then
+//     `pnet exec --targets all --json -- true` in a process of its own: answers, the last
+//     answer's time from the fan-out's start, the process's wall time;
+//   - the hub killed (SIGKILL) and started again with the same key and port: time until every
+//     leaf has it as a neighbour again (the library's bootstrap redials, default schedule) and
+//     it routes to all; then the CLI exec once more.
 //
 //   flock /tmp/bench.lock node bench/hub-real.mjs [--leaves=2000] [--procs=4] [--rest=30] [--out=bench/results/hub-real]
 //   --quick: 200 leaves in 2 processes, 10 s at rest (a smoke run)
 //   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
-import { fork } from 'node:child_process';
-import { writeFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { cpus } from 'node:os';
+import { fork, spawn } from 'node:child_process';
+import { writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { dirname, join as joinPath } from 'node:path';
+import { once } from 'node:events';
+import { cpus, tmpdir } from 'node:os';
 
 const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const QUICK = process.argv.includes('--quick');
@@ -40,11 +49,19 @@ function serve(state, handlers = {}) {
   });
 }
 
+/** The ops channels as the daemon serves them (runDaemon's serveOps): the bench's operator allowed, one command. */
+async function serveOpsFor(node) {
+  const { serveOps } = await import('../dist/cli/ops.js');
+  const { validateOpsConfig } = await import('../dist/cli/config.js');
+  serveOps(node, validateOpsConfig({ operators: [arg('operator', '')], commands: { true: { argv: ['true'] } } }));
+}
+
 async function hubChild() {
   const { createNode } = await import('../dist/index.js');
   const { nodeServices } = await import('../dist/node/node.js');
-  const hub = await createNode({ listen: '127.0.0.1:0', routing: { role: AUTO ? 'auto' : 'router' } });
+  const hub = await createNode({ listen: arg('listen', '127.0.0.1:0'), keyFile: arg('key', ''), routing: { role: AUTO ? 'auto' : 'router' } });
   hub.handleRequest('whoami', () => hub.id);
+  await serveOpsFor(hub);
   const neighbours = nodeServices(hub).neighbours;
   const router = neighbours.router;
   const bytes = { sent: 0, received: 0 };
@@ -79,42 +96,42 @@ async function leavesChild() {
   const hubAddress = arg('hub', '');
   const hubId = arg('hubId', '');
   const nodes = [];
-  for (let i = 0; i < count; i++) {
-    const node = await createNode({ listen: '127.0.0.1:0', routing: { role: AUTO ? 'auto' : 'leaf' } });
-    node.handleRequest('whoami', () => node.id);
-    nodes.push(node);
-  }
   let firstDialAt = 0;
-  let redials = 0;
-  const joined = new Set();
-  const join = async (node) => {
-    for (let attempt = 0; attempt < 20; attempt++) {
-      try {
-        await node.dial(hubAddress, { expectedNodeId: hubId });
-        joined.add(node);
-        return;
-      } catch {
-        redials++;
-        await sleep(200 + Math.random() * 800);
-      }
-    }
+  const sum = (key) => nodes.reduce((n, node) => n + node.stats().bootstrap[key], 0);
+  // Bench only: ops/exec answered without spawning (what the host's spawn costs is measured apart).
+  const stubExec = () => {
+    const reply = JSON.stringify({ exitCode: 0, signal: null, stdout: '', stderr: '', truncated: false, ms: 0, timedOut: false });
+    const operator = arg('operator', '');
+    for (const node of nodes) node.unhandle('ops/exec');
+    for (const node of nodes) node.handleRequest('ops/exec', () => reply, { authorise: ({ remoteNodeId }) => remoteNodeId === operator });
+    return {};
   };
   serve(() => ({
-    joined: joined.size,
+    joined: nodes.filter((n) => n.peers().some((peer) => peer.nodeId === hubId)).length,
     defaulted: nodes.filter((n) => nodeServices(n).neighbours.router.defaultRoute === hubId).length,
     leaves: nodes.filter((n) => nodeServices(n).neighbours.router.role === 'leaf').length,
     firstDialAt,
-    redials,
+    failedAtStart: nodes.filter((n) => !n.bootstrapResults[0]?.ok).length,
+    redials: sum('redials'),
+    redialFailures: sum('redialFailures'),
+    reconnected: sum('reconnected'),
     cpu: process.cpuUsage(),
     rss: process.memoryUsage().rss,
-  }));
+  }), { 'stub-exec': stubExec });
   process.send({ type: 'ready' });
   await new Promise((resolve) => process.once('message', (msg) => msg.type === 'start' && resolve()));
   firstDialAt = Date.now();
-  // 50 dials in flight per process: a join storm the hub's handshake limits can take.
+  // 50 createNode in flight per process, each dialling the hub (createNode's bootstrap; the
+  // library redials a failed one): a join storm the hub's handshake limits can take.
   let next = 0;
   await Promise.all(Array.from({ length: 50 }, async () => {
-    while (next < nodes.length) await join(nodes[next++]);
+    while (next < count) {
+      next++;
+      const node = await createNode({ listen: '127.0.0.1:0', bootstrap: [hubAddress], routing: { role: AUTO ? 'auto' : 'leaf' } });
+      node.handleRequest('whoami', () => node.id);
+      await serveOpsFor(node);
+      nodes.push(node);
+    }
   }));
 }
 
@@ -124,6 +141,8 @@ function child(role, args) {
   const waiting = new Map();
   let ready;
   const readyP = new Promise((resolve) => (ready = resolve));
+  // A leaves process that dies ends the run (its answers would never come).
+  if (role === 'leaves') proc.on('exit', (code, signal) => code !== 0 && (console.error(`leaves process exited: ${code ?? signal}`), process.exit(1)));
   proc.on('message', (msg) => {
     if (msg.type === 'ready') ready(msg);
     else waiting.get(msg.id)?.(msg);
@@ -134,55 +153,72 @@ function child(role, args) {
       waiting.set(id, resolve);
       proc.send({ type, id, ...extra });
     });
-  return { proc, ready: readyP, poll: () => ask('poll'), send: (m) => proc.send(m) };
+  return { proc, ready: readyP, poll: () => ask('poll'), ask, send: (m) => proc.send(m) };
 }
 
 const cpuMs = (u) => (u.user + u.system) / 1000;
 
-async function main() {
-  const leaves = Number(arg('leaves', QUICK ? 200 : 2000));
-  const procs = Number(arg('procs', QUICK ? 2 : 4));
-  const restS = Number(arg('rest', QUICK ? 10 : 30));
-  const OUT = arg('out', new URL('./results/hub-real', import.meta.url).pathname);
-  const t0 = performance.now();
-  const hub = child('hub', AUTO ? ['--role=auto'] : []);
-  const { id: hubId, address } = await hub.ready;
-  const per = Math.ceil(leaves / procs);
-  const roleArgs = AUTO ? ['--role=auto'] : [];
-  const groups = Array.from({ length: procs }, (_, i) => child('leaves', [`--count=${Math.min(per, leaves - i * per)}`, `--hub=${address}`, `--hubId=${hubId}`, ...roleArgs]));
-  await Promise.all(groups.map((g) => g.ready));
-  console.error(`created ${leaves} leaves in ${procs} processes: ${Math.round(performance.now() - t0)} ms`);
-  for (const g of groups) g.send({ type: 'start' });
-  const startedAt = Date.now();
+/** Polls until the hub routes to every leaf and every leaf is attached to it (default route and live peer). */
+async function converge(hub, groups, leaves, since, limitMs) {
   let hubState;
   let leafStates;
   let convergedAt;
+  let fewestJoined = Infinity;
   for (;;) {
     await sleep(250);
     hubState = await hub.poll();
     leafStates = await Promise.all(groups.map((g) => g.poll()));
     const joined = leafStates.reduce((n, s) => n + s.joined, 0);
     const defaulted = leafStates.reduce((n, s) => n + s.defaulted, 0);
-    if (hubState.routes >= leaves && defaulted >= leaves) {
+    fewestJoined = Math.min(fewestJoined, joined);
+    if (hubState.routes >= leaves && hubState.neighbours >= leaves && defaulted >= leaves && joined >= leaves) {
       convergedAt = Date.now();
       break;
     }
-    if (Date.now() - startedAt > 300_000) break;
-    if ((Date.now() - startedAt) % 5000 < 260) console.error(`t+${Date.now() - startedAt} ms: joined ${joined}, hub routes ${hubState.routes}, defaulted ${defaulted}`);
+    if (Date.now() - since > limitMs) break;
+    if ((Date.now() - since) % 5000 < 260) console.error(`t+${Date.now() - since} ms: joined ${joined}, hub neighbours ${hubState.neighbours}, routes ${hubState.routes}, defaulted ${defaulted}`);
   }
-  const lastDialStart = Math.max(...leafStates.map((s) => s.firstDialAt));
-  const join = {
-    converged: convergedAt !== undefined,
-    fromFirstDialMs: convergedAt === undefined ? undefined : convergedAt - startedAt,
-    redials: leafStates.reduce((n, s) => n + s.redials, 0),
-    hubRoutes: hubState.routes,
-    hubRoutingBytes: hubState.bytes,
-    hubRole: hubState.role,
-    leafRoles: leafStates.reduce((n, s) => n + s.leaves, 0),
-    lastDialStartMs: lastDialStart - startedAt,
-  };
-  console.error('join', JSON.stringify(join));
-  // At rest: settle, then measure over restS seconds.
+  return { convergedAt, hubState, leafStates, fewestJoined };
+}
+
+const total = (states, key) => states.reduce((n, s) => n + s[key], 0);
+
+/** The CLI's connect (its own OperatorSession.connect, a fresh node each time, as each CLI run makes). */
+async function cliConnect(address, hubId, keyFile) {
+  const { OperatorSession } = await import('../dist/cli/client.js');
+  const times = [];
+  for (let i = 0; i < 5; i++) {
+    const c0 = performance.now();
+    const session = await OperatorSession.connect({ node: address, nodeId: hubId, keyFile, connectTimeoutMs: 5000 });
+    times.push(performance.now() - c0);
+    await session.close();
+  }
+  return times;
+}
+
+/** `pnet exec --targets all --json -- true`, the real CLI in a process of its own. */
+async function cliExec(address, hubId, keyFile) {
+  const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
+  const w0 = performance.now();
+  const proc = spawn(process.execPath, [cli, 'exec', '--node', address, '--node-id', hubId, '--key', keyFile, '--targets', 'all', '--json', '--no-progress', '--', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = [];
+  const err = [];
+  proc.stdout.on('data', (d) => out.push(d));
+  proc.stderr.on('data', (d) => err.push(d));
+  const [code] = await once(proc, 'exit');
+  const wallMs = performance.now() - w0;
+  try {
+    const r = JSON.parse(Buffer.concat(out).toString());
+    const ms = r.results.map((x) => x.ms).sort((a, b) => a - b);
+    const reasons = {};
+    for (const x of r.results) if (x.status !== 'ok') reasons[x.reason ?? x.status] = (reasons[x.reason ?? x.status] ?? 0) + 1;
+    return { code, wallMs, targets: r.targets, ok: r.ok, failed: r.failed, timedOut: r.timedOut, p50Ms: r.p50Ms, p99Ms: r.p99Ms, lastMs: ms.at(-1), notOk: Object.entries(reasons).slice(0, 5) };
+  } catch {
+    return { code, wallMs, error: Buffer.concat(err).toString().slice(0, 500) };
+  }
+}
+
+async function atRest(hub, groups, restS) {
   await sleep(10_000);
   const h0 = await hub.poll();
   const l0 = await Promise.all(groups.map((g) => g.poll()));
@@ -191,7 +227,7 @@ async function main() {
   const h1 = await hub.poll();
   const l1 = await Promise.all(groups.map((g) => g.poll()));
   const wall = performance.now() - w0;
-  const rest = {
+  return {
     seconds: wall / 1000,
     hubCpuPercent: (100 * (cpuMs(h1.cpu) - cpuMs(h0.cpu))) / wall,
     hubRssMiB: h1.rss / 2 ** 20,
@@ -205,8 +241,10 @@ async function main() {
     leafProcessCpuPercent: l1.map((s, i) => (100 * (cpuMs(s.cpu) - cpuMs(l0[i].cpu))) / wall),
     leafProcessRssMiB: l1.map((s) => s.rss / 2 ** 20),
   };
-  console.error('rest', JSON.stringify(rest));
-  // The operator: a node of its own (a leaf: its fanout('all') goes through the hub).
+}
+
+/** The operator as a library node (a leaf: its fanout('all') goes through the hub), 3 runs. */
+async function libraryOperator(hub, address, hubId, leaves) {
   const { createNode } = await import('../dist/index.js');
   const operator = await createNode({ listen: '127.0.0.1:0', routing: { role: 'leaf' } });
   operator.handleRequest('whoami', () => operator.id);
@@ -227,15 +265,100 @@ async function main() {
     }
     fanouts.push({ ok, failed, lastMs: last, wallMs: performance.now() - f0 });
   }
-  console.error('fanout', JSON.stringify({ connectMs, fanouts }));
   await operator.close({ timeoutMs: 500 });
+  return { connectMs, fanouts };
+}
+
+/** SIGKILL the hub, start it again with the same key and port, time the leaves' return. */
+async function restartHub(hub, hubArgs, address, groups, leaves) {
+  const before = await Promise.all(groups.map((g) => g.poll()));
+  const killedAt = Date.now();
+  hub.proc.kill('SIGKILL');
+  await once(hub.proc, 'exit');
+  const downFor = Number(arg('down', 2000));
+  await sleep(downFor);
+  const next = child('hub', [...hubArgs, `--listen=${address}`]);
+  const ready = await next.ready;
+  const backAt = Date.now();
+  const r = await converge(next, groups, leaves, backAt, 120_000);
+  const after = r.leafStates;
+  const restart = {
+    sameId: ready.id === hub.id,
+    sameAddress: ready.address === address,
+    downMs: backAt - killedAt,
+    allBack: r.convergedAt !== undefined,
+    fromReturnMs: r.convergedAt === undefined ? undefined : r.convergedAt - backAt,
+    fromKillMs: r.convergedAt === undefined ? undefined : r.convergedAt - killedAt,
+    fewestAttached: r.fewestJoined,
+    hubNeighbours: r.hubState.neighbours,
+    hubRoutes: r.hubState.routes,
+    redials: total(after, 'redials') - total(before, 'redials'),
+    redialFailures: total(after, 'redialFailures') - total(before, 'redialFailures'),
+    reconnected: total(after, 'reconnected') - total(before, 'reconnected'),
+  };
+  console.error('restart', JSON.stringify(restart));
+  return { hub: next, restart };
+}
+
+async function main() {
+  const leaves = Number(arg('leaves', QUICK ? 200 : 2000));
+  const procs = Number(arg('procs', QUICK ? 2 : 4));
+  const restS = Number(arg('rest', QUICK ? 10 : 30));
+  const OUT = arg('out', new URL('./results/hub-real', import.meta.url).pathname);
+  const dir = mkdtempSync(joinPath(tmpdir(), 'hub-real-'));
+  const operatorKey = joinPath(dir, 'operator.key');
+  const { loadOrCreateIdentity } = await import('../dist/index.js');
+  const operatorId = (await loadOrCreateIdentity(operatorKey)).nodeId;
+  const roleArgs = AUTO ? ['--role=auto'] : [];
+  const hubArgs = [`--key=${joinPath(dir, 'hub.key')}`, `--operator=${operatorId}`, ...roleArgs];
+  let hub = child('hub', hubArgs);
+  const { id: hubId, address } = await hub.ready;
+  hub.id = hubId;
+  const per = Math.ceil(leaves / procs);
+  const groups = Array.from({ length: procs }, (_, i) => child('leaves', [`--count=${Math.min(per, leaves - i * per)}`, `--hub=${address}`, `--hubId=${hubId}`, `--operator=${operatorId}`, ...roleArgs]));
+  await Promise.all(groups.map((g) => g.ready));
+  for (const g of groups) g.send({ type: 'start' });
+  const startedAt = Date.now();
+  const first = await converge(hub, groups, leaves, startedAt, 300_000);
+  const join = {
+    converged: first.convergedAt !== undefined,
+    fromFirstDialMs: first.convergedAt === undefined ? undefined : first.convergedAt - startedAt,
+    failedAtStart: total(first.leafStates, 'failedAtStart'),
+    redials: total(first.leafStates, 'redials'),
+    hubRoutes: first.hubState.routes,
+    hubRoutingBytes: first.hubState.bytes,
+    hubRole: first.hubState.role,
+    leafRoles: total(first.leafStates, 'leaves'),
+  };
+  console.error('join', JSON.stringify(join));
+  const rest = await atRest(hub, groups, restS);
+  console.error('rest', JSON.stringify(rest));
+  // The CLI first: the library operator below joins the map as a leaf, and a host that left stays in the hub's inventory.
+  const cli = { connectMs: await cliConnect(address, hubId, operatorKey), exec: [await cliExec(address, hubId, operatorKey)] };
+  await Promise.all(groups.map((g) => g.ask('stub-exec')));
+  cli.stubbed = [await cliExec(address, hubId, operatorKey), await cliExec(address, hubId, operatorKey)];
+  console.error('cli', JSON.stringify(cli));
+  const operator = await libraryOperator(hub, address, hubId, leaves);
+  console.error('fanout', JSON.stringify(operator));
+  await sleep(2000);
+  const restarted = await restartHub(hub, hubArgs, address, groups, leaves);
+  hub = restarted.hub;
+  const cliAfter = { exec: [await cliExec(address, hubId, operatorKey), await cliExec(address, hubId, operatorKey)] };
+  console.error('cli after restart', JSON.stringify(cliAfter));
   for (const g of [hub, ...groups]) g.send({ type: 'exit' });
-  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, roles: AUTO ? 'auto' : 'router/leaf', leaves, procs, join, rest, operator: { connectMs, fanouts } };
+  rmSync(dir, { recursive: true, force: true });
+  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, roles: AUTO ? 'auto' : 'router/leaf', leaves, procs, join, rest, operator, cli, restart: restarted.restart, cliAfter };
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(`${OUT}.json`, JSON.stringify(result, null, 2));
   writeFileSync(`${OUT}.md`, markdown(result));
   console.log(markdown(result));
   process.exit(0);
+}
+
+function execCell(x) {
+  if (x.ok === undefined) return `failed (exit ${x.code}): ${x.error}`;
+  const notOk = x.notOk.length > 0 ? `; not ok: ${x.notOk.map(([reason, n]) => `${n}× ${reason}`).join(', ')}` : '';
+  return `${x.ok}/${x.targets}, ${x.p50Ms} / ${x.p99Ms} / ${Math.round(x.lastMs)} ms, ${Math.round(x.wallMs)} ms wall${notOk}`;
 }
 
 function markdown(r) {
@@ -249,13 +372,19 @@ function markdown(r) {
     '| measure | value | target (issue 14) |',
     '|---|---:|---:|',
     `| converged (hub routes to all, all leaves default to the hub), from the first dial | ${r.join.converged ? `${f(r.join.fromFirstDialMs / 1000, 2)} s` : 'NO'} | ≤ 30 s after the last start |`,
-    `| bootstrap redials during the join | ${r.join.redials} | |`,
+    `| bootstrap dials failed at createNode / library redials during the join | ${r.join.failedAtStart} / ${r.join.redials} | |`,
     `| hub CPU at rest (${f(r.rest.seconds, 0)} s) | ${f(r.rest.hubCpuPercent)} % of a core | ≤ 10 % |`,
     `| hub RSS at rest | ${f(r.rest.hubRssMiB, 0)} MiB | ≤ 300 MiB |`,
     `| hub routing at rest, sent / received | ${kb(r.rest.hubRoutingSentBps)} / ${kb(r.rest.hubRoutingReceivedBps)} | ≤ 20 KB/s |`,
     `| leaf processes at rest (CPU % of a core each, RSS MiB each) | ${r.rest.leafProcessCpuPercent.map((x) => f(x)).join(', ')}; ${r.rest.leafProcessRssMiB.map((x) => f(x, 0)).join(', ')} | |`,
-    `| operator connects to the hub | ${f(r.operator.connectMs)} ms | ≤ 100 ms |`,
-    `| operator fanout('all') through the hub: answers ok/failed, last answer | ${r.operator.fanouts.map((x) => `${x.ok}/${x.failed} in ${f(x.lastMs, 0)} ms`).join('; ')} | all in ≤ 2 s |`,
+    `| CLI connects to the hub (OperatorSession.connect: key, node, handshake; 5 tries) | ${r.cli.connectMs.map((x) => f(x)).join(', ')} ms | ≤ 100 ms |`,
+    ...r.cli.exec.map((x) => `| CLI \`pnet exec --targets all -- true\` (the hub's first inventory: facts read from all): ok/targets, p50 / p99 / last answer, CLI process wall | ${execCell(x)} | all in ≤ 2 s |`),
+    ...r.cli.stubbed.map((x, i) => `| the same, leaves answering ops/exec without spawning \`true\` (bench only; run ${i + 1}) | ${execCell(x)} | all in ≤ 2 s |`),
+    `| library operator connects to the hub | ${f(r.operator.connectMs)} ms | ≤ 100 ms |`,
+    `| library operator fanout('all') through the hub: answers ok/failed, last answer | ${r.operator.fanouts.map((x) => `${x.ok}/${x.failed} in ${f(x.lastMs, 0)} ms`).join('; ')} | all in ≤ 2 s |`,
+    `| hub SIGKILLed, started again ${f(r.restart.downMs / 1000, 1)} s later (same key ${r.restart.sameId ? 'yes' : 'NO'}, same port ${r.restart.sameAddress ? 'yes' : 'NO'}): every leaf its neighbour again and the hub routing to all | ${r.restart.allBack ? `${f(r.restart.fromReturnMs / 1000, 2)} s after its return (${f(r.restart.fromKillMs / 1000, 2)} s after the kill)` : `NO (${r.restart.hubNeighbours} neighbours)`} | all back ≤ 30 s |`,
+    `| leaves' redials after the restart: dials / failed / connected | ${r.restart.redials} / ${r.restart.redialFailures} / ${r.restart.reconnected} | |`,
+    ...r.cliAfter.exec.map((x, i) => `| after the restart, CLI \`pnet exec --targets all\`, leaves not spawning (run ${i + 1}${i === 0 ? ": the new hub's inventory reads the facts of all first" : ''}) | ${execCell(x)} | all in ≤ 2 s |`),
     '',
     `Hub at rest: ${r.rest.hubNeighbours} neighbours, ${r.rest.hubRoutes} routes, ${r.rest.hubFragments} fragments of its own record; ${r.rest.hubRecordsAccepted} records accepted and ${r.rest.hubPublished} published during the rest window. Join: the hub moved ${r.join.hubRoutingBytes.sent} B of routing out and ${r.join.hubRoutingBytes.received} B in.`,
   ];
