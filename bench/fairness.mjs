@@ -4,7 +4,11 @@
 // beside the heavy one, and the ratio; three times: with the per-peer turns off (as before issue
 // 15), one new stream per peer per turn (the first turns.ts; spacing 1), and the library's default
 // (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING), or --share=N / --spacing=N.
-//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--json]
+//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--probe] [--json]
+// --probe: where the server's time goes while both run, per phase: per peer connection the
+// datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
+// light peer's residence in the server (its datagram in to the next transmit to it: mean and
+// quantiles, ms) and the server's turns (src/node/turns.ts) per light request.
 // Run under the bench lock: flock /tmp/bench.lock node --import tsx bench/fairness.mjs
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +21,7 @@ if (process.env.FAIRNESS_ROLE) await child(process.env.FAIRNESS_ROLE);
 else await parent();
 
 async function child(role) {
+  let probe;
   const { createNode } = await import('../src/index.js');
   const { nodeServices } = await import('../src/node/node.js');
   const node = await createNode({ listen: '127.0.0.1:0', h2: false });
@@ -39,6 +44,11 @@ async function child(role) {
       shares.perTurn = share === 'off' ? Infinity : share === 'default' ? defaultShare : Number(share);
       shares.spacing = spacing === 'default' ? defaultSpacing : Number(spacing);
       process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing });
+    } else if (message.type === 'probe-start') {
+      probe ??= await installProbe(shares);
+      probe.start(message.lightPort);
+    } else if (message.type === 'probe-report') {
+      process.send({ type: 'probed', ...probe.report() });
     } else if (message.type === 'run') {
       process.send({ type: 'result', ...(await load(node, message.target, message.concurrency, message.ms)) });
     } else if (message.type === 'exit') {
@@ -65,7 +75,68 @@ async function load(node, target, concurrency, ms) {
     }
   };
   await Promise.all(Array.from({ length: concurrency }, loop));
-  return { ok, failed, perSecond: ok / (ms / 1000) };
+  return { ok, failed, perSecond: ok / (ms / 1000), port: Number(node.address.slice(node.address.lastIndexOf(':') + 1)) };
+}
+
+/** The --probe instruments: wraps QuicConnection's receive/drive/transmit in this (server) process. */
+async function installProbe(turns) {
+  const { QuicConnection } = await import('../src/transport/quic/connection.js');
+  const { PerformanceObserver } = await import('node:perf_hooks');
+  const proto = QuicConnection.prototype;
+  let peers = new Map();
+  let lightPort = -1;
+  let pendingSince = null;
+  let residence = [];
+  let gcMs = 0;
+  let turns0 = 0;
+  new PerformanceObserver((list) => list.getEntries().forEach((e) => (gcMs += e.duration))).observe({ entryTypes: ['gc'] });
+  const of = (c) => {
+    const key = c.remoteAddress.port === lightPort ? 'light' : 'heavy';
+    let a = peers.get(key);
+    if (!a) peers.set(key, (a = { datagrams: 0, receiveMs: 0, driveMs: 0, transmits: 0, transmitMs: 0 }));
+    return a;
+  };
+  const timed = (name, field, after) => {
+    const original = proto[name];
+    proto[name] = function (...args) {
+      const t = performance.now();
+      const result = original.apply(this, args);
+      const a = of(this);
+      a[field] += performance.now() - t;
+      after?.(this, a);
+      return result;
+    };
+  };
+  timed('receive', 'receiveMs', (c, a) => {
+    a.datagrams++;
+    if (c.remoteAddress.port === lightPort && pendingSince === null) pendingSince = performance.now();
+  });
+  timed('drive', 'driveMs');
+  timed('transmit', 'transmitMs', (c, a) => {
+    a.transmits++;
+    if (c.remoteAddress.port === lightPort && pendingSince !== null) {
+      residence.push(performance.now() - pendingSince);
+      pendingSince = null;
+    }
+  });
+  const round = (n) => Number(n.toFixed(3));
+  return {
+    start(port) {
+      lightPort = port;
+      peers = new Map();
+      residence = [];
+      pendingSince = null;
+      gcMs = 0;
+      turns0 = turns.turnNumber;
+    },
+    report() {
+      const sorted = residence.sort((a, b) => a - b);
+      const q = (p) => round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
+      const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
+      const split = Object.fromEntries([...peers].map(([k, a]) => [k, Object.fromEntries(Object.entries(a).map(([f, v]) => [f, round(v)]))]));
+      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, turns: turns.turnNumber - turns0 };
+    },
+  };
 }
 
 function spawn(role) {
@@ -104,7 +175,15 @@ async function parent() {
     const { max, spacing } = await shared;
     await run(light, 1); // warm-up: connections, JIT
     const alone = await run(light, 1);
+    if (args.probe) server.child.send({ type: 'probe-start', lightPort: alone.port });
     const [beside, heavyResult] = await Promise.all([run(light, 1), run(heavy, HEAVY)]);
+    let probed;
+    if (args.probe) {
+      const reply = server.next('probed');
+      server.child.send({ type: 'probe-report' });
+      const { type, ...rest } = await reply;
+      probed = { ...rest, turnsPerLightRequest: Number((rest.turns / Math.max(1, beside.ok)).toFixed(2)), lightRoundTripMs: Number(((SECONDS * 1000) / Math.max(1, beside.ok)).toFixed(3)) };
+    }
     phases.push({
       streamsPerTurn: max === null ? 'unlimited' : max,
       spacing,
@@ -113,6 +192,7 @@ async function parent() {
       heavyPerSecond: Math.round(heavyResult.perSecond),
       ratio: Number((beside.perSecond / alone.perSecond).toFixed(3)),
       failed: { alone: alone.failed, beside: beside.failed, heavy: heavyResult.failed },
+      ...(probed ? { probe: probed } : {}),
     });
   }
   const summary = { seconds: SECONDS, heavyInFlight: HEAVY, phases };
