@@ -51,8 +51,24 @@ export interface PathComputer {
   /** Node ids from the source to `dest`, both included; undefined when unreachable. */
   path(dest: NodeId): NodeId[] | undefined;
   routes(): Route[];
+  /**
+   * Optional: recomputes and gives the destinations whose next hop or cost changed since the
+   * last recomputation (nextHop undefined: no longer reachable). Only valid right after a batch
+   * of setLinks/removeNode calls, and never for the first computation (the router diffs routes()
+   * then).
+   */
+  changes?(): PathChange[];
   /** Splits destinations (packed 32-byte keys) by next hop in one call; optional (the router falls back to nextHop). */
   groupByNextHop?(packed: Uint8Array): NextHopShare[];
+}
+
+/** A destination whose route changed in the last recomputation. */
+export interface PathChange {
+  readonly dest: NodeId;
+  /** undefined: no longer reachable. */
+  readonly nextHop: NodeId | undefined;
+  /** -1 when no longer reachable. */
+  readonly cost: number;
 }
 
 /** The destinations that go through one next hop. */
@@ -102,6 +118,12 @@ export class TablePathComputer implements PathComputer {
       ids: group.ids,
       indexes: group.indexes,
     }));
+  }
+
+  changes(): PathChange[] {
+    // Not dirty: nothing changed (lastChanges() would still list the previous recomputation's).
+    if (this.table.recompute().mode === 'none') return [];
+    return this.table.lastChanges().map((c) => ({ dest: nodeIdAt(c.destination, 0), nextHop: c.nextHop === null ? undefined : nodeIdAt(c.nextHop, 0), cost: c.cost }));
   }
 
   routes(): Route[] {

@@ -44,7 +44,7 @@ import {
   type VerifyFn,
 } from './codec.js';
 import { ExpiryHeap, Origin, recordKey, type Stored } from './origins.js';
-import { tablePathComputer, type Link, type NextHopShare, type PathComputer, type PathComputerFactory, type Route } from './path-computer.js';
+import { tablePathComputer, type Link, type NextHopShare, type PathComputer, type PathChange, type PathComputerFactory, type Route } from './path-computer.js';
 import type { RecordCache } from './record-cache.js';
 import { routerSettings, type RouterSettings } from './settings.js';
 import { costFromRtt, sampleCost, type CostState } from './link-cost.js';
@@ -169,6 +169,8 @@ export class Router {
   readonly #random: () => number;
   /** Shortest paths (routers only: a leaf keeps no map). */
   #paths: PathComputer | undefined;
+  /** The path computer is new (or was replaced): the next recomputation diffs all routes, not its changes. */
+  #pathsFresh = true;
 
   #now = -Infinity;
   readonly #neighbours = new Map<NodeId, Neighbour>();
@@ -583,6 +585,7 @@ export class Router {
     this.#leaf = false;
     this.#defaultHop = undefined;
     this.#paths = this.#pathFactory(this.nodeId);
+    this.#pathsFresh = true;
     this.#roleChanged();
   }
 
@@ -1069,7 +1072,30 @@ export class Router {
     this.#dirty.clear();
     if (!changed) return;
     this.#stats.spfRuns++;
-    this.#diffRoutes(paths.routes());
+    // The table's own change list: O(changed) per recomputation instead of O(routes) (10,000 routes per leaf joining a hub).
+    const changes = this.#pathsFresh ? undefined : paths.changes?.();
+    this.#pathsFresh = false;
+    if (changes === undefined) this.#diffRoutes(paths.routes());
+    else this.#applyChanges(changes, paths);
+  }
+
+  /** Records routes-changed entries for the destinations whose next hop moved or vanished (a cost change alone is no event). */
+  #applyChanges(changes: readonly PathChange[], paths: PathComputer): void {
+    const hops = this.#nextHops;
+    const out = this.#routeChanges;
+    for (const c of changes) {
+      if (c.dest === this.nodeId) continue;
+      const before = hops.get(c.dest);
+      if (c.nextHop === before) continue;
+      if (c.nextHop === undefined) {
+        hops.delete(c.dest);
+        out.push({ dest: c.dest, nextHop: undefined, previousNextHop: before });
+      } else {
+        hops.set(c.dest, c.nextHop);
+        const path = paths.path(c.dest);
+        out.push({ dest: c.dest, nextHop: c.nextHop, previousNextHop: before, cost: c.cost, hops: path === undefined ? undefined : path.length - 1 });
+      }
+    }
   }
 
   /** A leaf's routes: its neighbours (everything else goes by the default route). */
