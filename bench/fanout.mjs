@@ -1,109 +1,208 @@
 #!/usr/bin/env node
 // Fan-out (figure 8), with real pnet nodes on loopback, all in this one process (a simulation of
-// a network on the same code paths as separate hosts): N nodes, each joined through one random
-// earlier node plus N/20 extra links (an irregular tree with some cycles). Every node serves a
-// small request handler; node 0 fans out to 'all' and the run measures the time until every
-// answer is in, and per-target latency (p50/p99, from the start of the fan-out).
-// RTT sampling is off (link costs stay put): with N nodes sharing two cores, event-loop delays
-// would read as RTT changes and flood the map with new costs. Above 200 nodes the routers are
-// also slowed down (publish at most every 5 s, flood every 2 s, recompute every 3 s, refresh
-// every 5 min): every flood and recompute is O(N) work per node, so O(N^2) for the process, which
-// one process playing N hosts on 2 cores cannot keep up with at the per-host defaults.
+// a network on the same code paths as separate hosts), at default options.
 //
-//   node bench/fanout.mjs [--nodes=100] [--runs=3] [--json=PATH]
+// Topology: the one users run (docs/ROUTING.md, "Choosing the role"): H hub routers in a full
+// mesh (role 'router'), every other host a `role: 'leaf'` node that dials one hub (round robin),
+// and one operator node (role 'router', as ROUTING.md advises for a node that fans out to all)
+// attached to hub 0. Leaves are configured as leaves, not 'auto': a deployment knows its agents
+// are agents, and 'auto' ends in the same roles (bench/hub-real --role=auto) after more messages.
+// The operator fans out to 'all' (every node of its map: the hubs, the leaves and itself) and
+// the run measures the time until every answer is in and per-target latency (p50/p99, from the
+// start of the fan-out), plus build (createNode), join+converge time and RSS.
+//
+// Routing options are the defaults (RTT sampling on, default timers and rates). Two transport
+// options are not: `h2: false` (no TCP listener: 10,000 nodes would need 20,000 file
+// descriptors), and above 1,000 nodes QUIC's idle timeout is 60 s (keep-alives every 20 s) and its
+// handshake timeout 30 s. Keep-alives cost each connection end one packet per idleTimeoutMs/3:
+// on separate hosts each host pays for its own few connections, but one process playing 10,000
+// hosts pays for all 20,000 connection ends in one event loop (12,000 keep-alives/s at the 5 s
+// default, on top of the join). A run at the defaults (2026-12-06) lost 6,358 of 10,000 leaves'
+// connections to idle timeouts during the join, and the redials took down the rest.
+//
+//   flock /tmp/bench.lock node --max-old-space-size=8192 bench/fanout.mjs [--nodes=10000]
+//     [--hubs=N] [--runs=3] [--json=PATH] [--md=PATH] [--profile=PATH.cpuprofile (the measured runs)]
+//   default --hubs: 1 below 1,000 nodes, else one per 2,500 nodes (at least 2)
 import { writeFileSync } from 'node:fs';
+import inspector from 'node:inspector';
 import { createNode } from '../dist/index.js';
+import { nodeServices } from '../dist/node/node.js';
 
-const arg = (name, dflt) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt);
+const argv = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const arg = (name, dflt) => Number(argv(name) ?? dflt);
 const N = arg('nodes', 100);
+const HUBS = arg('hubs', N < 1000 ? 1 : Math.max(2, Math.round(N / 2500)));
 const RUNS = arg('runs', 3);
-const jsonOut = process.argv.find((a) => a.startsWith('--json='))?.slice('--json='.length);
+const DIALS_IN_FLIGHT = arg('dials', 100);
+const QUIC = N > 1000 ? { idleTimeoutMs: 60_000, handshakeTimeoutMs: 30_000 } : {};
+const jsonOut = argv('json');
+const mdOut = argv('md');
+const LEAVES = N - HUBS - 1;
+if (LEAVES < 1) throw new Error('--nodes must exceed --hubs + 1');
 
-let seed = 11;
-const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const log = (message) => console.error(`[${((performance.now() - started) / 1000).toFixed(1)} s] ${message}`);
+const rssMiB = () => Math.round(process.memoryUsage().rss / 2 ** 20);
+const routerOf = (node) => nodeServices(node).neighbours.router;
 
-const built = performance.now();
-const nodes = [];
-for (let i = 0; i < N; i++) {
-  const node = await createNode({
-    h2: false,
-    // One process plays N hosts on two cores: routers publish and recompute less often than
-    // the defaults (which suit one node per host), and a loaded event loop must not read as dead peers.
-    quic: { idleTimeoutMs: 60_000, handshakeTimeoutMs: 30_000 },
-    routing:
-      N > 200
-        ? // Links join the map together once all are dialed (one flood instead of one per join).
-          { rttSampleMs: 3_600_000, neighbourHoldDownMs: 20_000, minPublishIntervalMs: 5000, floodPacingMs: 2000, recordLifetimeMs: 600_000, refreshIntervalMs: 300_000, spfDelayMs: 500, spfMinIntervalMs: 3000 }
-        : { rttSampleMs: 3_600_000 },
-  });
-  node.handleRequest('bench/uptime', () => `${node.id} up ${Math.round(process.uptime())} s`);
-  nodes.push(node);
-}
-const edges = [];
-for (let i = 1; i < N; i++) edges.push([i, Math.floor(random() * i)]);
-for (let k = 0; k < Math.floor(N / 20); k++) {
-  const a = Math.floor(random() * N);
-  const b = Math.floor(random() * N);
-  if (a !== b) edges.push([a, b]);
-}
-const dial = async (a, b) => {
-  // A join can time out while the routers digest the joins before it: try again.
+const started = performance.now();
+const make = async (role, count) => {
+  const made = [];
+  for (let i = 0; i < count; i++) {
+    const node = await createNode({ h2: false, quic: QUIC, routing: { role } });
+    node.handleRequest('bench/uptime', () => `${node.id} up ${Math.round(process.uptime())} s`);
+    made.push(node);
+    if (i % 1000 === 999) log(`${i + 1} ${role} nodes built, RSS ${rssMiB()} MiB`);
+  }
+  return made;
+};
+const hubs = await make('router', HUBS);
+const [operator] = await make('router', 1);
+const leaves = await make('leaf', LEAVES);
+const nodes = [...hubs, operator, ...leaves];
+const buildMs = performance.now() - started;
+log(`built ${N} nodes (${HUBS} hubs, ${LEAVES} leaves, 1 operator), RSS ${rssMiB()} MiB`);
+
+let redials = 0;
+const redialing = new Set();
+const dial = async (node, hub) => {
+  // A join that fails (handshake timeout in a join storm) is retried, as a daemon's redial would.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await nodes[a].dial(nodes[b].address);
+      return await node.dial(hub.address, { expectedNodeId: hub.id });
     } catch (error) {
-      if (attempt === 5) throw error;
+      if (attempt === 10) throw error;
+      redials++;
+      await sleep(200 + Math.random() * 800);
     }
   }
 };
-for (let i = 0; i < edges.length; i += 20) await Promise.all(edges.slice(i, i + 20).map(([a, b]) => dial(a, b)));
-const convergeStart = performance.now();
-while (!nodes.every((node) => node.routes().length === N - 1)) {
-  if (performance.now() - convergeStart > 600_000) throw new Error('routes did not converge in 10 minutes');
-  await new Promise((resolve) => setTimeout(resolve, 100));
+const joinStart = performance.now();
+for (let a = 0; a < HUBS; a++) for (let b = a + 1; b < HUBS; b++) await dial(hubs[a], hubs[b]);
+await dial(operator, hubs[0]);
+let next = 0;
+await Promise.all(
+  Array.from({ length: DIALS_IN_FLIGHT }, async () => {
+    while (next < LEAVES) {
+      const i = next++;
+      await dial(leaves[i], hubs[i % HUBS]);
+      if (i % 1000 === 999) log(`${i + 1} leaves dialled`);
+    }
+  }),
+);
+const dialledMs = performance.now() - joinStart;
+log(`all dialled; waiting for routes`);
+const converged = () =>
+  routerOf(operator).routeCount === N - 1 &&
+  hubs.every((hub) => routerOf(hub).routeCount === N - 1) &&
+  leaves.every((leaf, i) => routerOf(leaf).defaultRoute === hubs[i % HUBS].id);
+let lastLog = 0;
+while (!converged()) {
+  if (performance.now() - joinStart > 600_000) throw new Error('routes did not converge in 10 minutes');
+  await sleep(250);
+  // A leaf whose connection to its hub closed (an idle timeout while the process was busy) dials again, as a daemon would.
+  leaves.forEach((leaf, i) => {
+    if (leaf.peers().length === 0 && !redialing.has(leaf) && redialing.size < DIALS_IN_FLIGHT) {
+      redialing.add(leaf);
+      dial(leaf, hubs[i % HUBS])
+        .catch(() => undefined)
+        .finally(() => redialing.delete(leaf));
+    }
+  });
+  if (performance.now() - lastLog > 5000) {
+    lastLog = performance.now();
+    const defaulted = leaves.filter((leaf, i) => routerOf(leaf).defaultRoute === hubs[i % HUBS].id).length;
+    log(`operator routes ${routerOf(operator).routeCount}, hubs ${hubs.map((hub) => routerOf(hub).routeCount).join('/')}, leaves defaulted ${defaulted}, redialing ${redialing.size}, redials ${redials}`);
+  }
 }
-const setupMs = performance.now() - built;
-const convergeMs = performance.now() - convergeStart;
+const convergeMs = performance.now() - joinStart;
+log(`converged: ${Math.round(convergeMs)} ms after the first dial, RSS ${rssMiB()} MiB`);
 
-// Steady state: let the joins' last floods settle, then one warm-up fan-out (not counted).
-await new Promise((resolve) => setTimeout(resolve, N > 200 ? 15_000 : 2_000));
-const origin = nodes[0];
-for await (const _ of origin.fanout('all', 'bench/uptime', 'warm-up', { deadlineMs: 30_000 }));
-const legsBefore = origin.fanoutStats.legsSent;
+// Steady state: the joins' last publications settle, then one warm-up fan-out (not counted).
+await sleep(5_000);
+const cpu0 = process.cpuUsage();
+const rest0 = performance.now();
+await sleep(5_000);
+const restCpu = process.cpuUsage(cpu0);
+const restCpuPercent = (100 * (restCpu.user + restCpu.system)) / 1000 / (performance.now() - rest0);
+log(`at rest: process CPU ${restCpuPercent.toFixed(0)} % of a core`);
+for await (const _ of operator.fanout('all', 'bench/uptime', 'warm-up', { deadlineMs: 30_000 }));
+const profile = argv('profile');
+const session = profile ? new inspector.Session() : undefined;
+const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (e, r) => (e ? reject(e) : resolve(r))));
+if (session) {
+  session.connect();
+  await post('Profiler.enable');
+  await post('Profiler.start');
+}
+const legsBefore = operator.fanoutStats.legsSent;
 const samplesMs = [];
 const perTarget = [];
 const errors = [];
 let maxHops = 0;
 for (let run = 0; run < RUNS; run++) {
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await sleep(1000);
   const t0 = performance.now();
   let answered = 0;
-  for await (const result of origin.fanout('all', 'bench/uptime', 'ping', { deadlineMs: 30_000 })) {
+  for await (const result of operator.fanout('all', 'bench/uptime', 'ping', { deadlineMs: 30_000 })) {
     if (result.ok) answered++;
     else errors.push(`${result.error.code}`);
     perTarget.push(result.ms);
     maxHops = Math.max(maxHops, result.hops);
   }
   samplesMs.push(performance.now() - t0);
+  log(`run ${run}: ${answered}/${N} in ${Math.round(samplesMs.at(-1))} ms`);
   if (answered !== N) errors.push(`run ${run}: ${answered}/${N} answered`);
 }
+if (session) writeFileSync(profile, JSON.stringify((await post('Profiler.stop')).profile));
 perTarget.sort((a, b) => a - b);
+const memory = process.memoryUsage();
 const result = {
+  date: new Date().toISOString(),
   nodes: N,
-  links: edges.length,
-  originNeighbours: origin.peers().length,
-  legsSentPerRun: (origin.fanoutStats.legsSent - legsBefore) / RUNS,
+  hubs: HUBS,
+  leaves: LEAVES,
+  quic: QUIC,
+  links: (HUBS * (HUBS - 1)) / 2 + 1 + LEAVES,
+  legsSentPerRun: (operator.fanoutStats.legsSent - legsBefore) / RUNS,
   maxHops,
-  setupMs,
+  buildMs,
+  dialledMs,
   convergeMs,
+  redials,
+  restCpuPercent,
   samplesMs,
   perTargetP50Ms: percentile(perTarget, 50),
   perTargetP99Ms: percentile(perTarget, 99),
   errors: [...new Set(errors)],
-  rssMiB: process.memoryUsage().rss / 2 ** 20,
+  rssMiB: memory.rss / 2 ** 20,
+  heapUsedMiB: memory.heapUsed / 2 ** 20,
 };
 await Promise.all(nodes.map((node) => node.close({ timeoutMs: 100 })));
-if (jsonOut) writeFileSync(jsonOut, JSON.stringify(result));
-else console.log(JSON.stringify(result, null, 2));
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify(result, null, 2) + '\n');
+if (mdOut) writeFileSync(mdOut, markdown(result));
+console.log(JSON.stringify(result, null, 2));
 process.exit(0);
+
+function markdown(r) {
+  const ms = (x) => `${Math.round(x).toLocaleString('en')} ms`;
+  return `# Fan-out to ${r.nodes.toLocaleString('en')} real nodes in one process
+
+\`node bench/fanout.mjs --nodes=${r.nodes}\` on ${r.date.slice(0, 10)} (2 shared cores): ${r.hubs} meshed hub routers, ${r.leaves.toLocaleString('en')} \`role: 'leaf'\` nodes (each dials one hub, round robin), one operator (role router) attached to hub 0; default routing options; transport: \`h2: false\`${r.quic.idleTimeoutMs ? `, QUIC idle timeout ${r.quic.idleTimeoutMs / 1000} s and handshake timeout ${r.quic.handshakeTimeoutMs / 1000} s (keep-alives of 20,000 connection ends in one event loop; see the bench header)` : ''}.
+
+| measure | value |
+|---|---:|
+| build (createNode × ${r.nodes}) | ${ms(r.buildMs)} |
+| all dialled / converged (operator and hubs route to all, every leaf defaults to its hub), from the first dial | ${ms(r.dialledMs)} / ${ms(r.convergeMs)} |
+| redials during the join | ${r.redials} |
+| process CPU at rest (5 s) | ${r.restCpuPercent.toFixed(0)} % of a core |
+| operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
+| per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
+| legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
+| errors | ${r.errors.length === 0 ? 'none' : r.errors.join(', ')} |
+| RSS / heap used at the end | ${Math.round(r.rssMiB)} MiB / ${Math.round(r.heapUsedMiB)} MiB |
+
+Target (issue 14): all answers in ≤ 2 s at 10,000 nodes.
+`;
+}
