@@ -22,6 +22,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { readFileSync, rmSync } from 'node:fs';
 import { renderChart } from './lib/chart.mjs';
+import { udpChainRoundTripUs } from './lib/udp-chain.mjs';
 
 /** Figures measured by standalone scripts, and figures not built yet (ids for --only). */
 const EXTRA_IDS = ['fanout', 'convergence', 'routing', 'micro', 'negotiation'];
@@ -418,6 +419,9 @@ async function runRelayFigure({ quick, runs }) {
     let timer;
     try {
       const m = await Promise.race([relayRun(w), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('run timed out after 300 s')), 300_000)))]);
+      // the machine's floor in the same run: plain UDP forwarder processes, no pnet
+      for (const [name, hops] of [['direct', 0], ['hop1', 1], ['hop3', 3]]) m[`udp_${name}`] = await udpChainRoundTripUs(hops, quick ? 2000 : 5000);
+      for (const name of ['hop1', 'hop3']) m[`setup_floor_${name}`] = m.setup_direct + (m[`udp_${name}`] - m.udp_direct) / 1000;
       for (const [k, v] of Object.entries(m)) (samples[k] ??= []).push(v);
       const f = (x) => x.toFixed(0);
       console.log(`  run ${r + 1}/${runs}: request/s ${f(m.req_direct)} / ${f(m.req_hop1)} / ${f(m.req_hop3)}; bulk MiB/s ${f(m.bulk_direct)} / ${f(m.bulk_hop1)} / ${f(m.bulk_hop3)}; later setup ms ${m.setup_direct.toFixed(2)} / ${m.setup_hop1.toFixed(2)} / ${m.setup_hop3.toFixed(2)}; ring pause ${f(m.ring_pause)} ms  (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
@@ -445,6 +449,8 @@ async function runRelayFigure({ quick, runs }) {
     const target = k === 'direct' ? undefined : { on: 'ratio', ratioName: `${k === 'hop1' ? '1 hop' : '3 hops'} / direct`, ratio: ratio(`setup_${k}`, 'setup_direct'), op: '<=', value: 1.5 };
     row('setupMs', 'openStream setup, 2nd and later streams (median)', variant, `${w.setups - 1} openStream + 1 KiB echo each`, 'ms', 'lower', `setup_${k}`, target);
   }
+  for (const [k, variant] of hops) row('roundTripUs', "1 KiB UDP round trip through plain forwarder processes (no pnet: the machine's cost per crossing)", variant.replace(/ \(.*\)/, ''), `node:dgram, one process per forwarder, ${quick ? 2000 : 5000} sequential round trips`, 'µs', 'lower', `udp_${k}`);
+  for (const [k, variant] of hops.slice(1)) row('setupMs', 'openStream setup floor: the direct setup plus the plain forwarders\' extra round trip (hops that cost nothing)', variant, 'same run', 'ms', 'lower', `setup_floor_${k}`);
   row('setupMs', 'openStream setup, first stream to a far node (handshake)', '2 hops (n0→n3), no relayed connection yet', 'one openStream', 'ms', 'lower', 'setup_first_hop2');
   for (const [k, variant] of hops) {
     const target = k === 'hop1' ? { on: 'ratio', ratioName: '1 hop / direct', ratio: ratio('bulk_hop1', 'bulk_direct'), op: '>=', value: 0.6 } : k === 'hop3' ? { on: 'ratio', ratioName: '3 hops / direct', ratio: ratio('bulk_hop3', 'bulk_direct'), op: '>=', value: 0.35 } : undefined;
