@@ -22,8 +22,9 @@
 //
 //   flock /tmp/bench.lock node --max-old-space-size=8192 bench/fanout.mjs [--nodes=10000]
 //     [--hubs=N] [--runs=3] [--json=PATH] [--md=PATH] [--profile=PATH.cpuprofile (the measured runs)]
+//   node bench/fanout.mjs --md-from=RUN.json --md=PATH   (the Markdown of an earlier run)
 //   default --hubs: 1 below 1,000 nodes, else one per 2,500 nodes (at least 2)
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import inspector from 'node:inspector';
 import { createNode } from '../dist/index.js';
 import { nodeServices } from '../dist/node/node.js';
@@ -38,6 +39,11 @@ const QUIC = N > 1000 ? { idleTimeoutMs: 60_000, handshakeTimeoutMs: 30_000 } : 
 const jsonOut = argv('json');
 const mdOut = argv('md');
 const LEAVES = N - HUBS - 1;
+// --md-from=JSON: only write the Markdown of an earlier run's JSON.
+if (argv('md-from')) {
+  writeFileSync(mdOut, markdown(JSON.parse(readFileSync(argv('md-from'), 'utf8'))));
+  process.exit(0);
+}
 if (LEAVES < 1) throw new Error('--nodes must exceed --hubs + 1');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -119,14 +125,24 @@ while (!converged()) {
 const convergeMs = performance.now() - joinStart;
 log(`converged: ${Math.round(convergeMs)} ms after the first dial, RSS ${rssMiB()} MiB`);
 
-// Steady state: the joins' last publications settle, then one warm-up fan-out (not counted).
-await sleep(5_000);
+// Steady state: the joins' last publications settle (origination backoff up to 5 s per fragment,
+// then the floods and recomputations they cause), then one warm-up fan-out (not counted).
+await sleep(N > 2000 ? 20_000 : 5_000);
+const ROUTING_STATS = ['recordsAccepted', 'published', 'recordsSent', 'spfRuns', 'publishRateLimited'];
+const routingStats = () => {
+  const sum = (group) => Object.fromEntries(ROUTING_STATS.map((k) => [k, group.reduce((n, node) => n + routerOf(node).stats()[k], 0)]));
+  return { hubs: sum(hubs), operator: sum([operator]), leaves: sum(leaves) };
+};
+const delta = (a, b) => Object.fromEntries(Object.keys(a).map((g) => [g, Object.fromEntries(ROUTING_STATS.map((k) => [k, b[g][k] - a[g][k]]))]));
+const routing0 = routingStats();
 const cpu0 = process.cpuUsage();
 const rest0 = performance.now();
 await sleep(5_000);
 const restCpu = process.cpuUsage(cpu0);
 const restCpuPercent = (100 * (restCpu.user + restCpu.system)) / 1000 / (performance.now() - rest0);
-log(`at rest: process CPU ${restCpuPercent.toFixed(0)} % of a core`);
+const routingRest = delta(routing0, routingStats());
+log(`at rest: process CPU ${restCpuPercent.toFixed(0)} % of a core; routing in 5 s: ${JSON.stringify(routingRest)}`);
+const routing1 = routingStats();
 for await (const _ of operator.fanout('all', 'bench/uptime', 'warm-up', { deadlineMs: 30_000 }));
 const profile = argv('profile');
 const session = profile ? new inspector.Session() : undefined;
@@ -156,6 +172,7 @@ for (let run = 0; run < RUNS; run++) {
   if (answered !== N) errors.push(`run ${run}: ${answered}/${N} answered`);
 }
 if (session) writeFileSync(profile, JSON.stringify((await post('Profiler.stop')).profile));
+const routingRuns = delta(routing1, routingStats());
 perTarget.sort((a, b) => a - b);
 const memory = process.memoryUsage();
 const result = {
@@ -172,6 +189,9 @@ const result = {
   convergeMs,
   redials,
   restCpuPercent,
+  /** Routing work summed per group (hubs, operator, leaves) over the 5 s at rest, and over the warm-up and measured runs. */
+  routingRest,
+  routingRuns,
   samplesMs,
   perTargetP50Ms: percentile(perTarget, 50),
   perTargetP99Ms: percentile(perTarget, 99),
@@ -184,6 +204,11 @@ if (jsonOut) writeFileSync(jsonOut, JSON.stringify(result, null, 2) + '\n');
 if (mdOut) writeFileSync(mdOut, markdown(result));
 console.log(JSON.stringify(result, null, 2));
 process.exit(0);
+
+function routingRow(g) {
+  if (g === undefined) return 'not recorded';
+  return ['hubs', 'operator', 'leaves'].map((k) => `${g[k].recordsAccepted}, ${g[k].published}, ${g[k].spfRuns}`).join(' / ');
+}
 
 function markdown(r) {
   const ms = (x) => `${Math.round(x).toLocaleString('en')} ms`;
@@ -200,6 +225,8 @@ function markdown(r) {
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
+| routing work at rest (5 s), hubs / operator / leaves: records accepted, published, SPF runs | ${routingRow(r.routingRest)} |
+| routing work during the warm-up and measured runs | ${routingRow(r.routingRuns)} |
 | errors | ${r.errors.length === 0 ? 'none' : r.errors.join(', ')} |
 | RSS / heap used at the end | ${Math.round(r.rssMiB)} MiB / ${Math.round(r.heapUsedMiB)} MiB |
 
