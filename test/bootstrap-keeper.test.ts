@@ -61,7 +61,7 @@ t.test('the schedule: a drop spreads over the window; failures double from min t
   t.equal(redialDelay(s, 60, () => 0), 5000);
   t.same(redialSchedule(undefined), DEFAULT_REDIAL, 'on by default');
   t.equal(redialSchedule(false), undefined, 'false: off');
-  t.same(redialSchedule({ minDelayMs: 100, maxDelayMs: 1000 }), { minDelayMs: 100, maxDelayMs: 1000, spreadMs: 3000 });
+  t.same(redialSchedule({ minDelayMs: 100, maxDelayMs: 1000 }), { minDelayMs: 100, maxDelayMs: 1000, spreadMs: DEFAULT_REDIAL.spreadMs });
   t.same(redialSchedule({ minDelayMs: 20_000 })?.maxDelayMs, 20_000, 'the default cap grows to a larger min');
   t.throws(() => redialSchedule({ minDelayMs: 0 }), { code: 'ERR_BAD_OPTION' });
   t.throws(() => redialSchedule({ minDelayMs: 1000, maxDelayMs: 500 }), { code: 'ERR_BAD_OPTION' });
@@ -86,7 +86,7 @@ t.test('createNode failed: redialed on the backoff, reported after createNode; r
   const { keeper, events } = leaf(clock, dial, () => linked, false);
   await clock.run(0);
   t.match(events[0], { attempt: 1, ok: false }, "createNode's failure reported (deferred), with its retry");
-  t.ok((events[0] as { retryMs: number }).retryMs >= 250 && (events[0] as { retryMs: number }).retryMs <= 500);
+  t.ok((events[0] as { retryMs: number }).retryMs >= DEFAULT_REDIAL.minDelayMs / 2 && (events[0] as { retryMs: number }).retryMs <= DEFAULT_REDIAL.minDelayMs);
   await clock.run(5000);
   t.ok(keeper.stats.redialFailures >= 3, `failed while away (${keeper.stats.redialFailures})`);
   up = true;
@@ -161,8 +161,8 @@ async function restart(downMs: number, rate: number, schedule: RedialSchedule = 
 t.test('2,000 leaves, hub back at once (before they notice): spread, all back well within 30 s', async (t) => {
   const r = await restart(1000, 300);
   t.ok(r.backMs !== undefined && r.backMs <= 30_000, `all back ${r.backMs} ms after the hub's return`);
-  // Noticing spreads the leaves over 1.7 s, the window over 3 s more: at most ~2,000/3 per second.
-  t.ok(r.peak <= 760, `at most ${r.peak} dials reach the hub in one second (of 2,000 leaves); ${r.failures} failed`);
+  // Noticing spreads the leaves over 1.7 s, the window over 5 s more: at most ~2,000/5 per second.
+  t.ok(r.peak <= 500, `at most ${r.peak} dials reach the hub in one second (of 2,000 leaves); ${r.failures} failed`);
 });
 
 t.test('2,000 leaves, hub away 20 s (at the cap when it returns), 200 handshakes/s: all back within 30 s', async (t) => {

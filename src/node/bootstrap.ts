@@ -16,7 +16,7 @@ export interface RedialSchedule {
   readonly spreadMs: number;
 }
 
-export const DEFAULT_REDIAL: RedialSchedule = { minDelayMs: 500, maxDelayMs: 10_000, spreadMs: 3_000 };
+export const DEFAULT_REDIAL: RedialSchedule = { minDelayMs: 1000, maxDelayMs: 10_000, spreadMs: 5_000 };
 
 /** `bootstrapRedial` checked (ERR_BAD_OPTION); undefined: redials are off. */
 export function redialSchedule(option: boolean | BootstrapRedialOptions | undefined): RedialSchedule | undefined {
