@@ -245,7 +245,7 @@ async function cliExec(address, hubId, keyFile) {
     }
     return { code, wallMs, targets: r.targets, ok: r.ok, failed: r.failed, timedOut: r.timedOut, p50Ms: r.p50Ms, p99Ms: r.p99Ms, lastMs: ms.at(-1), notOk: Object.entries(reasons).slice(0, 5) };
   } catch {
-    return { code, wallMs, error: Buffer.concat(err).toString().slice(0, 500) };
+    return { code, wallMs, error: Buffer.concat(err).toString().trim().slice(0, 500) };
   }
 }
 
