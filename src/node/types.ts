@@ -112,11 +112,11 @@ export type BootstrapResult =
 
 /** How bootstrap peers are redialed (docs/ROUTING.md, "Bootstrap peers and a hub restart"). */
 export interface BootstrapRedialOptions {
-  /** Wait after the first failed redial (default 500 ms); doubles per failure, each wait a random point of its upper half. */
+  /** Wait after the first failed dial (default 1000 ms); doubles per failure, each wait a random point of its upper half. */
   minDelayMs?: number;
   /** Longest wait between redials (default 10000 ms): with N leaves per hub, about N / (maxDelayMs × 0.75) dials per second reach it. */
   maxDelayMs?: number;
-  /** A peer that dropped is redialed at a random point of this window (default 3000 ms), so a hub's leaves do not return at one instant. */
+  /** A peer that dropped is redialed at a random point of this window (default 5000 ms), so a hub's leaves do not return at one instant. */
   spreadMs?: number;
 }
 
