@@ -643,7 +643,12 @@ export class Router {
   }
 
   #sample(n: Neighbour, rttMs: number): void {
-    if (sampleCost(this.#cfg, n, rttMs, this.#now)) this.#selfLinksChanged(n.frag);
+    if (!sampleCost(this.#cfg, n, rttMs, this.#now)) return;
+    // A leaf's costs choose no path but its own default route (routers give a leaf no outgoing
+    // links and announce their stub links with their own costs): re-choose it, and let the new
+    // cost go out with the next publication, not re-sign and re-send the record for it.
+    if (this.#leaf) this.#defaultHop = this.#chooseDefault();
+    else this.#selfLinksChanged(n.frag);
   }
 
   // -------------------------------------------------------------------------

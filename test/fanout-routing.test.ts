@@ -1,0 +1,46 @@
+import t from 'tap';
+import type { NodeId } from '../src/identity/index.js';
+import { Router } from '../src/routing/router/index.js';
+import { seededSigner } from '../src/routing/testing.js';
+
+// What a 10,000-node fan-out in one process showed (bench/fanout.mjs): a loaded event loop
+// moves RTT samples for longer than the cost hold, and every leaf re-signed and re-sent its
+// record for it (17,259 records during three fan-outs), which its hub verified. A leaf's costs
+// choose no path but its own default route, so a cost move re-chooses that and publishes nothing.
+
+/** Feeds `rtt` samples every second from `from` to `to` (ms); returns the send actions seen. */
+function samples(r: Router, peer: NodeId, rtt: number, from: number, to: number): number {
+  let sends = 0;
+  for (let now = from; now <= to; now += 1000) {
+    for (const action of r.rttSample(peer, rtt, now)) if (action.type === 'send') sends++;
+    for (const action of r.tick(now)) if (action.type === 'send') sends++;
+  }
+  return sends;
+}
+
+for (const role of ['leaf', 'router'] as const) {
+  t.test(`a ${role} whose link cost moves`, async (t) => {
+    const [me, a, b] = [seededSigner(77, 0), seededSigner(77, 1), seededSigner(77, 2)];
+    const r = new Router({ signer: me, role });
+    r.neighbourUp(a.nodeId, 0, 10, { role: 'router' });
+    r.neighbourUp(b.nodeId, 0, 30, { role: 'router' });
+    samples(r, a.nodeId, 10, 1000, 10_000);
+    samples(r, b.nodeId, 30, 1000, 10_000);
+    const published = r.stats().published;
+    t.ok(published >= 1, 'published its links');
+    if (role === 'leaf') t.equal(r.defaultRoute, a.nodeId, 'defaults to the faster router');
+    // a slows down for well over the cost hold (30 s).
+    let sends = 0;
+    for (let now = 11_000; now <= 80_000; now += 1000) {
+      sends += samples(r, a.nodeId, 200, now, now);
+      sends += samples(r, b.nodeId, 30, now, now);
+    }
+    if (role === 'leaf') {
+      t.equal(r.defaultRoute, b.nodeId, 'the default route follows the cost');
+      t.equal(r.stats().published, published, 'nothing re-published for a cost');
+      t.equal(sends, 0, 'nothing sent');
+    } else {
+      t.ok(r.stats().published > published, 'a router announces its new cost');
+    }
+  });
+}
