@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { NodeId } from '../src/identity/index.js';
-import { Router } from '../src/routing/router/index.js';
+import { Router, encodeMessage, encodeRecord } from '../src/routing/router/index.js';
 import { seededSigner } from '../src/routing/testing.js';
 
 // What a 10,000-node fan-out in one process showed (bench/fanout.mjs): a loaded event loop
@@ -44,3 +44,19 @@ for (const role of ['leaf', 'router'] as const) {
     }
   });
 }
+
+t.test("a hub whose link to a leaf moves: nothing for a leaf attached to it alone, a new cost for a dual-homed one", async (t) => {
+  for (const dual of [false, true]) {
+    const [hub, leaf, other] = [seededSigner(78, 0), seededSigner(78, 1), seededSigner(78, 2)];
+    const r = new Router({ signer: hub });
+    r.neighbourUp(leaf.nodeId, 0, 10, { role: 'leaf' });
+    const links = [{ to: hub.nodeId, cost: 11 }, ...(dual ? [{ to: other.nodeId, cost: 11 }] : [])];
+    const record = encodeRecord({ origin: leaf.nodeId, seq: 1n, leaf: true, lifetimeMs: 3_600_000, links }, (d) => leaf.sign(d));
+    r.recordReceived(leaf.nodeId, encodeMessage([{ remainingMs: 3_600_000, record }]), 100);
+    samples(r, leaf.nodeId, 10, 1000, 10_000);
+    const published = r.stats().published;
+    samples(r, leaf.nodeId, 200, 11_000, 80_000);
+    if (dual) t.ok(r.stats().published > published, 'dual-homed: the new cost is announced (it chooses between the leaf\'s routers)');
+    else t.equal(r.stats().published, published, 'single-homed: nothing re-published');
+  }
+});

@@ -270,7 +270,7 @@ export class Router {
       }
       // A role change (auto) at once, so that the database exchange below follows the new role.
       if (this.#roleDirty) this.#checkRole();
-      if (rttMs !== undefined) this.#sample(n, rttMs);
+      if (rttMs !== undefined) this.#sample(nodeId, n, rttMs);
       this.#sendMap(nodeId, n);
     }
     return this.#finish();
@@ -309,7 +309,7 @@ export class Router {
   rttSample(nodeId: NodeId, rttMs: number, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
     const n = this.#neighbours.get(nodeId);
-    if (n !== undefined) this.#sample(n, rttMs);
+    if (n !== undefined) this.#sample(nodeId, n, rttMs);
     return this.#finish();
   }
 
@@ -642,13 +642,21 @@ export class Router {
     for (const [to, n] of this.#neighbours) if (to !== from && this.#floodsTo(n)) this.#enqueue(to, rec, expiresAt);
   }
 
-  #sample(n: Neighbour, rttMs: number): void {
+  #sample(id: NodeId, n: Neighbour, rttMs: number): void {
     if (!sampleCost(this.#cfg, n, rttMs, this.#now)) return;
     // A leaf's costs choose no path but its own default route (routers give a leaf no outgoing
-    // links and announce their stub links with their own costs): re-choose it, and let the new
-    // cost go out with the next publication, not re-sign and re-send the record for it.
+    // links and announce their stub links with their own costs), and the cost of the only link
+    // of a leaf attached to us alone chooses nothing either: the new cost goes out with the next
+    // publication, the record is not re-signed and re-flooded for it.
     if (this.#leaf) this.#defaultHop = this.#chooseDefault();
-    else this.#selfLinksChanged(n.frag);
+    else if (!this.#onlyWayTo(id, n)) this.#selfLinksChanged(n.frag);
+  }
+
+  /** `id` is a leaf whose own record lists us alone: every path to it ends with our stub link, whatever its cost. */
+  #onlyWayTo(id: NodeId, n: Neighbour): boolean {
+    if (n.role !== 'leaf') return false;
+    const links = this.#origins.get(id)?.links;
+    return links !== undefined && links.size === 1 && links.has(this.nodeId);
   }
 
   // -------------------------------------------------------------------------
