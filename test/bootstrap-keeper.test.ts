@@ -88,7 +88,8 @@ t.test('createNode failed: redialed on the backoff, reported after createNode; r
   t.match(events[0], { attempt: 1, ok: false }, "createNode's failure reported (deferred), with its retry");
   t.ok((events[0] as { retryMs: number }).retryMs >= DEFAULT_REDIAL.minDelayMs / 2 && (events[0] as { retryMs: number }).retryMs <= DEFAULT_REDIAL.minDelayMs);
   await clock.run(5000);
-  t.ok(keeper.stats.redialFailures >= 3, `failed while away (${keeper.stats.redialFailures})`);
+  // waits of 0.5–1 s then 1–2 s (random jitter): two failures in 5 s whatever the draw, a third only with luck
+  t.ok(keeper.stats.redialFailures >= 2, `failed while away (${keeper.stats.redialFailures})`);
   up = true;
   const back = clock.now;
   await clock.run(back + 10_000);
