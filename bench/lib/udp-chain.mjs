@@ -35,7 +35,7 @@ function spawn(role) {
   });
 }
 
-/** Median-free mean round trip in µs of `count` sequential 1 KiB datagrams through `hops` forwarders (after 200 warm-up ones). */
+/** Mean round trip in µs of `count` sequential 1 KiB datagrams through `hops` forwarders (after 200 warm-up ones). */
 export async function udpChainRoundTripUs(hops, count = 5000) {
   const echo = await spawn('echo');
   const forwarders = [];

@@ -188,7 +188,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private takeLinkPackets(): void {
     const relay = this.datagrams;
     const raw = relay?.rawLinks;
-    const quic = this.transports.find((transport) => transport instanceof QuicTransport);
+    const quic = quicOf(this.transports);
     if (relay === undefined || raw === undefined || quic === undefined) return;
     quic.onForeignDatagram = (packet, host, port) => {
       const taken = raw.receive(packet, host, port);
@@ -504,9 +504,13 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   }
 }
 
+function quicOf(transports: readonly Transport[]): QuicTransport | undefined {
+  return transports.find((transport) => transport instanceof QuicTransport);
+}
+
 /** The QUIC transport as raw links need it (relay v2's link packets), when the node has one. */
 function rawLinkHost(transports: readonly Transport[]): { raw?: RawLinkHost } {
-  const quic = transports.find((transport) => transport instanceof QuicTransport);
+  const quic = quicOf(transports);
   if (quic === undefined) return {};
   return { raw: { send: (prefix, payload, to) => quic.sendRelayed(prefix, payload, to.host, to.port), maxDatagramSize: quic.options.maxDatagramSize } };
 }

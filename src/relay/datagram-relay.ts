@@ -16,7 +16,7 @@ import { Forwarder, HEADER_BYTES, NextHopTable, RelayEndpoint } from './v2/index
 import type { EndpointOptions, EndpointStats, ForwarderOptions, ForwarderStats, RelayFlow } from './v2/index.js';
 import { StreamLinks } from './stream-link.js';
 import type { DatagramLink, StreamLinkStats } from './stream-link.js';
-import { RawLinks } from './raw-link.js';
+import { RawLinks, emptyRawLinkStats } from './raw-link.js';
 import type { RawLinkHost, RawLinkStats } from './raw-link.js';
 
 export type { DatagramLink };
@@ -341,7 +341,7 @@ export class DatagramRelay {
   };
 
   stats(): DatagramRelayStats {
-    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? { sent: 0, received: 0, badTag: 0, wrongSource: 0, badTagMessages: 0 }) }, forwardsDropped: this.forwardsDropped };
+    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? emptyRawLinkStats()) }, forwardsDropped: this.forwardsDropped };
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {

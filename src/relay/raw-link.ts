@@ -51,6 +51,11 @@ export interface RawLinkStats {
   badTagMessages: number;
 }
 
+/** Counters of a node without raw links (and of raw links before any packet). */
+export function emptyRawLinkStats(): RawLinkStats {
+  return { sent: 0, received: 0, badTag: 0, wrongSource: 0, badTagMessages: 0 };
+}
+
 interface Entry {
   readonly neighbour: NodeId;
   /** The neighbour's connection whose address link packets go to and must come from (its QUIC socket's). */
@@ -78,7 +83,7 @@ class RawLink implements DatagramLink {
 export type TagOutcome = 'bad' | 'taken' | 'resend';
 
 export class RawLinks {
-  readonly stats: RawLinkStats = { sent: 0, received: 0, badTag: 0, wrongSource: 0, badTagMessages: 0 };
+  readonly stats: RawLinkStats = emptyRawLinkStats();
   private readonly byNeighbour = new Map<NodeId, Entry>();
   private readonly byTag = new Map<string, Entry>();
 
@@ -95,8 +100,9 @@ export class RawLinks {
       return undefined;
     }
     const ownTag = randomBytes(LINK_TAG_BYTES);
-    this.byNeighbour.set(neighbour, { neighbour, connection, ownTag, prefix: undefined, link: undefined });
-    this.byTag.set(ownTag.toString('latin1'), this.byNeighbour.get(neighbour)!);
+    const entry: Entry = { neighbour, connection, ownTag, prefix: undefined, link: undefined };
+    this.byNeighbour.set(neighbour, entry);
+    this.byTag.set(ownTag.toString('latin1'), entry);
     return this.tagMessage(neighbour);
   }
 
