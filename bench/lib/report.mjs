@@ -154,13 +154,6 @@ export function buildResults({ figures, cellResults }) {
             ratio,
             reading: ratio === null ? 'no result' : `${fmtRatio(ratio)} of direct`,
           };
-          const t = figure.ratioTarget;
-          if (t && t.metric === metric.key && c.params.hops === t.variantHops) {
-            r.target = { op: t.op, value: t.value };
-            r.pass = ratio === null ? undefined : checkTarget(t, ratio);
-            a.target = { op: t.op, value: t.value, unit: '× direct', on: 'ratio to the direct row' };
-            a.pass = r.pass;
-          }
           ratios.push(r);
         }
         continue;
@@ -271,13 +264,6 @@ export function renderMarkdown({ figures, entries, ratios, machine, mode, notes,
     const head = figure.metrics[0];
     lines.push(`## ${figure.number}. ${figure.title}`);
     lines.push('');
-    if (figure.ratioTarget) {
-      const t = figEntries.find((e) => e.target);
-      const m = figure.metrics.find((x) => x.key === figure.ratioTarget.metric);
-      const r = ratios.find((x) => x.figure === figure.id && x.target);
-      lines.push(`Target for pnet: ${figure.ratioTarget.variantHops}-hop ${m.name} ${figure.ratioTarget.op === '>=' ? '≥' : '≤'} ${figure.ratioTarget.value}× direct — **${t?.pass === undefined ? 'no result' : t.pass ? 'PASS' : 'FAIL'}**${r?.ratio != null ? ` (measured ${fmtRatio(r.ratio)})` : ''}`);
-      lines.push('');
-    }
     if (figure.target) {
       const t = figEntries.find((e) => e.target);
       const m = figure.metrics.find((x) => x.key === figure.target.metric);
