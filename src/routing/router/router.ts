@@ -313,6 +313,22 @@ export class Router {
     return this.#finish();
   }
 
+  /**
+   * Whether a cost move on the link to neighbour `nodeId` can change a path now. False for a
+   * leaf's link when it has one router to default to, and for a router's stub link to a leaf
+   * attached to it alone: the IO glue samples their RTT seldom (the cost rides on the next
+   * publication only).
+   */
+  costChoosesPath(nodeId: NodeId): boolean {
+    const n = this.#neighbours.get(nodeId);
+    if (n === undefined) return false;
+    if (!this.#leaf) return !this.#onlyWayTo(nodeId, n);
+    if (n.role === 'leaf') return false;
+    let routers = 0;
+    for (const other of this.#neighbours.values()) if (other.role !== 'leaf' && ++routers > 1) return true;
+    return false;
+  }
+
   /** A routing message from a neighbour (the bytes of a 'send' action of its router). */
   recordReceived(fromNeighbour: NodeId, bytes: Uint8Array, nowMs: number): readonly RouterAction[] {
     this.#begin(nowMs);
