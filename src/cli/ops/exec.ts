@@ -4,6 +4,7 @@ import type { NodeId } from '../../index.js';
 import { MAX_TIMEOUT_MS } from '../config.js';
 import type { CommandSpec } from '../config.js';
 import { runCommand } from '../exec.js';
+import { spawnQueue } from '../spawn-queue.js';
 import { intField, parseObject } from './context.js';
 import type { OpsContext, OpsHandler } from './context.js';
 import type { ExecReply } from './wire.js';
@@ -14,7 +15,7 @@ const MAX_ARG_CHARS = 8192;
 /** The exec handler and the commands it runs. */
 export interface ExecService {
   readonly handler: OpsHandler;
-  /** Commands running now. */
+  /** Commands running now, or waiting for their turn in the process's spawn queue. */
   readonly running: number;
   /** Kills running commands' process groups and waits for them. */
   close(): Promise<void>;
@@ -37,7 +38,8 @@ export function execService(ctx: OpsContext): ExecService {
     ctx.logger?.info({ event: 'exec:start', operator, command: name, args, timeoutMs });
     const abort = new AbortController();
     aborts.add(abort);
-    const run = runCommand({ file: file!, args: [...fixed, ...args], timeoutMs, maxOutputBytes: spec.maxOutputBytes, ...(spec.cwd !== undefined ? { cwd: spec.cwd } : {}) }, abort.signal);
+    // In the process's spawn queue: a process serving many nodes spawns a few at a time, its event loop free between them.
+    const run = spawnQueue.run(() => runCommand({ file: file!, args: [...fixed, ...args], timeoutMs, maxOutputBytes: spec.maxOutputBytes, ...(spec.cwd !== undefined ? { cwd: spec.cwd } : {}) }, abort.signal), abort.signal);
     runs.add(run);
     try {
       const result = await run;
