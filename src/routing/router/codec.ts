@@ -92,7 +92,7 @@ export type DropReason =
   | 'malformed' // does not parse
   | 'expired' // arrived with no lifetime left
   | 'notNeighbour' // came from a node that is not an up neighbour
-  | 'tableFull'; // a new origin while the map holds maxRecords records
+  | 'tableFull'; // the map is full (maxRecords, maxTableBytes) and the neighbour charged brought the most
 
 /** A decoded (and, once in the router, verified) link-state record. Immutable; may be shared between routers. */
 export interface LinkStateRecord {

@@ -49,6 +49,7 @@ import type { RecordCache } from './record-cache.js';
 import { routerSettings, type RouterSettings } from './settings.js';
 import { costFromRtt, sampleCost, type CostState } from './link-cost.js';
 import { FloodQueue } from './flood-queue.js';
+import { RecordShares } from './record-shares.js';
 import type {
   NeighbourHint,
   NeighbourInfo,
@@ -175,6 +176,8 @@ export class Router {
   #now = -Infinity;
   readonly #neighbours = new Map<NodeId, Neighbour>();
   readonly #origins = new Map<NodeId, Origin>();
+  /** Bytes of received records by origin and by the neighbour that brought each origin (the map's fair share). */
+  readonly #shares: RecordShares;
   readonly #expiry = new ExpiryHeap();
 
   #lastSeq: bigint;
@@ -219,6 +222,8 @@ export class Router {
     expiredRecords: 0,
     spfRuns: 0,
     roleChanges: 0,
+    originFull: 0,
+    evicted: 0,
     dropped: { forged: 0, unsigned: 0, replayed: 0, oversized: 0, malformed: 0, expired: 0, notNeighbour: 0, tableFull: 0 },
   };
 
@@ -226,6 +231,7 @@ export class Router {
     const cfg = routerSettings(options);
     this.#cfg = cfg;
     this.#queue = new FloodQueue(cfg.floodPacingMs, cfg.maxMessageBytes, this.#stats);
+    this.#shares = new RecordShares(cfg);
     // 'auto' starts as a leaf: most nodes join through one peer and carry no transit.
     this.#auto = cfg.role === 'auto';
     this.#role = cfg.role === 'router' ? 'router' : 'leaf';
@@ -616,6 +622,7 @@ export class Router {
     this.#demoteAt = undefined;
     this.#demoteHold = Math.min(8 * this.#cfg.demoteMs, 2 * this.#demoteHold);
     for (const id of [...this.#origins.keys()]) if (id !== this.nodeId) this.#origins.delete(id);
+    this.#shares.clear();
     this.#expiry.rebuild([]);
     this.#queue.clear();
     this.#waiting.clear();
@@ -849,7 +856,8 @@ export class Router {
   }
 
   /** Replaces (or removes) a received fragment and marks what it can change. */
-  #store(origin: NodeId, frag: number, stored: Stored | undefined): void {
+  #store(origin: NodeId, frag: number, stored: Stored | undefined, from: NodeId = origin): void {
+    this.#shares.set(origin, frag, stored?.rec.bytes.length, from);
     const o = this.#originOf(origin);
     const wasLeaf = o.leaf;
     const moved = o.put(frag, stored);
@@ -859,6 +867,14 @@ export class Router {
     // Only neighbours that entered or left the list change the two-way check of their own links.
     for (const to of moved) this.#markDirty(to);
     if (wasLeaf !== o.leaf) for (const to of o.links.keys()) this.#markDirty(to);
+  }
+
+  /** Removes every fragment of `origin` to make room for a lighter neighbour's records (record-shares.ts). */
+  #evict(origin: NodeId): void {
+    const o = this.#origins.get(origin);
+    if (o === undefined) return;
+    this.#stats.evicted++;
+    for (const frag of [...o.frags.keys()]) this.#store(origin, frag, undefined);
   }
 
   #drop(reason: DropReason): undefined {
@@ -887,20 +903,24 @@ export class Router {
     const o = this.#origins.get(origin);
     const known = o?.frags.get(frag);
     const key = recordKey(origin, frag);
-    if (known !== undefined) {
-      if (!this.#isNewer(from, msg, off, len, known, key)) return;
-    } else if (o === undefined && this.#origins.size >= this.#cfg.maxRecords) {
-      return this.#drop('tableFull');
+    if (known !== undefined && !this.#isNewer(from, msg, off, len, known, key)) return;
+    if (!this.#shares.fitsOrigin(origin, frag, len)) {
+      this.#stats.originFull++;
+      return;
     }
+    // Checked before the signature (cheap), applied after it (a forged record evicts nothing).
+    const victims = this.#shares.room(origin, frag, len, from, this.#origins.size);
+    if (victims === undefined) return this.#drop('tableFull');
     if (remainingMs === 0) return this.#drop('expired');
     if (known !== undefined && this.#now < known.acceptedAt + this.#cfg.minArrivalMs) return this.#wait(from, key, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#cfg.minArrivalMs);
     const rec = this.#decodeVerified(msg.subarray(off, off + len));
     if (rec === undefined) return;
+    for (const victim of victims) this.#evict(victim);
     const expiresAt = this.#now + Math.min(remainingMs, rec.lifetimeMs, this.#cfg.maxRecordLifetimeMs);
     // A refresh: same links as a version held for a while (a quick new version is a recovery or a correction).
     const refresh =
       known !== undefined && this.#cfg.refreshFloodDelayMs > 0 && this.#now - known.acceptedAt >= REFRESH_AGE_MS && known.rec.leaf === rec.leaf && sameLinkSet(known.rec.links, rec.links);
-    this.#store(origin, frag, { rec, expiresAt, acceptedAt: this.#now });
+    this.#store(origin, frag, { rec, expiresAt, acceptedAt: this.#now }, from);
     this.#stats.recordsAccepted++;
     this.#queue.remove(from, key);
     if (rec.leaf) return;

@@ -28,6 +28,8 @@ export interface RouterSettings {
   readonly maxRecordBytes: number;
   readonly maxMessageBytes: number;
   readonly maxRecords: number;
+  readonly maxTableBytes: number;
+  readonly maxOriginBytes: number;
   readonly maxRecordLifetimeMs: number;
   readonly costUnit: number;
   readonly costBase: number;
@@ -78,6 +80,9 @@ export function routerSettings(options: RouterOptions): RouterSettings {
   const minMessage = MESSAGE_HEADER_BYTES + ENTRY_HEADER_BYTES + recordBytes;
   const maxMessageBytes = option('maxMessageBytes', options.maxMessageBytes, Math.max(65_536, minMessage), minMessage, 0xffff_ffff);
   const maxRecords = option('maxRecords', options.maxRecords, 100_000, 1);
+  // Room for one largest record at least; the defaults fit 100,000 origins of ~670 bytes and a hub of ~100,000 stub links.
+  const maxTableBytes = option('maxTableBytes', options.maxTableBytes, 64 * 1024 * 1024, recordBytes);
+  const maxOriginBytes = option('maxOriginBytes', options.maxOriginBytes, Math.min(4 * 1024 * 1024, maxTableBytes), recordBytes, maxTableBytes);
   const maxRecordLifetimeMs = option('maxRecordLifetimeMs', options.maxRecordLifetimeMs, 3_600_000, 1, MAX_LIFETIME_MS);
   const cost = options.cost ?? {};
   const costs = {
@@ -113,6 +118,8 @@ export function routerSettings(options: RouterOptions): RouterSettings {
     maxRecordBytes: recordBytes,
     maxMessageBytes,
     maxRecords,
+    maxTableBytes,
+    maxOriginBytes,
     maxRecordLifetimeMs,
     ...costs,
     initialSequence,

@@ -107,8 +107,16 @@ export interface RouterOptions {
   maxFragments?: number;
   /** Largest message sent or accepted (default 64 KiB; at least one largest record). */
   maxMessageBytes?: number;
-  /** Most origins kept in the map (default 100,000); records of new origins beyond it are dropped. */
+  /**
+   * Most origins kept in the map, ours included (default 100,000). At the cap (or at maxTableBytes),
+   * the neighbour that brought the most origins' bytes gives back its oldest to one that brought
+   * less; a record charged to the neighbour that brought the most is dropped (tableFull).
+   */
   maxRecords?: number;
+  /** Bytes of received records kept in the map, all origins together (default 64 MiB); as maxRecords. */
+  maxTableBytes?: number;
+  /** Bytes of one origin's fragments together (default 4 MiB: ~100,000 stub links); a fragment past it is dropped (originFull). */
+  maxOriginBytes?: number;
   /** Received records are kept at most this long, whatever they claim (default 1 h). */
   maxRecordLifetimeMs?: number;
   /** First sequence number we use (default 1). Restarts recover anyway, see docs. */
@@ -190,6 +198,10 @@ export interface RouterStats {
   /** Records removed because they were not refreshed in time. */
   expiredRecords: number;
   spfRuns: number;
+  /** Records dropped because their origin's fragments would pass maxOriginBytes. */
+  originFull: number;
+  /** Origins removed from a full map for records a lighter neighbour brought (the heaviest neighbour's oldest). */
+  evicted: number;
   /** Records (or whole messages, for message-level faults) dropped, by reason. */
   dropped: Record<DropReason, number>;
 }
