@@ -135,13 +135,18 @@ const routingStats = () => {
 };
 const delta = (a, b) => Object.fromEntries(Object.keys(a).map((g) => [g, Object.fromEntries(ROUTING_STATS.map((k) => [k, b[g][k] - a[g][k]]))]));
 const routing0 = routingStats();
+// RTT reads into the QUIC binding (neighbours.rttStats), summed over every node.
+const rttSamples = () => nodes.reduce((n, node) => n + (nodeServices(node).neighbours.rttStats?.samples ?? 0), 0);
+const rtt0 = rttSamples();
 const cpu0 = process.cpuUsage();
 const rest0 = performance.now();
 await sleep(5_000);
 const restCpu = process.cpuUsage(cpu0);
+const restSeconds = (performance.now() - rest0) / 1000;
 const restCpuPercent = (100 * (restCpu.user + restCpu.system)) / 1000 / (performance.now() - rest0);
+const restRttSamplesPerS = (rttSamples() - rtt0) / restSeconds;
 const routingRest = delta(routing0, routingStats());
-log(`at rest: process CPU ${restCpuPercent.toFixed(0)} % of a core; routing in 5 s: ${JSON.stringify(routingRest)}`);
+log(`at rest: process CPU ${restCpuPercent.toFixed(0)} % of a core, ${Math.round(restRttSamplesPerS)} RTT reads/s; routing in 5 s: ${JSON.stringify(routingRest)}`);
 const routing1 = routingStats();
 for await (const _ of operator.fanout('all', 'bench/uptime', 'warm-up', { deadlineMs: 30_000 }));
 const profile = argv('profile');
@@ -189,6 +194,7 @@ const result = {
   convergeMs,
   redials,
   restCpuPercent,
+  restRttSamplesPerS,
   /** Routing work summed per group (hubs, operator, leaves) over the 5 s at rest, and over the warm-up and measured runs. */
   routingRest,
   routingRuns,
@@ -222,6 +228,7 @@ function markdown(r) {
 | all dialled / converged (operator and hubs route to all, every leaf defaults to its hub), from the first dial | ${ms(r.dialledMs)} / ${ms(r.convergeMs)} |
 | redials during the join | ${r.redials} |
 | process CPU at rest (5 s) | ${r.restCpuPercent.toFixed(0)} % of a core |
+| RTT reads into the QUIC binding at rest, all nodes | ${r.restRttSamplesPerS === undefined ? 'not recorded' : `${Math.round(r.restRttSamplesPerS).toLocaleString('en')}/s`} |
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |

@@ -60,3 +60,28 @@ t.test("a hub whose link to a leaf moves: nothing for a leaf attached to it alon
     else t.equal(r.stats().published, published, 'single-homed: nothing re-published');
   }
 });
+
+// Which links need a per-second RTT sample (issue 14: a hub's per-connection cost): only those
+// whose cost can choose a path. The node glue reads the others once in 30 rounds.
+t.test('costChoosesPath: a leaf with one router, a hub and its single-homed leaf: no; two routers, a dual-homed leaf, a router link: yes', async (t) => {
+  const [me, a, b, l] = [seededSigner(79, 0), seededSigner(79, 1), seededSigner(79, 2), seededSigner(79, 3)];
+  const leaf = new Router({ signer: me, role: 'leaf' });
+  t.equal(leaf.costChoosesPath(a.nodeId), false, 'not a neighbour');
+  leaf.neighbourUp(a.nodeId, 0, 10, { role: 'router' });
+  leaf.neighbourUp(l.nodeId, 0, 10, { role: 'leaf' });
+  t.equal(leaf.costChoosesPath(a.nodeId), false, 'a leaf with one router: nothing to choose');
+  leaf.neighbourUp(b.nodeId, 0, 10, { role: 'router' });
+  t.equal(leaf.costChoosesPath(a.nodeId), true, 'two routers: the cost chooses the default route');
+  t.equal(leaf.costChoosesPath(l.nodeId), false, 'a link to another leaf never carries a route');
+  for (const dual of [false, true]) {
+    const hub = new Router({ signer: me });
+    hub.neighbourUp(a.nodeId, 0, 10, { role: 'router' });
+    hub.neighbourUp(l.nodeId, 0, 10, { role: 'leaf' });
+    t.equal(hub.costChoosesPath(a.nodeId), true, 'a link between routers');
+    t.equal(hub.costChoosesPath(l.nodeId), true, 'a leaf whose record is not in yet: sampled');
+    const links = [{ to: me.nodeId, cost: 11 }, ...(dual ? [{ to: b.nodeId, cost: 11 }] : [])];
+    const record = encodeRecord({ origin: l.nodeId, seq: 1n, leaf: true, lifetimeMs: 3_600_000, links }, (d) => l.sign(d));
+    hub.recordReceived(l.nodeId, encodeMessage([{ remainingMs: 3_600_000, record }]), 100);
+    t.equal(hub.costChoosesPath(l.nodeId), dual, dual ? 'a dual-homed leaf: its stub cost is announced' : 'a leaf attached to this hub alone');
+  }
+});
