@@ -13,6 +13,6 @@ export {
   nodeIdToBytes,
 } from './node-id.js';
 export { Identity, type IdentityOptions, DEFAULT_VALIDITY_DAYS } from './identity.js';
-export { verifySignature } from './signature.js';
+export { verifySignature, verifySignatureAsync } from './signature.js';
 export { loadOrCreateIdentity, saveIdentity } from './key-file.js';
 export { verifyPeerCertificate, certificateDerFromPem } from './peer-certificate.js';

@@ -7,7 +7,8 @@ import { publicKeyObject } from './keys.js';
  * from the same few thousand nodes, and importing a key costs about as much
  * as the verification itself. Insertion-ordered Map, oldest evicted first.
  */
-const KEY_CACHE_LIMIT = 4096;
+// 16,384: a fan-out to 10,000 nodes verifies 10,000 distinct keys in turn, which cycled a 4,096 FIFO (every lookup missed).
+const KEY_CACHE_LIMIT = 16_384;
 const keyCache = new Map<string, KeyObject>();
 
 function keyFor(nodeId: NodeId): KeyObject {
@@ -35,4 +36,20 @@ export function verifySignature(nodeId: NodeId, data: Uint8Array, signature: Uin
   } catch {
     return false;
   }
+}
+
+/**
+ * verifySignature on libuv's thread pool (node:crypto's callback form): the caller's thread pays
+ * ~20 us instead of ~100 us, for a process that checks thousands of answers at once. Never
+ * rejects; bad input gives false.
+ */
+export function verifySignatureAsync(nodeId: NodeId, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
+  return new Promise((resolve) => {
+    try {
+      if (!(data instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64) return resolve(false);
+      verify(null, data, keyFor(nodeId), signature, (error, ok) => resolve(error === null && ok));
+    } catch {
+      resolve(false);
+    }
+  });
 }
