@@ -88,10 +88,11 @@ t.test('exec --targets all reports a host that left the map; --reachable-only sk
   const first = await cli('exec', '--targets', 'all', '--json', '--', 'hello');
   t.equal(first.code, 0, first.err);
   t.equal(JSON.parse(first.out).ok, 3, 'every host ran it');
-  t.equal(services[0]!.inventory.list().filter((host) => host.factsAt !== undefined).length, 3, 'asking the inventory read every host\'s facts');
+  t.equal(services[0]!.inventory.list().filter((host) => host.factsAt !== undefined).length, 0, '--targets all needs only the ids: no facts read for it');
 
   const web1 = await cli('exec', '--targets', 'role=web', '--json', '--', 'hello');
   t.same((JSON.parse(web1.out) as { results: Array<{ nodeId: NodeId }> }).results.map((r) => r.nodeId), [web.id], 'role=web selects web-1 only');
+  t.equal(services[0]!.inventory.list().filter((host) => host.factsAt !== undefined).length, 3, 'a selector read every host\'s facts first');
 
   await services[2]!.close();
   await db.close({ timeoutMs: 0 });
@@ -140,4 +141,29 @@ t.test('unit: sweeps mark the inventory for saving at most once a minute; a new 
   inventory.dirty = false;
   inventory.seen([a.nodeId, b.nodeId], 1_062_000);
   t.ok(inventory.dirty, 'another new host');
+});
+
+t.test('unit: ops/inventory with { facts: false } answers from what it knows and reads no facts; by default it reads them first', async (t) => {
+  const { inventoryHandler } = await import('../src/cli/ops/inventory.js');
+  const [self, a] = await Promise.all([Identity.generate(), Identity.generate()]);
+  const inventory = new Inventory();
+  inventory.seen([self.nodeId, a.nodeId]);
+  let reads = 0;
+  const tracker = {
+    refreshFacts: async () => {
+      reads++;
+      inventory.learned(a.nodeId, { name: 'web-1', labels: { role: 'web' } });
+    },
+    stop: () => undefined,
+  };
+  const node = { id: self.nodeId, routes: () => [{ nodeId: a.nodeId }] } as unknown as PnetNode;
+  const handler = inventoryHandler({ node, config: validateOpsConfig({}), logger: undefined }, inventory, tracker);
+  const quick = (await handler(Buffer.from('{"facts":false}'), self.nodeId)) as { hosts: Array<{ nodeId: NodeId; name?: string; reachable: boolean }> };
+  t.equal(reads, 0, 'no facts read');
+  t.same(quick.hosts.map((h) => [h.nodeId, h.reachable, h.name]).sort(), [[self.nodeId, true, undefined], [a.nodeId, true, undefined]].sort(), 'every host, reachable, no name yet');
+  const full = (await handler(Buffer.from('{}'), self.nodeId)) as { hosts: Array<{ nodeId: NodeId; name?: string }> };
+  t.equal(reads, 1, 'the default reads the facts first');
+  t.equal(full.hosts.find((h) => h.nodeId === a.nodeId)?.name, 'web-1');
+  t.equal(((await handler(Buffer.from('{"facts":false}'), self.nodeId)) as typeof full).hosts.find((h) => h.nodeId === a.nodeId)?.name, 'web-1', 'facts learnt once are kept');
+  await t.rejects(async () => handler(Buffer.from('{"facts":"no"}'), self.nodeId), { code: 'ERR_BAD_OPTION' });
 });

@@ -56,7 +56,8 @@ export async function runExec(ctx: CommandContext, command: string, args: string
 /** Node ids as given, or the daemon's inventory filtered: 'all' is every host it has seen, reachable now or not. */
 async function choose(session: OperatorSession, targets: TargetSpec, options: ExecOptions): Promise<Chosen> {
   if (Array.isArray(targets)) return { ids: targets, skipped: [], known: new Map() };
-  const inventory = await session.call<InventoryReply>(OPS_CHANNELS.inventory, {}, options.timeout);
+  // 'all' needs only the ids: the daemon answers from what it knows, reading no facts first; a selector needs the labels.
+  const inventory = await session.call<InventoryReply>(OPS_CHANNELS.inventory, targets === 'all' ? { facts: false } : {}, options.timeout);
   const known = new Map(inventory.hosts.map((host) => [host.nodeId, host]));
   let hosts = targets === 'all' ? inventory.hosts : inventory.hosts.filter((host) => matches(host, targets.select));
   const skipped = options.reachableOnly ? hosts.filter((host) => !host.reachable) : [];
