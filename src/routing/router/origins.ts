@@ -31,6 +31,10 @@ export class Origin {
   readonly links = new Map<NodeId, MergedLink>();
   /** The origin says it is a leaf (its links are never transit). */
   leaf = false;
+  /** The neighbour that brought its first record, charged with its bytes (record-shares.ts). */
+  by: NodeId | undefined;
+  /** Bytes of its fragments together. */
+  bytes = 0;
 
   /** Highest sequence number over the fragments. */
   get seq(): bigint {

@@ -4,21 +4,11 @@
  * that brought the most gives back its oldest origins to one that brought less; a neighbour that
  * brought the most is refused. Keys are free, so a per-neighbour cap alone would not hold
  * (docs/LIMITS.md, rule 2); origins must still be signed, so this bounds what one neighbour's
- * minted keys can push out. Sans-IO: the router asks and applies.
+ * minted keys can push out. Sans-IO: the router asks and applies. Per origin it costs two fields
+ * of the router's Origin (a 100,100-node simulation holds 100 routers' maps in one process).
  */
 import type { NodeId } from '../../identity/index.js';
-
-interface OriginAccount {
-  readonly by: NodeId;
-  bytes: number;
-  readonly frags: Map<number, number>;
-}
-
-interface NeighbourAccount {
-  bytes: number;
-  /** In the order they were brought (oldest first). */
-  readonly origins: Set<NodeId>;
-}
+import type { Origin } from './origins.js';
 
 /** Map bounds: origins (the router's own included), bytes of received records, bytes per origin. */
 export interface ShareLimits {
@@ -29,103 +19,91 @@ export interface ShareLimits {
 
 export class RecordShares {
   #bytes = 0;
-  readonly #origins = new Map<NodeId, OriginAccount>();
-  readonly #neighbours = new Map<NodeId, NeighbourAccount>();
-  /** The neighbour holding the most, kept while accounts only grow (a full map's refusals stay O(1)). */
+  /** Bytes charged to each neighbour that brought an origin still held. */
+  readonly #charged = new Map<NodeId, number>();
+  /** The neighbour charged the most, kept while charges only grow (a full map's refusals stay O(1)). */
   #max: NodeId | undefined;
   #maxValid = true;
 
-  constructor(private readonly limits: ShareLimits) {}
+  /** `origins`: the router's map, oldest first (insertion order), for the victims' scan. */
+  constructor(
+    private readonly limits: ShareLimits,
+    private readonly origins: ReadonlyMap<NodeId, Origin>,
+  ) {}
 
   /** Bytes of received records held. */
   get bytes(): number {
     return this.#bytes;
   }
 
-  /** The neighbour an origin is charged to, if it is held. */
-  broughtBy(origin: NodeId): NodeId | undefined {
-    return this.#origins.get(origin)?.by;
-  }
-
-  /** Whether fragment `frag` of `len` bytes keeps its origin within maxOriginBytes. */
-  fitsOrigin(origin: NodeId, frag: number, len: number): boolean {
-    const o = this.#origins.get(origin);
-    return (o?.bytes ?? 0) - (o?.frags.get(frag) ?? 0) + len <= this.limits.maxOriginBytes;
+  /** Whether a fragment of `len` bytes replacing one of `old` keeps its origin within maxOriginBytes. */
+  fitsOrigin(o: Origin | undefined, old: number, len: number): boolean {
+    return (o?.bytes ?? 0) - old + len <= this.limits.maxOriginBytes;
   }
 
   /**
-   * The origins to evict so that fragment `frag` of `origin` (`len` bytes, from `from`) fits, given
-   * `held` origins in the map now; [] when it fits; undefined when it is refused (the neighbour it
-   * is charged to brought the most). Changes nothing.
+   * The origins to evict so that a fragment of `origin` (`len` bytes replacing `old`, from `from`)
+   * fits; [] when it fits; undefined when it is refused (the neighbour it is charged to brought
+   * the most). Changes nothing.
    */
-  room(origin: NodeId, frag: number, len: number, from: NodeId, held: number): NodeId[] | undefined {
-    const o = this.#origins.get(origin);
+  room(origin: NodeId, o: Origin | undefined, old: number, len: number, from: NodeId): NodeId[] | undefined {
     const payer = o?.by ?? from;
-    let origins = held + (o === undefined ? 1 : 0);
-    let bytes = this.#bytes - (o?.frags.get(frag) ?? 0) + len;
-    const payerHolds = (this.#neighbours.get(payer)?.bytes ?? 0) - (o?.frags.get(frag) ?? 0) + len;
+    let count = this.origins.size + (o === undefined ? 1 : 0);
+    let bytes = this.#bytes - old + len;
     const victims: NodeId[] = [];
-    if (origins <= this.limits.maxRecords && bytes <= this.limits.maxTableBytes) return victims;
+    if (count <= this.limits.maxRecords && bytes <= this.limits.maxTableBytes) return victims;
     if (this.#heaviestId() === payer) return undefined;
-    // The heaviest other neighbour gives back its oldest origins while it holds more than the payer would.
+    const payerHolds = (this.#charged.get(payer) ?? 0) - old + len;
     const taken = new Map<NodeId, number>();
-    const picks = new Map<NodeId, Iterator<NodeId>>();
-    while (origins > this.limits.maxRecords || bytes > this.limits.maxTableBytes) {
-      const heaviest = this.#heaviest(payer, taken);
+    const scans = new Map<NodeId, Iterator<[NodeId, Origin]>>();
+    // The heaviest other neighbour gives back its oldest origins while it holds more than the payer would.
+    while (count > this.limits.maxRecords || bytes > this.limits.maxTableBytes) {
+      const heaviest = this.#heaviestOther(payer, taken);
       if (heaviest === undefined || heaviest.bytes <= payerHolds) return undefined;
-      let pick = picks.get(heaviest.id);
-      if (pick === undefined) picks.set(heaviest.id, (pick = heaviest.account.origins.values()));
-      let victim = pick.next();
-      if (!victim.done && victim.value === origin) victim = pick.next();
-      if (victim.done) return undefined;
-      const cost = this.#origins.get(victim.value)!.bytes;
-      taken.set(heaviest.id, (taken.get(heaviest.id) ?? 0) + cost);
-      victims.push(victim.value);
-      origins--;
-      bytes -= cost;
+      let scan = scans.get(heaviest.id);
+      if (scan === undefined) scans.set(heaviest.id, (scan = this.origins.entries()));
+      const victim = oldestOf(scan, heaviest.id, origin);
+      if (victim === undefined) return undefined;
+      taken.set(heaviest.id, (taken.get(heaviest.id) ?? 0) + victim[1].bytes);
+      victims.push(victim[0]);
+      count--;
+      bytes -= victim[1].bytes;
     }
     return victims;
   }
 
-  /** Fragment `frag` of `origin` is now `len` bytes (undefined: removed); a new origin is charged to `from`. */
-  set(origin: NodeId, frag: number, len: number | undefined, from: NodeId): void {
-    let o = this.#origins.get(origin);
-    if (o === undefined) {
-      if (len === undefined) return;
-      this.#origins.set(origin, (o = { by: from, bytes: 0, frags: new Map() }));
-      let n = this.#neighbours.get(from);
-      if (n === undefined) this.#neighbours.set(from, (n = { bytes: 0, origins: new Set() }));
-      n.origins.add(origin);
-    }
-    const n = this.#neighbours.get(o.by)!;
-    const delta = (len ?? 0) - (o.frags.get(frag) ?? 0);
-    if (len === undefined) o.frags.delete(frag);
-    else o.frags.set(frag, len);
+  /** A received fragment of `o` changed by `delta` bytes (after the change); a new origin is charged to `from`. */
+  changed(o: Origin, delta: number, from: NodeId): void {
+    const by = (o.by ??= from);
     o.bytes += delta;
-    n.bytes += delta;
     this.#bytes += delta;
-    this.#track(o.by, n, delta);
-    if (o.frags.size > 0) return;
-    this.#origins.delete(origin);
-    n.origins.delete(origin);
-    if (n.origins.size > 0) return;
-    this.#neighbours.delete(o.by);
-    if (this.#max === o.by) this.#maxValid = false;
+    const charged = (this.#charged.get(by) ?? 0) + delta;
+    if (o.frags.size === 0 && charged <= 0) {
+      this.#charged.delete(by);
+      if (this.#max === by) this.#maxValid = false;
+      return;
+    }
+    this.#charged.set(by, charged);
+    if (!this.#maxValid) return;
+    if (delta < 0 && this.#max === by) this.#maxValid = false;
+    else if (delta > 0 && (this.#max === undefined || charged > (this.#charged.get(this.#max) ?? -1))) this.#max = by;
   }
 
-  #track(id: NodeId, n: NeighbourAccount, delta: number): void {
-    if (!this.#maxValid) return;
-    if (delta < 0 && this.#max === id) this.#maxValid = false;
-    else if (delta > 0 && (this.#max === undefined || n.bytes > (this.#neighbours.get(this.#max)?.bytes ?? -1))) this.#max = id;
+  /** Forgets everything (a router that became a leaf keeps no map). */
+  clear(): void {
+    this.#bytes = 0;
+    this.#charged.clear();
+    this.#max = undefined;
+    this.#maxValid = true;
   }
 
   #heaviestId(): NodeId | undefined {
     if (!this.#maxValid) {
       this.#max = undefined;
       let most = -1;
-      for (const [id, account] of this.#neighbours) {
-        if (account.bytes > most) {
-          most = account.bytes;
+      for (const [id, bytes] of this.#charged) {
+        if (bytes > most) {
+          most = bytes;
           this.#max = id;
         }
       }
@@ -134,23 +112,22 @@ export class RecordShares {
     return this.#max;
   }
 
-  /** Forgets everything (a router that became a leaf keeps no map). */
-  clear(): void {
-    this.#bytes = 0;
-    this.#origins.clear();
-    this.#neighbours.clear();
-    this.#max = undefined;
-    this.#maxValid = true;
-  }
-
-  /** The neighbour other than `payer` holding the most, less what `taken` already takes from it. */
-  #heaviest(payer: NodeId, taken: ReadonlyMap<NodeId, number>): { id: NodeId; account: NeighbourAccount; bytes: number } | undefined {
-    let best: { id: NodeId; account: NeighbourAccount; bytes: number } | undefined;
-    for (const [id, account] of this.#neighbours) {
+  /** The neighbour other than `payer` charged the most, less what `taken` already takes from it. */
+  #heaviestOther(payer: NodeId, taken: ReadonlyMap<NodeId, number>): { id: NodeId; bytes: number } | undefined {
+    let best: { id: NodeId; bytes: number } | undefined;
+    for (const [id, charged] of this.#charged) {
       if (id === payer) continue;
-      const bytes = account.bytes - (taken.get(id) ?? 0);
-      if (best === undefined || bytes > best.bytes) best = { id, account, bytes };
+      const bytes = charged - (taken.get(id) ?? 0);
+      if (best === undefined || bytes > best.bytes) best = { id, bytes };
     }
     return best;
   }
+}
+
+/** The next origin in `scan` charged to `by`, other than `except`. */
+function oldestOf(scan: Iterator<[NodeId, Origin]>, by: NodeId, except: NodeId): [NodeId, Origin] | undefined {
+  for (let next = scan.next(); !next.done; next = scan.next()) {
+    if (next.value[1].by === by && next.value[0] !== except && next.value[1].bytes > 0) return next.value;
+  }
+  return undefined;
 }

@@ -231,7 +231,7 @@ export class Router {
     const cfg = routerSettings(options);
     this.#cfg = cfg;
     this.#queue = new FloodQueue(cfg.floodPacingMs, cfg.maxMessageBytes, this.#stats);
-    this.#shares = new RecordShares(cfg);
+    this.#shares = new RecordShares(cfg, this.#origins);
     // 'auto' starts as a leaf: most nodes join through one peer and carry no transit.
     this.#auto = cfg.role === 'auto';
     this.#role = cfg.role === 'router' ? 'router' : 'leaf';
@@ -857,10 +857,11 @@ export class Router {
 
   /** Replaces (or removes) a received fragment and marks what it can change. */
   #store(origin: NodeId, frag: number, stored: Stored | undefined, from: NodeId = origin): void {
-    this.#shares.set(origin, frag, stored?.rec.bytes.length, from);
     const o = this.#originOf(origin);
     const wasLeaf = o.leaf;
+    const before = o.frags.get(frag)?.rec.bytes.length ?? 0;
     const moved = o.put(frag, stored);
+    this.#shares.changed(o, (stored?.rec.bytes.length ?? 0) - before, from);
     if (o.frags.size === 0) this.#origins.delete(origin);
     else if (stored !== undefined) this.#expiry.push(stored.expiresAt, origin, frag);
     this.#markDirty(origin);
@@ -904,12 +905,13 @@ export class Router {
     const known = o?.frags.get(frag);
     const key = recordKey(origin, frag);
     if (known !== undefined && !this.#isNewer(from, msg, off, len, known, key)) return;
-    if (!this.#shares.fitsOrigin(origin, frag, len)) {
+    const old = known?.rec.bytes.length ?? 0;
+    if (!this.#shares.fitsOrigin(o, old, len)) {
       this.#stats.originFull++;
       return;
     }
     // Checked before the signature (cheap), applied after it (a forged record evicts nothing).
-    const victims = this.#shares.room(origin, frag, len, from, this.#origins.size);
+    const victims = this.#shares.room(origin, o, old, len, from);
     if (victims === undefined) return this.#drop('tableFull');
     if (remainingMs === 0) return this.#drop('expired');
     if (known !== undefined && this.#now < known.acceptedAt + this.#cfg.minArrivalMs) return this.#wait(from, key, msg.subarray(off, off + len), remainingMs, known.acceptedAt + this.#cfg.minArrivalMs);
