@@ -1,11 +1,11 @@
 /**
  * Fan-out wire format (docs/FANOUT.md): the origin's signed envelope, the leg a
  * node sends each next hop (envelope + that hop's share of the targets), and the frames that
- * come back up the tree (results, signed by the node that answered). Pure functions, no IO.
+ * come back up the tree (results, signed by the node that answered). Pure functions, no IO (the async signing and checking run on libuv's thread pool).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, sign, type KeyObject } from 'node:crypto';
 import { PnetError, type PnetErrorCode } from '../errors.js';
-import { verifySignature, type NodeId } from '../identity/index.js';
+import { verifySignature, verifySignatureAsync, type NodeId } from '../identity/index.js';
 import { isValidChannelName } from '../channel/index.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 
@@ -231,6 +231,31 @@ export const RESULT_HOPS_OFFSET = 4 + 1 + KEY_BYTES;
 /** A length-prefixed result frame. The hop count starts at 0 and each relaying node bumps it. */
 export function encodeResult(signer: Signer | undefined, requestId: Buffer, target: Uint8Array, status: number, body: Uint8Array): Buffer {
   const signed = status !== STATUS_HOP_ERROR;
+  const out = unsignedResult(target, status, body, signed);
+  if (signed) {
+    if (signer === undefined) throw new Error('a signed result needs a signer');
+    out.set(signer.sign(replySigned(requestId, target, status, body)), out.length - SIGNATURE_BYTES);
+  }
+  return out;
+}
+
+/**
+ * A target's signed result, signed on libuv's thread pool: in one process playing thousands of
+ * targets (tests, the bench) the signatures then leave the event loop's thread.
+ */
+export function encodeSignedResultAsync(key: KeyObject, requestId: Buffer, target: Uint8Array, status: number, body: Uint8Array): Promise<Buffer> {
+  const out = unsignedResult(target, status, body, true);
+  return new Promise((resolve, reject) => {
+    sign(null, replySigned(requestId, target, status, body), key, (error, signature) => {
+      if (error) return reject(error);
+      out.set(signature, out.length - SIGNATURE_BYTES);
+      resolve(out);
+    });
+  });
+}
+
+/** A result frame with room for its signature at the end when `signed`. */
+function unsignedResult(target: Uint8Array, status: number, body: Uint8Array, signed: boolean): Buffer {
   const length = RESULT_FIXED + body.length + (signed ? SIGNATURE_BYTES : 0);
   const out = Buffer.allocUnsafe(4 + length);
   let o = out.writeUInt32BE(length, 0);
@@ -241,10 +266,6 @@ export function encodeResult(signer: Signer | undefined, requestId: Buffer, targ
   o = out.writeUInt8(status, o);
   o = out.writeUInt32BE(body.length, o);
   out.set(body, o);
-  if (signed) {
-    if (signer === undefined) throw new Error('a signed result needs a signer');
-    out.set(signer.sign(replySigned(requestId, target, status, body)), o + body.length);
-  }
   return out;
 }
 
@@ -364,6 +385,12 @@ function parseUpFrame(frame: Buffer): UpFrame {
 }
 
 /** Whether a signed result really comes from its target, for this request. */
+/** verifyResult on libuv's thread pool. */
+export function verifyResultAsync(requestId: Buffer, result: ResultFrame): Promise<boolean> {
+  if (result.signature === undefined) return Promise.resolve(false);
+  return verifySignatureAsync(nodeIdAt(result.target, 0), replySigned(requestId, result.target, result.status, result.body), result.signature);
+}
+
 export function verifyResult(requestId: Buffer, result: ResultFrame): boolean {
   if (result.signature === undefined) return false;
   return verifySignature(nodeIdAt(result.target, 0), replySigned(requestId, result.target, result.status, result.body), result.signature);

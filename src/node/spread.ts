@@ -64,6 +64,8 @@ interface Outstanding {
   /** Hops that answered UNREACHABLE or HOP_LIMIT for it. */
   noRoute: number;
   leg: Leg | undefined;
+  /** A result's verdict is awaited (Sink.result gave a promise). */
+  checking?: boolean;
 }
 
 /** Moves a target to another leg (or none), keeping each leg's count of outstanding targets. */
@@ -74,8 +76,11 @@ function setLeg(entry: Outstanding, leg: Leg | undefined): void {
 }
 
 export interface Sink {
-  /** A result for an outstanding target; false: rejected (forged), keep waiting. */
-  result(frame: ResultFrame, fromLeg: boolean): boolean;
+  /**
+   * A result for an outstanding target; false: rejected (forged), keep waiting. A promise: the
+   * verdict comes later (a signature checked off the main thread); the target stays outstanding.
+   */
+  result(frame: ResultFrame, fromLeg: boolean): boolean | Promise<boolean>;
   expect?(targets: Buffer): void;
   /** Nothing outstanding any more. */
   idle(): void;
@@ -252,11 +257,35 @@ export class Spread {
   private onResult(frame: ResultFrame, leg: Leg | undefined): void {
     const key = frame.target.toString('latin1');
     const entry = this.outstanding.get(key);
-    if (this.ended || entry === undefined || entry.leg !== leg) return;
-    if (!this.sink.result(frame, leg !== undefined)) return;
+    if (this.ended || entry === undefined || entry.leg !== leg || entry.checking) return;
+    const verdict = this.sink.result(frame, leg !== undefined);
+    if (verdict === true) this.settled(key, entry);
+    else if (verdict !== false) this.checkLater(key, entry, leg, verdict);
+  }
+
+  private settled(key: string, entry: Outstanding): void {
     setLeg(entry, undefined);
     this.outstanding.delete(key);
     this.checkIdle();
+  }
+
+  /**
+   * The verdict on a result comes later: the target leaves its leg meanwhile (the leg's normal
+   * end does not retry it); a forgery puts it back on the leg, or retries it if the leg is gone.
+   */
+  private checkLater(key: string, entry: Outstanding, leg: Leg | undefined, verdict: Promise<boolean>): void {
+    entry.checking = true;
+    setLeg(entry, undefined);
+    const decided = (ok: boolean): void => {
+      entry.checking = false;
+      if (this.ended || this.outstanding.get(key) !== entry) return;
+      if (ok) return this.settled(key, entry);
+      if (leg !== undefined && !leg.failed) return setLeg(entry, leg);
+      if (this.canRetry(entry)) this.scheduleRetry([key]);
+      else this.fail(key, 'UNREACHABLE', `the way through ${leg?.hop ?? 'here'} gave no valid answer`);
+      this.checkIdle();
+    };
+    verdict.then(decided, () => decided(false));
   }
 
   private legFailed(leg: Leg, cause: Error | (() => Error)): void {
@@ -303,7 +332,7 @@ export class Spread {
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       // Only targets still outstanding and not on a leg: one answered or failed meanwhile is done.
-      const due = [...this.retry].filter((key) => this.outstanding.has(key) && this.outstanding.get(key)!.leg === undefined);
+      const due = [...this.retry].filter((key) => { const entry = this.outstanding.get(key); return entry !== undefined && entry.leg === undefined && !entry.checking; });
       this.retry.clear();
       this.service.stats.retried += due.length;
       this.distribute(due);
