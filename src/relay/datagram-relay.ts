@@ -269,15 +269,16 @@ export class DatagramRelay {
       if (this.host.link(action.to)?.sendDatagram(action.datagram) !== true) this.forwardsDropped++;
       this.onForward?.(Buffer.from(action.datagram.buffer, action.datagram.byteOffset, action.datagram.byteLength));
     } else if (action.kind === 'deliver') {
-      this.deliver(action.datagram);
+      this.deliver(action.datagram, from);
     } else if (action.reply !== undefined && action.replyTo !== undefined) {
       this.host.link(action.replyTo)?.sendDatagram(action.reply);
     }
   }
 
-  private deliver(datagram: Uint8Array): void {
-    const event = this.endpoint.receive(datagram, performance.now());
+  private deliver(datagram: Uint8Array, from: NodeId): void {
+    const event = this.endpoint.receive(datagram, performance.now(), from);
     if (event.kind === 'packet') {
+      for (const path of event.evicted?.paths ?? []) void (path.owner as QuicConnection | undefined)?.close({ graceful: false, reason: 'relayed handshake evicted for another neighbour' });
       const owner = event.path?.owner as QuicConnection | undefined;
       if (owner !== undefined) owner.receive(event.packet);
       else if (!this.closing && (event.packet[0]! & 0xf0) === 0xc0) this.accept(event.flow, event.packet);

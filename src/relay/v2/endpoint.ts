@@ -27,8 +27,15 @@ import {
 export interface EndpointOptions {
   /** Relayed flows (far nodes with a path) at once (default 1,024). */
   maxFlows?: number;
-  /** Flows opened by a far node whose QUIC handshake has not been confirmed yet (default 64). */
+  /**
+   * Flows opened by a far node whose QUIC handshake has not been confirmed yet (default 64). Their
+   * source key is not proven yet, so they are held per previous hop (the neighbour that delivered
+   * the Initial, which is authenticated): at the cap, the oldest pending flow of the hop holding
+   * the most is evicted for a hop holding fewer.
+   */
   maxPendingFlows?: number;
+  /** Pending flows one previous hop may hold (default 32, at most maxPendingFlows). */
+  maxPendingFlowsPerHop?: number;
   /** A flow with no datagram either way for this long is evicted (default 30 s; keep-alives keep a live one). */
   idleTimeoutMs?: number;
   /** An inbound flow not confirmed within this long is evicted (default 10 s). */
@@ -48,7 +55,7 @@ export interface EndpointHost<N> {
   sendTo(neighbour: N, datagram: Uint8Array): boolean;
 }
 
-export type EndpointDropReason = 'malformed' | 'unknownFlow' | 'flowLimit' | 'staleError';
+export type EndpointDropReason = 'malformed' | 'unknownFlow' | 'flowLimit' | 'staleError' | 'pendingHopLimit';
 
 /** What a datagram delivered to this node means for its flows. */
 export type EndpointEvent =
@@ -57,7 +64,15 @@ export type EndpointEvent =
    * connection id it carries), or, when `path` is undefined, for none yet (a QUIC host accepts a
    * connection if it is an Initial: `created` says a far node's first Initial made the flow).
    */
-  | { readonly kind: 'packet'; readonly flow: RelayFlow; readonly path: RelayPath | undefined; readonly packet: Buffer; readonly created: boolean }
+  | {
+      readonly kind: 'packet';
+      readonly flow: RelayFlow;
+      readonly path: RelayPath | undefined;
+      readonly packet: Buffer;
+      readonly created: boolean;
+      /** A pending flow of another previous hop evicted to make room for this one: close its paths' connections. */
+      readonly evicted?: RelayFlow;
+    }
   /** A hop reported that `flow`'s datagrams cannot get through (the quote matched a packet we sent). */
   | { readonly kind: 'error'; readonly flow: RelayFlow; readonly error: PnetError }
   | { readonly kind: 'drop'; readonly reason: EndpointDropReason };
@@ -73,6 +88,8 @@ export interface EndpointStats extends Record<EndpointDropReason, number> {
   sendFailed: number;
   errorsReported: number;
   evicted: number;
+  /** Pending flows evicted at maxPendingFlows for a previous hop holding fewer. */
+  pendingEvicted: number;
 }
 
 type Resolved = Required<EndpointOptions>;
@@ -80,9 +97,11 @@ type Resolved = Required<EndpointOptions>;
 function resolveOptions(options: EndpointOptions): Resolved {
   const where = 'relay endpoint option';
   const maxFlows = numberOption(where, 'maxFlows', options.maxFlows, 1024, { min: 1, integer: true });
+  const maxPendingFlows = numberOption(where, 'maxPendingFlows', options.maxPendingFlows, 64, { min: 1, max: maxFlows, integer: true });
   return {
     maxFlows,
-    maxPendingFlows: numberOption(where, 'maxPendingFlows', options.maxPendingFlows, 64, { min: 1, max: maxFlows, integer: true }),
+    maxPendingFlows,
+    maxPendingFlowsPerHop: numberOption(where, 'maxPendingFlowsPerHop', options.maxPendingFlowsPerHop, Math.min(32, maxPendingFlows), { min: 1, max: maxPendingFlows, integer: true }),
     idleTimeoutMs: numberOption(where, 'idleTimeoutMs', options.idleTimeoutMs, 30_000, { min: 0, above: true }),
     pendingTimeoutMs: numberOption(where, 'pendingTimeoutMs', options.pendingTimeoutMs, 10_000, { min: 0, above: true }),
     hopLimit: numberOption(where, 'hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, { min: 1, max: 255, integer: true }),
@@ -113,13 +132,18 @@ export class RelayEndpoint<N> {
     unknownFlow: 0,
     flowLimit: 0,
     staleError: 0,
+    pendingHopLimit: 0,
     errorsReported: 0,
     evicted: 0,
+    pendingEvicted: 0,
   };
   readonly options: Resolved;
   private readonly host: EndpointHost<N>;
   private readonly flows = new KeyTable<Flow>();
   private pendingCount = 0;
+  /** Pending flows by the previous hop that delivered their Initial, oldest first. */
+  private readonly pendingByHop = new Map<string, Set<Flow>>();
+  private readonly hopOf = new Map<Flow, string>();
   /** The datagram being sent: header fields rewritten per packet, our own key written once. */
   private readonly out = Buffer.alloc(MAX_RELAYED_BYTES);
   /** Where a machine writes its packet: right after the header in `out` (no copy). */
@@ -176,6 +200,7 @@ export class RelayEndpoint<N> {
     if (flow === undefined || !flow.pending || flow.closed) return;
     flow.pending = false;
     this.pendingCount--;
+    this.leaveHop(flow);
   }
 
   /** Forgets a flow (its connections are gone). */
@@ -184,6 +209,7 @@ export class RelayEndpoint<N> {
     if (flow === undefined || flow.closed) return;
     flow.closed = true;
     if (flow.pending) this.pendingCount--;
+    this.leaveHop(flow);
     if (this.flows.get(flow.key, 0) === flow) this.flows.delete(flow.key);
   }
 
@@ -259,25 +285,45 @@ export class RelayEndpoint<N> {
     return this.host.sendTo(next, out.subarray(0, total));
   }
 
-  /** A datagram the forwarder delivered here (destination = this node). */
-  receive(datagram: Uint8Array, now: number): EndpointEvent {
+  /** A datagram the forwarder delivered here (destination = this node), from the neighbour `prevHop`. */
+  receive(datagram: Uint8Array, now: number, prevHop = ''): EndpointEvent {
     this.stats.received++;
     this.stats.receivedBytes += datagram.length;
     if (headerProblem(datagram) !== undefined || !sameKey(datagram, DST_OFFSET, this.host.selfKey, 0)) return this.drop('malformed');
     if (datagram[0] !== KIND_DATA) return this.receiveError(datagram);
     let flow = this.flows.get(datagram, SRC_OFFSET);
     let created = false;
+    let evicted: Flow | undefined;
     if (flow === undefined) {
-      const refused = this.refuseNewFlow(datagram);
-      if (refused !== undefined) return this.drop(refused);
+      const refused = this.refuseNewFlow(datagram, prevHop);
+      if (typeof refused === 'string') return this.drop(refused);
+      evicted = refused;
       flow = new Flow(this.transmit, datagram.subarray(SRC_OFFSET, SRC_OFFSET + KEY_BYTES), true, now, this.options.innerDatagramSize);
       this.flows.set(flow.key, flow);
       this.pendingCount++;
+      this.joinHop(flow, prevHop);
       created = true;
     }
     flow.lastActivity = now;
     const packet = Buffer.from(datagram.buffer, datagram.byteOffset + HEADER_BYTES, datagram.byteLength - HEADER_BYTES);
-    return { kind: 'packet', flow, path: flow.pathFor(datagram, HEADER_BYTES, datagram.length), packet, created };
+    return { kind: 'packet', flow, path: flow.pathFor(datagram, HEADER_BYTES, datagram.length), packet, created, ...(evicted ? { evicted } : {}) };
+  }
+
+  private joinHop(flow: Flow, hop: string): void {
+    let set = this.pendingByHop.get(hop);
+    if (set === undefined) this.pendingByHop.set(hop, (set = new Set()));
+    set.add(flow);
+    this.hopOf.set(flow, hop);
+  }
+
+  private leaveHop(flow: Flow): void {
+    const hop = this.hopOf.get(flow);
+    if (hop === undefined) return;
+    this.hopOf.delete(flow);
+    const set = this.pendingByHop.get(hop);
+    if (set === undefined) return;
+    set.delete(flow);
+    if (set.size === 0) this.pendingByHop.delete(hop);
   }
 
   /**
@@ -311,14 +357,26 @@ export class RelayEndpoint<N> {
     return Math.max(1, Math.min(this.options.idleTimeoutMs, this.options.pendingTimeoutMs) / 4);
   }
 
-  /** Why a datagram from an unknown far node may not open a flow, or undefined if it may. */
-  private refuseNewFlow(datagram: Uint8Array): EndpointDropReason | undefined {
+  /**
+   * Why a datagram from an unknown far node may not open a flow; undefined if it may; a Flow if it
+   * may once that pending flow (of the previous hop holding the most) was evicted, which this did.
+   */
+  private refuseNewFlow(datagram: Uint8Array, hop: string): EndpointDropReason | Flow | undefined {
     // Only a QUIC v1 Initial (long header, type 0) of full size opens a flow: stray packets of a
     // forgotten connection must not make new ones.
     const first = datagram[HEADER_BYTES]!;
     if ((first & 0xf0) !== 0xc0 || datagram.length - HEADER_BYTES < MIN_INNER_DATAGRAM_SIZE) return 'unknownFlow';
-    if (this.flows.size >= this.options.maxFlows || this.pendingCount >= this.options.maxPendingFlows) return 'flowLimit';
-    return undefined;
+    if (this.flows.size >= this.options.maxFlows) return 'flowLimit';
+    const holds = this.pendingByHop.get(hop)?.size ?? 0;
+    if (this.pendingCount < this.options.maxPendingFlows) return holds >= this.options.maxPendingFlowsPerHop ? 'pendingHopLimit' : undefined;
+    if (holds >= this.options.maxPendingFlowsPerHop) return 'flowLimit';
+    let heaviest: Set<Flow> | undefined;
+    for (const [id, set] of this.pendingByHop) if (id !== hop && (heaviest === undefined || set.size > heaviest.size)) heaviest = set;
+    if (heaviest === undefined || heaviest.size <= holds + 1) return 'flowLimit';
+    const victim = heaviest.values().next().value as Flow;
+    this.close(victim);
+    this.stats.pendingEvicted++;
+    return victim;
   }
 
   private receiveError(datagram: Uint8Array): EndpointEvent {
