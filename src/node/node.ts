@@ -132,7 +132,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       authoriseTimeoutMs: settings.negotiationTimeoutMs,
       serve: (channel, handler, handleOptions) => this.streams.handle(channel, handler, handleOptions),
       open: (nodeId, channel, openOptions) => this.openStream(nodeId, channel, openOptions),
-    });
+    }, options.requests);
     this.fanouts = new FanoutService(
       {
         identity,
@@ -317,6 +317,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         fanout: () => fanouts.stats,
         routingGate: () => this.routingGate.stats,
         streamTurnWaits: () => this.streams.turnWaits,
+        requests: () => this.requests.limitStats(),
         bootstrap: () => this.keeper?.stats,
       },
       this.handshakes,

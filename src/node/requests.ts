@@ -9,6 +9,8 @@ import { numberOption } from '../options.js';
 import { isChannelRejectCode } from '../channel/index.js';
 import type { AuthoriseHook, AuthoriseVerdict, ChannelRequestInfo } from '../channel/index.js';
 import { readAll } from './read-all.js';
+import { DEFAULT_REQUEST_BYTES_IN_FLIGHT, DEFAULT_REQUEST_BYTES_PER_PEER, RequestBudget } from './request-budget.js';
+import type { RequestLimits, RequestLimitStats, RequestRead } from './request-budget.js';
 import type { HandleOptions, HandleRequestOptions, OpenStreamOptions, PnetStream, RequestHandler, RequestOptions, StreamHandler } from './types.js';
 
 const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
@@ -16,7 +18,7 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /** The longest delay a Node timer takes (larger ones fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Reset codes of a handleRequest stream (docs/PROTOCOL.md, "Request and response"). */
-const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2 } as const;
+const REQUEST_RESET_CODES = { ERR_REQUEST_TOO_LARGE: 1, ERR_HANDLER_FAILED: 2, OVERLOADED: 3 } as const;
 
 /** A registered request handler with its hook and limit. */
 export interface RequestTarget {
@@ -50,8 +52,22 @@ export interface RequestsHost {
 
 export class Requests {
   private readonly targets = new Map<string, RequestTarget>();
+  private readonly budget: RequestBudget;
 
-  constructor(private readonly host: RequestsHost) {}
+  constructor(
+    private readonly host: RequestsHost,
+    limits: RequestLimits = {},
+  ) {
+    const maxBytes = numberOption('requests option', 'maxBytesInFlight', limits.maxBytesInFlight, DEFAULT_REQUEST_BYTES_IN_FLIGHT);
+    const perPeer = numberOption('requests option', 'maxBytesInFlightPerPeer', limits.maxBytesInFlightPerPeer, Math.min(DEFAULT_REQUEST_BYTES_PER_PEER, maxBytes));
+    if (perPeer > maxBytes) throw new PnetError('ERR_BAD_OPTION', 'requests option maxBytesInFlightPerPeer is over maxBytesInFlight');
+    this.budget = new RequestBudget(maxBytes, perPeer);
+  }
+
+  /** What the request byte limits refused or cut. */
+  limitStats(): RequestLimitStats {
+    return { ...this.budget.stats };
+  }
 
   /** Serves `channel` as request/response; fan-outs to this node reach the same handler. */
   handle(channel: string, handler: RequestHandler, options: HandleRequestOptions = {}): void {
@@ -154,23 +170,37 @@ export class Requests {
     return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
-  /** A request on its own stream (authorised during negotiation): read it whole, run it, answer or reset with the code. */
+  /** A request on its own stream (authorised during negotiation): read it whole within its peer's byte budget, run it, answer or reset with the code. */
   private async serveStream(target: RequestTarget, stream: PnetStream, info: ChannelRequestInfo): Promise<void> {
-    let request: Buffer;
+    const read: RequestRead = { peer: info.remoteNodeId, bytes: 0, reading: true, cut: () => stream.reset(REQUEST_RESET_CODES.OVERLOADED) };
+    const charge = (chunk: Buffer): void => {
+      if (this.budget.charge(read, chunk.length)) return;
+      this.budget.done(read);
+      stream.reset(REQUEST_RESET_CODES.OVERLOADED);
+    };
+    stream.on('data', charge);
     try {
-      request = await readAll(stream, target.maxRequestBytes, 'ERR_REQUEST_TOO_LARGE', REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE);
-    } catch {
-      return; // too large (reset with its code), or the stream died
+      let request: Buffer;
+      try {
+        request = await readAll(stream, target.maxRequestBytes, 'ERR_REQUEST_TOO_LARGE', REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE);
+      } catch {
+        return; // too large (reset with its code), over the byte budget (reset OVERLOADED), or the stream died
+      } finally {
+        stream.off('data', charge);
+        read.reading = false;
+      }
+      let reply: Buffer;
+      try {
+        reply = await this.run(target, request, info, {});
+      } catch (error) {
+        const failure = error as PnetError;
+        stream.reset(failure.code === 'ERR_REQUEST_TOO_LARGE' ? REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE : REQUEST_RESET_CODES.ERR_HANDLER_FAILED);
+        throw failure; // reported as the node's 'error': a PnetError, what the handler threw as its cause
+      }
+      stream.end(reply);
+    } finally {
+      this.budget.done(read); // the request's bytes are the handler's until it answered
     }
-    let reply: Buffer;
-    try {
-      reply = await this.run(target, request, info, {});
-    } catch (error) {
-      const failure = error as PnetError;
-      stream.reset(failure.code === 'ERR_REQUEST_TOO_LARGE' ? REQUEST_RESET_CODES.ERR_REQUEST_TOO_LARGE : REQUEST_RESET_CODES.ERR_HANDLER_FAILED);
-      throw failure; // reported as the node's 'error': a PnetError, what the handler threw as its cause
-    }
-    stream.end(reply);
   }
 }
 
@@ -181,6 +211,7 @@ function requestFailure(error: unknown, channel: string, nodeId: NodeId): unknow
     return new PnetError('ERR_REQUEST_TOO_LARGE', `${nodeId} refused the request on ${channel}: over its size limit`, { cause: error });
   }
   if (error.resetCode === REQUEST_RESET_CODES.ERR_HANDLER_FAILED) return new PnetError('ERR_HANDLER_FAILED', `the ${channel} handler on ${nodeId} failed`, { cause: error });
+  if (error.resetCode === REQUEST_RESET_CODES.OVERLOADED) return new PnetError('OVERLOADED', `${nodeId} refused the request on ${channel}: its bytes of requests in flight are spent`, { cause: error });
   return error;
 }
 

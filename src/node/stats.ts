@@ -9,6 +9,7 @@ import type { RouterStats } from '../routing/index.js';
 import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { RoutingGateStats } from './routing-gate.js';
+import type { RequestLimitStats } from './request-budget.js';
 import type { BootstrapStats, DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
@@ -41,6 +42,8 @@ export interface StatsSources {
   routingGate?(): Readonly<RoutingGateStats>;
   /** Streams that waited for their peer's turn (turns.ts). */
   streamTurnWaits?(): number;
+  /** What the request byte budget refused or cut (requests.ts). */
+  requests?(): Readonly<RequestLimitStats>;
   /** Bootstrap redials (bootstrap.ts); absent: none kept. */
   bootstrap?(): Readonly<BootstrapStats> | undefined;
 }
@@ -95,6 +98,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
     limits: {
       ...limitTrips(negotiations, quic, relay, routing, fanout),
       ...datagramRelayTrips(datagramRelay),
+      ...requestTrips(sources.requests?.()),
       routingStreamsPeerLimit: sources.routingGate?.().refusedPeerLimit ?? 0,
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
       streamPeerTurn: sources.streamTurnWaits?.() ?? 0,
@@ -115,7 +119,15 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
 }
 
 type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn'>;
-type DatagramRelayTrips = Pick<LimitTrips, 'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted'>;
+type DatagramRelayTrips = Pick<
+  LimitTrips,
+  'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted' | 'datagramRelayPendingHopLimit' | 'datagramRelayPendingEvicted'
+>;
+type RequestTrips = Pick<LimitTrips, 'requestBytesPeerLimit' | 'requestBytesNodeLimit' | 'requestBytesEvicted'>;
+
+function requestTrips(stats: Readonly<RequestLimitStats> | undefined): RequestTrips {
+  return { requestBytesPeerLimit: stats?.bytesPeerLimit ?? 0, requestBytesNodeLimit: stats?.bytesNodeLimit ?? 0, requestBytesEvicted: stats?.bytesEvicted ?? 0 };
+}
 
 function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRelayTrips {
   return {
@@ -124,10 +136,12 @@ function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRela
     datagramRelayErrorBudget: stats?.forwarder.errorsSuppressed ?? 0,
     datagramRelayFlowLimit: stats?.endpoint.flowLimit ?? 0,
     datagramRelayEvicted: stats?.endpoint.evicted ?? 0,
+    datagramRelayPendingHopLimit: stats?.endpoint.pendingHopLimit ?? 0,
+    datagramRelayPendingEvicted: stats?.endpoint.pendingEvicted ?? 0,
   };
 }
 
-function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof RoutingGateTrips> {
+function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof RoutingGateTrips | keyof RequestTrips> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,
@@ -141,10 +155,14 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicRetryLimit: quic?.droppedDatagrams.retryLimited ?? 0,
     quicVersionNegotiationLimit: quic?.droppedDatagrams.versionNegotiationLimited ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
+    relayNodeLimit: relay.refusedNodeLimit,
+    relayEvicted: relay.evicted,
     relayLifetime: relay.cutLifetime,
     relayBytes: relay.cutBytes,
     routingTableFull: routing.dropped.tableFull,
     routingOversized: routing.dropped.oversized,
+    routingOriginFull: routing.originFull,
+    routingEvicted: routing.evicted,
     routingPublishRate: routing.publishRateLimited,
     routingArrivalRate: routing.arrivalRateLimited,
     fanoutLegsNodeLimit: f('legsRefusedNodeLimit'),

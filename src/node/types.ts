@@ -8,6 +8,7 @@ import type { Identity, NodeId } from '../identity/index.js';
 import type { H2TransportOptions, QuicDropStats, QuicTransportOptions, SocketAddress, TransportKind } from '../transport/index.js';
 import type { AuthoriseHook, ChannelRequestInfo, Metadata, NegotiationStats } from '../channel/index.js';
 import type { RouterOptions, RouterStats } from '../routing/index.js';
+import type { RequestLimits } from './request-budget.js';
 import type { DatagramRelayStats, RelayOptions, RelayStats } from '../relay/index.js';
 
 export interface NodeOptions {
@@ -58,6 +59,8 @@ export interface NodeOptions {
   relay?: RelayOptions;
   /** Limits of the fan-outs this node serves for others. */
   fanout?: FanoutLimits;
+  /** Bytes of handleRequest requests in flight: the node's budget and one peer's share (docs/LIMITS.md). */
+  requests?: RequestLimits;
 }
 
 /** A route to a node, as the router sees it. */
@@ -335,6 +338,10 @@ export interface LimitTrips {
   quicVersionNegotiationLimit: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
   relayPeerLimit: number;
+  /** Relay: a relay request refused at the node's maxStreams, no neighbour holding more than the opener would. */
+  relayNodeLimit: number;
+  /** Relay: a relayed stream cut at the node's maxStreams for a neighbour holding fewer (the heaviest's oldest). */
+  relayEvicted: number;
   /** Relay: a relayed stream cut at maxLifetimeMs. */
   relayLifetime: number;
   /** Relay: a relayed stream cut at maxBytes. */
@@ -343,6 +350,10 @@ export interface LimitTrips {
   routingTableFull: number;
   /** Routing: a message, record or link count over its bound. */
   routingOversized: number;
+  /** Routing: a record over its origin's maxOriginBytes. */
+  routingOriginFull: number;
+  /** Routing: an origin removed from a full map for a record a lighter neighbour brought. */
+  routingEvicted: number;
   /** Routing: own publications held back by the origination rate limit. */
   routingPublishRate: number;
   /** Routing: arriving record versions held back by the acceptance rate limit. */
@@ -381,6 +392,16 @@ export interface LimitTrips {
   datagramRelayFlowLimit: number;
   /** Relay v2: flows evicted at the endpoint. */
   datagramRelayEvicted: number;
+  /** Relay v2: a far node's first Initial dropped over its previous hop's share of pending flows. */
+  datagramRelayPendingHopLimit: number;
+  /** Relay v2: a pending flow evicted at maxPendingFlows for a previous hop holding fewer. */
+  datagramRelayPendingEvicted: number;
+  /** Requests: a handleRequest request reset OVERLOADED over its peer's share of request bytes in flight. */
+  requestBytesPeerLimit: number;
+  /** Requests: a request reset OVERLOADED at the node's budget, no heavier peer's request being read to cut. */
+  requestBytesNodeLimit: number;
+  /** Requests: a request of the peer holding the most bytes cut OVERLOADED for a lighter peer's. */
+  requestBytesEvicted: number;
 }
 
 /**

@@ -15,6 +15,12 @@ export interface RelayOptions {
   maxHops?: number;
   /** Relayed streams one neighbour may have through this node at once (default 256). */
   maxStreamsPerPeer?: number;
+  /**
+   * Relayed streams all neighbours together may have through this node at once (default 4,096).
+   * At the cap, the oldest stream of the neighbour holding the most is cut for a newcomer holding
+   * fewer; else the newcomer is refused RELAY_REFUSED.
+   */
+  maxStreams?: number;
   /** A relayed stream is cut after this long (default 1 hour). */
   maxLifetimeMs?: number;
   /** A relayed stream is cut after this many bytes, both directions together (default 16 GiB). */
@@ -62,6 +68,10 @@ export interface RelayStats {
   bytes: number;
   /** Requests refused: the upstream neighbour already had maxStreamsPerPeer through this node. */
   refusedPeerLimit: number;
+  /** Requests refused: maxStreams through this node and no neighbour holding more than the newcomer would. */
+  refusedNodeLimit: number;
+  /** Relayed streams cut at maxStreams for a neighbour holding fewer (the heaviest neighbour's oldest). */
+  evicted: number;
   /** Streams cut at maxLifetimeMs. */
   cutLifetime: number;
   /** Streams cut at maxBytes. */
@@ -70,7 +80,13 @@ export interface RelayStats {
 
 const WHERE = 'relay option';
 
-type Resolved = Required<Pick<RelayOptions, 'maxHops' | 'maxStreamsPerPeer' | 'maxLifetimeMs' | 'maxBytes'>> & Pick<RelayOptions, 'onForward'>;
+type Resolved = Required<Pick<RelayOptions, 'maxHops' | 'maxStreamsPerPeer' | 'maxStreams' | 'maxLifetimeMs' | 'maxBytes'>> & Pick<RelayOptions, 'onForward'>;
+
+/** One relayed stream's place in the limits, from its authorise hook to its close; `cut` ends it for eviction. */
+interface Slot {
+  readonly peer: NodeId;
+  cut(): void;
+}
 
 /**
  * Hop-by-hop relay. A hop asks its routing table for the next hop, opens the
@@ -81,16 +97,19 @@ type Resolved = Required<Pick<RelayOptions, 'maxHops' | 'maxStreamsPerPeer' | 'm
 export class RelayService {
   private readonly host: RelayHost;
   private readonly options: Resolved;
-  private readonly perPeer = new Map<NodeId, number>();
-  /** Next legs opened while authorising, waiting for their handler call. */
-  private readonly pending = new WeakMap<ChannelRequestInfo, Duplex>();
-  private readonly counters: RelayStats = { active: 0, flows: 0, bytes: 0, refusedPeerLimit: 0, cutLifetime: 0, cutBytes: 0 };
+  /** Each upstream neighbour's relayed streams, oldest first (pending ones included). */
+  private readonly perPeer = new Map<NodeId, Set<Slot>>();
+  private slots = 0;
+  /** Next legs opened while authorising, waiting for their handler call; null: evicted meanwhile. */
+  private readonly pending = new WeakMap<ChannelRequestInfo, { leg: Duplex; slot: Slot } | null>();
+  private readonly counters: RelayStats = { active: 0, flows: 0, bytes: 0, refusedPeerLimit: 0, refusedNodeLimit: 0, evicted: 0, cutLifetime: 0, cutBytes: 0 };
 
   constructor(host: RelayHost, options: RelayOptions = {}) {
     this.host = host;
     this.options = {
       maxHops: numberOption(WHERE, 'maxHops', options.maxHops, 16, { integer: true }),
       maxStreamsPerPeer: numberOption(WHERE, 'maxStreamsPerPeer', options.maxStreamsPerPeer, 256, { integer: true }),
+      maxStreams: numberOption(WHERE, 'maxStreams', options.maxStreams, 4096, { integer: true }),
       // A Node timer fires at once past 2^31 - 1 ms.
       maxLifetimeMs: numberOption(WHERE, 'maxLifetimeMs', options.maxLifetimeMs, 3_600_000, { above: true, max: 2 ** 31 - 1 }),
       maxBytes: numberOption(WHERE, 'maxBytes', options.maxBytes, 16 * 1024 ** 3),
@@ -120,36 +139,54 @@ export class RelayService {
     if (dst === this.host.identity.nodeId) return true; // we are the destination
     if (hopsLeft <= 1) throw new PnetError('HOP_LIMIT', `hop limit reached before ${dst}`);
     const upstream = info.remoteNodeId;
-    if ((this.perPeer.get(upstream) ?? 0) >= this.options.maxStreamsPerPeer) {
-      this.counters.refusedPeerLimit++;
-      throw new PnetError('RELAY_REFUSED', `too many relayed streams from ${upstream}`);
-    }
     const next = this.host.nextHop(dst);
     if (next === null) throw new PnetError('UNREACHABLE', `no route to ${dst}`);
     if (next === upstream || next === src) throw new PnetError('RELAY_REFUSED', `routing loop towards ${dst}`);
-    this.count(upstream, 1);
+    let cancelled = false;
+    const slot = this.take(upstream, () => {
+      cancelled = true;
+    });
     try {
       const leg = await this.host.openToNeighbour(next, RELAY_CHANNEL, { dst, src, hops: String(hopsLeft - 1) });
-      this.pending.set(info, leg);
-      // If the handler never runs (the upstream vanished in between), the next leg must not linger.
-      setTimeout(() => {
-        if (this.pending.get(info) === leg) {
-          this.pending.delete(info);
-          leg.destroy();
-          this.count(upstream, -1);
-        }
-      }, 10_000).unref();
+      if (cancelled) {
+        leg.destroy();
+        throw new PnetError('RELAY_REFUSED', 'relayed stream evicted for another neighbour while its next leg opened');
+      }
+      this.hold(info, leg, slot);
       return true;
     } catch (error) {
-      this.count(upstream, -1);
+      this.release(slot);
       throw error;
     }
   };
 
+  /** Keeps the next leg for the handler call; if the handler never runs (the upstream vanished in between), the leg must not linger. */
+  private hold(info: ChannelRequestInfo, leg: Duplex, slot: Slot): void {
+    const held = { leg, slot };
+    this.pending.set(info, held);
+    slot.cut = () => {
+      this.pending.set(info, null);
+      leg.destroy();
+      this.release(slot);
+    };
+    setTimeout(() => {
+      if (this.pending.get(info) === held) {
+        this.pending.delete(info);
+        leg.destroy();
+        this.release(slot);
+      }
+    }, 10_000).unref();
+  }
+
   /** Handler of the relay channel: end of the line (TLS server), or splice with the next leg. */
   readonly handle = (stream: Duplex, info: ChannelRequestInfo): void => {
-    const leg = this.pending.get(info);
-    if (leg === undefined) {
+    const held = this.pending.get(info);
+    if (held === null) {
+      this.pending.delete(info);
+      stream.destroy(new PnetError('RELAY_REFUSED', 'relayed stream evicted for another neighbour'));
+      return;
+    }
+    if (held === undefined) {
       tunnelServer(stream, this.host.identity, 10_000).then(
         ({ socket, origin }) => this.host.acceptTunnelled(socket, origin),
         () => undefined, // a failed tunnel handshake concerns only that stream
@@ -157,7 +194,7 @@ export class RelayService {
       return;
     }
     this.pending.delete(info);
-    this.splice(stream, leg, info.remoteNodeId);
+    this.splice(stream, held.leg, held.slot);
   };
 
   /** A snapshot of the relay's counters. */
@@ -165,7 +202,7 @@ export class RelayService {
     return { ...this.counters };
   }
 
-  private splice(upstream: Duplex, downstream: Duplex, peer: NodeId): void {
+  private splice(upstream: Duplex, downstream: Duplex, slot: Slot): void {
     const { maxBytes, maxLifetimeMs, onForward } = this.options;
     const counters = this.counters;
     let bytes = 0;
@@ -177,13 +214,14 @@ export class RelayService {
       done = true;
       counters.active--;
       clearTimeout(lifetime);
-      this.count(peer, -1);
+      this.release(slot);
     };
     const cut = (reason: PnetError): void => {
       upstream.destroy(reason);
       downstream.destroy(reason);
       finish();
     };
+    slot.cut = () => cut(new PnetError('RELAY_REFUSED', 'relayed stream evicted for another neighbour'));
     const lifetime = setTimeout(() => {
       if (!done) counters.cutLifetime++;
       cut(new PnetError('RELAY_REFUSED', 'relayed stream outlived its lifetime'));
@@ -207,9 +245,46 @@ export class RelayService {
     downstream.on('close', finish);
   }
 
-  private count(peer: NodeId, delta: number): void {
-    const n = (this.perPeer.get(peer) ?? 0) + delta;
-    if (n <= 0) this.perPeer.delete(peer);
-    else this.perPeer.set(peer, n);
+  /**
+   * A slot for one more relayed stream from `peer`, or RELAY_REFUSED (counted): over its share, or
+   * at the node cap with no neighbour holding more than `peer` would (else that one's oldest is cut).
+   */
+  private take(peer: NodeId, cut: () => void): Slot {
+    const own = this.perPeer.get(peer);
+    if ((own?.size ?? 0) >= this.options.maxStreamsPerPeer) {
+      this.counters.refusedPeerLimit++;
+      throw new PnetError('RELAY_REFUSED', `too many relayed streams from ${peer}`);
+    }
+    if (this.slots >= this.options.maxStreams) {
+      const victim = this.heaviestOther(peer, (own?.size ?? 0) + 1);
+      if (victim === undefined) {
+        this.counters.refusedNodeLimit++;
+        throw new PnetError('RELAY_REFUSED', `this node relays ${this.slots} streams, its limit`);
+      }
+      this.counters.evicted++;
+      victim.cut();
+      this.release(victim); // cut() released it already where it could; a second release is a no-op
+    }
+    const slot: Slot = { peer, cut };
+    let set = own;
+    if (set === undefined) this.perPeer.set(peer, (set = new Set()));
+    set.add(slot);
+    this.slots++;
+    return slot;
+  }
+
+  private release(slot: Slot): void {
+    const set = this.perPeer.get(slot.peer);
+    if (set === undefined || !set.delete(slot)) return;
+    this.slots--;
+    if (set.size === 0) this.perPeer.delete(slot.peer);
+  }
+
+  /** The oldest slot of the neighbour holding the most, if it holds more than `holds`. */
+  private heaviestOther(peer: NodeId, holds: number): Slot | undefined {
+    let heaviest: Set<Slot> | undefined;
+    for (const [id, set] of this.perPeer) if (id !== peer && (heaviest === undefined || set.size > heaviest.size)) heaviest = set;
+    if (heaviest === undefined || heaviest.size <= holds) return undefined;
+    return heaviest.values().next().value;
   }
 }
