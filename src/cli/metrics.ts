@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { NEGOTIATION_OUTCOMES, PnetError, formatAddress, parseAddress } from '../index.js';
 import type { NodeStats } from '../index.js';
+import { spawnQueue } from './spawn-queue.js';
 
 /** Every series name starts with this. */
 export const METRICS_PREFIX = 'quicpeer_';
@@ -165,6 +166,7 @@ export function createNodeMetrics(stats: () => NodeStats): NodeMetrics {
   const snapshot = (): NodeStats => current ?? stats();
   for (const series of SERIES) register(registry, series, snapshot);
   registerProcess(registry);
+  registerExecQueue(registry);
   return {
     registry,
     async scrape(): Promise<string> {
@@ -232,6 +234,40 @@ function registerProcess(registry: Registry): void {
       this.set(Math.round(started));
     },
   });
+}
+
+/** The process's ops/exec spawn queue (spawn-queue.ts): shared by every node of the process, so not in node.stats(). */
+function registerExecQueue(registry: Registry): void {
+  const gauges: Array<[string, string, 'running' | 'queued']> = [
+    ['exec_running', 'ops/exec commands running now in this process.', 'running'],
+    ['exec_queued', 'ops/exec commands waiting for a turn in this process.', 'queued'],
+  ];
+  for (const [name, help, key] of gauges) {
+    new Gauge({
+      name: METRICS_PREFIX + name,
+      help,
+      registers: [registry],
+      collect(this: Gauge) {
+        this.set(spawnQueue.stats()[key]);
+      },
+    });
+  }
+  const counters: Array<[string, string, 'started' | 'waited' | 'refusedQueueFull']> = [
+    ['exec_started_total', 'ops/exec commands started.', 'started'],
+    ['exec_waited_total', 'ops/exec commands that waited for a turn in the spawn queue.', 'waited'],
+    ['exec_queue_full_total', 'ops/exec requests refused (OVERLOADED): the spawn queue was full.', 'refusedQueueFull'],
+  ];
+  for (const [name, help, key] of counters) {
+    new Counter({
+      name: METRICS_PREFIX + name,
+      help,
+      registers: [registry],
+      collect(this: Counter) {
+        this.reset();
+        this.inc(spawnQueue.stats()[key]);
+      },
+    });
+  }
 }
 
 /** True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback). */
