@@ -21,6 +21,7 @@
 //
 //   flock /tmp/bench.lock node bench/hub-real.mjs [--leaves=2000] [--procs=4] [--rest=30] [--out=bench/results/hub-real]
 //   --quick: 200 leaves in 2 processes, 10 s at rest (a smoke run)
+//   --restart-only: the join, then the hub kill and restart alone, printed as JSON (no result files)
 //   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
@@ -32,6 +33,10 @@ import { cpus, tmpdir } from 'node:os';
 
 const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const QUICK = process.argv.includes('--quick');
+/** --restart-only: join, then the hub restart alone, printed (investigating; writes no results). */
+const RESTART_ONLY = process.argv.includes('--restart-only');
+/** --cli-probe: the join, then the CLI's exec against its parts (investigating; writes no results). */
+const CLI_PROBE = process.argv.includes('--cli-probe');
 const CHILD = arg('child', '');
 /** 'auto': every node decides its role itself; otherwise the hub is a router and the leaves are leaves. */
 const AUTO = arg('role', '') === 'auto';
@@ -87,13 +92,21 @@ async function hubChild() {
     bytes: { ...bytes },
     stats: router.stats(),
     fragments: router.record(hub.id)?.fragments ?? 0,
+    quic: quicOf(hub.stats()),
   }));
   process.send({ type: 'ready', id: hub.id, address: hub.address });
+}
+
+/** The hub's QUIC admission figures: handshakes completed inbound, in progress, and Initials turned away. */
+function quicOf(stats) {
+  const d = stats.datagramsDropped ?? {};
+  return { inbound: stats.handshakes.completed.quic.inbound, pending: stats.handshakes.pending, refused: d.refused ?? 0, admissionLimited: d.admissionLimited ?? 0, retried: d.retried ?? 0, retryLimited: d.retryLimited ?? 0, invalidToken: d.invalidToken ?? 0, unknownConnection: d.unknownConnection ?? 0 };
 }
 
 async function leavesChild() {
   const { createNode } = await import('../dist/index.js');
   const { nodeServices } = await import('../dist/node/node.js');
+  const { spawnQueue } = await import('../dist/cli/spawn-queue.js');
   const count = Number(arg('count', 500));
   const hubAddress = arg('hub', '');
   const hubId = arg('hubId', '');
@@ -102,6 +115,8 @@ async function leavesChild() {
   let lastStartAt = 0;
   /** Why leaves lost the hub: peer:down error codes. */
   const drops = {};
+  /** Why redials failed: bootstrap event error codes. */
+  const redialErrors = {};
   const sum = (key) => nodes.reduce((n, node) => n + node.stats().bootstrap[key], 0);
   // Bench only: ops/exec answered without spawning (what the host's spawn costs is measured apart).
   // Bench only: ops/exec answered without spawning while `stubbed` (what the hosts' spawns cost is measured apart, last).
@@ -130,10 +145,12 @@ async function leavesChild() {
     firstDialAt,
     lastStartAt,
     drops,
+    redialErrors,
     failedAtStart: nodes.filter((n) => !n.bootstrapResults[0]?.ok).length,
     redials: sum('redials'),
     redialFailures: sum('redialFailures'),
     reconnected: sum('reconnected'),
+    spawn: spawnQueue.stats(),
     cpu: process.cpuUsage(),
     rss: process.memoryUsage().rss,
   }), { 'stub-exec': stubExec });
@@ -149,6 +166,7 @@ async function leavesChild() {
       const node = await createNode({ listen: '127.0.0.1:0', bootstrap: [hubAddress], routing: { role: AUTO ? 'auto' : 'leaf' } });
       node.handleRequest('whoami', () => node.id);
       node.on('peer:down', ({ nodeId, error }) => nodeId === hubId && (drops[error?.code ?? 'none'] = (drops[error?.code ?? 'none'] ?? 0) + 1));
+      node.on('bootstrap', (event) => !event.ok && (redialErrors[event.error?.code ?? 'none'] = (redialErrors[event.error?.code ?? 'none'] ?? 0) + 1));
       await serveOpsFor(node);
       nodes.push(node);
       lastStartAt = Date.now();
@@ -157,7 +175,9 @@ async function leavesChild() {
 }
 
 function child(role, args) {
-  const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // HUB_CPU_PROF=DIR: the hub runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
+  const execArgv = role === 'hub' && process.env.HUB_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HUB_CPU_PROF}`] : [];
+  const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   let seq = 0;
   const waiting = new Map();
   let ready;
@@ -186,6 +206,8 @@ async function converge(hub, groups, leaves, since, limitMs) {
   let convergedAt;
   let fewestJoined = Infinity;
   let lastLog = since;
+  /** Every 2 s: seconds since `since`, leaves attached, the hub's neighbours and its handshakes in progress. */
+  const timeline = [];
   for (;;) {
     await sleep(250);
     hubState = await hub.poll();
@@ -198,17 +220,21 @@ async function converge(hub, groups, leaves, since, limitMs) {
       break;
     }
     if (Date.now() - since > limitMs) break;
-    if (Date.now() - lastLog >= 2000 && (lastLog = Date.now())) console.error(`t+${Date.now() - since} ms: joined ${joined}, hub neighbours ${hubState.neighbours}, routes ${hubState.routes}, defaulted ${defaulted}`);
+    if (Date.now() - lastLog >= 2000 && (lastLog = Date.now())) {
+      timeline.push([Math.round((Date.now() - since) / 100) / 10, joined, hubState.neighbours, hubState.quic.pending]);
+      console.error(`t+${Date.now() - since} ms: joined ${joined}, hub neighbours ${hubState.neighbours}, routes ${hubState.routes}, defaulted ${defaulted}, hub quic ${JSON.stringify(hubState.quic)}`);
+    }
   }
-  return { convergedAt, hubState, leafStates, fewestJoined };
+  return { convergedAt, hubState, leafStates, fewestJoined, timeline };
 }
 
 const total = (states, key) => states.reduce((n, s) => n + s[key], 0);
-const mergeDrops = (states) => {
+const mergeDrops = (states, key = 'drops') => {
   const out = {};
-  for (const state of states) for (const [code, n] of Object.entries(state.drops)) out[code] = (out[code] ?? 0) + n;
+  for (const state of states) for (const [code, n] of Object.entries(state[key])) out[code] = (out[code] ?? 0) + n;
   return out;
 };
+const minus = (a, b) => Object.fromEntries(Object.entries(a).map(([code, n]) => [code, n - (b[code] ?? 0)]).filter(([, n]) => n !== 0));
 
 /** The CLI's connect (its own OperatorSession.connect, a fresh node each time, as each CLI run makes). */
 async function cliConnect(address, hubId, keyFile) {
@@ -274,6 +300,41 @@ async function atRest(hub, groups, restS) {
   };
 }
 
+/** The CLI's exec three ways: the CLI process, and in this process its session's fan-out of the id list and of 'all' through the hub. */
+async function cliProbe(hub, address, hubId, keyFile, leaves) {
+  const out = { cli: [await cliExec(address, hubId, keyFile), await cliExec(address, hubId, keyFile)], ...(await sessionFanouts(address, hubId, keyFile)) };
+  out.library = (await libraryOperator(hub, address, hubId, leaves)).fanouts;
+  console.error('probe', JSON.stringify(out));
+  return out;
+}
+
+/** In this process, the CLI's session (OperatorSession): the inventory call, then its exec fan-out through the hub of the id list (as the CLI sends) and of 'all'. */
+async function sessionFanouts(address, hubId, keyFile) {
+  const { OperatorSession } = await import('../dist/cli/client.js');
+  const out = {};
+  const session = await OperatorSession.connect({ node: address, nodeId: hubId, keyFile, connectTimeoutMs: 5000 });
+  const i0 = performance.now();
+  const inventory = await session.call('ops/inventory', { facts: false }, 10_000);
+  out.inventoryMs = performance.now() - i0;
+  const ids = inventory.hosts.map((h) => h.nodeId);
+  const request = JSON.stringify({ command: 'true' });
+  const time = async (targets) => {
+    const f0 = performance.now();
+    let ok = 0;
+    let last = 0;
+    for await (const r of session.node.fanout(targets, 'ops/exec', request, { via: hubId, deadlineMs: 30_000, maxReplyBytes: 16 * 1024 * 1024 })) {
+      if (r.ok) ok++;
+      last = r.ms;
+    }
+    return { ok, lastMs: Math.round(last), wallMs: Math.round(performance.now() - f0) };
+  };
+  out.list = [await time(ids), await time(ids)];
+  out.all = [await time('all'), await time('all')];
+  out.list.push(await time(ids));
+  await session.close();
+  return out;
+}
+
 /** The operator as a library node (a leaf: its fanout('all') goes through the hub), 3 runs. */
 async function libraryOperator(hub, address, hubId, leaves) {
   const { createNode } = await import('../dist/index.js');
@@ -327,6 +388,9 @@ async function restartHub(hub, hubArgs, address, groups, leaves) {
     redialFailures: total(after, 'redialFailures') - total(before, 'redialFailures'),
     reconnected: total(after, 'reconnected') - total(before, 'reconnected'),
     drops: mergeDrops(after),
+    redialErrors: minus(mergeDrops(after, 'redialErrors'), mergeDrops(before, 'redialErrors')),
+    hubQuic: r.hubState.quic,
+    timeline: r.timeline,
   };
   console.error('restart', JSON.stringify(restart));
   return { hub: next, restart };
@@ -365,12 +429,32 @@ async function main() {
     leafRoles: total(first.leafStates, 'leaves'),
   };
   console.error('join', JSON.stringify(join));
+  if (CLI_PROBE) {
+    // Investigation mode: where the CLI's exec spends its time over the library fan-out (no result files).
+    await sleep(10_000);
+    await Promise.all(groups.map((g) => g.ask('stub-exec', { on: true })));
+    console.log(JSON.stringify({ leaves, probe: await cliProbe(hub, address, hubId, operatorKey, leaves) }));
+    for (const g of [hub, ...groups]) g.send({ type: 'exit' });
+    await sleep(2000);
+    process.exit(0);
+  }
+  if (RESTART_ONLY) {
+    // Investigation mode: the restart alone, printed, no result files.
+    await sleep(5000);
+    const restarted = await restartHub(hub, hubArgs, address, groups, leaves);
+    const restart = restarted.restart;
+    console.log(JSON.stringify({ leaves, procs, join: { fromLastStartMs: join.fromLastStartMs }, restart }));
+    for (const g of [restarted.hub, ...groups]) g.send({ type: 'exit' });
+    await sleep(3000);
+    process.exit(0);
+  }
   const rest = await atRest(hub, groups, restS);
   console.error('rest', JSON.stringify(rest));
   // The CLI first: the library operator below joins the map as a leaf, and a host that left stays in the hub's inventory.
   // Leaves answer ops/exec without spawning until the end: 500 spawns in one leaf process stall it past the hub's idle timeout.
   await Promise.all(groups.map((g) => g.ask('stub-exec', { on: true })));
   const cli = { connectMs: await cliConnect(address, hubId, operatorKey), stubbed: [await cliExec(address, hubId, operatorKey), await cliExec(address, hubId, operatorKey), await cliExec(address, hubId, operatorKey)] };
+  cli.session = await sessionFanouts(address, hubId, operatorKey);
   console.error('cli', JSON.stringify(cli));
   const operator = await libraryOperator(hub, address, hubId, leaves);
   console.error('fanout', JSON.stringify(operator));
@@ -384,6 +468,8 @@ async function main() {
   await Promise.all(groups.map((g) => g.ask('stub-exec', { on: false })));
   cli.exec = [await cliExec(address, hubId, operatorKey)];
   await sleep(3000);
+  const spawned = (await Promise.all(groups.map((g) => g.poll()))).map((x) => x.spawn);
+  cli.spawnQueue = `${spawned.reduce((n, x) => n + x.started, 0)} started, ${spawned.reduce((n, x) => n + x.waited, 0)} waited a turn, peak ${Math.max(...spawned.map((x) => x.peakQueued))} waiting in one process, ${spawned.reduce((n, x) => n + x.refusedQueueFull, 0)} refused`;
   cli.execDrops = Object.fromEntries(Object.entries(mergeDrops(await Promise.all(groups.map((g) => g.poll())))).map(([code, n]) => [code, n - (dropsBefore[code] ?? 0)]));
   console.error('cli spawn', JSON.stringify(cli.exec), JSON.stringify(cli.execDrops));
   for (const g of [hub, ...groups]) g.send({ type: 'exit' });
@@ -391,8 +477,9 @@ async function main() {
   const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, roles: AUTO ? 'auto' : 'router/leaf', leaves, procs, join, rest, operator, cli, restart: restarted.restart, cliAfter };
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(`${OUT}.json`, JSON.stringify(result, null, 2));
-  writeFileSync(`${OUT}.md`, markdown(result));
-  console.log(markdown(result));
+  const md = markdown(result);
+  writeFileSync(`${OUT}.md`, md);
+  console.log(md);
   process.exit(0);
 }
 
@@ -424,13 +511,16 @@ function markdown(r) {
     `| hub routing at rest, sent / received | ${kb(r.rest.hubRoutingSentBps)} / ${kb(r.rest.hubRoutingReceivedBps)} | ≤ 20 KB/s |`,
     `| leaf processes at rest (CPU % of a core each, RSS MiB each) | ${r.rest.leafProcessCpuPercent.map((x) => f(x)).join(', ')}; ${r.rest.leafProcessRssMiB.map((x) => f(x, 0)).join(', ')} | |`,
     `| CLI connects to the hub (OperatorSession.connect: key, node, handshake; 5 tries) | ${r.cli.connectMs.map((x) => f(x)).join(', ')} ms | ≤ 100 ms |`,
-    ...r.cli.stubbed.map((x, i) => `| CLI \`pnet exec --targets all -- true\`, the leaves answering ops/exec without spawning (bench only), run ${i + 1}${i === 0 ? ", the hub's inventory reading the facts of all first" : ''}: ok/targets, p50 / p99 / last answer, CLI process wall | ${execCell(x)} | all in ≤ 2 s |`),
+    ...r.cli.stubbed.map((x, i) => `| CLI \`pnet exec --targets all -- true\`, the leaves answering ops/exec without spawning (bench only), run ${i + 1}${i === 0 ? ' (the first: the inventory asked with { facts: false } reads no facts)' : ''}: ok/targets, p50 / p99 / last answer, CLI process wall | ${execCell(x)} | all in ≤ 2 s |`),
+    `| the CLI's session in the bench process: ops/inventory { facts: false } / its exec fan-out through the hub of the 2,001 ids (as the CLI sends them), 3 runs / of 'all', 2 runs: ok, last answer | ${f(r.cli.session.inventoryMs, 0)} ms / ${r.cli.session.list.map((x) => `${x.ok} in ${x.lastMs} ms`).join(', ')} / ${r.cli.session.all.map((x) => `${x.ok} in ${x.lastMs} ms`).join(', ')} | |`,
     `| library operator connects to the hub | ${f(r.operator.connectMs)} ms | ≤ 100 ms |`,
     `| library operator fanout('all') through the hub: answers ok/failed, last answer | ${r.operator.fanouts.map((x) => `${x.ok}/${x.failed} in ${f(x.lastMs, 0)} ms`).join('; ')} | all in ≤ 2 s |`,
     `| hub SIGKILLed, started again ${f(r.restart.downMs / 1000, 1)} s later (same key ${r.restart.sameId ? 'yes' : 'NO'}, same port ${r.restart.sameAddress ? 'yes' : 'NO'}): every leaf its neighbour again and the hub routing to all | ${r.restart.allBack ? `${f(r.restart.fromReturnMs / 1000, 2)} s after its return (${f(r.restart.fromKillMs / 1000, 2)} s after the kill)` : `NO (${r.restart.hubNeighbours} neighbours)`} | all back ≤ 30 s |`,
-    `| leaves' redials after the restart: dials / failed / connected | ${r.restart.redials} / ${r.restart.redialFailures} / ${r.restart.reconnected} | |`,
-    ...r.cliAfter.exec.map((x, i) => `| after the restart, CLI \`pnet exec --targets all\`, leaves not spawning (run ${i + 1}${i === 0 ? ": the new hub's inventory reads the facts of all first" : ''}) | ${execCell(x)} | all in ≤ 2 s |`),
-    ...r.cli.exec.map((x) => `| last, CLI \`pnet exec --targets all -- true\` with the real command: every leaf spawns \`true\` (${r.leaves / r.procs} per process); hub connections lost by the leaves meanwhile | ${execCell(x)}; lost: ${drops(r.cli.execDrops)} | all in ≤ 2 s |`),
+    `| leaves' redials after the restart: dials / failed / connected; why they failed | ${r.restart.redials} / ${r.restart.redialFailures} / ${r.restart.reconnected}; ${drops(r.restart.redialErrors)} | |`,
+    `| the restarted hub's handshakes: completed inbound / Initials turned away by the admission limit / retried / refused | ${r.restart.hubQuic?.inbound ?? 'n/a'} / ${r.restart.hubQuic?.admissionLimited ?? 'n/a'} / ${r.restart.hubQuic?.retried ?? 'n/a'} / ${r.restart.hubQuic?.refused ?? 'n/a'} | |`,
+    `| after the return, every 2 s: s, leaves attached, hub neighbours, hub handshakes in progress | ${(r.restart.timeline ?? []).map((x) => x.join('/')).join(', ')} | |`,
+    ...r.cliAfter.exec.map((x, i) => `| after the restart, CLI \`pnet exec --targets all\`, leaves not spawning (run ${i + 1}${i === 0 ? ", the new hub's first" : ''}) | ${execCell(x)} | all in ≤ 2 s |`),
+    ...r.cli.exec.map((x) => `| last, CLI \`pnet exec --targets all -- true\` with the real command: every leaf spawns \`true\` (${r.leaves / r.procs} per process, through the process's spawn queue: ${r.cli.spawnQueue ?? 'n/a'}); hub connections lost by the leaves meanwhile | ${execCell(x)}; lost: ${drops(r.cli.execDrops)} | all in ≤ 2 s |`),
     '',
     `Hub at rest: ${r.rest.hubNeighbours} neighbours, ${r.rest.hubRoutes} routes, ${r.rest.hubFragments} fragments of its own record; ${r.rest.hubRecordsAccepted} records accepted and ${r.rest.hubPublished} published during the rest window. Join: the hub moved ${r.join.hubRoutingBytes.sent} B of routing out and ${r.join.hubRoutingBytes.received} B in.`,
   ];
