@@ -11,6 +11,7 @@
 //   node --import tsx bench/soak.mjs --minutes=2     shorter
 //   node --import tsx bench/soak.mjs --quick         30 s of traffic, 16 nodes in 2 workers (test/soak.test.ts)
 //   options: --seconds=N --nodes=N --workers=N --sample-seconds=N --out=PATH (default bench/results/soak)
+//   SOAK_ATTACKS=heavyRequests,undecryptableInitials,... runs only those attacks (the attacker's count names)
 // Run the long one under the bench lock: flock /tmp/bench.lock node --import tsx bench/soak.mjs
 // Every loop is bounded by the run's end; nothing binds beyond 127.0.0.1.
 import { fork } from 'node:child_process';
@@ -407,27 +408,34 @@ async function attacker() {
         await sleep(2000);
       }
     })();
+    // SOAK_ATTACKS=name,name (the counts' names) runs only those: for finding which attack a cost follows.
+    const only = process.env.SOAK_ATTACKS?.split(',');
+    const chosen = (name, run) => (only === undefined || only.includes(name) ? run() : undefined);
     await Promise.all([
       redial,
       // 1. fan-out replay memory: fan-outs with an hour's deadline to a channel nobody serves.
-      paced(until, 50, 50, async () => {
-        count('fanoutReplay');
-        for await (const _ of node.fanout([pick(victims).id], 'nochannel', 'x', { deadlineMs: 3_600_000 })) void _;
-      }),
+      chosen('fanoutReplay', () =>
+        paced(until, 50, 50, async () => {
+          count('fanoutReplay');
+          for await (const _ of node.fanout([pick(victims).id], 'nochannel', 'x', { deadlineMs: 3_600_000 })) void _;
+        }),
+      ),
       // 2. pending negotiations: partial OPENs held (2 bytes of header, 1 byte of body).
-      holdStreams(until, null, 200, Buffer.from('a101001000', 'hex'), 'partialOpens'),
+      chosen('partialOpens', () => holdStreams(until, null, 200, Buffer.from('a101001000', 'hex'), 'partialOpens')),
       // 3. fan-out legs that never finish.
-      holdStreams(until, 'pnet/fanout', 64, Buffer.alloc(64, 1), 'heldLegs'),
+      chosen('heldLegs', () => holdStreams(until, 'pnet/fanout', 64, Buffer.alloc(64, 1), 'heldLegs')),
       // item 9: routing streams from a non-neighbour, never ended.
-      holdStreams(until, 'pnet/routing', 100, Buffer.alloc(2048, 0xb1), 'heldRoutingStreams'),
+      chosen('heldRoutingStreams', () => holdStreams(until, 'pnet/routing', 100, Buffer.alloc(2048, 0xb1), 'heldRoutingStreams')),
       // 4. undecryptable Initials (version 1) and 7. unknown versions (Version Negotiation), from one silent address (5. amplification).
-      datagrams(until, 300, () => initial(1), 'undecryptableInitials'),
-      datagrams(until, 100, () => initial(0x0a0a0a0a), 'unknownVersion'),
+      chosen('undecryptableInitials', () => datagrams(until, 300, () => initial(1), 'undecryptableInitials')),
+      chosen('unknownVersion', () => datagrams(until, 100, () => initial(0x0a0a0a0a), 'unknownVersion')),
       // 8. fairness: 64 requests in flight at the first victim.
-      paced(until, 2000, 64, async () => {
-        count('heavyRequests');
-        await node.request(victims[0].id, 'svc', 'x', { timeoutMs: 5000 });
-      }),
+      chosen('heavyRequests', () =>
+        paced(until, 2000, 64, async () => {
+          count('heavyRequests');
+          await node.request(victims[0].id, 'svc', 'x', { timeoutMs: 5000 });
+        }),
+      ),
     ]);
   }
 }
