@@ -59,7 +59,7 @@ const TRANSPORT_SERIES: readonly Series[] = [
 
 /** Forwarder counters that are not a drop reason (the rest of ForwarderStats is one counter per reason). */
 const FORWARDER_TOTALS = new Set(['received', 'receivedBytes', 'delivered', 'forwarded', 'forwardedBytes', 'errorsSent', 'errorsSuppressed']);
-const ENDPOINT_DROPS = ['malformed', 'unknownFlow', 'flowLimit', 'staleError'] as const;
+const ENDPOINT_DROPS = ['malformed', 'unknownFlow', 'flowLimit', 'staleError', 'pendingHopLimit'] as const;
 
 const DATAGRAM_RELAY_SERIES: readonly Series[] = [
   { name: 'datagram_relay_connections', type: 'gauge', help: 'Relay v2: end-to-end relayed connections up at this node.', read: (s) => s.datagramRelay?.connections ?? 0 },
@@ -132,6 +132,8 @@ const ROUTING_SERIES: readonly Series[] = [
   { name: 'routing_records_superseded_total', type: 'counter', help: 'Rate-limited arrivals replaced by a newer version while waiting.', read: (s) => s.routing.arrivalSuperseded },
   { name: 'routing_sequence_recovered_total', type: 'counter', help: 'Own record met with a higher sequence number and jumped above.', read: (s) => s.routing.sequenceRecovered },
   { name: 'routing_spf_runs_total', type: 'counter', help: 'Shortest-path computations.', read: (s) => s.routing.spfRuns },
+  { name: 'routing_records_origin_full_total', type: 'counter', help: "Records dropped because their origin's fragments would pass maxOriginBytes.", read: (s) => s.routing.originFull },
+  { name: 'routing_origins_evicted_total', type: 'counter', help: 'Origins removed from a full map for records a lighter neighbour brought.', read: (s) => s.routing.evicted },
 ];
 
 
