@@ -36,6 +36,7 @@ import {
   verifyResultAsync,
   verifyTicket,
   type Envelope,
+  type ResultFrame,
 } from './fanout-codec.js';
 import { LegAccounts, ReplayMemory, emptyLimitStats, type LegRead } from './fanout-limits.js';
 import { Spread } from './spread.js';
@@ -198,25 +199,15 @@ export class FanoutService {
       started + options.deadlineMs,
       options.hopLimit,
       {
-        result: (frame, fromLeg) => {
-          const nodeId = nodeIdAt(frame.target, 0);
-          const hops = fromLeg ? frame.hops : 0;
-          const accept = (): true => {
-            const ms = performance.now() - started;
+        result: (frame, fromLeg) =>
+          this.checked(envelope.requestId, frame, () => {
+            const [nodeId, ms, hops] = [nodeIdAt(frame.target, 0), performance.now() - started, fromLeg ? frame.hops : 0];
             if (frame.status === STATUS_OK) push({ nodeId, ms, hops, ok: true, data: Buffer.from(frame.body) });
             else push({ nodeId, ms, hops, ok: false, error: decodeErrorBody(frame.body) });
             inFlight--;
             if (next < total) queueMicrotask(release);
             return true;
-          };
-          const forged = (): false => {
-            this.stats.forged++;
-            return false;
-          };
-          if (frame.status === STATUS_HOP_ERROR) return accept();
-          // Signed answers are checked on the thread pool: thousands arrive at once, ~100 us each on this thread.
-          return verifyResultAsync(envelope.requestId, frame).then((ok) => (ok ? accept() : forged()));
-        },
+          }),
         expect: (targets) => void (inFlight += targets.length / KEY_BYTES),
         idle: () => {
           if (next < total) return;
@@ -246,6 +237,19 @@ export class FanoutService {
       spread.end();
       this.spreads.delete(spread);
     }
+  }
+
+  /**
+   * A result at the origin: a hop's (unsigned) report as it is, a target's answer once its
+   * signature is checked, on the thread pool (thousands arrive at once, ~100 us each here).
+   */
+  private checked(requestId: Buffer, frame: ResultFrame, accept: () => true): boolean | Promise<boolean> {
+    if (frame.status === STATUS_HOP_ERROR) return accept();
+    return verifyResultAsync(requestId, frame).then((ok) => {
+      if (ok) return accept();
+      this.stats.forged++;
+      return false;
+    });
   }
 
   // ---- hop ------------------------------------------------------------------
@@ -295,11 +299,23 @@ export class FanoutService {
         targets = this.host.allNodes();
         stream.write(encodeExpect(targets));
       }
+      // Result frames go up in one write per loop turn: a hub relays thousands in bursts, and each write costs a QUIC stream write.
+      let batch: Buffer[] = [];
+      const flush = (): void => {
+        if (batch.length === 0) return;
+        stream.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch));
+        batch = [];
+      };
+      const up = (frame: Buffer): true => {
+        if (batch.push(frame) === 1) setImmediate(flush);
+        return true;
+      };
       const done = (): void => {
+        flush();
         stream.end();
         release();
       };
-      spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, { result: (frame) => stream.write(frame.frame) || true, idle: done }, undefined, from);
+      spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, { result: (frame) => up(frame.frame), idle: done }, undefined, from);
       this.spreads.add(spread);
       spread.add(targets, leg.tickets.length > 0 ? leg.tickets : undefined);
       if (!spread.busy) done();
