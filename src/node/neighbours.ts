@@ -61,8 +61,6 @@ export interface NeighbourSettings {
 export class Neighbours {
   readonly router: Router;
   private routerTimer: NodeJS.Timeout | undefined;
-  /** The router deadline `routerTimer` is armed for. */
-  private routerDeadline: number | undefined;
   /** Counts RTT sampling rounds from a random start (nodes of one process do not all read in the same round). */
   private sampleRound = Math.floor(Math.random() * SELDOM_ROUNDS);
   /** RTT sampling rounds run, and reads taken in them (each calls into the QUIC binding). */
@@ -270,11 +268,8 @@ export class Neighbours {
     if (this.closed) return;
     if (this.router.role !== this.saidRole) this.roleChanged();
     const deadline = this.router.nextDeadline();
-    // The timer already armed for this deadline stays (no timer churn per sample or message).
-    if (this.routerTimer !== undefined && deadline === this.routerDeadline) return;
     if (this.routerTimer) clearTimeout(this.routerTimer);
     this.routerTimer = undefined;
-    this.routerDeadline = deadline;
     if (deadline !== undefined) {
       this.routerTimer = setTimeout(() => {
         this.routerTimer = undefined;

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import type { Identity, NodeId } from '../identity/index.js';
-import { KEY_BYTES, nodeIdAt } from '../routing/index.js';
+import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 import type { NextHopShare } from '../routing/index.js';
 import {
   FRAME_EXPECT,
@@ -98,6 +98,7 @@ export class Spread {
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly deadlineTimer: NodeJS.Timeout;
   private ended = false;
+  private ownKey: string | undefined;
 
   constructor(
     private readonly service: SpreadOwner,
@@ -139,6 +140,8 @@ export class Spread {
 
   private distribute(keys: readonly string[]): void {
     if (keys.length === 0) return;
+    // A leg for this node alone (what a leaf gets): no routing-table call.
+    if (keys.length === 1 && this.route === undefined && keys[0] === this.selfKey()) return this.deliverHere(keys[0]);
     const packed = Buffer.from(keys.join(''), 'latin1');
     const shares = this.route ? this.route(packed) : this.service.host.groupByNextHop(packed);
     const self = this.service.host.identity.nodeId;
@@ -160,6 +163,10 @@ export class Spread {
         this.sendLeg(share.hop, shareKeys, false);
       }
     }
+  }
+
+  private selfKey(): string {
+    return (this.ownKey ??= keyBytesOf(this.service.host.identity.nodeId).toString('latin1'));
   }
 
   private backToParent(key: string, parent: NodeId): void {
