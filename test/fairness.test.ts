@@ -15,6 +15,8 @@ import { createInterface } from 'node:readline';
 import { createNode } from '../src/index.js';
 import type { NodeId, PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
+import { MAX_BACKLOG_SPACING, PeerTurns } from '../src/node/turns.js';
+import { PassThrough } from 'node:stream';
 import { childEnv } from './fixtures/child-env.js';
 
 const WINDOW_MS = 1_000;
@@ -79,39 +81,53 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
 
-t.test('PeerTurns: while another peer is active, a waiting stream every second turn, in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
-  const { PassThrough } = await import('node:stream');
-  const { PeerTurns } = await import('../src/node/turns.js');
+t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after another peer\'s start (or 16 turns), in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
   const turns = new PeerTurns(1);
   const a = 'a' as NodeId;
   const b = 'b' as NodeId;
   const started: string[] = [];
   const nextTurn = (): Promise<unknown> => new Promise((resolve) => setImmediate(resolve));
-  t.equal(turns.acquire(b, new PassThrough()), true, 'another peer is active');
-  const streams = Array.from({ length: 4 }, () => new PassThrough());
-  const results = streams.map((stream, i) => {
-    const turn = turns.acquire(a, stream);
-    if (turn === true) started.push(`a${i}`);
-    else void turn.then((taken) => taken && started.push(`a${i}`));
+  const take = (queue: PeerTurns, peer: NodeId, name: string, stream = new PassThrough()): true | Promise<boolean> => {
+    const turn = queue.acquire(peer, stream);
+    if (turn === true) started.push(name);
+    else void turn.then((taken) => taken && started.push(name));
     return turn;
-  });
+  };
+  t.equal(take(turns, b, 'b0'), true, 'another peer is active');
+  const streams = Array.from({ length: 4 }, () => new PassThrough());
+  const results = streams.map((stream, i) => take(turns, a, `a${i}`, stream));
   t.equal(results[0], true, "a peer's first stream is taken up at once");
-  t.equal(turns.acquire(b, new PassThrough()) === true, false, "the other peer's second waits for its next turn too");
+  t.equal(take(turns, b, 'b1') === true, false, "the other peer's second waits for a later turn too");
   streams[2]!.destroy();
   await nextTurn();
-  t.same(started, ['a0'], 'another peer active: not in the next turn');
+  t.same(started, ['b0', 'a0'], 'not in the next turn');
   await nextTurn();
-  t.same(started, ['a0', 'a1'], 'but in the one after');
-  for (let i = 0; i < 4; i++) await nextTurn();
-  t.same(started, ['a0', 'a1', 'a3'], 'the closed one was skipped');
+  t.same(started, ['b0', 'a0', 'b1'], "two turns on, b's waiting one (a's started after b's last); a waits for another peer's start");
+  await nextTurn();
+  t.same(started, ['b0', 'a0', 'b1', 'a1'], 'a turn later, a: b started since its last');
+  await nextTurn();
+  t.equal(take(turns, b, 'b2'), true, "b's stream with none of its own waiting: at once");
+  await nextTurn();
+  t.same(started, ['b0', 'a0', 'b1', 'a1', 'b2', 'a3'], 'a next, after b\'s start; the closed one was skipped');
   t.equal(await results[2], false);
   t.equal(turns.waited, 4);
+
+  started.length = 0;
+  const slow = new PeerTurns(1);
+  take(slow, b, 'b0');
+  take(slow, a, 'a0');
+  take(slow, a, 'a1');
+  for (let i = 1; i < MAX_BACKLOG_SPACING; i++) await nextTurn();
+  t.same(started, ['b0', 'a0'], 'no other start: a waits...');
+  await nextTurn();
+  t.same(started, ['b0', 'a0', 'a1'], `...for at most ${MAX_BACKLOG_SPACING} turns`);
+
   const alone = new PeerTurns(1);
   t.ok(Array.from({ length: 5 }, () => alone.acquire(a, new PassThrough())).every((turn) => turn === true), 'a peer alone is not paced');
-  const oneEach = new PeerTurns(1, 1);
+  const oneEach = new PeerTurns(1, 1, 1);
   oneEach.acquire(b, new PassThrough());
   oneEach.acquire(a, new PassThrough());
   const second = oneEach.acquire(a, new PassThrough());
   await nextTurn();
-  t.equal(await Promise.race([second, nextTurn().then(() => 'waiting')]), true, 'spacing 1: one per peer per turn, as before');
+  t.equal(await Promise.race([second, nextTurn().then(() => 'waiting')]), true, 'spacing 1, max 1: one per peer per turn, as the first rule');
 });

@@ -6,56 +6,81 @@ import type { NodeId } from '../identity/index.js';
 
 /** New streams of one peer taken up per turn of the event loop (negotiated, then served), while another peer is active. */
 export const STREAMS_PER_TURN = 1;
-/** A peer counts as active for this many turns after its last new stream (a one-request peer comes back a round trip later). */
+/** Another peer counts as active for this many turns after its last stream taken up (a one-request peer comes back a round trip later). */
 const ACTIVE_TURNS = 64;
 /**
- * While another peer is active, a peer with streams waiting takes one up every this many turns.
- * A one-request peer needs two turns per request (its stream in, its answer out: measured), so a
- * busy peer then gets about one stream per request of the light one: equal shares of starts. A
- * turn with nothing to do is short, so beside idle peers a busy one loses little. Not the number
- * of active peers: a hub with 2,000 of them would take up one stream in 2,000 turns.
+ * While another peer is active, a peer's waiting streams are taken up at least this many turns
+ * apart. A one-request peer needs two turns per request (its stream in, its answer out: measured).
  */
 export const BACKLOG_SPACING = 2;
+/**
+ * ... and only once another peer had a stream taken up since its last (equal shares of starts,
+ * whatever number of turns the other peer's round trip spans: 9-19 with the peers in their own
+ * processes), or after this many turns without one: a busy peer beside a slow or idle one waits
+ * for at most this many turns, and a turn with nothing to do is short (work-conserving).
+ */
+export const MAX_BACKLOG_SPACING = 16;
+
+/** A peer with streams waiting for their turn. */
+interface Backlog {
+  readonly waiting: Array<() => void>;
+  /** The node's start count just after this peer's last start: the others' starts since are `starts - mark`. */
+  mark: number;
+  /** Turn of this peer's last start. */
+  lastStart: number;
+}
 
 /**
  * Turns per peer: each peer gets at most `perTurn` of its new streams taken up per turn of the
  * event loop (the first as they arrive, the rest in the check phase, after the loop's I/O); its
- * others wait unread, in arrival order, their bytes held back by its flow control. A turn's work
- * is then bounded per peer, so a stream from another peer, which arrives with the next I/O, waits
- * for at most a few of a busy peer's streams, not for all it has in flight. What a stream does
- * once taken up (a slow handler, a long transfer) runs side by side with the rest: only starts
- * are paced. A peer's waiting streams are taken up every BACKLOG_SPACING turns, so a busy
- * peer's work between two requests of a one-request peer (two turns each: its stream in, its
- * answer out) is about one of its streams; a stream with none of its peer's waiting is taken up
- * at once (the first of its peer this turn), so a one-request peer never waits.
+ * others wait unread, in arrival order, their bytes held back by its flow control. While another
+ * peer is active, a peer's waiting streams are taken up one at a time, at least `spacing` turns
+ * apart and only after another peer's stream was taken up (or `maxSpacing` turns passed), so a
+ * busy peer gets about one start per request of a one-request peer, however long that peer's
+ * round trip. A stream with none of its peer's waiting is taken up at once (the first of its peer
+ * this turn), so a one-request peer never waits. What a stream does once taken up (a slow
+ * handler, a long transfer) runs side by side with the rest: only starts are paced. A peer alone
+ * (no other peer's stream taken up in the last ACTIVE_TURNS turns) is not paced. A turn's work is
+ * O(peers with streams waiting), never O(peers).
  */
 export class PeerTurns {
+  /** Streams that waited for their turn (node.stats().limits.streamPeerTurn). */
   waited = 0;
-  private readonly peers = new Map<NodeId, { started: number; lastActive: number; lastStart: number; readonly waiting: Array<() => void> }>();
+  private readonly backlogs = new Map<NodeId, Backlog>();
+  /** Per peer with a stream taken up this turn: how many, and the start count after its last (cleared each turn: as large as the turn's work). */
+  private readonly startedNow = new Map<NodeId, { count: number; mark: number }>();
   private turnScheduled = false;
   private turnNumber = 0;
+  /** Streams taken up so far, all peers. */
+  private starts = 0;
+  /** The peer whose stream was taken up last, and the last other one (with their turns): who else is active, in O(1). */
+  private latest: NodeId | undefined;
+  private latestTurn = -Infinity;
+  private previousOther: NodeId | undefined;
+  private previousOtherTurn = -Infinity;
 
   constructor(
     private readonly perTurn: number,
     private readonly spacing = BACKLOG_SPACING,
+    private readonly maxSpacing = MAX_BACKLOG_SPACING,
   ) {}
 
   /** true once `peer`'s stream may be taken up (at once within its turn); false if it closed while waiting. */
   acquire(peer: NodeId, stream: Duplex): true | Promise<boolean> {
-    let share = this.peers.get(peer);
-    if (share === undefined) this.peers.set(peer, (share = { started: 0, lastActive: this.turnNumber, lastStart: -Infinity, waiting: [] }));
-    share.lastActive = this.turnNumber;
     this.scheduleTurn();
-    // Alone, a peer is not paced: turns share the node between peers, they do not slow one down.
-    const alone = this.peers.size === 1;
+    let backlog = this.backlogs.get(peer);
     // A stream with none of its peer's waiting is taken up at once (its first this turn): a peer with one request at a time never waits.
-    if ((alone || share.started < this.perTurn) && share.waiting.length === 0) {
-      share.started++;
-      share.lastStart = this.turnNumber;
+    if (backlog === undefined && (this.alone(peer) || this.startedThisTurn(peer) < this.perTurn)) {
+      this.noteStart(peer);
       return true;
     }
     this.waited++;
-    const waiting = share.waiting;
+    if (backlog === undefined) {
+      // It had one taken up this turn (else it would not wait): its turn counts from that one.
+      backlog = { waiting: [], mark: this.startedNow.get(peer)?.mark ?? this.starts, lastStart: this.turnNumber };
+      this.backlogs.set(peer, backlog);
+    }
+    const waiting = backlog.waiting;
     return new Promise<boolean>((resolve) => {
       const closed = (): void => {
         waiting.splice(waiting.indexOf(start), 1);
@@ -70,33 +95,60 @@ export class PeerTurns {
     });
   }
 
-  /** A waiting stream: within its peer's share of this turn, and `spacing` turns after its peer's last start. */
-  private mayStart(share: { started: number; lastStart: number }): boolean {
-    return share.started < this.perTurn && this.turnNumber - share.lastStart >= this.spacing;
+  /** No other peer had a stream taken up in the last ACTIVE_TURNS turns. */
+  private alone(peer: NodeId): boolean {
+    const otherTurn = this.latest !== peer ? this.latestTurn : this.previousOtherTurn;
+    return this.turnNumber - otherTurn > ACTIVE_TURNS;
+  }
+
+  private startedThisTurn(peer: NodeId): number {
+    return this.startedNow.get(peer)?.count ?? 0;
+  }
+
+  private noteStart(peer: NodeId): void {
+    const mark = ++this.starts;
+    const now = this.startedNow.get(peer);
+    if (now === undefined) this.startedNow.set(peer, { count: 1, mark });
+    else {
+      now.count++;
+      now.mark = mark;
+    }
+    if (this.latest !== peer) {
+      this.previousOther = this.latest;
+      this.previousOtherTurn = this.latestTurn;
+      this.latest = peer;
+    }
+    this.latestTurn = this.turnNumber;
+  }
+
+  /** A waiting stream, another peer active: within its peer's share of this turn, `spacing` turns on, after another peer's start (or `maxSpacing` turns on). */
+  private mayStart(peer: NodeId, backlog: Backlog): boolean {
+    if (this.startedThisTurn(peer) >= this.perTurn) return false;
+    const since = this.turnNumber - backlog.lastStart;
+    return since >= this.spacing && (this.starts > backlog.mark || since >= this.maxSpacing);
   }
 
   private scheduleTurn(): void {
     if (this.turnScheduled) return;
     this.turnScheduled = true;
-    setImmediate(() => this.turn());
+    setImmediate(this.turn);
   }
 
-  /** A new turn: every peer whose spacing allows takes up to `perTurn` of its waiting streams; idle peers are forgotten. */
-  private turn(): void {
+  /** A new turn: every peer with streams waiting takes up what its share allows; the turns go on while any wait. */
+  private readonly turn = (): void => {
     this.turnScheduled = false;
     this.turnNumber++;
-    const alone = this.peers.size === 1;
-    for (const [peer, share] of this.peers) {
-      share.started = 0;
-      while ((alone || this.mayStart(share)) && share.waiting.length > 0) {
-        share.started++;
-        share.lastStart = this.turnNumber;
-        share.waiting.shift()!();
+    this.startedNow.clear();
+    for (const [peer, backlog] of this.backlogs) {
+      const alone = this.alone(peer);
+      while (backlog.waiting.length > 0 && (alone || this.mayStart(peer, backlog))) {
+        this.noteStart(peer);
+        backlog.mark = this.starts;
+        backlog.lastStart = this.turnNumber;
+        backlog.waiting.shift()!();
       }
-      if (share.started > 0) share.lastActive = this.turnNumber;
-      if (this.turnNumber - share.lastActive > ACTIVE_TURNS) this.peers.delete(peer);
-      else this.scheduleTurn();
+      if (backlog.waiting.length === 0) this.backlogs.delete(peer);
     }
-  }
+    if (this.backlogs.size > 0) this.scheduleTurn();
+  };
 }
-
