@@ -1,12 +1,13 @@
 // Per-peer fairness (issue 15 item 8): one server node; a light peer with 1 request in flight,
 // first alone, then beside a heavy peer with 64 in flight. Each node is its own process (so the
 // peers' own work does not share the server's event loop). Prints the light peer's rate alone and
-// beside the heavy one, and the ratio; three times: with the per-peer turns off (as before issue
+// beside the heavy one, and the ratio; four times: with the per-peer turns off (as before issue
 // 15), a busy peer's waiting streams every second turn (spacing 2, max spacing 2: the rule before
-// the starts were counted), and the library's default (src/node/turns.ts: STREAMS_PER_TURN,
-// BACKLOG_SPACING, MAX_BACKLOG_SPACING), or --share=N / --spacing=N / --maxSpacing=N, or
-// --settings='[[share, spacing, maxSpacing], ...]' for other phases.
-//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--maxSpacing=N] [--settings=JSON] [--probe] [--json]
+// the starts were counted), equal starts (one other peer's start per waiting stream), and the
+// library's default (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING, MAX_BACKLOG_SPACING,
+// OTHERS_PER_BACKLOG_START), or --share=N / --spacing=N / --maxSpacing=N / --othersPerStart=N,
+// or --settings='[[share, spacing, maxSpacing, othersPerStart], ...]' for other phases.
+//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--maxSpacing=N] [--othersPerStart=N] [--settings=JSON] [--probe] [--json]
 // --probe: where the server's time goes while both run, per phase: per peer connection the
 // datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
 // light peer's residence in the server (its datagram in to the next transmit to it: mean and
@@ -31,6 +32,7 @@ async function child(role) {
   const defaultShare = shares.perTurn;
   const defaultSpacing = shares.spacing;
   const defaultMaxSpacing = shares.maxSpacing;
+  const defaultOthers = shares.othersPerStart;
   if (role === 'server') {
     node.handleRequest('svc', (request) => request);
     process.send({ type: 'ready', id: node.id, address: node.address });
@@ -43,11 +45,12 @@ async function child(role) {
       process.send({ type: 'dialed' });
     } else if (message.type === 'share') {
       // The bench's knob: the share is a constant of the library, set here on the live object.
-      const [share, spacing, maxSpacing = 'default'] = message.value;
+      const [share, spacing, maxSpacing = 'default', othersPerStart = 'default'] = message.value;
       shares.perTurn = share === 'off' ? Infinity : share === 'default' ? defaultShare : Number(share);
       shares.spacing = spacing === 'default' ? defaultSpacing : Number(spacing);
       shares.maxSpacing = maxSpacing === 'default' ? defaultMaxSpacing : Number(maxSpacing);
-      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing });
+      shares.othersPerStart = othersPerStart === 'default' ? defaultOthers : Number(othersPerStart);
+      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing, othersPerStart: shares.othersPerStart });
     } else if (message.type === 'probe-start') {
       probe ??= await installProbe(shares);
       probe.start(message.lightPort);
@@ -172,11 +175,11 @@ async function parent() {
     return result;
   };
   const phases = [];
-  const settings = args.settings ? JSON.parse(args.settings) : [['off', 0, 0], [1, 2, 2], [args.share ?? 'default', args.spacing ?? 'default', args.maxSpacing ?? 'default']];
+  const settings = args.settings ? JSON.parse(args.settings) : [['off', 0, 0, 0], [1, 2, 2, 0], [1, 2, 'default', 1], [args.share ?? 'default', args.spacing ?? 'default', args.maxSpacing ?? 'default', args.othersPerStart ?? 'default']];
   for (const setting of settings) {
     const shared = server.next('shared');
     server.child.send({ type: 'share', value: setting });
-    const { max, spacing, maxSpacing } = await shared;
+    const { max, spacing, maxSpacing, othersPerStart } = await shared;
     await run(light, 1); // warm-up: connections, JIT
     const alone = await run(light, 1);
     if (args.probe) server.child.send({ type: 'probe-start', lightPort: alone.port });
@@ -192,6 +195,7 @@ async function parent() {
       streamsPerTurn: max === null ? 'unlimited' : max,
       spacing,
       maxSpacing,
+      othersPerStart,
       lightAlonePerSecond: Math.round(alone.perSecond),
       lightBesideHeavyPerSecond: Math.round(beside.perSecond),
       heavyPerSecond: Math.round(heavyResult.perSecond),

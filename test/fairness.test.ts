@@ -1,21 +1,22 @@
 // Issue 15 item 8: per-peer fairness. A peer with 64 requests in flight used to cut a
 // one-request peer to 3-7% of the rate it had alone. The node now takes up each peer's new
-// streams a turn of the event loop at a time, a busy peer's every second turn while another is
-// active (src/node/turns.ts; the rest wait unread in flow control, before negotiation), so the light
-// peer keeps more of its rate. The heavy peer is its own process and is paused and resumed, so
-// "alone" and "beside" windows alternate and load from elsewhere on the machine falls on both.
-// Asserted, as medians over the rounds: the light peer's share of the replies the server gave
-// while both ran (the scheduler's own result: ~1/2 now, ~1/3 with one stream per peer per
-// turn, less with none; it does not depend on the machine's speed) and, with a margin
-// for a loaded machine, its rate beside the heavy peer over its rate alone (bench/fairness.mjs
-// gives the figures).
+// streams a turn of the event loop at a time, and while another peer is active a busy peer's
+// waiting streams only after two other peers' starts (src/node/turns.ts; the rest wait unread in
+// flow control, before negotiation), so the light peer keeps about half of its rate. The heavy
+// peer is its own process and is paused and resumed, so "alone" and "beside" windows alternate
+// and load from elsewhere on the machine falls on both. Asserted, as medians over the rounds: the
+// light peer's share of the replies the server gave while both ran (the scheduler's own result:
+// ~2/3 now, ~1/2 with equal starts, ~1/3 with one stream per peer per turn, less with none; it
+// does not depend on the machine's speed) and its rate beside the heavy peer over its rate alone,
+// with a margin for a loaded machine (medians 0.56-0.60 at load 6-10; bench/fairness.mjs gives
+// the 3-process figures).
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createNode } from '../src/index.js';
 import type { NodeId, PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
-import { MAX_BACKLOG_SPACING, PeerTurns } from '../src/node/turns.js';
+import { MAX_BACKLOG_SPACING, OTHERS_PER_BACKLOG_START, PeerTurns } from '../src/node/turns.js';
 import { PassThrough } from 'node:stream';
 import { childEnv } from './fixtures/child-env.js';
 
@@ -75,14 +76,16 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   const ratio = median(ratios);
   const share = median(shares);
   t.comment(`light alone/beside 64 in flight, per second (its share of the replies): ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%, share ${(share * 100).toFixed(0)}%`);
-  t.ok(share >= 0.4, `the light peer got ${(share * 100).toFixed(0)}% of the replies while both ran (median of ${ROUNDS})`);
-  t.ok(ratio >= 0.3, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
+  // Two other starts per waiting stream of a busy peer: 62-68% (equal starts: 48-51%, fails).
+  t.ok(share >= 0.55, `the light peer got ${(share * 100).toFixed(0)}% of the replies while both ran (median of ${ROUNDS})`);
+  // Medians 0.56-0.78 in 6 runs at load 6-10 (equal starts: 0.36-0.68); the goal is 0.5, the margin is for the machine.
+  t.ok(ratio >= 0.45, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
   t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
 
-t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after another peer\'s start (or 16 turns), in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
-  const turns = new PeerTurns(1);
+t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after two other starts (or 16 turns), in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
+  const turns = new PeerTurns(1, 2, MAX_BACKLOG_SPACING, 1); // one other start per waiting stream: the sequence is shorter
   const a = 'a' as NodeId;
   const b = 'b' as NodeId;
   const started: string[] = [];
@@ -113,6 +116,19 @@ t.test('PeerTurns: while another peer is active, a waiting stream at least two t
   t.equal(turns.waited, 4);
 
   started.length = 0;
+  const two = new PeerTurns(1);
+  take(two, b, 'b0');
+  take(two, a, 'a0');
+  take(two, a, 'a1');
+  await nextTurn();
+  take(two, b, 'b1');
+  await nextTurn();
+  t.same(started, ['b0', 'a0', 'b1'], `by default (${OTHERS_PER_BACKLOG_START}) one other start is not enough...`);
+  take(two, b, 'b2');
+  await nextTurn();
+  t.same(started, ['b0', 'a0', 'b1', 'b2', 'a1'], '...two are');
+
+  started.length = 0;
   const slow = new PeerTurns(1);
   take(slow, b, 'b0');
   take(slow, a, 'a0');
@@ -121,6 +137,11 @@ t.test('PeerTurns: while another peer is active, a waiting stream at least two t
   t.same(started, ['b0', 'a0'], 'no other start: a waits...');
   await nextTurn();
   t.same(started, ['b0', 'a0', 'a1'], `...for at most ${MAX_BACKLOG_SPACING} turns`);
+
+  const hub = new PeerTurns(1);
+  for (let i = 0; i < 2_000; i++) hub.acquire(`p${i}` as NodeId, new PassThrough());
+  for (let i = 0; i < 8; i++) hub.acquire(a, new PassThrough());
+  t.equal(hub.backloggedPeers, 1, "2,000 peers with one stream each: a turn visits only the busy peer's backlog");
 
   const alone = new PeerTurns(1);
   t.ok(Array.from({ length: 5 }, () => alone.acquire(a, new PassThrough())).every((turn) => turn === true), 'a peer alone is not paced');

@@ -20,6 +20,13 @@ export const BACKLOG_SPACING = 2;
  * for at most this many turns, and a turn with nothing to do is short (work-conserving).
  */
 export const MAX_BACKLOG_SPACING = 16;
+/**
+ * Starts of other peers a busy peer waits for between two of its own waiting streams. Two, not
+ * one (equal starts): a busy peer's request costs the server more than a one-request peer's (its
+ * waiting streams' intake and ACKs come on top), and with one the light peer kept 0.48 of its
+ * rate (test/fairness.test.ts, median) against 0.57 with two in the same run (docs/LIMITS.md).
+ */
+export const OTHERS_PER_BACKLOG_START = 2;
 
 /** A peer with streams waiting for their turn. */
 interface Backlog {
@@ -35,9 +42,9 @@ interface Backlog {
  * event loop (the first as they arrive, the rest in the check phase, after the loop's I/O); its
  * others wait unread, in arrival order, their bytes held back by its flow control. While another
  * peer is active, a peer's waiting streams are taken up one at a time, at least `spacing` turns
- * apart and only after another peer's stream was taken up (or `maxSpacing` turns passed), so a
- * busy peer gets about one start per request of a one-request peer, however long that peer's
- * round trip. A stream with none of its peer's waiting is taken up at once (the first of its peer
+ * apart and only after `othersPerStart` streams of other peers were taken up (or `maxSpacing`
+ * turns passed), so a busy peer gets about one start per two requests of a one-request peer,
+ * however long that peer's round trip. A stream with none of its peer's waiting is taken up at once (the first of its peer
  * this turn), so a one-request peer never waits. What a stream does once taken up (a slow
  * handler, a long transfer) runs side by side with the rest: only starts are paced. A peer alone
  * (no other peer's stream taken up in the last ACTIVE_TURNS turns) is not paced. A turn's work is
@@ -51,6 +58,11 @@ export class PeerTurns {
   private readonly startedNow = new Map<NodeId, { count: number; mark: number }>();
   private turnScheduled = false;
   private turnNumber = 0;
+  /** Peers with streams waiting for their turn (a turn's work is proportional to these). */
+  get backloggedPeers(): number {
+    return this.backlogs.size;
+  }
+
   /** Streams taken up so far, all peers. */
   private starts = 0;
   /** The peer whose stream was taken up last, and the last other one (with their turns): who else is active, in O(1). */
@@ -63,6 +75,7 @@ export class PeerTurns {
     private readonly perTurn: number,
     private readonly spacing = BACKLOG_SPACING,
     private readonly maxSpacing = MAX_BACKLOG_SPACING,
+    private readonly othersPerStart = OTHERS_PER_BACKLOG_START,
   ) {}
 
   /** true once `peer`'s stream may be taken up (at once within its turn); false if it closed while waiting. */
@@ -121,11 +134,11 @@ export class PeerTurns {
     this.latestTurn = this.turnNumber;
   }
 
-  /** A waiting stream, another peer active: within its peer's share of this turn, `spacing` turns on, after another peer's start (or `maxSpacing` turns on). */
+  /** A waiting stream, another peer active: within its peer's share of this turn, `spacing` turns on, after `othersPerStart` other peers' starts (or `maxSpacing` turns on). */
   private mayStart(peer: NodeId, backlog: Backlog): boolean {
     if (this.startedThisTurn(peer) >= this.perTurn) return false;
     const since = this.turnNumber - backlog.lastStart;
-    return since >= this.spacing && (this.starts > backlog.mark || since >= this.maxSpacing);
+    return since >= this.spacing && (this.starts - backlog.mark >= this.othersPerStart || since >= this.maxSpacing);
   }
 
   private scheduleTurn(): void {
