@@ -40,6 +40,7 @@ export type {
   PnetStream,
   RequestHandler,
   RequestOptions,
+  RequestLimits,
   StreamHandler,
   Topology,
   RouteInfo,

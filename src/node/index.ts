@@ -27,6 +27,7 @@ export type {
   HandshakeCounts,
   LimitTrips,
 } from './types.js';
+export type { RequestLimits } from './request-budget.js';
 import { PnetNode } from './node.js';
 import type { NodeOptions } from './types.js';
 
