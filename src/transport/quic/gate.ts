@@ -18,16 +18,6 @@ const KNOWN_HOSTS_MAX = 4096;
 const RETRIES_PER_SECOND = 1000;
 /** Version Negotiation replies per second (whole endpoint; each costs ~4× a dropped datagram). */
 const VERSION_NEGOTIATIONS_PER_SECOND = 100;
-/**
- * Handshakes from proven addresses (Retry token, or a host that completed one lately) start only
- * while those in progress are fewer than what this endpoint completed in this many seconds: the
- * admitted ones finish well inside the handshake timeout, the others resend their Initial. Without
- * it 2,000 leaves returning to a restarted hub all waited in one queue, most timed out after the
- * hub did their crypto, and redialed into the same queue.
- */
-const ADMIT_SECONDS = 2;
-/** The admission limit's floor (a first burst, an endpoint that completed nothing lately). */
-const ADMIT_FLOOR = 64;
 /** RFC 9000 §7.2: a client's first destination connection id is at least 8 bytes. */
 const MIN_INITIAL_DCID_LEN = 8;
 
@@ -55,8 +45,6 @@ export interface QuicDropStats {
   retryLimited: number;
   /** An Initial whose token is not a valid Retry token for its address (forged, expired, replayed elsewhere). */
   invalidToken: number;
-  /** An Initial from a proven address turned away while more handshakes are in progress than finish in 2 s (it resends). */
-  admissionLimited: number;
 }
 
 /** The `retry` option, checked. */
@@ -102,10 +90,7 @@ export class InitialGate {
     retried: 0,
     retryLimited: 0,
     invalidToken: 0,
-    admissionLimited: 0,
   };
-  /** Handshakes completed and unvalidated ones started, per second (the admission limit's inputs). */
-  private readonly recent = new SecondCounts();
   private readonly tokens = new RetryTokens();
   private readonly unvalidatedAccepts: TokenBucket;
   private readonly knownHostAccepts: TokenBucket;
@@ -154,18 +139,11 @@ export class InitialGate {
     if (header.token !== undefined && header.token.length > 0) {
       // Only our Retry tokens are valid (no NEW_TOKEN): anything else is dropped, without state.
       const odcid = this.tokens.verify(header.token, header.dcid, host, port, now);
-      if (odcid === undefined) {
-        dropped.invalidToken++;
-        return DROP;
-      }
-      return this.admit(now, load) ? { action: 'accept', header, odcid } : DROP;
+      if (odcid !== undefined) return { action: 'accept', header, odcid };
+      dropped.invalidToken++;
+      return DROP;
     }
-    const retry = this.wantsRetry(host, now, load);
-    if (retry === 'proven') return this.admit(now, load) ? { action: 'accept', header, odcid: null } : DROP;
-    if (!retry) {
-      this.recent.unvalidated(now);
-      return { action: 'accept', header, odcid: null };
-    }
+    if (!this.wantsRetry(host, now, load)) return { action: 'accept', header, odcid: null };
     if (!this.retries.take(now)) {
       dropped.retryLimited++;
       return DROP;
@@ -181,34 +159,21 @@ export class InitialGate {
 
   /** A handshake from `host` completed: its next connections skip the unvalidated budget for a while. */
   noteValidated(host: string, now: number): void {
-    this.recent.completed(now);
     const known = this.knownHosts;
     known.delete(host);
     known.set(host, now);
     if (known.size > KNOWN_HOSTS_MAX) known.delete(known.keys().next().value!);
   }
 
-  /**
-   * Whether a handshake from a proven address starts now: in progress fewer than completed in the
-   * last ADMIT_SECONDS (at least ADMIT_FLOOR), besides the unvalidated ones started in the last 5 s
-   * (those may be spoofed and never finish: they must not shut proven clients out).
-   */
-  private admit(now: number, load: GateLoad): boolean {
-    const limit = Math.max(ADMIT_FLOOR, this.recent.completedIn(now, ADMIT_SECONDS)) + this.recent.unvalidatedIn(now, 5);
-    if (load.pendingHandshakes < limit) return true;
-    this.dropped.admissionLimited++;
-    return false;
-  }
-
-  /** Whether an Initial without a token gets a Retry now (the `retry` option); 'proven': no, its host completed a handshake lately. */
-  private wantsRetry(host: string, now: number, load: GateLoad): boolean | 'proven' {
+  /** Whether an Initial without a token gets a Retry now (the `retry` option). */
+  private wantsRetry(host: string, now: number, load: GateLoad): boolean {
     const mode = this.options.retry;
     if (mode === 'never') return false;
     if (mode === 'always') return true;
     if (load.pendingHandshakes * 2 >= this.options.maxPendingHandshakes) return true;
     const validatedAt = this.knownHosts.get(host);
     // A host that proved its address lately reconnects without a Retry round trip, within its own budget.
-    if (validatedAt !== undefined && now - validatedAt < KNOWN_HOST_MS && this.knownHostAccepts.take(now)) return 'proven';
+    if (validatedAt !== undefined && now - validatedAt < KNOWN_HOST_MS && this.knownHostAccepts.take(now)) return false;
     return !this.unvalidatedAccepts.take(now);
   }
 
@@ -219,48 +184,5 @@ export class InitialGate {
     }
     this.dropped.versionNegotiation++;
     return { action: 'negotiate', header };
-  }
-}
-
-/** Events per whole second of the clock, the last few seconds kept. */
-class SecondCounts {
-  private static readonly KEPT = 8;
-  private readonly done = new Array<number>(SecondCounts.KEPT).fill(0);
-  private readonly started = new Array<number>(SecondCounts.KEPT).fill(0);
-  private second = 0;
-
-  completed(now: number): void {
-    this.done[this.roll(now)]!++;
-  }
-
-  unvalidated(now: number): void {
-    this.started[this.roll(now)]!++;
-  }
-
-  /** Completions in the last `seconds` whole seconds and this one so far. */
-  completedIn(now: number, seconds: number): number {
-    return this.sum(this.done, now, seconds);
-  }
-
-  unvalidatedIn(now: number, seconds: number): number {
-    return this.sum(this.started, now, seconds);
-  }
-
-  private sum(counts: number[], now: number, seconds: number): number {
-    this.roll(now);
-    let total = 0;
-    for (let i = 0; i <= seconds; i++) total += counts[(this.second - i + SecondCounts.KEPT * 2) % SecondCounts.KEPT]!;
-    return total;
-  }
-
-  /** Moves to `now`'s second (clearing the seconds passed); its slot. */
-  private roll(now: number): number {
-    const second = Math.floor(now / 1000);
-    for (let s = Math.max(this.second + 1, second - SecondCounts.KEPT + 1); s <= second; s++) {
-      this.done[s % SecondCounts.KEPT] = 0;
-      this.started[s % SecondCounts.KEPT] = 0;
-    }
-    if (second > this.second) this.second = second;
-    return this.second % SecondCounts.KEPT;
   }
 }
