@@ -119,8 +119,9 @@ t.test('createNode failed: redialed on the backoff, reported after createNode; r
  * 2,000 leaves of one hub that dies at 0 and returns at `downMs`. Each leaf notices at its idle
  * timeout (5 s after the last keep-alive, which came in the last 1.7 s). While down a dial is
  * refused in 500 ms; once back the hub completes at most `rate` handshakes per second (one queue)
- * and a dial still waiting after 5 s times out: with `admission` (the QUIC gate's limit) it never
- * took the hub's time, without it the hub spent its turn on it anyway.
+ * and a dial still waiting after 5 s times out: with `admission` (a hub that starts only the
+ * handshakes it can finish in time; the QUIC gate has no such limit yet) it never took the hub's
+ * time, without it the hub spent its turn on it anyway.
  */
 async function restart(downMs: number, rate: number, schedule: RedialSchedule = DEFAULT_REDIAL, admission = true) {
   const clock = new Clock();
@@ -184,7 +185,7 @@ t.test('without the spread and the cap (the old daemon schedule: 250 ms to 1.5 s
   t.ok(herd.peak > 1.4 * spread.peak, `peak dials per second: ${herd.peak} at once vs ${spread.peak} spread`);
 });
 
-t.test('a hub that completes only 100 handshakes/s (a loaded machine): all back within 30 s while it admits only what it finishes; without that the queue collapses', async (t) => {
+t.test('a hub that completes only 100 handshakes/s (a loaded machine): all back within 30 s if it admitted only what it finishes; without that the queue collapses', async (t) => {
   const admitted = await restart(2700, 100);
   t.ok(admitted.backMs !== undefined && admitted.backMs <= 30_000, `admission: all back ${admitted.backMs} ms after the hub's return (${admitted.failures} failed dials, turned away at its door)`);
   const wasted = await restart(2700, 100, DEFAULT_REDIAL, false);
