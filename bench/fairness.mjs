@@ -6,12 +6,14 @@
 // the starts were counted), equal starts (one other peer's start per waiting stream), and the
 // library's default (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING, MAX_BACKLOG_SPACING,
 // OTHERS_PER_BACKLOG_START), or --share=N / --spacing=N / --maxSpacing=N / --othersPerStart=N,
-// or --settings='[[share, spacing, maxSpacing, othersPerStart], ...]' for other phases.
+// or --settings='[[share, spacing, maxSpacing, othersPerStart, paceNew], ...]' for other phases
+// (paceNew: a stream with none of its peer's waiting also waits for another peer's start).
 //   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--maxSpacing=N] [--othersPerStart=N] [--settings=JSON] [--probe] [--json]
 // --probe: where the server's time goes while both run, per phase: per peer connection the
 // datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
 // light peer's residence in the server (its datagram in to the next transmit to it: mean and
-// quantiles, ms) and the server's turns (src/node/turns.ts) per light request.
+// quantiles, ms), the server's turns (src/node/turns.ts) per light request, and the streams it
+// took up (starts) and of those the ones that waited for their turn (waited).
 // Run under the bench lock: flock /tmp/bench.lock node --import tsx bench/fairness.mjs
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -45,12 +47,13 @@ async function child(role) {
       process.send({ type: 'dialed' });
     } else if (message.type === 'share') {
       // The bench's knob: the share is a constant of the library, set here on the live object.
-      const [share, spacing, maxSpacing = 'default', othersPerStart = 'default'] = message.value;
+      const [share, spacing, maxSpacing = 'default', othersPerStart = 'default', paceNew = false] = message.value;
       shares.perTurn = share === 'off' ? Infinity : share === 'default' ? defaultShare : Number(share);
       shares.spacing = spacing === 'default' ? defaultSpacing : Number(spacing);
       shares.maxSpacing = maxSpacing === 'default' ? defaultMaxSpacing : Number(maxSpacing);
       shares.othersPerStart = othersPerStart === 'default' ? defaultOthers : Number(othersPerStart);
-      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing, othersPerStart: shares.othersPerStart });
+      shares.paceNew = paceNew === true || paceNew === 'true';
+      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing, othersPerStart: shares.othersPerStart, paceNew: shares.paceNew });
     } else if (message.type === 'probe-start') {
       probe ??= await installProbe(shares);
       probe.start(message.lightPort);
@@ -96,6 +99,8 @@ async function installProbe(turns) {
   let residence = [];
   let gcMs = 0;
   let turns0 = 0;
+  let waited0 = 0;
+  let starts0 = 0;
   new PerformanceObserver((list) => list.getEntries().forEach((e) => (gcMs += e.duration))).observe({ entryTypes: ['gc'] });
   const of = (c) => {
     const key = c.remoteAddress.port === lightPort ? 'light' : 'heavy';
@@ -135,13 +140,15 @@ async function installProbe(turns) {
       pendingSince = null;
       gcMs = 0;
       turns0 = turns.turnNumber;
+      waited0 = turns.waited;
+      starts0 = turns.starts;
     },
     report() {
       const sorted = residence.sort((a, b) => a - b);
       const q = (p) => round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
       const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
       const split = Object.fromEntries([...peers].map(([k, a]) => [k, Object.fromEntries(Object.entries(a).map(([f, v]) => [f, round(v)]))]));
-      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, turns: turns.turnNumber - turns0 };
+      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, turns: turns.turnNumber - turns0, starts: turns.starts - starts0, waited: turns.waited - waited0 };
     },
   };
 }
@@ -179,7 +186,7 @@ async function parent() {
   for (const setting of settings) {
     const shared = server.next('shared');
     server.child.send({ type: 'share', value: setting });
-    const { max, spacing, maxSpacing, othersPerStart } = await shared;
+    const { max, spacing, maxSpacing, othersPerStart, paceNew } = await shared;
     await run(light, 1); // warm-up: connections, JIT
     const alone = await run(light, 1);
     if (args.probe) server.child.send({ type: 'probe-start', lightPort: alone.port });
@@ -196,6 +203,7 @@ async function parent() {
       spacing,
       maxSpacing,
       othersPerStart,
+      paceNew,
       lightAlonePerSecond: Math.round(alone.perSecond),
       lightBesideHeavyPerSecond: Math.round(beside.perSecond),
       heavyPerSecond: Math.round(heavyResult.perSecond),

@@ -71,6 +71,13 @@ export class PeerTurns {
   private previousOther: NodeId | undefined;
   private previousOtherTurn = -Infinity;
 
+  /** Each peer's last start (the start count after it, its turn), two generations of ACTIVE_TURNS turns: as many as the peers active lately. */
+  private recent = new Map<NodeId, { mark: number; turn: number }>();
+  private older = new Map<NodeId, { mark: number; turn: number }>();
+  private generationStart = 0;
+  /** Experiment (bench/fairness.mjs --paceNew): a peer's stream with none of its own waiting is taken up at once only after another peer's start since its last. */
+  private readonly paceNew = false;
+
   constructor(
     private readonly perTurn: number,
     private readonly spacing = BACKLOG_SPACING,
@@ -83,14 +90,15 @@ export class PeerTurns {
     this.scheduleTurn();
     let backlog = this.backlogs.get(peer);
     // A stream with none of its peer's waiting is taken up at once (its first this turn): a peer with one request at a time never waits.
-    if (backlog === undefined && (this.alone(peer) || this.startedThisTurn(peer) < this.perTurn)) {
+    if (backlog === undefined && (this.alone(peer) || this.mayStartNew(peer))) {
       this.noteStart(peer);
       return true;
     }
     this.waited++;
     if (backlog === undefined) {
       // It had one taken up this turn (else it would not wait): its turn counts from that one.
-      backlog = { waiting: [], mark: this.startedNow.get(peer)?.mark ?? this.starts, lastStart: this.turnNumber };
+      const last = this.recent.get(peer) ?? this.older.get(peer);
+      backlog = { waiting: [], mark: last?.mark ?? this.starts, lastStart: last?.turn ?? this.turnNumber };
       this.backlogs.set(peer, backlog);
     }
     const waiting = backlog.waiting;
@@ -114,6 +122,13 @@ export class PeerTurns {
     return this.turnNumber - otherTurn > ACTIVE_TURNS;
   }
 
+  private mayStartNew(peer: NodeId): boolean {
+    if (this.startedThisTurn(peer) >= this.perTurn) return false;
+    if (!this.paceNew) return true;
+    const last = this.recent.get(peer) ?? this.older.get(peer);
+    return last === undefined || this.starts > last.mark || this.turnNumber - last.turn >= this.maxSpacing;
+  }
+
   private startedThisTurn(peer: NodeId): number {
     return this.startedNow.get(peer)?.count ?? 0;
   }
@@ -125,6 +140,12 @@ export class PeerTurns {
     else {
       now.count++;
       now.mark = mark;
+    }
+    const last = this.recent.get(peer);
+    if (last === undefined) this.recent.set(peer, { mark, turn: this.turnNumber });
+    else {
+      last.mark = mark;
+      last.turn = this.turnNumber;
     }
     if (this.latest !== peer) {
       this.previousOther = this.latest;
@@ -152,6 +173,11 @@ export class PeerTurns {
     this.turnScheduled = false;
     this.turnNumber++;
     this.startedNow.clear();
+    if (this.turnNumber - this.generationStart >= ACTIVE_TURNS) {
+      this.older = this.recent;
+      this.recent = new Map();
+      this.generationStart = this.turnNumber;
+    }
     for (const [peer, backlog] of this.backlogs) {
       const alone = this.alone(peer);
       while (backlog.waiting.length > 0 && (alone || this.mayStart(peer, backlog))) {
