@@ -89,12 +89,20 @@ async function fanOut(ctx: CommandContext, session: OperatorSession, chosen: Cho
       progress.update(outcome.nodeId, outcome.status, outcome.reason);
     };
     for await (const result of stream) record(result);
-    // A known host the daemon's 'all' did not reach was not in its map when the exec went out.
-    if (chosen.all) for (const nodeId of missing(chosen.ids, results)) record({ nodeId, ms: 0, hops: 0, ok: false, error: new PnetError('UNREACHABLE', `not in the map of ${session.daemonId}`) });
+    if (chosen.all) for (const nodeId of missing(chosen.ids, results)) record({ nodeId, ms: 0, hops: 0, ok: false, error: notReached(session.daemonId, results) });
   } finally {
     progress.stop();
   }
   return results;
+}
+
+/**
+ * Why a known host got nothing from the daemon's 'all': it was not in the daemon's map, or (the
+ * daemon itself, always in its own 'all', did not answer either) the fan-out through it was cut.
+ */
+function notReached(daemonId: NodeId, outcomes: readonly ExecOutcome[]): PnetError {
+  if (outcomes.some((outcome) => outcome.nodeId === daemonId)) return new PnetError('UNREACHABLE', `not in the map of ${daemonId}`);
+  return new PnetError('UNREACHABLE', `the fan-out through ${daemonId} ended before it answered (connection lost?)`);
 }
 
 /** The chosen hosts without an outcome. */
