@@ -37,6 +37,8 @@ const QUICK = process.argv.includes('--quick');
 const RESTART_ONLY = process.argv.includes('--restart-only');
 /** --cli-probe: the join, then the CLI's exec against its parts (investigating; writes no results). */
 const CLI_PROBE = process.argv.includes('--cli-probe');
+/** --spawn-only: the join, then the CLI's exec with the real command alone (writes no results). */
+const SPAWN_ONLY = process.argv.includes('--spawn-only');
 const CHILD = arg('child', '');
 /** 'auto': every node decides its role itself; otherwise the hub is a router and the leaves are leaves. */
 const AUTO = arg('role', '') === 'auto';
@@ -441,6 +443,19 @@ async function main() {
     leafRoles: total(first.leafStates, 'leaves'),
   };
   console.error('join', JSON.stringify(join));
+  if (SPAWN_ONLY) {
+    // The real command alone on a settled hub: every leaf spawns `true` through its process's spawn queue.
+    await sleep(10_000);
+    const before = mergeDrops(await Promise.all(groups.map((g) => g.poll())));
+    const exec = await cliExec(address, hubId, operatorKey);
+    await sleep(3000);
+    const after = await Promise.all(groups.map((g) => g.poll()));
+    const spawn = after.map((x) => x.spawn);
+    console.log(JSON.stringify({ leaves, procs, join: { fromLastStartMs: join.fromLastStartMs }, exec, drops: minus(mergeDrops(after), before), spawn }));
+    for (const g of [hub, ...groups]) g.send({ type: 'exit' });
+    await sleep(2000);
+    process.exit(0);
+  }
   if (CLI_PROBE) {
     // Investigation mode: where the CLI's exec spends its time over the library fan-out (no result files).
     await sleep(10_000);
