@@ -41,6 +41,7 @@ export type {
   RequestHandler,
   RequestOptions,
   RequestLimits,
+  RotationStats,
   StreamHandler,
   Topology,
   RouteInfo,

@@ -177,7 +177,7 @@ t.test('peer table on its own: the duplicate rule keeps one connection, a spare 
     return connection;
   };
   const events: string[] = [];
-  const table = new PeerTable(self, { up: (c) => events.push(`up ${c.connectionKey}`), down: (id) => events.push(`down ${id === peer}`) });
+  const table = new PeerTable(self, { up: (c) => events.push(`up ${c.connectionKey}`), down: (id) => events.push(`down ${id === peer}`), rotate: async () => undefined });
   t.teardown(() => table.close());
   const h2 = fake('h2', 'outbound', 'k1');
   const quic = fake('quic', 'inbound', 'k2');

@@ -10,6 +10,7 @@ import type { H2TransportOptions, QuicTransportOptions, SocketAddress, Transport
 import type { RouterOptions } from '../routing/index.js';
 import type { DatagramRelayOptions } from '../relay/index.js';
 import type { NodeOptions } from './types.js';
+import { ROTATE_AFTER_STREAMS } from './peers.js';
 
 type QuicSettings = Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
 type H2Settings = Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
@@ -25,6 +26,7 @@ export interface NodeSettings {
   readonly fallbackDelayMs: number;
   readonly transportMemoryMs: number;
   readonly negotiationTimeoutMs: number;
+  readonly rotateAfterStreams: number;
   readonly rttSampleMs: number;
   readonly neighbourHoldDownMs: number;
   /** The router's own options (it checks them itself). */
@@ -43,6 +45,7 @@ export function nodeSettings(options: NodeOptions): NodeSettings {
     fallbackDelayMs: numberOption(WHERE, 'fallbackDelayMs', options.fallbackDelayMs, 300),
     transportMemoryMs: numberOption(WHERE, 'transportMemoryMs', options.transportMemoryMs, 10 * 60_000),
     negotiationTimeoutMs: numberOption(WHERE, 'negotiationTimeoutMs', options.negotiationTimeoutMs, 10_000, { max: MAX_TIMER_MS }),
+    rotateAfterStreams: numberOption(WHERE, 'rotateAfterStreams', options.rotateAfterStreams, ROTATE_AFTER_STREAMS, { min: 1, integer: true }),
     rttSampleMs: numberOption(WHERE, 'routing.rttSampleMs', rttSampleMs, 1000, { min: 0, above: true, max: MAX_TIMER_MS }),
     neighbourHoldDownMs: numberOption(WHERE, 'routing.neighbourHoldDownMs', neighbourHoldDownMs, 200, { max: MAX_TIMER_MS }),
     router,

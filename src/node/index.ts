@@ -26,6 +26,7 @@ export type {
   NodeStats,
   HandshakeCounts,
   LimitTrips,
+  RotationStats,
 } from './types.js';
 export type { RequestLimits } from './request-budget.js';
 import { PnetNode } from './node.js';

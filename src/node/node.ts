@@ -112,7 +112,8 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         this.datagrams?.neighbourDown(nodeId);
         this.keeper?.peerDown(nodeId);
       },
-    });
+      rotate: (connection) => this.dialer.dial(connection.remoteAddress, { expectedNodeId: connection.remoteNodeId }),
+    }, settings.rotateAfterStreams);
     this.dialer = new Dialer(transports, settings, (connection, target) => {
       this.peerTable.addresses.set(connection.remoteNodeId, target);
       this.adopt(connection);
@@ -319,6 +320,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         streamTurnWaits: () => this.streams.turnWaits,
         requests: () => this.requests.limitStats(),
         bootstrap: () => this.keeper?.stats,
+        rotation: () => peerTable.rotation,
       },
       this.handshakes,
     );
@@ -377,7 +379,10 @@ export class PnetNode extends EventEmitter<NodeEvents> {
   private adopt(connection: Connection): void {
     const id = connection.remoteNodeId;
     this.handshakes.established(connection);
-    connection.on('stream', (stream) => this.streams.accept(stream, id));
+    connection.on('stream', (stream) => {
+      this.peerTable.streamAccepted(connection);
+      this.streams.accept(stream, id);
+    });
     if (connection.transport === 'quic') connection.on('datagram', (datagram) => this.datagrams?.receive(id, datagram));
     if (this.closing) {
       void connection.close({ graceful: false, reason: 'node closing' });

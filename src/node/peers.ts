@@ -6,15 +6,24 @@ import type { NodeId } from '../identity/index.js';
 import type { PnetError } from '../errors.js';
 import { formatAddress } from '../transport/index.js';
 import type { Connection, SocketAddress } from '../transport/index.js';
-import type { PeerInfo } from './types.js';
+import type { PeerInfo, RotationStats } from './types.js';
 
 /** How long a connection that lost the duplicate-connection rule keeps serving before it drains. */
 const DUPLICATE_GRACE_MS = 500;
+/**
+ * Streams after which a direct QUIC connection is replaced (`rotateAfterStreams`): quiche keeps
+ * the id of every stream it finished until its connection closes (~10-20 bytes each, never freed).
+ */
+export const ROTATE_AFTER_STREAMS = 65_536;
+/** How long a replaced connection's open streams get to finish. */
+const ROTATE_DRAIN_MS = 5 * 60_000;
 
-/** What the table tells its owner: a peer came (its first connection) or went (its last one). */
+/** What the table tells its owner: a peer came (its first connection) or went (its last one), or a connection it dialed is worn. */
 export interface PeerEvents {
   up(connection: Connection): void;
   down(nodeId: NodeId, error: PnetError | undefined): void;
+  /** Dial the peer of `connection` again: the fresh connection replaces it (the duplicate rule prefers the less worn). */
+  rotate(connection: Connection): Promise<unknown>;
 }
 
 export class PeerTable {
@@ -25,10 +34,14 @@ export class PeerTable {
   readonly addresses = new Map<NodeId, SocketAddress>();
   /** End-to-end connections to far nodes (relay v2): listed by peers(), never routing neighbours. */
   private readonly relayed = new Set<Connection>();
+  readonly rotation: RotationStats = { rotated: 0, replaced: 0, overBudgetClosed: 0 };
+  /** A worn connection's stream count at which its redial may be tried (again). */
+  private readonly nextRotation = new WeakMap<Connection, number>();
 
   constructor(
     private readonly self: NodeId,
     private readonly events: PeerEvents,
+    private readonly rotateAfter = ROTATE_AFTER_STREAMS,
   ) {}
 
   /** The connection kept for `nodeId`, closing or not. */
@@ -36,10 +49,36 @@ export class PeerTable {
     return this.connections.get(nodeId);
   }
 
-  /** The connection kept for `nodeId` if it still takes new streams. */
+  /** The connection kept for `nodeId` if it still takes new streams (asked for each new stream: a worn one's replacement starts here). */
   live(nodeId: NodeId): Connection | undefined {
     const connection = this.connections.get(nodeId);
-    return connection === undefined || connection.closing ? undefined : connection;
+    if (connection === undefined || connection.closing) return undefined;
+    if (connection.streamsUsed >= this.rotateAfter) this.worn(connection);
+    return connection;
+  }
+
+  /** A stream the peer opened on `connection`: a worn connection is replaced (ours) or, far past its budget, closed (theirs). */
+  streamAccepted(connection: Connection): void {
+    if (connection.streamsUsed >= this.rotateAfter && !connection.closing) this.worn(connection);
+  }
+
+  /**
+   * `connection` carried its budget of streams. Its dialer dials again (retried every eighth of
+   * the budget while it stays kept); the acceptor waits for that, and closes it at twice the budget.
+   */
+  private worn(connection: Connection): void {
+    if (connection.transport !== 'quic') return;
+    const used = connection.streamsUsed;
+    if (connection.direction === 'inbound') {
+      if (used < 2 * this.rotateAfter) return;
+      this.rotation.overBudgetClosed++;
+      void connection.close({ reason: 'stream budget spent' });
+      return;
+    }
+    if (used < (this.nextRotation.get(connection) ?? 0)) return;
+    this.nextRotation.set(connection, used + Math.ceil(this.rotateAfter / 8));
+    this.rotation.rotated++;
+    this.events.rotate(connection).catch(() => undefined);
   }
 
   /** Every kept connection, by peer. */
@@ -68,12 +107,14 @@ export class PeerTable {
     connection.on('close', (error) => this.lost(connection, error));
     const existing = this.connections.get(id);
     if (existing && !existing.closing) {
-      const keep = preferred(existing, connection, this.self);
+      const keep = preferred(existing, connection, this.self, this.rotateAfter);
       const drop = keep === existing ? connection : existing;
       this.connections.set(id, keep);
+      const replaced = isWorn(drop, this.rotateAfter) && !isWorn(keep, this.rotateAfter);
+      if (replaced) this.rotation.replaced++;
       const timer = setTimeout(() => {
         this.spares.delete(drop);
-        void drop.close({ reason: 'duplicate connection' });
+        void drop.close(replaced ? { reason: 'replaced by a fresh connection', timeoutMs: ROTATE_DRAIN_MS } : { reason: 'duplicate connection' });
       }, DUPLICATE_GRACE_MS);
       timer.unref();
       this.spares.set(drop, timer);
@@ -121,14 +162,23 @@ export class PeerTable {
 
 /**
  * Both ends pick the same survivor: QUIC over HTTP/2 (both ends see the same kinds), then the
- * connection dialed by the smaller node id, then the smaller key.
+ * one not worn, then the connection dialed by the smaller node id, then the smaller key.
  */
-function preferred(a: Connection, b: Connection, self: NodeId): Connection {
+function preferred(a: Connection, b: Connection, self: NodeId, rotateAfter: number): Connection {
   if (a.transport !== b.transport) return a.transport === 'quic' ? a : b;
+  if (isWorn(a, rotateAfter) !== isWorn(b, rotateAfter)) return isWorn(a, rotateAfter) ? b : a;
   const dialerA = a.direction === 'outbound' ? self : a.remoteNodeId;
   const dialerB = b.direction === 'outbound' ? self : b.remoteNodeId;
   if (dialerA !== dialerB) return dialerA < dialerB ? a : b;
   return a.connectionKey <= b.connectionKey ? a : b;
+}
+
+/**
+ * Worn for the duplicate rule: half the budget, so the acceptor, which has not yet seen the
+ * streams in flight when the dialer's fresh connection arrives, agrees with the dialer.
+ */
+function isWorn(connection: Connection, rotateAfter: number): boolean {
+  return connection.transport === 'quic' && connection.streamsUsed >= rotateAfter / 2;
 }
 
 export function peerInfo(connection: Connection, transport: PeerInfo['transport'] = connection.transport): PeerInfo {

@@ -10,7 +10,7 @@ import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { RoutingGateStats } from './routing-gate.js';
 import type { RequestLimitStats } from './request-budget.js';
-import type { BootstrapStats, DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats } from './types.js';
+import type { BootstrapStats, DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats, RotationStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
 type FanoutLimitCounter =
@@ -46,6 +46,8 @@ export interface StatsSources {
   requests?(): Readonly<RequestLimitStats>;
   /** Bootstrap redials (bootstrap.ts); absent: none kept. */
   bootstrap?(): Readonly<BootstrapStats> | undefined;
+  /** Connection rotation (peers.ts). */
+  rotation?(): Readonly<RotationStats>;
 }
 
 /** Counts connections as the node adopts them (the transports count only what they hold now). */
@@ -102,8 +104,10 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
       routingStreamsPeerLimit: sources.routingGate?.().refusedPeerLimit ?? 0,
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
       streamPeerTurn: sources.streamTurnWaits?.() ?? 0,
+      connectionStreamBudget: sources.rotation?.().overBudgetClosed ?? 0,
     },
     bootstrap: { addresses: 0, redials: 0, redialFailures: 0, reconnected: 0, ...sources.bootstrap?.() },
+    rotation: { rotated: 0, replaced: 0, overBudgetClosed: 0, ...sources.rotation?.() },
   };
 }
 
@@ -118,7 +122,7 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
   return sum as unknown as NegotiationStats;
 }
 
-type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn'>;
+type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget'>;
 type DatagramRelayTrips = Pick<
   LimitTrips,
   'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted' | 'datagramRelayPendingHopLimit' | 'datagramRelayPendingEvicted'

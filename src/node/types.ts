@@ -48,6 +48,12 @@ export interface NodeOptions {
   transportMemoryMs?: number;
   /** Deadline for channel negotiation (OPEN to ACCEPT), both directions (default 10000 ms). */
   negotiationTimeoutMs?: number;
+  /**
+   * A direct QUIC connection this node dialed is replaced by a fresh one after this many streams
+   * (default 65536), its open streams left to finish; an inbound one whose peer never does is
+   * closed at twice this. quiche keeps every finished stream's id until its connection closes.
+   */
+  rotateAfterStreams?: number;
   /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */
   routing?: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'> & {
     /** Neighbour RTT is sampled this often (default 1000 ms). */
@@ -364,6 +370,8 @@ export interface LimitTrips {
   routingStreamsNodeLimit: number;
   /** Streams: a new stream that waited unread for its peer's next turn of the event loop (a peer's new streams are taken up one per turn). */
   streamPeerTurn: number;
+  /** Connections: an inbound QUIC connection closed at twice `rotateAfterStreams` (its peer never dialed a fresh one). */
+  connectionStreamBudget: number;
   /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
   fanoutLegsNodeLimit: number;
   /** Fan-out: legs refused OVERLOADED over the peer's share. */
@@ -445,4 +453,16 @@ export interface NodeStats {
   readonly limits: Readonly<LimitTrips>;
   /** Bootstrap redials: attempts, failures, reconnections. */
   readonly bootstrap: Readonly<BootstrapStats>;
+  /** Connection rotation (`rotateAfterStreams`): worn connections redialed, replaced, closed over budget. */
+  readonly rotation: Readonly<RotationStats>;
+}
+
+/** Connection rotation's counters (node.stats().rotation). */
+export interface RotationStats {
+  /** Redials of a worn connection this node dialed. */
+  rotated: number;
+  /** Connections replaced by a fresh one (either end), draining their streams. */
+  replaced: number;
+  /** Inbound connections closed at twice the budget: the peer never dialed a fresh one. */
+  overBudgetClosed: number;
 }

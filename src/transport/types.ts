@@ -64,6 +64,8 @@ export interface Connection extends EventEmitter<ConnectionEvents> {
   close(options?: CloseOptions): Promise<void>;
   /** Number of streams currently open on this connection. */
   readonly streamCount: number;
+  /** Streams ever opened on this connection, by either end (the node replaces a QUIC connection after `rotateAfterStreams`). */
+  readonly streamsUsed: number;
   /** The TLS handshake resumed an earlier session (no certificate signatures; the certificate was still checked). */
   readonly resumed: boolean;
 }

@@ -108,6 +108,8 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
   private readonly host: H2ConnectionHost;
   private readonly settings: H2ConnectionSettings;
   private readonly streams = new Set<H2Stream>();
+  /** Streams ever tracked (streamsUsed). */
+  private tracked = 0;
   private readonly waiters = new CreditWaiters();
   private readonly inbox: StreamInbox<H2Stream>;
   private control: ClientHttp2Stream | ServerHttp2Stream | undefined;
@@ -210,6 +212,10 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
 
   get streamCount(): number {
     return this.streams.size;
+  }
+
+  get streamsUsed(): number {
+    return this.tracked;
   }
 
   /** Smoothed RTT in ms: HTTP/2 PING round trips, seeded by the TLS handshake. */
@@ -432,6 +438,7 @@ export class H2Connection extends EventEmitter<ConnectionEvents> implements Conn
   private track(inner: ClientHttp2Stream | ServerHttp2Stream, reverse: boolean): H2Stream {
     const stream = new H2Stream(this, inner, reverse);
     this.streams.add(stream);
+    this.tracked++;
     return stream;
   }
 

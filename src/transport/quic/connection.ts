@@ -124,6 +124,10 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     return this.machine.streamCount;
   }
 
+  get streamsUsed(): number {
+    return this.machine.streamsUsed;
+  }
+
   get resumed(): boolean {
     return this.machine.quiche.isResumed();
   }

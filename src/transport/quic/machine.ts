@@ -205,6 +205,11 @@ export class QuicMachine {
     this.nextRemoteStreamId = options.direction === 'outbound' ? 1 : 0;
   }
 
+  /** Streams ever opened on this connection, by either end (as far as this end has seen the peer's). */
+  get streamsUsed(): number {
+    return (this.nextLocalStreamId >> 2) + (this.nextRemoteStreamId >> 2);
+  }
+
   /** Whether stream `id` is still tracked (not finished, failed or reset). */
   hasStream(id: number): boolean {
     return this.streams.has(id);
