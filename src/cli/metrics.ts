@@ -33,6 +33,8 @@ const TRANSPORT_SERIES: readonly Series[] = [
   { name: 'connections', type: 'gauge', labels: ['transport'], help: 'Connections the transport holds now (kept or draining).', read: (s) => byKey('transport', s.connections) },
   { name: 'peers', type: 'gauge', help: 'Peers with a kept connection.', read: (s) => s.peers },
   { name: 'streams', type: 'gauge', help: 'Streams open now on the kept connections.', read: (s) => s.streams },
+  { name: 'connections_rotated_total', type: 'counter', help: 'Fresh connections dialed to replace one that carried rotateAfterStreams streams.', read: (s) => s.rotation.rotated },
+  { name: 'connections_replaced_total', type: 'counter', help: 'Connections replaced by a fresh one to the same peer (either end), left to drain.', read: (s) => s.rotation.replaced },
   {
     name: 'handshakes_started_total',
     type: 'counter',
