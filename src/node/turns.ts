@@ -77,6 +77,8 @@ export class PeerTurns {
   private generationStart = 0;
   /** Experiment (bench/fairness.mjs --paceNew): a peer's stream with none of its own waiting is taken up at once only after another peer's start since its last. */
   private readonly paceNew = false;
+  /** Experiment knob (bench/fairness.mjs): ACTIVE_TURNS. */
+  private readonly activeTurns = ACTIVE_TURNS;
 
   constructor(
     private readonly perTurn: number,
@@ -119,7 +121,7 @@ export class PeerTurns {
   /** No other peer had a stream taken up in the last ACTIVE_TURNS turns. */
   private alone(peer: NodeId): boolean {
     const otherTurn = this.latest !== peer ? this.latestTurn : this.previousOtherTurn;
-    return this.turnNumber - otherTurn > ACTIVE_TURNS;
+    return this.turnNumber - otherTurn > this.activeTurns;
   }
 
   private mayStartNew(peer: NodeId): boolean {
