@@ -58,6 +58,19 @@ export interface NeighbourSettings {
   readonly router: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'>;
 }
 
+/**
+ * A peer that has not said hello HELLO_RESEND_FIRST_MS after ours hears it again, then at doubling
+ * gaps up to HELLO_RESEND_MAX_MS while it stays connected: a hello can be lost (its stream refused
+ * under load), and the peer, a neighbour already at its end, would not say it again by itself.
+ */
+const HELLO_RESEND_FIRST_MS = 3000;
+const HELLO_RESEND_MAX_MS = 60_000;
+/**
+ * A neighbour that says hello again has not heard ours: it gets one back, unless we said hello to
+ * it this recently (so two nodes that both answer never echo each other for good).
+ */
+const HELLO_REPLY_GAP_MS = 2000;
+
 export class Neighbours {
   readonly router: Router;
   private routerTimer: NodeJS.Timeout | undefined;
@@ -65,11 +78,10 @@ export class Neighbours {
   private sampleRound = Math.floor(Math.random() * SELDOM_ROUNDS);
   /** RTT sampling rounds run, and reads taken in them (each calls into the QUIC binding). */
   readonly rttStats = { rounds: 0, samples: 0 };
-  /**
-   * Peers that are not routing neighbours yet: `timer` runs their hold-down (undefined once it
-   * ended and we said hello), `heard` is set when they said hello, `role` is what their hello said.
-   */
-  private readonly pending = new Map<NodeId, { timer: NodeJS.Timeout | undefined; heard: boolean; role: NodeRole | undefined }>();
+  /** Peers that are not routing neighbours yet. */
+  private readonly pending = new Map<NodeId, Pending>();
+  /** When we last said hello to each connected peer (performance.now()). */
+  private readonly saidHello = new Map<NodeId, number>();
   private readonly rttTimer: NodeJS.Timeout;
   private closed = false;
   /** The role our hellos said so far (an 'auto' router's role may change). */
@@ -89,16 +101,17 @@ export class Neighbours {
 
   /** A new peer: after the hold-down (a connection that lives a moment never disturbs the map) we say hello. */
   connected(id: NodeId): void {
-    const pending = { timer: setTimeout(() => this.holdDownEnded(id), this.settings.neighbourHoldDownMs), heard: false, role: undefined };
-    pending.timer.unref();
+    const pending: Pending = { timer: setTimeout(() => this.holdDownEnded(id), this.settings.neighbourHoldDownMs), heard: false, role: undefined, resend: undefined, resendMs: HELLO_RESEND_FIRST_MS };
+    pending.timer!.unref();
     this.pending.set(id, pending);
   }
 
   /** The peer's last connection closed. */
   disconnected(id: NodeId): void {
+    this.saidHello.delete(id);
     const pending = this.pending.get(id);
     if (pending !== undefined) {
-      clearTimeout(pending.timer);
+      clearPending(pending);
       this.pending.delete(id);
     } else if (!this.closed) {
       this.apply(this.router.neighbourDown(id, performance.now()));
@@ -129,7 +142,7 @@ export class Neighbours {
   close(): void {
     this.closed = true;
     clearInterval(this.rttTimer);
-    for (const pending of this.pending.values()) clearTimeout(pending.timer);
+    for (const pending of this.pending.values()) clearPending(pending);
     this.pending.clear();
     if (this.routerTimer) clearTimeout(this.routerTimer);
     this.routerTimer = undefined;
@@ -185,17 +198,37 @@ export class Neighbours {
     if (pending === undefined || this.closed) return;
     pending.timer = undefined;
     // The role at this moment; a node whose role changes later says so in its records.
-    this.send(id, HELLO_ROLE[this.router.role]);
+    this.sayHello(id);
     if (pending.heard) this.neighbourReady(id);
+    else this.scheduleResend(id, pending);
+  }
+
+  private sayHello(id: NodeId): void {
+    this.saidHello.set(id, performance.now());
+    this.send(id, HELLO_ROLE[this.router.role]);
+  }
+
+  /** Our hello again while the peer has not said its own (ours may have been lost). */
+  private scheduleResend(id: NodeId, pending: Pending): void {
+    pending.resend = setTimeout(() => {
+      pending.resend = undefined;
+      if (this.closed || this.pending.get(id) !== pending || pending.heard) return;
+      this.sayHello(id);
+      pending.resendMs = Math.min(HELLO_RESEND_MAX_MS, pending.resendMs * 2);
+      this.scheduleResend(id, pending);
+    }, pending.resendMs);
+    pending.resend.unref();
   }
 
   private heardHello(id: NodeId, role: NodeRole | undefined): void {
     const pending = this.pending.get(id);
     if (pending === undefined) {
-      // A neighbour says hello again: its role changed before it heard ours ('auto'). An unknown
-      // role is left to its records (a hello that lost the race with them is no news).
+      // A neighbour says hello again: it has not heard ours (lost), or its role changed before it
+      // heard ours ('auto'). An unknown role is left to its records (a hello that lost the race with them is no news).
       const known = this.router.neighbourRole(id);
       if (role !== undefined && known !== undefined && known !== role) this.apply(this.router.neighbourHint(id, { role }, performance.now()));
+      const said = this.saidHello.get(id);
+      if (said !== undefined && performance.now() - said >= HELLO_REPLY_GAP_MS && this.host.live(id) !== undefined) this.sayHello(id);
       return;
     }
     pending.heard = true;
@@ -211,7 +244,7 @@ export class Neighbours {
   private neighbourReady(id: NodeId): void {
     const pending = this.pending.get(id);
     if (pending === undefined) return;
-    clearTimeout(pending.timer);
+    clearPending(pending);
     this.pending.delete(id);
     // The peer may be on another connection by now (a duplicate won): it is still a neighbour.
     const current = this.host.live(id);
@@ -228,7 +261,7 @@ export class Neighbours {
    */
   private roleChanged(): void {
     this.saidRole = this.router.role;
-    for (const [id, pending] of this.pending) if (pending.timer === undefined) this.send(id, HELLO_ROLE[this.saidRole]);
+    for (const [id, pending] of this.pending) if (pending.timer === undefined) this.sayHello(id);
   }
 
   /**
@@ -312,4 +345,22 @@ function connectedAsNextHop(shares: NextHopShare[], connected: (nodeId: NodeId) 
     rest.push({ hop: undefined, ids: Buffer.concat(left.map(slice)), indexes: Uint32Array.from(left, (i) => unreachable.indexes[i]!) });
   }
   return rest;
+}
+
+/**
+ * A peer that is not a routing neighbour yet: `timer` runs its hold-down (undefined once it ended
+ * and we said hello), `heard` is set when it said hello, `role` is what its hello said, `resend`
+ * our next hello while it has not said its own.
+ */
+interface Pending {
+  timer: NodeJS.Timeout | undefined;
+  heard: boolean;
+  role: NodeRole | undefined;
+  resend: NodeJS.Timeout | undefined;
+  resendMs: number;
+}
+
+function clearPending(pending: Pending): void {
+  clearTimeout(pending.timer);
+  clearTimeout(pending.resend);
 }
