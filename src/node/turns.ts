@@ -6,8 +6,15 @@ import type { NodeId } from '../identity/index.js';
 
 /** New streams of one peer taken up per turn of the event loop (negotiated, then served), while another peer is active. */
 export const STREAMS_PER_TURN = 1;
-/** Another peer counts as active for this many turns after its last stream taken up (a one-request peer comes back a round trip later). */
-const ACTIVE_TURNS = 64;
+/**
+ * Another peer counts as active for this many turns after its last stream taken up. Turns spin
+ * fast while a busy peer waits and nothing else happens (microseconds each), so a one-request
+ * peer in its own process spans tens of them per round trip: 64 let the busy peer count as alone
+ * and take up its whole backlog (bench/fairness.mjs, docs/LIMITS.md).
+ */
+const ACTIVE_TURNS = 1024;
+/** Generations of the last-start memory (turns each). */
+const MEMORY_TURNS = 64;
 /**
  * While another peer is active, a peer's waiting streams are taken up at least this many turns
  * apart. A one-request peer needs two turns per request (its stream in, its answer out: measured).
@@ -15,11 +22,12 @@ const ACTIVE_TURNS = 64;
 export const BACKLOG_SPACING = 2;
 /**
  * ... and only once another peer had a stream taken up since its last (equal shares of starts,
- * whatever number of turns the other peer's round trip spans: 9-19 with the peers in their own
+ * whatever number of turns the other peer's round trip spans: 5-40 with the peers in their own
  * processes), or after this many turns without one: a busy peer beside a slow or idle one waits
- * for at most this many turns, and a turn with nothing to do is short (work-conserving).
+ * for at most this many turns, and a turn with nothing to do is short (work-conserving). 16 let
+ * the busy peer through several times per light round trip in the 3-process bench.
  */
-export const MAX_BACKLOG_SPACING = 16;
+export const MAX_BACKLOG_SPACING = 64;
 /**
  * Starts of other peers a busy peer waits for between two of its own waiting streams. Two, not
  * one (equal starts): a busy peer's request costs the server more than a one-request peer's (its
@@ -71,7 +79,7 @@ export class PeerTurns {
   private previousOther: NodeId | undefined;
   private previousOtherTurn = -Infinity;
 
-  /** Each peer's last start (the start count after it, its turn), two generations of ACTIVE_TURNS turns: as many as the peers active lately. */
+  /** Each peer's last start (the start count after it, its turn), two generations of MEMORY_TURNS turns: as many as the peers active lately. */
   private recent = new Map<NodeId, { mark: number; turn: number }>();
   private older = new Map<NodeId, { mark: number; turn: number }>();
   private generationStart = 0;
@@ -175,7 +183,7 @@ export class PeerTurns {
     this.turnScheduled = false;
     this.turnNumber++;
     this.startedNow.clear();
-    if (this.turnNumber - this.generationStart >= ACTIVE_TURNS) {
+    if (this.turnNumber - this.generationStart >= MEMORY_TURNS) {
       this.older = this.recent;
       this.recent = new Map();
       this.generationStart = this.turnNumber;
