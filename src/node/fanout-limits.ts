@@ -5,6 +5,8 @@
  */
 import type { FanoutLimitCounters } from './types.js';
 import type { NodeId } from '../identity/index.js';
+import { ByteShares } from './byte-shares.js';
+import type { ByteRead } from './byte-shares.js';
 
 /** Counters of every fan-out limit that tripped (part of `node.fanoutStats`). */
 
@@ -132,11 +134,7 @@ export class ReplayMemory<T> {
 }
 
 /** One leg being read: its bytes so far, and how to cut it. */
-export interface LegRead {
-  readonly peer: NodeId;
-  bytes: number;
-  cut(): void;
-}
+export type LegRead = ByteRead;
 
 export interface LegLimits {
   readonly maxActiveLegs: number;
@@ -155,20 +153,21 @@ export interface LegLimits {
 export class LegAccounts {
   private active = 0;
   private readonly legsOf = new Map<NodeId, number>();
-  private buffered = 0;
-  private readonly readsOf = new Map<NodeId, { bytes: number; reads: Set<LegRead> }>();
+  private readonly bytes: ByteShares<LegRead>;
 
   constructor(
     private readonly limits: LegLimits,
     private readonly stats: FanoutLimitCounters,
-  ) {}
+  ) {
+    this.bytes = new ByteShares<LegRead>(limits.maxLegBytes, limits.maxLegBytesPerPeer);
+  }
 
   get activeLegs(): number {
     return this.active;
   }
 
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.bytes.heldBytes;
   }
 
   /** Whether `peer` may start one more leg (counted when not). */
@@ -198,46 +197,16 @@ export class LegAccounts {
 
   /** Adds `n` bytes to `read`; false: this read was cut (over its peer's share, or the node's budget). */
   charge(read: LegRead, n: number): boolean {
-    let account = this.readsOf.get(read.peer);
-    if (account === undefined) this.readsOf.set(read.peer, (account = { bytes: 0, reads: new Set() }));
-    account.reads.add(read);
-    if (account.bytes + n > this.limits.maxLegBytesPerPeer) {
-      this.stats.legBytesPeerLimit++;
-      return false;
-    }
-    while (this.buffered + n > this.limits.maxLegBytes) {
-      const victim = this.heaviestOther(read.peer, account.bytes + n);
-      if (victim === undefined) {
-        this.stats.legBytesEvicted++;
-        return false;
-      }
-      this.stats.legBytesEvicted++;
-      this.done(victim);
-      victim.cut();
-    }
-    read.bytes += n;
-    account.bytes += n;
-    this.buffered += n;
-    return true;
+    const evicted = this.bytes.evicted;
+    const outcome = this.bytes.charge(read, n);
+    // A leg refused at the node budget counts as evicted too: it lost its place to the legs held.
+    this.stats.legBytesEvicted += this.bytes.evicted - evicted + (outcome === 'node' ? 1 : 0);
+    if (outcome === 'peer') this.stats.legBytesPeerLimit++;
+    return outcome === 'ok';
   }
 
   /** The read ended (decoded, failed or cut): its bytes are freed. */
   done(read: LegRead): void {
-    const account = this.readsOf.get(read.peer);
-    if (account === undefined || !account.reads.delete(read)) return;
-    account.bytes -= read.bytes;
-    this.buffered -= read.bytes;
-    read.bytes = 0;
-    if (account.reads.size === 0) this.readsOf.delete(read.peer);
-  }
-
-  /** The largest read of the peer buffering the most, if that peer holds more than `holds`. */
-  private heaviestOther(peer: NodeId, holds: number): LegRead | undefined {
-    let heaviest: { bytes: number; reads: Set<LegRead> } | undefined;
-    for (const [id, account] of this.readsOf) if (id !== peer && (heaviest === undefined || account.bytes > heaviest.bytes)) heaviest = account;
-    if (heaviest === undefined || heaviest.bytes <= holds) return undefined;
-    let largest: LegRead | undefined;
-    for (const read of heaviest.reads) if (largest === undefined || read.bytes > largest.bytes) largest = read;
-    return largest;
+    this.bytes.done(read);
   }
 }

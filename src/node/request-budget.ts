@@ -3,7 +3,8 @@
  * handler's answer): a node budget and a smaller per-peer share (docs/LIMITS.md). Sans-IO: the
  * pipeline (requests.ts) charges each chunk as it arrives and frees a request's bytes when it ends.
  */
-import type { NodeId } from '../identity/index.js';
+import { ByteShares } from './byte-shares.js';
+import type { ByteRead } from './byte-shares.js';
 
 /** Byte limits of requests in flight (NodeOptions.requests). */
 export interface RequestLimits {
@@ -24,20 +25,12 @@ export interface RequestLimitStats {
 }
 
 /** One request's bytes; `cut` resets it (an eviction), `reading` false once its handler holds it. */
-export interface RequestRead {
-  readonly peer: NodeId;
-  bytes: number;
+export interface RequestRead extends ByteRead {
   reading: boolean;
-  cut(): void;
 }
 
 export const DEFAULT_REQUEST_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 export const DEFAULT_REQUEST_BYTES_PER_PEER = 32 * 1024 * 1024;
-
-interface Account {
-  bytes: number;
-  readonly reads: Set<RequestRead>;
-}
 
 /**
  * Past its share a peer's newest request is refused. Past the node budget, the peer holding the
@@ -45,62 +38,30 @@ interface Account {
  * holds more than the newcomer would; else the newcomer's request is refused.
  */
 export class RequestBudget {
-  private held = 0;
-  private readonly accounts = new Map<NodeId, Account>();
   readonly stats: RequestLimitStats = { bytesPeerLimit: 0, bytesNodeLimit: 0, bytesEvicted: 0 };
+  private readonly shares: ByteShares<RequestRead>;
 
-  constructor(
-    private readonly maxBytes: number,
-    private readonly maxBytesPerPeer: number,
-  ) {}
+  constructor(maxBytes: number, maxBytesPerPeer: number) {
+    this.shares = new ByteShares<RequestRead>(maxBytes, maxBytesPerPeer, (read) => read.reading);
+  }
 
   /** Bytes held now, all peers together. */
   get heldBytes(): number {
-    return this.held;
+    return this.shares.heldBytes;
   }
 
   /** Adds `n` bytes to `read`; false: refused (counted), the caller resets it and calls done(). */
   charge(read: RequestRead, n: number): boolean {
-    let account = this.accounts.get(read.peer);
-    if (account === undefined) this.accounts.set(read.peer, (account = { bytes: 0, reads: new Set() }));
-    account.reads.add(read);
-    if (account.bytes + n > this.maxBytesPerPeer) {
-      this.stats.bytesPeerLimit++;
-      return false;
-    }
-    while (this.held + n > this.maxBytes) {
-      const victim = this.heaviestOther(read.peer, account.bytes + n);
-      if (victim === undefined) {
-        this.stats.bytesNodeLimit++;
-        return false;
-      }
-      this.stats.bytesEvicted++;
-      this.done(victim);
-      victim.cut();
-    }
-    read.bytes += n;
-    account.bytes += n;
-    this.held += n;
-    return true;
+    const evicted = this.shares.evicted;
+    const outcome = this.shares.charge(read, n);
+    this.stats.bytesEvicted += this.shares.evicted - evicted;
+    if (outcome === 'peer') this.stats.bytesPeerLimit++;
+    else if (outcome === 'node') this.stats.bytesNodeLimit++;
+    return outcome === 'ok';
   }
 
   /** The request ended (answered, failed or cut): its bytes are freed. */
   done(read: RequestRead): void {
-    const account = this.accounts.get(read.peer);
-    if (account === undefined || !account.reads.delete(read)) return;
-    account.bytes -= read.bytes;
-    this.held -= read.bytes;
-    read.bytes = 0;
-    if (account.reads.size === 0) this.accounts.delete(read.peer);
-  }
-
-  /** The largest request still being read of the peer holding the most, if that peer holds more than `holds`. */
-  private heaviestOther(peer: NodeId, holds: number): RequestRead | undefined {
-    let heaviest: Account | undefined;
-    for (const [id, account] of this.accounts) if (id !== peer && (heaviest === undefined || account.bytes > heaviest.bytes)) heaviest = account;
-    if (heaviest === undefined || heaviest.bytes <= holds) return undefined;
-    let largest: RequestRead | undefined;
-    for (const read of heaviest.reads) if (read.reading && (largest === undefined || read.bytes > largest.bytes)) largest = read;
-    return largest;
+    this.shares.done(read);
   }
 }
