@@ -145,7 +145,7 @@ t.test('10,000 flows through one hop cost the hop no memory per flow', async (t)
   const sim = line(3, {
     // Budgets out of the way: this test is about memory, the budget test above about budgets.
     forwarder: () => ({ datagramsPerSecond: 1e12, bytesPerSecond: 1e15 }),
-    endpoint: (i) => (i === 2 ? { maxFlows: 20_000, maxPendingFlows: 20_000 } : {}),
+    endpoint: (i) => (i === 2 ? { maxFlows: 20_000, maxPendingFlows: 20_000, maxPendingFlowsPerHop: 20_000 } : {}),
   });
   const [, hop, d] = sim.nodes as [SimNode, SimNode, SimNode];
   const datagrams = Array.from({ length: 10_000 }, () => encodeData(16, d.key, randomBytes(32), initial(1200)));
