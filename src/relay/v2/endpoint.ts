@@ -34,7 +34,7 @@ export interface EndpointOptions {
    * the most is evicted for a hop holding fewer.
    */
   maxPendingFlows?: number;
-  /** Pending flows one previous hop may hold (default half of maxPendingFlows: 32). */
+  /** Pending flows one previous hop may hold (default 32, at most maxPendingFlows). */
   maxPendingFlowsPerHop?: number;
   /** A flow with no datagram either way for this long is evicted (default 30 s; keep-alives keep a live one). */
   idleTimeoutMs?: number;
@@ -101,7 +101,7 @@ function resolveOptions(options: EndpointOptions): Resolved {
   return {
     maxFlows,
     maxPendingFlows,
-    maxPendingFlowsPerHop: numberOption(where, 'maxPendingFlowsPerHop', options.maxPendingFlowsPerHop, Math.max(1, Math.floor(maxPendingFlows / 2)), { min: 1, max: maxPendingFlows, integer: true }),
+    maxPendingFlowsPerHop: numberOption(where, 'maxPendingFlowsPerHop', options.maxPendingFlowsPerHop, Math.min(32, maxPendingFlows), { min: 1, max: maxPendingFlows, integer: true }),
     idleTimeoutMs: numberOption(where, 'idleTimeoutMs', options.idleTimeoutMs, 30_000, { min: 0, above: true }),
     pendingTimeoutMs: numberOption(where, 'pendingTimeoutMs', options.pendingTimeoutMs, 10_000, { min: 0, above: true }),
     hopLimit: numberOption(where, 'hopLimit', options.hopLimit, DEFAULT_HOP_LIMIT, { min: 1, max: 255, integer: true }),
