@@ -3,6 +3,7 @@ import { Buffer } from 'node:buffer';
 import type { NodeId } from '../src/identity/index.js';
 import { Router, encodeMessage, encodeRecord, type Link, type RecordSigner, type RouterOptions } from '../src/routing/router/index.js';
 import { seededSigner } from '../src/routing/testing.js';
+import { IMMEDIATE } from './fixtures/router-options.js';
 
 // Issue 15, routing records (docs/LIMITS.md): a neighbour that floods records of keys it mints
 // cannot fill the link-state map for everyone (the neighbour that brought the most gives back its
@@ -14,15 +15,6 @@ const ID = SIGNERS.map((s) => s.nodeId);
 /** Keys an attacker mints: origins are signed, but anyone can make keys. */
 const MINTED: RecordSigner[] = Array.from({ length: 40 }, (_, i) => seededSigner(6666, i));
 
-const IMMEDIATE: Omit<RouterOptions, 'signer'> = {
-  publishDelayMs: 0,
-  minPublishIntervalMs: 0,
-  spfDelayMs: 0,
-  spfMinIntervalMs: 0,
-  floodPacingMs: 0,
-  minArrivalIntervalMs: 0,
-  refreshFloodDelayMs: 0,
-};
 
 function record(signer: RecordSigner, links: Link[], fragment = 0): Uint8Array {
   return encodeRecord({ origin: signer.nodeId, seq: 1n, lifetimeMs: 600_000, links, fragment }, (d) => signer.sign(d));

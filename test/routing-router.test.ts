@@ -24,6 +24,7 @@ import {
   type RouterOptions,
 } from '../src/routing/router/index.js';
 import { RoutingSimulation, seededSigner, simulationSigner } from '../src/routing/testing.js';
+import { IMMEDIATE } from './fixtures/router-options.js';
 
 // A pool of cheap deterministic signers shared by the tests.
 const SIGNERS: RecordSigner[] = Array.from({ length: 40 }, (_, i) => seededSigner(4242, i));
@@ -31,16 +32,6 @@ const ID = SIGNERS.map((s) => s.nodeId);
 const byId = (a: NodeId, b: NodeId): number => (a < b ? -1 : a > b ? 1 : 0);
 const byKey = (a: NodeId, b: NodeId): number => (idOrderKey(a) < idOrderKey(b) ? -1 : idOrderKey(a) > idOrderKey(b) ? 1 : 0);
 
-/** Options that make a router act within each event (no pacing, no delays). */
-const IMMEDIATE: Omit<RouterOptions, 'signer'> = {
-  publishDelayMs: 0,
-  minPublishIntervalMs: 0,
-  spfDelayMs: 0,
-  spfMinIntervalMs: 0,
-  floodPacingMs: 0,
-  minArrivalIntervalMs: 0,
-  refreshFloodDelayMs: 0,
-};
 
 function router(i: number, options: Omit<RouterOptions, 'signer'> = {}): Router {
   return new Router({ ...IMMEDIATE, ...options, signer: SIGNERS[i]! });
