@@ -6,8 +6,7 @@
 // the starts were counted), equal starts (one other peer's start per waiting stream), and the
 // library's default (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING, MAX_BACKLOG_SPACING,
 // OTHERS_PER_BACKLOG_START), or --share=N / --spacing=N / --maxSpacing=N / --othersPerStart=N,
-// or --settings='[[share, spacing, maxSpacing, othersPerStart, paceNew, activeTurns], ...]' for other phases
-// (paceNew: a stream with none of its peer's waiting also waits for another peer's start).
+// or --settings='[[share, spacing, maxSpacing, othersPerStart, activeTurns], ...]' for other phases.
 //   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--maxSpacing=N] [--othersPerStart=N] [--settings=JSON] [--probe] [--json]
 // --probe: where the server's time goes while both run, per phase: per peer connection the
 // datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
@@ -48,14 +47,13 @@ async function child(role) {
       process.send({ type: 'dialed' });
     } else if (message.type === 'share') {
       // The bench's knob: the share is a constant of the library, set here on the live object.
-      const [share, spacing, maxSpacing = 'default', othersPerStart = 'default', paceNew = false, activeTurns = 'default'] = message.value;
+      const [share, spacing, maxSpacing = 'default', othersPerStart = 'default', activeTurns = 'default'] = message.value;
       shares.perTurn = share === 'off' ? Infinity : share === 'default' ? defaultShare : Number(share);
       shares.spacing = spacing === 'default' ? defaultSpacing : Number(spacing);
       shares.maxSpacing = maxSpacing === 'default' ? defaultMaxSpacing : Number(maxSpacing);
       shares.othersPerStart = othersPerStart === 'default' ? defaultOthers : Number(othersPerStart);
-      shares.paceNew = paceNew === true || paceNew === 'true';
       shares.activeTurns = activeTurns === 'default' ? defaultActive : Number(activeTurns);
-      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing, othersPerStart: shares.othersPerStart, paceNew: shares.paceNew, activeTurns: shares.activeTurns });
+      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing, othersPerStart: shares.othersPerStart, activeTurns: shares.activeTurns });
     } else if (message.type === 'probe-start') {
       probe ??= await installProbe(shares);
       probe.start(message.lightPort);
@@ -188,7 +186,7 @@ async function parent() {
   for (const setting of settings) {
     const shared = server.next('shared');
     server.child.send({ type: 'share', value: setting });
-    const { max, spacing, maxSpacing, othersPerStart, paceNew, activeTurns } = await shared;
+    const { max, spacing, maxSpacing, othersPerStart, activeTurns } = await shared;
     await run(light, 1); // warm-up: connections, JIT
     const alone = await run(light, 1);
     if (args.probe) server.child.send({ type: 'probe-start', lightPort: alone.port });
@@ -205,7 +203,6 @@ async function parent() {
       spacing,
       maxSpacing,
       othersPerStart,
-      paceNew,
       activeTurns,
       lightAlonePerSecond: Math.round(alone.perSecond),
       lightBesideHeavyPerSecond: Math.round(beside.perSecond),

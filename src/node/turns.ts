@@ -62,8 +62,8 @@ export class PeerTurns {
   /** Streams that waited for their turn (node.stats().limits.streamPeerTurn). */
   waited = 0;
   private readonly backlogs = new Map<NodeId, Backlog>();
-  /** Per peer with a stream taken up this turn: how many, and the start count after its last (cleared each turn: as large as the turn's work). */
-  private readonly startedNow = new Map<NodeId, { count: number; mark: number }>();
+  /** Per peer with a stream taken up this turn: how many (cleared each turn: as large as the turn's work). */
+  private readonly startedNow = new Map<NodeId, number>();
   private turnScheduled = false;
   private turnNumber = 0;
   /** Peers with streams waiting for their turn (a turn's work is proportional to these). */
@@ -76,23 +76,19 @@ export class PeerTurns {
   /** The peer whose stream was taken up last, and the last other one (with their turns): who else is active, in O(1). */
   private latest: NodeId | undefined;
   private latestTurn = -Infinity;
-  private previousOther: NodeId | undefined;
   private previousOtherTurn = -Infinity;
 
   /** Each peer's last start (the start count after it, its turn), two generations of MEMORY_TURNS turns: as many as the peers active lately. */
   private recent = new Map<NodeId, { mark: number; turn: number }>();
   private older = new Map<NodeId, { mark: number; turn: number }>();
   private generationStart = 0;
-  /** Experiment (bench/fairness.mjs --paceNew): a peer's stream with none of its own waiting is taken up at once only after another peer's start since its last. */
-  private readonly paceNew = false;
-  /** Experiment knob (bench/fairness.mjs): ACTIVE_TURNS. */
-  private readonly activeTurns = ACTIVE_TURNS;
 
   constructor(
     private readonly perTurn: number,
     private readonly spacing = BACKLOG_SPACING,
     private readonly maxSpacing = MAX_BACKLOG_SPACING,
     private readonly othersPerStart = OTHERS_PER_BACKLOG_START,
+    private readonly activeTurns = ACTIVE_TURNS,
   ) {}
 
   /** true once `peer`'s stream may be taken up (at once within its turn); false if it closed while waiting. */
@@ -100,7 +96,7 @@ export class PeerTurns {
     this.scheduleTurn();
     let backlog = this.backlogs.get(peer);
     // A stream with none of its peer's waiting is taken up at once (its first this turn): a peer with one request at a time never waits.
-    if (backlog === undefined && (this.alone(peer) || this.mayStartNew(peer))) {
+    if (backlog === undefined && (this.alone(peer) || this.startedThisTurn(peer) < this.perTurn)) {
       this.noteStart(peer);
       return true;
     }
@@ -132,25 +128,13 @@ export class PeerTurns {
     return this.turnNumber - otherTurn > this.activeTurns;
   }
 
-  private mayStartNew(peer: NodeId): boolean {
-    if (this.startedThisTurn(peer) >= this.perTurn) return false;
-    if (!this.paceNew) return true;
-    const last = this.recent.get(peer) ?? this.older.get(peer);
-    return last === undefined || this.starts > last.mark || this.turnNumber - last.turn >= this.maxSpacing;
-  }
-
   private startedThisTurn(peer: NodeId): number {
-    return this.startedNow.get(peer)?.count ?? 0;
+    return this.startedNow.get(peer) ?? 0;
   }
 
   private noteStart(peer: NodeId): void {
     const mark = ++this.starts;
-    const now = this.startedNow.get(peer);
-    if (now === undefined) this.startedNow.set(peer, { count: 1, mark });
-    else {
-      now.count++;
-      now.mark = mark;
-    }
+    this.startedNow.set(peer, this.startedThisTurn(peer) + 1);
     const last = this.recent.get(peer);
     if (last === undefined) this.recent.set(peer, { mark, turn: this.turnNumber });
     else {
@@ -158,7 +142,6 @@ export class PeerTurns {
       last.turn = this.turnNumber;
     }
     if (this.latest !== peer) {
-      this.previousOther = this.latest;
       this.previousOtherTurn = this.latestTurn;
       this.latest = peer;
     }
