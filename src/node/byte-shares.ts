@@ -6,6 +6,7 @@
  * each chunk as it arrives and frees a read's bytes when it ends.
  */
 import type { NodeId } from '../identity/index.js';
+import { heaviestOther } from '../shares.js';
 
 /** One read's bytes; `cut` ends it (an eviction). */
 export interface ByteRead {
@@ -71,11 +72,10 @@ export class ByteShares<R extends ByteRead> {
 
   /** The largest cuttable read of the peer holding the most, if that peer holds more than `holds`. */
   private heaviestOther(peer: NodeId, holds: number): R | undefined {
-    let heaviest: Account<R> | undefined;
-    for (const [id, account] of this.accounts) if (id !== peer && (heaviest === undefined || account.bytes > heaviest.bytes)) heaviest = account;
-    if (heaviest === undefined || heaviest.bytes <= holds) return undefined;
+    const heaviest = heaviestOther(this.accounts, peer, (account) => account.bytes);
+    if (heaviest === undefined || heaviest.weight <= holds) return undefined;
     let largest: R | undefined;
-    for (const read of heaviest.reads) if (this.cuttable(read) && (largest === undefined || read.bytes > largest.bytes)) largest = read;
+    for (const read of heaviest.group.reads) if (this.cuttable(read) && (largest === undefined || read.bytes > largest.bytes)) largest = read;
     return largest;
   }
 }

@@ -122,7 +122,8 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
   return sum as unknown as NegotiationStats;
 }
 
-type RoutingGateTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget'>;
+/** Trips the node's own services count (the routing gate, stream turns, connection rotation). */
+type NodeServiceTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget'>;
 type DatagramRelayTrips = Pick<
   LimitTrips,
   'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted' | 'datagramRelayPendingHopLimit' | 'datagramRelayPendingEvicted'
@@ -145,7 +146,7 @@ function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRela
   };
 }
 
-function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof RoutingGateTrips | keyof RequestTrips> {
+function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof NodeServiceTrips | keyof RequestTrips> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,

@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import { numberOption } from '../options.js';
+import { heaviestOther } from '../shares.js';
 import { isNodeId } from '../identity/index.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import type { ChannelRequestInfo } from '../channel/index.js';
@@ -282,9 +283,8 @@ export class RelayService {
 
   /** The oldest slot of the neighbour holding the most, if it holds more than `holds`. */
   private heaviestOther(peer: NodeId, holds: number): Slot | undefined {
-    let heaviest: Set<Slot> | undefined;
-    for (const [id, set] of this.perPeer) if (id !== peer && (heaviest === undefined || set.size > heaviest.size)) heaviest = set;
-    if (heaviest === undefined || heaviest.size <= holds) return undefined;
-    return heaviest.values().next().value;
+    const heaviest = heaviestOther(this.perPeer, peer, (set) => set.size);
+    if (heaviest === undefined || heaviest.weight <= holds) return undefined;
+    return heaviest.group.values().next().value;
   }
 }

@@ -1,6 +1,7 @@
 import { PnetError } from '../../errors.js';
 import type { NodeId } from '../../identity/index.js';
 import { numberOption } from '../../options.js';
+import { heaviestOther } from '../../shares.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../../routing/index.js';
 import type { SocketAddress } from '../../transport/index.js';
 import { KeyTable } from './key-table.js';
@@ -370,10 +371,9 @@ export class RelayEndpoint<N> {
     const holds = this.pendingByHop.get(hop)?.size ?? 0;
     if (this.pendingCount < this.options.maxPendingFlows) return holds >= this.options.maxPendingFlowsPerHop ? 'pendingHopLimit' : undefined;
     if (holds >= this.options.maxPendingFlowsPerHop) return 'flowLimit';
-    let heaviest: Set<Flow> | undefined;
-    for (const [id, set] of this.pendingByHop) if (id !== hop && (heaviest === undefined || set.size > heaviest.size)) heaviest = set;
-    if (heaviest === undefined || heaviest.size <= holds + 1) return 'flowLimit';
-    const victim = heaviest.values().next().value as Flow;
+    const heaviest = heaviestOther(this.pendingByHop, hop, (set) => set.size);
+    if (heaviest === undefined || heaviest.weight <= holds + 1) return 'flowLimit';
+    const victim = heaviest.group.values().next().value as Flow;
     this.close(victim);
     this.stats.pendingEvicted++;
     return victim;

@@ -9,6 +9,7 @@
  */
 import type { NodeId } from '../../identity/index.js';
 import type { Origin } from './origins.js';
+import { heaviestOther } from '../../shares.js';
 
 /** Map bounds: origins (the router's own included), bytes of received records, bytes per origin. */
 export interface ShareLimits {
@@ -58,13 +59,13 @@ export class RecordShares {
     const scans = new Map<NodeId, Iterator<[NodeId, Origin]>>();
     // The heaviest other neighbour gives back its oldest origins while it holds more than the payer would.
     while (count > this.limits.maxRecords || bytes > this.limits.maxTableBytes) {
-      const heaviest = this.#heaviestOther(payer, taken);
-      if (heaviest === undefined || heaviest.bytes <= payerHolds) return undefined;
-      let scan = scans.get(heaviest.id);
-      if (scan === undefined) scans.set(heaviest.id, (scan = this.origins.entries()));
-      const victim = oldestOf(scan, heaviest.id, origin);
+      const heaviest = heaviestOther(this.#charged, payer, (charged, id) => charged - (taken.get(id) ?? 0));
+      if (heaviest === undefined || heaviest.weight <= payerHolds) return undefined;
+      let scan = scans.get(heaviest.key);
+      if (scan === undefined) scans.set(heaviest.key, (scan = this.origins.entries()));
+      const victim = oldestOf(scan, heaviest.key, origin);
       if (victim === undefined) return undefined;
-      taken.set(heaviest.id, (taken.get(heaviest.id) ?? 0) + victim[1].bytes);
+      taken.set(heaviest.key, (taken.get(heaviest.key) ?? 0) + victim[1].bytes);
       victims.push(victim[0]);
       count--;
       bytes -= victim[1].bytes;
@@ -110,17 +111,6 @@ export class RecordShares {
       this.#maxValid = true;
     }
     return this.#max;
-  }
-
-  /** The neighbour other than `payer` charged the most, less what `taken` already takes from it. */
-  #heaviestOther(payer: NodeId, taken: ReadonlyMap<NodeId, number>): { id: NodeId; bytes: number } | undefined {
-    let best: { id: NodeId; bytes: number } | undefined;
-    for (const [id, charged] of this.#charged) {
-      if (id === payer) continue;
-      const bytes = charged - (taken.get(id) ?? 0);
-      if (best === undefined || bytes > best.bytes) best = { id, bytes };
-    }
-    return best;
   }
 }
 
