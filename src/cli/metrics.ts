@@ -10,6 +10,7 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { NEGOTIATION_OUTCOMES, PnetError, formatAddress, parseAddress } from '../index.js';
 import type { NodeStats } from '../index.js';
 import { spawnQueue } from './spawn-queue.js';
+import type { SpawnQueueStats } from './spawn-queue.js';
 
 /** Every series name starts with this. */
 export const METRICS_PREFIX = 'quicpeer_';
@@ -17,13 +18,13 @@ export const METRICS_PREFIX = 'quicpeer_';
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9464';
 
 type Labels = Record<string, string>;
-/** One series: its value(s) read from a snapshot. */
-interface Series {
+/** One series: its value(s) read from a snapshot (a node's stats, or the process's spawn queue). */
+interface Series<S = NodeStats> {
   readonly name: string;
   readonly help: string;
   readonly type: 'counter' | 'gauge';
   readonly labels?: readonly string[];
-  read(stats: NodeStats): number | ReadonlyArray<readonly [Labels, number]>;
+  read(stats: S): number | ReadonlyArray<readonly [Labels, number]>;
 }
 
 const byKey = (label: string, values: object): Array<[Labels, number]> =>
@@ -153,6 +154,15 @@ const CHANNEL_SERIES: readonly Series[] = [
   { name: 'limits_tripped_total', type: 'counter', labels: ['limit'], help: 'Times a limit refused or cut something, by limit (docs/LIMITS.md).', read: (s) => byKey('limit', s.limits) },
 ];
 
+/** The process's ops/exec spawn queue (spawn-queue.ts): shared by every node of the process, so not in node.stats(). */
+const EXEC_QUEUE_SERIES: ReadonlyArray<Series<SpawnQueueStats>> = [
+  { name: 'exec_running', type: 'gauge', help: 'ops/exec commands running now in this process.', read: (q) => q.running },
+  { name: 'exec_queued', type: 'gauge', help: 'ops/exec commands waiting for a turn in this process.', read: (q) => q.queued },
+  { name: 'exec_started_total', type: 'counter', help: 'ops/exec commands started.', read: (q) => q.started },
+  { name: 'exec_waited_total', type: 'counter', help: 'ops/exec commands that waited for a turn in the spawn queue.', read: (q) => q.waited },
+  { name: 'exec_queue_full_total', type: 'counter', help: 'ops/exec requests refused (OVERLOADED): the spawn queue was full.', read: (q) => q.refusedQueueFull },
+];
+
 /** Every quicpeer_ series (docs/METRICS.md lists them with their meaning). */
 export const SERIES: readonly Series[] = [...TRANSPORT_SERIES, ...RELAY_AND_FANOUT_SERIES, ...ROUTING_SERIES, ...CHANNEL_SERIES];
 
@@ -170,7 +180,7 @@ export function createNodeMetrics(stats: () => NodeStats): NodeMetrics {
   const snapshot = (): NodeStats => current ?? stats();
   for (const series of SERIES) register(registry, series, snapshot);
   registerProcess(registry);
-  registerExecQueue(registry);
+  for (const series of EXEC_QUEUE_SERIES) register(registry, series, () => spawnQueue.stats());
   return {
     registry,
     async scrape(): Promise<string> {
@@ -184,7 +194,7 @@ export function createNodeMetrics(stats: () => NodeStats): NodeMetrics {
   };
 }
 
-function register(registry: Registry, series: Series, snapshot: () => NodeStats): void {
+function register<S>(registry: Registry, series: Series<S>, snapshot: () => S): void {
   const values = (): ReadonlyArray<readonly [Labels, number]> => {
     const value = series.read(snapshot());
     return typeof value === 'number' ? [[{}, value]] : value;
@@ -238,40 +248,6 @@ function registerProcess(registry: Registry): void {
       this.set(Math.round(started));
     },
   });
-}
-
-/** The process's ops/exec spawn queue (spawn-queue.ts): shared by every node of the process, so not in node.stats(). */
-function registerExecQueue(registry: Registry): void {
-  const gauges: Array<[string, string, 'running' | 'queued']> = [
-    ['exec_running', 'ops/exec commands running now in this process.', 'running'],
-    ['exec_queued', 'ops/exec commands waiting for a turn in this process.', 'queued'],
-  ];
-  for (const [name, help, key] of gauges) {
-    new Gauge({
-      name: METRICS_PREFIX + name,
-      help,
-      registers: [registry],
-      collect(this: Gauge) {
-        this.set(spawnQueue.stats()[key]);
-      },
-    });
-  }
-  const counters: Array<[string, string, 'started' | 'waited' | 'refusedQueueFull']> = [
-    ['exec_started_total', 'ops/exec commands started.', 'started'],
-    ['exec_waited_total', 'ops/exec commands that waited for a turn in the spawn queue.', 'waited'],
-    ['exec_queue_full_total', 'ops/exec requests refused (OVERLOADED): the spawn queue was full.', 'refusedQueueFull'],
-  ];
-  for (const [name, help, key] of counters) {
-    new Counter({
-      name: METRICS_PREFIX + name,
-      help,
-      registers: [registry],
-      collect(this: Counter) {
-        this.reset();
-        this.inc(spawnQueue.stats()[key]);
-      },
-    });
-  }
 }
 
 /** True for 127.0.0.0/8 and ::1 (and IPv4-mapped loopback). */

@@ -31,7 +31,7 @@ function keyFor(nodeId: NodeId): KeyObject {
  */
 export function verifySignature(nodeId: NodeId, data: Uint8Array, signature: Uint8Array): boolean {
   try {
-    if (!(data instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64) return false;
+    if (!wellFormed(data, signature)) return false;
     return verify(null, data, keyFor(nodeId), signature);
   } catch {
     return false;
@@ -46,10 +46,15 @@ export function verifySignature(nodeId: NodeId, data: Uint8Array, signature: Uin
 export function verifySignatureAsync(nodeId: NodeId, data: Uint8Array, signature: Uint8Array): Promise<boolean> {
   return new Promise((resolve) => {
     try {
-      if (!(data instanceof Uint8Array) || !(signature instanceof Uint8Array) || signature.length !== 64) return resolve(false);
+      if (!wellFormed(data, signature)) return resolve(false);
       verify(null, data, keyFor(nodeId), signature, (error, ok) => resolve(error === null && ok));
     } catch {
       resolve(false);
     }
   });
+}
+
+/** Bytes to check and a 64-byte Ed25519 signature (anything else is simply not valid). */
+function wellFormed(data: unknown, signature: unknown): boolean {
+  return data instanceof Uint8Array && signature instanceof Uint8Array && signature.length === 64;
 }

@@ -384,13 +384,13 @@ function parseUpFrame(frame: Buffer): UpFrame {
   return { type, frame, target, hops, status, body, signature: signed ? frame.subarray(o + bodyLength) : undefined };
 }
 
-/** Whether a signed result really comes from its target, for this request. */
 /** verifyResult on libuv's thread pool. */
 export function verifyResultAsync(requestId: Buffer, result: ResultFrame): Promise<boolean> {
   if (result.signature === undefined) return Promise.resolve(false);
   return verifySignatureAsync(nodeIdAt(result.target, 0), replySigned(requestId, result.target, result.status, result.body), result.signature);
 }
 
+/** Whether a signed result really comes from its target, for this request. */
 export function verifyResult(requestId: Buffer, result: ResultFrame): boolean {
   if (result.signature === undefined) return false;
   return verifySignature(nodeIdAt(result.target, 0), replySigned(requestId, result.target, result.status, result.body), result.signature);

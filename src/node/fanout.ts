@@ -201,7 +201,9 @@ export class FanoutService {
       {
         result: (frame, fromLeg) =>
           this.checked(envelope.requestId, frame, () => {
-            const [nodeId, ms, hops] = [nodeIdAt(frame.target, 0), performance.now() - started, fromLeg ? frame.hops : 0];
+            const nodeId = nodeIdAt(frame.target, 0);
+            const ms = performance.now() - started;
+            const hops = fromLeg ? frame.hops : 0;
             if (frame.status === STATUS_OK) push({ nodeId, ms, hops, ok: true, data: Buffer.from(frame.body) });
             else push({ nodeId, ms, hops, ok: false, error: decodeErrorBody(frame.body) });
             inFlight--;
