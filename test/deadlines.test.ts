@@ -65,7 +65,7 @@ t.test('a dial counts: the only known address of the target never answers', asyn
   t.teardown(() => silent.close());
   const a = await node(t);
   const ghost = (await Identity.generate()).nodeId;
-  nodeServices(a).peers.addresses.set(ghost, { host: '127.0.0.1', port: silent.address().port });
+  nodeServices(a).peers.rememberAddress(ghost, { host: '127.0.0.1', port: silent.address().port });
   const request = await outcome(() => a.request(ghost, 'svc', 'ping', { timeoutMs: DEADLINE_MS }));
   t.equal(request.code, 'ERR_REQUEST_TIMEOUT', 'request: the deadline, not the dial, speaks');
   t.ok(request.ms < LATE_MS, `request: ${request.ms.toFixed(0)} ms (a dial alone waits 5 s)`);

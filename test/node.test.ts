@@ -192,3 +192,18 @@ t.test('peer table on its own: the duplicate rule keeps one connection, a spare 
   t.equal(table.get(peer), undefined);
   t.same(events, ['up k1', 'down true'], 'one peer:down when the last one went');
 });
+
+t.test('peer table: remembered dial addresses are bounded, the least recently dialed forgotten first and counted', async (t) => {
+  const ids = await Promise.all(Array.from({ length: 4 }, async () => (await Identity.generate()).nodeId));
+  const table = new PeerTable(ids[0]!, { up: () => undefined, down: () => undefined, rotate: async () => undefined }, 1024, 2);
+  t.teardown(() => table.close());
+  const at = (port: number) => ({ host: '127.0.0.1', port });
+  table.rememberAddress(ids[1]!, at(1));
+  table.rememberAddress(ids[2]!, at(2));
+  table.rememberAddress(ids[1]!, at(11)); // dialed again: now the most recent
+  table.rememberAddress(ids[3]!, at(3));
+  t.same(table.addressOf(ids[1]!), at(11), 'the one dialed again is kept, at its new address');
+  t.equal(table.addressOf(ids[2]!), undefined, 'the least recently dialed is forgotten');
+  t.same(table.addressOf(ids[3]!), at(3));
+  t.equal(table.addressesEvicted, 1, 'the eviction is counted');
+});

@@ -115,7 +115,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       rotate: (connection) => this.dialer.dial(connection.remoteAddress, { expectedNodeId: connection.remoteNodeId }),
     }, settings.rotateAfterStreams);
     this.dialer = new Dialer(transports, settings, (connection, target) => {
-      this.peerTable.addresses.set(connection.remoteNodeId, target);
+      this.peerTable.rememberAddress(connection.remoteNodeId, target);
       this.adopt(connection);
     });
     this.streams = new Streams(
@@ -321,6 +321,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         requests: () => this.requests.limitStats(),
         bootstrap: () => this.keeper?.stats,
         rotation: () => peerTable.rotation,
+        addressesEvicted: () => peerTable.addressesEvicted,
       },
       this.handshakes,
     );
@@ -406,7 +407,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     this.assertOpen();
     const connection = this.peerTable.live(nodeId);
     if (connection) return connection;
-    const address = this.peerTable.addresses.get(nodeId);
+    const address = this.peerTable.addressOf(nodeId);
     if (address === undefined) throw new PnetError('UNREACHABLE', `no route to ${nodeId} and no address known for it`);
     await this.dial(address, { expectedNodeId: nodeId });
     const dialed = this.peerTable.get(nodeId);

@@ -17,6 +17,8 @@ const DUPLICATE_GRACE_MS = 500;
 export const ROTATE_AFTER_STREAMS = 65_536;
 /** How long a replaced connection's open streams get to finish. */
 const ROTATE_DRAIN_MS = 5 * 60_000;
+/** Dial addresses remembered, at most: the least recently dialed is forgotten first (counted). */
+export const MAX_KNOWN_ADDRESSES = 65_536;
 
 /** What the table tells its owner: a peer came (its first connection) or went (its last one), or a connection it dialed is worn. */
 export interface PeerEvents {
@@ -30,8 +32,10 @@ export class PeerTable {
   private readonly connections = new Map<NodeId, Connection>();
   /** Connections that lost the duplicate rule, serving out their grace; one takes over if the survivor dies meanwhile. */
   private readonly spares = new Map<Connection, NodeJS.Timeout>();
-  /** Where each peer this node dialed was reached. */
-  readonly addresses = new Map<NodeId, SocketAddress>();
+  /** Where each peer this node dialed was reached, least recently dialed first. */
+  private readonly addresses = new Map<NodeId, SocketAddress>();
+  /** Addresses forgotten at `maxAddresses`. */
+  addressesEvicted = 0;
   /** End-to-end connections to far nodes (relay v2): listed by peers(), never routing neighbours. */
   private readonly relayed = new Set<Connection>();
   readonly rotation: RotationStats = { rotated: 0, replaced: 0, overBudgetClosed: 0 };
@@ -42,7 +46,23 @@ export class PeerTable {
     private readonly self: NodeId,
     private readonly events: PeerEvents,
     private readonly rotateAfter = ROTATE_AFTER_STREAMS,
+    private readonly maxAddresses = MAX_KNOWN_ADDRESSES,
   ) {}
+
+  /** Remember where `nodeId` was reached (a dial of ours), forgetting the least recently dialed at the bound. */
+  rememberAddress(nodeId: NodeId, address: SocketAddress): void {
+    this.addresses.delete(nodeId);
+    this.addresses.set(nodeId, address);
+    if (this.addresses.size <= this.maxAddresses) return;
+    const oldest = this.addresses.keys().next().value as NodeId;
+    this.addresses.delete(oldest);
+    this.addressesEvicted++;
+  }
+
+  /** Where `nodeId` was last reached by a dial of ours, if still remembered. */
+  addressOf(nodeId: NodeId): SocketAddress | undefined {
+    return this.addresses.get(nodeId);
+  }
 
   /** The connection kept for `nodeId`, closing or not. */
   get(nodeId: NodeId): Connection | undefined {

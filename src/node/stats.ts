@@ -48,6 +48,8 @@ export interface StatsSources {
   bootstrap?(): Readonly<BootstrapStats> | undefined;
   /** Connection rotation (peers.ts). */
   rotation?(): Readonly<RotationStats>;
+  /** Dial addresses forgotten at their bound (peers.ts). */
+  addressesEvicted?(): number;
 }
 
 /** Counts connections as the node adopts them (the transports count only what they hold now). */
@@ -105,6 +107,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
       streamPeerTurn: sources.streamTurnWaits?.() ?? 0,
       connectionStreamBudget: sources.rotation?.().overBudgetClosed ?? 0,
+      knownAddressesEvicted: sources.addressesEvicted?.() ?? 0,
     },
     bootstrap: { addresses: 0, redials: 0, redialFailures: 0, reconnected: 0, ...sources.bootstrap?.() },
     rotation: { rotated: 0, replaced: 0, overBudgetClosed: 0, ...sources.rotation?.() },
@@ -123,7 +126,7 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
 }
 
 /** Trips the node's own services count (the routing gate, stream turns, connection rotation). */
-type NodeServiceTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget'>;
+type NodeServiceTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget' | 'knownAddressesEvicted'>;
 type DatagramRelayTrips = Pick<
   LimitTrips,
   'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted' | 'datagramRelayPendingHopLimit' | 'datagramRelayPendingEvicted'

@@ -372,6 +372,8 @@ export interface LimitTrips {
   streamPeerTurn: number;
   /** Connections: an inbound QUIC connection closed at twice `rotateAfterStreams` (its peer never dialed a fresh one). */
   connectionStreamBudget: number;
+  /** Connections: a dial address forgotten at the bound of remembered addresses (65,536; the least recently dialed goes). */
+  knownAddressesEvicted: number;
   /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
   fanoutLegsNodeLimit: number;
   /** Fan-out: legs refused OVERLOADED over the peer's share. */
