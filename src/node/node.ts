@@ -24,7 +24,7 @@ import { Neighbours, ROUTING_CHANNEL } from './neighbours.js';
 import { Streams, assertUserChannel } from './streams.js';
 import { Requests } from './requests.js';
 import { RoutingGate, serveGated } from './routing-gate.js';
-import { FANOUT_CHANNEL, FanoutService } from './fanout.js';
+import { FANOUT_CHANNEL, FanoutService, legOpenOptions } from './fanout.js';
 import { HandshakeCounter, takeStats } from './stats.js';
 import { BootstrapKeeper, redialSchedule } from './bootstrap.js';
 import type {
@@ -139,7 +139,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         identity,
         groupByNextHop: (packed) => this.neighbours.groupByNextHop(packed),
         allNodes: () => this.neighbours.allNodes(),
-        openLeg: (neighbour) => this.streams.openDirect(neighbour, FANOUT_CHANNEL, { optimistic: true }),
+        openLeg: (neighbour, link) => this.streams.openDirect(neighbour, FANOUT_CHANNEL, legOpenOptions(link)),
         isConnected: (neighbour) => live(neighbour) !== undefined,
         isNeighbour: (peer) => this.neighbours.router.neighbourCost(peer) !== undefined,
         answerRequest: (channel, request, info, limits) => this.requests.answer(channel, request, info, limits),
@@ -224,7 +224,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
 
   /** The node's own channels: fan-out legs, relay v2's link streams, routing. */
   private serveReservedChannels(): void {
-    this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId), { authorise: this.fanouts.authorise });
+    this.streams.serveReserved(FANOUT_CHANNEL, (negotiated, info) => this.fanouts.serveLeg(negotiated.stream, info.remoteNodeId, info.metadata), { authorise: this.fanouts.authorise });
     const relay = this.datagrams;
     if (relay) this.streams.serveReserved(DATAGRAM_LINK_CHANNEL, (negotiated, info) => relay.acceptLinkStream(info.remoteNodeId, negotiated.stream));
     // Each peer's routing streams are read a few at a time, the rest wait; a peer that is not a routing neighbour gets a small share (routing-gate.ts).
