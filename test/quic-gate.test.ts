@@ -21,18 +21,20 @@ function initialFrom(host: string): Buffer {
 const load = { closing: false, connections: 0, pendingHandshakes: 0 };
 
 /** Verdicts for `count` Initials from `host` at time `now`, by action. */
-function verdicts(gate: InitialGate, host: string, count: number, now: number): Record<string, number> {
+function verdicts(gate: InitialGate, host: string, count: number, now: number, started?: number[]): Record<string, number> {
   const datagram = initialFrom(host);
   const seen: Record<string, number> = {};
   for (let i = 0; i < count; i++) {
     const { action } = gate.check(datagram, host, 5000 + i, now, load);
+    // The transport starts each accepted handshake (admission counts it in progress).
+    if (action === 'accept' && started !== undefined) started.push(gate.admission.start(now));
     seen[action] = (seen[action] ?? 0) + 1;
   }
   return seen;
 }
 
 t.test("retry 'auto': past 100 unvalidated handshakes a second, Retry; a host that completed a handshake lately is not retried", async (t) => {
-  const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16 }, 0);
+  const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
   t.same(verdicts(gate, '127.0.0.2', 150, 0), { accept: 100, retry: 50 }, 'a new host: the unvalidated budget, then Retry');
   gate.noteValidated('127.0.0.3', 0);
   t.same(verdicts(gate, '127.0.0.3', 150, 0), { accept: 150 }, 'a validated host: no Retry round trip');
@@ -44,10 +46,51 @@ t.test("retry 'auto': past 100 unvalidated handshakes a second, Retry; a host th
 });
 
 t.test('the validated-host memory is bounded (oldest forgotten)', async (t) => {
-  const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16 }, 0);
+  const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
   gate.noteValidated('10.0.0.1', 0);
   for (let i = 0; i < 4096; i++) gate.noteValidated(`10.1.${i >> 8}.${i & 255}`, 0);
   verdicts(gate, '10.9.9.9', 100, 0); // spends the unvalidated budget
   t.same(verdicts(gate, '10.0.0.1', 1, 0), { retry: 1 }, 'the first host was forgotten');
   t.same(verdicts(gate, '10.1.15.255', 1, 0), { accept: 1 }, 'the last is known');
+});
+
+t.test('admission by latency: off while handshakes are quick; once one was slow, only what completes in half the timeout starts', async (t) => {
+  const gate = new InitialGate({ retry: 'never', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
+  const admission = gate.admission;
+  // A join burst: 300 handshakes at once, each done in 200 ms: never held back.
+  const burst: number[] = [];
+  t.same(verdicts(gate, '127.0.0.2', 300, 0, burst), { accept: 300 }, 'a burst with nothing completed yet is admitted');
+  for (const id of burst) admission.end(id, true, 200);
+  // Abandoned handshakes (never completed) do not switch it on, however old.
+  const abandoned: number[] = [];
+  t.same(verdicts(gate, '127.0.0.2', 50, 300, abandoned), { accept: 50 }, 'quick handshakes: no limit');
+  for (const id of abandoned) admission.end(id, false, 5300);
+  t.same(verdicts(gate, '127.0.0.2', 10, 5300), { accept: 10 }, 'failed handshakes say nothing about the endpoint');
+
+  // Behind: 240 in progress since 1.5 s ago; 40 of them complete now (20/s over the 2 s window, one over a fifth of 5 s).
+  const now = 10_000;
+  const slow: number[] = [];
+  verdicts(gate, '127.0.0.2', 240, now - 1500, slow);
+  for (const id of slow.slice(0, 40)) admission.end(id, true, now);
+  t.equal(admission.inProgress, 200, '200 in progress');
+  const limited = gate.dropped.admissionLimited;
+  t.same(verdicts(gate, '127.0.0.2', 10, now), { drop: 10 }, 'behind: 200 in progress is more than 20/s completes in 2.5 s (50): dropped');
+  t.equal(gate.dropped.admissionLimited - limited, 10, 'each one counted in stats');
+  for (const id of slow.slice(40, 200)) admission.end(id, false, now + 100); // they time out or their clients give up
+  t.equal(admission.inProgress, 40, '40 left');
+  t.same(verdicts(gate, '127.0.0.2', 20, now + 100, []), { accept: 10, drop: 10 }, 'room for what completes in half the timeout (50)');
+  t.same(verdicts(gate, '127.0.0.2', 1, now + 2000), { accept: 1 }, 'the hold ends 2 s after the last slow handshake');
+  t.end();
+});
+
+t.test('admission: an endpoint that completes almost nothing still takes a few (16 in progress)', async (t) => {
+  const gate = new InitialGate({ retry: 'never', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
+  const first = gate.admission.start(0);
+  gate.admission.end(first, true, 4000);
+  const stuck: number[] = [];
+  t.same(verdicts(gate, '127.0.0.2', 20, 4000, stuck), { accept: 16, drop: 4 }, 'up to 16 in progress');
+  t.same(verdicts(gate, '127.0.0.2', 3, 4100), { drop: 3 }, 'then none until one ends');
+  gate.admission.end(stuck[0]!, false, 4200);
+  t.same(verdicts(gate, '127.0.0.2', 3, 4200, []), { accept: 1, drop: 2 }, 'one ended, one starts');
+  t.end();
 });

@@ -20,6 +20,17 @@ const RETRIES_PER_SECOND = 1000;
 const VERSION_NEGOTIATIONS_PER_SECOND = 100;
 /** RFC 9000 §7.2: a client's first destination connection id is at least 8 bytes. */
 const MIN_INITIAL_DCID_LEN = 8;
+/** A handshake that took longer than this share of the handshake timeout says the endpoint is behind. */
+const SLOW_SHARE = 0.2;
+/** How long one slow handshake keeps the admission limit on. */
+const SLOW_HOLD_MS = 2000;
+/** While behind, handshakes in progress may be what completes in this share of the timeout (the rest would time out, after their crypto). */
+const WAIT_SHARE = 0.5;
+/** While behind, at least this many in progress (a stalled endpoint, or one that completes few, still takes some). */
+const MIN_ADMITTED = 16;
+/** The completion rate is counted over this many buckets of BUCKET_MS. */
+const BUCKETS = 8;
+const BUCKET_MS = 250;
 
 /** Datagrams the endpoint dropped, by reason. */
 export interface QuicDropStats {
@@ -45,6 +56,71 @@ export interface QuicDropStats {
   retryLimited: number;
   /** An Initial whose token is not a valid Retry token for its address (forged, expired, replayed elsewhere). */
   invalidToken: number;
+  /** An Initial dropped while the endpoint is behind: more handshakes in progress than it completes in half the handshake timeout. */
+  admissionLimited: number;
+}
+
+/**
+ * Admission by latency (sans-IO, fed the clock): while recent handshakes were slow (over a fifth
+ * of the handshake timeout), new ones start only while those in progress are fewer than the
+ * endpoint completes in half the timeout; the client resends its Initial after its probe timeout.
+ * Off while handshakes are quick, so a join burst or an operator at rest is never held back;
+ * abandoned handshakes never complete, so they cannot switch it on.
+ */
+export class HandshakeAdmission {
+  private readonly started = new Map<number, number>();
+  private next = 0;
+  /** Handshakes completed per BUCKET_MS, a ring of BUCKETS. */
+  private readonly completed = new Array<number>(BUCKETS).fill(0);
+  private bucket = 0;
+  private slowUntil = -Infinity;
+
+  constructor(
+    private readonly handshakeTimeoutMs: number,
+    now: number,
+  ) {
+    this.bucket = Math.floor(now / BUCKET_MS);
+  }
+
+  /** Handshakes in progress. */
+  get inProgress(): number {
+    return this.started.size;
+  }
+
+  /** A handshake started: its handle for `ended`. */
+  start(now: number): number {
+    const id = ++this.next;
+    this.started.set(id, now);
+    return id;
+  }
+
+  /** A handshake completed (`ok`) or failed. */
+  end(id: number, ok: boolean, now: number): void {
+    const startedAt = this.started.get(id);
+    if (startedAt === undefined) return;
+    this.started.delete(id);
+    if (!ok) return;
+    this.roll(now);
+    this.completed[this.bucket % BUCKETS]!++;
+    if (now - startedAt > SLOW_SHARE * this.handshakeTimeoutMs) this.slowUntil = now + SLOW_HOLD_MS;
+  }
+
+  /** Whether a new handshake may start now. */
+  admits(now: number): boolean {
+    if (now >= this.slowUntil) return true;
+    this.roll(now);
+    let total = 0;
+    for (const n of this.completed) total += n;
+    const perMs = total / (BUCKETS * BUCKET_MS);
+    return this.started.size < Math.max(MIN_ADMITTED, perMs * WAIT_SHARE * this.handshakeTimeoutMs);
+  }
+
+  /** Moves the ring to `now`'s bucket, emptying the buckets passed. */
+  private roll(now: number): void {
+    const bucket = Math.floor(now / BUCKET_MS);
+    for (let b = this.bucket + 1; b <= bucket && b <= this.bucket + BUCKETS; b++) this.completed[b % BUCKETS] = 0;
+    if (bucket > this.bucket) this.bucket = bucket;
+  }
 }
 
 /** The `retry` option, checked. */
@@ -90,7 +166,9 @@ export class InitialGate {
     retried: 0,
     retryLimited: 0,
     invalidToken: 0,
+    admissionLimited: 0,
   };
+  readonly admission: HandshakeAdmission;
   private readonly tokens = new RetryTokens();
   private readonly unvalidatedAccepts: TokenBucket;
   private readonly knownHostAccepts: TokenBucket;
@@ -100,9 +178,10 @@ export class InitialGate {
   private readonly versionNegotiations: TokenBucket;
 
   constructor(
-    private readonly options: { retry: RetryMode; maxConnections: number; maxPendingHandshakes: number; cidLength: number },
+    private readonly options: { retry: RetryMode; maxConnections: number; maxPendingHandshakes: number; cidLength: number; handshakeTimeoutMs: number },
     now: number,
   ) {
+    this.admission = new HandshakeAdmission(options.handshakeTimeoutMs, now);
     this.unvalidatedAccepts = new TokenBucket(UNVALIDATED_ACCEPTS_PER_SECOND, UNVALIDATED_ACCEPTS_PER_SECOND, now);
     this.knownHostAccepts = new TokenBucket(KNOWN_HOST_ACCEPTS_PER_SECOND, KNOWN_HOST_ACCEPTS_PER_SECOND, now);
     this.retries = new TokenBucket(RETRIES_PER_SECOND, RETRIES_PER_SECOND, now);
@@ -134,6 +213,11 @@ export class InitialGate {
     }
     if (load.connections >= this.options.maxConnections || load.pendingHandshakes >= this.options.maxPendingHandshakes) {
       dropped.refused++;
+      return DROP;
+    }
+    if (!this.admission.admits(now)) {
+      // Behind: a handshake started now would wait past the timeout; the client's resent Initial may find room.
+      dropped.admissionLimited++;
       return DROP;
     }
     if (header.token !== undefined && header.token.length > 0) {

@@ -149,7 +149,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.sessions = new SessionStore(options.sessionResumption);
     this.config = makeQuicConfig(identity, options);
     this.localAddress = socket.address;
-    this.gate = new InitialGate({ retry: options.retry, maxConnections: options.maxConnections, maxPendingHandshakes: options.maxPendingHandshakes, cidLength: CID_LEN }, performance.now());
+    this.gate = new InitialGate({ retry: options.retry, maxConnections: options.maxConnections, maxPendingHandshakes: options.maxPendingHandshakes, cidLength: CID_LEN, handshakeTimeoutMs: options.handshakeTimeoutMs }, performance.now());
     this.dropped = this.gate.dropped;
     this.keepAliveTimer = startKeepAliveSweep(options.keepAliveIntervalMs, this.sweep);
   }
@@ -365,14 +365,18 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.map(path, key);
     if (odcid === null) this.map(path, scid.toString('latin1'));
     this.pendingInbound++;
+    // The gate's admission learns how long handshakes take here (gate.ts, HandshakeAdmission).
+    const admitted = this.gate.admission.start(performance.now());
     connection.ready.then(
       () => {
         this.pendingInbound--;
+        this.gate.admission.end(admitted, true, performance.now());
         this.gate.noteValidated(remote.host, performance.now());
         this.emit('connection', connection);
       },
       () => {
         this.pendingInbound--;
+        this.gate.admission.end(admitted, false, performance.now());
       },
     );
     this.scheduler.schedule(connection);
