@@ -117,6 +117,8 @@ async function leavesChild() {
   let lastStartAt = 0;
   /** Why leaves lost the hub: peer:down error codes. */
   const drops = {};
+  /** The same, by message: what closed them. */
+  const dropReasons = {};
   /** Why redials failed: bootstrap event error codes. */
   const redialErrors = {};
   const sum = (key) => nodes.reduce((n, node) => n + node.stats().bootstrap[key], 0);
@@ -147,6 +149,7 @@ async function leavesChild() {
     firstDialAt,
     lastStartAt,
     drops,
+    dropReasons,
     redialErrors,
     failedAtStart: nodes.filter((n) => !n.bootstrapResults[0]?.ok).length,
     redials: sum('redials'),
@@ -167,7 +170,13 @@ async function leavesChild() {
       next++;
       const node = await createNode({ listen: '127.0.0.1:0', bootstrap: [hubAddress], routing: { role: AUTO ? 'auto' : 'leaf' } });
       node.handleRequest('whoami', () => node.id);
-      node.on('peer:down', ({ nodeId, error }) => nodeId === hubId && (drops[error?.code ?? 'none'] = (drops[error?.code ?? 'none'] ?? 0) + 1));
+      node.on('peer:down', ({ nodeId, error }) => {
+        if (nodeId !== hubId) return;
+        drops[error?.code ?? 'none'] = (drops[error?.code ?? 'none'] ?? 0) + 1;
+        // Why, in words (ids and numbers out): which end closed a fresh connection, and for what.
+        const why = `${error?.code ?? 'none'}: ${(error?.message ?? '').replace(/[a-z2-7]{52,}/g, 'ID').replace(/\d+/g, 'N').slice(0, 120)}`;
+        dropReasons[why] = (dropReasons[why] ?? 0) + 1;
+      });
       node.on('bootstrap', (event) => !event.ok && (redialErrors[event.error?.code ?? 'none'] = (redialErrors[event.error?.code ?? 'none'] ?? 0) + 1));
       await serveOpsFor(node);
       nodes.push(node);
@@ -400,6 +409,7 @@ async function restartHub(hub, hubArgs, address, groups, leaves) {
     redialFailures: total(after, 'redialFailures') - total(before, 'redialFailures'),
     reconnected: total(after, 'reconnected') - total(before, 'reconnected'),
     drops: mergeDrops(after),
+    dropReasons: minus(mergeDrops(after, 'dropReasons'), mergeDrops(before, 'dropReasons')),
     redialErrors: minus(mergeDrops(after, 'redialErrors'), mergeDrops(before, 'redialErrors')),
     hubQuic: r.hubState.quic,
     timeline: r.timeline,
