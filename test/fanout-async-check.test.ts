@@ -6,6 +6,7 @@ import { keyBytesOf } from '../src/routing/index.js';
 import { STATUS_OK, encodeEnvelope, encodeResult, verifyResultAsync, type ResultFrame } from '../src/node/fanout-codec.js';
 import { emptyLimitStats } from '../src/node/fanout-limits.js';
 import { Spread } from '../src/node/spread.js';
+import { LINK_HEADER_BYTES, sendV1Leg, type LegSink } from '../src/node/fanout-link.js';
 
 // The origin checks answers' signatures off the main thread (issue 14: 10,000 Ed25519 verifies
 // in one event loop). While an answer is being checked its target stays outstanding but off its
@@ -26,13 +27,13 @@ async function setup() {
     host: {
       identity: origin,
       groupByNextHop: (packed: Uint8Array) => [{ hop: hop.nodeId as NodeId | undefined, ids: packed, indexes: Uint32Array.from({ length: packed.length / 32 }, (_, i) => i) }],
-      openLeg: async () => {
-        const stream = legStream();
-        legs.push(stream);
-        return stream;
-      },
     },
     stats,
+    sendLeg: (to: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink) => {
+      const stream = legStream();
+      legs.push(stream);
+      return sendV1Leg(Promise.resolve(stream), to, bytes.subarray(LINK_HEADER_BYTES), maxFrameBytes, sink);
+    },
     deliver: () => Promise.reject(new Error('not a target here')),
   };
   const key = keyBytesOf(target.nodeId);

@@ -153,6 +153,7 @@ t.test('a hop that forges an answer: the origin rejects it and reports the targe
   const forger = await Identity.generate();
   // The middle node answers for the target: with its own key, and with a key claiming nothing.
   const service = nodeServices(evil).fanouts;
+  service.linksEnabled = false; // a v1 node: the replaced serveLeg below reads v1 legs only
   let forged = 0;
   service.serveLeg = (stream) => {
     const chunks: Buffer[] = [];

@@ -173,9 +173,10 @@ export interface Leg {
   readonly tickets: Buffer;
 }
 
-export function encodeLeg(leg: Leg): Buffer {
-  const out = Buffer.allocUnsafe(LEG_FIXED + leg.envelope.length + 4 + leg.targets.length + leg.tickets.length);
-  let o = out.writeUInt8(FANOUT_VERSION, 0);
+/** A leg's bytes, after `headroom` bytes left free (a v2 link's frame header goes there: no copy of the leg). */
+export function encodeLeg(leg: Leg, headroom = 0): Buffer {
+  const out = Buffer.allocUnsafe(headroom + LEG_FIXED + leg.envelope.length + 4 + leg.targets.length + leg.tickets.length);
+  let o = out.writeUInt8(FANOUT_VERSION, headroom);
   o = out.writeUInt8(leg.flags, o);
   o = out.writeUInt8(leg.hopLimit, o);
   o = out.writeUInt32BE(Math.max(0, Math.min(0xffff_ffff, Math.floor(leg.budgetMs))), o);
@@ -363,6 +364,19 @@ export function parseResult(frame: Buffer): ResultFrame {
 }
 
 export type ResultFrame = Extract<UpFrame, { type: typeof FRAME_RESULT }>;
+
+/** Whole upstream frames packed back to back (a v2 link's FRAMES body), each bounded by `maxFrameBytes`; throws BAD_FRAME. */
+export function splitUpFrames(bytes: Buffer, maxFrameBytes: number): UpFrame[] {
+  const out: UpFrame[] = [];
+  let o = 0;
+  while (o < bytes.length) {
+    if (bytes.length - o < 4) throw new PnetError('BAD_FRAME', 'fan-out frame: truncated length');
+    const length = bytes.readUInt32BE(o);
+    if (length === 0 || length > maxFrameBytes || o + 4 + length > bytes.length) throw new PnetError('BAD_FRAME', `fan-out frame of ${length} bytes (limit ${maxFrameBytes})`);
+    out.push(parseUpFrame(bytes.subarray(o, (o += 4 + length))));
+  }
+  return out;
+}
 
 function parseUpFrame(frame: Buffer): UpFrame {
   const type = frame[4];

@@ -40,10 +40,19 @@ import {
 } from './fanout-codec.js';
 import { LegAccounts, ReplayMemory, emptyLimitStats, type LegRead } from './fanout-limits.js';
 import { Spread } from './spread.js';
+import { LINK_KEY, LINK_METADATA, LINK_VERSION, LegLinks, LinkServer, type LegHandle, type LegOut, type LegSink, type LegStream, type LinkCounters } from './fanout-link.js';
 import type { AnswerLimits, RequestOutcome } from './requests.js';
 import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
 
 export const FANOUT_CHANNEL = 'pnet/fanout';
+
+/** How the node opens a fan-out stream: a v1 leg (optimistic) or a v2 link (OPEN metadata `leg: "2"`, waits for the ACCEPT). */
+export function legOpenOptions(link: boolean | undefined): { optimistic: true } | { metadata: Record<string, string> } {
+  return link === true ? { metadata: { ...LINK_METADATA } } : { optimistic: true };
+}
+
+/** v2 link streams one peer may have open here at once (one, and its replacement while the old one closes). */
+const MAX_LINKS_PER_PEER = 2;
 
 /** What the fan-out needs from its node. */
 export interface FanoutHost {
@@ -51,8 +60,11 @@ export interface FanoutHost {
   groupByNextHop(packed: Uint8Array): NextHopShare[];
   /** Every node of the map this node knows, itself included (packed keys). */
   allNodes(): Buffer;
-  /** A negotiated stream on FANOUT_CHANNEL to a neighbour (optimistic: the leg follows OPEN at once). */
-  openLeg(neighbour: NodeId): Promise<Duplex>;
+  /**
+   * A stream on FANOUT_CHANNEL to a neighbour: optimistic for a v1 leg (the leg follows OPEN at
+   * once), or with `link` a v2 link asked for with legOpenOptions(true), resolved at the ACCEPT.
+   */
+  openLeg(neighbour: NodeId, link?: boolean): Promise<LegStream>;
   isConnected(neighbour: NodeId): boolean;
   /** Whether `peer` is a routing neighbour now (absent: every connected peer counts as one). */
   isNeighbour?(peer: NodeId): boolean;
@@ -85,6 +97,12 @@ export class FanoutService {
   private readonly maxSkewMs: number;
   private readonly legReadTimeoutMs: number;
   private readonly legs: LegAccounts;
+  /** False: this node neither offers nor accepts v2 links (it behaves as a version 1 node; for interop tests). */
+  linksEnabled = true;
+  /** The sender's v2 links, one per next hop. */
+  private readonly links: LegLinks;
+  /** v2 link streams served per peer. */
+  private readonly linksServed = new Map<NodeId, number>();
   /** Authorised requests answered here, per origin: a duplicate delivery gets the same answer, never a second run. */
   private readonly answered: ReplayMemory<Answered>;
   /** Requests being answered here (not yet or never authorised): bounded by the legs being served. */
@@ -117,11 +135,30 @@ export class FanoutService {
       },
       this.stats,
     );
+    this.links = new LegLinks((hop, link) => this.host.openLeg(hop, link), () => this.linksEnabled);
+  }
+
+  /** The sender's link counters (v2 links opened, broken with legs on them, legs sent as v1). */
+  get linkCounters(): Readonly<LinkCounters> {
+    return { ...this.links.counters };
+  }
+
+  /** A leg to a neighbour: on its v2 link (one long-lived stream), or a v1 stream when the neighbour does not speak v2. */
+  sendLeg(hop: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink): LegHandle {
+    return this.links.send(hop, bytes, maxFrameBytes, sink);
   }
 
   /** Refuses new legs past the node's or the peer's limit (OVERLOADED reaches the parent, which reports the subtree). */
   readonly authorise: AuthoriseHook = (info) => {
     const peer = info.remoteNodeId;
+    if (this.linksEnabled && info.metadata[LINK_KEY] === LINK_VERSION) {
+      // A link carries legs, each counted as it comes; the streams themselves are few per peer.
+      if ((this.linksServed.get(peer) ?? 0) >= MAX_LINKS_PER_PEER) {
+        this.stats.legsRefusedPeerLimit++;
+        throw new PnetError('OVERLOADED', `${peer} has ${MAX_LINKS_PER_PEER} fan-out links here already`);
+      }
+      return { metadata: { ...LINK_METADATA } };
+    }
     const refused = this.legs.mayOpen(peer, this.isNeighbour(peer));
     if (refused === 'node') throw new PnetError('OVERLOADED', `serving ${this.legs.activeLegs} fan-out legs already`);
     if (refused === 'peer') throw new PnetError('OVERLOADED', `serving ${peer}'s share of fan-out legs already`);
@@ -256,8 +293,9 @@ export class FanoutService {
 
   // ---- hop ------------------------------------------------------------------
 
-  /** Serves one leg from a neighbour: answers here, forwards the rest, streams results back. */
-  serveLeg(stream: Duplex, from: NodeId): void {
+  /** Serves a `pnet/fanout` stream from a peer: a v2 link (OPEN metadata `leg: "2"`) or one v1 leg. */
+  serveLeg(stream: Duplex, from: NodeId, metadata?: Readonly<Record<string, string>>): void {
+    if (this.linksEnabled && metadata?.[LINK_KEY] === LINK_VERSION) return this.serveLink(stream, from);
     const neighbour = this.isNeighbour(from);
     if (this.legs.mayOpen(from, neighbour) !== 'ok') {
       stream.destroy(new PnetError('OVERLOADED', `fan-out legs from ${from} over the limit`));
@@ -265,64 +303,96 @@ export class FanoutService {
     }
     this.legs.opened(from);
     this.stats.legsServed++;
-    let spread: Spread | undefined;
+    let stop: (() => void) | undefined;
     let released = false;
     const release = (): void => {
       if (released) return;
       released = true;
       this.legs.closed(from);
-      if (spread) {
-        spread.end();
-        this.spreads.delete(spread);
-      }
+      stop?.();
     };
     stream.on('error', release);
     stream.on('close', release);
-    const serve = async (): Promise<void> => {
-      const leg = decodeLeg(await this.readLeg(stream, from));
-      const receivedAt = performance.now();
-      let envelope: Envelope;
-      try {
-        envelope = decodeEnvelope(leg.envelope);
-        this.checkFresh(envelope);
-        this.checkSender(envelope, from, neighbour);
-      } catch (error) {
-        // A bad envelope fails every target of this leg with the reason, and goes no further.
-        const failure = error as PnetError;
-        for (let i = 0; i < leg.targets.length; i += KEY_BYTES) {
-          stream.write(encodeResult(undefined, EMPTY_ID, leg.targets.subarray(i, i + KEY_BYTES), STATUS_HOP_ERROR, encodeErrorBody(failure.code, failure.message)));
-        }
-        stream.end();
-        return;
-      }
-      if (released) return;
-      let targets = leg.targets;
-      if ((leg.flags & LEG_EXPAND) !== 0 && (envelope.flags & FLAG_ALL) !== 0) {
-        targets = this.host.allNodes();
-        stream.write(encodeExpect(targets));
-      }
-      // Result frames go up in one write per loop turn: a hub relays thousands in bursts, and each write costs a QUIC stream write.
-      let batch: Buffer[] = [];
-      const flush = (): void => {
-        if (batch.length === 0) return;
-        stream.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch));
-        batch = [];
-      };
-      const up = (frame: Buffer): true => {
+    // Result frames go up in one write per loop turn: a hub relays thousands in bursts, and each write costs a QUIC stream write.
+    let batch: Buffer[] = [];
+    const flush = (): void => {
+      if (batch.length === 0) return;
+      stream.write(batch.length === 1 ? batch[0]! : Buffer.concat(batch));
+      batch = [];
+    };
+    const out: LegOut = {
+      write: (frame) => {
         if (batch.push(frame) === 1) setImmediate(flush);
-        return true;
-      };
-      const done = (): void => {
+      },
+      end: () => {
         flush();
         stream.end();
         release();
-      };
-      spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, { result: (frame) => up(frame.frame), idle: done }, undefined, from);
-      this.spreads.add(spread);
-      spread.add(targets, leg.tickets.length > 0 ? leg.tickets : undefined);
-      if (!spread.busy) done();
+      },
     };
-    serve().catch((error: unknown) => stream.destroy(error instanceof Error ? error : undefined));
+    this.readLeg(stream, from)
+      .then((bytes) => {
+        if (released) return;
+        stop = this.runLeg(bytes, from, neighbour, out);
+        if (released) stop?.();
+      })
+      .catch((error: unknown) => stream.destroy(error instanceof Error ? error : undefined));
+  }
+
+  /** A v2 link from `from`: many legs as frames on this one stream (fanout-link.ts). */
+  private serveLink(stream: Duplex, from: NodeId): void {
+    this.linksServed.set(from, (this.linksServed.get(from) ?? 0) + 1);
+    const host = {
+      legs: this.legs,
+      stats: this.stats,
+      legReadTimeoutMs: this.legReadTimeoutMs,
+      maxLegBytes: MAX_LEG_BYTES,
+      isNeighbour: (peer: NodeId) => this.isNeighbour(peer),
+      runLeg: (bytes: Buffer, peer: NodeId, neighbour: boolean, out: LegOut) => this.runLeg(bytes, peer, neighbour, out),
+    };
+    new LinkServer(host, stream, from, () => {
+      const left = (this.linksServed.get(from) ?? 1) - 1;
+      if (left <= 0) this.linksServed.delete(from);
+      else this.linksServed.set(from, left);
+    });
+  }
+
+  /**
+   * Runs one whole leg: answers here, forwards the rest, its frames go to `out`, which is ended
+   * when nothing is outstanding. Returns how to stop it early (its sender gave up, the stream went).
+   * Throws BAD_FRAME or VERSION for a leg it cannot read.
+   */
+  private runLeg(bytes: Buffer, from: NodeId, neighbour: boolean, out: LegOut): (() => void) | undefined {
+    const leg = decodeLeg(bytes);
+    const receivedAt = performance.now();
+    let envelope: Envelope;
+    try {
+      envelope = decodeEnvelope(leg.envelope);
+      this.checkFresh(envelope);
+      this.checkSender(envelope, from, neighbour);
+    } catch (error) {
+      // A bad envelope fails every target of this leg with the reason, and goes no further.
+      const failure = error as PnetError;
+      for (let i = 0; i < leg.targets.length; i += KEY_BYTES) {
+        out.write(encodeResult(undefined, EMPTY_ID, leg.targets.subarray(i, i + KEY_BYTES), STATUS_HOP_ERROR, encodeErrorBody(failure.code, failure.message)));
+      }
+      out.end();
+      return undefined;
+    }
+    let targets = leg.targets;
+    if ((leg.flags & LEG_EXPAND) !== 0 && (envelope.flags & FLAG_ALL) !== 0) {
+      targets = this.host.allNodes();
+      out.write(encodeExpect(targets));
+    }
+    const spread = new Spread(this, envelope, receivedAt + leg.budgetMs, leg.hopLimit, { result: (frame) => (out.write(frame.frame), true), idle: () => out.end() }, undefined, from);
+    this.spreads.add(spread);
+    const stop = (): void => {
+      spread.end();
+      this.spreads.delete(spread);
+    };
+    spread.add(targets, leg.tickets.length > 0 ? leg.tickets : undefined);
+    if (!spread.busy) out.end();
+    return stop;
   }
 
   /**
@@ -441,6 +511,7 @@ export class FanoutService {
 
   /** Ends every fan-out in progress (the node is closing). */
   close(): void {
+    this.links.close();
     for (const spread of this.spreads) spread.end();
     this.spreads.clear();
     for (const end of this.originated) end();

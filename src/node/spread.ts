@@ -2,8 +2,6 @@
  * One node's share of one fan-out (docs/FANOUT.md): the legs it sent, the targets outstanding on
  * each, retries of a failed leg's subtree, the deadline. The origin and every hop run one.
  */
-import type { Duplex } from 'node:stream';
-import { PnetError } from '../errors.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 import type { NextHopShare } from '../routing/index.js';
@@ -13,7 +11,6 @@ import {
   RESULT_HOPS_OFFSET,
   SIGNATURE_BYTES,
   STATUS_HOP_ERROR,
-  UpFrameReader,
   decodeErrorBody,
   encodeErrorBody,
   encodeLeg,
@@ -25,16 +22,17 @@ import {
   type UpFrame,
 } from './fanout-codec.js';
 import type { FanoutStats } from './types.js';
+import { LINK_HEADER_BYTES, type LegHandle, type LegSink } from './fanout-link.js';
 
 /** What a spread needs from the fan-out service it belongs to. */
 export interface SpreadOwner {
   readonly host: {
     readonly identity: Identity;
     groupByNextHop(packed: Uint8Array): NextHopShare[];
-    /** A negotiated stream on the fan-out channel to a neighbour. */
-    openLeg(neighbour: NodeId): Promise<Duplex>;
   };
   readonly stats: FanoutStats;
+  /** Sends a leg (`bytes`: LINK_HEADER_BYTES of room, then the leg) to a neighbour: on its v2 link, or a v1 stream of its own. */
+  sendLeg(hop: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink): LegHandle;
   /** Answers here: a signed result frame. */
   deliver(envelope: Envelope, ticket: Buffer | undefined, deadlineAt: number): Promise<Buffer>;
 }
@@ -46,11 +44,12 @@ const MAX_NO_ROUTE = 2;
 /** Wait before the first retry, doubling after each (to 2 s): routers need a moment to absorb a loss. */
 const RETRY_DELAY_MS = 250;
 const MAX_RETRY_DELAY_MS = 2000;
+const EMPTY = Buffer.alloc(0);
 const retryDelay = (attempts: number): number => Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS * 2 ** (attempts - 1));
 
 interface Leg {
   readonly hop: NodeId;
-  stream: Duplex | undefined;
+  handle: LegHandle | undefined;
   /** Waiting for an EXPECT frame (an expanding leg). */
   expecting: boolean;
   failed: boolean;
@@ -186,65 +185,47 @@ export class Spread {
   }
 
   private sendLeg(hop: NodeId, keys: readonly string[], expand: boolean): void {
-    const leg: Leg = { hop, stream: undefined, expecting: expand, failed: false, pending: 0 };
+    const leg: Leg = { hop, handle: undefined, expecting: expand, failed: false, pending: 0 };
     this.legs.add(leg);
     const ticketed = envelopeIsTicketed(this.envelope.bytes);
     const targets = Buffer.allocUnsafe(keys.length * KEY_BYTES);
-    const tickets = ticketed ? Buffer.allocUnsafe(keys.length * SIGNATURE_BYTES) : Buffer.alloc(0);
-    keys.forEach((key, i) => {
-      const entry = this.outstanding.get(key)!;
+    const tickets = ticketed ? Buffer.allocUnsafe(keys.length * SIGNATURE_BYTES) : EMPTY;
+    for (let i = 0; i < keys.length; i++) {
+      const entry = this.outstanding.get(keys[i]!)!;
       setLeg(entry, leg);
       entry.attempts++;
-      targets.write(key, i * KEY_BYTES, 'latin1');
+      targets.write(keys[i]!, i * KEY_BYTES, 'latin1');
       if (ticketed) entry.ticket!.copy(tickets, i * SIGNATURE_BYTES);
-    });
+    }
     const remaining = this.deadlineAt - performance.now();
     // The subtree reports its own timeouts a little before ours, so they arrive in time.
     const budgetMs = remaining - Math.min(100, remaining / 10);
-    const bytes = encodeLeg({ flags: expand ? LEG_EXPAND : 0, hopLimit: this.hopLimit - 1, budgetMs, envelope: this.envelope.bytes, targets, tickets });
+    const bytes = encodeLeg({ flags: expand ? LEG_EXPAND : 0, hopLimit: this.hopLimit - 1, budgetMs, envelope: this.envelope.bytes, targets, tickets }, LINK_HEADER_BYTES);
     this.service.stats.legsSent++;
-    this.service.host.openLeg(hop).then(
-      (stream) => {
-        if (this.ended || leg.failed) {
-          stream.destroy();
-          return;
-        }
-        leg.stream = stream;
-        const reader = new UpFrameReader(this.envelope.maxReplyBytes + 256 + SIGNATURE_BYTES);
-        stream.on('data', (chunk: Buffer) => {
-          let frames: UpFrame[];
-          try {
-            frames = reader.push(chunk);
-          } catch (error) {
-            stream.destroy();
-            this.legFailed(leg, error as Error);
-            return;
-          }
-          for (const frame of frames) {
-            if (frame.type === FRAME_EXPECT) {
-              this.onExpect(leg, frame.targets);
-              continue;
-            }
-            const key = frame.target.toString('latin1');
-            const entry = this.outstanding.get(key);
-            if (entry?.leg !== leg) continue;
-            if (frame.status === STATUS_HOP_ERROR && this.retriable(entry, frame)) {
-              setLeg(entry, undefined);
-              this.scheduleRetry([key]);
-              continue;
-            }
-            frame.frame[RESULT_HOPS_OFFSET] = Math.min(255, frame.hops + 1);
-            this.onResult({ ...frame, hops: Math.min(255, frame.hops + 1) }, leg);
-          }
-        });
-        stream.on('error', (error: Error) => this.legFailed(leg, error));
-        // The error is made only if answers are missing: a leg's normal end builds no Error (a stack trace per target).
-        stream.on('end', () => this.legFailed(leg, () => new PnetError('ERR_STREAM_RESET', `${hop} ended its leg with answers missing`)));
-        stream.on('close', () => this.legFailed(leg, () => new PnetError('ERR_STREAM_RESET', `leg to ${hop} closed with answers missing`)));
-        stream.end(bytes);
-      },
-      (error: Error) => this.legFailed(leg, error),
-    );
+    leg.handle = this.service.sendLeg(hop, bytes, this.envelope.maxReplyBytes + 256 + SIGNATURE_BYTES, {
+      frames: (frames) => this.onFrames(leg, frames),
+      closed: (cause) => this.legFailed(leg, cause),
+    });
+  }
+
+  private onFrames(leg: Leg, frames: readonly UpFrame[]): void {
+    if (this.ended || leg.failed) return;
+    for (const frame of frames) {
+      if (frame.type === FRAME_EXPECT) {
+        this.onExpect(leg, frame.targets);
+        continue;
+      }
+      const key = frame.target.toString('latin1');
+      const entry = this.outstanding.get(key);
+      if (entry?.leg !== leg) continue;
+      if (frame.status === STATUS_HOP_ERROR && this.retriable(entry, frame)) {
+        setLeg(entry, undefined);
+        this.scheduleRetry([key]);
+        continue;
+      }
+      frame.frame[RESULT_HOPS_OFFSET] = Math.min(255, frame.hops + 1);
+      this.onResult({ ...frame, hops: Math.min(255, frame.hops + 1) }, leg);
+    }
   }
 
   private onExpect(leg: Leg, targets: Buffer): void {
@@ -373,7 +354,7 @@ export class Spread {
     this.ended = true;
     clearTimeout(this.deadlineTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    for (const leg of this.legs) leg.stream?.destroy();
+    for (const leg of this.legs) leg.handle?.cancel();
     this.legs.clear();
   }
 }
