@@ -161,6 +161,7 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicConnectionRefused: quic?.droppedDatagrams.refused ?? 0,
     quicAmplificationLimit: quic?.amplificationLimited ?? 0,
     quicRetryLimit: quic?.droppedDatagrams.retryLimited ?? 0,
+    quicAdmissionLimit: quic?.droppedDatagrams.admissionLimited ?? 0,
     quicVersionNegotiationLimit: quic?.droppedDatagrams.versionNegotiationLimited ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,

@@ -340,6 +340,8 @@ export interface LimitTrips {
   quicAmplificationLimit: number;
   /** QUIC: Initials dropped over the Retry rate cap. */
   quicRetryLimit: number;
+  /** QUIC: Initials dropped while the endpoint is behind (admission by latency: more in progress than it completes in half the handshake timeout). */
+  quicAdmissionLimit: number;
   /** QUIC: version negotiation answers not sent, over their rate limit. */
   quicVersionNegotiationLimit: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
