@@ -40,7 +40,8 @@ import {
 } from './fanout-codec.js';
 import { LegAccounts, ReplayMemory, emptyLimitStats, type LegRead } from './fanout-limits.js';
 import { Spread } from './spread.js';
-import { LINK_KEY, LINK_METADATA, LINK_VERSION, LegLinks, LinkServer, type LegHandle, type LegOut, type LegSink, type LegStream, type LinkCounters } from './fanout-link.js';
+import { LINK_KEY, LINK_METADATA, LINK_VERSION, LegLinks, type LegHandle, type LegSink, type LegStream, type LinkCounters } from './fanout-link.js';
+import { LinkServer, type LegOut } from './fanout-link-server.js';
 import type { AnswerLimits, RequestOutcome } from './requests.js';
 import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
 
