@@ -49,6 +49,13 @@ export interface QuicTransportOptions extends TransportOptions {
   retry?: RetryMode;
 }
 
+/**
+ * An inbound handshake waits this many times the client's timeout: a client that completed within
+ * its own has sent its Finished, maybe still queued here behind a storm (a hub restart's leaves
+ * saw such fresh connections closed by the hub's timeout and redialed them).
+ */
+const INBOUND_HANDSHAKE_GRACE = 1.5;
+
 /** RFC 9000 §8.1: a server sends at most 3× the bytes it received from an address it has not validated. */
 const AMPLIFICATION_FACTOR = 3;
 
@@ -358,7 +365,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       this.dropped.undecryptable++;
       return;
     }
-    const connection = this.open(handshake, 'inbound', remote, odcid !== null, this.options.handshakeTimeoutMs);
+    const connection = this.open(handshake, 'inbound', remote, odcid !== null, INBOUND_HANDSHAKE_GRACE * this.options.handshakeTimeoutMs);
     const path = connection.path as UdpPath;
     path.received = length;
     // The client keeps using its random initial id until it hears ours: map both.
