@@ -445,6 +445,8 @@ async function main() {
     fromFirstDialMs: first.convergedAt === undefined ? undefined : first.convergedAt - startedAt,
     fromLastStartMs: first.convergedAt === undefined ? undefined : first.convergedAt - Math.max(...first.leafStates.map((x) => x.lastStartAt)),
     drops: mergeDrops(first.leafStates),
+    dropReasons: mergeDrops(first.leafStates, 'dropReasons'),
+    hubQuic: first.hubState.quic,
     failedAtStart: total(first.leafStates, 'failedAtStart'),
     redials: total(first.leafStates, 'redials'),
     hubRoutes: first.hubState.routes,
@@ -480,7 +482,7 @@ async function main() {
     await sleep(5000);
     const restarted = await restartHub(hub, hubArgs, address, groups, leaves);
     const restart = restarted.restart;
-    console.log(JSON.stringify({ leaves, procs, join: { fromLastStartMs: join.fromLastStartMs }, restart }));
+    console.log(JSON.stringify({ leaves, procs, join, restart }));
     for (const g of [restarted.hub, ...groups]) g.send({ type: 'exit' });
     await sleep(3000);
     process.exit(0);
