@@ -186,8 +186,9 @@ async function leavesChild() {
 }
 
 function child(role, args) {
-  // HUB_CPU_PROF=DIR: the hub runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
-  const execArgv = role === 'hub' && process.env.HUB_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HUB_CPU_PROF}`] : [];
+  // HUB_CPU_PROF=DIR / LEAVES_CPU_PROF=DIR: that child runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
+  const profDir = process.env[`${role.toUpperCase()}_CPU_PROF`];
+  const execArgv = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
   const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   let seq = 0;
   const waiting = new Map();
@@ -272,7 +273,9 @@ async function cliConnect(address, hubId, keyFile) {
 async function cliExec(address, hubId, keyFile) {
   const cli = new URL('../dist/cli/main.js', import.meta.url).pathname;
   const w0 = performance.now();
-  const proc = spawn(process.execPath, [cli, 'exec', '--node', address, '--node-id', hubId, '--key', keyFile, '--targets', 'all', '--json', '--no-progress', '--', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // CLI_CPU_PROF=DIR: the CLI process runs under --cpu-prof.
+  const prof = process.env.CLI_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.CLI_CPU_PROF}`] : [];
+  const proc = spawn(process.execPath, [...prof, cli, 'exec', '--node', address, '--node-id', hubId, '--key', keyFile, '--targets', 'all', '--json', '--no-progress', '--', 'true'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const out = [];
   const err = [];
   proc.stdout.on('data', (d) => out.push(d));
