@@ -22,6 +22,7 @@
 //
 //   flock /tmp/bench.lock node --max-old-space-size=8192 bench/fanout.mjs [--nodes=10000]
 //     [--hubs=N] [--runs=3] [--json=PATH] [--md=PATH] [--profile=PATH.cpuprofile (the measured runs)]
+//     [--legs=1 (every node sends and accepts version 1 legs only: a stream per leg, the code's own baseline)]
 //   node bench/fanout.mjs --md-from=RUN.json --md=PATH   (the Markdown of an earlier run)
 //   default --hubs: 1 below 1,000 nodes, else one per 2,500 nodes (at least 2)
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -39,6 +40,7 @@ const QUIC = N > 1000 ? { idleTimeoutMs: 60_000, handshakeTimeoutMs: 30_000 } : 
 const jsonOut = argv('json');
 const mdOut = argv('md');
 const LEAVES = N - HUBS - 1;
+const LEG_VERSION = arg('legs', 2);
 // --md-from=JSON: only write the Markdown of an earlier run's JSON.
 if (argv('md-from')) {
   writeFileSync(mdOut, markdown(JSON.parse(readFileSync(argv('md-from'), 'utf8'))));
@@ -58,6 +60,7 @@ const make = async (role, count) => {
   for (let i = 0; i < count; i++) {
     const node = await createNode({ h2: false, quic: QUIC, routing: { role } });
     node.handleRequest('bench/uptime', () => `${node.id} up ${Math.round(process.uptime())} s`);
+    if (LEG_VERSION === 1) nodeServices(node).fanouts.linksEnabled = false;
     made.push(node);
     if (i % 1000 === 999) log(`${i + 1} ${role} nodes built, RSS ${rssMiB()} MiB`);
   }
@@ -158,6 +161,13 @@ if (session) {
   await post('Profiler.start');
 }
 const legsBefore = operator.fanoutStats.legsSent;
+// v2 leg links summed over every node (absent on code before them).
+const linkCounts = () => nodes.reduce((sum, node) => {
+  const c = nodeServices(node).fanouts.linkCounters;
+  if (c) for (const k of ['opened', 'broken', 'v1Legs']) sum[k] = (sum[k] ?? 0) + c[k];
+  return sum;
+}, {});
+const links0 = linkCounts();
 const samplesMs = [];
 const perTarget = [];
 const errors = [];
@@ -178,6 +188,8 @@ for (let run = 0; run < RUNS; run++) {
 }
 if (session) writeFileSync(profile, JSON.stringify((await post('Profiler.stop')).profile));
 const routingRuns = delta(routing1, routingStats());
+const links1 = linkCounts();
+const legLinks = Object.fromEntries(Object.keys(links1).map((k) => [k, links1[k] - links0[k]]));
 perTarget.sort((a, b) => a - b);
 const memory = process.memoryUsage();
 const result = {
@@ -188,6 +200,9 @@ const result = {
   quic: QUIC,
   links: (HUBS * (HUBS - 1)) / 2 + 1 + LEAVES,
   legsSentPerRun: (operator.fanoutStats.legsSent - legsBefore) / RUNS,
+  legVersion: LEG_VERSION,
+  /** v2 links opened, broken with legs on them, and legs sent as v1, all nodes, during the measured runs. */
+  legLinks,
   maxHops,
   buildMs,
   dialledMs,
@@ -232,6 +247,7 @@ function markdown(r) {
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
+| leg version; during the measured runs, all nodes: v2 links opened / broken / legs sent as v1 | ${r.legVersion ?? 1}; ${r.legLinks?.opened === undefined ? 'no v2 links (code before them)' : `${r.legLinks.opened} / ${r.legLinks.broken} / ${r.legLinks.v1Legs}`} |
 | routing work at rest (5 s), hubs / operator / leaves: records accepted, published, SPF runs | ${routingRow(r.routingRest)} |
 | routing work during the warm-up and measured runs | ${routingRow(r.routingRuns)} |
 | errors | ${r.errors.length === 0 ? 'none' : r.errors.join(', ')} |

@@ -205,7 +205,7 @@ interface Link {
 }
 
 /** A link with no leg for this long is ended (its stream closed). */
-const LINK_IDLE_MS = 30_000;
+const LINK_IDLE_MS = 120_000;
 /** A peer that answered without v2 gets v1 legs for this long, then is asked again (it may have been upgraded). */
 const V1_MEMORY_MS = 10 * 60_000;
 
