@@ -3,7 +3,7 @@ import { PnetError } from '../../index.js';
 import type { NodeId } from '../../index.js';
 import { MAX_TIMEOUT_MS } from '../config.js';
 import type { CommandSpec } from '../config.js';
-import { runCommand } from '../exec.js';
+import { startCommand } from '../spawn-helper.js';
 import { spawnQueue } from '../spawn-queue.js';
 import { intField, parseObject } from './context.js';
 import type { OpsContext, OpsHandler } from './context.js';
@@ -38,8 +38,8 @@ export function execService(ctx: OpsContext): ExecService {
     ctx.logger?.info({ event: 'exec:start', operator, command: name, args, timeoutMs });
     const abort = new AbortController();
     aborts.add(abort);
-    // In the process's spawn queue: a process serving many nodes spawns a few at a time, its event loop free between them.
-    const run = spawnQueue.run(() => runCommand({ file: file!, args: [...fixed, ...args], timeoutMs, maxOutputBytes: spec.maxOutputBytes, ...(spec.cwd !== undefined ? { cwd: spec.cwd } : {}) }, abort.signal), abort.signal);
+    // In the process's spawn queue (a few at a time per process), forked by the process's spawn helper (never this event loop).
+    const run = spawnQueue.run(() => startCommand({ file: file!, args: [...fixed, ...args], timeoutMs, maxOutputBytes: spec.maxOutputBytes, ...(spec.cwd !== undefined ? { cwd: spec.cwd } : {}) }, abort.signal), abort.signal);
     runs.add(run);
     try {
       const result = await run;
