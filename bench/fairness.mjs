@@ -1,18 +1,24 @@
 // Per-peer fairness (issue 15 item 8): one server node; a light peer with 1 request in flight,
 // first alone, then beside a heavy peer with 64 in flight. Each node is its own process (so the
 // peers' own work does not share the server's event loop). Prints the light peer's rate alone and
-// beside the heavy one, and the ratio; four times: with the per-peer turns off (as before issue
-// 15), a busy peer's waiting streams every second turn (spacing 2, max spacing 2: the rule before
-// the starts were counted), equal starts (one other peer's start per waiting stream), and the
-// library's default (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING, MAX_BACKLOG_SPACING,
-// OTHERS_PER_BACKLOG_START), or --share=N / --spacing=N / --maxSpacing=N / --othersPerStart=N,
-// or --settings='[[share, spacing, maxSpacing, othersPerStart, activeTurns], ...]' for other phases.
-//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--maxSpacing=N] [--othersPerStart=N] [--settings=JSON] [--probe] [--json]
+// beside the heavy one, and the ratio; three times: with the per-peer turns off (as before issue
+// 15), the turn-clock rule (the library's rule until 2026-12-06 18:30, frozen in
+// bench/lib/turns-turn-clock.ts: waiting streams after two other peers' starts or 64 turns,
+// another peer active for 1,024 turns, turns spun while a stream waits), and the library's
+// default (src/node/turns.ts: STREAMS_PER_TURN, BACKLOG_SPACING, OTHERS_PER_BACKLOG_START,
+// BACKLOG_IDLE_MS, MAX_BACKLOG_WAIT_MS, ACTIVE_MS), or --share=N / --spacing=N / --othersPerStart=N
+// / --idleWait=N / --maxWait=N / --activeFor=N, or
+// --settings='[[share, spacing, othersPerStart, idleWait, maxWait, activeFor, clock], ...]' for
+// other phases ('default' keeps one; clock 'turns' runs the frozen rule, its maxWait and activeFor
+// in turns, idleWait unused).
+//   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--othersPerStart=N] [--idleWait=N] [--maxWait=N] [--activeFor=N] [--settings=JSON] [--probe] [--json]
 // --probe: where the server's time goes while both run, per phase: per peer connection the
 // datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
 // light peer's residence in the server (its datagram in to the next transmit to it: mean and
 // quantiles, ms), the server's turns (src/node/turns.ts) per light request, and the streams it
-// took up (starts) and of those the ones that waited for their turn (waited).
+// took up (starts) and of those the ones that waited for their turn (waited), and why waiting
+// ones were taken up (released: after other peers' starts, the loop's idle time, maxWait, the
+// peer alone).
 // Run under the bench lock: flock /tmp/bench.lock node --import tsx bench/fairness.mjs
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -29,12 +35,9 @@ async function child(role) {
   const { createNode } = await import('../src/index.js');
   const { nodeServices } = await import('../src/node/node.js');
   const node = await createNode({ listen: '127.0.0.1:0', h2: false });
-  const shares = nodeServices(node).streams.turns; // PeerTurns (private): the bench's knob
-  const defaultShare = shares.perTurn;
-  const defaultSpacing = shares.spacing;
-  const defaultMaxSpacing = shares.maxSpacing;
-  const defaultOthers = shares.othersPerStart;
-  const defaultActive = shares.activeTurns;
+  const { PeerTurns } = await import('../src/node/turns.js');
+  const { TurnClockPeerTurns } = await import('./lib/turns-turn-clock.ts');
+  const streams = nodeServices(node).streams; // its PeerTurns (private) is the bench's knob: replaced per phase
   if (role === 'server') {
     node.handleRequest('svc', (request) => request);
     process.send({ type: 'ready', id: node.id, address: node.address });
@@ -46,16 +49,17 @@ async function child(role) {
       await node.dial(message.address);
       process.send({ type: 'dialed' });
     } else if (message.type === 'share') {
-      // The bench's knob: the share is a constant of the library, set here on the live object.
-      const [share, spacing, maxSpacing = 'default', othersPerStart = 'default', activeTurns = 'default'] = message.value;
-      shares.perTurn = share === 'off' ? Infinity : share === 'default' ? defaultShare : Number(share);
-      shares.spacing = spacing === 'default' ? defaultSpacing : Number(spacing);
-      shares.maxSpacing = maxSpacing === 'default' ? defaultMaxSpacing : Number(maxSpacing);
-      shares.othersPerStart = othersPerStart === 'default' ? defaultOthers : Number(othersPerStart);
-      shares.activeTurns = activeTurns === 'default' ? defaultActive : Number(activeTurns);
-      process.send({ type: 'shared', max: shares.perTurn, spacing: shares.spacing, maxSpacing: shares.maxSpacing, othersPerStart: shares.othersPerStart, activeTurns: shares.activeTurns });
+      // The bench's knob: the rule is the library's, its constants set per phase on a new instance.
+      const [share, spacing, othersPerStart, idleWait, maxWait, activeFor, clock = 'time'] = message.value.map((v) => (v === 'default' ? undefined : v));
+      const perTurn = share === 'off' ? Infinity : share ?? 1;
+      const optional = (v) => (v === undefined ? undefined : Number(v));
+      streams.turns = clock === 'turns'
+        ? new TurnClockPeerTurns(perTurn, optional(spacing), optional(maxWait), optional(othersPerStart), optional(activeFor))
+        : new PeerTurns(perTurn, Object.fromEntries(Object.entries({ spacing, othersPerStart, idleWait, maxWait, activeFor }).filter(([, v]) => v !== undefined).map(([k, v]) => [k, Number(v)])));
+      const t = streams.turns;
+      process.send({ type: 'shared', max: t.perTurn, spacing: t.spacing, othersPerStart: t.othersPerStart, idleWait: t.idleWait, maxWait: t.maxWait ?? t.maxSpacing, activeFor: t.activeFor ?? t.activeTurns, clock });
     } else if (message.type === 'probe-start') {
-      probe ??= await installProbe(shares);
+      probe ??= await installProbe(() => streams.turns);
       probe.start(message.lightPort);
     } else if (message.type === 'probe-report') {
       process.send({ type: 'probed', ...probe.report() });
@@ -89,7 +93,8 @@ async function load(node, target, concurrency, ms) {
 }
 
 /** The --probe instruments: wraps QuicConnection's receive/drive/transmit in this (server) process. */
-async function installProbe(turns) {
+async function installProbe(current) {
+  let turns = current();
   const { QuicConnection } = await import('../src/transport/quic/connection.js');
   const { PerformanceObserver } = await import('node:perf_hooks');
   const proto = QuicConnection.prototype;
@@ -101,6 +106,7 @@ async function installProbe(turns) {
   let turns0 = 0;
   let waited0 = 0;
   let starts0 = 0;
+  let released0 = {};
   new PerformanceObserver((list) => list.getEntries().forEach((e) => (gcMs += e.duration))).observe({ entryTypes: ['gc'] });
   const of = (c) => {
     const key = c.remoteAddress.port === lightPort ? 'light' : 'heavy';
@@ -135,6 +141,7 @@ async function installProbe(turns) {
   return {
     start(port) {
       lightPort = port;
+      turns = current();
       peers = new Map();
       residence = [];
       pendingSince = null;
@@ -142,13 +149,14 @@ async function installProbe(turns) {
       turns0 = turns.turnNumber;
       waited0 = turns.waited;
       starts0 = turns.starts;
+      released0 = { ...(turns.released ?? {}) };
     },
     report() {
       const sorted = residence.sort((a, b) => a - b);
       const q = (p) => round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
       const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
       const split = Object.fromEntries([...peers].map(([k, a]) => [k, Object.fromEntries(Object.entries(a).map(([f, v]) => [f, round(v)]))]));
-      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, turns: turns.turnNumber - turns0, starts: turns.starts - starts0, waited: turns.waited - waited0 };
+      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, turns: turns.turnNumber - turns0, starts: turns.starts - starts0, waited: turns.waited - waited0, released: Object.fromEntries(Object.entries(turns.released ?? {}).map(([k, v]) => [k, v - (released0[k] ?? 0)])) };
     },
   };
 }
@@ -182,11 +190,11 @@ async function parent() {
     return result;
   };
   const phases = [];
-  const settings = args.settings ? JSON.parse(args.settings) : [['off', 0, 0, 0], [1, 2, 2, 0], [1, 2, 'default', 1], [args.share ?? 'default', args.spacing ?? 'default', args.maxSpacing ?? 'default', args.othersPerStart ?? 'default']];
+  const settings = args.settings ? JSON.parse(args.settings) : [['off'], [1, 2, 2, 'default', 64, 1024, 'turns'], [args.share ?? 'default', args.spacing ?? 'default', args.othersPerStart ?? 'default', args.idleWait ?? 'default', args.maxWait ?? 'default', args.activeFor ?? 'default']];
   for (const setting of settings) {
     const shared = server.next('shared');
     server.child.send({ type: 'share', value: setting });
-    const { max, spacing, maxSpacing, othersPerStart, activeTurns } = await shared;
+    const { max, spacing, othersPerStart, idleWait, maxWait, activeFor, clock } = await shared;
     await run(light, 1); // warm-up: connections, JIT
     const alone = await run(light, 1);
     if (args.probe) server.child.send({ type: 'probe-start', lightPort: alone.port });
@@ -196,14 +204,16 @@ async function parent() {
       const reply = server.next('probed');
       server.child.send({ type: 'probe-report' });
       const { type, ...rest } = await reply;
-      probed = { ...rest, turnsPerLightRequest: Number((rest.turns / Math.max(1, beside.ok)).toFixed(2)), lightRoundTripMs: Number(((SECONDS * 1000) / Math.max(1, beside.ok)).toFixed(3)) };
+      probed = { ...rest, turnsPerLightRequest: Number((rest.turns / Math.max(1, beside.ok)).toFixed(2)), heavyStartsPerLightRequest: Number(((rest.starts - beside.ok) / Math.max(1, beside.ok)).toFixed(2)), lightRoundTripMs: Number(((SECONDS * 1000) / Math.max(1, beside.ok)).toFixed(3)) };
     }
     phases.push({
       streamsPerTurn: max === null ? 'unlimited' : max,
       spacing,
-      maxSpacing,
       othersPerStart,
-      activeTurns,
+      idleWait,
+      maxWait,
+      activeFor,
+      clock,
       lightAlonePerSecond: Math.round(alone.perSecond),
       lightBesideHeavyPerSecond: Math.round(beside.perSecond),
       heavyPerSecond: Math.round(heavyResult.perSecond),

@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { createNode } from '../src/index.js';
 import type { NodeId, PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
-import { MAX_BACKLOG_SPACING, OTHERS_PER_BACKLOG_START, PeerTurns } from '../src/node/turns.js';
+import { BACKLOG_IDLE_MS, OTHERS_PER_BACKLOG_START, PeerTurns } from '../src/node/turns.js';
 import { PassThrough } from 'node:stream';
 import { childEnv } from './fixtures/child-env.js';
 
@@ -84,8 +84,10 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
 
-t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after two other starts (or MAX_BACKLOG_SPACING turns), in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
-  const turns = new PeerTurns(1, 2, MAX_BACKLOG_SPACING, 1); // one other start per waiting stream: the sequence is shorter
+t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after two other starts (or MAX_BACKLOG_WAIT_MS), in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
+  // No idle time, maxWait or 'alone' within the test (a loaded machine's pauses): only other peers' starts release a waiting stream.
+  const startsOnly = { idle: (): number => 0, maxWait: 60_000, activeFor: 60_000 };
+  const turns = new PeerTurns(1, { ...startsOnly, othersPerStart: 1 }); // one other start per waiting stream: the sequence is shorter
   const a = 'a' as NodeId;
   const b = 'b' as NodeId;
   const started: string[] = [];
@@ -111,12 +113,15 @@ t.test('PeerTurns: while another peer is active, a waiting stream at least two t
   await nextTurn();
   t.equal(take(turns, b, 'b2'), true, "b's stream with none of its own waiting: at once");
   await nextTurn();
-  t.same(started, ['b0', 'a0', 'b1', 'a1', 'b2', 'a3'], 'a next, after b\'s start; the closed one was skipped');
+  t.same(started, ['b0', 'a0', 'b1', 'a1', 'b2'], "the turn b2 brought: a is due (b started since its last) but one turn after its last: turns are not spun while it waits, so this was a's first since");
+  await nextTurn();
+  t.same(started, ['b0', 'a0', 'b1', 'a1', 'b2', 'a3'], 'a next turn, a; the closed one was skipped');
   t.equal(await results[2], false);
   t.equal(turns.waited, 4);
+  t.same(turns.released, { others: 3, idle: 0, maxWait: 0, alone: 0 }, 'each taken up after another peer\'s start, counted');
 
   started.length = 0;
-  const two = new PeerTurns(1);
+  const two = new PeerTurns(1, startsOnly);
   take(two, b, 'b0');
   take(two, a, 'a0');
   take(two, a, 'a1');
@@ -127,16 +132,42 @@ t.test('PeerTurns: while another peer is active, a waiting stream at least two t
   take(two, b, 'b2');
   await nextTurn();
   t.same(started, ['b0', 'a0', 'b1', 'b2', 'a1'], '...two are');
+});
 
-  started.length = 0;
-  const slow = new PeerTurns(1);
-  take(slow, b, 'b0');
-  take(slow, a, 'a0');
-  take(slow, a, 'a1');
-  for (let i = 1; i < MAX_BACKLOG_SPACING; i++) await nextTurn();
-  t.same(started, ['b0', 'a0'], 'no other start: a waits...');
-  await nextTurn();
-  t.same(started, ['b0', 'a0', 'a1'], `...for at most ${MAX_BACKLOG_SPACING} turns`);
+t.test('PeerTurns: beside an idle peer a waiting stream goes after maxWait ms, and waiting spins no turns; after activeFor ms with no other start the peer is alone', async (t) => {
+  const a = 'a' as NodeId;
+  const b = 'b' as NodeId;
+  // PeerTurns' timer does not hold a process open (a waiting stream's connection does): this test holds it.
+  const keepAlive = setInterval(() => undefined, 1_000);
+  t.teardown(() => clearInterval(keepAlive));
+  let clockReads = 0;
+  const clock = (): number => (clockReads++, performance.now());
+  const maxWait = 30;
+  const turns = new PeerTurns(1, { maxWait, idleWait: 60_000, activeFor: 60_000, now: clock });
+  turns.acquire(b, new PassThrough());
+  const since = performance.now();
+  t.equal(turns.acquire(a, new PassThrough()), true);
+  const second = turns.acquire(a, new PassThrough());
+  t.not(second, true, 'another peer active: the second waits');
+  t.equal(await second, true, 'taken up with no other start...');
+  t.ok(performance.now() - since >= maxWait, `...after ${maxWait} ms`);
+  t.same(turns.released, { others: 0, idle: 0, maxWait: 1, alone: 0 });
+  // Three acquires, then a turn or two and the timer's: a spinning loop would have read the clock once per turn, thousands of times.
+  t.ok(clockReads <= 8, `the clock read ${clockReads} times while a stream waited ${maxWait} ms (turns are not spun)`);
+
+  const idling = new PeerTurns(1, { maxWait: 60_000, activeFor: 60_000 });
+  idling.acquire(b, new PassThrough());
+  idling.acquire(a, new PassThrough());
+  t.equal(await idling.acquire(a, new PassThrough()), true, 'with the loop idle (nothing else to do here), a waiting stream is taken up...');
+  t.same(idling.released, { others: 0, idle: 1, maxWait: 0, alone: 0 }, `...after ${BACKLOG_IDLE_MS} ms of idle loop`);
+
+  const activeFor = 40;
+  const lone = new PeerTurns(1, { maxWait: 60_000, activeFor, idle: () => 0 });
+  lone.acquire(b, new PassThrough());
+  lone.acquire(a, new PassThrough());
+  const rest = Array.from({ length: 3 }, () => lone.acquire(a, new PassThrough()));
+  t.same(await Promise.all(rest), [true, true, true], `no other start for ${activeFor} ms: the peer is alone, its backlog taken up`);
+  t.same(lone.released, { others: 0, idle: 0, maxWait: 0, alone: 3 });
 
   const hub = new PeerTurns(1);
   for (let i = 0; i < 2_000; i++) hub.acquire(`p${i}` as NodeId, new PassThrough());
@@ -145,10 +176,10 @@ t.test('PeerTurns: while another peer is active, a waiting stream at least two t
 
   const alone = new PeerTurns(1);
   t.ok(Array.from({ length: 5 }, () => alone.acquire(a, new PassThrough())).every((turn) => turn === true), 'a peer alone is not paced');
-  const oneEach = new PeerTurns(1, 1, 1);
+  const oneEach = new PeerTurns(1, { spacing: 1, maxWait: 0 });
   oneEach.acquire(b, new PassThrough());
   oneEach.acquire(a, new PassThrough());
-  const second = oneEach.acquire(a, new PassThrough());
-  await nextTurn();
-  t.equal(await Promise.race([second, nextTurn().then(() => 'waiting')]), true, 'spacing 1, max 1: one per peer per turn, as the first rule');
+  const next = oneEach.acquire(a, new PassThrough());
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(await Promise.race([next, new Promise((resolve) => setImmediate(() => resolve('waiting')))]), true, 'spacing 1, maxWait 0: one per peer per turn, as the first rule');
 });
