@@ -33,6 +33,8 @@ interface ServedLeg {
   /** Bytes being read (charged to the peer's share until the leg is whole). */
   read: LegRead | undefined;
   timer: NodeJS.Timeout | undefined;
+  /** When its first byte came (the read deadline counts from there). */
+  startedAt: number;
   stop: (() => void) | undefined;
   batch: Buffer[];
   ended: boolean;
@@ -59,7 +61,12 @@ export class LinkServer {
     private readonly from: NodeId,
     private readonly onClose: () => void,
   ) {
-    this.reader = new LinkReader({ begin: (type, id, length) => this.begin(type, id, length), chunk: (id, n) => this.charge(id, n), frame: (type, id, body) => this.frame(type, id, body) });
+    this.reader = new LinkReader({
+      begin: (type, id, length) => this.begin(type, id, length),
+      chunk: (id, n) => this.charge(id, n),
+      frame: (type, id, body) => this.frame(type, id, body),
+      partial: (id) => this.readDeadline(id),
+    });
     stream.on('data', (chunk: Buffer) => {
       try {
         this.reader.push(chunk);
@@ -84,7 +91,7 @@ export class LinkServer {
     if (type !== LINK_LEG) throw new PnetError('BAD_FRAME', `fan-out link frame type ${type} downstream`);
     if (length > this.host.maxLegBytes) throw new PnetError('BAD_FRAME', `fan-out leg over ${this.host.maxLegBytes} bytes`);
     if (this.served.has(id)) throw new PnetError('BAD_FRAME', `fan-out leg id ${id} in use`);
-    const leg: ServedLeg = { id, read: undefined, timer: undefined, stop: undefined, batch: [], ended: false, error: undefined };
+    const leg: ServedLeg = { id, read: undefined, timer: undefined, startedAt: 0, stop: undefined, batch: [], ended: false, error: undefined };
     this.served.set(id, leg);
     const refused = this.host.legs.mayOpen(this.from, this.host.isNeighbour(this.from));
     if (refused !== 'ok') {
@@ -94,12 +101,22 @@ export class LinkServer {
     this.host.legs.opened(this.from);
     this.host.stats.legsServed++;
     leg.read = { peer: this.from, bytes: 0, cut: () => this.cut(leg, new PnetError('OVERLOADED', 'fan-out leg cut: the node buffers too many leg bytes')) };
+    leg.startedAt = performance.now();
+    return true;
+  }
+
+  /**
+   * A leg's frame spans chunks: its read deadline (from its first byte) is armed now. A leg that
+   * comes in one chunk (the usual, small leg) never costs a timer.
+   */
+  private readDeadline(id: number): void {
+    const leg = this.served.get(id);
+    if (leg?.read === undefined || leg.timer !== undefined) return;
     leg.timer = setTimeout(() => {
       this.host.stats.legReadTimeouts++;
       this.cut(leg, new PnetError('ERR_REQUEST_TIMEOUT', `fan-out leg from ${this.from} not read whole within ${this.host.legReadTimeoutMs} ms`));
-    }, this.host.legReadTimeoutMs);
+    }, Math.max(0, leg.startedAt + this.host.legReadTimeoutMs - performance.now()));
     leg.timer.unref();
-    return true;
   }
 
   private charge(id: number, n: number): boolean {
@@ -132,7 +149,7 @@ export class LinkServer {
   }
 
   private doneReading(leg: ServedLeg): void {
-    clearTimeout(leg.timer);
+    if (leg.timer !== undefined) clearTimeout(leg.timer);
     leg.timer = undefined;
     if (leg.read !== undefined) this.host.legs.done(leg.read);
     leg.read = undefined;

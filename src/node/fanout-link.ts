@@ -49,6 +49,8 @@ export interface LinkFrameHandler {
   chunk(legId: number, n: number): boolean;
   /** A kept frame is whole. */
   frame(type: number, legId: number, body: Buffer): void;
+  /** A kept body is still incomplete at the end of a chunk (a leg split over packets): when a read deadline starts. */
+  partial?(legId: number): void;
 }
 
 /** Splits a link's byte stream into frames; bodies are bounded by the handler before they are buffered. */
@@ -96,6 +98,7 @@ export class LinkReader {
       this.left -= n;
       if (this.left === 0) this.endFrame();
     }
+    if (this.inBody && this.keep) this.handler.partial?.(this.legId);
   }
 
   private startFrame(): void {

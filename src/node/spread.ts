@@ -45,6 +45,39 @@ const MAX_NO_ROUTE = 2;
 const RETRY_DELAY_MS = 250;
 const MAX_RETRY_DELAY_MS = 2000;
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Spreads' deadlines share one timer per SLOT_MS slot, due at the slot's start (never after a
+ * deadline in it): a hub's thousands of legs, or thousands of nodes in one process, cost a Set
+ * entry each instead of a timer inserted and cleared per leg.
+ */
+const SLOT_MS = 50;
+class DeadlineSlots {
+  private readonly slots = new Map<number, Set<Spread>>();
+
+  add(spread: Spread, deadlineAt: number): number {
+    const slot = Math.floor(deadlineAt / SLOT_MS);
+    let members = this.slots.get(slot);
+    if (members === undefined) {
+      this.slots.set(slot, (members = new Set()));
+      const timer = setTimeout(() => this.due(slot), Math.max(0, slot * SLOT_MS - performance.now()));
+      timer.unref();
+    }
+    members.add(spread);
+    return slot;
+  }
+
+  remove(spread: Spread, slot: number): void {
+    this.slots.get(slot)?.delete(spread);
+  }
+
+  private due(slot: number): void {
+    const members = this.slots.get(slot);
+    this.slots.delete(slot);
+    if (members !== undefined) for (const spread of members) spread.slotDue();
+  }
+}
+const deadlineSlots = new DeadlineSlots();
 const retryDelay = (attempts: number): number => Math.min(MAX_RETRY_DELAY_MS, RETRY_DELAY_MS * 2 ** (attempts - 1));
 
 interface Leg {
@@ -95,7 +128,9 @@ export class Spread {
   private readonly legs = new Set<Leg>();
   private readonly retry = new Set<string>();
   private retryTimer: NodeJS.Timeout | undefined;
-  private readonly deadlineTimer: NodeJS.Timeout;
+  /** The precise timer, armed only when the deadline's slot came with the spread still busy. */
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private readonly slot: number;
   private ended = false;
   private ownKey: string | undefined;
 
@@ -110,8 +145,7 @@ export class Spread {
     /** The node this share came from: never sent back there (a loop while routes settle). */
     private readonly parent?: NodeId,
   ) {
-    this.deadlineTimer = setTimeout(() => this.expire(), Math.max(0, deadlineAt - performance.now()));
-    this.deadlineTimer.unref();
+    this.slot = deadlineSlots.add(this, deadlineAt);
   }
 
   get busy(): boolean {
@@ -336,6 +370,15 @@ export class Spread {
     this.onResult(parseResult(frame), undefined);
   }
 
+  /** Its deadline's slot began (at most SLOT_MS before the deadline): the rest is timed exactly. */
+  slotDue(): void {
+    if (this.ended) return;
+    const left = this.deadlineAt - performance.now();
+    if (left <= 0) return this.expire();
+    this.deadlineTimer = setTimeout(() => this.expire(), left);
+    this.deadlineTimer.unref();
+  }
+
   private expire(): void {
     if (this.ended) return;
     for (const leg of this.legs) leg.expecting = false;
@@ -352,7 +395,8 @@ export class Spread {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    clearTimeout(this.deadlineTimer);
+    deadlineSlots.remove(this, this.slot);
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     for (const leg of this.legs) leg.handle?.cancel();
     this.legs.clear();
