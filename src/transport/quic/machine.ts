@@ -130,6 +130,8 @@ const SHUTDOWN_WRITE = 1;
 const CRYPTO_BAD_CERTIFICATE = 0x100 + 42;
 const EMPTY = Buffer.alloc(0);
 const MAX_READ = 64 * 1024;
+/** Where discardUnread copies the bytes it drops (shared: never handed out). */
+let discardBuffer: Buffer | undefined;
 /** How long a finished stream is remembered for a graceful close to wait on its last bytes. */
 export const FINISHING_MEMORY_MS = 10_000;
 /** Congestion window room a FIN-only write waits for: one full packet (see finCanLeave). */
@@ -148,6 +150,10 @@ export class QuicMachine {
   closed = false;
   /** Datagrams sendDatagram could not queue (not established, too large, queue full). */
   droppedDatagrams = 0;
+  /** Unread bytes dropped when streams were reset locally (read so that quiche gives their window back). */
+  discardedBytes = 0;
+  /** Retries of parked writes skipped while quiche had no send capacity (each would have sent a DATA_BLOCKED). */
+  blockedRetriesSkipped = 0;
   /** When quiche last took a datagram (caller's clock): the keep-alive sweep reads it. */
   lastActivity: number;
 
@@ -351,7 +357,9 @@ export class QuicMachine {
     if (fin && chunk.length === 0 && stream.writeEnded) return true; // the FIN already left with the last data
     let written: number | null = null;
     try {
-      if (chunk.length > 0 || !fin || this.finCanLeave(stream)) {
+      // While other writes are parked, one more into no capacity would only queue another DATA_BLOCKED.
+      const room = chunk.length === 0 || this.blocked.size === 0 || this.hasSendRoom(stream);
+      if (room && (chunk.length > 0 || !fin || this.finCanLeave(stream))) {
         written = this.quiche.streamSend(id, chunk, fin);
         if (written === null && this.collected(stream)) return this.failStream(stream, this.goneError(stream));
       }
@@ -389,7 +397,10 @@ export class QuicMachine {
     if (stream === undefined) return;
     if (!this.closed) {
       try {
-        if (!stream.readEnded) this.quiche.streamShutdown(id, SHUTDOWN_READ, code);
+        if (!stream.readEnded) {
+          this.discardUnread(id);
+          this.quiche.streamShutdown(id, SHUTDOWN_READ, code);
+        }
       } catch {
         // already finished in quiche
       }
@@ -404,6 +415,27 @@ export class QuicMachine {
     this.unblock(stream);
     this.streams.delete(id);
     this.noteRelease();
+  }
+
+  /**
+   * Reads and drops what quiche holds unread for stream `id` before its read side is shut: quiche
+   * 0.18 never gives the connection window back for bytes a read shutdown clears, so held streams
+   * refused with unread bytes used it up for good (16 MiB and the peer could send nothing more).
+   * At most the stream's window (bounded); a reset or finished stream ends the loop.
+   */
+  private discardUnread(id: number): void {
+    if (!this.quiche.streamReadable(id)) return;
+    const scratch = discardBuffer ??= Buffer.allocUnsafe(MAX_READ);
+    for (;;) {
+      let result: [number, boolean] | null;
+      try {
+        result = this.quiche.streamRecv(id, scratch);
+      } catch {
+        return; // reset by the peer (quiche cleared it) or already collected
+      }
+      if (result === null || result[1]) return;
+      this.discardedBytes += result[0];
+    }
   }
 
   /** Queues a QUIC DATAGRAM (RFC 9221); false (and counted) when it cannot be queued. */
@@ -659,6 +691,7 @@ export class QuicMachine {
       // than alone after them (a FIN-only frame can be lost to quiche 0.18, see finCanLeave).
       const fin = stream.pendingFin || stream.finWithPending;
       if (chunk.length === 0 && !this.finCanLeave(stream)) continue;
+      if (chunk.length > 0 && !this.hasSendRoom(stream)) continue;
       if (!this.streams.has(stream.id)) continue; // finCanLeave found the stream gone
       let written: number | null;
       try {
@@ -710,6 +743,24 @@ export class QuicMachine {
     if (capacity - this.sentSinceRecv < FIN_ROOM) return false;
     this.quiche.streamPriority(stream.id, 0, false);
     return true;
+  }
+
+  /**
+   * Whether quiche would take any of a parked write now. A streamSend beyond the connection's
+   * credit makes quiche 0.18 queue a DATA_BLOCKED, which the peer acknowledges, whose ACK brings
+   * the next service and retry: retried blindly, a blocked connection ping-pongs at loop speed
+   * (~2,400 packets/s each way measured) for as long as the block lasts.
+   */
+  private hasSendRoom(stream: StreamState): boolean {
+    let capacity: number;
+    try {
+      capacity = this.quiche.streamCapacity(stream.id);
+    } catch {
+      return true; // stopped or collected: streamSend reports which
+    }
+    if (capacity > 0) return true;
+    this.blockedRetriesSkipped++;
+    return false;
   }
 
   /**
