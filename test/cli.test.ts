@@ -548,7 +548,7 @@ t.test('end to end: three daemons on loopback, operated through the CLI', async 
       cli(['peers', '--node', a.address, '--key', strangerKey]),
       cli(['exec', '--targets', 'all', '--node', a.address, '--key', strangerKey, '--json', '--', 'hello']),
     ]);
-    // 'all' reads the daemon's inventory first: the daemon itself refuses the stranger.
+    // 'all': the daemon refuses the stranger's inventory read, and no host ran anything: its error.
     t.equal(all.code, 1);
     t.equal(JSON.parse(all.stdout).error.code, 'UNAUTHORIZED');
     t.equal(exec.code, 1);

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { PnetError, parseNodeId } from '../../index.js';
-import type { FanoutResult, NodeId } from '../../index.js';
+import type { NodeId } from '../../index.js';
 import type { OperatorSession } from '../client.js';
 import { expandHome } from '../defaults.js';
 import { classify, hostOutput, summarise } from '../exec-outcome.js';
@@ -48,11 +48,33 @@ export async function runExec(ctx: CommandContext, command: string, args: string
   const targets = await parseTargets(options.targets);
   const request: ExecRequest = { command, ...(args.length > 0 ? { args } : {}), ...(options.commandTimeout !== undefined ? { timeoutMs: options.commandTimeout } : {}) };
   const { outcomes, skipped } = await withSession(ctx, options, async (session) => {
-    const chosen = await choose(session, targets, options);
-    return { outcomes: await fanOut(ctx, session, chosen, request, options), skipped: chosen.skipped };
+    const choosing = choose(session, targets, options);
+    // 'all' leaves at once: the inventory (known hosts outside the map, and since when) is read meanwhile.
+    const early = targets === 'all' && !options.reachableOnly;
+    if (early) choosing.catch(() => undefined); // awaited after the fan-out
+    const chosen = early ? undefined : await choosing;
+    const mode = options.json || !options.progress ? 'none' : ctx.io.stderr.isTTY ? 'bar' : 'lines';
+    const progress = new ExecProgress(ctx.io.stderr, mode, chosen?.ids.length);
+    try {
+      const answered = chosen?.ids.length === 0 ? [] : await fanOut(session, chosen, request, options, progress);
+      const known = chosen ?? (await choosing.catch((error: Error) => answeredOnly(ctx, error, answered)));
+      return { outcomes: complete(session.daemonId, known, answered, progress), skipped: known.skipped };
+    } finally {
+      progress.stop();
+    }
   });
   report(ctx, request, outcomes, skipped, options);
   if (outcomes.length === 0 || summarise(outcomes).ok !== outcomes.length) ctx.setExit(EXIT.failed);
+}
+
+/**
+ * The inventory could not be read (a refused operator, most often): its error, as when it was
+ * read first, unless some host ran the command, whose answers are then reported as they are.
+ */
+function answeredOnly(ctx: CommandContext, error: Error, answered: readonly ExecOutcome[]): Chosen {
+  if (!answered.some((outcome) => outcome.result !== undefined)) throw error;
+  ctx.note(`the daemon's inventory could not be read (${(error as { code?: string }).code ?? 'error'}: ${error.message}): hosts outside its map are not listed\n`);
+  return { ids: answered.map((outcome) => outcome.nodeId), all: false, skipped: [], known: new Map() };
 }
 
 /** Node ids as given, or the daemon's inventory filtered: 'all' is every host it has seen, reachable now or not. */
@@ -68,32 +90,36 @@ async function choose(session: OperatorSession, targets: TargetSpec, options: Ex
   return { ids: hosts.map((host) => host.nodeId), all: targets === 'all', skipped, known };
 }
 
-/** Sends the request to every target through the daemon and classifies each answer as it comes. */
-async function fanOut(ctx: CommandContext, session: OperatorSession, chosen: Chosen, request: ExecRequest, options: ExecOptions): Promise<ExecOutcome[]> {
+/** Sends the request through the daemon (to its whole map when `chosen` is not known yet) and classifies each answer as it comes. */
+async function fanOut(session: OperatorSession, chosen: Chosen | undefined, request: ExecRequest, options: ExecOptions, progress: ExecProgress): Promise<ExecOutcome[]> {
   const deadlineMs = options.deadline ?? (options.commandTimeout !== undefined ? options.commandTimeout + 5000 : 60_000);
-  const mode = options.json || !options.progress ? 'none' : ctx.io.stderr.isTTY ? 'bar' : 'lines';
-  const progress = new ExecProgress(ctx.io.stderr, mode, chosen.ids.length);
   const results: ExecOutcome[] = [];
-  if (chosen.ids.length === 0) return results;
-  try {
-    // 'all' is the daemon's map, signed once; a list costs a signed ticket per target (at 2,000, ~0.5 s before the first leg left).
-    const stream = session.node.fanout(chosen.all ? 'all' : chosen.ids, OPS_CHANNELS.exec, JSON.stringify(request), {
-      via: session.daemonId,
-      deadlineMs,
-      maxReplyBytes: MAX_EXEC_REPLY,
-      ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
-    });
-    const record = (result: FanoutResult): void => {
-      const outcome = withLastSeen(classify(result), chosen.known.get(result.nodeId));
-      results.push(outcome);
-      progress.update(outcome.nodeId, outcome.status, outcome.reason);
-    };
-    for await (const result of stream) record(result);
-    if (chosen.all) for (const nodeId of missing(chosen.ids, results)) record({ nodeId, ms: 0, hops: 0, ok: false, error: notReached(session.daemonId, results) });
-  } finally {
-    progress.stop();
+  // 'all' is the daemon's map, signed once; a list costs a signed ticket per target (at 2,000, ~0.5 s before the first leg left).
+  const stream = session.node.fanout(chosen === undefined || chosen.all ? 'all' : chosen.ids, OPS_CHANNELS.exec, JSON.stringify(request), {
+    via: session.daemonId,
+    deadlineMs,
+    maxReplyBytes: MAX_EXEC_REPLY,
+    ...(options.concurrency !== undefined ? { concurrency: options.concurrency } : {}),
+  });
+  for await (const result of stream) {
+    const outcome = withLastSeen(classify(result), chosen?.known.get(result.nodeId));
+    results.push(outcome);
+    progress.update(outcome.nodeId, outcome.status, outcome.reason);
   }
   return results;
+}
+
+/** The answers with since-when for the known hosts that were unreachable, and (for 'all') a line for each known host that got nothing. */
+function complete(daemonId: NodeId, chosen: Chosen, answered: ExecOutcome[], progress: ExecProgress): ExecOutcome[] {
+  const outcomes = answered.map((outcome) => withLastSeen(outcome, chosen.known.get(outcome.nodeId)));
+  if (!chosen.all) return outcomes;
+  const why = notReached(daemonId, outcomes);
+  for (const nodeId of missing(chosen.ids, outcomes)) {
+    const outcome = withLastSeen(classify({ nodeId, ms: 0, hops: 0, ok: false, error: why }), chosen.known.get(nodeId));
+    outcomes.push(outcome);
+    progress.update(outcome.nodeId, outcome.status, outcome.reason);
+  }
+  return outcomes;
 }
 
 /**
