@@ -10,6 +10,8 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { NEGOTIATION_OUTCOMES, PnetError, formatAddress, parseAddress } from '../index.js';
 import type { NodeStats } from '../index.js';
 import { spawnQueue } from './spawn-queue.js';
+import { spawnHelper } from './spawn-helper.js';
+import type { SpawnHelperStats } from './spawn-helper.js';
 import type { SpawnQueueStats } from './spawn-queue.js';
 
 /** Every series name starts with this. */
@@ -163,6 +165,11 @@ const EXEC_QUEUE_SERIES: ReadonlyArray<Series<SpawnQueueStats>> = [
   { name: 'exec_queue_full_total', type: 'counter', help: 'ops/exec requests refused (OVERLOADED): the spawn queue was full.', read: (q) => q.refusedQueueFull },
 ];
 
+const SPAWN_HELPER_SERIES: ReadonlyArray<Series<SpawnHelperStats>> = [
+  { name: 'exec_helper_starts_total', type: 'counter', help: "Spawn helper processes started (ops/exec's forks happen in it).", read: (h) => h.helperStarts },
+  { name: 'exec_helper_lost_total', type: 'counter', help: 'ops/exec commands reported not finished because the spawn helper died.', read: (h) => h.helperLost },
+];
+
 /** Every quicpeer_ series (docs/METRICS.md lists them with their meaning). */
 export const SERIES: readonly Series[] = [...TRANSPORT_SERIES, ...RELAY_AND_FANOUT_SERIES, ...ROUTING_SERIES, ...CHANNEL_SERIES];
 
@@ -181,6 +188,7 @@ export function createNodeMetrics(stats: () => NodeStats): NodeMetrics {
   for (const series of SERIES) register(registry, series, snapshot);
   registerProcess(registry);
   for (const series of EXEC_QUEUE_SERIES) register(registry, series, () => spawnQueue.stats());
+  for (const series of SPAWN_HELPER_SERIES) register(registry, series, () => spawnHelper.stats());
   return {
     registry,
     async scrape(): Promise<string> {
