@@ -84,7 +84,7 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
 
-t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after two other starts (or MAX_BACKLOG_WAIT_MS), in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
+t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after three other starts, in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
   // No idle time, maxWait or 'alone' within the test (a loaded machine's pauses): only other peers' starts release a waiting stream.
   const startsOnly = { idle: (): number => 0, maxWait: 60_000, activeFor: 60_000 };
   const turns = new PeerTurns(1, { ...startsOnly, othersPerStart: 1 }); // one other start per waiting stream: the sequence is shorter
@@ -121,17 +121,19 @@ t.test('PeerTurns: while another peer is active, a waiting stream at least two t
   t.same(turns.released, { others: 3, idle: 0, maxWait: 0, alone: 0 }, 'each taken up after another peer\'s start, counted');
 
   started.length = 0;
-  const two = new PeerTurns(1, startsOnly);
-  take(two, b, 'b0');
-  take(two, a, 'a0');
-  take(two, a, 'a1');
+  const byDefault = new PeerTurns(1, startsOnly);
+  take(byDefault, b, 'b0');
+  take(byDefault, a, 'a0');
+  take(byDefault, a, 'a1');
+  for (const name of ['b1', 'b2']) {
+    await nextTurn();
+    take(byDefault, b, name);
+  }
   await nextTurn();
-  take(two, b, 'b1');
+  t.same(started, ['b0', 'a0', 'b1', 'b2'], `by default (${OTHERS_PER_BACKLOG_START}) two other starts are not enough...`);
+  take(byDefault, b, 'b3');
   await nextTurn();
-  t.same(started, ['b0', 'a0', 'b1'], `by default (${OTHERS_PER_BACKLOG_START}) one other start is not enough...`);
-  take(two, b, 'b2');
-  await nextTurn();
-  t.same(started, ['b0', 'a0', 'b1', 'b2', 'a1'], '...two are');
+  t.same(started, ['b0', 'a0', 'b1', 'b2', 'b3', 'a1'], '...three are');
 });
 
 t.test('PeerTurns: beside an idle peer a waiting stream goes after maxWait ms, and waiting spins no turns; after activeFor ms with no other start the peer is alone', async (t) => {

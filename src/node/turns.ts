@@ -21,12 +21,14 @@ const MEMORY_TURNS = 64;
  */
 export const BACKLOG_SPACING = 2;
 /**
- * Starts of other peers a busy peer waits for between two of its own waiting streams. Two, not
- * one (equal starts): a busy peer's request costs the server more than a one-request peer's (its
- * waiting streams' intake and ACKs come on top), and with one the light peer kept 0.48 of its
- * rate (test/fairness.test.ts, median) against 0.57 with two in the same run (docs/LIMITS.md).
+ * Starts of other peers a busy peer waits for between two of its own waiting streams. Three, not
+ * one (equal starts) or two: a busy peer's request costs the node more than a one-request peer's
+ * (its waiting streams' intake and ACKs come on top) and its own process takes CPU from the
+ * others; bench/fairness.mjs (3 processes, same run): the light peer kept 0.44 of its rate with
+ * two, 0.64 with three, 0.65 with four, and the busy peer's rate hardly moved (1,130 / 1,014 /
+ * 918 req/s: the light peer's faster requests bring it more starts).
  */
-export const OTHERS_PER_BACKLOG_START = 2;
+export const OTHERS_PER_BACKLOG_START = 3;
 /**
  * ... or once the event loop idled this long (ms) since the peer's last start: the node has time
  * the others leave unused (work-conserving beside a slow or remote peer), and a loaded node,
@@ -83,7 +85,7 @@ interface LastStart {
  * peer is active (a start in the last `activeFor` ms), a peer's waiting streams are taken up one
  * at a time, at least `spacing` turns apart, once `othersPerStart` streams of other peers were
  * taken up since its last, or the loop idled `idleWait` ms, or `maxWait` ms passed: a busy peer
- * gets about one start per two requests of a one-request peer, however long that peer's round
+ * gets about one start per three requests of a one-request peer, however long that peer's round
  * trip, and the time nobody else uses. A stream with none of its peer's waiting is taken up at
  * once (the first of its peer this turn), so a one-request peer never waits. What a stream does
  * once taken up (a slow handler, a long transfer) runs side by side with the rest: only starts
