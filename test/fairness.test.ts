@@ -59,18 +59,22 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   const ratios: number[] = [];
   const shares: number[] = [];
   const figures: string[] = [];
+  // Why the heavy peer's waiting streams were taken up, per window (PeerTurns is private to the node's stream service).
+  const released = (nodeServices(server).streams as unknown as { turns: PeerTurns }).turns.released;
   for (let round = 0; round < ROUNDS; round++) {
     const alone = await rate(light, server.id);
     heavy.stdin!.write('run\n');
     t.same(await next(), { running: true });
     replies.light = replies.heavy = 0;
+    const before = { ...released };
     const beside = await rate(light, server.id);
+    const why = (Object.keys(released) as Array<keyof typeof released>).map((k) => `${k} ${released[k] - before[k]}`).join(' ');
     const share = replies.light / (replies.light + replies.heavy);
     heavy.stdin!.write('pause\n');
     await next();
     ratios.push(beside / alone);
     shares.push(share);
-    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)} (${(share * 100).toFixed(0)}%)`);
+    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)} (${(share * 100).toFixed(0)}%; released: ${why})`);
   }
   heavy.stdin!.write('exit\n');
   const ratio = median(ratios);

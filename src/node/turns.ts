@@ -10,9 +10,12 @@ export const STREAMS_PER_TURN = 1;
 /**
  * Another peer counts as active for this long (ms) after its last stream taken up. Clocks in
  * time, not turns: turns spun in microseconds while a busy peer waited, so any count of turns
- * passed within a one-request peer's round trip on a quiet machine (docs/LIMITS.md).
+ * passed within a one-request peer's round trip on a quiet machine (docs/LIMITS.md). Long enough
+ * for a loaded machine's stalls: with 50, a one-request peer's stalls at load 15 let the busy
+ * peer's whole backlog through in 3 of 5 windows (test/fairness.test.ts); the cost is that a busy
+ * peer stays paced (by idle time) this long after the others left.
  */
-export const ACTIVE_MS = 50;
+export const ACTIVE_MS = 250;
 /** Generations of the last-start memory (turns each). */
 const MEMORY_TURNS = 64;
 /**
