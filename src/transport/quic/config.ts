@@ -12,6 +12,8 @@ export const DATAGRAM_QUEUE_LENGTH = 1024;
 /** What the quiche configuration is made from: the transport's resolved limits and datagram size. */
 export type QuicConfigOptions = Pick<TransportLimits, 'idleTimeoutMs' | 'connectionWindow' | 'streamWindow' | 'maxStreamsPerConnection'> & {
   maxDatagramSize: number;
+  /** Whether quiche may auto-tune the windows up to its maximums (24 MiB, 16 MiB a stream; default true). */
+  autotune?: boolean;
 };
 
 /**
@@ -38,11 +40,100 @@ export function makeQuicConfig(identity: Identity, options: QuicConfigOptions): 
   config.setInitialMaxStreamDataUni(0);
   config.setInitialMaxStreamsBidi(options.maxStreamsPerConnection);
   config.setInitialMaxStreamsUni(0);
-  config.setMaxStreamWindow(Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW));
-  config.setMaxConnectionWindow(Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW));
+  const autotune = options.autotune ?? true;
+  config.setMaxStreamWindow(autotune ? Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW) : options.streamWindow);
+  config.setMaxConnectionWindow(autotune ? Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW) : options.connectionWindow);
   config.setDisableActiveMigration(true);
   config.enableDgram(true, DATAGRAM_QUEUE_LENGTH, DATAGRAM_QUEUE_LENGTH);
   config.enablePacing(false);
   config.grease(false);
   return config;
+}
+
+/**
+ * The most a connection made with these options can make this end buffer unread: its connection
+ * window as auto-tuned at most. quiche raises the connection window to 1.5× a stream's window
+ * whenever it widens that one (ensure_window_lower_bound), past its own maximum if need be.
+ */
+export function windowCeiling(options: QuicConfigOptions): number {
+  const autotune = options.autotune ?? true;
+  const connection = autotune ? Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW) : options.connectionWindow;
+  const stream = autotune ? Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW) : options.streamWindow;
+  return Math.max(connection, Math.ceil(stream * 1.5));
+}
+
+/** The smallest window a lean connection gets (a few packets in flight, any path). */
+export const MIN_LEAN_WINDOW = 64 * 1024;
+
+/** Which configuration a connection was made with, and the bytes of the budget it holds. */
+export interface WindowGrant {
+  readonly lean: boolean;
+  readonly bytes: number;
+}
+
+export interface WindowBudgetStats {
+  /** The node's budget for the windows of full connections (bytes). */
+  budget: number;
+  /** Bytes granted to the connections open now (full and lean). */
+  granted: number;
+  /** Connections open now with the full, auto-tuned windows / with the lean ones. */
+  full: number;
+  lean: number;
+  /** Connections made lean because the full windows would have passed the budget (monotonic). */
+  leanGrants: number;
+}
+
+/**
+ * The system scope of the flow-control windows (sans-IO): quiche fixes a connection's windows when
+ * it is made, from one configuration per endpoint, so the endpoint keeps two (full: auto-tuned to
+ * 24 MiB; lean: `leanBytes` and no auto-tuning) and asks this budget which one each new
+ * connection gets. Full ones while their ceilings fit in the budget, lean ones past it (counted),
+ * so the whole node's windows stay under budget + maxConnections × leanBytes.
+ */
+export class WindowBudget {
+  private granted = 0;
+  private fullOpen = 0;
+  private leanOpen = 0;
+  private leanGrants = 0;
+
+  constructor(
+    readonly budget: number,
+    readonly fullBytes: number,
+    readonly leanBytes: number,
+  ) {}
+
+  /** The windows for a new connection: full while they fit in the budget, else lean. */
+  grant(): WindowGrant {
+    if (this.granted + this.fullBytes <= this.budget) {
+      this.granted += this.fullBytes;
+      this.fullOpen++;
+      return { lean: false, bytes: this.fullBytes };
+    }
+    this.granted += this.leanBytes;
+    this.leanOpen++;
+    this.leanGrants++;
+    return { lean: true, bytes: this.leanBytes };
+  }
+
+  /** The connection of `grant` is gone (exactly once per grant). */
+  release(grant: WindowGrant): void {
+    this.granted -= grant.bytes;
+    if (grant.lean) this.leanOpen--;
+    else this.fullOpen--;
+  }
+
+  stats(): WindowBudgetStats {
+    return { budget: this.budget, granted: this.granted, full: this.fullOpen, lean: this.leanOpen, leanGrants: this.leanGrants };
+  }
+}
+
+/**
+ * The lean windows for a node whose full ones passed `budget`: the budget shared by every
+ * connection the node may hold, never below MIN_LEAN_WINDOW nor above the full initial window.
+ * The stream window is half of it, so quiche's 1.5× rule keeps the connection window in place.
+ */
+export function leanWindows(budget: number, maxConnections: number, connectionWindow: number): { connectionWindow: number; streamWindow: number } {
+  const share = Math.floor(budget / Math.max(1, maxConnections));
+  const connection = Math.min(connectionWindow, Math.max(MIN_LEAN_WINDOW, share));
+  return { connectionWindow: connection, streamWindow: Math.floor(connection / 2) };
 }
