@@ -14,7 +14,8 @@ import type { DatagramPath, QuicEndpoint } from './connection.js';
 import { QuicMachine, READ_POOL_SIZE } from './machine.js';
 import type { ReadPool } from './machine.js';
 import { Scheduler } from './scheduler.js';
-import { makeQuicConfig } from './config.js';
+import { leanWindows, makeQuicConfig, WindowBudget, windowCeiling } from './config.js';
+import type { WindowBudgetStats, WindowGrant } from './config.js';
 import { InitialGate, retryOption } from './gate.js';
 import type { QuicDropStats, RetryMode } from './gate.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
@@ -47,6 +48,12 @@ export interface QuicTransportOptions extends TransportOptions {
    * a handshake in the last 10 minutes has its own budget of 1,000/s); 'always'; or 'never'.
    */
   retry?: RetryMode;
+  /**
+   * The node's budget for flow-control windows (default 1 GiB): connections get the full,
+   * auto-tuned windows (up to 24 MiB each) while their sum fits, lean ones past it (config.ts,
+   * WindowBudget; docs/LIMITS.md).
+   */
+  windowBudget?: number;
 }
 
 /**
@@ -66,9 +73,11 @@ export interface QuicTransportStats {
   droppedDatagrams: QuicDropStats;
   /** Datagrams not sent to an address not yet validated: over 3× the bytes received from it (RFC 9000 §8.1). */
   amplificationLimited: number;
+  /** The flow-control window budget: full and lean connections, lean grants (a limit trip each). */
+  windows: WindowBudgetStats;
 }
 
-type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode };
+type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };
 
 function resolveOptions(options: QuicTransportOptions): Resolved {
   return {
@@ -77,6 +86,7 @@ function resolveOptions(options: QuicTransportOptions): Resolved {
     socketBufferSize: numberOption('QUIC option', 'socketBufferSize', options.socketBufferSize, 4 * 1024 * 1024, { min: 0, above: true, integer: true }),
     sessionResumption: options.sessionResumption ?? true,
     retry: retryOption(options.retry),
+    windowBudget: numberOption('QUIC option', 'windowBudget', options.windowBudget, 1024 * 1024 * 1024, { min: 0, integer: true }),
   };
 }
 
@@ -84,6 +94,8 @@ function resolveOptions(options: QuicTransportOptions): Resolved {
 class UdpPath implements DatagramPath {
   readonly keys: string[] = [];
   connection: QuicConnection | undefined;
+  /** The windows this connection was made with, given back to the budget when it is gone. */
+  windows: WindowGrant | undefined;
   /** Bytes received from the peer's address while it is not validated (the anti-amplification budget is 3× this). */
   received = 0;
   private sent = 0;
@@ -127,6 +139,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
 
   private readonly socket: DatagramSocket;
   private readonly config: native.Config;
+  /** The same with small windows and no auto-tuning, for connections past the window budget. */
+  private readonly leanConfig: native.Config;
+  private readonly windows: WindowBudget;
   private readonly byCid = new Map<string, UdpPath>();
   private readonly connections = new Set<QuicConnection>();
   private readonly gate: InitialGate;
@@ -155,6 +170,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.options = options;
     this.sessions = new SessionStore(options.sessionResumption);
     this.config = makeQuicConfig(identity, options);
+    const lean = { ...options, ...leanWindows(options.windowBudget, options.maxConnections, options.connectionWindow), autotune: false };
+    this.leanConfig = makeQuicConfig(identity, lean);
+    this.windows = new WindowBudget(options.windowBudget, windowCeiling(options), windowCeiling(lean));
     this.localAddress = socket.address;
     this.gate = new InitialGate({ retry: options.retry, maxConnections: options.maxConnections, maxPendingHandshakes: options.maxPendingHandshakes, cidLength: CID_LEN, handshakeTimeoutMs: options.handshakeTimeoutMs }, performance.now());
     this.dropped = this.gate.dropped;
@@ -209,6 +227,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       pendingHandshakes: this.pendingInbound,
       droppedDatagrams: { ...this.dropped },
       amplificationLimited: this.amplificationLimited,
+      windows: this.windows.stats(),
     };
   }
 
@@ -218,7 +237,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     checkConnectionLimit(this.connections.size, this.options.maxConnections);
     const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
-    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.config);
+    const windows = this.windows.grant();
+    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, windows.lean ? this.leanConfig : this.config);
     const session = this.sessions.get(remote, options.expectedNodeId);
     if (session !== undefined) {
       try {
@@ -227,7 +247,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
         // not a session quiche can use: a full handshake instead
       }
     }
-    const connection = this.open(handshake, 'outbound', remote, true, options.timeoutMs ?? this.options.handshakeTimeoutMs, options.expectedNodeId);
+    const connection = this.open(handshake, 'outbound', remote, true, options.timeoutMs ?? this.options.handshakeTimeoutMs, windows, options.expectedNodeId);
     this.map(connection.path as UdpPath, scid.toString('latin1'));
     const signal = options.signal;
     const abandon = (): void => void connection.close({ graceful: false, reason: 'dial abandoned' });
@@ -248,9 +268,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     remote: SocketAddress,
     validated: boolean,
     handshakeTimeoutMs: number,
+    windows: WindowGrant,
     expectedNodeId?: NodeId,
   ): QuicConnection {
     const path = new UdpPath(this, this.localAddress, remote, validated);
+    path.windows = windows;
     const machine = new QuicMachine(handshake, {
       direction,
       local: this.localAddress,
@@ -357,15 +379,17 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
    */
   private startHandshake(datagram: Buffer, remote: SocketAddress, key: string, header: native.Header, odcid: Buffer | null): void {
     const scid = odcid === null ? this.newConnectionId() : Buffer.from(header.dcid);
-    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, this.config);
+    const windows = this.windows.grant();
+    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, windows.lean ? this.leanConfig : this.config);
     const length = datagram.length;
     try {
       handshake.recv(datagram, { from: remote, to: this.localAddress });
     } catch {
+      this.windows.release(windows);
       this.dropped.undecryptable++;
       return;
     }
-    const connection = this.open(handshake, 'inbound', remote, odcid !== null, INBOUND_HANDSHAKE_GRACE * this.options.handshakeTimeoutMs);
+    const connection = this.open(handshake, 'inbound', remote, odcid !== null, INBOUND_HANDSHAKE_GRACE * this.options.handshakeTimeoutMs, windows);
     const path = connection.path as UdpPath;
     path.received = length;
     // The client keeps using its random initial id until it hears ours: map both.
@@ -499,7 +523,10 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   }
 
   forget(connection: QuicConnection): void {
-    this.connections.delete(connection);
+    if (!this.connections.delete(connection)) return;
+    const path = connection.path as UdpPath;
+    if (path.windows !== undefined) this.windows.release(path.windows);
+    path.windows = undefined;
   }
 
   private readonly sweep = (now: number): void => {
