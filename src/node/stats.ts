@@ -163,6 +163,7 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicRetryLimit: quic?.droppedDatagrams.retryLimited ?? 0,
     quicAdmissionLimit: quic?.droppedDatagrams.admissionLimited ?? 0,
     quicVersionNegotiationLimit: quic?.droppedDatagrams.versionNegotiationLimited ?? 0,
+    quicWindowBudget: quic?.windows.leanGrants ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,
     relayEvicted: relay.evicted,

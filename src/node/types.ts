@@ -344,6 +344,8 @@ export interface LimitTrips {
   quicAdmissionLimit: number;
   /** QUIC: version negotiation answers not sent, over their rate limit. */
   quicVersionNegotiationLimit: number;
+  /** QUIC: connections given the lean flow-control windows, the full ones past the node's windowBudget. */
+  quicWindowBudget: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
   relayPeerLimit: number;
   /** Relay: a relay request refused at the node's maxStreams, no neighbour holding more than the opener would. */
