@@ -38,6 +38,15 @@ t.test('a helper that dies fails what it was running (counted); the next command
   t.equal(helper.stats().helperStarts, 2);
 });
 
+t.test('start() forks the helper before the first command, which then uses it', async (t) => {
+  const helper = new SpawnHelper();
+  t.teardown(() => helper.close());
+  helper.start();
+  t.ok(helper.pid !== undefined, 'forked at once');
+  t.match(await helper.run(spec('true')), { exitCode: 0 });
+  t.match(helper.stats(), { helperStarts: 1, commands: 1 });
+});
+
 t.test('PNET_EXEC_SPAWN=inline spawns in the process; anything else uses the helper', async (t) => {
   t.equal(spawnModeFrom({ PNET_EXEC_SPAWN: 'inline' }), 'inline');
   t.equal(spawnModeFrom({}), 'helper');

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { PnetError, createNode } from '../index.js';
 import type { DaemonConfig } from './config.js';
 import { serveOps } from './ops.js';
+import { spawnHelper, spawnModeFrom } from './spawn-helper.js';
 import { serveMetrics } from './metrics.js';
 import type { MetricsServer } from './metrics.js';
 import { readVersion } from './version.js';
@@ -41,6 +42,8 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
   );
   node.on('error', (error) => logger.warn({ event: 'error', code: error instanceof PnetError ? error.code : undefined, reason: error.message }, 'node error'));
   const ops = serveOps(node, config, logger, { inventory, inventoryChanged: () => saver.changed() });
+  // The spawn helper is forked while this process is small and quiet, not in its first fan-out.
+  if (Object.keys(config.commands).length > 0 && spawnModeFrom(process.env) === 'helper') spawnHelper.start();
   let metrics: MetricsServer | undefined;
   try {
     metrics = config.metrics === undefined ? undefined : await serveMetrics(() => node.stats(), config.metrics);

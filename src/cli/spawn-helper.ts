@@ -87,6 +87,15 @@ export class SpawnHelper {
     });
   }
 
+  /**
+   * Forks the helper now rather than at the first command (a daemon at start: the fork of a
+   * process that grew large blocks its event loop for tens of ms, in the middle of a fan-out).
+   */
+  start(): void {
+    this.ensure();
+    this.refWhileBusy();
+  }
+
   /** Stops the helper (tests; a process that is done with exec). Commands still running are aborted by it. */
   close(): void {
     this.child?.disconnect();
