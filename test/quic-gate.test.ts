@@ -54,41 +54,44 @@ t.test('the validated-host memory is bounded (oldest forgotten)', async (t) => {
   t.same(verdicts(gate, '10.1.15.255', 1, 0), { accept: 1 }, 'the last is known');
 });
 
-t.test('admission by latency: off while handshakes are quick; once one was slow, only what completes in half the timeout starts', async (t) => {
+t.test('admission by latency: off while handshakes are quick; once one was slow, only what completes in half the timeout starts (at least 128)', async (t) => {
   const gate = new InitialGate({ retry: 'never', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
   const admission = gate.admission;
-  // A join burst: 300 handshakes at once, each done in 200 ms: never held back.
+  // A join burst: 300 handshakes at once, each done in 1 s: never held back.
   const burst: number[] = [];
   t.same(verdicts(gate, '127.0.0.2', 300, 0, burst), { accept: 300 }, 'a burst with nothing completed yet is admitted');
-  for (const id of burst) admission.end(id, true, 200);
+  for (const id of burst) admission.end(id, true, 1000);
   // Abandoned handshakes (never completed) do not switch it on, however old.
   const abandoned: number[] = [];
-  t.same(verdicts(gate, '127.0.0.2', 50, 300, abandoned), { accept: 50 }, 'quick handshakes: no limit');
-  for (const id of abandoned) admission.end(id, false, 5300);
-  t.same(verdicts(gate, '127.0.0.2', 10, 5300), { accept: 10 }, 'failed handshakes say nothing about the endpoint');
+  t.same(verdicts(gate, '127.0.0.2', 200, 1000, abandoned), { accept: 200 }, 'quick handshakes: no limit');
+  t.same(verdicts(gate, '127.0.0.2', 10, 6000), { accept: 10 }, '200 in progress for 5 s, none completed: no limit');
+  for (const id of abandoned) admission.end(id, false, 7500);
 
-  // Behind: 240 in progress since 1.5 s ago; 40 of them complete now (20/s over the 2 s window, one over a fifth of 5 s).
+  // Behind: 240 in progress since 2 s ago; 40 of them complete now (20/s over the 2 s window, each over 0.3 of 5 s).
   const now = 10_000;
   const slow: number[] = [];
-  verdicts(gate, '127.0.0.2', 240, now - 1500, slow);
+  verdicts(gate, '127.0.0.2', 240, now - 2000, slow);
   for (const id of slow.slice(0, 40)) admission.end(id, true, now);
   t.equal(admission.inProgress, 200, '200 in progress');
   const limited = gate.dropped.admissionLimited;
-  t.same(verdicts(gate, '127.0.0.2', 10, now), { drop: 10 }, 'behind: 200 in progress is more than 20/s completes in 2.5 s (50): dropped');
+  t.same(verdicts(gate, '127.0.0.2', 10, now), { drop: 10 }, 'behind: 200 in progress is more than max(128, 20/s x 2.5 s): dropped');
   t.equal(gate.dropped.admissionLimited - limited, 10, 'each one counted in stats');
   for (const id of slow.slice(40, 200)) admission.end(id, false, now + 100); // they time out or their clients give up
   t.equal(admission.inProgress, 40, '40 left');
-  t.same(verdicts(gate, '127.0.0.2', 20, now + 100, []), { accept: 10, drop: 10 }, 'room for what completes in half the timeout (50)');
-  t.same(verdicts(gate, '127.0.0.2', 1, now + 2000), { accept: 1 }, 'the hold ends 2 s after the last slow handshake');
+  const more: number[] = [];
+  t.same(verdicts(gate, '127.0.0.2', 100, now + 100, more), { accept: 88, drop: 12 }, 'room up to 128 in progress');
+  t.same(verdicts(gate, '127.0.0.2', 1, now + 2000), { drop: 1 }, 'the hold outlives 2 s while one in progress is older than 1.5 s (a stall completes nothing)');
+  for (const id of [...slow.slice(200), ...more]) admission.end(id, false, now + 2100);
+  t.same(verdicts(gate, '127.0.0.2', 129, now + 2100), { accept: 129 }, 'none left in progress: the hold ends');
   t.end();
 });
 
-t.test('admission: an endpoint that completes almost nothing still takes a few (16 in progress)', async (t) => {
+t.test('admission: the rate cannot pull the limit below 128 in progress', async (t) => {
   const gate = new InitialGate({ retry: 'never', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
   const first = gate.admission.start(0);
   gate.admission.end(first, true, 4000);
   const stuck: number[] = [];
-  t.same(verdicts(gate, '127.0.0.2', 20, 4000, stuck), { accept: 16, drop: 4 }, 'up to 16 in progress');
+  t.same(verdicts(gate, '127.0.0.2', 130, 4000, stuck), { accept: 128, drop: 2 }, 'one completion in 2 s (0.5/s): still 128 in progress');
   t.same(verdicts(gate, '127.0.0.2', 3, 4100), { drop: 3 }, 'then none until one ends');
   gate.admission.end(stuck[0]!, false, 4200);
   t.same(verdicts(gate, '127.0.0.2', 3, 4200, []), { accept: 1, drop: 2 }, 'one ended, one starts');
