@@ -7,6 +7,7 @@
 import t from 'tap';
 import { QuicPair } from './fixtures/quic-pair.js';
 import type { PairEnd } from './fixtures/quic-pair.js';
+import { ABANDONED_STREAM_LIMIT } from '../src/transport/quic/machine.js';
 
 const WINDOW = 64 * 1024;
 
@@ -65,4 +66,46 @@ t.test('a connection blocked by flow control stays quiet until the reader reads'
   pair.run(2000);
   for (const id of ids) t.equal(server.bytes(id), size, `stream ${id}: every byte arrived once the reader read`);
   t.ok(client.writesDone.length >= 1, 'the parked writes completed');
+});
+
+/** REJECT and FIN from the server, then (the linger over) it destroys the stream; the client never ends its side unless `clientResets`. */
+function refuseStreams(pair: QuicPair, count: number, clientResets: boolean): number {
+  const { client, server } = pair;
+  let opened = 0;
+  for (; opened < count; opened++) {
+    const id = client.machine.openStream();
+    if (typeof id !== 'number') break;
+    client.write(id, Buffer.alloc(5, 1), false);
+    pair.run();
+    if (server.machine.closing) break;
+    server.write(id, Buffer.alloc(40, 2), true);
+    pair.run();
+    if (clientResets) {
+      client.machine.streamReset(id, 0);
+      client.react();
+      pair.run();
+    }
+    if (server.machine.hasStream(id)) {
+      server.machine.streamReset(id, 0);
+      server.react();
+      pair.run();
+    }
+  }
+  return opened;
+}
+
+t.test('a peer that leaves streams quiche never collects has its connection closed', async (t) => {
+  const pair = await QuicPair.connect({ maxStreamsPerConnection: 1000 });
+  const opened = refuseStreams(pair, 400, false);
+  // quiche 0.18 keeps each (~2-4 KiB, one of the client's stream credits): before, all 400 stayed and the connection lived on.
+  t.ok(pair.server.machine.abandonedClose, 'the server closed the connection');
+  t.ok(opened >= ABANDONED_STREAM_LIMIT && opened < 400, `after ${opened} streams (limit ${ABANDONED_STREAM_LIMIT})`);
+  pair.run(500);
+  t.ok(pair.server.machine.closed && pair.client.machine.closed, 'both ends closed');
+});
+
+t.test('openers that reset on the REJECT leave nothing behind: no close', async (t) => {
+  const pair = await QuicPair.connect({ maxStreamsPerConnection: 100 });
+  t.equal(refuseStreams(pair, 600, true), 600, '600 streams through a limit of 100');
+  t.notOk(pair.server.machine.closing, 'the connection stays open');
 });

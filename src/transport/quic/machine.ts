@@ -130,6 +130,14 @@ const SHUTDOWN_WRITE = 1;
 const CRYPTO_BAD_CERTIFICATE = 0x100 + 42;
 const EMPTY = Buffer.alloc(0);
 const MAX_READ = 64 * 1024;
+/**
+ * Streams quiche 0.18 kept without collecting them (read side shut here after the FIN left, the
+ * peer's final size after that FIN's ACK) at which the connection is closed: each holds ~2–4 KiB
+ * and one of the peer's stream credits until the connection ends (docs/LIMITS.md).
+ */
+export const ABANDONED_STREAM_LIMIT = 256;
+/** New candidates between two checks of the abandoned streams (each check probes them all). */
+const ABANDONED_SCAN_STEP = 32;
 /** Where discardUnread copies the bytes it drops (shared: never handed out). */
 let discardBuffer: Buffer | undefined;
 /** How long a finished stream is remembered for a graceful close to wait on its last bytes. */
@@ -154,6 +162,8 @@ export class QuicMachine {
   discardedBytes = 0;
   /** Retries of parked writes skipped while quiche had no send capacity (each would have sent a DATA_BLOCKED). */
   blockedRetriesSkipped = 0;
+  /** Closed because ABANDONED_STREAM_LIMIT streams were left in quiche uncollected. */
+  abandonedClose = false;
   /** When quiche last took a datagram (caller's clock): the keep-alive sweep reads it. */
   lastActivity: number;
 
@@ -164,6 +174,9 @@ export class QuicMachine {
   /** Streams fully ended on our side whose last bytes quiche may still be sending: id → when. */
   private readonly finishing = new Map<number, number>();
   private readonly skippedRemoteIds = new Set<number>();
+  /** Streams whose read side was shut after their FIN left: quiche may never collect them. */
+  private readonly abandoned = new Set<number>();
+  private nextAbandonedScan = ABANDONED_STREAM_LIMIT;
   private readonly events: MachineEvent[] = [];
   private eventHead = 0;
   private nextLocalStreamId: number;
@@ -400,6 +413,7 @@ export class QuicMachine {
         if (!stream.readEnded) {
           this.discardUnread(id);
           this.quiche.streamShutdown(id, SHUTDOWN_READ, code);
+          if (stream.writeEnded) this.noteAbandoned(id);
         }
       } catch {
         // already finished in quiche
@@ -436,6 +450,33 @@ export class QuicMachine {
       if (result === null || result[1]) return;
       this.discardedBytes += result[0];
     }
+  }
+
+  /**
+   * A stream's read side was shut after its FIN left. When the peer's final size (its RESET_STREAM,
+   * quiche's answer to our STOP_SENDING) comes after that FIN's ACK, quiche 0.18 never collects the
+   * stream: an opener that ignores REJECTs leaves one per stream. Checked in batches (amortised);
+   * at ABANDONED_STREAM_LIMIT left over, the connection is closed gracefully.
+   */
+  private noteAbandoned(id: number): void {
+    this.abandoned.add(id);
+    if (this.abandoned.size < this.nextAbandonedScan || this.closing) return;
+    let stuck = 0;
+    for (const held of this.abandoned) {
+      try {
+        this.quiche.streamCapacity(held);
+      } catch (error) {
+        if (classifyQuicheError(error).kind === 'InvalidStreamState') {
+          this.abandoned.delete(held); // collected
+          continue;
+        }
+      }
+      if (this.quiche.streamFinished(held)) stuck++; // final size known, still kept: never collected now
+    }
+    this.nextAbandonedScan = Math.max(ABANDONED_STREAM_LIMIT, this.abandoned.size + ABANDONED_SCAN_STEP);
+    if (stuck < ABANDONED_STREAM_LIMIT) return;
+    this.abandonedClose = true;
+    this.close({ reason: 'streams left open' }, this.now);
   }
 
   /** Queues a QUIC DATAGRAM (RFC 9221); false (and counted) when it cannot be queued. */
