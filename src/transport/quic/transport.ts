@@ -75,6 +75,8 @@ export interface QuicTransportStats {
   amplificationLimited: number;
   /** The flow-control window budget: full and lean connections, lean grants (a limit trip each). */
   windows: WindowBudgetStats;
+  /** Connections closed for holding ABANDONED_STREAM_LIMIT streams quiche never collects (machine.ts). */
+  abandonedStreamCloses: number;
 }
 
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };
@@ -147,6 +149,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly gate: InitialGate;
   private readonly dropped: QuicDropStats;
   private amplificationLimited = 0;
+  private abandonedStreamCloses = 0;
   private pendingInbound = 0;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
@@ -228,6 +231,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       droppedDatagrams: { ...this.dropped },
       amplificationLimited: this.amplificationLimited,
       windows: this.windows.stats(),
+      abandonedStreamCloses: this.abandonedStreamCloses,
     };
   }
 
@@ -524,6 +528,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
 
   forget(connection: QuicConnection): void {
     if (!this.connections.delete(connection)) return;
+    if (connection.machine.abandonedClose) this.abandonedStreamCloses++;
     const path = connection.path as UdpPath;
     if (path.windows !== undefined) this.windows.release(path.windows);
     path.windows = undefined;
