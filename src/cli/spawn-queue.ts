@@ -1,9 +1,9 @@
 /**
  * The process's spawn queue: at most `maxRunning` commands of ops/exec run at once in this
  * process, whatever number of nodes it serves, the rest wait in order (at most `maxQueued`).
- * Node's spawn() blocks the event loop (fork + exec, ~1-10 ms each under load): 500 nodes of one
- * process spawning at once stalled it past its peers' idle timeout, so keep-alives and
- * handshakes must get turns between spawns. Counted; a full queue is an OVERLOADED refusal.
+ * The forks themselves happen in the process's spawn helper (spawn-helper.ts), off this event
+ * loop; the queue bounds the commands alive at once (500 nodes of one process asked at once).
+ * Counted; a full queue is an OVERLOADED refusal.
  */
 import { availableParallelism } from 'node:os';
 import { PnetError } from '../index.js';
