@@ -164,6 +164,7 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicAdmissionLimit: quic?.droppedDatagrams.admissionLimited ?? 0,
     quicVersionNegotiationLimit: quic?.droppedDatagrams.versionNegotiationLimited ?? 0,
     quicWindowBudget: quic?.windows.leanGrants ?? 0,
+    quicStreamsLeftOpen: quic?.abandonedStreamCloses ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,
     relayEvicted: relay.evicted,

@@ -346,6 +346,8 @@ export interface LimitTrips {
   quicVersionNegotiationLimit: number;
   /** QUIC: connections given the lean flow-control windows, the full ones past the node's windowBudget. */
   quicWindowBudget: number;
+  /** QUIC: connections closed for holding 256 streams quiche never collects (an opener that ignores REJECTs). */
+  quicStreamsLeftOpen: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
   relayPeerLimit: number;
   /** Relay: a relay request refused at the node's maxStreams, no neighbour holding more than the opener would. */
