@@ -1,15 +1,15 @@
 // Issue 15 item 8: per-peer fairness. A peer with 64 requests in flight used to cut a
 // one-request peer to 3-7% of the rate it had alone. The node now takes up each peer's new
 // streams a turn of the event loop at a time, and while another peer is active a busy peer's
-// waiting streams only after two other peers' starts (src/node/turns.ts; the rest wait unread in
-// flow control, before negotiation), so the light peer keeps about half of its rate. The heavy
-// peer is its own process and is paused and resumed, so "alone" and "beside" windows alternate
-// and load from elsewhere on the machine falls on both. Asserted, as medians over the rounds: the
+// waiting streams only after three other peers' starts, 1 ms of idle event loop or 20 ms
+// (src/node/turns.ts; the rest wait unread in flow control, before negotiation). The heavy peer
+// is its own process and is paused and resumed, so "alone" and "beside" windows alternate and
+// load from elsewhere on the machine falls on both. Asserted, as medians over the rounds: the
 // light peer's share of the replies the server gave while both ran (the scheduler's own result:
-// ~2/3 now, ~1/2 with equal starts, ~1/3 with one stream per peer per turn, less with none; it
-// does not depend on the machine's speed) and its rate beside the heavy peer over its rate alone,
-// with a wide margin (medians 0.56-0.78 at load 6-10, 0.38-0.41 at load 3; bench/fairness.mjs
-// gives the 3-process figures).
+// ~3/4 now, 61-68% with two other starts, ~1/2 with equal starts, ~1/3 with one stream per peer
+// per turn; it does not depend on the machine's speed) and its rate beside the heavy peer over
+// its rate alone, with a margin (medians 0.47-0.81 at load 3.6-15, docs/LIMITS.md;
+// bench/fairness.mjs gives the 3-process figures).
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -80,10 +80,11 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   const ratio = median(ratios);
   const share = median(shares);
   t.comment(`light alone/beside 64 in flight, per second (its share of the replies): ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%, share ${(share * 100).toFixed(0)}%`);
-  // Two other starts per waiting stream of a busy peer: 62-68% (equal starts: 48-51%, fails).
-  t.ok(share >= 0.55, `the light peer got ${(share * 100).toFixed(0)}% of the replies while both ran (median of ${ROUNDS})`);
-  // The goal is 0.5: medians 0.56-0.78 at load 6-10 but 0.38-0.41 at load 3 (the heavy process then has a core to itself), so the margin is wide.
-  t.ok(ratio >= 0.3, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
+  // Three other starts per waiting stream of a busy peer: medians 72-75% (two: 61-68%, equal starts: 48-51%: both fail).
+  t.ok(share >= 0.65, `the light peer got ${(share * 100).toFixed(0)}% of the replies while both ran (median of ${ROUNDS})`);
+  // The goal is 0.5: medians 0.47-0.81 at load 3.6-15 (the heavy peer's quarter of the requests, its waiting streams'
+  // intake and its own process's CPU still cost the light peer; single windows 0.23-1.3), so a margin below the lowest.
+  t.ok(ratio >= 0.35, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
   t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
 });
