@@ -66,3 +66,17 @@ t.test('an endpoint grants lean windows past its budget, counts them, and frees 
   t.equal(again.machine.quiche.stats().peerInitialMaxData, 16 * MiB, 'a new connection gets the full window');
   t.equal(server.stats().windows.leanGrants, 2, 'no new lean grant');
 });
+
+t.test('a node counts its lean grants in stats().limits', async (t) => {
+  const { createNode } = await import('../src/index.js');
+  const tight = await createNode({ listen: '127.0.0.1:0', h2: false, quic: { windowBudget: 0 } });
+  const other = await createNode({ listen: '127.0.0.1:0', h2: false });
+  t.teardown(async () => {
+    await other.close({ timeoutMs: 0 });
+    await tight.close({ timeoutMs: 0 });
+  });
+  await other.dial(tight.address);
+  for (let i = 0; i < 200 && tight.stats().limits.quicWindowBudget < 1; i++) await delay(10);
+  t.ok(tight.stats().limits.quicWindowBudget >= 1, 'the inbound connection got the lean windows, counted');
+  t.equal(other.stats().limits.quicWindowBudget, 0, 'the other node has room: full windows');
+});
