@@ -236,14 +236,22 @@ export class LegLinks {
 
   /** Sends a leg (`bytes`: LINK_HEADER_BYTES of room, then the leg) to `hop`. */
   send(hop: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink): LegHandle {
-    const v1Until = this.v1Peers.get(hop);
-    if (!this.enabled() || (v1Until !== undefined && v1Until > performance.now())) return this.sendV1(hop, bytes, maxFrameBytes, sink, this.open(hop, false));
+    if (!this.enabled() || this.speaksV1(hop)) return this.sendV1(hop, bytes, maxFrameBytes, sink, this.open(hop, false));
     let link = this.links.get(hop);
     if (link === undefined) link = this.openLink(hop);
     const leg: SentLeg = { id: 0, hop, bytes, maxFrameBytes, sink, over: false };
     if (link.stream === undefined) link.queue.push(leg);
     else this.write(link, leg);
     return { cancel: () => this.cancel(link, leg) };
+  }
+
+  /** Whether `hop` answered without v2 within V1_MEMORY_MS (an older answer is forgotten: the map holds current v1 peers only). */
+  private speaksV1(hop: NodeId): boolean {
+    const until = this.v1Peers.get(hop);
+    if (until === undefined) return false;
+    if (until > performance.now()) return true;
+    this.v1Peers.delete(hop);
+    return false;
   }
 
   private sendV1(hop: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink, opened: Promise<Duplex>): LegHandle {
