@@ -447,8 +447,9 @@ export class QuicMachine {
       } catch {
         return; // reset by the peer (quiche cleared it) or already collected
       }
-      if (result === null || result[1]) return;
+      if (result === null) return;
       this.discardedBytes += result[0];
+      if (result[1]) return;
     }
   }
 
