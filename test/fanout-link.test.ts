@@ -12,7 +12,7 @@ import { Identity } from '../src/identity/index.js';
 import { KEY_BYTES, keyBytesOf } from '../src/routing/index.js';
 import { FanoutService } from '../src/node/fanout.js';
 import type { FanoutHost } from '../src/node/fanout.js';
-import { FRAME_RESULT, STATUS_OK, decodeErrorBody, encodeEnvelope, encodeLeg, splitUpFrames, type UpFrame } from '../src/node/fanout-codec.js';
+import { FRAME_RESULT, STATUS_HOP_ERROR, STATUS_OK, decodeErrorBody, encodeEnvelope, encodeLeg, splitUpFrames, type UpFrame } from '../src/node/fanout-codec.js';
 import { LINK_END, LINK_FRAMES, LINK_HEADER_BYTES, LINK_LEG, LINK_METADATA, LinkReader, writeLinkHeader } from '../src/node/fanout-link.js';
 
 t.setTimeout(120_000);
@@ -99,7 +99,7 @@ t.test('v2: a link reset mid-leg fails its legs like a broken v1 leg; they are r
 // ---- limits on a served link, one FanoutService on a fake host ---------------
 
 /** A fan-out service that is every target itself; `work` answers after `hold()` resolves. */
-async function service(limits = {}, hold: () => Promise<void> = async () => undefined) {
+async function service(limits = {}, hold: () => Promise<void> = async () => undefined, neighbour = true) {
   const identity = await Identity.generate();
   const host: FanoutHost = {
     identity,
@@ -107,7 +107,7 @@ async function service(limits = {}, hold: () => Promise<void> = async () => unde
     allNodes: () => keyBytesOf(identity.nodeId),
     openLeg: () => Promise.reject(new Error('no legs onward')),
     isConnected: () => true,
-    isNeighbour: () => true,
+    isNeighbour: () => neighbour,
     answerRequest: async (_channel, _request, _info, answerLimits) => {
       answerLimits.admitted?.();
       await hold();
@@ -223,4 +223,24 @@ t.test('v2 limits: link streams per peer, counted', async (t) => {
   fanouts.linksEnabled = false;
   t.equal(fanouts.authorise(info), true, 'a v1 node accepts it as a plain leg stream (no v2 in its ACCEPT)');
   void identity;
+});
+
+t.test('v2 limits: legs from a peer that is not a routing neighbour: only its own fan-out, and only 4 at once', async (t) => {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const { fanouts, identity } = await service({}, () => held, false);
+  const stranger = await Identity.generate();
+  const end = link(fanouts, stranger.nodeId);
+  end.stream.push(await legFrame(0, identity)); // someone else's fan-out
+  await until(() => end.ends.has(0));
+  const [refused] = end.frames.get(0) ?? [];
+  t.equal(refused?.type === FRAME_RESULT && refused.status === STATUS_HOP_ERROR ? decodeErrorBody(refused.body).code : 'served', 'UNREACHABLE', "someone else's fan-out through a non-neighbour: a hop error per target");
+  t.equal(fanouts.stats.legsRefusedNotNeighbour, 1, 'counted');
+  for (let id = 1; id <= 5; id++) end.stream.push(await legFrame(id, identity, stranger)); // its own fan-outs (via)
+  await until(() => end.ends.has(5));
+  t.equal(end.ends.get(5), 'OVERLOADED', 'a fifth of its own legs at once is refused');
+  t.equal(fanouts.stats.legsRefusedPeerLimit, 1, 'counted');
+  release();
+  await until(() => [1, 2, 3, 4].every((id) => end.ends.has(id)));
+  t.same([1, 2, 3, 4].map((id) => end.ends.get(id)), ['', '', '', ''], 'the four own legs are served');
 });
