@@ -8,8 +8,13 @@
 import { availableParallelism } from 'node:os';
 import { PnetError } from '../index.js';
 
-/** Commands running at once per process by default: the cores, at least 2. */
-export const DEFAULT_MAX_RUNNING = Math.max(2, availableParallelism());
+/** Commands running at once per process by default: the cores, at least 2 (PNET_EXEC_MAX_RUNNING sets it, 1-1024). */
+export const DEFAULT_MAX_RUNNING = runningFrom(process.env['PNET_EXEC_MAX_RUNNING']) ?? Math.max(2, availableParallelism());
+
+function runningFrom(value: string | undefined): number | undefined {
+  const n = Number(value);
+  return value !== undefined && /^\d+$/.test(value) && n >= 1 && n <= 1024 ? n : undefined;
+}
 /** Commands waiting per process by default (each holds its request until it starts). */
 export const DEFAULT_MAX_QUEUED = 4096;
 
