@@ -95,3 +95,16 @@ t.test('the event loop turns between spawns: timers run while 40 real commands g
   t.ok(after.waited - before.waited >= 30, 'most waited for a turn');
   t.ok(ticks > 0, 'timers ran meanwhile');
 });
+
+t.test('PNET_EXEC_MAX_RUNNING sets the default running limit; a bad value keeps the cores', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const module = new URL('../src/cli/spawn-queue.ts', import.meta.url).href;
+  const read = (value: string): string =>
+    execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `import(${JSON.stringify(module)}).then((m) => console.log(m.DEFAULT_MAX_RUNNING))`], {
+      env: { ...process.env, PNET_EXEC_MAX_RUNNING: value },
+      encoding: 'utf8',
+    }).trim();
+  t.equal(read('8'), '8');
+  t.equal(read('0'), String(DEFAULT_MAX_RUNNING), 'out of range: the default');
+  t.equal(read('lots'), String(DEFAULT_MAX_RUNNING));
+});
