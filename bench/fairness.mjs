@@ -12,7 +12,8 @@
 // other phases ('default' keeps one; clock 'turns' runs the frozen rule, its maxWait and activeFor
 // in turns, idleWait unused).
 //   node --import tsx bench/fairness.mjs [--seconds=3] [--heavy=64] [--share=N] [--spacing=N] [--othersPerStart=N] [--idleWait=N] [--maxWait=N] [--activeFor=N] [--settings=JSON] [--probe] [--json]
-// --probe: where the server's time goes while both run, per phase: per peer connection the
+// --probe: where the server's time goes while both run (and, as probeAlone, while the light peer
+// runs alone), per phase: per peer connection the
 // datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
 // light peer's residence in the server (its datagram in to the next transmit to it: mean and
 // quantiles, ms), the server's turns (src/node/turns.ts) per light request, and the streams it
@@ -195,15 +196,21 @@ async function parent() {
     const shared = server.next('shared');
     server.child.send({ type: 'share', value: setting });
     const { max, spacing, othersPerStart, idleWait, maxWait, activeFor, clock } = await shared;
-    await run(light, 1); // warm-up: connections, JIT
-    const alone = await run(light, 1);
-    if (args.probe) server.child.send({ type: 'probe-start', lightPort: alone.port });
-    const [beside, heavyResult] = await Promise.all([run(light, 1), run(heavy, HEAVY)]);
-    let probed;
-    if (args.probe) {
+    const { port: lightPort } = await run(light, 1); // warm-up: connections, JIT
+    const report = async () => {
       const reply = server.next('probed');
       server.child.send({ type: 'probe-report' });
       const { type, ...rest } = await reply;
+      return rest;
+    };
+    if (args.probe) server.child.send({ type: 'probe-start', lightPort });
+    const alone = await run(light, 1);
+    const probedAlone = args.probe ? await report() : undefined;
+    if (args.probe) server.child.send({ type: 'probe-start', lightPort });
+    const [beside, heavyResult] = await Promise.all([run(light, 1), run(heavy, HEAVY)]);
+    let probed;
+    if (args.probe) {
+      const rest = await report();
       probed = { ...rest, turnsPerLightRequest: Number((rest.turns / Math.max(1, beside.ok)).toFixed(2)), heavyStartsPerLightRequest: Number(((rest.starts - beside.ok) / Math.max(1, beside.ok)).toFixed(2)), lightRoundTripMs: Number(((SECONDS * 1000) / Math.max(1, beside.ok)).toFixed(3)) };
     }
     phases.push({
@@ -219,7 +226,7 @@ async function parent() {
       heavyPerSecond: Math.round(heavyResult.perSecond),
       ratio: Number((beside.perSecond / alone.perSecond).toFixed(3)),
       failed: { alone: alone.failed, beside: beside.failed, heavy: heavyResult.failed },
-      ...(probed ? { probe: probed } : {}),
+      ...(probed ? { probe: probed, probeAlone: { peers: probedAlone.peers, gcMs: probedAlone.gcMs, lightResidenceMs: probedAlone.lightResidenceMs } } : {}),
     });
   }
   const summary = { seconds: SECONDS, heavyInFlight: HEAVY, phases };
