@@ -97,3 +97,17 @@ t.test('admission: the rate cannot pull the limit below 128 in progress', async 
   t.same(verdicts(gate, '127.0.0.2', 3, 4200, []), { accept: 1, drop: 2 }, 'one ended, one starts');
   t.end();
 });
+
+t.test('admission: a handshake older than the dial timeout (its client gave up) holds no slot', async (t) => {
+  const gate = new InitialGate({ retry: 'never', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
+  const first = gate.admission.start(0);
+  gate.admission.end(first, true, 2000); // slow: behind from 2 s
+  const early: number[] = [];
+  t.same(verdicts(gate, '127.0.0.2', 130, 2000, early), { accept: 128, drop: 2 }, '128 in progress');
+  t.same(verdicts(gate, '127.0.0.2', 1, 3900), { drop: 1 }, 'still behind (in progress for 1.9 s)');
+  const late = gate.admission.start(5000);
+  gate.admission.end(late, true, 7000); // slow again: behind until 9 s
+  t.same(verdicts(gate, '127.0.0.2', 10, 7100, []), { accept: 10 }, 'behind, but past 5 s the first 128 clients have given up: they hold no slot');
+  t.equal(gate.admission.inProgress, 138, 'though they are still in progress (the inbound 1.5x wait)');
+  t.end();
+});

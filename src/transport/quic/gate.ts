@@ -116,7 +116,22 @@ export class HandshakeAdmission {
     let total = 0;
     for (const n of this.completed) total += n;
     const perMs = total / (BUCKETS * BUCKET_MS);
-    return this.started.size < Math.max(MIN_ADMITTED, perMs * WAIT_SHARE * this.handshakeTimeoutMs);
+    return this.waiting(now) < Math.max(MIN_ADMITTED, perMs * WAIT_SHARE * this.handshakeTimeoutMs);
+  }
+
+  /**
+   * Handshakes in progress that a client may still be waiting for: one older than the dial's
+   * timeout here lingers only for a Finished that may be queued (the inbound 1.5× wait), and its
+   * client has most likely given up; it holds no admission slot (in a 2,000-leaf restart such
+   * handshakes held the slots while completions fell to ~20/s).
+   */
+  private waiting(now: number): number {
+    let expired = 0;
+    for (const startedAt of this.started.values()) {
+      if (now - startedAt <= this.handshakeTimeoutMs) break;
+      expired++;
+    }
+    return this.started.size - expired;
   }
 
   /**
@@ -126,8 +141,13 @@ export class HandshakeAdmission {
    */
   private stillBehind(now: number): boolean {
     if (now - this.slowUntil > SLOW_HOLD_MS) return false;
-    const oldest = this.started.values().next();
-    if (oldest.done === true || now - oldest.value <= SLOW_SHARE * this.handshakeTimeoutMs) return false;
+    let oldest: number | undefined;
+    for (const startedAt of this.started.values()) {
+      if (now - startedAt > this.handshakeTimeoutMs) continue; // given up by its client (see waiting())
+      oldest = startedAt;
+      break;
+    }
+    if (oldest === undefined || now - oldest <= SLOW_SHARE * this.handshakeTimeoutMs) return false;
     this.slowUntil = now + SLOW_HOLD_MS;
     return true;
   }
