@@ -169,12 +169,15 @@ const linkCounts = () => nodes.reduce((sum, node) => {
 }, {});
 const links0 = linkCounts();
 const samplesMs = [];
+// Process CPU (all threads: the event loop and the thread pool's signatures) per run: less noisy than wall time on a shared machine.
+const cpuMs = [];
 const perTarget = [];
 const errors = [];
 let maxHops = 0;
 for (let run = 0; run < RUNS; run++) {
   await sleep(1000);
   const t0 = performance.now();
+  const cpuRun = process.cpuUsage();
   let answered = 0;
   for await (const result of operator.fanout('all', 'bench/uptime', 'ping', { deadlineMs: 30_000 })) {
     if (result.ok) answered++;
@@ -183,6 +186,8 @@ for (let run = 0; run < RUNS; run++) {
     maxHops = Math.max(maxHops, result.hops);
   }
   samplesMs.push(performance.now() - t0);
+  const used = process.cpuUsage(cpuRun);
+  cpuMs.push((used.user + used.system) / 1000);
   log(`run ${run}: ${answered}/${N} in ${Math.round(samplesMs.at(-1))} ms`);
   if (answered !== N) errors.push(`run ${run}: ${answered}/${N} answered`);
 }
@@ -214,6 +219,7 @@ const result = {
   routingRest,
   routingRuns,
   samplesMs,
+  cpuMs,
   perTargetP50Ms: percentile(perTarget, 50),
   perTargetP99Ms: percentile(perTarget, 99),
   errors: [...new Set(errors)],
@@ -245,6 +251,7 @@ function markdown(r) {
 | process CPU at rest (5 s) | ${r.restCpuPercent.toFixed(0)} % of a core |
 | RTT reads into the QUIC binding at rest, all nodes | ${r.restRttSamplesPerS === undefined ? 'not recorded' : `${Math.round(r.restRttSamplesPerS).toLocaleString('en')}/s`} |
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
+| process CPU per run (all threads) | ${r.cpuMs ? r.cpuMs.map(ms).join(', ') : 'not recorded'} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
 | leg version; during the measured runs, all nodes: v2 links opened / broken / legs sent as v1 | ${r.legVersion ?? 1}; ${r.legLinks?.opened === undefined ? 'no v2 links (code before them)' : `${r.legLinks.opened} / ${r.legLinks.broken} / ${r.legLinks.v1Legs}`} |
