@@ -160,7 +160,7 @@ t.test('PeerTurns: beside an idle peer a waiting stream goes after maxWait ms, a
   t.ok(performance.now() - since >= maxWait, `...after ${maxWait} ms`);
   t.same(turns.released, { others: 0, idle: 0, maxWait: 1, alone: 0 });
   // Three acquires, then a turn or two and the timer's: a spinning loop would have read the clock once per turn, thousands of times.
-  t.ok(clockReads <= 8, `the clock read ${clockReads} times while a stream waited ${maxWait} ms (turns are not spun)`);
+  t.ok(clockReads <= 20, `the clock read ${clockReads} times while a stream waited ${maxWait} ms (turns are not spun)`);
 
   const idling = new PeerTurns(1, { maxWait: 60_000, activeFor: 60_000 });
   idling.acquire(b, new PassThrough());
