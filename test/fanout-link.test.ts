@@ -39,26 +39,14 @@ async function collect(results: AsyncIterable<FanoutResult>): Promise<FanoutResu
 
 const links = (node: PnetNode) => nodeServices(node).fanouts.linkCounters;
 
-/** Waits (bounded) until `check()` holds; a link opens beside the first legs, one round trip later. */
-async function until(check: () => boolean, ms = 10_000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!check() && Date.now() < deadline) await sleep(10);
-  return check();
-}
-
 t.test('v2: many fan-outs share one link stream per neighbour; a slow answer does not hold up the others', async (t) => {
   const [a, b, c] = (await line(t, (payload) => (payload === 'slow' ? 3000 : 0))) as [PnetNode, PnetNode, PnetNode];
-  const first = await collect(a.fanout([b.id, c.id], 'job', 'first', { deadlineMs: 20_000 }));
-  t.ok(first.every((r) => r.ok), 'the first fan-out answered');
-  t.equal(links(a).v1Legs, 1, 'its leg went as a v1 leg while the link opened (no round trip waited)');
-  t.ok(await until(() => links(a).opened === 1 && links(b).opened === 1), 'the links a -> b and b -> c opened beside it');
-  const v1Before = links(a).v1Legs + links(b).v1Legs;
   const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => collect(a.fanout([b.id, c.id], 'job', `run${i}`, { deadlineMs: 20_000 }))));
   t.ok(runs.every((results) => results.length === 2 && results.every((r) => r.ok)), 'every run: both targets answered');
-  t.ok(a.fanoutStats.legsSent >= 21, `a sent ${a.fanoutStats.legsSent} legs`);
+  t.ok(a.fanoutStats.legsSent >= 20, `a sent ${a.fanoutStats.legsSent} legs`);
   t.equal(links(a).opened, 1, 'all of them on one link a -> b');
   t.equal(links(b).opened, 1, 'and b forwarded them on one link b -> c');
-  t.equal(links(a).v1Legs + links(b).v1Legs, v1Before, 'no v1 leg once the links were open');
+  t.equal(links(a).v1Legs + links(b).v1Legs, 0, 'no v1 leg');
   // A slow handler's leg and a quick one's on the same link: the quick answer comes first.
   const order: string[] = [];
   const slow = collect(a.fanout([c.id], 'job', 'slow', { deadlineMs: 20_000 })).then((r) => (order.push('slow'), r));
@@ -78,7 +66,7 @@ t.test('v2 and v1 nodes work together: a v1 neighbour gets v1 legs', async (t) =
     t.same(results.map((r) => r.ok).sort(), [true, true], `run ${run}: both answered`);
   }
   t.equal(links(a).opened, 0, 'a opened no v2 link to the v1 node');
-  t.equal(links(a).v1Legs, 3, 'a sent it v1 legs (the first while it asked for v2)');
+  t.equal(links(a).v1Legs, 3, 'a sent it v1 legs (the first on the stream that asked for v2)');
   t.equal(links(b).v1Legs, 3, 'the v1 node sends v1 legs on');
   t.equal(nodeServices(c).fanouts.stats.legsServed, 3, 'c (v2) served them');
   // And the other way: a v1 origin to a v2 hop.
@@ -86,13 +74,13 @@ t.test('v2 and v1 nodes work together: a v1 neighbour gets v1 legs', async (t) =
   nodeServices(a).fanouts.linksEnabled = false;
   const results = await collect(a.fanout([c.id], 'job', 'v1-origin', { deadlineMs: 10_000 }));
   t.ok(results[0]?.ok, 'a v1 origin through a v2 hop');
-  t.ok(await until(() => links(b).opened === 1), 'b opened its v2 link to c');
+  t.equal(links(b).opened, 1, 'b used its v2 link to c');
 });
 
 t.test('v2: a link reset mid-leg fails its legs like a broken v1 leg; they are retried on a new link', async (t) => {
   const [a, b, c] = (await line(t, (payload) => (payload === 'slow' ? 3000 : 0))) as [PnetNode, PnetNode, PnetNode];
-  await collect(a.fanout([c.id], 'job', 'warm', { deadlineMs: 10_000 }));
-  t.ok(await until(() => links(a).opened === 1), 'the link a -> b is up');
+  await collect(a.fanout([c.id], 'job', 'warm', { deadlineMs: 10_000 })); // the link a -> b is up
+  t.equal(links(a).opened, 1);
   const running = collect(a.fanout([b.id, c.id], 'job', 'slow', { deadlineMs: 15_000 }));
   await sleep(300);
   // Reset a's link stream to b while both answers are outstanding on it.
@@ -104,7 +92,7 @@ t.test('v2: a link reset mid-leg fails its legs like a broken v1 leg; they are r
   t.same(results.map((r) => (r.ok ? 'ok' : r.error.code)), ['ok', 'ok'], 'both answered after the retry');
   t.ok(a.fanoutStats.retried >= 2, `${a.fanoutStats.retried} targets retried`);
   t.equal(links(a).broken, 1, 'one link broke with legs on it');
-  t.ok(await until(() => links(a).opened === 2), 'the retry opened a new link');
+  t.equal(links(a).opened, 2, 'the retry opened a new link');
   t.equal(results.map((r) => (r.ok ? r.data.toString() : '')).filter((d) => d.endsWith(':slow')).length, 2, 'the answers of this fan-out');
 });
 
@@ -165,6 +153,11 @@ async function legFrame(id: number, target: Identity, origin?: Identity): Promis
   const bytes = encodeLeg({ flags: 0, hopLimit: 4, budgetMs: 10_000, envelope: envelope.bytes, targets: keyBytesOf(target.nodeId), tickets: Buffer.alloc(0) }, LINK_HEADER_BYTES);
   writeLinkHeader(bytes, LINK_LEG, id, bytes.length - LINK_HEADER_BYTES);
   return bytes;
+}
+
+async function until(ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok() && Date.now() < deadline) await sleep(10);
 }
 
 t.test('v2 limits: legs in flight per peer, counted; the link serves on', async (t) => {

@@ -181,7 +181,7 @@ export function sendV1Leg(opened: Promise<Duplex>, hop: NodeId, leg: Buffer, max
   };
 }
 
-/** How the sender opens fan-out streams: `link` asks for a v2 link (resolved at the ACCEPT), else an optimistic v1 leg stream. */
+/** How the sender opens fan-out streams: `link` asks for a v2 link (waits for the ACCEPT), else an optimistic v1 leg stream. */
 export type OpenLegStream = (hop: NodeId, link: boolean) => Promise<LegStream>;
 
 interface SentLeg {
@@ -192,12 +192,15 @@ interface SentLeg {
   readonly maxFrameBytes: number;
   readonly sink: LegSink;
   over: boolean;
+  /** Sent as a v1 leg instead (the peer answered OPEN without v2). */
+  v1?: LegHandle;
 }
 
 interface Link {
   readonly hop: NodeId;
   stream: Duplex | undefined;
   readonly legs: Map<number, SentLeg>;
+  readonly queue: SentLeg[];
   nextId: number;
   idleSince: number;
   idleTimer: NodeJS.Timeout | undefined;
@@ -215,7 +218,7 @@ export interface LinkCounters {
   opened: number;
   /** Links that failed (reset, connection lost, bad frame) with legs on them. */
   broken: number;
-  /** Legs sent as v1: the peer does not speak v2, or the link to it was still opening. */
+  /** Legs sent as v1 because the peer does not speak v2. */
   v1Legs: number;
 }
 
@@ -234,11 +237,11 @@ export class LegLinks {
   /** Sends a leg (`bytes`: LINK_HEADER_BYTES of room, then the leg) to `hop`. */
   send(hop: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink): LegHandle {
     if (!this.enabled() || this.speaksV1(hop)) return this.sendV1(hop, bytes, maxFrameBytes, sink, this.open(hop, false));
-    const link = this.links.get(hop) ?? this.openLink(hop);
-    // Until the link's ACCEPT is in, legs go as optimistic v1 legs: a first fan-out waits no round trip.
-    if (link.stream === undefined) return this.sendV1(hop, bytes, maxFrameBytes, sink, this.open(hop, false));
+    let link = this.links.get(hop);
+    if (link === undefined) link = this.openLink(hop);
     const leg: SentLeg = { id: 0, hop, bytes, maxFrameBytes, sink, over: false };
-    this.write(link, leg);
+    if (link.stream === undefined) link.queue.push(leg);
+    else this.write(link, leg);
     return { cancel: () => this.cancel(link, leg) };
   }
 
@@ -257,7 +260,7 @@ export class LegLinks {
   }
 
   private openLink(hop: NodeId): Link {
-    const link: Link = { hop, stream: undefined, legs: new Map(), nextId: 0, idleSince: 0, idleTimer: undefined, closed: false };
+    const link: Link = { hop, stream: undefined, legs: new Map(), queue: [], nextId: 0, idleSince: 0, idleTimer: undefined, closed: false };
     this.links.set(hop, link);
     this.open(hop, true).then(
       (stream) => this.opened(link, stream),
@@ -283,15 +286,21 @@ export class LegLinks {
     stream.on('error', (error: Error) => this.broken(link, error));
     stream.on('end', () => this.broken(link, new PnetError('ERR_STREAM_RESET', `${link.hop} ended the fan-out link`)));
     stream.on('close', () => this.broken(link, new PnetError('ERR_STREAM_RESET', `fan-out link to ${link.hop} closed`)));
-    this.idle(link);
+    const queued = link.queue.splice(0);
+    for (const leg of queued) this.write(link, leg);
+    if (link.legs.size === 0) this.idle(link);
   }
 
-  /** The peer answered OPEN without v2: it gets v1 legs for V1_MEMORY_MS; the stream carried nothing yet. */
+  /** The peer answered OPEN without v2: the first leg waiting goes on this stream as v1, the others on streams of their own. */
   private versionOne(link: Link, stream: LegStream): void {
     this.v1Peers.set(link.hop, performance.now() + V1_MEMORY_MS);
     link.closed = true;
     if (this.links.get(link.hop) === link) this.links.delete(link.hop);
-    stream.destroy();
+    const queued = link.queue.splice(0).filter((leg) => !leg.over);
+    if (queued.length === 0) return void stream.destroy();
+    queued.forEach((leg, i) => {
+      leg.v1 = this.sendV1(link.hop, leg.bytes, leg.maxFrameBytes, leg.sink, i === 0 ? Promise.resolve(stream) : this.open(link.hop, false));
+    });
   }
 
   private write(link: Link, leg: SentLeg): void {
@@ -306,6 +315,8 @@ export class LegLinks {
   private cancel(link: Link, leg: SentLeg): void {
     if (leg.over) return;
     leg.over = true;
+    if (leg.v1 !== undefined) return leg.v1.cancel();
+    if (link.legs.get(leg.id) !== leg) return; // still queued: never sent
     link.legs.delete(leg.id);
     if (!link.closed) link.stream!.write(linkFrame(LINK_CANCEL, leg.id));
     if (link.legs.size === 0) this.idle(link);
@@ -354,8 +365,9 @@ export class LegLinks {
     link.closed = true;
     if (this.links.get(link.hop) === link) this.links.delete(link.hop);
     clearTimeout(link.idleTimer);
-    const lost = [...link.legs.values()].filter((leg) => !leg.over);
+    const lost = [...link.queue, ...link.legs.values()].filter((leg) => !leg.over);
     if (lost.length > 0) this.counters.broken++;
+    link.queue.length = 0;
     link.legs.clear();
     for (const leg of lost) {
       leg.over = true;
@@ -370,7 +382,7 @@ export class LegLinks {
     if (link.idleTimer !== undefined || link.closed) return;
     const check = (): void => {
       link.idleTimer = undefined;
-      if (link.closed || link.legs.size > 0) return;
+      if (link.closed || link.legs.size > 0 || link.queue.length > 0) return;
       const left = link.idleSince + LINK_IDLE_MS - performance.now();
       if (left > 0) {
         link.idleTimer = setTimeout(check, left);

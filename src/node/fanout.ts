@@ -47,7 +47,7 @@ import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './t
 
 export const FANOUT_CHANNEL = 'pnet/fanout';
 
-/** How the node opens a fan-out stream: a v1 leg (optimistic) or a v2 link (OPEN metadata `leg: "2"`, resolved at the ACCEPT; legs go v1 meanwhile). */
+/** How the node opens a fan-out stream: a v1 leg (optimistic) or a v2 link (OPEN metadata `leg: "2"`, waits for the ACCEPT). */
 export function legOpenOptions(link: boolean | undefined): { optimistic: true } | { metadata: Record<string, string> } {
   return link === true ? { metadata: { ...LINK_METADATA } } : { optimistic: true };
 }
