@@ -2,9 +2,9 @@ import t from 'tap';
 import { Duplex } from 'node:stream';
 import { Identity } from '../src/identity/index.js';
 import type { NodeId } from '../src/identity/index.js';
-import { keyBytesOf, KEY_BYTES } from '../src/routing/index.js';
+import { keyBytesOf } from '../src/routing/index.js';
 import { FanoutService } from '../src/node/fanout.js';
-import type { FanoutHost } from '../src/node/fanout.js';
+import { selfHost } from './fixtures/fanout-host.js';
 import { LegAccounts, ReplayMemory, emptyLimitStats } from '../src/node/fanout-limits.js';
 import type { LegRead } from '../src/node/fanout-limits.js';
 import {
@@ -132,20 +132,12 @@ t.test('LegAccounts: per-peer leg share, per-peer bytes, node budget evicts the 
 async function service(neighbour: boolean, limits = {}): Promise<{ fanouts: FanoutService; identity: Identity; runs: () => number }> {
   const identity = await Identity.generate();
   let runs = 0;
-  const host: FanoutHost = {
-    identity,
-    groupByNextHop: (packed) => [{ hop: identity.nodeId, ids: packed, indexes: Uint32Array.from({ length: packed.length / KEY_BYTES }, (_, i) => i) }],
-    allNodes: () => keyBytesOf(identity.nodeId),
-    openLeg: () => Promise.reject(new Error('no legs onward')),
-    isConnected: () => true,
-    isNeighbour: () => neighbour,
-    answerRequest: async (channel, _request, _info, limits) => {
-      if (channel !== 'work') return { ok: false, error: new (await import('../src/errors.js')).PnetError('UNKNOWN_CHANNEL', 'no') };
-      limits.admitted?.();
-      runs++;
-      return { ok: true, reply: Buffer.from('done') };
-    },
-  };
+  const host = selfHost(identity, neighbour, async (channel, _request, _info, limits) => {
+    if (channel !== 'work') return { ok: false, error: new (await import('../src/errors.js')).PnetError('UNKNOWN_CHANNEL', 'no') };
+    limits.admitted?.();
+    runs++;
+    return { ok: true, reply: Buffer.from('done') };
+  });
   return { fanouts: new FanoutService(host, limits), identity, runs: () => runs };
 }
 

@@ -9,9 +9,9 @@ import { createNode } from '../src/index.js';
 import type { FanoutResult, NodeId, PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
 import { Identity } from '../src/identity/index.js';
-import { KEY_BYTES, keyBytesOf } from '../src/routing/index.js';
+import { keyBytesOf } from '../src/routing/index.js';
 import { FanoutService } from '../src/node/fanout.js';
-import type { FanoutHost } from '../src/node/fanout.js';
+import { selfHost } from './fixtures/fanout-host.js';
 import { FRAME_RESULT, STATUS_HOP_ERROR, STATUS_OK, decodeErrorBody, encodeEnvelope, encodeLeg, splitUpFrames, type UpFrame } from '../src/node/fanout-codec.js';
 import { LINK_END, LINK_FRAMES, LINK_HEADER_BYTES, LINK_LEG, LINK_METADATA, LinkReader, writeLinkHeader } from '../src/node/fanout-link.js';
 
@@ -101,19 +101,11 @@ t.test('v2: a link reset mid-leg fails its legs like a broken v1 leg; they are r
 /** A fan-out service that is every target itself; `work` answers after `hold()` resolves. */
 async function service(limits = {}, hold: () => Promise<void> = async () => undefined, neighbour = true) {
   const identity = await Identity.generate();
-  const host: FanoutHost = {
-    identity,
-    groupByNextHop: (packed) => [{ hop: identity.nodeId, ids: packed, indexes: Uint32Array.from({ length: packed.length / KEY_BYTES }, (_, i) => i) }],
-    allNodes: () => keyBytesOf(identity.nodeId),
-    openLeg: () => Promise.reject(new Error('no legs onward')),
-    isConnected: () => true,
-    isNeighbour: () => neighbour,
-    answerRequest: async (_channel, _request, _info, answerLimits) => {
-      answerLimits.admitted?.();
-      await hold();
-      return { ok: true, reply: Buffer.from('done') };
-    },
-  };
+  const host = selfHost(identity, neighbour, async (_channel, _request, _info, answerLimits) => {
+    answerLimits.admitted?.();
+    await hold();
+    return { ok: true, reply: Buffer.from('done') };
+  });
   return { fanouts: new FanoutService(host, limits), identity };
 }
 
