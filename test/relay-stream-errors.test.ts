@@ -16,8 +16,10 @@ async function line(t: Test, size: number, each: (i: number) => NodeOptions): Pr
   // each node dials the one before it: an HTTP/2-only node dials out, never dialed at a UDP port it does not hold
   for (let i = 0; i + 1 < size; i++) await nodes[i + 1]!.dial(nodes[i]!.address);
   const deadline = Date.now() + 15_000;
-  // the route to the far end itself: a count of routes can include a stray node (a port reused from an earlier test)
-  while (nodes[0]!.path(nodes[size - 1]!.id) === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  // the route to the far end itself (a count of routes can include a stray node from a reused port), at
+  // every node before it: each hop of the stream relay looks its next hop up (a's route can come first)
+  const far = nodes[size - 1]!.id;
+  while (nodes.slice(0, -1).some((node) => node.path(far) === undefined) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   return nodes;
 }
 
