@@ -239,6 +239,7 @@ export class PeerTurns {
       this.recent = new Map();
       this.generationStart = this.turnNumber;
     }
+    if (this.backlogs.size === 0) return; // the usual turn: no clock read (the loop's idle time allocates)
     const now = this.now();
     const idle = this.idle();
     for (const [peer, backlog] of this.backlogs) {

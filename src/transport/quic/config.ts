@@ -40,9 +40,9 @@ export function makeQuicConfig(identity: Identity, options: QuicConfigOptions): 
   config.setInitialMaxStreamDataUni(0);
   config.setInitialMaxStreamsBidi(options.maxStreamsPerConnection);
   config.setInitialMaxStreamsUni(0);
-  const autotune = options.autotune ?? true;
-  config.setMaxStreamWindow(autotune ? Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW) : options.streamWindow);
-  config.setMaxConnectionWindow(autotune ? Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW) : options.connectionWindow);
+  const most = maxWindows(options);
+  config.setMaxStreamWindow(most.stream);
+  config.setMaxConnectionWindow(most.connection);
   config.setDisableActiveMigration(true);
   config.enableDgram(true, DATAGRAM_QUEUE_LENGTH, DATAGRAM_QUEUE_LENGTH);
   config.enablePacing(false);
@@ -56,10 +56,14 @@ export function makeQuicConfig(identity: Identity, options: QuicConfigOptions): 
  * whenever it widens that one (ensure_window_lower_bound), past its own maximum if need be.
  */
 export function windowCeiling(options: QuicConfigOptions): number {
-  const autotune = options.autotune ?? true;
-  const connection = autotune ? Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW) : options.connectionWindow;
-  const stream = autotune ? Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW) : options.streamWindow;
-  return Math.max(connection, Math.ceil(stream * 1.5));
+  const most = maxWindows(options);
+  return Math.max(most.connection, Math.ceil(most.stream * 1.5));
+}
+
+/** How far quiche may auto-tune the windows: its own maximums, or the initial windows without auto-tuning. */
+function maxWindows(options: QuicConfigOptions): { connection: number; stream: number } {
+  if (options.autotune === false) return { connection: options.connectionWindow, stream: options.streamWindow };
+  return { connection: Math.max(options.connectionWindow, quiche.MAX_CONNECTION_WINDOW), stream: Math.max(options.streamWindow, quiche.MAX_STREAM_WINDOW) };
 }
 
 /** The smallest window a lean connection gets (a few packets in flight, any path). */

@@ -150,7 +150,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly dropped: QuicDropStats;
   private amplificationLimited = 0;
   private abandonedStreamCloses = 0;
-  private pendingInbound = 0;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private slab = Buffer.allocUnsafe(SLAB_SIZE);
   private slabOffset = 0;
@@ -227,7 +226,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   stats(): QuicTransportStats {
     return {
       connections: this.connections.size,
-      pendingHandshakes: this.pendingInbound,
+      pendingHandshakes: this.gate.admission.inProgress,
       droppedDatagrams: { ...this.dropped },
       amplificationLimited: this.amplificationLimited,
       windows: this.windows.stats(),
@@ -242,7 +241,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
     const windows = this.windows.grant();
-    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, windows.lean ? this.leanConfig : this.config);
+    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.configFor(windows));
     const session = this.sessions.get(remote, options.expectedNodeId);
     if (session !== undefined) {
       try {
@@ -357,7 +356,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   /** A long-header datagram for no known connection: the gate decides (gate.ts), this does the IO. */
   private acceptInitial(datagram: Buffer, host: string, port: number, key: string): void {
     const now = performance.now();
-    const verdict = this.gate.check(datagram, host, port, now, { closing: this.closing !== undefined, connections: this.connections.size, pendingHandshakes: this.pendingInbound });
+    const verdict = this.gate.check(datagram, host, port, now, { closing: this.closing !== undefined, connections: this.connections.size, pendingHandshakes: this.gate.admission.inProgress });
     switch (verdict.action) {
       case 'negotiate': {
         const { scid, dcid } = verdict.header;
@@ -384,7 +383,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private startHandshake(datagram: Buffer, remote: SocketAddress, key: string, header: native.Header, odcid: Buffer | null): void {
     const scid = odcid === null ? this.newConnectionId() : Buffer.from(header.dcid);
     const windows = this.windows.grant();
-    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, windows.lean ? this.leanConfig : this.config);
+    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, this.configFor(windows));
     const length = datagram.length;
     try {
       handshake.recv(datagram, { from: remote, to: this.localAddress });
@@ -399,18 +398,15 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     // The client keeps using its random initial id until it hears ours: map both.
     this.map(path, key);
     if (odcid === null) this.map(path, scid.toString('latin1'));
-    this.pendingInbound++;
-    // The gate's admission learns how long handshakes take here (gate.ts, HandshakeAdmission).
+    // In progress until it completes or fails; the gate's admission learns how long that takes here (gate.ts).
     const admitted = this.gate.admission.start(performance.now());
     connection.ready.then(
       () => {
-        this.pendingInbound--;
         this.gate.admission.end(admitted, true, performance.now());
         this.gate.noteValidated(remote.host, performance.now());
         this.emit('connection', connection);
       },
       () => {
-        this.pendingInbound--;
         this.gate.admission.end(admitted, false, performance.now());
       },
     );
@@ -524,6 +520,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     if (!this.sessions.active) return;
     const session = connection.machine.quiche.session();
     if (session !== null) this.sessions.save(connection.remoteAddress, connection.remoteNodeId, session);
+  }
+
+  /** The quiche configuration of a connection given `windows`: full or lean flow-control windows. */
+  private configFor(windows: WindowGrant): native.Config {
+    return windows.lean ? this.leanConfig : this.config;
   }
 
   forget(connection: QuicConnection): void {
