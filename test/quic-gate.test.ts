@@ -45,6 +45,29 @@ t.test("retry 'auto': past 100 unvalidated handshakes a second, Retry; a host th
   t.equal(gate.check(initialFrom('127.0.0.4'), '127.0.0.4', 5000, 1, busy).action, 'retry', 'past half the pending handshakes, even a validated host is retried');
 });
 
+t.test('a validated host whose Initials do not decrypt loses its own budget: past 16 (and 1/s), it shares the unvalidated one for a minute', async (t) => {
+  const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
+  gate.noteValidated('127.0.0.3', 0);
+  gate.noteValidated('127.0.0.4', 0);
+  for (let i = 0; i < 16; i++) gate.noteUndecryptable('127.0.0.3', 0);
+  t.equal(gate.hostsDistrusted, 0, 'within its burst');
+  t.same(verdicts(gate, '127.0.0.3', 150, 0), { accept: 150 }, 'still its own budget');
+  t.equal(gate.hostsDistrusted, 0);
+  gate.noteUndecryptable('127.0.0.3', 1000);
+  t.equal(gate.hostsDistrusted, 0, 'a second later, one more token');
+  gate.noteUndecryptable('127.0.0.3', 1000);
+  t.equal(gate.hostsDistrusted, 1, 'past it: distrusted, counted');
+  t.equal(gate.dropped.undecryptable, 18, 'each counted');
+  t.same(verdicts(gate, '127.0.0.3', 150, 1000), { accept: 100, retry: 50 }, "now it shares the unvalidated budget (then Retry), as a stranger's flood does");
+  t.same(verdicts(gate, '127.0.0.4', 150, 1000), { accept: 150 }, 'another validated host keeps its budget');
+  gate.noteValidated('127.0.0.3', 1000);
+  t.same(verdicts(gate, '127.0.0.3', 1, 1000), { retry: 1 }, 'a handshake it completes meanwhile does not bring the budget back');
+  gate.noteValidated('127.0.0.3', 62_000);
+  t.same(verdicts(gate, '127.0.0.3', 150, 62_000), { accept: 150 }, 'after a minute, a completed handshake does');
+  gate.noteUndecryptable('127.0.0.9', 62_000);
+  t.equal(gate.hostsDistrusted, 1, "a stranger's undecryptable Initial only counts");
+});
+
 t.test('the validated-host memory is bounded (oldest forgotten)', async (t) => {
   const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
   gate.noteValidated('10.0.0.1', 0);

@@ -12,8 +12,17 @@ const UNVALIDATED_ACCEPTS_PER_SECOND = 100;
 const KNOWN_HOST_ACCEPTS_PER_SECOND = 1000;
 /** How long a host that completed a handshake counts as validated (RFC 9000 §8.1.3 lets a server remember it). */
 const KNOWN_HOST_MS = 10 * 60_000;
-/** Hosts remembered as validated (the oldest is forgotten first). */
+/** Hosts remembered as validated (the oldest is forgotten first); as many remembered as distrusted. */
 const KNOWN_HOSTS_MAX = 4096;
+/**
+ * Initials without a token a validated host may send that quiche cannot decrypt (a burst, and a
+ * rate per second) before it loses its budget: an honest client's Initial decrypts, and each that
+ * does not cost a quiche accept() (a flood from a trusted host cut a good client to 5/s of 330/s).
+ */
+const KNOWN_HOST_UNDECRYPTABLE_BURST = 16;
+const KNOWN_HOST_UNDECRYPTABLE_PER_SECOND = 1;
+/** A host that lost its budget shares the unvalidated one this long, even if it completes handshakes meanwhile. */
+const DISTRUST_MS = 60_000;
 /** Retries per second (whole endpoint): past it a flood of Initials costs a header parse each, and honest clients resend theirs (PTO). */
 const RETRIES_PER_SECOND = 1000;
 /** Version Negotiation replies per second (whole endpoint; each costs ~4× a dropped datagram). */
@@ -185,6 +194,12 @@ export interface GateLoad {
 
 const DROP: InitialVerdict = { action: 'drop' };
 
+/** A host that completed a handshake: when, and its budget of undecryptable Initials (made at its first). */
+interface KnownHost {
+  at: number;
+  undecryptable: TokenBucket | undefined;
+}
+
 /**
  * The endpoint's gate for Initials (sans-IO, fed the clock): the checks in order of cost, each
  * refusal counted, the Retry decision and tokens, the rate limits. docs/TRANSPORT.md, "The
@@ -209,8 +224,12 @@ export class InitialGate {
   private readonly tokens = new RetryTokens();
   private readonly unvalidatedAccepts: TokenBucket;
   private readonly knownHostAccepts: TokenBucket;
-  /** Host (no port: clients take a new port per connection) → when it last completed a handshake, oldest first. */
-  private readonly knownHosts = new Map<string, number>();
+  /** Host (no port: clients take a new port per connection) → when it last completed a handshake (and its undecryptable budget, once it sent one), oldest first. */
+  private readonly knownHosts = new Map<string, KnownHost>();
+  /** Host → until when it gets no budget of its own (it sent undecryptable Initials past its budget), oldest first. */
+  private readonly distrusted = new Map<string, number>();
+  /** Validated hosts that lost their budget (undecryptable Initials past theirs). */
+  hostsDistrusted = 0;
   private readonly retries: TokenBucket;
   private readonly versionNegotiations: TokenBucket;
 
@@ -278,12 +297,35 @@ export class InitialGate {
     return this.tokens.mint(header.dcid, retryScid, host, port, now);
   }
 
-  /** A handshake from `host` completed: its next connections skip the unvalidated budget for a while. */
+  /** A handshake from `host` completed: its next connections skip the unvalidated budget for a while (not while it is distrusted). */
   noteValidated(host: string, now: number): void {
+    const until = this.distrusted.get(host);
+    if (until !== undefined) {
+      if (now < until) return;
+      this.distrusted.delete(host);
+    }
     const known = this.knownHosts;
+    const entry = known.get(host);
     known.delete(host);
-    known.set(host, now);
+    known.set(host, { at: now, undecryptable: entry?.undecryptable });
     if (known.size > KNOWN_HOSTS_MAX) known.delete(known.keys().next().value!);
+  }
+
+  /**
+   * An Initial without a token from `host` that quiche could not decrypt (counted here). A
+   * validated host spends its undecryptable budget; past it, the host shares the unvalidated
+   * budget for DISTRUST_MS: its flood costs what a stranger's does.
+   */
+  noteUndecryptable(host: string, now: number): void {
+    this.dropped.undecryptable++;
+    const entry = this.knownHosts.get(host);
+    if (entry === undefined) return;
+    entry.undecryptable ??= new TokenBucket(KNOWN_HOST_UNDECRYPTABLE_PER_SECOND, KNOWN_HOST_UNDECRYPTABLE_BURST, now);
+    if (entry.undecryptable.take(now)) return;
+    this.knownHosts.delete(host);
+    this.hostsDistrusted++;
+    this.distrusted.set(host, now + DISTRUST_MS);
+    if (this.distrusted.size > KNOWN_HOSTS_MAX) this.distrusted.delete(this.distrusted.keys().next().value!);
   }
 
   /** Whether an Initial without a token gets a Retry now (the `retry` option). */
@@ -292,9 +334,9 @@ export class InitialGate {
     if (mode === 'never') return false;
     if (mode === 'always') return true;
     if (load.pendingHandshakes * 2 >= this.options.maxPendingHandshakes) return true;
-    const validatedAt = this.knownHosts.get(host);
+    const known = this.knownHosts.get(host);
     // A host that proved its address lately reconnects without a Retry round trip, within its own budget.
-    if (validatedAt !== undefined && now - validatedAt < KNOWN_HOST_MS && this.knownHostAccepts.take(now)) return false;
+    if (known !== undefined && now - known.at < KNOWN_HOST_MS && this.knownHostAccepts.take(now)) return false;
     return !this.unvalidatedAccepts.take(now);
   }
 

@@ -77,6 +77,8 @@ export interface QuicTransportStats {
   windows: WindowBudgetStats;
   /** Connections closed for holding ABANDONED_STREAM_LIMIT streams quiche never collects (machine.ts). */
   abandonedStreamCloses: number;
+  /** Validated hosts that lost their own Initial budget: undecryptable Initials past theirs (gate.ts). */
+  hostsDistrusted: number;
 }
 
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };
@@ -231,6 +233,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       amplificationLimited: this.amplificationLimited,
       windows: this.windows.stats(),
       abandonedStreamCloses: this.abandonedStreamCloses,
+      hostsDistrusted: this.gate.hostsDistrusted,
     };
   }
 
@@ -389,7 +392,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       handshake.recv(datagram, { from: remote, to: this.localAddress });
     } catch {
       this.windows.release(windows);
-      this.dropped.undecryptable++;
+      // An Initial with a Retry token proved its address: only tokenless ones cost a host its budget.
+      if (odcid === null) this.gate.noteUndecryptable(remote.host, performance.now());
+      else this.dropped.undecryptable++;
       return;
     }
     const connection = this.open(handshake, 'inbound', remote, odcid !== null, INBOUND_HANDSHAKE_GRACE * this.options.handshakeTimeoutMs, windows);
