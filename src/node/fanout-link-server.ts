@@ -60,6 +60,8 @@ export class LinkServer {
     private readonly stream: Duplex,
     private readonly from: NodeId,
     private readonly onClose: () => void,
+    /** A version 3 link: the first `lead` bytes are one v1 leg with no frame header (leg id 0). */
+    lead = 0,
   ) {
     this.reader = new LinkReader({
       begin: (type, id, length) => this.begin(type, id, length),
@@ -80,6 +82,7 @@ export class LinkServer {
     });
     stream.on('error', () => this.close());
     stream.on('close', () => this.close());
+    if (lead > 0) this.reader.expect(LINK_LEG, 0, lead);
   }
 
   private begin(type: number, id: number, length: number): boolean {

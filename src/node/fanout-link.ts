@@ -6,14 +6,51 @@
  * interleave with others' and are written as they come, so a slow handler blocks only its own leg.
  */
 import type { Duplex } from 'node:stream';
+import { ChannelRejectedError } from '../channel/index.js';
 import { PnetError } from '../errors.js';
 import type { NodeId } from '../identity/index.js';
+import { ACCEPTED_EVENT } from './streams.js';
 import { UpFrameReader, decodeErrorBody, splitUpFrames, type UpFrame } from './fanout-codec.js';
 
 /** OPEN and ACCEPT metadata of a v2 link stream. */
 export const LINK_KEY = 'leg';
 export const LINK_VERSION = '2';
 export const LINK_METADATA: Readonly<Record<string, string>> = Object.freeze({ [LINK_KEY]: LINK_VERSION });
+/**
+ * Version 3: a v2 link whose first leg follows the OPEN at once, before the ACCEPT (OPEN metadata
+ * `leg: "3"`, `lead: "<bytes>"`: that many bytes of one v1 leg, link frames after them). A node
+ * that answers without `leg: "3"` reads the stream as one v1 leg, which it is once the opener ends it.
+ */
+export const LINK_LEAD_VERSION = '3';
+export const LEAD_KEY = 'lead';
+
+/** What an OPEN on the fan-out channel asks for: a link (its version, and the lead leg's bytes; 0: none), or undefined for a v1 leg. */
+export interface LinkAsk {
+  readonly version: string;
+  readonly lead: number;
+}
+
+/** Reads a fan-out OPEN's metadata; throws BAD_FRAME for a version 3 ask whose lead is not a length in 1..maxLegBytes. */
+export function linkAsked(metadata: Readonly<Record<string, string>> | undefined, maxLegBytes: number): LinkAsk | undefined {
+  const version = metadata?.[LINK_KEY];
+  if (version === LINK_VERSION) return { version, lead: 0 };
+  if (version !== LINK_LEAD_VERSION) return undefined;
+  const text = metadata?.[LEAD_KEY] ?? '';
+  const lead = /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : 0;
+  if (lead < 1 || lead > maxLegBytes) throw new PnetError('BAD_FRAME', `fan-out link lead of "${text.slice(0, 16)}" bytes`);
+  return { version, lead };
+}
+
+/** The ACCEPT metadata for a link asked for with `ask`. */
+export function linkAnswer(ask: LinkAsk): Record<string, string> {
+  return { [LINK_KEY]: ask.version };
+}
+
+/** OPEN metadata of a version 3 link whose lead leg is `leadBytes` long. */
+export function leadMetadata(leadBytes: number): Record<string, string> {
+  return { [LINK_KEY]: LINK_LEAD_VERSION, [LEAD_KEY]: String(leadBytes) };
+}
+
 
 /** Downstream frame types: a leg (its v1 encoding), the sender giving a leg up. */
 export const LINK_LEG = 1;
@@ -105,10 +142,15 @@ export class LinkReader {
     this.headerBytes = 0;
     const length = this.header.readUInt32BE(0);
     if (length < 5) throw new PnetError('BAD_FRAME', `fan-out link frame of ${length} bytes`);
-    this.type = this.header[4]!;
-    this.legId = this.header.readUInt32BE(5);
-    this.left = length - 5;
-    this.keep = this.handler.begin(this.type, this.legId, this.left);
+    this.expect(this.header[4]!, this.header.readUInt32BE(5), length - 5);
+  }
+
+  /** The next `length` bytes are the body of a frame with no header on the wire (a version 3 link's lead leg). */
+  expect(type: number, legId: number, length: number): void {
+    this.type = type;
+    this.legId = legId;
+    this.left = length;
+    this.keep = this.handler.begin(type, legId, length);
     this.inBody = true;
     if (this.left === 0) this.endFrame();
   }
@@ -140,8 +182,12 @@ export interface LegHandle {
 /** A stream on the fan-out channel: the peer's ACCEPT metadata once negotiated. */
 export type LegStream = Duplex & { readonly remoteMetadata?: Readonly<Record<string, string>> };
 
-/** A version-1 leg: a stream of its own, the leg written and ended, frames read until the end. */
-export function sendV1Leg(opened: Promise<Duplex>, hop: NodeId, leg: Buffer, maxFrameBytes: number, sink: LegSink): LegHandle {
+/**
+ * A version-1 leg: a stream of its own, the leg written and ended, frames read until the end.
+ * `leg` undefined: the leg was written already (a version 3 lead the peer read as v1); `early`:
+ * bytes the stream delivered before this reader was attached.
+ */
+export function sendV1Leg(opened: Promise<Duplex>, hop: NodeId, leg: Buffer | undefined, maxFrameBytes: number, sink: LegSink, early: readonly Buffer[] = []): LegHandle {
   let stream: Duplex | undefined;
   let over = false;
   const close = (cause: Error | (() => Error)): void => {
@@ -154,7 +200,7 @@ export function sendV1Leg(opened: Promise<Duplex>, hop: NodeId, leg: Buffer, max
       if (over) return void opened.destroy();
       stream = opened;
       const reader = new UpFrameReader(maxFrameBytes);
-      opened.on('data', (chunk: Buffer) => {
+      const onData = (chunk: Buffer): void => {
         if (over) return;
         let frames: UpFrame[];
         try {
@@ -164,12 +210,15 @@ export function sendV1Leg(opened: Promise<Duplex>, hop: NodeId, leg: Buffer, max
           return close(error as Error);
         }
         sink.frames(frames);
-      });
+      };
+      for (const chunk of early) onData(chunk);
+      opened.on('data', onData);
       opened.on('error', (error: Error) => close(error));
       // The error is made only if answers are missing: a leg's normal end builds no Error (a stack trace per target).
       opened.on('end', () => close(() => new PnetError('ERR_STREAM_RESET', `${hop} ended its leg with answers missing`)));
       opened.on('close', () => close(() => new PnetError('ERR_STREAM_RESET', `leg to ${hop} closed with answers missing`)));
-      opened.end(leg);
+      if (leg === undefined) opened.end();
+      else opened.end(leg);
     },
     (error: Error) => close(error),
   );
@@ -181,8 +230,15 @@ export function sendV1Leg(opened: Promise<Duplex>, hop: NodeId, leg: Buffer, max
   };
 }
 
-/** How the sender opens fan-out streams: `link` asks for a v2 link (waits for the ACCEPT), else an optimistic v1 leg stream. */
-export type OpenLegStream = (hop: NodeId, link: boolean) => Promise<LegStream>;
+/** OPEN metadata of a version 3 link (optimistic: its lead leg follows the OPEN). */
+export type LinkOpen = Readonly<Record<string, string>>;
+
+/**
+ * How the sender opens fan-out streams: false, an optimistic v1 leg stream; true, a v2 link
+ * (resolved at the ACCEPT); metadata, a version 3 link, optimistic (its lead leg is written at
+ * once), which emits ACCEPTED_EVENT when the ACCEPT comes.
+ */
+export type OpenLegStream = (hop: NodeId, link: boolean | LinkOpen) => Promise<LegStream>;
 
 interface SentLeg {
   id: number;
@@ -199,6 +255,10 @@ interface SentLeg {
 interface Link {
   readonly hop: NodeId;
   stream: Duplex | undefined;
+  /** The ACCEPT came and said link: frames may be written. */
+  accepted: boolean;
+  /** A version 3 link's lead leg (id 0), sent with the OPEN. */
+  readonly lead: SentLeg | undefined;
   readonly legs: Map<number, SentLeg>;
   readonly queue: SentLeg[];
   nextId: number;
@@ -216,15 +276,21 @@ const V1_MEMORY_MS = 10 * 60_000;
 export interface LinkCounters {
   /** v2 link streams opened (one per neighbour that legs went to, again after a reset or idle close). */
   opened: number;
+  /** Of them, version 3 links whose first leg went with the OPEN. */
+  leads: number;
   /** Links that failed (reset, connection lost, bad frame) with legs on them. */
   broken: number;
-  /** Legs sent as v1 because the peer does not speak v2. */
+  /** Link OPENs the peer REJECTed (their legs went as v1 legs). */
+  rejected: number;
+  /** Legs sent as v1 because the peer does not speak v2 (or REJECTed the link). */
   v1Legs: number;
 }
 
 /** The sender's links, one per next hop: legs go down as frames, their results come back tagged. */
 export class LegLinks {
-  readonly counters: LinkCounters = { opened: 0, broken: 0, v1Legs: 0 };
+  readonly counters: LinkCounters = { opened: 0, leads: 0, broken: 0, rejected: 0, v1Legs: 0 };
+  /** False: links are opened as version 2 (the first leg waits for the ACCEPT) instead of 3 (for A/B runs and tests). */
+  leadLegs = true;
   private readonly links = new Map<NodeId, Link>();
   private readonly v1Peers = new Map<NodeId, number>();
 
@@ -237,12 +303,13 @@ export class LegLinks {
   /** Sends a leg (`bytes`: LINK_HEADER_BYTES of room, then the leg) to `hop`. */
   send(hop: NodeId, bytes: Buffer, maxFrameBytes: number, sink: LegSink): LegHandle {
     if (!this.enabled() || this.speaksV1(hop)) return this.sendV1(hop, bytes, maxFrameBytes, sink, this.open(hop, false));
-    let link = this.links.get(hop);
-    if (link === undefined) link = this.openLink(hop);
     const leg: SentLeg = { id: 0, hop, bytes, maxFrameBytes, sink, over: false };
-    if (link.stream === undefined) link.queue.push(leg);
+    let link = this.links.get(hop);
+    if (link === undefined) link = this.openLink(hop, this.leadLegs ? leg : undefined);
+    else if (!link.accepted) link.queue.push(leg);
     else this.write(link, leg);
-    return { cancel: () => this.cancel(link, leg) };
+    const on = link;
+    return { cancel: () => this.cancel(on, leg) };
   }
 
   /** Whether `hop` answered without v2 within V1_MEMORY_MS (an older answer is forgotten: the map holds current v1 peers only). */
@@ -259,11 +326,16 @@ export class LegLinks {
     return sendV1Leg(opened, hop, bytes.subarray(LINK_HEADER_BYTES), maxFrameBytes, sink);
   }
 
-  private openLink(hop: NodeId): Link {
-    const link: Link = { hop, stream: undefined, legs: new Map(), queue: [], nextId: 0, idleSince: 0, idleTimer: undefined, closed: false };
+  /** A new link to `hop`: version 3 with `lead` as its first leg (no round trip before it), else version 2. */
+  private openLink(hop: NodeId, lead: SentLeg | undefined): Link {
+    const link: Link = { hop, stream: undefined, accepted: false, lead, legs: new Map(), queue: [], nextId: 0, idleSince: 0, idleTimer: undefined, closed: false };
     this.links.set(hop, link);
-    this.open(hop, true).then(
-      (stream) => this.opened(link, stream),
+    if (lead !== undefined) {
+      link.legs.set(0, lead);
+      link.nextId = 1;
+    }
+    this.open(hop, lead === undefined ? true : leadMetadata(lead.bytes.length - LINK_HEADER_BYTES)).then(
+      (stream) => (lead === undefined ? this.opened(link, stream) : this.leadOpened(link, lead, stream)),
       (error: Error) => this.broken(link, error),
     );
     return link;
@@ -272,35 +344,109 @@ export class LegLinks {
   private opened(link: Link, stream: LegStream): void {
     if (link.closed) return void stream.destroy();
     if (stream.remoteMetadata?.[LINK_KEY] !== LINK_VERSION) return this.versionOne(link, stream);
-    this.counters.opened++;
+    this.established(link, stream, []);
+  }
+
+  /**
+   * A version 3 link's stream, before its ACCEPT: the lead leg goes at once (with the OPEN); what
+   * comes up before the ACCEPT's event is kept for the reader the ACCEPT decides on.
+   */
+  private leadOpened(link: Link, lead: SentLeg, stream: LegStream): void {
+    if (link.closed) return void stream.destroy();
     link.stream = stream;
+    stream.write(lead.bytes.subarray(LINK_HEADER_BYTES));
+    const early: Buffer[] = [];
+    const onData = (chunk: Buffer): void => void early.push(chunk);
+    const onError = (error: Error): void => {
+      off();
+      if (error instanceof ChannelRejectedError) this.rejected(link);
+      else this.broken(link, error);
+    };
+    const onClose = (): void => (off(), this.broken(link, new PnetError('ERR_STREAM_RESET', `fan-out link to ${link.hop} closed before its ACCEPT`)));
+    const onAccepted = (metadata: Readonly<Record<string, string>>): void => {
+      off();
+      if (link.closed) return;
+      if (metadata[LINK_KEY] === LINK_LEAD_VERSION) this.established(link, stream, early);
+      else this.versionOne(link, stream, early);
+    };
+    const off = (): void => {
+      stream.off('data', onData);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+      stream.off(ACCEPTED_EVENT, onAccepted);
+    };
+    stream.on('data', onData);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+    stream.on(ACCEPTED_EVENT, onAccepted);
+  }
+
+  /** The peer speaks links: upstream frames are read, legs that waited go down. */
+  private established(link: Link, stream: Duplex, early: readonly Buffer[]): void {
+    this.counters.opened++;
+    if (link.lead !== undefined) this.counters.leads++;
+    link.stream = stream;
+    link.accepted = true;
     const reader = new LinkReader(this.upstream(link));
-    stream.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer): void => {
+      if (link.closed) return;
       try {
         reader.push(chunk);
       } catch (error) {
         stream.destroy();
         this.broken(link, error as Error);
       }
-    });
+    };
+    for (const chunk of early) onData(chunk);
+    stream.on('data', onData);
     stream.on('error', (error: Error) => this.broken(link, error));
     stream.on('end', () => this.broken(link, new PnetError('ERR_STREAM_RESET', `${link.hop} ended the fan-out link`)));
     stream.on('close', () => this.broken(link, new PnetError('ERR_STREAM_RESET', `fan-out link to ${link.hop} closed`)));
+    // The lead was given up before the ACCEPT: the peer is told now.
+    if (link.lead?.over === true && !link.closed) stream.write(linkFrame(LINK_CANCEL, link.lead.id));
     const queued = link.queue.splice(0);
     for (const leg of queued) this.write(link, leg);
     if (link.legs.size === 0) this.idle(link);
   }
 
-  /** The peer answered OPEN without v2: the first leg waiting goes on this stream as v1, the others on streams of their own. */
-  private versionOne(link: Link, stream: LegStream): void {
+  /**
+   * The peer answered OPEN without links: the lead (already on this stream) or else the first leg
+   * waiting goes on it as a v1 leg, the others on streams of their own.
+   */
+  private versionOne(link: Link, stream: LegStream, early: readonly Buffer[] = []): void {
     this.v1Peers.set(link.hop, performance.now() + V1_MEMORY_MS);
-    link.closed = true;
-    if (this.links.get(link.hop) === link) this.links.delete(link.hop);
+    this.retire(link);
+    const lead = link.lead !== undefined && !link.lead.over ? link.lead : undefined;
     const queued = link.queue.splice(0).filter((leg) => !leg.over);
-    if (queued.length === 0) return void stream.destroy();
+    if (lead !== undefined) {
+      this.counters.v1Legs++;
+      lead.v1 = sendV1Leg(Promise.resolve(stream), link.hop, undefined, lead.maxFrameBytes, lead.sink, early);
+    } else if (queued.length === 0 || link.lead !== undefined) {
+      // Nothing for this stream: the lead was given up (its bytes are on it), or no leg waits.
+      stream.destroy();
+    }
     queued.forEach((leg, i) => {
-      leg.v1 = this.sendV1(link.hop, leg.bytes, leg.maxFrameBytes, leg.sink, i === 0 ? Promise.resolve(stream) : this.open(link.hop, false));
+      const onThis = lead === undefined && link.lead === undefined && i === 0;
+      leg.v1 = this.sendV1(link.hop, leg.bytes, leg.maxFrameBytes, leg.sink, onThis ? Promise.resolve(stream) : this.open(link.hop, false));
     });
+  }
+
+  /** The peer REJECTed the link (its link limit, say): its legs go as v1 legs now; the next leg asks for a link again. */
+  private rejected(link: Link): void {
+    if (link.closed) return;
+    this.counters.rejected++;
+    this.retire(link);
+    const legs = [...link.legs.values(), ...link.queue].filter((leg) => !leg.over);
+    link.legs.clear();
+    link.queue.length = 0;
+    for (const leg of legs) leg.v1 = this.sendV1(link.hop, leg.bytes, leg.maxFrameBytes, leg.sink, this.open(link.hop, false));
+  }
+
+  /** The link is out of use: new legs open another. */
+  private retire(link: Link): void {
+    link.closed = true;
+    clearTimeout(link.idleTimer);
+    if (this.links.get(link.hop) === link) this.links.delete(link.hop);
   }
 
   private write(link: Link, leg: SentLeg): void {
@@ -318,6 +464,8 @@ export class LegLinks {
     if (leg.v1 !== undefined) return leg.v1.cancel();
     if (link.legs.get(leg.id) !== leg) return; // still queued: never sent
     link.legs.delete(leg.id);
+    // A lead given up before the ACCEPT is told once the ACCEPT says what the stream is (established, versionOne).
+    if (!link.accepted) return;
     if (!link.closed) link.stream!.write(linkFrame(LINK_CANCEL, leg.id));
     if (link.legs.size === 0) this.idle(link);
   }
@@ -362,9 +510,7 @@ export class LegLinks {
   /** A link that failed: its legs fail like a broken v1 leg (their senders retry them); the next leg opens a new link. */
   private broken(link: Link, error: Error): void {
     if (link.closed) return;
-    link.closed = true;
-    if (this.links.get(link.hop) === link) this.links.delete(link.hop);
-    clearTimeout(link.idleTimer);
+    this.retire(link);
     const lost = [...link.queue, ...link.legs.values()].filter((leg) => !leg.over);
     if (lost.length > 0) this.counters.broken++;
     link.queue.length = 0;
@@ -389,8 +535,7 @@ export class LegLinks {
         link.idleTimer.unref();
         return;
       }
-      link.closed = true;
-      if (this.links.get(link.hop) === link) this.links.delete(link.hop);
+      this.retire(link);
       link.stream?.end();
     };
     link.idleTimer = setTimeout(check, LINK_IDLE_MS);

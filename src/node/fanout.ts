@@ -40,15 +40,16 @@ import {
 } from './fanout-codec.js';
 import { LegAccounts, ReplayMemory, emptyLimitStats, type LegRead } from './fanout-limits.js';
 import { Spread } from './spread.js';
-import { LINK_KEY, LINK_METADATA, LINK_VERSION, LegLinks, type LegHandle, type LegSink, type LegStream, type LinkCounters } from './fanout-link.js';
+import { LINK_METADATA, LegLinks, linkAnswer, linkAsked, type LegHandle, type LegSink, type LegStream, type LinkCounters, type LinkOpen } from './fanout-link.js';
 import { LinkServer, type LegOut } from './fanout-link-server.js';
 import type { AnswerLimits, RequestOutcome } from './requests.js';
 import type { FanoutLimits, FanoutOptions, FanoutResult, FanoutStats } from './types.js';
 
 export const FANOUT_CHANNEL = 'pnet/fanout';
 
-/** How the node opens a fan-out stream: a v1 leg (optimistic) or a v2 link (OPEN metadata `leg: "2"`, waits for the ACCEPT). */
-export function legOpenOptions(link: boolean | undefined): { optimistic: true } | { metadata: Record<string, string> } {
+/** How the node opens a fan-out stream: a v1 leg (optimistic), a v2 link (OPEN metadata `leg: "2"`, waits for the ACCEPT) or a v3 link (optimistic, `link` its OPEN metadata). */
+export function legOpenOptions(link: boolean | LinkOpen | undefined): { optimistic?: true; metadata?: Record<string, string> } {
+  if (typeof link === 'object') return { optimistic: true, metadata: { ...link } };
   return link === true ? { metadata: { ...LINK_METADATA } } : { optimistic: true };
 }
 
@@ -65,7 +66,7 @@ export interface FanoutHost {
    * A stream on FANOUT_CHANNEL to a neighbour: optimistic for a v1 leg (the leg follows OPEN at
    * once), or with `link` a v2 link asked for with legOpenOptions(true), resolved at the ACCEPT.
    */
-  openLeg(neighbour: NodeId, link?: boolean): Promise<LegStream>;
+  openLeg(neighbour: NodeId, link?: boolean | LinkOpen): Promise<LegStream>;
   isConnected(neighbour: NodeId): boolean;
   /** Whether `peer` is a routing neighbour now (absent: every connected peer counts as one). */
   isNeighbour?(peer: NodeId): boolean;
@@ -152,13 +153,14 @@ export class FanoutService {
   /** Refuses new legs past the node's or the peer's limit (OVERLOADED reaches the parent, which reports the subtree). */
   readonly authorise: AuthoriseHook = (info) => {
     const peer = info.remoteNodeId;
-    if (this.linksEnabled && info.metadata[LINK_KEY] === LINK_VERSION) {
+    const ask = this.linksEnabled ? linkAsked(info.metadata, MAX_LEG_BYTES) : undefined;
+    if (ask !== undefined) {
       // A link carries legs, each counted as it comes; the streams themselves are few per peer.
       if ((this.linksServed.get(peer) ?? 0) >= MAX_LINKS_PER_PEER) {
         this.stats.legsRefusedPeerLimit++;
         throw new PnetError('OVERLOADED', `${peer} has ${MAX_LINKS_PER_PEER} fan-out links here already`);
       }
-      return { metadata: { ...LINK_METADATA } };
+      return { metadata: linkAnswer(ask) };
     }
     const refused = this.legs.mayOpen(peer, this.isNeighbour(peer));
     if (refused === 'node') throw new PnetError('OVERLOADED', `serving ${this.legs.activeLegs} fan-out legs already`);
@@ -296,7 +298,8 @@ export class FanoutService {
 
   /** Serves a `pnet/fanout` stream from a peer: a v2 link (OPEN metadata `leg: "2"`) or one v1 leg. */
   serveLeg(stream: Duplex, from: NodeId, metadata?: Readonly<Record<string, string>>): void {
-    if (this.linksEnabled && metadata?.[LINK_KEY] === LINK_VERSION) return this.serveLink(stream, from);
+    const ask = this.linksEnabled ? linkAsked(metadata, MAX_LEG_BYTES) : undefined;
+    if (ask !== undefined) return this.serveLink(stream, from, ask.lead);
     const neighbour = this.isNeighbour(from);
     if (this.legs.mayOpen(from, neighbour) !== 'ok') {
       stream.destroy(new PnetError('OVERLOADED', `fan-out legs from ${from} over the limit`));
@@ -341,7 +344,7 @@ export class FanoutService {
   }
 
   /** A v2 link from `from`: many legs as frames on this one stream (fanout-link.ts). */
-  private serveLink(stream: Duplex, from: NodeId): void {
+  private serveLink(stream: Duplex, from: NodeId, lead: number): void {
     this.linksServed.set(from, (this.linksServed.get(from) ?? 0) + 1);
     const host = {
       legs: this.legs,
@@ -355,7 +358,7 @@ export class FanoutService {
       const left = (this.linksServed.get(from) ?? 1) - 1;
       if (left <= 0) this.linksServed.delete(from);
       else this.linksServed.set(from, left);
-    });
+    }, lead);
   }
 
   /**

@@ -195,7 +195,7 @@ export class Streams {
     });
     const result = decorate(stream, channel, nodeId, undefined);
     if (options.optimistic) {
-      negotiated.accepted.then(({ metadata }) => setMetadata(result, metadata), () => undefined);
+      negotiated.accepted.then(({ metadata }) => (setMetadata(result, metadata), result.emit(ACCEPTED_EVENT, metadata)), () => undefined);
       return result;
     }
     const expire = (): void => void stream.destroy(deadline.signal.reason as Error);
@@ -210,6 +210,9 @@ export class Streams {
     }
   }
 }
+
+/** Emitted by an optimistic stream when its ACCEPT came, with the ACCEPT's metadata (bytes after the ACCEPT may reach 'data' before it). */
+export const ACCEPTED_EVENT = 'pnet:accepted';
 
 /**
  * One call's deadline: its signal aborts with ERR_REQUEST_TIMEOUT once `timeoutMs` passed, and
