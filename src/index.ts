@@ -42,6 +42,7 @@ export type {
   RequestOptions,
   RequestLimits,
   RotationStats,
+  StreamTurnStats,
   StreamHandler,
   Topology,
   RouteInfo,

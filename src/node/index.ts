@@ -27,6 +27,7 @@ export type {
   HandshakeCounts,
   LimitTrips,
   RotationStats,
+  StreamTurnStats,
 } from './types.js';
 export type { RequestLimits } from './request-budget.js';
 import { PnetNode } from './node.js';

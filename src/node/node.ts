@@ -318,6 +318,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         fanout: () => fanouts.stats,
         routingGate: () => this.routingGate.stats,
         streamTurnWaits: () => this.streams.turnWaits,
+        streamTurns: () => this.streams.turnStats,
         requests: () => this.requests.limitStats(),
         bootstrap: () => this.keeper?.stats,
         rotation: () => peerTable.rotation,

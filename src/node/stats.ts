@@ -10,7 +10,7 @@ import { QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { RoutingGateStats } from './routing-gate.js';
 import type { RequestLimitStats } from './request-budget.js';
-import type { BootstrapStats, DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats, RotationStats } from './types.js';
+import type { BootstrapStats, DialStats, FanoutStats, HandshakeCounts, LimitTrips, NodeStats, RotationStats, StreamTurnStats } from './types.js';
 
 /** The fan-out service's limit counters (fanout-limits.ts), read by name so either side may grow. */
 type FanoutLimitCounter =
@@ -42,6 +42,8 @@ export interface StatsSources {
   routingGate?(): Readonly<RoutingGateStats>;
   /** Streams that waited for their peer's turn (turns.ts). */
   streamTurnWaits?(): number;
+  /** The same, and why each waiting stream was taken up (turns.ts). */
+  streamTurns?(): Readonly<StreamTurnStats>;
   /** What the request byte budget refused or cut (requests.ts). */
   requests?(): Readonly<RequestLimitStats>;
   /** Bootstrap redials (bootstrap.ts); absent: none kept. */
@@ -111,6 +113,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
     },
     bootstrap: { addresses: 0, redials: 0, redialFailures: 0, reconnected: 0, ...sources.bootstrap?.() },
     rotation: { rotated: 0, replaced: 0, overBudgetClosed: 0, ...sources.rotation?.() },
+    streamTurns: sources.streamTurns?.() ?? { waited: 0, released: { others: 0, idle: 0, maxWait: 0, alone: 0 } },
   };
 }
 
@@ -165,6 +168,7 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicVersionNegotiationLimit: quic?.droppedDatagrams.versionNegotiationLimited ?? 0,
     quicWindowBudget: quic?.windows.leanGrants ?? 0,
     quicStreamsLeftOpen: quic?.abandonedStreamCloses ?? 0,
+    quicHostDistrusted: quic?.hostsDistrusted ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,
     relayEvicted: relay.evicted,

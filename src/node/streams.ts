@@ -11,7 +11,7 @@ import { ChannelRegistry, acceptChannel, openChannel } from '../channel/index.js
 import type { ChannelHandler, ChannelRequestInfo, Metadata, NegotiationStats, RegisterOptions } from '../channel/index.js';
 import { RELAY_CHANNEL, RelayService } from '../relay/index.js';
 import type { RelayOptions, RelayStats } from '../relay/index.js';
-import type { HandleOptions, OpenStreamOptions, PnetStream, StreamHandler } from './types.js';
+import type { HandleOptions, OpenStreamOptions, PnetStream, StreamHandler, StreamTurnStats } from './types.js';
 import { PeerTurns, STREAMS_PER_TURN } from './turns.js';
 
 const RESERVED_PREFIX = 'pnet/';
@@ -176,6 +176,11 @@ export class Streams {
   /** Streams that waited for their peer's next turn (node.stats().limits.streamPeerTurn). */
   get turnWaits(): number {
     return this.turns.waited;
+  }
+
+  /** The same, and why each waiting stream was taken up (node.stats().streamTurns). */
+  get turnStats(): StreamTurnStats {
+    return { waited: this.turns.waited, released: { ...this.turns.released } };
   }
 
   private acceptOn(stream: Duplex, remoteNodeId: NodeId, registry: ChannelRegistry): void {

@@ -348,6 +348,8 @@ export interface LimitTrips {
   quicWindowBudget: number;
   /** QUIC: connections closed for holding 256 streams quiche never collects (an opener that ignores REJECTs). */
   quicStreamsLeftOpen: number;
+  /** QUIC: a host that completed a handshake lost its own Initial budget (undecryptable Initials past 16, gate.ts). */
+  quicHostDistrusted: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
   relayPeerLimit: number;
   /** Relay: a relay request refused at the node's maxStreams, no neighbour holding more than the opener would. */
@@ -463,6 +465,16 @@ export interface NodeStats {
   readonly bootstrap: Readonly<BootstrapStats>;
   /** Connection rotation (`rotateAfterStreams`): worn connections redialed, replaced, closed over budget. */
   readonly rotation: Readonly<RotationStats>;
+  /** Per-peer turns (src/node/turns.ts): streams that waited for their peer's turn, and why each was taken up. */
+  readonly streamTurns: Readonly<StreamTurnStats>;
+}
+
+/** Per-peer turns' counters (node.stats().streamTurns, docs/LIMITS.md "Per-peer fairness"). */
+export interface StreamTurnStats {
+  /** Streams that waited for their peer's turn (= limits.streamPeerTurn). */
+  readonly waited: number;
+  /** Why a waiting stream was taken up: three other peers' starts since its peer's last, 1 ms of idle loop, the 20 ms bound, no other peer active. */
+  readonly released: { readonly others: number; readonly idle: number; readonly maxWait: number; readonly alone: number };
 }
 
 /** Connection rotation's counters (node.stats().rotation). */
