@@ -75,7 +75,8 @@ function memory() {
   globalThis.gc?.();
   const m = process.memoryUsage();
   const mib = (n) => Math.round((n / 1048576) * 10) / 10;
-  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external), arrayBuffersMiB: mib(m.arrayBuffers) };
+  // Native: what is neither V8's heap nor Buffers (quiche's connections, the allocator's holdings).
+  return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external), arrayBuffersMiB: mib(m.arrayBuffers), nativeMiB: mib(m.rss - m.heapTotal - m.external) };
 }
 
 /** IPC request/reply with a child: send {type, ...} with a request id, wait for the reply carrying it. */
@@ -114,10 +115,11 @@ async function worker() {
   const { createNode, Identity } = await import('../src/index.js');
   /** @type {Array<{identity: any, node: any, up: boolean, address: string, victim: boolean}>} */
   const slots = [];
-  /** Every node of the run: id -> { address, up, stableSince } (from the parent). */
+  /** Every node of the run: id -> { address, up, stableSince, victim, lastEvent: {kind, at} | undefined } (from the parent). */
   const everyone = new Map();
   const counters = newCounters();
   let phase = 'warm-up';
+  let trafficStarted = Date.now();
 
   const make = async (identity, bootstrap = []) => {
     const node = await createNode({ identity, listen: '127.0.0.1:0', h2: false, bootstrap });
@@ -133,7 +135,7 @@ async function worker() {
         for (let i = 0; i < message.count; i++) {
           const identity = await Identity.generate();
           const node = await make(identity);
-          slots.push({ identity, node, up: true, address: node.address, victim: false });
+          slots.push({ identity, node, up: true, address: node.address, victim: false, startedAt: Date.now() });
         }
         reply(message, { type: 'nodes', nodes: slots.map((s) => ({ id: s.node.id, address: s.address })) });
         break;
@@ -144,7 +146,7 @@ async function worker() {
         break;
       }
       case 'everyone':
-        for (const entry of message.nodes) everyone.set(entry.id, { address: entry.address, up: entry.up, stableSince: entry.stableSince, victim: entry.victim });
+        for (const entry of message.nodes) everyone.set(entry.id, { address: entry.address, up: entry.up, stableSince: entry.stableSince, victim: entry.victim, lastEvent: entry.lastEvent });
         for (const slot of slots) slot.victim = everyone.get(slot.node.id)?.victim ?? false;
         break;
       case 'routes': {
@@ -169,6 +171,7 @@ async function worker() {
         const slot = slots[message.index];
         slot.node = await make(slot.identity, message.bootstrap);
         slot.address = slot.node.address;
+        slot.startedAt = Date.now();
         slot.up = true;
         reply(message, { type: 'restarted', id: slot.node.id, address: slot.address });
         break;
@@ -186,7 +189,7 @@ async function worker() {
             if (slot.up && target?.up) slot.node.dial(target.address).catch(() => undefined);
           }, 3000).unref();
         }
-        reply(message, { type: 'cut-done' });
+        reply(message, { type: 'cut-done', peer: peer?.nodeId });
         break;
       }
       case 'sample':
@@ -219,14 +222,38 @@ async function worker() {
     return e && e.up && e.stableSince < started - 10_000 ? 'lost' : 'churn';
   }
 
-  function tally(kind, id, started, error) {
+  function tally(kind, id, started, error, source, path) {
     const bucket = counters[phase][everyone.get(id)?.victim ? 'victims' : 'others'][kind];
     if (error === undefined) bucket.ok++;
     else {
       const how = failureKind(id, started);
       bucket[how]++;
-      if (how === 'lost') counters.lostCodes[error.code ?? 'other'] = (counters.lostCodes[error.code ?? 'other'] ?? 0) + 1;
+      if (how === 'lost') {
+        counters.lostCodes[error.code ?? 'other'] = (counters.lostCodes[error.code ?? 'other'] ?? 0) + 1;
+        lostCause(kind, id, error, source, started, path);
+      }
     }
+  }
+
+  /** Where a lost call's cause is looked for: its code and message, and how long before it each end last churned. */
+  function lostCause(kind, id, error, source, started, path) {
+    const code = error.code ?? 'other';
+    const add = (map, key) => (map[key] = (map[key] ?? 0) + 1);
+    add(counters.lostMessages, `${code}: ${messagePattern(error.message)}`);
+    const now = Date.now();
+    const slot = slots.find((s) => s.node === source);
+    const dst = everyone.get(id)?.lastEvent;
+    const srcCut = source ? everyone.get(source.id)?.lastEvent : undefined;
+    const srcState = !slot || !slot.up ? 'source closed' : `source started ${ageBucket(now - slot.startedAt)}${srcCut?.kind === 'cut' ? `, cut ${ageBucket(now - srcCut.at)}` : ''}`;
+    const dstState = dst ? `target ${dst.kind} ${ageBucket(now - dst.at)}` : 'target never churned';
+    // Whether the source's router has a way to the target once the call failed (a hole in the map, or a hop's).
+    const routeNow = source && slot?.up ? (source.path(id) ? 'source routes to it' : 'source has no route') : '';
+    // A node between the two (on the source's path when the call began) that churned from 10 s before the call on.
+    const hop = (path ?? []).slice(1, -1).find((h) => (everyone.get(h)?.lastEvent?.at ?? 0) >= started - 10_000);
+    const pathState = path === undefined ? 'no path at start' : hop ? `hop ${everyone.get(hop).lastEvent.kind} on its path` : `path of ${path.length - 1} hops`;
+    add(counters.lostByState, `${kind} ${code} | ${srcState} | ${dstState} | ${pathState}${code === 'UNREACHABLE' ? ` | ${routeNow}` : ''}`);
+    add((counters.lostByMinute[Math.floor((now - trafficStarted) / 60_000)] ??= {}), code);
+    if (counters.lostSamples.length < 40) counters.lostSamples.push({ kind, code, message: String(error.message).slice(0, 300), ms: now - started, srcState, dstState, phase });
   }
 
   function localNode() {
@@ -235,6 +262,7 @@ async function worker() {
   }
 
   async function traffic(untilEpoch, rates) {
+    trafficStarted = Date.now();
     const until = performance.now() + (untilEpoch - Date.now());
     const payload = Buffer.alloc(256, 7);
     const request = async () => {
@@ -243,12 +271,13 @@ async function worker() {
       if (!id) return;
       const started = Date.now();
       const t0 = performance.now();
+      const path = node.path(id);
       try {
         await node.request(id, 'svc', payload, { timeoutMs: 5000 });
         tally('requests', id, started);
         counters.latency[phase].push(performance.now() - t0);
       } catch (error) {
-        tally('requests', id, started, error);
+        tally('requests', id, started, error, node, path);
       }
     };
     const stream = async () => {
@@ -256,6 +285,7 @@ async function worker() {
       const id = node && target(node.id);
       if (!id) return;
       const started = Date.now();
+      const path = node.path(id);
       try {
         const s = await node.openStream(id, 'echo', { timeoutMs: 5000 });
         const chunks = [];
@@ -272,7 +302,7 @@ async function worker() {
         tally('streams', id, started);
         if (node.path(id)?.length > 2) counters.relayedStreams++;
       } catch (error) {
-        tally('streams', id, started, error);
+        tally('streams', id, started, error, node, path);
       }
     };
     const fanout = async () => {
@@ -284,8 +314,9 @@ async function worker() {
         if (id) ids.add(id);
       }
       const started = Date.now();
+      const paths = new Map([...ids].map((id) => [id, node.path(id)]));
       for await (const result of node.fanout([...ids], 'svc', 'f', { deadlineMs: 5000 })) {
-        tally('fanoutTargets', result.nodeId, started, result.ok ? undefined : result.error);
+        tally('fanoutTargets', result.nodeId, started, result.ok ? undefined : result.error, node, paths.get(result.nodeId));
       }
     };
     await Promise.all([
@@ -294,6 +325,21 @@ async function worker() {
       paced(until, rates.fanouts, 4, fanout, 'fanouts'),
     ]);
   }
+}
+
+/** A time since an event, in coarse steps (a lost call is only counted 10 s after its target's last restart). */
+function ageBucket(ms) {
+  for (const [limit, name] of [[5_000, '<5s'], [10_000, '5-10s'], [20_000, '10-20s'], [40_000, '20-40s'], [80_000, '40-80s']]) if (ms < limit) return `${name} ago`;
+  return '>80s ago';
+}
+
+/** An error message with node ids, addresses and numbers taken out, so that messages of one cause count together. */
+function messagePattern(message) {
+  return String(message)
+    .replace(/[a-z2-7]{40,}/g, '<id>')
+    .replace(/\d+\.\d+\.\d+\.\d+:\d+/g, '<addr>')
+    .replace(/\d+/g, 'N')
+    .slice(0, 160);
 }
 
 function newCounters() {
@@ -307,6 +353,10 @@ function newCounters() {
     attack: { victims: kinds(), others: kinds() },
     latency: { 'warm-up': [], attack: [] },
     lostCodes: {},
+    lostMessages: {},
+    lostByState: {},
+    lostSamples: [],
+    lostByMinute: [],
     linkCuts: 0,
     relayedStreams: 0,
   };
@@ -450,6 +500,9 @@ async function parent() {
   const workerCount = Number(args.workers ?? (quick ? 2 : 4));
   const sampleMs = Number(args['sample-seconds'] ?? (quick ? 5 : 60)) * 1000;
   const out = args.out ?? 'bench/results/soak';
+  // --no-attack: the same run without the attacker (its effect on good traffic by comparison); --no-churn: no kills or cuts.
+  const attackOn = args['no-attack'] !== 'true';
+  const churnOn = args['no-churn'] !== 'true';
   const warmupMs = Math.max(5_000, Math.round(seconds * 1000 * 0.15));
   const churnEveryMs = quick ? 2_000 : 3_000;
   const rates = quick ? { requests: 20, streams: 4, fanouts: 1 } : { requests: 20, streams: 4, fanouts: 1 };
@@ -489,7 +542,7 @@ async function parent() {
   });
   await Promise.all(workers.map((w, i) => w.ask({ type: 'links', links: links.get(i) })));
   const broadcast = () => {
-    const message = { type: 'everyone', nodes: nodes.map(({ id, address, up, stableSince, victim }) => ({ id, address, up, stableSince, victim })) };
+    const message = { type: 'everyone', nodes: nodes.map(({ id, address, up, stableSince, victim, lastEvent }) => ({ id, address, up, stableSince, victim, lastEvent })) };
     for (const w of workers) if (w.child.connected) w.child.send(message);
   };
   broadcast();
@@ -528,6 +581,7 @@ async function parent() {
   const victims = nodes.filter((n) => n.victim).map(({ id, address }) => ({ id, address }));
   const attackStarted = sleep(warmupMs).then(async () => {
     for (const w of workers) w.child.send({ type: 'phase', phase: 'attack' });
+    if (!attackOn) return log('no attacker (--no-attack)');
     log('attacker starts');
     await attackerProc.ask({ type: 'attack', victims, until });
   });
@@ -536,7 +590,7 @@ async function parent() {
   // Churn: kill (restarted 5 s later with the same key) or cut a link, one every churnEveryMs.
   const churn = { kills: 0, restarts: 0, cuts: 0 };
   const churning = (async () => {
-    while (Date.now() < until - 6_000 && crashes.length === 0) {
+    while (churnOn && Date.now() < until - 6_000 && crashes.length === 0) {
       await sleep(churnEveryMs);
       const candidates = nodes.filter((n) => n.up && n.churnable);
       const n = candidates.length > nodeCount / 2 ? pick(candidates) : undefined;
@@ -545,6 +599,7 @@ async function parent() {
         churn.kills++;
         n.up = false;
         n.stableSince = Date.now();
+        n.lastEvent = { kind: 'kill', at: Date.now() };
         broadcast();
         await workers[n.worker].ask({ type: 'kill', index: n.index });
         setTimeout(async () => {
@@ -552,13 +607,17 @@ async function parent() {
           const bootstrap = [pick(live).address, pick(live).address];
           const { address, dead } = await workers[n.worker].ask({ type: 'restart', index: n.index, bootstrap });
           if (dead) return;
-          Object.assign(n, { address, up: true, stableSince: Date.now() });
+          Object.assign(n, { address, up: true, stableSince: Date.now(), lastEvent: { kind: 'restart', at: Date.now() } });
           churn.restarts++;
           broadcast();
         }, 5_000);
       } else {
         churn.cuts++;
-        await workers[n.worker].ask({ type: 'cut', index: n.index });
+        const { peer } = await workers[n.worker].ask({ type: 'cut', index: n.index });
+        // Both ends of the cut link churned (the time since is in the lost calls' causes).
+        const other = nodes.find((m) => m.id === peer);
+        if (peer !== undefined) for (const m of [n, other]) if (m?.up) m.lastEvent = { kind: 'cut', at: Date.now() };
+        broadcast();
       }
     }
   })();
@@ -571,9 +630,9 @@ async function parent() {
   clearInterval(sampler);
   await sleep(500);
   await sample();
-  const attackCounts = await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
+  const attackCounts = !attackOn ? { note: 'no attacker (--no-attack)' } : await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
   const reports = (await Promise.all(workers.map((w) => w.ask({ type: 'report' })))).filter((r) => !r.dead);
-  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick });
+  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn });
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(`${out}.json`, JSON.stringify(summary, null, 1) + '\n');
   writeFileSync(`${out}.md`, markdown(summary));
@@ -588,7 +647,7 @@ async function parent() {
   process.exit(crashes.length === 0 ? 0 : 1);
 }
 
-function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick }) {
+function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn }) {
   const add = (a, b) => ({ ok: a.ok + b.ok, lost: a.lost + b.lost, churn: a.churn + b.churn });
   const zero = { ok: 0, lost: 0, churn: 0 };
   const sum = (phase, who, kind) => reports.reduce((acc, r) => add(acc, r.counters[phase][who][kind]), zero);
@@ -609,8 +668,12 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
     const q = (p) => (xs.length ? Number(xs[Math.min(xs.length - 1, Math.floor(p * xs.length))].toFixed(1)) : null);
     return { n: xs.length, p50Ms: q(0.5), p99Ms: q(0.99) };
   };
-  const lostCodes = {};
-  for (const r of reports) for (const [code, n] of Object.entries(r.counters.lostCodes)) lostCodes[code] = (lostCodes[code] ?? 0) + n;
+  const merged = (field) => {
+    const acc = {};
+    for (const r of reports) for (const [key, n] of Object.entries(r.counters[field])) acc[key] = (acc[key] ?? 0) + n;
+    return Object.fromEntries(Object.entries(acc).sort((a, b) => b[1] - a[1]));
+  };
+  const lostCodes = merged('lostCodes');
   // Memory: the curve of the workers' total RSS; flat means the last sample <= 1.1x the second.
   const curve = samples.map((s) => ({ atSeconds: s.atSeconds, rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB, externalMiB: s.totalExternalMiB }));
   const second = curve[1];
@@ -623,6 +686,8 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
   return {
     when: new Date().toISOString(),
     mode: quick ? 'quick' : 'full',
+    attackOn,
+    churnOn,
     seconds,
     nodes: nodeCount,
     workers: workerCount,
@@ -645,6 +710,14 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
       failedByChurn: total.churn,
       ok: total.ok,
       lostCodes,
+      lostMessages: merged('lostMessages'),
+      lostByState: merged('lostByState'),
+      lostSamples: reports.flatMap((r) => r.counters.lostSamples).slice(0, 60),
+      lostByMinute: Array.from({ length: Math.max(0, ...reports.map((r) => r.counters.lostByMinute.length)) }, (_, m) => {
+        const acc = {};
+        for (const r of reports) for (const [code, n] of Object.entries(r.counters.lostByMinute[m] ?? {})) acc[code] = (acc[code] ?? 0) + n;
+        return acc;
+      }),
       byPhase: traffic,
       successByPhase: Object.fromEntries(
         ['warm-up', 'attack'].map((phase) => [
@@ -676,7 +749,16 @@ function markdown(s) {
   lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) | external (MiB) |', '|---:|---:|---:|---:|');
   for (const c of s.memory.curve) lines.push(`| ${c.atSeconds} | ${c.rssMiB} | ${c.heapUsedMiB} | ${c.externalMiB ?? '-'} |`);
   lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}); last / lowest since the second: ${s.memory.lastOverLowestSinceSecond}. Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB. External counts Buffers; V8 keeps heap it no longer uses (its heap total) in RSS.`, '');
+  lines.push('Native memory per worker (RSS − heap total − external, MiB; worker 0 holds the attacked nodes):', '', '| at (s) | ' + s.memory.samples[0].workers.map((_, i) => `worker ${i}`).join(' | ') + ' |', '|---:|' + s.memory.samples[0].workers.map(() => '---:').join('|') + '|');
+  for (const row of s.memory.samples) lines.push(`| ${row.atSeconds} | ${row.workers.map((w) => w.nativeMiB ?? Math.round(w.rssMiB - w.heapTotalMiB - w.externalMiB)).join(' | ')} |`);
+  lines.push('');
   lines.push('## Good traffic', '', `Success (ok / (ok + lost)): ${s.traffic.goodSuccess}; ${s.traffic.ok} ok, ${s.traffic.lost} lost (target up and stable 10 s), ${s.traffic.failedByChurn} failed to targets that churned. Lost by code: ${JSON.stringify(s.traffic.lostCodes)}.`, '');
+  lines.push('Lost calls by the state of their ends (the time since the source node started and since the target last churned; a call is lost only if its target was up 10 s before it began):', '');
+  for (const [key, n] of Object.entries(s.traffic.lostByState ?? {}).slice(0, 20)) lines.push(`- ${n}: ${key}`);
+  lines.push('', `Lost calls by minute of traffic: ${(s.traffic.lostByMinute ?? []).map((m, i) => `${i}: ${JSON.stringify(m)}`).join('; ')}.`);
+  lines.push('', 'Lost calls by message:', '');
+  for (const [key, n] of Object.entries(s.traffic.lostMessages ?? {}).slice(0, 15)) lines.push(`- ${n}: ${key}`);
+  lines.push('');
   lines.push('| phase | to | requests | streams | fan-out targets |', '|---|---|---:|---:|---:|');
   for (const phase of ['warm-up', 'attack']) {
     for (const who of ['victims', 'others']) {
