@@ -29,7 +29,8 @@ import { fork, spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { dirname, join as joinPath } from 'node:path';
 import { once } from 'node:events';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const arg = (name, dflt) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? dflt;
 const QUICK = process.argv.includes('--quick');
@@ -39,6 +40,8 @@ const RESTART_ONLY = process.argv.includes('--restart-only');
 const CLI_PROBE = process.argv.includes('--cli-probe');
 /** --spawn-only: the join, then the CLI's exec with the real command alone (writes no results). */
 const SPAWN_ONLY = process.argv.includes('--spawn-only');
+/** --probe-quick: with --cli-probe, only the three CLI execs with the hub's timing (no session or library fan-outs). */
+const QUICK_PROBE = process.argv.includes('--probe-quick');
 const CHILD = arg('child', '');
 /** 'auto': every node decides its role itself; otherwise the hub is a router and the leaves are leaves. */
 const AUTO = arg('role', '') === 'auto';
@@ -84,7 +87,10 @@ async function hubChild() {
     bytes.received += message.length;
     return receive(from, message, now);
   };
+  const timing = linkTiming(nodeServices(hub).fanouts);
+  const loop = loopDelay();
   serve(() => ({
+    loopDelayMaxMs: loop(),
     role: router.role,
     routes: router.routeCount,
     neighbours: router.neighbours().length,
@@ -95,8 +101,81 @@ async function hubChild() {
     stats: router.stats(),
     fragments: router.record(hub.id)?.fragments ?? 0,
     quic: quicOf(hub.stats()),
-  }));
+  }), { 'timing-reset': async () => (timing.reset(), {}), timing: async () => timing.summary() });
   process.send({ type: 'ready', id: hub.id, address: hub.address });
+}
+
+/** The event loop's longest delay since the last call (ms): how late this process answers its sockets. */
+function loopDelay() {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  return () => {
+    const max = Math.round(h.max / 1e6);
+    h.reset();
+    return max;
+  };
+}
+
+/**
+ * Where a fan-out's time goes at the hub (--cli-probe): each leg from its send to its first
+ * frame and its end, each link open from the call to its ACCEPT (bench-only wrappers around the
+ * fan-out service), the hub's CPU and event-loop delay over the same span.
+ */
+function linkTiming(fanouts) {
+  let t0 = performance.now();
+  let cpu0 = process.cpuUsage();
+  let legs = [];
+  let opens = [];
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  const openLeg = fanouts.host.openLeg.bind(fanouts.host);
+  fanouts.host.openLeg = (hop, link) => {
+    const o = { at: performance.now(), link: link !== undefined && link !== false, acceptedAt: undefined };
+    opens.push(o);
+    const p = openLeg(hop, link);
+    p.then(() => (o.acceptedAt = performance.now()), () => undefined);
+    return p;
+  };
+  const sendLeg = fanouts.sendLeg.bind(fanouts);
+  fanouts.sendLeg = (hop, bytes, maxFrameBytes, sink) => {
+    const l = { at: performance.now(), firstAt: undefined, endAt: undefined };
+    legs.push(l);
+    return sendLeg(hop, bytes, maxFrameBytes, {
+      frames: (f) => (l.firstAt ??= performance.now(), sink.frames(f)),
+      closed: (c) => (l.endAt ??= performance.now(), sink.closed(c)),
+    });
+  };
+  const pct = (xs, q) => (xs.length === 0 ? undefined : Math.round(xs[Math.min(xs.length - 1, Math.floor(q * xs.length))]));
+  const dist = (xs) => (xs.sort((a, b) => a - b), { n: xs.length, p50: pct(xs, 0.5), p90: pct(xs, 0.9), max: pct(xs, 1) });
+  return {
+    reset() {
+      t0 = performance.now();
+      cpu0 = process.cpuUsage();
+      legs = [];
+      opens = [];
+      delay.reset();
+    },
+    summary() {
+      const from = legs[0]?.at ?? t0;
+      const rel = (xs) => dist(xs.filter((x) => x !== undefined).map((x) => x - from));
+      const cpu = process.cpuUsage(cpu0);
+      return {
+        legs: legs.length,
+        linkOpens: opens.filter((o) => o.link).length,
+        v1Opens: opens.filter((o) => !o.link).length,
+        // Relative to the first leg sent: when legs left, their links were accepted, first frames and ends came.
+        sentAt: rel(legs.map((l) => l.at)),
+        linkAcceptedAt: rel(opens.filter((o) => o.link).map((o) => o.acceptedAt)),
+        linkWait: dist(opens.filter((o) => o.link && o.acceptedAt !== undefined).map((o) => o.acceptedAt - o.at)),
+        firstFrameAt: rel(legs.map((l) => l.firstAt)),
+        endAt: rel(legs.map((l) => l.endAt)),
+        cpuMs: Math.round((cpu.user + cpu.system) / 1000),
+        wallMs: Math.round(performance.now() - t0),
+        loopDelayMs: { p50: Math.round(delay.percentile(50) / 1e6), p99: Math.round(delay.percentile(99) / 1e6), max: Math.round(delay.max / 1e6) },
+        links: fanouts.linkCounters,
+      };
+    },
+  };
 }
 
 /** The hub's QUIC admission figures: handshakes completed inbound, in progress, and Initials turned away. */
@@ -142,7 +221,9 @@ async function leavesChild() {
     }
     return {};
   };
+  const loop = loopDelay();
   serve(() => ({
+    loopDelayMaxMs: loop(),
     joined: nodes.filter((n) => n.peers().some((peer) => peer.nodeId === hubId)).length,
     defaulted: nodes.filter((n) => nodeServices(n).neighbours.router.defaultRoute === hubId).length,
     leaves: nodes.filter((n) => nodeServices(n).neighbours.router.role === 'leaf').length,
@@ -224,10 +305,14 @@ async function converge(hub, groups, leaves, since, limitMs) {
   let ninetyNineAt;
   let movedAt = since;
   let last = '';
+  let hubDelay = 0;
+  let leafDelay = 0;
   for (;;) {
     await sleep(250);
     hubState = await hub.poll();
     leafStates = await Promise.all(groups.map((g) => g.poll()));
+    hubDelay = Math.max(hubDelay, hubState.loopDelayMaxMs ?? 0);
+    leafDelay = Math.max(leafDelay, ...leafStates.map((s) => s.loopDelayMaxMs ?? 0));
     const joined = leafStates.reduce((n, s) => n + s.joined, 0);
     const defaulted = leafStates.reduce((n, s) => n + s.defaulted, 0);
     fewestJoined = Math.min(fewestJoined, joined);
@@ -240,9 +325,12 @@ async function converge(hub, groups, leaves, since, limitMs) {
     if (ninetyNineAt === undefined && hubState.neighbours >= 0.99 * leaves && hubState.routes >= 0.99 * leaves) ninetyNineAt = Date.now();
     // A few leaves connected but never the hub's neighbours (a lost hello) do not move again: stop after 40 s still.
     if (Date.now() - since > limitMs || (ninetyNineAt !== undefined && Date.now() - movedAt > 40_000)) break;
-    if (Date.now() - lastLog >= 2000 && (lastLog = Date.now())) {
-      timeline.push([Math.round((Date.now() - since) / 100) / 10, joined, hubState.neighbours, hubState.quic.pending]);
-      console.error(`t+${Date.now() - since} ms: joined ${joined}, hub neighbours ${hubState.neighbours}, routes ${hubState.routes}, defaulted ${defaulted}, hub quic ${JSON.stringify(hubState.quic)}`);
+    if (Date.now() - lastLog >= 1000 && (lastLog = Date.now())) {
+      // s, leaves attached, hub neighbours, handshakes pending, completed inbound, Initials held back by the admission, hub / worst leaf process loop delay (ms).
+      timeline.push([Math.round((Date.now() - since) / 100) / 10, joined, hubState.neighbours, hubState.quic.pending, hubState.quic.inbound, hubState.quic.admissionLimited, hubDelay, leafDelay]);
+      console.error(`t+${Date.now() - since} ms: joined ${joined}, hub neighbours ${hubState.neighbours}, routes ${hubState.routes}, defaulted ${defaulted}, loop delay hub ${hubDelay} ms leaves ${leafDelay} ms, hub quic ${JSON.stringify(hubState.quic)}`);
+      hubDelay = 0;
+      leafDelay = 0;
     }
   }
   return { convergedAt, hubState, leafStates, fewestJoined, timeline, ninetyNineAt, lastMovedAt: movedAt };
@@ -324,7 +412,20 @@ async function atRest(hub, groups, restS) {
 
 /** The CLI's exec three ways: the CLI process, and in this process its session's fan-out of the id list and of 'all' through the hub. */
 async function cliProbe(hub, address, hubId, keyFile, leaves) {
-  const out = { cli: [await cliExec(address, hubId, keyFile), await cliExec(address, hubId, keyFile)], ...(await sessionFanouts(address, hubId, keyFile)) };
+  const cli = [];
+  const hubTiming = [];
+  const leafCpu = [];
+  for (let i = 0; i < 3; i++) {
+    await hub.ask('timing-reset');
+    const l0 = await Promise.all(hub.groups.map((g) => g.poll()));
+    cli.push(await cliExec(address, hubId, keyFile));
+    hubTiming.push(await hub.ask('timing'));
+    const l1 = await Promise.all(hub.groups.map((g) => g.poll()));
+    leafCpu.push(l1.map((s, j) => Math.round(cpuMs(s.cpu) - cpuMs(l0[j].cpu))));
+    console.error('cli exec', i + 1, JSON.stringify(cli.at(-1)), JSON.stringify(hubTiming.at(-1)), 'leaf process CPU ms', JSON.stringify(leafCpu.at(-1)));
+  }
+  const out = { cli, hubTiming, leafCpuMs: leafCpu, ...(QUICK_PROBE ? {} : await sessionFanouts(address, hubId, keyFile)) };
+  if (QUICK_PROBE) return out;
   out.library = (await libraryOperator(hub, address, hubId, leaves)).fanouts;
   console.error('probe', JSON.stringify(out));
   return out;
@@ -475,7 +576,8 @@ async function main() {
     // Investigation mode: where the CLI's exec spends its time over the library fan-out (no result files).
     await sleep(10_000);
     await Promise.all(groups.map((g) => g.ask('stub-exec', { on: true })));
-    console.log(JSON.stringify({ leaves, probe: await cliProbe(hub, address, hubId, operatorKey, leaves) }));
+    hub.groups = groups;
+    console.log(JSON.stringify({ leaves, load: loadavg(), join: { fromLastStartMs: join.fromLastStartMs }, probe: await cliProbe(hub, address, hubId, operatorKey, leaves) }));
     for (const g of [hub, ...groups]) g.send({ type: 'exit' });
     await sleep(2000);
     process.exit(0);
@@ -560,7 +662,7 @@ function markdown(r) {
     `| hub SIGKILLed, started again ${f(r.restart.downMs / 1000, 1)} s later (same key ${r.restart.sameId ? 'yes' : 'NO'}, same port ${r.restart.sameAddress ? 'yes' : 'NO'}): every leaf its neighbour again and the hub routing to all | ${r.restart.allBack ? `${f(r.restart.fromReturnMs / 1000, 2)} s after its return (${f(r.restart.fromKillMs / 1000, 2)} s after the kill)` : `NO (${r.restart.hubNeighbours} neighbours, the last of them ${f(r.restart.lastMovedFromReturnMs / 1000, 1)} s after its return)`}; 99% ${f(r.restart.ninetyNineFromReturnMs / 1000, 1)} s after its return | all back ≤ 30 s |`,
     `| leaves' redials after the restart: dials / failed / connected; why they failed | ${r.restart.redials} / ${r.restart.redialFailures} / ${r.restart.reconnected}; ${drops(r.restart.redialErrors)} | |`,
     `| the restarted hub's handshakes: completed inbound / Initials turned away by the admission limit / retried / refused | ${r.restart.hubQuic?.inbound ?? 'n/a'} / ${r.restart.hubQuic?.admissionLimited ?? 'n/a'} / ${r.restart.hubQuic?.retried ?? 'n/a'} / ${r.restart.hubQuic?.refused ?? 'n/a'} | |`,
-    `| after the return, every 2 s: s, leaves attached, hub neighbours, hub handshakes in progress | ${(r.restart.timeline ?? []).map((x) => x.join('/')).join(', ')} | |`,
+    `| after the return, every second: s, leaves attached, hub neighbours, hub handshakes in progress, completed inbound, Initials held back, hub / worst leaf process event-loop delay ms | ${(r.restart.timeline ?? []).map((x) => x.join('/')).join(', ')} | |`,
     ...r.cliAfter.exec.map((x, i) => `| after the restart, CLI \`pnet exec --targets all\`, leaves not spawning (run ${i + 1}${i === 0 ? ", the new hub's first" : ''}) | ${execCell(x)} | all in ≤ 2 s |`),
     ...r.cli.exec.map((x) => `| last, CLI \`pnet exec --targets all -- true\` with the real command: every leaf spawns \`true\` (${r.leaves / r.procs} per process, through the process's spawn queue: ${r.cli.spawnQueue ?? 'n/a'}); hub connections lost by the leaves meanwhile | ${execCell(x)}; lost: ${drops(r.cli.execDrops)} | all in ≤ 2 s |`),
     '',
