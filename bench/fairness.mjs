@@ -15,8 +15,10 @@
 // --probe: where the server's time goes while both run (and, as probeAlone, while the light peer
 // runs alone), per phase: per peer connection the
 // datagrams in and the time in receive / drive / transmit, the garbage collector's time, the
-// light peer's residence in the server (its datagram in to the next transmit to it: mean and
-// quantiles, ms), the server's turns (src/node/turns.ts) per light request, and the streams it
+// light peer's residence in the server (its datagram in to the transmit after the server's first
+// write to it: mean and quantiles, ms) and its segments (lightSegmentsMs: datagram in → its stream
+// taken up by the turns (toStart) → the server's first write on it (toWrite) → the transmit's
+// start (toSend) → its end (send: the sendmsg calls)), the server's turns (src/node/turns.ts) per light request, and the streams it
 // took up (starts) and of those the ones that waited for their turn (waited), and why waiting
 // ones were taken up (released: after other peers' starts, the loop's idle time, maxWait, the
 // peer alone).
@@ -103,6 +105,11 @@ async function installProbe(current) {
   let lightPort = -1;
   let pendingSince = null;
   let residence = [];
+  // The light request's way through the server: datagram in → its stream taken up (turns) → reply written → sent.
+  let lightId;
+  let segments = { toStart: [], toWrite: [], toSend: [], send: [] };
+  let startedAt = null;
+  let wroteAt = null;
   let gcMs = 0;
   let turns0 = 0;
   let waited0 = 0;
@@ -128,16 +135,44 @@ async function installProbe(current) {
   };
   timed('receive', 'receiveMs', (c, a) => {
     a.datagrams++;
-    if (c.remoteAddress.port === lightPort && pendingSince === null) pendingSince = performance.now();
-  });
-  timed('drive', 'driveMs');
-  timed('transmit', 'transmitMs', (c, a) => {
-    a.transmits++;
-    if (c.remoteAddress.port === lightPort && pendingSince !== null) {
-      residence.push(performance.now() - pendingSince);
-      pendingSince = null;
+    if (c.remoteAddress.port === lightPort) {
+      lightId ??= c.remoteNodeId;
+      if (pendingSince === null) pendingSince = performance.now();
     }
   });
+  timed('drive', 'driveMs');
+  const write = proto.streamWrite;
+  proto.streamWrite = function (...args) {
+    if (this.remoteAddress.port === lightPort && pendingSince !== null && wroteAt === null) wroteAt = performance.now();
+    return write.apply(this, args);
+  };
+  const { PeerTurns } = await import('../src/node/turns.js');
+  const acquire = PeerTurns.prototype.acquire;
+  PeerTurns.prototype.acquire = function (peer, stream) {
+    if (peer === lightId && pendingSince !== null && startedAt === null) startedAt = performance.now();
+    return acquire.call(this, peer, stream);
+  };
+  const transmit = proto.transmit;
+  proto.transmit = function (...args) {
+    const light = this.remoteAddress.port === lightPort;
+    const t = performance.now();
+    const result = transmit.apply(this, args);
+    const end = performance.now();
+    const a = of(this);
+    a.transmits++;
+    a.transmitMs += end - t;
+    if (light && pendingSince !== null && wroteAt !== null) {
+      residence.push(end - pendingSince);
+      if (startedAt !== null) {
+        segments.toStart.push(startedAt - pendingSince);
+        segments.toWrite.push(wroteAt - startedAt);
+      }
+      segments.toSend.push(t - wroteAt);
+      segments.send.push(end - t);
+      pendingSince = startedAt = wroteAt = null;
+    }
+    return result;
+  };
   const round = (n) => Number(n.toFixed(3));
   return {
     start(port) {
@@ -145,7 +180,8 @@ async function installProbe(current) {
       turns = current();
       peers = new Map();
       residence = [];
-      pendingSince = null;
+      segments = { toStart: [], toWrite: [], toSend: [], send: [] };
+      pendingSince = startedAt = wroteAt = null;
       gcMs = 0;
       turns0 = turns.turnNumber;
       waited0 = turns.waited;
@@ -157,7 +193,12 @@ async function installProbe(current) {
       const q = (p) => round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
       const mean = sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length);
       const split = Object.fromEntries([...peers].map(([k, a]) => [k, Object.fromEntries(Object.entries(a).map(([f, v]) => [f, round(v)]))]));
-      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, turns: turns.turnNumber - turns0, starts: turns.starts - starts0, waited: turns.waited - waited0, released: Object.fromEntries(Object.entries(turns.released ?? {}).map(([k, v]) => [k, v - (released0[k] ?? 0)])) };
+      const stat = (values) => {
+        const v = [...values].sort((a, b) => a - b);
+        return { mean: round(v.reduce((a, b) => a + b, 0) / Math.max(1, v.length)), p50: round(v[Math.floor(v.length / 2)] ?? 0), p90: round(v[Math.floor(v.length * 0.9)] ?? 0) };
+      };
+      const lightSegmentsMs = Object.fromEntries(Object.entries(segments).map(([k, v]) => [k, stat(v)]));
+      return { peers: split, gcMs: round(gcMs), lightResidenceMs: { n: sorted.length, mean: round(mean), p50: q(0.5), p90: q(0.9), p99: q(0.99) }, lightSegmentsMs, turns: turns.turnNumber - turns0, starts: turns.starts - starts0, waited: turns.waited - waited0, released: Object.fromEntries(Object.entries(turns.released ?? {}).map(([k, v]) => [k, v - (released0[k] ?? 0)])) };
     },
   };
 }
@@ -226,7 +267,7 @@ async function parent() {
       heavyPerSecond: Math.round(heavyResult.perSecond),
       ratio: Number((beside.perSecond / alone.perSecond).toFixed(3)),
       failed: { alone: alone.failed, beside: beside.failed, heavy: heavyResult.failed },
-      ...(probed ? { probe: probed, probeAlone: { peers: probedAlone.peers, gcMs: probedAlone.gcMs, lightResidenceMs: probedAlone.lightResidenceMs } } : {}),
+      ...(probed ? { probe: probed, probeAlone: { peers: probedAlone.peers, gcMs: probedAlone.gcMs, lightResidenceMs: probedAlone.lightResidenceMs, lightSegmentsMs: probedAlone.lightSegmentsMs } } : {}),
     });
   }
   const summary = { seconds: SECONDS, heavyInFlight: HEAVY, phases };

@@ -59,16 +59,17 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   const ratios: number[] = [];
   const shares: number[] = [];
   const figures: string[] = [];
-  // Why the heavy peer's waiting streams were taken up, per window (PeerTurns is private to the node's stream service).
-  const released = (nodeServices(server).streams as unknown as { turns: PeerTurns }).turns.released;
+  // Why the heavy peer's waiting streams were taken up, per window (node.stats().streamTurns).
+  const released = (): Record<string, number> => server.stats().streamTurns.released;
   for (let round = 0; round < ROUNDS; round++) {
     const alone = await rate(light, server.id);
     heavy.stdin!.write('run\n');
     t.same(await next(), { running: true });
     replies.light = replies.heavy = 0;
-    const before = { ...released };
+    const before = released();
     const beside = await rate(light, server.id);
-    const why = (Object.keys(released) as Array<keyof typeof released>).map((k) => `${k} ${released[k] - before[k]}`).join(' ');
+    const after = released();
+    const why = Object.keys(after).map((k) => `${k} ${after[k]! - before[k]!}`).join(' ');
     const share = replies.light / (replies.light + replies.heavy);
     heavy.stdin!.write('pause\n');
     await next();
@@ -87,6 +88,11 @@ t.test('a one-request peer keeps its rate beside a peer with 64 in flight', asyn
   t.ok(ratio >= 0.35, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
   t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
+  const turnStats = server.stats().streamTurns;
+  t.equal(turnStats.waited, server.stats().limits.streamPeerTurn, 'stats().streamTurns counts the same waits...');
+  const taken = Object.values(turnStats.released).reduce((a, b) => a + b, 0);
+  // A stream still waiting, or closed while waiting, is not released.
+  t.ok(taken > 0 && taken <= turnStats.waited, `...and why ${taken} of them were taken up (${JSON.stringify(turnStats.released)})`);
 });
 
 t.test('PeerTurns: while another peer is active, a waiting stream at least two turns apart and after three other starts, in arrival order; a stream that closes while waiting leaves the queue; a peer alone is not paced', async (t) => {
