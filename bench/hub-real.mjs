@@ -181,7 +181,7 @@ function linkTiming(fanouts) {
 /** The hub's QUIC admission figures: handshakes completed inbound, in progress, and Initials turned away. */
 function quicOf(stats) {
   const d = stats.datagramsDropped ?? {};
-  return { inbound: stats.handshakes.completed.quic.inbound, pending: stats.handshakes.pending, refused: d.refused ?? 0, admissionLimited: d.admissionLimited ?? 0, retried: d.retried ?? 0, retryLimited: d.retryLimited ?? 0, invalidToken: d.invalidToken ?? 0, unknownConnection: d.unknownConnection ?? 0 };
+  return { inbound: stats.handshakes.completed.quic.inbound, h2Inbound: stats.handshakes.completed.h2.inbound, h2Connections: stats.connections?.h2 ?? 0, pending: stats.handshakes.pending, refused: d.refused ?? 0, admissionLimited: d.admissionLimited ?? 0, retried: d.retried ?? 0, retryLimited: d.retryLimited ?? 0, invalidToken: d.invalidToken ?? 0, unknownConnection: d.unknownConnection ?? 0 };
 }
 
 async function leavesChild() {
@@ -233,6 +233,12 @@ async function leavesChild() {
     dropReasons,
     redialErrors,
     failedAtStart: nodes.filter((n) => !n.bootstrapResults[0]?.ok).length,
+    // The leaves' dial handshakes by transport: HTTP/2 joins a QUIC dial not answered within fallbackDelayMs.
+    dials: nodes.reduce((acc, node) => {
+      const started = node.stats().handshakes.started;
+      for (const key of ['quic', 'h2', 'fallbacks', 'quicRetries', 'quicRecovered']) acc[key] = (acc[key] ?? 0) + (started[key] ?? 0);
+      return acc;
+    }, {}),
     redials: sum('redials'),
     redialFailures: sum('redialFailures'),
     reconnected: sum('reconnected'),
@@ -509,6 +515,7 @@ async function restartHub(hub, hubArgs, address, groups, leaves) {
     lastMovedFromReturnMs: r.lastMovedAt - backAt,
     hubNeighbours: r.hubState.neighbours,
     hubRoutes: r.hubState.routes,
+    dials: minus(mergeDrops(after, 'dials'), mergeDrops(before, 'dials')),
     redials: total(after, 'redials') - total(before, 'redials'),
     redialFailures: total(after, 'redialFailures') - total(before, 'redialFailures'),
     reconnected: total(after, 'reconnected') - total(before, 'reconnected'),
