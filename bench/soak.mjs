@@ -146,7 +146,7 @@ async function worker() {
         break;
       }
       case 'everyone':
-        for (const entry of message.nodes) everyone.set(entry.id, { address: entry.address, up: entry.up, stableSince: entry.stableSince, victim: entry.victim, lastEvent: entry.lastEvent });
+        for (const entry of message.nodes) everyone.set(entry.id, { address: entry.address, up: entry.up, stableSince: entry.stableSince, victim: entry.victim, lastEvent: entry.lastEvent, component: entry.component });
         for (const slot of slots) slot.victim = everyone.get(slot.node.id)?.victim ?? false;
         break;
       case 'routes': {
@@ -192,6 +192,10 @@ async function worker() {
         reply(message, { type: 'cut-done', peer: peer?.nodeId });
         break;
       }
+      case 'topology':
+        // Each live node's direct links (relayed connections are not links of the graph).
+        reply(message, { type: 'topology', nodes: slots.filter((s) => s.up).map((s) => ({ id: s.node.id, peers: s.node.peers().filter((p) => p.transport !== 'relay').map((p) => p.nodeId) })) });
+        break;
       case 'sample':
         reply(message, { type: 'sample', memory: memory(), nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0) });
         break;
@@ -216,18 +220,31 @@ async function worker() {
     return ids.length > 0 ? pick(ids) : undefined;
   }
 
-  /** How a call to `id` that began at `started` (Date.now()) and failed counts: lost if its target was up and stable throughout. */
-  function failureKind(id, started) {
+  /**
+   * How a call to `id` from `source` that began at `started` (Date.now()) and failed counts: lost if
+   * both ends were up and stable for 10 s before it and still up, and the network between them was
+   * whole (the last topology poll put them in one component); else the churn reason.
+   */
+  function failureKind(id, started, source) {
     const e = everyone.get(id);
-    return e && e.up && e.stableSince < started - 10_000 ? 'lost' : 'churn';
+    if (!e || !e.up || e.stableSince >= started - 10_000) return 'target churned';
+    const slot = slots.find((s) => s.node === source);
+    if (!slot || !slot.up || slot.startedAt >= started - 10_000) return 'source churned';
+    const from = everyone.get(source.id);
+    if (from?.component !== undefined && e.component !== undefined && from.component !== e.component) return 'network split';
+    return 'lost';
   }
 
   function tally(kind, id, started, error, source, path) {
     const bucket = counters[phase][everyone.get(id)?.victim ? 'victims' : 'others'][kind];
     if (error === undefined) bucket.ok++;
     else {
-      const how = failureKind(id, started);
-      bucket[how]++;
+      const how = failureKind(id, started, source);
+      if (how === 'lost') bucket.lost++;
+      else {
+        bucket.churn++;
+        counters.churnReasons[how] = (counters.churnReasons[how] ?? 0) + 1;
+      }
       if (how === 'lost') {
         counters.lostCodes[error.code ?? 'other'] = (counters.lostCodes[error.code ?? 'other'] ?? 0) + 1;
         lostCause(kind, id, error, source, started, path);
@@ -357,6 +374,7 @@ function newCounters() {
     lostByState: {},
     lostSamples: [],
     lostByMinute: [],
+    churnReasons: {},
     linkCuts: 0,
     relayedStreams: 0,
   };
@@ -542,7 +560,7 @@ async function parent() {
   });
   await Promise.all(workers.map((w, i) => w.ask({ type: 'links', links: links.get(i) })));
   const broadcast = () => {
-    const message = { type: 'everyone', nodes: nodes.map(({ id, address, up, stableSince, victim, lastEvent }) => ({ id, address, up, stableSince, victim, lastEvent })) };
+    const message = { type: 'everyone', nodes: nodes.map(({ id, address, up, stableSince, victim, lastEvent, component }) => ({ id, address, up, stableSince, victim, lastEvent, component })) };
     for (const w of workers) if (w.child.connected) w.child.send(message);
   };
   broadcast();
@@ -576,6 +594,34 @@ async function parent() {
   };
   await sample();
   const sampler = setInterval(() => void sample(), sampleMs);
+
+  // Topology every 5 s: the components of the live nodes' direct links. Churn can split the network
+  // (a restarted node has only its two bootstrap links, and they may die later): calls across a
+  // split are counted as churn, and the splits are reported.
+  const topology = [];
+  const pollTopology = async () => {
+    const replies = (await Promise.all(workers.map((w) => w.ask({ type: 'topology' })))).filter((m) => !m.dead);
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const parent = new Map();
+    const root = (id) => {
+      while (parent.get(id) !== id) id = parent.get(id);
+      return id;
+    };
+    const live = replies.flatMap((r) => r.nodes).filter((n) => byId.get(n.id)?.up);
+    for (const n of live) parent.set(n.id, n.id);
+    for (const n of live) for (const p of n.peers) if (parent.has(p)) parent.set(root(n.id), root(p));
+    const sizes = new Map();
+    for (const n of live) sizes.set(root(n.id), (sizes.get(root(n.id)) ?? 0) + 1);
+    let changed = false;
+    for (const n of nodes) {
+      const component = parent.has(n.id) ? root(n.id) : undefined;
+      if (n.component !== component) [n.component, changed] = [component, true];
+    }
+    const largest = Math.max(0, ...sizes.values());
+    topology.push({ atSeconds: Math.round((Date.now() - t0) / 1000), components: sizes.size, largest, outside: live.length - largest, isolated: [...sizes.values()].filter((n) => n === 1).length });
+    if (changed) broadcast();
+  };
+  const topologyPoller = setInterval(() => void pollTopology(), 5_000);
 
   // The attacker starts after the warm-up.
   const victims = nodes.filter((n) => n.victim).map(({ id, address }) => ({ id, address }));
@@ -628,11 +674,12 @@ async function parent() {
   await Promise.race([trafficDone.then(() => (trafficEnded = true)), trafficLate, (async () => { while (crashes.length === 0) await sleep(500); })()]);
   await churning;
   clearInterval(sampler);
+  clearInterval(topologyPoller);
   await sleep(500);
   await sample();
   const attackCounts = !attackOn ? { note: 'no attacker (--no-attack)' } : await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
   const reports = (await Promise.all(workers.map((w) => w.ask({ type: 'report' })))).filter((r) => !r.dead);
-  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn });
+  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology });
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(`${out}.json`, JSON.stringify(summary, null, 1) + '\n');
   writeFileSync(`${out}.md`, markdown(summary));
@@ -647,7 +694,7 @@ async function parent() {
   process.exit(crashes.length === 0 ? 0 : 1);
 }
 
-function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn }) {
+function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology }) {
   const add = (a, b) => ({ ok: a.ok + b.ok, lost: a.lost + b.lost, churn: a.churn + b.churn });
   const zero = { ok: 0, lost: 0, churn: 0 };
   const sum = (phase, who, kind) => reports.reduce((acc, r) => add(acc, r.counters[phase][who][kind]), zero);
@@ -710,6 +757,7 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
       failedByChurn: total.churn,
       ok: total.ok,
       lostCodes,
+      churnReasons: merged('churnReasons'),
       lostMessages: merged('lostMessages'),
       lostByState: merged('lostByState'),
       lostSamples: reports.flatMap((r) => r.counters.lostSamples).slice(0, 60),
@@ -737,6 +785,16 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
       }, {}),
       linkCuts: reports.reduce((s, r) => s + r.counters.linkCuts, 0),
     },
+    topology: {
+      polls: topology.length,
+      split: topology.filter((p) => p.components > 1).length,
+      maxOutside: Math.max(0, ...topology.map((p) => p.outside)),
+      byMinute: Array.from({ length: Math.ceil(seconds / 60) }, (_, m) => {
+        const inMinute = topology.filter((p) => p.atSeconds >= m * 60 && p.atSeconds < (m + 1) * 60);
+        return { minute: m, maxComponents: Math.max(0, ...inMinute.map((p) => p.components)), maxOutside: Math.max(0, ...inMinute.map((p) => p.outside)) };
+      }),
+      polled: topology,
+    },
     attacker: attackCounts,
     victims: victimLimits,
   };
@@ -752,13 +810,14 @@ function markdown(s) {
   lines.push('Native memory per worker (RSS − heap total − external, MiB; worker 0 holds the attacked nodes):', '', '| at (s) | ' + s.memory.samples[0].workers.map((_, i) => `worker ${i}`).join(' | ') + ' |', '|---:|' + s.memory.samples[0].workers.map(() => '---:').join('|') + '|');
   for (const row of s.memory.samples) lines.push(`| ${row.atSeconds} | ${row.workers.map((w) => w.nativeMiB ?? Math.round(w.rssMiB - w.heapTotalMiB - w.externalMiB)).join(' | ')} |`);
   lines.push('');
-  lines.push('## Good traffic', '', `Success (ok / (ok + lost)): ${s.traffic.goodSuccess}; ${s.traffic.ok} ok, ${s.traffic.lost} lost (target up and stable 10 s), ${s.traffic.failedByChurn} failed to targets that churned. Lost by code: ${JSON.stringify(s.traffic.lostCodes)}.`, '');
+  lines.push('## Good traffic', '', `Success (ok / (ok + lost)): ${s.traffic.goodSuccess}; ${s.traffic.ok} ok, ${s.traffic.lost} lost (both ends up and stable 10 s, in one part of the network), ${s.traffic.failedByChurn} failed for churn (the target or the source restarted within 10 s before the call, or the network was split between them). Lost by code: ${JSON.stringify(s.traffic.lostCodes)}.`, '');
   lines.push('Lost calls by the state of their ends (the time since the source node started and since the target last churned; a call is lost only if its target was up 10 s before it began):', '');
   for (const [key, n] of Object.entries(s.traffic.lostByState ?? {}).slice(0, 20)) lines.push(`- ${n}: ${key}`);
   lines.push('', `Lost calls by minute of traffic: ${(s.traffic.lostByMinute ?? []).map((m, i) => `${i}: ${JSON.stringify(m)}`).join('; ')}.`);
   lines.push('', 'Lost calls by message:', '');
   for (const [key, n] of Object.entries(s.traffic.lostMessages ?? {}).slice(0, 15)) lines.push(`- ${n}: ${key}`);
   lines.push('');
+  if (s.topology) lines.push(`Failures not counted as lost, by reason: ${JSON.stringify(s.traffic.churnReasons)}. The network (live nodes, direct links) was split in ${s.topology.split} of ${s.topology.polls} polls (every 5 s); most nodes outside the largest part at once: ${s.topology.maxOutside}; by minute (most parts / most nodes outside): ${s.topology.byMinute.map((m) => `${m.maxComponents}/${m.maxOutside}`).join(', ')}.`, '');
   lines.push('| phase | to | requests | streams | fan-out targets |', '|---|---|---:|---:|---:|');
   for (const phase of ['warm-up', 'attack']) {
     for (const who of ['victims', 'others']) {
