@@ -101,8 +101,29 @@ async function hubChild() {
     stats: router.stats(),
     fragments: router.record(hub.id)?.fragments ?? 0,
     quic: quicOf(hub.stats()),
-  }), { 'timing-reset': async () => (timing.reset(), {}), timing: async () => timing.summary() });
+  }), { 'timing-reset': async () => (timing.reset(), {}), timing: async () => timing.summary(), 'prof-start': profStart, 'prof-stop': profStop });
   process.send({ type: 'ready', id: hub.id, address: hub.address });
+}
+
+/** HUB_EXEC_PROF=DIR: the hub's CPU profile of each CLI exec of --cli-probe alone (node:inspector), written to DIR/exec-N.cpuprofile. */
+let inspector;
+async function profStart() {
+  const { Session } = await import('node:inspector');
+  inspector ??= new Session();
+  inspector.connect?.();
+  const post = (m, p) => new Promise((resolve, reject) => inspector.post(m, p, (e, r) => (e ? reject(e) : resolve(r))));
+  await post('Profiler.enable');
+  await post('Profiler.setSamplingInterval', { interval: 500 });
+  await post('Profiler.start');
+  return {};
+}
+async function profStop({ name }) {
+  const post = (m, p) => new Promise((resolve, reject) => inspector.post(m, p, (e, r) => (e ? reject(e) : resolve(r))));
+  const { profile } = await post('Profiler.stop');
+  writeFileSync(joinPath(process.env.HUB_EXEC_PROF, `${name}.cpuprofile`), JSON.stringify(profile));
+  inspector.disconnect();
+  inspector = undefined;
+  return {};
 }
 
 /** The event loop's longest delay since the last call (ms): how late this process answers its sockets. */
@@ -424,7 +445,9 @@ async function cliProbe(hub, address, hubId, keyFile, leaves) {
   for (let i = 0; i < 3; i++) {
     await hub.ask('timing-reset');
     const l0 = await Promise.all(hub.groups.map((g) => g.poll()));
+    if (process.env.HUB_EXEC_PROF) await hub.ask('prof-start');
     cli.push(await cliExec(address, hubId, keyFile));
+    if (process.env.HUB_EXEC_PROF) await hub.ask('prof-stop', { name: `exec-${i + 1}` });
     hubTiming.push(await hub.ask('timing'));
     const l1 = await Promise.all(hub.groups.map((g) => g.poll()));
     leafCpu.push(l1.map((s, j) => Math.round(cpuMs(s.cpu) - cpuMs(l0[j].cpu))));
