@@ -240,21 +240,34 @@ async function worker() {
    * both ends were up and stable for 10 s before it and still up, and the network between them was
    * whole (the last topology poll put them in one component); else the churn reason.
    */
-  function failureKind(id, started, source) {
+  function failureKind(id, started, source, path) {
     const e = everyone.get(id);
     if (!e || !e.up || e.stableSince >= started - 10_000) return 'target churned';
     const slot = slots.find((s) => s.node === source);
     if (!slot || !slot.up || slot.startedAt >= started - 10_000) return 'source churned';
     const from = everyone.get(source.id);
     if (from?.component !== undefined && e.component !== undefined && from.component !== e.component) return 'network split';
+    if (pathChurned(path, started)) return 'path churned during the call';
     return 'lost';
+  }
+
+  /** A hop of the path the call began on was killed, or one of its links was cut, after the call began. */
+  function pathChurned(path, started) {
+    if (path === undefined) return false;
+    for (let i = 0; i < path.length; i++) {
+      const event = everyone.get(path[i])?.lastEvent;
+      if (event === undefined || event.at < started) continue;
+      if (event.kind !== 'cut' && i > 0 && i < path.length - 1) return true;
+      if (event.kind === 'cut' && (event.peer === path[i - 1] || event.peer === path[i + 1])) return true;
+    }
+    return false;
   }
 
   function tally(kind, id, started, error, source, path) {
     const bucket = counters[phase][everyone.get(id)?.victim ? 'victims' : 'others'][kind];
     if (error === undefined) bucket.ok++;
     else {
-      const how = failureKind(id, started, source);
+      const how = failureKind(id, started, source, path);
       if (how === 'lost') bucket.lost++;
       else {
         bucket.churn++;
@@ -683,7 +696,7 @@ async function parent() {
         const { peer } = await workers[n.worker].ask({ type: 'cut', index: n.index });
         // Both ends of the cut link churned (the time since is in the lost calls' causes).
         const other = nodes.find((m) => m.id === peer);
-        if (peer !== undefined) for (const m of [n, other]) if (m?.up) m.lastEvent = { kind: 'cut', at: Date.now() };
+        if (peer !== undefined) for (const [m, far] of [[n, other], [other, n]]) if (m?.up) m.lastEvent = { kind: 'cut', at: Date.now(), peer: far?.id };
         broadcast();
       }
     }
