@@ -21,6 +21,12 @@ const UPGRADE_MAX_MS = 60_000;
  */
 export const REFUSED_GRACE_MS = 200;
 const REFUSED_MIN_DIAL_MS = 500;
+/**
+ * An address reached over QUIC within transportMemoryMs answers UDP: there HTTP/2 joins a dial
+ * only after this share of the dial's budget (a slow handshake means a busy peer, and a second
+ * one over TCP adds to its load: a restarted hub's leaves started 1,872 of them in one run).
+ */
+export const QUIC_KNOWN_FALLBACK_SHARE = 0.5;
 /** Dial failures that another transport cannot fix: the peer is not who we want. */
 const FINAL_DIAL_ERRORS = new Set(['ERR_PEER_ID_MISMATCH', 'ERR_PEER_CERTIFICATE', 'ERR_TRANSPORT_CLOSED']);
 
@@ -40,6 +46,10 @@ export interface DialerSettings {
 export class Dialer {
   /** Peer addresses ("host:port") last reached over HTTP/2 after QUIC failed, and until when to dial them over HTTP/2 straight away. */
   readonly h2Addresses = new Map<string, number>();
+  /** Peer addresses last reached over QUIC, and until when HTTP/2 waits longer before joining their dials. */
+  readonly quicAddresses = new Map<string, number>();
+  /** Dials to such an address where QUIC was not done within fallbackDelayMs and HTTP/2 waited longer (not in NodeStats). */
+  quicKnownWaits = 0;
   private readonly counts: DialStats = { quic: 0, h2: 0, fallbacks: 0, remembered: 0, refused: 0, quicRetries: 0, quicRecovered: 0, rememberedEvicted: 0 };
   private readonly pending = new Map<string, Promise<Connection>>();
   private readonly quic: Transport | undefined;
@@ -70,8 +80,13 @@ export class Dialer {
       pending = this.connect(target, key, options)
         .then((connection) => {
           this.connected(connection, target);
-          if (connection.transport === 'quic') this.h2Addresses.delete(key);
-          else this.scheduleUpgrade(connection, target, UPGRADE_FIRST_MS);
+          if (connection.transport === 'quic') {
+            this.h2Addresses.delete(key);
+            this.remember(this.quicAddresses, key);
+          } else {
+            this.quicAddresses.delete(key);
+            this.scheduleUpgrade(connection, target, UPGRADE_FIRST_MS);
+          }
           return connection;
         })
         .finally(() => this.pending.delete(key));
@@ -182,21 +197,41 @@ export class Dialer {
       // When the delay ends, QUIC datagrams that came within it are read first (a poll phase and a
       // batch later): a busy event loop runs late timers before reading the socket, and would
       // start HTTP/2 beside a QUIC handshake whose answer is already waiting.
-      const timer = setTimeout(() => setImmediate(() => setImmediate(startH2)), this.settings.fallbackDelayMs);
+      const known = this.quicKnown(key);
+      const delayMs = known ? Math.max(this.settings.fallbackDelayMs, (deadline - dialStartedAt) * QUIC_KNOWN_FALLBACK_SHARE) : this.settings.fallbackDelayMs;
+      const start = (): void => {
+        if (known && !h2Started && !settled && delayMs > this.settings.fallbackDelayMs) this.quicKnownWaits++;
+        startH2();
+      };
+      const timer = setTimeout(() => setImmediate(() => setImmediate(start)), delayMs);
       this.attempt(quic, target, options, deadline, aborts.quic.signal).then(won, (error: unknown) => failed('quic', error));
     });
   }
 
   private rememberH2(key: string): void {
+    this.quicAddresses.delete(key);
+    this.remember(this.h2Addresses, key);
+  }
+
+  private remember(memory: Map<string, number>, key: string): void {
     if (this.settings.transportMemoryMs <= 0) return;
-    this.h2Addresses.delete(key);
-    this.h2Addresses.set(key, performance.now() + this.settings.transportMemoryMs);
+    memory.delete(key);
+    memory.set(key, performance.now() + this.settings.transportMemoryMs);
     // Oldest first (insertion order): drop the oldest beyond the bound.
-    for (const oldest of this.h2Addresses.keys()) {
-      if (this.h2Addresses.size <= MAX_REMEMBERED) break;
-      this.h2Addresses.delete(oldest);
+    for (const oldest of memory.keys()) {
+      if (memory.size <= MAX_REMEMBERED) break;
+      memory.delete(oldest);
       this.counts.rememberedEvicted++;
     }
+  }
+
+  /** Whether `key` was reached over QUIC within transportMemoryMs (an older memory is dropped). */
+  private quicKnown(key: string): boolean {
+    const until = this.quicAddresses.get(key);
+    if (until === undefined) return false;
+    if (until > performance.now()) return true;
+    this.quicAddresses.delete(key);
+    return false;
   }
 
   /**
@@ -217,6 +252,7 @@ export class Dialer {
         (upgraded) => {
           this.counts.quicRecovered++;
           this.h2Addresses.delete(formatAddress(target));
+          this.remember(this.quicAddresses, formatAddress(target));
           this.connected(upgraded, target);
         },
         () => this.scheduleUpgrade(connection, target, Math.min(UPGRADE_MAX_MS, delayMs * 2)),
