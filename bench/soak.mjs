@@ -12,7 +12,7 @@
 //   node --import tsx bench/soak.mjs --quick         30 s of traffic, 16 nodes in 2 workers (test/soak.test.ts)
 //   options: --seconds=N --nodes=N --workers=N --sample-seconds=N --out=PATH (default bench/results/soak)
 //            --no-attack (no attacker: its effect by comparison), --no-churn, --restart-bootstrap=random
-//            (a restarted node dials two random live nodes instead of its link peers: the runs before 21:50)
+//            (a restarted node dials two random live nodes instead of its link peers, on a new port: the runs before 21:50)
 // A failed call counts as lost only if both ends were up 10 s before it and the network was whole
 // between them (polled every 5 s); the rest are churn, by reason. Lost calls are logged by cause.
 //   SOAK_ATTACKS=heavyRequests,undecryptableInitials,... runs only those attacks (the attacker's count names)
@@ -125,8 +125,8 @@ async function worker() {
   let phase = 'warm-up';
   let trafficStarted = Date.now();
 
-  const make = async (identity, bootstrap = []) => {
-    const node = await createNode({ identity, listen: '127.0.0.1:0', h2: false, bootstrap });
+  const make = async (identity, bootstrap = [], listen = '127.0.0.1:0') => {
+    const node = await createNode({ identity, listen, h2: false, bootstrap });
     node.on('error', () => undefined);
     node.handleRequest('svc', (request) => request);
     node.handle('echo', (stream) => stream.pipe(stream));
@@ -173,7 +173,14 @@ async function worker() {
       }
       case 'restart': {
         const slot = slots[message.index];
-        slot.node = await make(slot.identity, message.bootstrap);
+        // Back at its address (a restarted daemon keeps its port): the bootstrap addresses others
+        // redial stay valid. A port taken meanwhile: a new one (counted).
+        slot.node = message.samePort
+          ? await make(slot.identity, message.bootstrap, slot.address).catch(() => {
+              counters.portsLost++;
+              return make(slot.identity, message.bootstrap);
+            })
+          : await make(slot.identity, message.bootstrap);
         slot.address = slot.node.address;
         slot.startedAt = Date.now();
         slot.up = true;
@@ -218,11 +225,13 @@ async function worker() {
   function connectionCounts() {
     const live = slots.filter((s) => s.up);
     const quicConnections = live.reduce((n, s) => n + s.node.stats().connections.quic, 0);
+    // Bootstrap redials (a restarted node keeps its bootstrap peers connected): a dead address is redialed for good.
+    const redialFailures = live.reduce((n, s) => n + (s.node.stats().bootstrap?.redialFailures ?? 0), 0);
     const victims = live.filter((s) => s.victim).map((s) => {
       const st = s.node.stats();
       return { quic: st.connections.quic, peers: s.node.peers().length, rotation: st.rotation, leftOpen: st.limits.quicStreamsLeftOpen };
     });
-    return { quicConnections, victims };
+    return { quicConnections, redialFailures, victims };
   }
 
   function victimStats() {
@@ -403,6 +412,7 @@ function newCounters() {
     lostSamples: [],
     lostByMinute: [],
     churnReasons: {},
+    portsLost: 0,
     linkCuts: 0,
     relayedStreams: 0,
   };
@@ -616,7 +626,7 @@ async function parent() {
   const sample = async () => {
     const at = Math.round((Date.now() - t0) / 1000);
     const perWorker = (await Promise.all(workers.map((w) => w.ask({ type: 'sample' })))).filter((m) => !m.dead);
-    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, victims: v }) => ({ ...memory, nodes: n, peers, quicConnections, ...(v?.length ? { victims: v } : {}) })) };
+    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, ...(v?.length ? { victims: v } : {}) })) };
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
     row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));
     row.totalExternalMiB = Math.round(row.workers.reduce((s, w) => s + w.externalMiB, 0));
@@ -685,7 +695,7 @@ async function parent() {
           const live = nodes.filter((m) => m.up && m !== n);
           const peers = restartRandom ? [] : [...(n.neighbours ?? [])].filter((m) => m.up).map((m) => m.address);
           const bootstrap = peers.length > 0 ? peers : [pick(live).address, pick(live).address];
-          const { address, dead } = await workers[n.worker].ask({ type: 'restart', index: n.index, bootstrap });
+          const { address, dead } = await workers[n.worker].ask({ type: 'restart', index: n.index, bootstrap, samePort: !restartRandom });
           if (dead) return;
           Object.assign(n, { address, up: true, stableSince: Date.now(), lastEvent: { kind: 'restart', at: Date.now() } });
           churn.restarts++;
@@ -819,6 +829,7 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
         return acc;
       }, {}),
       linkCuts: reports.reduce((s, r) => s + r.counters.linkCuts, 0),
+      portsLost: reports.reduce((s, r) => s + (r.counters.portsLost ?? 0), 0),
     },
     topology: {
       polls: topology.length,
@@ -838,13 +849,15 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
 function markdown(s) {
   const lines = [];
   lines.push(`# Soak (${s.mode}): ${s.nodes} nodes in ${s.workers} processes, ${s.seconds} s`, '');
-  lines.push(`Run ${s.when}. Churn: ${s.churn.kills} kills (each restarted 5 s later with its key${s.restartBootstrap === 'random' ? ', dialing two random live nodes' : ', dialing its link peers that are up'}), ${s.churn.cuts} link cuts (redialed 3 s later). ${s.attackOn === false ? 'No attacker (--no-attack); the "attack" phase is the same time without it.' : `Attacker from ${s.warmupSeconds} s on.`}${s.churnOn === false ? ' No churn.' : ''} Crashes: ${s.crashes.length ? s.crashes.join('; ') : 'none'}.`, '');
+  lines.push(`Run ${s.when}. Churn: ${s.churn.kills} kills (each restarted 5 s later with its key${s.restartBootstrap === 'random' ? ', dialing two random live nodes' : ', on its port, dialing its link peers that are up'}), ${s.churn.cuts} link cuts (redialed 3 s later). ${s.attackOn === false ? 'No attacker (--no-attack); the "attack" phase is the same time without it.' : `Attacker from ${s.warmupSeconds} s on.`}${s.churnOn === false ? ' No churn.' : ''} Crashes: ${s.crashes.length ? s.crashes.join('; ') : 'none'}.`, '');
   lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) | external (MiB) |', '|---:|---:|---:|---:|');
   for (const c of s.memory.curve) lines.push(`| ${c.atSeconds} | ${c.rssMiB} | ${c.heapUsedMiB} | ${c.externalMiB ?? '-'} |`);
   lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}); last / lowest since the second: ${s.memory.lastOverLowestSinceSecond}. Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB. External counts Buffers; V8 keeps heap it no longer uses (its heap total) in RSS.`, '');
   lines.push('Native memory per worker (RSS − heap total − external, MiB; worker 0 holds the attacked nodes):', '', '| at (s) | ' + s.memory.samples[0].workers.map((_, i) => `worker ${i}`).join(' | ') + ' |', '|---:|' + s.memory.samples[0].workers.map(() => '---:').join('|') + '|');
   for (const row of s.memory.samples) lines.push(`| ${row.atSeconds} | ${row.workers.map((w) => w.nativeMiB ?? Math.round(w.rssMiB - w.heapTotalMiB - w.externalMiB)).join(' | ')} |`);
   lines.push('');
+  const lastRow = s.memory.samples[s.memory.samples.length - 1];
+  lines.push(`QUIC connections held per worker at the end: ${lastRow.workers.map((w) => w.quicConnections ?? '-').join(', ')}; bootstrap redials that failed (a dead address is redialed until its node closes): ${lastRow.workers.map((w) => w.redialFailures ?? '-').join(', ')}. Restarts that could not have their port back: ${s.traffic.portsLost ?? '-'}.`, '');
   lines.push('## Good traffic', '', `Success (ok / (ok + lost)): ${s.traffic.goodSuccess}; ${s.traffic.ok} ok, ${s.traffic.lost} lost (both ends up and stable 10 s, in one part of the network), ${s.traffic.failedByChurn} failed for churn (the target or the source restarted within 10 s before the call, or the network was split between them). Lost by code: ${JSON.stringify(s.traffic.lostCodes)}.`, '');
   lines.push('Lost calls by the state of their ends (the time since the source node started and since the target last churned; a call is lost only if its target was up 10 s before it began):', '');
   for (const [key, n] of Object.entries(s.traffic.lostByState ?? {}).slice(0, 20)) lines.push(`- ${n}: ${key}`);
