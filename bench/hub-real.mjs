@@ -266,7 +266,7 @@ async function leavesChild() {
     spawn: spawnQueue.stats(),
     cpu: process.cpuUsage(),
     rss: process.memoryUsage().rss,
-  }), { 'stub-exec': stubExec });
+  }), { 'stub-exec': stubExec, 'prof-start': profStart, 'prof-stop': profStop });
   process.send({ type: 'ready' });
   await new Promise((resolve) => process.once('message', (msg) => msg.type === 'start' && resolve()));
   firstDialAt = Date.now();
@@ -445,9 +445,10 @@ async function cliProbe(hub, address, hubId, keyFile, leaves) {
   for (let i = 0; i < 3; i++) {
     await hub.ask('timing-reset');
     const l0 = await Promise.all(hub.groups.map((g) => g.poll()));
-    if (process.env.HUB_EXEC_PROF) await hub.ask('prof-start');
+    // With HUB_EXEC_PROF, the first leaves process is profiled over the same span.
+    if (process.env.HUB_EXEC_PROF) await Promise.all([hub.ask('prof-start'), hub.groups[0].ask('prof-start')]);
     cli.push(await cliExec(address, hubId, keyFile));
-    if (process.env.HUB_EXEC_PROF) await hub.ask('prof-stop', { name: `exec-${i + 1}` });
+    if (process.env.HUB_EXEC_PROF) await Promise.all([hub.ask('prof-stop', { name: `exec-${i + 1}` }), hub.groups[0].ask('prof-stop', { name: `leaves-exec-${i + 1}` })]);
     hubTiming.push(await hub.ask('timing'));
     const l1 = await Promise.all(hub.groups.map((g) => g.poll()));
     leafCpu.push(l1.map((s, j) => Math.round(cpuMs(s.cpu) - cpuMs(l0[j].cpu))));
@@ -614,10 +615,11 @@ async function main() {
   }
   if (RESTART_ONLY) {
     // Investigation mode: the restart alone, printed, no result files.
+    const joinLoad = loadavg();
     await sleep(5000);
     const restarted = await restartHub(hub, hubArgs, address, groups, leaves);
     const restart = restarted.restart;
-    console.log(JSON.stringify({ leaves, procs, join, restart }));
+    console.log(JSON.stringify({ leaves, procs, load: { atJoin: joinLoad, atEnd: loadavg() }, join, restart }));
     for (const g of [restarted.hub, ...groups]) g.send({ type: 'exit' });
     await sleep(3000);
     process.exit(0);
