@@ -168,6 +168,15 @@ const linkCounts = () => nodes.reduce((sum, node) => {
   return sum;
 }, {});
 const links0 = linkCounts();
+// QUIC packets sent and lost, summed over every node's connections (quiche's own counters, both ends).
+const quicPackets = () => nodes.reduce((sum, node) => {
+  for (const [, connection] of nodeServices(node).peers.entries()) {
+    const stats = connection.machine?.quiche.stats();
+    if (stats) for (const k of ['sent', 'lost']) sum[k] += stats[k];
+  }
+  return sum;
+}, { sent: 0, lost: 0 });
+const packets0 = quicPackets();
 const samplesMs = [];
 // Process CPU (all threads: the event loop and the thread pool's signatures) per run: less noisy than wall time on a shared machine.
 const cpuMs = [];
@@ -194,6 +203,7 @@ for (let run = 0; run < RUNS; run++) {
 if (session) writeFileSync(profile, JSON.stringify((await post('Profiler.stop')).profile));
 const routingRuns = delta(routing1, routingStats());
 const links1 = linkCounts();
+const packets1 = quicPackets();
 const legLinks = Object.fromEntries(Object.keys(links1).map((k) => [k, links1[k] - links0[k]]));
 perTarget.sort((a, b) => a - b);
 const memory = process.memoryUsage();
@@ -208,6 +218,9 @@ const result = {
   legVersion: LEG_VERSION,
   /** v2 links opened, broken with legs on them, and legs sent as v1, all nodes, during the measured runs. */
   legLinks,
+  /** QUIC packets sent (all nodes, both ends of every connection) per measured run, and lost in all runs. */
+  quicPacketsPerRun: (packets1.sent - packets0.sent) / RUNS,
+  quicPacketsLost: packets1.lost - packets0.lost,
   maxHops,
   buildMs,
   dialledMs,
@@ -252,6 +265,7 @@ function markdown(r) {
 | RTT reads into the QUIC binding at rest, all nodes | ${r.restRttSamplesPerS === undefined ? 'not recorded' : `${Math.round(r.restRttSamplesPerS).toLocaleString('en')}/s`} |
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | process CPU per run (all threads) | ${r.cpuMs ? r.cpuMs.map(ms).join(', ') : 'not recorded'} |
+| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
 | leg version; during the measured runs, all nodes: v2 links opened / broken / legs sent as v1 | ${r.legVersion ?? 1}; ${r.legLinks?.opened === undefined ? 'no v2 links (code before them)' : `${r.legLinks.opened} / ${r.legLinks.broken} / ${r.legLinks.v1Legs}`} |
