@@ -22,6 +22,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { loadavg } from 'node:os';
 
 /** Steps that had not settled this long after they began (each should end within its own 5 s deadline), by kind. */
 const STEP_LIMIT_MS = 20_000;
@@ -117,6 +118,33 @@ function reply(request, message) {
 
 async function worker() {
   const { createNode, Identity } = await import('../src/index.js');
+  const { nodeServices } = await import('../src/node/node.js');
+  const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+  let cpuAt = process.cpuUsage();
+  // Objects that should be collected once closed: connections (direct, spare, relayed) seen by a
+  // scan every 2 s, and killed nodes. Counted alive after a GC at each sample (a leak shows here).
+  const tracked = { connections: new WeakSet(), connectionRefs: [], nodesKilled: [] };
+  const scanConnections = () => {
+    for (const slot of slots) {
+      if (!slot.up) continue;
+      const table = nodeServices(slot.node)?.peers;
+      if (!table) continue;
+      for (const c of [...(table.connections?.values() ?? []), ...(table.spares?.keys() ?? []), ...(table.relayed ?? [])]) {
+        if (tracked.connections.has(c)) continue;
+        tracked.connections.add(c);
+        tracked.connectionRefs.push(new WeakRef(c));
+      }
+    }
+  };
+  setInterval(scanConnections, 2000).unref();
+  const aliveCounts = () => {
+    tracked.connectionRefs = tracked.connectionRefs.filter((r) => r.deref() !== undefined);
+    const alive = tracked.connectionRefs.map((r) => r.deref());
+    tracked.nodesKilled = tracked.nodesKilled.filter((r) => r.deref() !== undefined);
+    return { connectionsAlive: alive.length, closedConnectionsAlive: alive.filter((c) => c.closed).length, killedNodesAlive: tracked.nodesKilled.length };
+  };
   /** @type {Array<{identity: any, node: any, up: boolean, address: string, victim: boolean}>} */
   const slots = [];
   /** Every node of the run: id -> { address, up, stableSince, victim, lastEvent: {kind, at} | undefined } (from the parent). */
@@ -167,6 +195,7 @@ async function worker() {
       case 'kill': {
         const slot = slots[message.index];
         slot.up = false;
+        tracked.nodesKilled.push(new WeakRef(slot.node));
         await slot.node.close({ timeoutMs: 0 });
         reply(message, { type: 'killed', id: slot.node.id });
         break;
@@ -207,8 +236,15 @@ async function worker() {
         // Each live node's direct links (relayed connections are not links of the graph).
         reply(message, { type: 'topology', nodes: slots.filter((s) => s.up).map((s) => ({ id: s.node.id, peers: s.node.peers().filter((p) => p.transport !== 'relay').map((p) => p.nodeId) })) });
         break;
-      case 'sample':
-        reply(message, { type: 'sample', memory: memory(), nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0), ...connectionCounts() });
+      case 'sample': {
+        const mem = memory(); // after a GC: what is alive now is held
+        const cpu = process.cpuUsage(cpuAt);
+        cpuAt = process.cpuUsage();
+        const loop = { loopDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e6), loopDelayMaxMs: Math.round(loopDelay.max / 1e6), cpuSeconds: Math.round((cpu.user + cpu.system) / 1e5) / 10 };
+        loopDelay.reset();
+        reply(message, { type: 'sample', memory: mem, nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0), ...connectionCounts(), ...aliveCounts(), ...loop });
+        break;
+      }
         break;
       case 'report':
         reply(message, { type: 'report', counters: { ...counters, hung }, victims: victimStats() });
@@ -626,7 +662,8 @@ async function parent() {
   const sample = async () => {
     const at = Math.round((Date.now() - t0) / 1000);
     const perWorker = (await Promise.all(workers.map((w) => w.ask({ type: 'sample' })))).filter((m) => !m.dead);
-    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, ...(v?.length ? { victims: v } : {}) })) };
+    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, ...(v?.length ? { victims: v } : {}) })) };
+    row.loadAverage = Number(loadavg()[0].toFixed(1));
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
     row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));
     row.totalExternalMiB = Math.round(row.workers.reduce((s, w) => s + w.externalMiB, 0));
@@ -855,6 +892,9 @@ function markdown(s) {
   lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}); last / lowest since the second: ${s.memory.lastOverLowestSinceSecond}. Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB. External counts Buffers; V8 keeps heap it no longer uses (its heap total) in RSS.`, '');
   lines.push('Native memory per worker (RSS − heap total − external, MiB; worker 0 holds the attacked nodes):', '', '| at (s) | ' + s.memory.samples[0].workers.map((_, i) => `worker ${i}`).join(' | ') + ' |', '|---:|' + s.memory.samples[0].workers.map(() => '---:').join('|') + '|');
   for (const row of s.memory.samples) lines.push(`| ${row.atSeconds} | ${row.workers.map((w) => w.nativeMiB ?? Math.round(w.rssMiB - w.heapTotalMiB - w.externalMiB)).join(' | ')} |`);
+  lines.push('');
+  lines.push('Per sample: the machine\'s load (1 min), the workers\' event-loop delay p99 (max over workers, ms), closed connections and killed nodes still alive after the GC (sum over workers; they should be collected):', '', '| at (s) | load | loop p99 (ms) | CPU s (workers) | closed connections alive | killed nodes alive |', '|---:|---:|---:|---:|---:|---:|');
+  for (const row of s.memory.samples) lines.push(`| ${row.atSeconds} | ${row.loadAverage ?? '-'} | ${Math.max(...row.workers.map((w) => w.loopDelayP99Ms ?? 0))} | ${row.workers.reduce((n, w) => n + (w.cpuSeconds ?? 0), 0).toFixed(1)} | ${row.workers.reduce((n, w) => n + (w.closedConnectionsAlive ?? 0), 0)} | ${row.workers.reduce((n, w) => n + (w.killedNodesAlive ?? 0), 0)} |`);
   lines.push('');
   const lastRow = s.memory.samples[s.memory.samples.length - 1];
   lines.push(`QUIC connections held per worker at the end: ${lastRow.workers.map((w) => w.quicConnections ?? '-').join(', ')}; bootstrap redials that failed (a dead address is redialed until its node closes): ${lastRow.workers.map((w) => w.redialFailures ?? '-').join(', ')}. Restarts that could not have their port back: ${s.traffic.portsLost ?? '-'}.`, '');
