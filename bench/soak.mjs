@@ -265,7 +265,12 @@ async function worker() {
     const redialFailures = live.reduce((n, s) => n + (s.node.stats().bootstrap?.redialFailures ?? 0), 0);
     const victims = live.filter((s) => s.victim).map((s) => {
       const st = s.node.stats();
-      return { quic: st.connections.quic, peers: s.node.peers().length, rotation: st.rotation, leftOpen: st.limits.quicStreamsLeftOpen };
+      // The victim's connections' streams: open now, and used over each connection's life (quiche keeps every finished id).
+      const table = nodeServices(s.node)?.peers;
+      const conns = table ? [...table.connections.values(), ...table.spares.keys(), ...table.relayed] : [];
+      const streamsOpen = conns.reduce((n, c) => n + (c.streamCount ?? 0), 0);
+      const streamsUsedMax = Math.max(0, ...conns.map((c) => c.streamsUsed ?? 0));
+      return { quic: st.connections.quic, peers: s.node.peers().length, rotation: st.rotation, leftOpen: st.limits.quicStreamsLeftOpen, streamsOpen, streamsUsedMax, pendingHandshakes: st.handshakes.pending, streams: st.streams };
     });
     return { quicConnections, redialFailures, victims };
   }
