@@ -257,8 +257,8 @@ interface Link {
   stream: Duplex | undefined;
   /** The ACCEPT came and said link: frames may be written. */
   accepted: boolean;
-  /** A version 3 link's lead leg (id 0), sent with the OPEN. */
-  readonly lead: SentLeg | undefined;
+  /** A version 3 link's lead leg (id 0), sent with the OPEN; let go at the ACCEPT (its sink holds its whole fan-out). */
+  lead: SentLeg | undefined;
   readonly legs: Map<number, SentLeg>;
   readonly queue: SentLeg[];
   nextId: number;
@@ -404,6 +404,8 @@ export class LegLinks {
     stream.on('close', () => this.broken(link, new PnetError('ERR_STREAM_RESET', `fan-out link to ${link.hop} closed`)));
     // The lead was given up before the ACCEPT: the peer is told now.
     if (link.lead?.over === true && !link.closed) stream.write(linkFrame(LINK_CANCEL, link.lead.id));
+    // The lead, if still running, stays in link.legs; kept here it held its fan-out (and the closed connections under it) for the link's life.
+    link.lead = undefined;
     const queued = link.queue.splice(0);
     for (const leg of queued) this.write(link, leg);
     if (link.legs.size === 0) this.idle(link);
