@@ -177,6 +177,16 @@ const quicPackets = () => nodes.reduce((sum, node) => {
   return sum;
 }, { sent: 0, lost: 0 });
 const packets0 = quicPackets();
+// The kernel's UDP receive-buffer drops, machine-wide (Linux /proc/net/snmp; other processes count too).
+const udpRcvbufErrors = () => {
+  try {
+    const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+    return Number(lines[1].split(/\s+/)[lines[0].split(/\s+/).indexOf('RcvbufErrors')]);
+  } catch {
+    return undefined;
+  }
+};
+const rcvbuf0 = udpRcvbufErrors();
 const samplesMs = [];
 // Process CPU (all threads: the event loop and the thread pool's signatures) per run: less noisy than wall time on a shared machine.
 const cpuMs = [];
@@ -204,6 +214,7 @@ if (session) writeFileSync(profile, JSON.stringify((await post('Profiler.stop'))
 const routingRuns = delta(routing1, routingStats());
 const links1 = linkCounts();
 const packets1 = quicPackets();
+const rcvbuf1 = udpRcvbufErrors();
 const legLinks = Object.fromEntries(Object.keys(links1).map((k) => [k, links1[k] - links0[k]]));
 perTarget.sort((a, b) => a - b);
 const memory = process.memoryUsage();
@@ -221,6 +232,8 @@ const result = {
   /** QUIC packets sent (all nodes, both ends of every connection) per measured run, and lost in all runs. */
   quicPacketsPerRun: (packets1.sent - packets0.sent) / RUNS,
   quicPacketsLost: packets1.lost - packets0.lost,
+  /** UDP datagrams the kernel dropped for full receive buffers during the measured runs (machine-wide). */
+  udpRcvbufErrors: rcvbuf0 === undefined ? undefined : rcvbuf1 - rcvbuf0,
   maxHops,
   buildMs,
   dialledMs,
@@ -265,7 +278,7 @@ function markdown(r) {
 | RTT reads into the QUIC binding at rest, all nodes | ${r.restRttSamplesPerS === undefined ? 'not recorded' : `${Math.round(r.restRttSamplesPerS).toLocaleString('en')}/s`} |
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | process CPU per run (all threads) | ${r.cpuMs ? r.cpuMs.map(ms).join(', ') : 'not recorded'} |
-| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`} |
+| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`}${r.udpRcvbufErrors === undefined ? '' : `; UDP receive-buffer drops (machine-wide) ${r.udpRcvbufErrors}`} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
 | leg version; during the measured runs, all nodes: v2 links opened / broken / legs sent as v1 | ${r.legVersion ?? 1}; ${r.legLinks?.opened === undefined ? 'no v2 links (code before them)' : `${r.legLinks.opened} / ${r.legLinks.broken} / ${r.legLinks.v1Legs}`} |
