@@ -58,8 +58,8 @@ export function emptyRawLinkStats(): RawLinkStats {
 
 interface Entry {
   readonly neighbour: NodeId;
-  /** The neighbour's connection whose address link packets go to and must come from (its QUIC socket's). */
-  connection: RawLinkConnection;
+  /** The neighbour's connection's address, which link packets go to and must come from (its QUIC socket's); the address, not the connection, so a closed connection is not held. */
+  remote: SocketAddress;
   /** What the neighbour puts on link packets to us (a latin1 key into `byTag`). */
   readonly ownTag: Buffer;
   /** Marker + the neighbour's tag, once it has told us. */
@@ -96,11 +96,11 @@ export class RawLinks {
   linkUp(neighbour: NodeId, connection: RawLinkConnection): Buffer | undefined {
     const known = this.byNeighbour.get(neighbour);
     if (known !== undefined) {
-      known.connection = connection;
+      known.remote = connection.remoteAddress;
       return undefined;
     }
     const ownTag = randomBytes(LINK_TAG_BYTES);
-    const entry: Entry = { neighbour, connection, ownTag, prefix: undefined, link: undefined };
+    const entry: Entry = { neighbour, remote: connection.remoteAddress, ownTag, prefix: undefined, link: undefined };
     this.byNeighbour.set(neighbour, entry);
     this.byTag.set(ownTag.toString('latin1'), entry);
     return this.tagMessage(neighbour);
@@ -156,14 +156,14 @@ export class RawLinks {
   link(neighbour: NodeId, connection: RawLinkConnection): DatagramLink | undefined {
     const entry = this.byNeighbour.get(neighbour);
     if (entry === undefined || entry.prefix === undefined) return undefined;
-    entry.connection = connection;
+    entry.remote = connection.remoteAddress;
     entry.link ??= new RawLink(this, entry, this.host.maxDatagramSize - LINK_PREFIX_BYTES);
     return entry.link;
   }
 
   send(entry: Entry, data: Uint8Array): boolean {
     if (entry.prefix === undefined || this.byNeighbour.get(entry.neighbour) !== entry) return false;
-    this.host.send(entry.prefix, data, entry.connection.remoteAddress);
+    this.host.send(entry.prefix, data, entry.remote);
     this.stats.sent++;
     return true;
   }
@@ -179,7 +179,7 @@ export class RawLinks {
       this.stats.badTag++;
       return undefined;
     }
-    const remote = entry.connection.remoteAddress;
+    const remote = entry.remote;
     if (remote.port !== port || remote.host !== host) {
       this.stats.wrongSource++;
       return undefined;
