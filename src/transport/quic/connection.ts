@@ -6,7 +6,7 @@ import { StreamInbox } from '../inbox.js';
 import { CreditWaiters } from '../shared.js';
 import { QuicStream } from './stream.js';
 import type { QuicStreamHost } from './stream.js';
-import { ACK_DELAY_MS, QuicMachine, Transmit } from './machine.js';
+import { QuicMachine, Transmit } from './machine.js';
 import type { MachineEvent } from './machine.js';
 import type { Drivable, Scheduler } from './scheduler.js';
 
@@ -248,7 +248,6 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
     const wake = machine.pollWake();
     if (wake === Transmit.NOW) this.transmit();
     else if (wake === Transmit.AFTER_TICKS) this.scheduler.transmitAfterTicks(this);
-    else if (machine.ackMayWait) this.scheduler.transmitDelayed(this, ACK_DELAY_MS);
     else this.scheduler.transmitNextTurn(this);
     if (machine.wantsService) this.scheduler.schedule(this);
     this.settle();

@@ -148,11 +148,6 @@ const FIN_ROOM = 1350;
 const PROBE_LIMIT = 8;
 /** A timer this late means the process was stalled (an event-loop block), not that the peer was silent. */
 const STALL_MS = 50;
-/**
- * How long the ACK of one lone packet may wait for a reply to carry it (`ackMayWait`): below
- * quiche's advertised max_ack_delay (25 ms), which the peer's loss detection allows for.
- */
-export const ACK_DELAY_MS = 10;
 
 export class QuicMachine {
   readonly quiche: QuicheConnection;
@@ -207,8 +202,6 @@ export class QuicMachine {
   private wrote = false;
   /** Bytes of packets sent since quiche last read a datagram. */
   private sentSinceRecv = 0;
-  /** Packets quiche took since the last transmit. */
-  private recvSinceTransmit = 0;
   /** Transmits so far: a stream whose data went to quiche after the last one still has it queued. */
   private transmits = 0;
   private transmitting = false;
@@ -293,7 +286,6 @@ export class QuicMachine {
     try {
       this.quiche.recv(packet, this.recvInfo);
       this.sentSinceRecv = 0;
-      this.recvSinceTransmit++;
       this.datagramsIn = true;
       this.lastActivity = now;
       this.stalledMs = 0;
@@ -585,22 +577,11 @@ export class QuicMachine {
     return wake;
   }
 
-  /**
-   * After a NEXT_TURN wake: what waits is at most the ACK of one packet (nothing written), so the
-   * transmit may wait up to ACK_DELAY_MS for a reply that carries it (a request's answer, a
-   * fan-out leg's result) instead of an ACK-only packet now. Two packets or more are acknowledged
-   * at once (RFC 9000 13.2.2), so a bulk sender's window still grows at the same pace.
-   */
-  get ackMayWait(): boolean {
-    return this.established && !this.closing && !this.wrote && this.recvSinceTransmit <= 1;
-  }
-
   /** Writes the next datagram to send into `buffer`: its length, or null when none is left. */
   pollTransmit(buffer: Buffer): number | null {
     if (!this.transmitting) {
       this.transmitting = true;
       this.wrote = false;
-      this.recvSinceTransmit = 0;
       this.transmits++;
     }
     let sent: [number, native.SendInfo] | null;
