@@ -19,9 +19,6 @@ export class Scheduler {
   private readonly nextTurn = new Set<Drivable>();
   private nextTurnScheduled = false;
   private readonly afterTicks = new Set<Drivable>();
-  /** Delayed ACKs: one timer for all of them, armed by the first (each waits at most its delay). */
-  private readonly delayed = new Set<Drivable>();
-  private delayTimer: NodeJS.Timeout | undefined;
 
   /** Drive `connection` in the next batch (after the current burst of datagrams and writes). */
   schedule(connection: Drivable): void {
@@ -41,12 +38,6 @@ export class Scheduler {
     }
   }
 
-  /** Transmit within `delayMs` (or earlier, when something else transmits first). */
-  transmitDelayed(connection: Drivable, delayMs: number): void {
-    this.delayed.add(connection);
-    this.delayTimer ??= setTimeout(this.runDelayed, delayMs);
-  }
-
   /** Transmit once the current tick's nextTicks ran (before any I/O). */
   transmitAfterTicks(connection: Drivable): void {
     if (this.afterTicks.size === 0) queueMicrotask(this.runAfterTicks);
@@ -56,13 +47,11 @@ export class Scheduler {
   /** `connection` just transmitted: a pending next-turn transmit has nothing left to do. */
   transmitted(connection: Drivable): void {
     this.nextTurn.delete(connection);
-    this.delayed.delete(connection);
   }
 
   forget(connection: Drivable): void {
     this.dirty.delete(connection);
     this.nextTurn.delete(connection);
-    this.delayed.delete(connection);
     this.afterTicks.delete(connection);
   }
 
@@ -81,12 +70,6 @@ export class Scheduler {
     this.nextTurnScheduled = false;
     for (const connection of this.nextTurn) connection.transmit();
     this.nextTurn.clear();
-  };
-
-  private readonly runDelayed = (): void => {
-    this.delayTimer = undefined;
-    for (const connection of this.delayed) connection.transmit();
-    this.delayed.clear();
   };
 
   private readonly runAfterTicks = (): void => {
