@@ -81,7 +81,7 @@ t.test('malformed datagrams: a reason, BAD_FRAME, no throw', async (t) => {
     ['destination = source', encodeDataUnchecked(DST, DST)],
     ['error report of the wrong size', ERROR_VECTOR.subarray(0, 130)],
     ['error code 0', Buffer.concat([ERROR_VECTOR.subarray(0, 66), hex('00'), ERROR_VECTOR.subarray(67)])],
-    ['error code 4', Buffer.concat([ERROR_VECTOR.subarray(0, 66), hex('04'), ERROR_VECTOR.subarray(67)])],
+    ['error code 5', Buffer.concat([ERROR_VECTOR.subarray(0, 66), hex('05'), ERROR_VECTOR.subarray(67)])],
     ['too long', Buffer.concat([DATA_VECTOR, Buffer.alloc(MAX_RELAYED_BYTES)])],
   ];
   for (const [name, bytes] of cases) {

@@ -180,3 +180,32 @@ t.test('disconnect(far) closes the relayed connection at both ends; the next req
   const second = nodeServices(a).datagrams!.live(c.id);
   t.ok(second && second !== first, 'the next request opened a new relayed connection');
 });
+
+t.test('a far node that restarts tells a relayed connection it forgot it (UNKNOWN_CONNECTION): the next request redials at once', async (t) => {
+  const nodes = await network(t, 4, line4);
+  const [a, , c, d] = nodes as [PnetNode, PnetNode, PnetNode, PnetNode];
+  t.equal((await a.request(d.id, 'whoami', 'before')).toString(), `${d.id}<-${a.id}:before`);
+  const stale = nodeServices(a).datagrams!.live(d.id);
+  t.ok(stale, 'a holds a relayed connection to d');
+  // d is gone without a word reaching a (c's link to it drops the CONNECTION_CLOSE), and back on its port with its key.
+  const identity = d.identity;
+  const address = d.address;
+  await d.close({ timeoutMs: 0 });
+  const again = await createNode({ ...options, identity, listen: address });
+  t.teardown(() => again.close({ timeoutMs: 200 }));
+  again.handleRequest('whoami', (request, info) => Buffer.concat([Buffer.from(`${again.id}<-${info.remoteNodeId}:`), request]));
+  await again.dial(c.address);
+  await converged([a, nodes[1]!, c, again]);
+  const before = nodeServices(a).datagrams!.endpoint.stats.errorsReported;
+  // The first request's packets reach the new d, which has no such connection: its report closes a's
+  // at once (the request in flight fails with that reason), instead of after the relayed idle timeout.
+  const started = performance.now();
+  const reply = await a.request(d.id, 'whoami', 'after', { timeoutMs: 4000 }).catch((error: Error) => error);
+  const tookMs = performance.now() - started;
+  t.comment(`request after the restart: ${reply instanceof Error ? reply.message : 'answered'} in ${tookMs.toFixed(0)} ms; reports ${nodeServices(a).datagrams!.endpoint.stats.errorsReported - before}`);
+  t.ok(nodeServices(a).datagrams!.endpoint.stats.errorsReported > before, 'a heard UNKNOWN_CONNECTION from d');
+  t.ok(tookMs < 3000, 'the request ended before the stale connection could time out (answered, or closed by the report)');
+  for (const until = performance.now() + 5000; !stale!.closed && performance.now() < until; ) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.ok(stale!.closed, 'the stale relayed connection closed');
+  t.equal((await a.request(d.id, 'whoami', 'later', { timeoutMs: 4000 })).toString(), `${d.id}<-${a.id}:later`, 'a new relayed connection reaches the new d');
+});

@@ -281,14 +281,25 @@ export class DatagramRelay {
   }
 
   private deliver(datagram: Uint8Array, from: NodeId): void {
-    const event = this.endpoint.receive(datagram, performance.now(), from);
+    const now = performance.now();
+    const event = this.endpoint.receive(datagram, now, from);
     if (event.kind === 'packet') {
       for (const path of event.evicted?.paths ?? []) void (path.owner as QuicConnection | undefined)?.close({ graceful: false, reason: 'relayed handshake evicted for another neighbour' });
       const owner = event.path?.owner as QuicConnection | undefined;
       if (owner !== undefined) owner.receive(event.packet);
       else if (!this.closing && (event.packet[0]! & 0xf0) === 0xc0) this.accept(event.flow, event.packet);
-      else if (event.created) this.endpoint.close(event.flow);
+      else {
+        if (event.created) this.endpoint.close(event.flow);
+        this.reportUnknown(datagram, from, now);
+      }
+    } else if (event.kind === 'drop') {
+      if (event.reason === 'unknownFlow' && (datagram[HEADER_BYTES]! & 0x80) === 0) this.reportUnknown(datagram, from, now);
     } else if (event.kind === 'error') {
+      if (event.forgotten !== undefined) {
+        // The far node forgot these connections (it restarted): they close now, not at their idle timeout; its new ones carry on.
+        for (const path of event.forgotten) void (path.owner as QuicConnection | undefined)?.close({ graceful: false, reason: event.error.message });
+        return;
+      }
       // A hop cannot get our datagrams through: a handshake fails with its reason, an established connection carries on.
       if (event.error.code === 'RELAY_REFUSED') this.refuse(event.flow.remoteNodeId);
       for (const path of event.flow.paths) {
@@ -298,6 +309,12 @@ export class DatagramRelay {
         void connection.close({ graceful: false, reason: event.error.message });
       }
     }
+  }
+
+  /** A short-header packet for a connection this node does not have (it restarted, or closed it): the far node hears so (UNKNOWN_CONNECTION). */
+  private reportUnknown(datagram: Uint8Array, from: NodeId, now: number): void {
+    const report = this.forwarder.report('UNKNOWN_CONNECTION', datagram, now);
+    if (report !== undefined) this.host.link(from)?.sendDatagram(report);
   }
 
   private refuse(far: NodeId): void {

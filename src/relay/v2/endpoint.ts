@@ -75,7 +75,13 @@ export type EndpointEvent =
       readonly evicted?: RelayFlow;
     }
   /** A hop reported that `flow`'s datagrams cannot get through (the quote matched a packet we sent). */
-  | { readonly kind: 'error'; readonly flow: RelayFlow; readonly error: PnetError }
+  | {
+      readonly kind: 'error';
+      readonly flow: RelayFlow;
+      readonly error: PnetError;
+      /** UNKNOWN_CONNECTION: the paths whose connection the far node no longer has (the report quotes their packet). */
+      readonly forgotten?: readonly RelayPath[];
+    }
   | { readonly kind: 'drop'; readonly reason: EndpointDropReason };
 
 export interface EndpointStats extends Record<EndpointDropReason, number> {
@@ -251,7 +257,7 @@ export class RelayEndpoint<N> {
       if (length === null) return;
       // A packet for a closed flow is dropped; the machine must still be drained.
       if (flow.closed || length === 0) this.stats.sendFailed++;
-      else this.sendOut(flow, length);
+      else if (this.sendOut(flow, length)) path.noteSent(this.out, HEADER_BYTES, HEADER_BYTES + length);
     }
   };
 
@@ -384,9 +390,17 @@ export class RelayEndpoint<N> {
     if (code === undefined) return this.drop('malformed');
     const flow = this.flows.get(datagram, ERROR_DST_OFFSET);
     if (flow === undefined) return this.drop('unknownFlow');
+    const reporter = nodeIdAt(Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength), SRC_OFFSET);
+    if (code === 'UNKNOWN_CONNECTION') {
+      // Only the far node itself may say it has no connection for our packet (it restarted or closed
+      // it: a Stateless Reset's job), and only about the id a connection of ours sends to now.
+      const forgotten = reporter === flow.remoteNodeId ? flow.paths.filter((path) => path.sentTo(datagram, ERROR_QUOTE_OFFSET, datagram.length)) : [];
+      if (forgotten.length === 0) return this.drop('staleError');
+      this.stats.errorsReported++;
+      return { kind: 'error', flow, error: new PnetError('ERR_CONNECTION_CLOSED', `${reporter} has no such connection (it restarted or closed it)`), forgotten };
+    }
     if (!flow.quotes(datagram, ERROR_QUOTE_OFFSET, datagram.length)) return this.drop('staleError');
     this.stats.errorsReported++;
-    const reporter = nodeIdAt(Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength), SRC_OFFSET);
     const what = code === 'UNREACHABLE' ? 'has no route to' : code === 'HOP_LIMIT' ? 'ran out of hops towards' : 'refuses to relay to';
     return { kind: 'error', flow, error: new PnetError(code, `relay hop ${reporter} ${what} ${flow.remoteNodeId}`) };
   }

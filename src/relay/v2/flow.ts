@@ -150,6 +150,9 @@ export class RelayPath implements DatagramPath {
   /** Whatever the QUIC host hangs on the path (its connection). */
   owner: unknown;
   private readonly ids: Buffer[];
+  /** The destination connection id of this connection's last packet out (an UNKNOWN_CONNECTION report quotes it). */
+  private readonly sentDcid = Buffer.alloc(MAX_CID);
+  private sentDcidLength = -1;
   private readonly transmitFrom: (path: RelayPath, source: PacketSource) => void;
   private readonly releaseFrom: (path: RelayPath) => void;
 
@@ -174,6 +177,19 @@ export class RelayPath implements DatagramPath {
 
   release(): void {
     this.releaseFrom(this);
+  }
+
+  /** Records the destination connection id of the packet at `bytes[offset..end]` that this connection sent. */
+  noteSent(bytes: Uint8Array, offset: number, end: number): void {
+    this.sentDcidLength = copyDcid(bytes, offset, end, this.sentDcid, 0);
+  }
+
+  /** Does the quoted packet start (an error report's quote) carry the connection id this connection sends to? */
+  sentTo(quote: Uint8Array, offset: number, end: number): boolean {
+    const length = this.sentDcidLength;
+    if (length < 0) return false;
+    const scratch = Buffer.alloc(MAX_CID);
+    return copyDcid(quote, offset, end, scratch, 0) === length && this.sentDcid.compare(scratch, 0, length, 0, length) === 0;
   }
 
   /** Is `id[0..length]` one of this connection's ids? */

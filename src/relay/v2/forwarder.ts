@@ -194,17 +194,27 @@ export class Forwarder<N> {
   /** A drop the source should hear about: an error report back through `from`, if allowed. */
   private fail(reason: DropReason, code: RelayErrorCode, from: N, datagram: Uint8Array, now: number): ForwardAction<N> {
     const action = this.drop(reason);
-    // Only DATA gets a report (never an error about an error), and never one larger than itself.
-    if (datagram[0] !== KIND_DATA || datagram.length < ERROR_BYTES) return action;
+    const report = this.report(code, datagram, now);
+    if (report === undefined) return action;
+    action.reply = report;
+    action.replyTo = from;
+    return action;
+  }
+
+  /**
+   * An error report about `datagram` for its source (to send back the way it came), or undefined:
+   * only DATA gets one (never an error about an error), never larger than itself, within errorsPerSecond.
+   * The endpoint's UNKNOWN_CONNECTION (a delivered packet of no connection here) comes through it too.
+   */
+  report(code: RelayErrorCode, datagram: Uint8Array, now: number): Uint8Array | undefined {
+    if (datagram[0] !== KIND_DATA || datagram.length < ERROR_BYTES) return undefined;
     if (this.errorBudget === undefined || !this.errorBudget.take(ERROR_BYTES, now)) {
       this.stats.errorsSuppressed++;
-      return action;
+      return undefined;
     }
     writeErrorReport(this.errorReport, this.options.hopLimit, this.host.selfKey, code, datagram);
     this.stats.errorsSent++;
-    action.reply = this.errorReport;
-    action.replyTo = from;
-    return action;
+    return this.errorReport;
   }
 }
 

@@ -42,7 +42,8 @@ export const ERROR_QUOTE_OFFSET = ERROR_DST_OFFSET + KEY_BYTES;
 export const ERROR_BYTES = ERROR_QUOTE_OFFSET + QUOTE_BYTES;
 
 /** The opener-facing errors a hop may report, by their byte on the wire. */
-export const ERROR_CODES = ['UNREACHABLE', 'HOP_LIMIT', 'RELAY_REFUSED'] as const;
+/** Relay error report codes (wire value: index + 1). UNKNOWN_CONNECTION: the destination itself has no connection for the packet (it restarted, or closed it). */
+export const ERROR_CODES = ['UNREACHABLE', 'HOP_LIMIT', 'RELAY_REFUSED', 'UNKNOWN_CONNECTION'] as const;
 export type RelayErrorCode = (typeof ERROR_CODES)[number];
 
 /** Why a relayed datagram was not delivered or forwarded (the names of the drop counters). */
