@@ -772,7 +772,8 @@ async function parent() {
   log(`wrote ${out}.json and ${out}.md`);
   for (const proc of [...workers, attackerProc]) {
     proc.done = true;
-    proc.child.send({ type: 'exit' });
+    // A worker that hung was killed already: its channel is closed.
+    if (proc.child.connected) proc.child.send({ type: 'exit' });
   }
   await Promise.race([Promise.all([...workers, attackerProc].map((p) => p.exited)), sleep(5_000)]);
   for (const proc of [...workers, attackerProc]) if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
