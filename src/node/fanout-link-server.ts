@@ -8,7 +8,7 @@ import { PnetError } from '../errors.js';
 import type { NodeId } from '../identity/index.js';
 import { encodeErrorBody } from './fanout-codec.js';
 import type { LegAccounts, LegRead } from './fanout-limits.js';
-import { LINK_BATCH_BYTES, LINK_CANCEL, LINK_END, LINK_FRAMES, LINK_HEADER_BYTES, LINK_LEG, LinkReader, linkFrame, writeLinkHeader } from './fanout-link.js';
+import { LINK_BATCH_BYTES, LINK_CANCEL, LINK_END, LINK_FRAMES, LINK_HEADER_BYTES, LINK_LEG, LinkReader, linkFrame, writeLinkHeader } from './fanout-link-frames.js';
 import type { FanoutStats } from './types.js';
 
 /** Where a served leg's upstream goes: its frames (batched by the carrier), then its normal end. */
