@@ -50,6 +50,8 @@ import { routerSettings, type RouterSettings } from './settings.js';
 import { costFromRtt, sampleCost, type CostState } from './link-cost.js';
 import { FloodQueue } from './flood-queue.js';
 import { RecordShares } from './record-shares.js';
+import { DueMap } from './due-map.js';
+import { OwnFragments, type OwnFragment } from './own-fragments.js';
 import type {
   NeighbourHint,
   NeighbourInfo,
@@ -96,19 +98,12 @@ interface Neighbour extends CostState {
   frag: number;
 }
 
-/** One of our own fragments. */
-interface OwnFragment {
-  readonly members: Set<NodeId>;
-  /** When it is due (undefined: nothing to publish). */
-  publishAt: number | undefined;
-  /** Publish even if the links did not change (refresh, sequence recovery). */
-  must: boolean;
-  lastPublishAt: number;
-  /** How long the next change waits after lastPublishAt (origination backoff). */
-  hold: number;
-  /** The pending publication waits for the hold (so it does not start the backoff over). */
-  held: boolean;
-  rec: LinkStateRecord | undefined;
+/** A refresh waiting for its flood, with the neighbours known to hold it already. */
+interface Delayed {
+  readonly rec: LinkStateRecord;
+  readonly expiresAt: number;
+  readonly at: number;
+  readonly have: Set<NodeId>;
 }
 
 function sameLinks(a: readonly Link[] | null | undefined, b: readonly Link[] | null): boolean {
@@ -181,15 +176,11 @@ export class Router {
   readonly #expiry = new ExpiryHeap();
 
   #lastSeq: bigint;
-  readonly #frags: OwnFragment[] = [];
-  /** Earliest publishAt of our fragments. */
-  #publishAt: number | undefined;
-  #refreshAt = Infinity;
-  readonly #waiting = new Map<string, Waiting>();
-  /** Refreshes waiting for their flood, with the neighbours known to hold them already. */
-  readonly #delayed = new Map<string, { rec: LinkStateRecord; expiresAt: number; at: number; have: Set<NodeId> }>();
-  #delayedAt = Infinity;
-  #waitingAt = Infinity;
+  readonly #frags: OwnFragments;
+  /** Versions that came too soon after the one held (acceptance rate limit), by record key. */
+  readonly #waiting = new DueMap<Waiting>();
+  /** Refreshes waiting for their flood, by record key. */
+  readonly #delayed = new DueMap<Delayed>();
 
   /** Effective (two-way checked) links given to the path computer. */
   readonly #applied = new Map<NodeId, readonly Link[]>();
@@ -240,6 +231,7 @@ export class Router {
     this.#signer = options.signer;
     this.nodeId = options.signer.nodeId;
     this.#lastSeq = cfg.initialSequence - 1n;
+    this.#frags = new OwnFragments(cfg, cfg.fragmentLinks);
     this.#verify = options.verify ?? verifySignature;
     this.#cache = options.recordCache;
     this.#random = options.random ?? Math.random;
@@ -261,7 +253,7 @@ export class Router {
       let n = this.#neighbours.get(nodeId);
       if (n === undefined) {
         const inbound = hint?.inbound === true;
-        n = { srtt: undefined, cost: this.costFromRtt(this.#cfg.defaultRtt), outsideSince: undefined, role: hint?.role, roleSeq: 0n, inbound, frag: this.#assignFragment(nodeId) };
+        n = { srtt: undefined, cost: this.costFromRtt(this.#cfg.defaultRtt), outsideSince: undefined, role: hint?.role, roleSeq: 0n, inbound, frag: this.#frags.assign(nodeId) };
         this.#neighbours.set(nodeId, n);
         this.#count(n, 1);
         this.#selfLinksChanged(n.frag);
@@ -303,7 +295,7 @@ export class Router {
     if (n !== undefined) {
       this.#neighbours.delete(nodeId);
       this.#count(n, -1);
-      this.#frags[n.frag]!.members.delete(nodeId);
+      this.#frags.at(n.frag)!.members.delete(nodeId);
       this.#queue.drop(nodeId);
       this.#selfLinksChanged(n.frag);
       this.#markDirty(nodeId);
@@ -374,13 +366,12 @@ export class Router {
   /** Earliest time tick() has work (publish, recompute, refresh, expiry); undefined when none. Always > the last event's time. */
   nextDeadline(): number | undefined {
     let t = Infinity;
-    if (this.#publishAt !== undefined) t = this.#publishAt;
+    const publishAt = this.#frags.publishAt;
+    if (publishAt !== undefined) t = publishAt;
     if (this.#spfAt !== undefined && this.#spfAt < t) t = this.#spfAt;
     const flushAt = this.#queue.flushAt;
     if (flushAt !== undefined && flushAt < t) t = flushAt;
-    if (this.#refreshAt < t) t = this.#refreshAt;
-    if (this.#waitingAt < t) t = this.#waitingAt;
-    if (this.#delayedAt < t) t = this.#delayedAt;
+    t = Math.min(t, this.#frags.refreshAt, this.#waiting.nextAt, this.#delayed.nextAt);
     if (this.#demoteAt !== undefined && this.#demoteAt < t) t = this.#demoteAt;
     const e = this.#expiry.peek();
     if (e !== undefined && e < t) t = e;
@@ -389,7 +380,7 @@ export class Router {
 
   /** True while a publication, a paced flood, a waiting record or a route recomputation is scheduled. */
   hasPendingWork(): boolean {
-    return this.#publishAt !== undefined || this.#spfAt !== undefined || this.#queue.flushAt !== undefined || this.#waiting.size > 0 || this.#delayed.size > 0;
+    return this.#frags.publishAt !== undefined || this.#spfAt !== undefined || this.#queue.flushAt !== undefined || this.#waiting.size > 0 || this.#delayed.size > 0;
   }
 
   /** The neighbour to hand traffic for `dest` to. A leaf: the neighbour itself, else its default route. */
@@ -522,15 +513,16 @@ export class Router {
     if (typeof nowMs !== 'number' || Number.isNaN(nowMs)) throw new TypeError(`now must be a number of ms, got ${String(nowMs)}`);
     if (nowMs > this.#now) this.#now = nowMs;
     this.#expire();
-    if (this.#now >= this.#waitingAt) this.#acceptWaiting();
-    if (this.#now >= this.#delayedAt) this.#floodDelayed();
+    if (this.#now >= this.#waiting.nextAt) this.#acceptWaiting();
+    if (this.#now >= this.#delayed.nextAt) this.#floodDelayed();
   }
 
   #finish(): readonly RouterAction[] {
     const now = this.#now;
     if (this.#roleDirty || (this.#demoteAt !== undefined && now >= this.#demoteAt)) this.#checkRole();
-    if (now >= this.#refreshAt) this.#refresh();
-    if (this.#publishAt !== undefined && now >= this.#publishAt) this.#publish();
+    if (now >= this.#frags.refreshAt) this.#frags.refresh(now);
+    const publishAt = this.#frags.publishAt;
+    if (publishAt !== undefined && now >= publishAt) this.#publish();
     if (this.#spfAt !== undefined && now >= this.#spfAt) this.#runSpf();
     let actions: RouterAction[] | undefined;
     const flushAt = this.#queue.flushAt;
@@ -552,7 +544,7 @@ export class Router {
     if (!this.#floodsTo(n)) return;
     // A leaf's record about to change goes out when it is published, not twice (a router sends
     // the whole map at once, its own fragments included, so a newcomer has it in one message).
-    for (const f of this.#frags) if (f.rec !== undefined && (!this.#leaf || f.publishAt === undefined)) this.#enqueue(to, f.rec, this.#ownExpiry(f.rec));
+    for (const f of this.#frags) if (f.rec !== undefined && (!this.#leaf || f.publishAt === undefined)) this.#enqueueOwn(to, f.rec);
     // A leaf's whole map is its own record.
     if (this.#leaf) return;
     for (const [id, o] of this.#origins) {
@@ -626,9 +618,7 @@ export class Router {
     this.#expiry.rebuild([]);
     this.#queue.clear();
     this.#waiting.clear();
-    this.#waitingAt = Infinity;
     this.#delayed.clear();
-    this.#delayedAt = Infinity;
     this.#applied.clear();
     this.#paths = undefined;
     this.#defaultHop = this.#chooseDefault();
@@ -642,7 +632,7 @@ export class Router {
     this.#selfDirty = true;
     for (const id of this.#origins.keys()) this.#markDirty(id);
     this.#scheduleSpf();
-    for (const f of this.#frags) if (f.rec !== undefined || f.members.size > 0) this.#publishNow(f);
+    for (const f of this.#frags) if (f.rec !== undefined || f.members.size > 0) this.#frags.publishNow(f, this.#now);
     this.#announceRole = true;
   }
 
@@ -651,7 +641,7 @@ export class Router {
     this.#announceRole = false;
     for (const [to, n] of this.#neighbours) {
       if (this.#floodsTo(n)) continue;
-      for (const f of this.#frags) if (f.rec !== undefined) this.#enqueue(to, f.rec, this.#ownExpiry(f.rec));
+      for (const rec of this.#frags.records()) this.#enqueueOwn(to, rec);
     }
   }
 
@@ -685,31 +675,11 @@ export class Router {
   // -------------------------------------------------------------------------
   // Our own record: fragments
 
-  /** The lowest fragment with room for one more link. */
-  #assignFragment(id: NodeId): number {
-    let f = this.#frags.findIndex((x) => x.members.size < this.#cfg.fragmentLinks);
-    if (f < 0) f = this.#newFragment();
-    this.#frags[f]!.members.add(id);
-    return f;
-  }
-
-  #newFragment(): number {
-    this.#frags.push({ members: new Set(), publishAt: undefined, must: false, lastPublishAt: -Infinity, hold: 0, held: false, rec: undefined });
-    return this.#frags.length - 1;
-  }
-
   #selfLinksChanged(frag: number): void {
     this.#selfDirty = true;
     this.#defaultHop = this.#leaf ? this.#chooseDefault() : undefined;
     this.#scheduleSpf();
-    const f = this.#frags[frag]!;
-    const at = Math.max(this.#now + this.#cfg.publishDelayMs, f.lastPublishAt + f.hold);
-    if (f.publishAt === undefined && at > this.#now + this.#cfg.publishDelayMs) {
-      this.#stats.publishRateLimited++;
-      f.held = true;
-    }
-    if (f.publishAt === undefined || at < f.publishAt) f.publishAt = at;
-    if (this.#publishAt === undefined || f.publishAt < this.#publishAt) this.#publishAt = f.publishAt;
+    if (this.#frags.changed(frag, this.#now)) this.#stats.publishRateLimited++;
   }
 
   /** A leaf's default route: its cheapest neighbour not known to be a leaf (ties: smaller key). */
@@ -721,18 +691,6 @@ export class Router {
       if (n.cost < bestCost || (n.cost === bestCost && idOrderKey(id) < idOrderKey(best!))) [best, bestCost] = [id, n.cost];
     }
     return best;
-  }
-
-  /** Our fragment `f` published now, whatever its links (refresh, sequence recovery). */
-  #publishNow(f: OwnFragment): void {
-    f.must = true;
-    f.publishAt = this.#now;
-    this.#publishAt = this.#now;
-  }
-
-  #refresh(): void {
-    this.#refreshAt = Infinity;
-    for (const f of this.#frags) if (f.rec !== undefined) this.#publishNow(f);
   }
 
   #scheduleSpf(): void {
@@ -757,28 +715,15 @@ export class Router {
 
   /** Publishes the fragments that are due; the others keep their time. */
   #publish(): void {
-    const now = this.#now;
-    let next: number | undefined;
     let announced = false;
-    for (let i = 0; i < this.#frags.length; i++) {
-      const f = this.#frags[i]!;
-      if (f.publishAt === undefined) continue;
-      if (f.publishAt > now) {
-        if (next === undefined || f.publishAt < next) next = f.publishAt;
-        continue;
-      }
-      f.publishAt = undefined;
-      if (this.#publishFragment(i, f) && this.#announceRole) announced = true;
-    }
-    this.#publishAt = next;
+    for (const index of this.#frags.takeDue(this.#now)) if (this.#publishFragment(index) && this.#announceRole) announced = true;
     if (announced) this.#announceToLeaves();
-    if (this.#refreshAt === Infinity && this.#frags.some((f) => f.rec !== undefined)) {
-      this.#refreshAt = now + this.#cfg.refreshMs * (1 - this.#cfg.refreshJitter * this.#random());
-    }
+    this.#frags.armRefresh(this.#now, this.#random);
   }
 
   /** Publishes fragment `index` if it must or its links changed; true if it did. */
-  #publishFragment(index: number, f: OwnFragment): boolean {
+  #publishFragment(index: number): boolean {
+    const f = this.#frags.at(index)!;
     const must = f.must;
     f.must = false;
     const links = this.#fragmentLinksOf(f);
@@ -789,12 +734,7 @@ export class Router {
     }
     const rec = this.#sign(index, links, this.#leaf);
     if (rec === undefined) return false;
-    f.rec = rec;
-    // Backoff: quiet for the whole interval starts over, churn doubles the hold up to the interval.
-    const quiet = !f.held && this.#now - f.lastPublishAt >= this.#cfg.minPublishMs;
-    f.hold = quiet ? this.#cfg.backoffMs : Math.min(this.#cfg.minPublishMs, Math.max(this.#cfg.backoffMs, 2 * f.hold));
-    f.held = false;
-    f.lastPublishAt = this.#now;
+    this.#frags.published(f, rec, this.#now);
     this.#keepOwn(index, rec);
     return true;
   }
@@ -818,8 +758,9 @@ export class Router {
     this.#flood(rec, expiresAt, undefined);
   }
 
-  #ownExpiry(rec: LinkStateRecord): number {
-    return this.#origins.get(this.nodeId)?.frags.get(rec.fragment)?.expiresAt ?? this.#now + this.#cfg.lifetimeMs;
+  /** Queues our own fragment `rec` for a neighbour, with the expiry of our copy. */
+  #enqueueOwn(to: NodeId, rec: LinkStateRecord): void {
+    this.#enqueue(to, rec, this.#origins.get(this.nodeId)?.frags.get(rec.fragment)?.expiresAt ?? this.#now + this.#cfg.lifetimeMs);
   }
 
   #originOf(id: NodeId): Origin {
@@ -930,25 +871,16 @@ export class Router {
     // Nothing changed but the number: let copies from other neighbours arrive first.
     const at = this.#now + this.#cfg.refreshFloodDelayMs * this.#random();
     this.#delayed.set(key, { rec, expiresAt, at, have: new Set([from]) });
-    if (at < this.#delayedAt) this.#delayedAt = at;
   }
 
   /** Floods the delayed refreshes that are due, to the neighbours that did not send them to us. */
   #floodDelayed(): void {
-    const now = this.#now;
-    let next = Infinity;
-    for (const [key, d] of this.#delayed) {
-      if (d.at > now) {
-        next = Math.min(next, d.at);
-        continue;
-      }
-      this.#delayed.delete(key);
+    for (const d of this.#delayed.takeDue(this.#now)) {
       // A newer version may have replaced it meanwhile (flooded on its own).
       const held = this.#origins.get(d.rec.origin)?.frags.get(d.rec.fragment);
       if (held?.rec !== d.rec) continue;
       for (const [to, n] of this.#neighbours) if (!d.have.has(to) && this.#floodsTo(n)) this.#enqueue(to, d.rec, d.expiresAt);
     }
-    this.#delayedAt = next;
   }
 
   /** Whether the record at `off` is newer than the one we hold (an older one is answered with ours). */
@@ -999,33 +931,25 @@ export class Router {
     }
     this.#stats.arrivalRateLimited++;
     this.#waiting.set(key, { from, bytes: Buffer.from(buf), remainingMs, arrivedAt: this.#now, at });
-    if (at < this.#waitingAt) this.#waitingAt = at;
   }
 
   /** Takes the waiting versions whose arrival interval is over, as if they arrived now. */
   #acceptWaiting(): void {
     const now = this.#now;
-    let next = Infinity;
-    for (const [key, w] of this.#waiting) {
-      if (w.at > now) {
-        next = Math.min(next, w.at);
-        continue;
-      }
-      this.#waiting.delete(key);
+    for (const w of this.#waiting.takeDue(now)) {
       const left = w.remainingMs - (now - w.arrivedAt);
       // If its sender went away meanwhile, it is flooded to every neighbour (no one to skip).
       if (left > 0) this.#receive(w.from, w.bytes, 0, w.bytes.length, left);
     }
-    this.#waitingAt = next;
   }
 
   /** Our own id on a record from the network: an old copy, or proof that an earlier run of us got further. */
   #receiveOwn(from: NodeId, buf: Buffer, frag: number): void {
     const seq = buf.readBigUInt64BE(SEQ_OFFSET);
-    const mine = this.#frags[frag]?.rec;
+    const mine = this.#frags.at(frag)?.rec;
     if (mine !== undefined) {
       if (seq < mine.seq) {
-        this.#enqueue(from, mine, this.#ownExpiry(mine));
+        this.#enqueueOwn(from, mine);
         return this.#drop('replayed');
       }
       if (seq === mine.seq && buf.equals(mine.bytes)) {
@@ -1041,9 +965,8 @@ export class Router {
     if (rec === undefined) return;
     if (seq > this.#lastSeq) this.#lastSeq = seq;
     this.#stats.sequenceRecovered++;
-    while (this.#frags.length <= frag) this.#newFragment();
     // At once: every copy of that fragment is stale (an unused one goes out empty).
-    this.#publishNow(this.#frags[frag]!);
+    this.#frags.publishNow(this.#frags.at(this.#frags.grow(frag))!, this.#now);
   }
 
   #decodeVerified(buf: Buffer): LinkStateRecord | undefined {
