@@ -20,8 +20,9 @@
 // Every loop is bounded by the run's end; nothing binds beyond 127.0.0.1.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { execFile } from 'node:child_process';
 import { loadavg } from 'node:os';
 
 /** Steps that had not settled this long after they began (each should end within its own 5 s deadline), by kind. */
@@ -116,10 +117,26 @@ function reply(request, message) {
 
 // ---- worker: a share of the nodes, their traffic, their churn ---------------
 
+/** --hang-test: a busy loop for `ms` (the watchdog must show this function on top). */
+function hangOnPurpose(ms) {
+  const end = Date.now() + ms;
+  let n = 0;
+  while (Date.now() < end) n++;
+  return n;
+}
+
 async function worker() {
   const { createNode, Identity } = await import('../src/index.js');
   const { nodeServices } = await import('../src/node/node.js');
   const { monitorEventLoopDelay } = await import('node:perf_hooks');
+  // The watchdog (bench/lib/soak-watchdog.mjs): a stale event loop gets its JS stack written to SOAK_HANG_FILE.
+  if (process.env.SOAK_HANG_FILE) (await import('./lib/soak-watchdog.mjs')).startWatchdog({ file: process.env.SOAK_HANG_FILE, staleMs: Number(process.env.SOAK_STALE_MS ?? 15_000) });
+  // The last messages handled and their ends: what the watchdog reads from a paused worker.
+  const trace = (globalThis.__soakTrace = []);
+  const note = (what) => {
+    trace.push(`${((Date.now() - trafficStarted) / 1000).toFixed(1)}s ${what}`);
+    if (trace.length > 60) trace.shift();
+  };
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
   loopDelay.enable();
   let cpuAt = process.cpuUsage();
@@ -162,7 +179,15 @@ async function worker() {
   };
 
   process.on('message', async (message) => {
+    if (message.type !== 'everyone' && message.type !== 'ping') note(`${message.type}${message.index === undefined ? '' : ` ${message.index}`} begins`);
     switch (message.type) {
+      case 'ping':
+        reply(message, { type: 'pong' });
+        break;
+      case 'hang-test':
+        // The watchdog's own check (--hang-test): this worker's loop stops on purpose, busy in JS or blocked outside it.
+        setTimeout(() => (message.how === 'block' ? Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, message.ms) : hangOnPurpose(message.ms)), message.afterMs);
+        break;
       case 'start': {
         for (let i = 0; i < message.count; i++) {
           const identity = await Identity.generate();
@@ -197,6 +222,7 @@ async function worker() {
         slot.up = false;
         tracked.nodesKilled.push(new WeakRef(slot.node));
         await slot.node.close({ timeoutMs: 0 });
+        note(`kill ${message.index} done`);
         reply(message, { type: 'killed', id: slot.node.id });
         break;
       }
@@ -213,6 +239,7 @@ async function worker() {
         slot.address = slot.node.address;
         slot.startedAt = Date.now();
         slot.up = true;
+        note(`restart ${message.index} done`);
         reply(message, { type: 'restarted', id: slot.node.id, address: slot.address });
         break;
       }
@@ -422,6 +449,43 @@ async function worker() {
   }
 }
 
+/** A process's CPU over 3 s (busy loop or idle), RSS and its threads' states and CPU, from /proc. */
+async function procLook(pid) {
+  const read = (path) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  // /proc/<pid>/stat: the name is in parentheses; after it, state is field 3, utime 14, stime 15 (clock ticks of 10 ms).
+  const stat = (text) => {
+    const close = text.lastIndexOf(')');
+    const rest = text.slice(close + 2).split(' ');
+    return { name: text.slice(text.indexOf('(') + 1, close), state: rest[0], ticks: Number(rest[11]) + Number(rest[12]) };
+  };
+  const threads = () => Object.fromEntries(readdirSync(`/proc/${pid}/task`, { withFileTypes: false }).map((tid) => [tid, { ...stat(read(`/proc/${pid}/task/${tid}/stat`)), wchan: read(`/proc/${pid}/task/${tid}/wchan`) }]));
+  try {
+    const before = { all: stat(read(`/proc/${pid}/stat`)), threads: threads() };
+    await sleep(3000);
+    const after = { all: stat(read(`/proc/${pid}/stat`)), threads: threads() };
+    const rss = /VmRSS:\s+(\d+)/.exec(read(`/proc/${pid}/status`));
+    const byThread = Object.entries(after.threads)
+      .map(([tid, t]) => ({ tid, name: t.name, state: t.state, wchan: t.wchan, cpuPercent: Math.round(((t.ticks - (before.threads[tid]?.ticks ?? t.ticks)) / 3) * 10) / 10 }))
+      .sort((a, b) => b.cpuPercent - a.cpuPercent);
+    return { cpuPercent: Math.round((after.all.ticks - before.all.ticks) / 3), state: after.all.state, rssMiB: rss ? Math.round(Number(rss[1]) / 1024) : undefined, threads: byThread };
+  } catch (error) {
+    return { error: String(error) };
+  }
+}
+
+/** Every thread's native stack (gdb attaches, prints and detaches; bounded by 120 s). */
+function gdbStacks(pid) {
+  return new Promise((resolve) => {
+    execFile('timeout', ['120', '/usr/bin/gdb', '-p', String(pid), '-batch', '-ex', 'thread apply all bt 30'], { maxBuffer: 16 << 20 }, (error, stdout, stderr) => resolve((stdout || String(stderr || error)).slice(0, 200_000)));
+  });
+}
+
 /** A time since an event, in coarse steps (a lost call is only counted 10 s after its target's last restart). */
 function ageBucket(ms) {
   for (const [limit, name] of [[5_000, '<5s'], [10_000, '5-10s'], [20_000, '10-20s'], [40_000, '20-40s'], [80_000, '40-80s']]) if (ms < limit) return `${name} ago`;
@@ -607,11 +671,28 @@ async function parent() {
   const started = Date.now();
   const log = (...m) => console.error(`[soak ${((Date.now() - started) / 1000).toFixed(0)}s]`, ...m);
 
+  // The watchdog's files: <out>-hang-w<i>.json (the worker's JS stack, written by its own watchdog thread)
+  // and <out>-hang-w<i>.diag.json (the parent's look: CPU, threads, pending requests, gdb). A new run clears them.
+  const hangFile = (i) => resolvePath(`${out}-hang-w${i}.json`);
+  mkdirSync(dirname(resolvePath(out)), { recursive: true });
+  const prefix = `${resolvePath(out).split('/').pop()}-hang-w`;
+  for (const f of readdirSync(dirname(resolvePath(out)))) if (f.startsWith(prefix)) rmSync(`${dirname(resolvePath(out))}/${f}`);
   const spawnChild = (role, index) => {
-    const child = fork(SELF, [], { env: { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index) }, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const ask = channelTo(child);
+    const env = { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index), ...(role === 'worker' ? { SOAK_HANG_FILE: hangFile(index) } : {}) };
+    const child = fork(SELF, [], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const channel = channelTo(child);
+    // The last requests to the child and when they were answered (a hung worker's report lists them).
+    const sent = [];
+    const ask = (message) => {
+      const entry = { type: message.type, index: message.index, atSeconds: Math.round((Date.now() - started) / 100) / 10 };
+      if (message.type !== 'ping') {
+        sent.push(entry);
+        if (sent.length > 40) sent.shift();
+      }
+      return channel(message).then((answer) => ((entry.answeredAfterMs = Math.round((Date.now() - started) - entry.atSeconds * 1000)), answer));
+    };
     const ready = new Promise((resolve) => child.once('message', resolve));
-    return { child, ask, ready, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
+    return { child, ask, sent, ready, exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))) };
   };
   const workers = Array.from({ length: workerCount }, (_, i) => spawnChild('worker', i));
   const attackerProc = spawnChild('attacker', 0);
@@ -677,6 +758,45 @@ async function parent() {
   };
   await sample();
   const sampler = setInterval(() => void sample(), sampleMs);
+
+  // The watchdog: every worker is pinged every 5 s; one that has not answered in 20 s is looked at
+  // (its CPU and threads from /proc, its own JS stack, gdb's native stacks if no JS ran) before it
+  // is killed, so the run goes on and says where it hung. --hang-test=busy|block checks this.
+  const hangs = [];
+  const watchdog = setInterval(() => {
+    for (const [i, w] of workers.entries()) {
+      if (w.hung || w.done || !w.child.connected || w.pinging) continue;
+      w.pinging = true;
+      void Promise.race([w.ask({ type: 'ping' }), sleep(20_000).then(() => 'late')]).then(async (answer) => {
+        if (answer === 'late' && !w.done) await diagnose(i, w);
+        w.pinging = false;
+      });
+    }
+  }, 5_000);
+  const diagnose = async (i, w) => {
+    w.hung = true;
+    const at = Math.round((Date.now() - t0) / 1000);
+    log(`watchdog: worker ${i} (pid ${w.child.pid}) has not answered a ping for 20 s; looking`);
+    const record = { worker: i, pid: w.child.pid, atSeconds: at, proc: await procLook(w.child.pid), requests: w.sent.slice(-25), lastSample: samples.at(-1)?.workers[i] };
+    // Its own watchdog thread writes the JS stack ~15 s into the stall plus ~6 s of pauses.
+    for (let k = 0; k < 30 && !existsSync(hangFile(i)); k++) await sleep(1000);
+    record.js = existsSync(hangFile(i)) ? JSON.parse(readFileSync(hangFile(i), 'utf8')) : undefined;
+    if (!record.js?.pauses?.some((p) => p.paused)) record.gdb = await gdbStacks(w.child.pid);
+    const answered = await Promise.race([w.ask({ type: 'ping' }), sleep(10_000).then(() => undefined)]);
+    record.recovered = answered !== undefined && !answered.dead;
+    writeFileSync(`${out}-hang-w${i}.diag.json`, JSON.stringify(record, null, 1) + '\n');
+    const top = record.js?.pauses?.find((p) => p.paused)?.frames?.slice(0, 3).map((f) => `${f.fn} ${f.url.split('/').pop()}:${f.line}`).join(' < ');
+    hangs.push({ worker: i, atSeconds: at, cpuPercent: record.proc.cpuPercent, rssMiB: record.proc.rssMiB, top: top ?? (record.gdb ? 'no JS ran: see gdb' : 'no stack'), recovered: record.recovered, file: `${out}-hang-w${i}.diag.json` });
+    log(`watchdog: worker ${i}: CPU ${record.proc.cpuPercent}%, ${top ?? 'no JS frame'}; ${record.recovered ? 'recovered' : 'killed'}`);
+    if (record.recovered) return void (w.hung = false);
+    w.done = true; // its exit is this record, not a crash of its own
+    crashes.push(`worker ${i} hung at ${at} s (watchdog: ${top ?? 'no JS frame'}), killed`);
+    w.child.kill('SIGKILL');
+  };
+  if (args['hang-test'] !== undefined) {
+    // The watchdog's check: the last worker's loop stops 20 s into traffic (busy: a JS loop; block: Atomics.wait).
+    workers.at(-1).child.send({ type: 'hang-test', how: args['hang-test'], afterMs: 20_000, ms: 180_000 });
+  }
 
   // Topology every 5 s: the components of the live nodes' direct links. Churn can split the network
   // (a restarted node has only its two bootstrap links, and they may die later): calls across a
@@ -761,12 +881,13 @@ async function parent() {
   await churning;
   clearInterval(sampler);
   clearInterval(topologyPoller);
+  clearInterval(watchdog);
   await sleep(500);
   await sample();
   const attackCounts = !attackOn ? { note: 'no attacker (--no-attack)' } : await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
   const reports = (await Promise.all(workers.map((w) => w.ask({ type: 'report' })))).filter((r) => !r.dead);
   const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology, restartRandom });
-  mkdirSync(dirname(out), { recursive: true });
+  summary.hangs = hangs;
   writeFileSync(`${out}.json`, JSON.stringify(summary, null, 1) + '\n');
   writeFileSync(`${out}.md`, markdown(summary));
   log(`wrote ${out}.json and ${out}.md`);
@@ -922,6 +1043,9 @@ function markdown(s) {
     }
   }
   lines.push('', `Requests to the attacked nodes per second: ${s.traffic.victimRequestsPerSecond['warm-up']} before the attack, ${s.traffic.victimRequestsPerSecond.attack} during. Request latency p50/p99: ${s.traffic.latency['warm-up'].p50Ms}/${s.traffic.latency['warm-up'].p99Ms} ms before, ${s.traffic.latency.attack.p50Ms}/${s.traffic.latency.attack.p99Ms} ms during. Streams that crossed a relay: ${s.traffic.relayedStreams}. Calls that had not settled ${STEP_LIMIT_MS / 1000} s after they began (each has a 5 s deadline): ${JSON.stringify(s.traffic.hungSteps)}.`, '');
+  lines.push('## Watchdog', '', s.hangs?.length ? 'Workers that did not answer a ping for 20 s (seconds of traffic; CPU of the process over 3 s while its own watchdog paused it now and then; its JS stack, threads and pending requests in the file named):' : 'No worker missed a ping for 20 s (pinged every 5 s).', '');
+  for (const h of s.hangs ?? []) lines.push(`- worker ${h.worker} at ${h.atSeconds} s: CPU ${h.cpuPercent}%, RSS ${h.rssMiB} MiB; ${h.top}; ${h.recovered ? 'recovered' : 'killed'} (${h.file})`);
+  if (s.hangs?.length) lines.push('');
   lines.push('## Attacker', '', '```', JSON.stringify(s.attacker), '```', '');
   lines.push('## Limits that tripped at the attacked nodes', '');
   for (const v of s.victims) {

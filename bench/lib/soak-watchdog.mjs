@@ -1,0 +1,105 @@
+// The soak's in-process watchdog (issue 15: a worker stopped answering and nobody knew where).
+// The soak worker's main thread bumps a counter in a SharedArrayBuffer twice a second; a worker
+// thread reads it every second and, when it has not moved for `staleMs`, pauses the main thread
+// through the inspector (Debugger.pause interrupts running JS), writes the paused call frames (3
+// pauses, 2 s apart: the same frames each time is a loop), the source line of each and the soak's
+// trace ring (globalThis.__soakTrace) to `file`, then lets it run on. Nothing runs when all is well
+// but the counter and a 1 s timer; the debugger is enabled only once the loop is stale.
+import { Worker, isMainThread, workerData } from 'node:worker_threads';
+import { writeFileSync } from 'node:fs';
+
+const BEAT_MS = 500;
+
+/** Starts the watchdog for this (main) thread; returns a stop function. */
+export function startWatchdog({ file, staleMs = 15_000 }) {
+  const shared = new SharedArrayBuffer(4);
+  const beat = new Int32Array(shared);
+  const timer = setInterval(() => Atomics.add(beat, 0, 1), BEAT_MS);
+  timer.unref();
+  const thread = new Worker(new URL(import.meta.url), { workerData: { shared, file, staleMs } });
+  thread.unref();
+  thread.on('error', () => undefined);
+  return () => {
+    clearInterval(timer);
+    void thread.terminate();
+  };
+}
+
+if (!isMainThread && workerData?.shared) await watch(workerData);
+
+async function watch({ shared, file, staleMs }) {
+  const { Session } = await import('node:inspector');
+  const beat = new Int32Array(shared);
+  let seen = Atomics.load(beat, 0);
+  let movedAt = Date.now();
+  let armed = true;
+  let reports = 0;
+  setInterval(async () => {
+    const now = Atomics.load(beat, 0);
+    if (now !== seen) {
+      seen = now;
+      movedAt = Date.now();
+      armed = true; // a new stall gets a new report
+      return;
+    }
+    if (!armed || Date.now() - movedAt < staleMs || reports >= 3) return;
+    armed = false;
+    reports++;
+    const report = { at: new Date().toISOString(), staleForMs: Date.now() - movedAt, pid: process.pid, pauses: [] };
+    try {
+      await capture(Session, report);
+    } catch (error) {
+      report.error = String(error?.stack ?? error);
+    }
+    report.loopMovedSince = Atomics.load(beat, 0) !== seen;
+    writeFileSync(reports === 1 ? file : file.replace(/\.json$/, `-${reports}.json`), JSON.stringify(report, null, 1) + '\n');
+  }, 1000);
+}
+
+/** Three pauses of the main thread, 2 s apart: each one's frames, source lines and the soak's trace. */
+async function capture(Session, report) {
+  const session = new Session();
+  session.connectToMainThread();
+  const post = (method, params = {}) =>
+    new Promise((resolve, reject) => session.post(method, params, (error, result) => (error ? reject(error) : resolve(result))));
+  const sources = new Map();
+  const sourceLine = async (scriptId, line) => {
+    if (!sources.has(scriptId)) sources.set(scriptId, await post('Debugger.getScriptSource', { scriptId }).then((r) => r.scriptSource.split('\n'), () => []));
+    return (sources.get(scriptId)[line] ?? '').trim().slice(0, 200);
+  };
+  // Frames carry a script id; its url comes with the scriptParsed events that Debugger.enable sends.
+  const urls = new Map();
+  session.on('Debugger.scriptParsed', (m) => urls.set(m.params.scriptId, m.params.url));
+  await post('Debugger.enable');
+  try {
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) await new Promise((resolve) => setTimeout(resolve, 2000));
+      const paused = new Promise((resolve) => {
+        session.once('Debugger.paused', (m) => resolve(m.params));
+        setTimeout(() => resolve(undefined), 5000);
+      });
+      await post('Debugger.pause');
+      const params = await paused;
+      if (params === undefined) {
+        // No JS ran within 5 s: the thread is blocked outside JS (native code, a lock) or idle in the loop.
+        report.pauses.push({ paused: false });
+        await post('Debugger.resume').catch(() => undefined);
+        continue;
+      }
+      const frames = [];
+      for (const f of params.callFrames.slice(0, 40)) {
+        frames.push({ fn: f.functionName || '(anonymous)', url: f.url || urls.get(f.location.scriptId) || '', line: f.location.lineNumber + 1, column: f.location.columnNumber + 1, source: await sourceLine(f.location.scriptId, f.location.lineNumber) });
+      }
+      let trace;
+      if (i === 0 && params.callFrames[0]) {
+        const r = await post('Debugger.evaluateOnCallFrame', { callFrameId: params.callFrames[0].callFrameId, expression: 'JSON.stringify(globalThis.__soakTrace ?? null)', returnByValue: true, silent: true }).catch((e) => ({ result: { value: String(e) } }));
+        trace = r.result?.value;
+      }
+      report.pauses.push({ paused: true, reason: params.reason, frames, ...(trace ? { trace: JSON.parse(trace) } : {}) });
+      await post('Debugger.resume');
+    }
+  } finally {
+    await post('Debugger.disable').catch(() => undefined);
+    session.disconnect();
+  }
+}
