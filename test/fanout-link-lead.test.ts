@@ -5,8 +5,7 @@
 // (FanoutService) serving a lead; and real nodes on loopback.
 import t from 'tap';
 import { Duplex } from 'node:stream';
-import { createNode } from '../src/index.js';
-import type { FanoutResult, NodeId, PnetNode } from '../src/index.js';
+import type { NodeId, PnetNode } from '../src/index.js';
 import { ChannelRejectedError } from '../src/channel/index.js';
 import { nodeServices } from '../src/node/node.js';
 import { ACCEPTED_EVENT } from '../src/node/streams.js';
@@ -14,7 +13,8 @@ import { Identity } from '../src/identity/index.js';
 import { keyBytesOf } from '../src/routing/index.js';
 import { FanoutService } from '../src/node/fanout.js';
 import { selfHost } from './fixtures/fanout-host.js';
-import { FRAME_RESULT, STATUS_OK, decodeErrorBody, encodeEnvelope, encodeLeg, splitUpFrames, type UpFrame } from '../src/node/fanout-codec.js';
+import { collect, fakeOpener, keep, legBytes, line, resultFrame, sleep, until } from './fixtures/fanout-link.js';
+import { FRAME_RESULT, decodeErrorBody, encodeEnvelope, encodeLeg, splitUpFrames, type UpFrame } from '../src/node/fanout-codec.js';
 import {
   LEAD_KEY,
   LINK_CANCEL,
@@ -35,83 +35,7 @@ import {
 
 t.setTimeout(120_000);
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(ok: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok() && Date.now() < deadline) await sleep(5);
-}
-
 // ---- the sender, on in-memory streams -----------------------------------------
-
-/** An opened fan-out stream as the sender sees it: what it wrote, whether it ended its side. */
-interface FakeStream {
-  stream: Duplex & { remoteMetadata?: Record<string, string> };
-  how: boolean | LinkOpen;
-  written: Buffer[];
-  ended: boolean;
-}
-
-function fakeOpener(): { opens: FakeStream[]; open: (hop: NodeId, link: boolean | LinkOpen) => Promise<FakeStream['stream']> } {
-  const opens: FakeStream[] = [];
-  const open = (_hop: NodeId, how: boolean | LinkOpen) => {
-    const fake: FakeStream = { stream: undefined as unknown as FakeStream['stream'], how, written: [], ended: false };
-    fake.stream = new Duplex({
-      read() {},
-      write(chunk: Buffer, _encoding, callback) {
-        fake.written.push(Buffer.from(chunk));
-        callback();
-      },
-      final(callback) {
-        fake.ended = true;
-        callback();
-      },
-    });
-    fake.stream.on('error', () => undefined);
-    opens.push(fake);
-    return Promise.resolve(fake.stream);
-  };
-  return { opens, open };
-}
-
-/** A leg with LINK_HEADER_BYTES of room, as the fan-out hands it to LegLinks. */
-function legBytes(fill: number, length = 40): Buffer {
-  const bytes = Buffer.alloc(LINK_HEADER_BYTES + length, fill);
-  bytes.fill(0, 0, LINK_HEADER_BYTES);
-  return bytes;
-}
-
-/** A sink whose frames and close are kept (the close's error code, '' for a normal end). */
-function keep(): { sink: LegSink; frames: UpFrame[]; closed: () => string | undefined } {
-  const frames: UpFrame[] = [];
-  let closed: string | undefined;
-  return {
-    sink: {
-      frames: (f) => void frames.push(...f),
-      closed: (cause) => {
-        const error = typeof cause === 'function' ? cause() : cause;
-        closed ??= (error as { code?: string }).code ?? 'error';
-      },
-    },
-    frames,
-    closed: () => closed,
-  };
-}
-
-/** One v1 upstream RESULT frame (u32 length + body) with a fake signature: the sender passes frames on unchecked. */
-function resultFrame(target: Buffer): Buffer {
-  const body = Buffer.alloc(1 + 32 + 1 + 1 + 4 + 2 + 64);
-  body[0] = FRAME_RESULT;
-  target.copy(body, 1);
-  body[33] = 1;
-  body[34] = STATUS_OK;
-  body.writeUInt32BE(2, 35);
-  body.write('ok', 39);
-  const out = Buffer.alloc(4 + body.length);
-  out.writeUInt32BE(body.length, 0);
-  body.copy(out, 4);
-  return out;
-}
 
 const hop = 'hop' as unknown as NodeId;
 
@@ -153,7 +77,8 @@ t.test('sender, v3 peer: the lead leg leaves with the OPEN, before the ACCEPT; l
   links.close();
 });
 
-t.test('sender, v1 peer: the lead goes on as a v1 leg on its stream (ended after it), the queued legs on streams of their own; nothing lost', async (t) => {
+/** A link opened by a first leg (its lead) with a second leg queued behind it, no ACCEPT yet. */
+async function twoLegsBeforeAccept() {
   const { opens, open } = fakeOpener();
   const links = new LegLinks(open, () => true);
   const first = keep();
@@ -162,6 +87,11 @@ t.test('sender, v1 peer: the lead goes on as a v1 leg on its stream (ended after
   await sleep(0);
   links.send(hop, legBytes(0xbb), 1 << 20, second.sink);
   await sleep(0);
+  return { opens, links, first, second };
+}
+
+t.test('sender, v1 peer: the lead goes on as a v1 leg on its stream (ended after it), the queued legs on streams of their own; nothing lost', async (t) => {
+  const { opens, links, first, second } = await twoLegsBeforeAccept();
   opens[0]!.stream.emit(ACCEPTED_EVENT, {}); // a v1 node: ACCEPT without `leg`
   await until(() => opens[0]!.ended && opens.length === 2);
   t.equal(Buffer.concat(opens[0]!.written).length, 40, 'the stream carries exactly the lead, then its end: one v1 leg');
@@ -183,14 +113,7 @@ t.test('sender, v1 peer: the lead goes on as a v1 leg on its stream (ended after
 });
 
 t.test('sender, REJECT: the lead and the queued legs go as v1 legs; the next leg asks for a link again', async (t) => {
-  const { opens, open } = fakeOpener();
-  const links = new LegLinks(open, () => true);
-  const first = keep();
-  const second = keep();
-  links.send(hop, legBytes(0xaa), 1 << 20, first.sink);
-  await sleep(0);
-  links.send(hop, legBytes(0xbb), 1 << 20, second.sink);
-  await sleep(0);
+  const { opens, links, first, second } = await twoLegsBeforeAccept();
   opens[0]!.stream.destroy(new ChannelRejectedError('OVERLOADED', 'two links here already'));
   await until(() => opens.length === 3);
   t.same(
@@ -295,25 +218,8 @@ t.test('receiver: a v3 link is accepted as v3; its lead is leg 0, link frames fo
 
 // ---- real nodes -------------------------------------------------------------------------
 
-async function line(): Promise<PnetNode[]> {
-  const nodes = await Promise.all([0, 1, 2].map(() => createNode({ quic: { idleTimeoutMs: 10_000 } })));
-  for (const node of nodes) node.handleRequest('job', (request) => `${node.id}:${request.toString()}`);
-  await nodes[0]!.dial(nodes[1]!.address);
-  await nodes[1]!.dial(nodes[2]!.address);
-  const deadline = Date.now() + 30_000;
-  while (!nodes.every((node) => node.routes().length >= 2) && Date.now() < deadline) await sleep(20);
-  return nodes;
-}
-
-async function collect(results: AsyncIterable<FanoutResult>): Promise<FanoutResult[]> {
-  const out: FanoutResult[] = [];
-  for await (const result of results) out.push(result);
-  return out;
-}
-
 t.test('real nodes: the first fan-out opens v3 links with their leads; a v1 hop gets the lead as a v1 leg', async (t) => {
-  const nodes = await line();
-  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 100 }))).then(() => undefined));
+  const nodes = await line(t);
   const [a, b, c] = nodes as [PnetNode, PnetNode, PnetNode];
   const counters = (node: PnetNode) => nodeServices(node).fanouts.linkCounters;
   const results = await collect(a.fanout([b.id, c.id], 'job', 'one', { deadlineMs: 10_000 }));

@@ -3,41 +3,20 @@
 // loopback for the link itself, v1 interop and a reset link; one FanoutService fed a link on an
 // in-memory stream for the per-peer limits.
 import t from 'tap';
-import type { Test } from 'tap';
 import { Duplex } from 'node:stream';
-import { createNode } from '../src/index.js';
-import type { FanoutResult, NodeId, PnetNode } from '../src/index.js';
+import type { NodeId, PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
 import { Identity } from '../src/identity/index.js';
 import { keyBytesOf } from '../src/routing/index.js';
 import { FanoutService } from '../src/node/fanout.js';
 import { selfHost } from './fixtures/fanout-host.js';
+import { collect, line, linkCounters, sleep, until } from './fixtures/fanout-link.js';
 import { FRAME_RESULT, STATUS_HOP_ERROR, STATUS_OK, decodeErrorBody, encodeEnvelope, encodeLeg, splitUpFrames, type UpFrame } from '../src/node/fanout-codec.js';
 import { LINK_END, LINK_FRAMES, LINK_HEADER_BYTES, LINK_LEG, LINK_METADATA, LinkReader, writeLinkHeader } from '../src/node/fanout-link.js';
 
 t.setTimeout(120_000);
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** a - b - c on loopback, routes converged; `job` answers `<id>:<payload>` after `delay(payload)` ms. */
-async function line(t: Test, delay: (payload: string) => number = () => 0): Promise<PnetNode[]> {
-  const nodes = await Promise.all([0, 1, 2].map(() => createNode({ quic: { idleTimeoutMs: 10_000 } })));
-  t.teardown(() => Promise.all(nodes.map((node) => node.close({ timeoutMs: 100 }))).then(() => undefined));
-  for (const node of nodes) node.handleRequest('job', async (request) => (await sleep(delay(request.toString())), `${node.id}:${request.toString()}`));
-  await nodes[0]!.dial(nodes[1]!.address);
-  await nodes[1]!.dial(nodes[2]!.address);
-  const deadline = Date.now() + 30_000;
-  while (!nodes.every((node) => node.routes().length >= 2) && Date.now() < deadline) await sleep(20);
-  return nodes;
-}
-
-async function collect(results: AsyncIterable<FanoutResult>): Promise<FanoutResult[]> {
-  const out: FanoutResult[] = [];
-  for await (const result of results) out.push(result);
-  return out;
-}
-
-const links = (node: PnetNode) => nodeServices(node).fanouts.linkCounters;
+const links = linkCounters;
 
 t.test('v2: many fan-outs share one link stream per neighbour; a slow answer does not hold up the others', async (t) => {
   const [a, b, c] = (await line(t, (payload) => (payload === 'slow' ? 3000 : 0))) as [PnetNode, PnetNode, PnetNode];
@@ -145,11 +124,6 @@ async function legFrame(id: number, target: Identity, origin?: Identity): Promis
   const bytes = encodeLeg({ flags: 0, hopLimit: 4, budgetMs: 10_000, envelope: envelope.bytes, targets: keyBytesOf(target.nodeId), tickets: Buffer.alloc(0) }, LINK_HEADER_BYTES);
   writeLinkHeader(bytes, LINK_LEG, id, bytes.length - LINK_HEADER_BYTES);
   return bytes;
-}
-
-async function until(ok: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok() && Date.now() < deadline) await sleep(10);
 }
 
 t.test('v2 limits: legs in flight per peer, counted; the link serves on', async (t) => {

@@ -52,6 +52,21 @@ interface Link {
   idleSince: number;
   idleTimer: NodeJS.Timeout | undefined;
   closed: boolean;
+  /** Opened ahead of any leg (fanout-link-ahead.ts); `used` once a leg went on it. */
+  readonly ahead: boolean;
+  used: boolean;
+}
+
+/** Why a link went out of use (what the links-ahead scheduler does next depends on it). */
+export type LinkRetired = 'broken' | 'rejected' | 'v1' | 'idle';
+
+/** Who opens links ahead: told when one goes out of use, asked before an idle link is ended. */
+export interface LinkWatcher {
+  /** True: an idle link to `hop` stays open (a routing neighbour that links are opened ahead to). */
+  keepIdle(hop: NodeId): boolean;
+  /** `unused`: it was opened ahead and never carried a leg. */
+  retired(hop: NodeId, why: LinkRetired, unused: boolean): void;
+  close(): void;
 }
 
 /** A link with no leg for this long is ended (its stream closed). */
@@ -71,11 +86,17 @@ export interface LinkCounters {
   rejected: number;
   /** Legs sent as v1 because the peer does not speak v2 (or REJECTed the link). */
   v1Legs: number;
+  /** Links opened ahead of any leg and ACCEPTed (fanout-link-ahead.ts); counted in `opened` too. */
+  ahead: number;
+  /** Of them, links whose first leg came (a fan-out found its link open). */
+  aheadUsed: number;
 }
 
 /** The sender's links, one per next hop: legs go down as frames, their results come back tagged. */
 export class LegLinks {
-  readonly counters: LinkCounters = { opened: 0, leads: 0, broken: 0, rejected: 0, v1Legs: 0 };
+  readonly counters: LinkCounters = { opened: 0, leads: 0, broken: 0, rejected: 0, v1Legs: 0, ahead: 0, aheadUsed: 0 };
+  /** The links-ahead scheduler, if the node runs one. */
+  watcher: LinkWatcher | undefined;
   /** False: links are opened as version 2 (the first leg waits for the ACCEPT) instead of 3 (for A/B runs and tests). */
   leadLegs = true;
   private readonly links = new Map<NodeId, Link>();
@@ -99,6 +120,28 @@ export class LegLinks {
     return { cancel: () => this.cancel(on, leg) };
   }
 
+  /**
+   * Opens a version 2 link to `hop` with no leg on it yet (the ACCEPT's round trip and the stream's
+   * set-up done before the first fan-out). False: links are off, `hop` speaks v1 or has a link.
+   */
+  openAhead(hop: NodeId): boolean {
+    if (!this.enabled() || this.speaksV1(hop) || this.links.has(hop)) return false;
+    this.openLink(hop, undefined, true);
+    return true;
+  }
+
+  /** A link to `hop` is open or opening. */
+  has(hop: NodeId): boolean {
+    return this.links.has(hop);
+  }
+
+  /** Links opened ahead and not ACCEPTed yet (the scheduler keeps few in flight). */
+  get aheadOpening(): number {
+    let n = 0;
+    for (const link of this.links.values()) if (link.ahead && !link.accepted) n++;
+    return n;
+  }
+
   /** Whether `hop` answered without v2 within V1_MEMORY_MS (an older answer is forgotten: the map holds current v1 peers only). */
   private speaksV1(hop: NodeId): boolean {
     const until = this.v1Peers.get(hop);
@@ -114,8 +157,8 @@ export class LegLinks {
   }
 
   /** A new link to `hop`: version 3 with `lead` as its first leg (no round trip before it), else version 2. */
-  private openLink(hop: NodeId, lead: SentLeg | undefined): Link {
-    const link: Link = { hop, stream: undefined, accepted: false, lead, legs: new Map(), queue: [], nextId: 0, idleSince: 0, idleTimer: undefined, closed: false };
+  private openLink(hop: NodeId, lead: SentLeg | undefined, ahead = false): Link {
+    const link: Link = { hop, stream: undefined, accepted: false, lead, legs: new Map(), queue: [], nextId: 0, idleSince: 0, idleTimer: undefined, closed: false, ahead, used: false };
     this.links.set(hop, link);
     if (lead !== undefined) {
       link.legs.set(0, lead);
@@ -123,7 +166,8 @@ export class LegLinks {
     }
     this.open(hop, lead === undefined ? true : leadMetadata(lead.bytes.length - LINK_HEADER_BYTES)).then(
       (stream) => (lead === undefined ? this.opened(link, stream) : this.leadOpened(link, lead, stream)),
-      (error: Error) => this.broken(link, error),
+      // A version 2 OPEN resolves at the ACCEPT: a REJECT (the peer's link limit) comes here.
+      (error: Error) => (error instanceof ChannelRejectedError ? this.rejected(link) : this.broken(link, error)),
     );
     return link;
   }
@@ -172,6 +216,7 @@ export class LegLinks {
   private established(link: Link, stream: Duplex, early: readonly Buffer[]): void {
     this.counters.opened++;
     if (link.lead !== undefined) this.counters.leads++;
+    if (link.ahead) this.counters.ahead++;
     link.stream = stream;
     link.accepted = true;
     const reader = new LinkReader(this.upstream(link));
@@ -204,7 +249,7 @@ export class LegLinks {
    */
   private versionOne(link: Link, stream: LegStream, early: readonly Buffer[] = []): void {
     this.v1Peers.set(link.hop, performance.now() + V1_MEMORY_MS);
-    this.retire(link);
+    this.retire(link, 'v1');
     const lead = link.lead !== undefined && !link.lead.over ? link.lead : undefined;
     const queued = link.queue.splice(0).filter((leg) => !leg.over);
     if (lead !== undefined) {
@@ -224,7 +269,7 @@ export class LegLinks {
   private rejected(link: Link): void {
     if (link.closed) return;
     this.counters.rejected++;
-    this.retire(link);
+    this.retire(link, 'rejected');
     const legs = [...link.legs.values(), ...link.queue].filter((leg) => !leg.over);
     link.legs.clear();
     link.queue.length = 0;
@@ -232,16 +277,20 @@ export class LegLinks {
   }
 
   /** The link is out of use: new legs open another. */
-  private retire(link: Link): void {
+  private retire(link: Link, why: LinkRetired): void {
     link.closed = true;
     clearTimeout(link.idleTimer);
-    if (this.links.get(link.hop) === link) this.links.delete(link.hop);
+    if (this.links.get(link.hop) !== link) return;
+    this.links.delete(link.hop);
+    this.watcher?.retired(link.hop, why, link.ahead && !link.used);
   }
 
   private write(link: Link, leg: SentLeg): void {
     if (leg.over) return;
     leg.id = link.nextId;
     link.nextId = (link.nextId + 1) >>> 0;
+    if (link.ahead && !link.used) this.counters.aheadUsed++;
+    link.used = true;
     link.legs.set(leg.id, leg);
     writeLinkHeader(leg.bytes, LINK_LEG, leg.id, leg.bytes.length - LINK_HEADER_BYTES);
     link.stream!.write(leg.bytes);
@@ -299,7 +348,7 @@ export class LegLinks {
   /** A link that failed: its legs fail like a broken v1 leg (their senders retry them); the next leg opens a new link. */
   private broken(link: Link, error: Error): void {
     if (link.closed) return;
-    this.retire(link);
+    this.retire(link, 'broken');
     const lost = [...link.queue, ...link.legs.values()].filter((leg) => !leg.over);
     if (lost.length > 0) this.counters.broken++;
     link.queue.length = 0;
@@ -318,13 +367,14 @@ export class LegLinks {
     const check = (): void => {
       link.idleTimer = undefined;
       if (link.closed || link.legs.size > 0 || link.queue.length > 0) return;
-      const left = link.idleSince + LINK_IDLE_MS - performance.now();
+      // A neighbour's link is kept for the next fan-out (links ahead): checked again a period later.
+      const left = this.watcher?.keepIdle(link.hop) === true ? LINK_IDLE_MS : link.idleSince + LINK_IDLE_MS - performance.now();
       if (left > 0) {
         link.idleTimer = setTimeout(check, left);
         link.idleTimer.unref();
         return;
       }
-      this.retire(link);
+      this.retire(link, 'idle');
       link.stream?.end();
     };
     link.idleTimer = setTimeout(check, LINK_IDLE_MS);
@@ -333,6 +383,8 @@ export class LegLinks {
 
   /** Ends every link (the node is closing). */
   close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
     for (const link of [...this.links.values()]) this.broken(link, new PnetError('ERR_NODE_CLOSED', 'the node closed'));
   }
 
