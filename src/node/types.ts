@@ -307,6 +307,14 @@ export interface FanoutLimits {
   maxLegBytes?: number;
   /** Bytes one peer's legs being read may buffer (default 16 MiB: one largest leg). */
   maxLegBytesPerPeer?: number;
+  /**
+   * Which nodes open their fan-out link to each routing neighbour before the first leg, as the
+   * neighbour becomes a next hop (docs/FANOUT.md, "Links opened ahead"): 'routers' (default: a
+   * node whose role is router), 'always', or 'never' (the first leg opens it).
+   */
+  linksAhead?: 'routers' | 'always' | 'never';
+  /** Links opened ahead per second at most (default 100), at most 32 of them awaiting their ACCEPT. */
+  linksAheadPerSecond?: number;
 }
 
 // ---- stats ------------------------------------------------------------------
