@@ -101,8 +101,8 @@ export class FanoutService {
   private readonly legs: LegAccounts;
   /** False: this node neither offers nor accepts v2 links (it behaves as a version 1 node; for interop tests). */
   linksEnabled = true;
-  /** The sender's v2 links, one per next hop. */
-  private readonly links: LegLinks;
+  /** The sender's v2 links, one per next hop (the node's links-ahead scheduler opens some early). */
+  readonly links: LegLinks;
   /** v2 link streams served per peer. */
   private readonly linksServed = new Map<NodeId, number>();
   /** Authorised requests answered here, per origin: a duplicate delivery gets the same answer, never a second run. */
