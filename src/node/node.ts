@@ -25,6 +25,7 @@ import { Streams, assertUserChannel } from './streams.js';
 import { Requests } from './requests.js';
 import { RoutingGate, serveGated } from './routing-gate.js';
 import { FANOUT_CHANNEL, FanoutService, legOpenOptions } from './fanout.js';
+import { LinksAhead } from './fanout-link-ahead.js';
 import { HandshakeCounter, takeStats } from './stats.js';
 import { BootstrapKeeper, redialSchedule } from './bootstrap.js';
 import type {
@@ -146,13 +147,15 @@ export class PnetNode extends EventEmitter<NodeEvents> {
       },
       options.fanout,
     );
+    // The fan-out's links to next hops opened as the routes name them, before the first leg (closed with the fan-out).
+    const linksAhead = new LinksAhead(this.fanouts.links, { role: () => this.neighbours.router.role, isNeighbour: (peer) => live(peer) !== undefined && this.neighbours.router.neighbourCost(peer) !== undefined }, options.fanout);
     // Last: they start timers, and the services above may still refuse their options.
     this.datagrams = options.relay?.datagrams === false ? undefined : this.makeDatagramRelay(options, report);
     this.neighbours = new Neighbours(identity, settings, {
       live,
       entries: () => this.peerTable.entries(),
       route: (change) => this.emit('route', change),
-      routesChanged: (changes) => this.datagrams?.routesChanged(changes),
+      routesChanged: (changes) => (this.datagrams?.routesChanged(changes), linksAhead.routesChanged(changes)),
       defaultRoute: (hop) => this.datagrams?.defaultRoute(hop),
       report,
     });
