@@ -6,6 +6,9 @@ import dgram from 'node:dgram';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { native } from '@matrixai/quic';
 import { Identity } from '../src/identity/index.js';
 import { QuicTransport, makeQuicConfig } from '../src/transport/index.js';
@@ -168,7 +171,8 @@ t.test('amplification: a silent address gets at most 3x the bytes it sent (RFC 9
 
 /**
  * A flood from its own process (so its sending costs are not the server's): `count` undecryptable
- * Initials to `port`, 20 every 10 ms, from a node:dgram socket on `from`; exits when done or after 20 s.
+ * Initials (or the length-prefixed packets of the file in argv[4]) to `port`, 20 every 10 ms, from
+ * a node:dgram socket on `from`; exits when done or after 20 s.
  * Port 0: the same flood to a sink socket of its own (the control: the flood's cost to the machine, none to the server).
  */
 const FLOOD_PROGRAM = `
@@ -176,13 +180,20 @@ const dgram = require('node:dgram');
 const { randomBytes } = require('node:crypto');
 const [port, count] = process.argv.slice(1, 3).map(Number);
 const from = process.argv[3];
+function readPackets(file) {
+  const bytes = require('node:fs').readFileSync(file);
+  const out = [];
+  for (let at = 0; at < bytes.length; at += 2 + bytes.readUInt16BE(at)) out.push(bytes.subarray(at + 2, at + 2 + bytes.readUInt16BE(at)));
+  return out;
+}
 setTimeout(() => process.exit(2), 20000).unref();
 const socket = dgram.createSocket('udp4');
 const sink = dgram.createSocket('udp4');
 sink.on('message', () => {});
 sink.bind(0, '127.0.0.1', () => socket.bind(0, from, () => {
   const target = port || sink.address().port;
-  const packets = Array.from({ length: count }, () => {
+  const file = process.argv[4];
+  const packets = file ? readPackets(file) : Array.from({ length: count }, () => {
     const packet = randomBytes(1200);
     packet[0] = 0xc0; packet.writeUInt32BE(1, 1); packet[5] = 16; packet[22] = 16; packet[39] = 0;
     packet.writeUInt16BE(0x4000 | (1200 - 42), 40);
@@ -263,6 +274,79 @@ t.test('undecryptable Initials: no connection state, and a good client keeps its
 // Initials (gate.ts), and the rest of its flood costs what a stranger's does.
 t.test('undecryptable Initials from a host that completed a handshake: it loses its budget, the good client keeps its rate', async (t) => {
   await undecryptableFlood(t, '127.0.0.1');
+});
+
+/** `count` real client Initials for `server` (valid, each a new handshake), length-prefixed in one file for a flood process. */
+function initialsFile(dir: string, name: string, count: number, server: SocketAddress): string {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const initial = clientInitial({ host: '127.0.0.1', port: 1 }, server);
+    const prefix = Buffer.alloc(2);
+    prefix.writeUInt16BE(initial.length);
+    parts.push(prefix, initial);
+  }
+  const file = join(dir, name);
+  writeFileSync(file, Buffer.concat(parts));
+  return file;
+}
+
+// A host that completed a handshake skips Retry within 1,000 new handshakes a second. Its valid
+// Initials decrypt, so losing the budget on undecryptable ones does not touch a flood of handshakes
+// it starts and abandons: those took half of maxPendingHandshakes (500 quiche handshakes, each
+// with its crypto and probe-timeout resends for 7.5 s) before Retry. Now a host has a share of the
+// handshakes in progress that skipped Retry (gate.ts, HOST_PENDING_SHARE): past it, a Retry.
+t.test('abandoned valid handshakes from a host that completed one: a bounded share, a fresh client connects, the good client keeps its rate', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pnet-abandon-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const count = 1000; // ~1,000/s for ~1 s, longer on a loaded machine
+  const good = await client(t);
+  const fresh = await client(t);
+  const pairs: Array<{ control: number; underFlood: number; peak: number; dialMs: number }> = [];
+  let stats: ReturnType<QuicTransport['stats']> | undefined;
+  // Each pair on a new server, so the flood's handshakes of one pair do not weigh on the next
+  // control; the good client's connection makes 127.0.0.1 a host that completed a handshake.
+  while (pairs.length < 3) {
+    const server = await listen(t, { udp: 'auto' });
+    const connection = await good.dial(server.address);
+    const file = initialsFile(dir, `initials-${pairs.length}`, count, server.address);
+    const rateDuring = async (port: number, during?: () => Promise<unknown>): Promise<number> => {
+      const flood = spawn(process.execPath, ['-e', FLOOD_PROGRAM, String(port), String(count), '127.0.0.1', file], { stdio: ['pipe', 'pipe', 'inherit'] });
+      t.teardown(() => void flood.kill());
+      await once(flood.stdout, 'data');
+      flood.stdin.write('go\n');
+      const [rate] = await Promise.all([requestRate(connection, once(flood, 'exit')), during?.()]);
+      return rate;
+    };
+    let peak = 0;
+    const watch = setInterval(() => {
+      peak = Math.max(peak, server.stats().pendingHandshakes);
+    }, 20);
+    const control = await rateDuring(0);
+    let dialMs = -1;
+    // A fresh client on the same host dials while the flood runs (after it had time to fill its share).
+    const dialFresh = async (): Promise<void> => {
+      await delay(300);
+      const started = performance.now();
+      const fresh1 = await fresh.dial(server.address, { timeoutMs: 5000 });
+      dialMs = performance.now() - started;
+      t.equal(await echoRoundTrip(await fresh1.openStream(), Buffer.from('hi')).then(String), 'hi', 'the fresh client connected and its connection works');
+      await fresh1.close();
+    };
+    const underFlood = await rateDuring(server.address.port, dialFresh);
+    clearInterval(watch);
+    stats = server.stats();
+    pairs.push({ control, underFlood, peak, dialMs });
+    await server.close({ timeoutMs: 200 });
+    if (underFlood >= 0.5 * control) break;
+  }
+  const last = pairs.at(-1)!;
+  const rates = pairs.map((p) => `${p.underFlood.toFixed(0)}/s of ${p.control.toFixed(0)}/s (peak pending ${p.peak}, fresh dial ${p.dialMs.toFixed(0)} ms)`).join(', ');
+  const drops = stats!.droppedDatagrams;
+  t.comment(`good client under the flood of abandoned handshakes (of the control before it): ${rates}; last server ${JSON.stringify({ retried: drops.retried, retryLimited: drops.retryLimited, refused: drops.refused, hostHandshakeShare: stats!.hostHandshakeShare })}`);
+  t.ok(last.underFlood >= 0.5 * last.control, `good client keeps >= 50% in one of ${pairs.length} pairs (${rates})`);
+  // The flood's share (62 of 1,000) plus the good and fresh clients; the code before held 500.
+  t.ok(last.peak <= 64 + 2, `the flood held at most its host's share of handshakes (peak ${last.peak})`);
+  t.ok(stats!.hostHandshakeShare >= count / 2, 'the rest of the flood was answered with a Retry, counted');
 });
 
 t.test('handshake flood: with Retry a fresh client still connects; without it is refused', async (t) => {

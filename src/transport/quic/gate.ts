@@ -21,6 +21,14 @@ const KNOWN_HOSTS_MAX = 4096;
  */
 const KNOWN_HOST_UNDECRYPTABLE_BURST = 16;
 const KNOWN_HOST_UNDECRYPTABLE_PER_SECOND = 1;
+/**
+ * In 'auto', one host's share of the handshakes in progress that skipped Retry: this fraction of
+ * `maxPendingHandshakes` (at least HOST_PENDING_MIN); past it the host's tokenless Initials get a
+ * Retry. Valid Initials a host starts and abandons decrypt, so they never cost it its budget: they
+ * took half of the slots (500 handshakes, each quiche's crypto and resends for 7.5 s) before.
+ */
+const HOST_PENDING_SHARE = 1 / 16;
+const HOST_PENDING_MIN = 8;
 /** A host that lost its budget shares the unvalidated one this long, even if it completes handshakes meanwhile. */
 const DISTRUST_MS = 60_000;
 /** Retries per second (whole endpoint): past it a flood of Initials costs a header parse each, and honest clients resend theirs (PTO). */
@@ -194,6 +202,13 @@ export interface GateLoad {
 
 const DROP: InitialVerdict = { action: 'drop' };
 
+/** An inbound handshake in progress: its admission handle, its host, and whether it skipped Retry (charged to the host's share). */
+export interface HandshakeTicket {
+  readonly admitted: number;
+  readonly host: string;
+  readonly charged: boolean;
+}
+
 /** A host that completed a handshake: when, and its budget of undecryptable Initials (made at its first). */
 interface KnownHost {
   at: number;
@@ -230,6 +245,12 @@ export class InitialGate {
   private readonly distrusted = new Map<string, number>();
   /** Validated hosts that lost their budget (undecryptable Initials past theirs). */
   hostsDistrusted = 0;
+  /** Host → its handshakes in progress that skipped Retry (entries only while some are: at most maxPendingHandshakes). */
+  private readonly pendingByHost = new Map<string, number>();
+  /** One host's share of those (HOST_PENDING_SHARE). */
+  readonly hostShare: number;
+  /** Tokenless Initials sent to Retry because their host held its share of handshakes in progress. */
+  hostShareRetried = 0;
   private readonly retries: TokenBucket;
   private readonly versionNegotiations: TokenBucket;
 
@@ -238,6 +259,7 @@ export class InitialGate {
     now: number,
   ) {
     this.admission = new HandshakeAdmission(options.handshakeTimeoutMs, now);
+    this.hostShare = Math.max(HOST_PENDING_MIN, Math.floor(options.maxPendingHandshakes * HOST_PENDING_SHARE));
     this.unvalidatedAccepts = new TokenBucket(UNVALIDATED_ACCEPTS_PER_SECOND, UNVALIDATED_ACCEPTS_PER_SECOND, now);
     this.knownHostAccepts = new TokenBucket(KNOWN_HOST_ACCEPTS_PER_SECOND, KNOWN_HOST_ACCEPTS_PER_SECOND, now);
     this.retries = new TokenBucket(RETRIES_PER_SECOND, RETRIES_PER_SECOND, now);
@@ -297,6 +319,24 @@ export class InitialGate {
     return this.tokens.mint(header.dcid, retryScid, host, port, now);
   }
 
+  /** An inbound handshake started; `validated` (a Retry token) is not charged to its host's share. */
+  handshakeStarted(host: string, validated: boolean, now: number): HandshakeTicket {
+    if (!validated) this.pendingByHost.set(host, (this.pendingByHost.get(host) ?? 0) + 1);
+    return { admitted: this.admission.start(now), host, charged: !validated };
+  }
+
+  /** An inbound handshake completed (`ok`: its host counts as validated) or failed. */
+  handshakeEnded(ticket: HandshakeTicket, ok: boolean, now: number): void {
+    this.admission.end(ticket.admitted, ok, now);
+    const host = ticket.host;
+    if (ticket.charged) {
+      const left = (this.pendingByHost.get(host) ?? 1) - 1;
+      if (left > 0) this.pendingByHost.set(host, left);
+      else this.pendingByHost.delete(host);
+    }
+    if (ok) this.noteValidated(host, now);
+  }
+
   /** A handshake from `host` completed: its next connections skip the unvalidated budget for a while (not while it is distrusted). */
   noteValidated(host: string, now: number): void {
     const until = this.distrusted.get(host);
@@ -334,6 +374,10 @@ export class InitialGate {
     if (mode === 'never') return false;
     if (mode === 'always') return true;
     if (load.pendingHandshakes * 2 >= this.options.maxPendingHandshakes) return true;
+    if ((this.pendingByHost.get(host) ?? 0) >= this.hostShare) {
+      this.hostShareRetried++;
+      return true;
+    }
     const known = this.knownHosts.get(host);
     // A host that proved its address lately reconnects without a Retry round trip, within its own budget.
     if (known !== undefined && now - known.at < KNOWN_HOST_MS && this.knownHostAccepts.take(now)) return false;

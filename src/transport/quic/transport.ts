@@ -79,6 +79,8 @@ export interface QuicTransportStats {
   abandonedStreamCloses: number;
   /** Validated hosts that lost their own Initial budget: undecryptable Initials past theirs (gate.ts). */
   hostsDistrusted: number;
+  /** Tokenless Initials sent to Retry because their host held its share (1/16 of `maxPendingHandshakes`) of handshakes in progress that skipped Retry (gate.ts). */
+  hostHandshakeShare: number;
 }
 
 type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };
@@ -234,6 +236,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       windows: this.windows.stats(),
       abandonedStreamCloses: this.abandonedStreamCloses,
       hostsDistrusted: this.gate.hostsDistrusted,
+      hostHandshakeShare: this.gate.hostShareRetried,
     };
   }
 
@@ -403,16 +406,15 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     // The client keeps using its random initial id until it hears ours: map both.
     this.map(path, key);
     if (odcid === null) this.map(path, scid.toString('latin1'));
-    // In progress until it completes or fails; the gate's admission learns how long that takes here (gate.ts).
-    const admitted = this.gate.admission.start(performance.now());
+    // In progress until it completes or fails: the gate's admission learns how long that takes here, and its host's share (gate.ts).
+    const ticket = this.gate.handshakeStarted(remote.host, odcid !== null, performance.now());
     connection.ready.then(
       () => {
-        this.gate.admission.end(admitted, true, performance.now());
-        this.gate.noteValidated(remote.host, performance.now());
+        this.gate.handshakeEnded(ticket, true, performance.now());
         this.emit('connection', connection);
       },
       () => {
-        this.gate.admission.end(admitted, false, performance.now());
+        this.gate.handshakeEnded(ticket, false, performance.now());
       },
     );
     this.scheduler.schedule(connection);
