@@ -169,6 +169,7 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicWindowBudget: quic?.windows.leanGrants ?? 0,
     quicStreamsLeftOpen: quic?.abandonedStreamCloses ?? 0,
     quicHostDistrusted: quic?.hostsDistrusted ?? 0,
+    quicHostHandshakeShare: quic?.hostHandshakeShare ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,
     relayEvicted: relay.evicted,

@@ -358,6 +358,8 @@ export interface LimitTrips {
   quicStreamsLeftOpen: number;
   /** QUIC: a host that completed a handshake lost its own Initial budget (undecryptable Initials past 16, gate.ts). */
   quicHostDistrusted: number;
+  /** QUIC: a tokenless Initial sent to Retry because its host held its share (1/16 of maxPendingHandshakes) of handshakes in progress that skipped Retry (gate.ts). */
+  quicHostHandshakeShare: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */
   relayPeerLimit: number;
   /** Relay: a relay request refused at the node's maxStreams, no neighbour holding more than the opener would. */
