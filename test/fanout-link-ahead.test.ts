@@ -1,0 +1,146 @@
+// Fan-out links opened ahead (issue 14, the first exec after a 2,000-leaf join): a router opens its
+// link to each next hop as the routes name it, at a bounded pace, so the first fan-out finds its
+// links open. The scheduler on in-memory streams (pace, REJECT), then real nodes on loopback: the
+// first fan-out uses the links opened ahead, a neighbour that REJECTs them still gets its legs,
+// a restarted neighbour's link is reopened. Asserts on counters, never on time.
+import t from 'tap';
+import type { Test } from 'tap';
+import { createNode } from '../src/index.js';
+import type { NodeId, NodeOptions, PnetNode } from '../src/index.js';
+import { ChannelRejectedError } from '../src/channel/index.js';
+import { Identity } from '../src/identity/index.js';
+import { nodeServices } from '../src/node/node.js';
+import { LinksAhead, linksAheadSettings } from '../src/node/fanout-link-ahead.js';
+import { LINK_KEY, LINK_VERSION, LegLinks } from '../src/node/fanout-link.js';
+import type { RouteChange } from '../src/routing/index.js';
+import { collect, fakeOpener, keep, legBytes, linkCounters, sleep, until } from './fixtures/fanout-link.js';
+
+t.setTimeout(120_000);
+
+const hops = (n: number) => Array.from({ length: n }, (_, i) => `hop${i}` as unknown as NodeId);
+const named = (ids: NodeId[]): RouteChange[] => ids.map((id) => ({ dest: id, nextHop: id, previousNextHop: undefined }));
+
+t.test('scheduler: links open at the pace, at most 32 awaiting their ACCEPT; the first leg goes on the open link', async (t) => {
+  let accept!: () => void;
+  const accepted = new Promise<void>((resolve) => (accept = resolve));
+  const { opens, open } = fakeOpener(async (fake) => {
+    await accepted;
+    fake.stream.remoteMetadata = { [LINK_KEY]: LINK_VERSION };
+  });
+  const links = new LegLinks(open, () => true);
+  const ahead = new LinksAhead(links, { role: () => 'router', isNeighbour: () => true }, { linksAheadPerSecond: 100 });
+  t.teardown(() => links.close());
+  const ids = hops(50);
+  ahead.routesChanged(named(ids));
+  await until(() => opens.length >= 32);
+  await sleep(300); // three more ticks: none may open while 32 wait for their ACCEPT
+  t.equal(opens.length, 32, '32 opened, none past that while unanswered');
+  t.ok(opens.every((o) => o.how === true), 'each as a version 2 link, no leg on it');
+  accept();
+  await until(() => links.counters.ahead === 50);
+  t.equal(links.counters.ahead, 50, 'the other 18 followed once the first were answered');
+  t.equal(ahead.waiting, 0);
+  const leg = keep();
+  links.send(ids[7]!, legBytes(0xaa), 1 << 20, leg.sink);
+  await sleep(0);
+  t.equal(opens.length, 50, 'the leg opened nothing');
+  t.equal(links.counters.aheadUsed, 1, 'it went on the link opened ahead');
+  t.equal(opens.find((o) => o.hop === ids[7])!.written.length, 1, 'as one LEG frame');
+  ahead.routesChanged(named(ids));
+  await sleep(250);
+  t.equal(opens.length, 50, 'route changes naming hops with links open nothing more');
+});
+
+t.test('scheduler: a REJECTed link ahead is not asked again; the leg then goes v1; a leaf opens nothing; bad options refused', async (t) => {
+  const { opens, open } = fakeOpener(async () => {
+    throw new ChannelRejectedError('OVERLOADED', 'two links here already');
+  });
+  const links = new LegLinks(open, () => true);
+  new LinksAhead(links, { role: () => 'router', isNeighbour: () => true }).routesChanged(named(hops(1)));
+  t.teardown(() => links.close());
+  await until(() => links.counters.rejected === 1);
+  t.equal(links.counters.rejected, 1, 'the REJECT is counted');
+  (links.watcher as LinksAhead).routesChanged(named(hops(1)));
+  await sleep(250);
+  t.equal(opens.length, 1, 'not asked ahead again (10 minutes)');
+  const leg = keep();
+  links.send(hops(1)[0]!, legBytes(0xbb), 1 << 20, leg.sink);
+  await until(() => links.counters.v1Legs === 1);
+  t.equal(links.counters.v1Legs, 1, 'the leg asked for a link, was REJECTed, and went as a v1 leg');
+  t.equal(opens.at(-1)!.how, false);
+
+  const leaf = fakeOpener();
+  const leafLinks = new LegLinks(leaf.open, () => true);
+  new LinksAhead(leafLinks, { role: () => 'leaf', isNeighbour: () => true }).routesChanged(named(hops(3)));
+  await sleep(250);
+  t.equal(leaf.opens.length, 0, "a leaf (default 'routers') opens no link ahead");
+  leafLinks.close();
+  t.throws(() => linksAheadSettings({ linksAhead: 'sometimes' as never }), { code: 'ERR_BAD_OPTION' });
+  t.throws(() => linksAheadSettings({ linksAheadPerSecond: 0 }), { code: 'ERR_BAD_OPTION' });
+});
+
+// ---- real nodes ----------------------------------------------------------------
+
+const QUIC: NodeOptions = { quic: { idleTimeoutMs: 10_000 } };
+
+async function hubWithLeaves(t: Test, count: number, leafOptions: (i: number) => NodeOptions = () => ({})): Promise<{ hub: PnetNode; leaves: PnetNode[] }> {
+  const hub = await createNode({ ...QUIC, routing: { role: 'router' } });
+  const leaves = await Promise.all(Array.from({ length: count }, (_, i) => createNode({ ...QUIC, routing: { role: 'leaf' }, ...leafOptions(i) })));
+  t.teardown(() => Promise.all([hub, ...leaves].map((node) => node.close({ timeoutMs: 100 }))).then(() => undefined));
+  for (const node of [hub, ...leaves]) node.handleRequest('job', (request) => `${node.id}:${request.toString()}`);
+  return { hub, leaves };
+}
+
+async function attach(hub: PnetNode, leaves: PnetNode[]): Promise<void> {
+  for (const leaf of leaves) await leaf.dial(hub.address);
+  await until(() => hub.routes().length >= leaves.length && leaves.every((leaf) => leaf.routes().length >= 1), 30_000);
+}
+
+t.test('real nodes: a router opens a link to each leaf ahead; the first fan-out uses them and opens none', async (t) => {
+  const { hub, leaves } = await hubWithLeaves(t, 3);
+  await attach(hub, leaves);
+  await until(() => linkCounters(hub).ahead === 3, 30_000);
+  t.equal(linkCounters(hub).ahead, 3, 'one link ahead per leaf');
+  t.same(leaves.map((leaf) => linkCounters(leaf).ahead), [0, 0, 0], 'leaves open none');
+  const before = linkCounters(hub);
+  const results = await collect(hub.fanout(leaves.map((leaf) => leaf.id), 'job', 'first', { deadlineMs: 10_000 }));
+  t.same(results.map((r) => r.ok), [true, true, true], 'every leaf answered');
+  const after = linkCounters(hub);
+  t.equal(after.aheadUsed, 3, 'each leg went on a link opened ahead');
+  t.equal(after.opened, before.opened, 'the fan-out opened no link');
+  t.equal(after.leads, 0, 'no link opened with a lead leg');
+});
+
+t.test('real nodes: a leaf that REJECTs links still gets its legs (v1)', async (t) => {
+  const { hub, leaves } = await hubWithLeaves(t, 2);
+  // The second leaf's link limit is full for the hub already: every link OPEN from the hub is REJECTed OVERLOADED.
+  (nodeServices(leaves[1]!).fanouts as unknown as { linksServed: Map<NodeId, number> }).linksServed.set(hub.id, 2);
+  await attach(hub, leaves);
+  await until(() => linkCounters(hub).ahead === 1 && linkCounters(hub).rejected === 1, 30_000);
+  t.same([linkCounters(hub).ahead, linkCounters(hub).rejected], [1, 1], 'one link ahead, one REJECTed');
+  const results = await collect(hub.fanout(leaves.map((leaf) => leaf.id), 'job', 'x', { deadlineMs: 10_000 }));
+  t.same(results.map((r) => r.ok), [true, true], 'both answered');
+  t.equal(linkCounters(hub).v1Legs, 1, 'the rejecting leaf got a v1 leg');
+  t.equal(linkCounters(hub).aheadUsed, 1, 'the other its link ahead');
+});
+
+t.test("real nodes: a restarted leaf's link is reopened ahead and used", async (t) => {
+  const identity = await Identity.generate();
+  const { hub, leaves } = await hubWithLeaves(t, 1, () => ({ identity }));
+  await attach(hub, leaves);
+  await until(() => linkCounters(hub).ahead === 1, 30_000);
+  t.equal(linkCounters(hub).ahead, 1);
+  await leaves[0]!.close({ timeoutMs: 100 });
+  await until(() => hub.routes().length === 0, 30_000);
+  const again = await createNode({ ...QUIC, routing: { role: 'leaf' }, identity });
+  t.teardown(() => again.close({ timeoutMs: 100 }));
+  again.handleRequest('job', (request) => `again:${request.toString()}`);
+  await attach(hub, [again]);
+  await until(() => linkCounters(hub).ahead === 2, 30_000);
+  t.equal(linkCounters(hub).ahead, 2, 'a second link ahead, to the leaf back on a new connection');
+  const opened = linkCounters(hub).opened;
+  const results = await collect(hub.fanout([again.id], 'job', 'back', { deadlineMs: 10_000 }));
+  t.equal(results[0]?.ok === true ? results[0].data.toString() : 'failed', 'again:back', 'the restarted leaf answered');
+  t.equal(linkCounters(hub).opened, opened, 'on the reopened link');
+  t.equal(linkCounters(hub).aheadUsed, 1);
+});
