@@ -10,13 +10,16 @@ export interface Drivable {
 /**
  * When the QUIC drivers of one endpoint run: batched per loop turn (one setImmediate for every
  * connection that had datagrams or writes), after this tick's nextTicks (one microtask), or
- * next loop turn for ACK-only transmits. Timing lives here and in QuicConnection, never in the
- * machine.
+ * two loop turns later for ACK-only transmits (an answer written in the next turn carries the
+ * ACK; any earlier transmit or datagram in sends it sooner). Timing lives here and in
+ * QuicConnection, never in the machine.
  */
 export class Scheduler {
   private readonly dirty = new Set<Drivable>();
   private batchScheduled = false;
   private readonly nextTurn = new Set<Drivable>();
+  /** ACK-only transmits asked for a turn ago: sent this turn unless a drive of this turn's batch is due. */
+  private readonly ackDue = new Set<Drivable>();
   private nextTurnScheduled = false;
   private readonly afterTicks = new Set<Drivable>();
 
@@ -29,7 +32,7 @@ export class Scheduler {
     }
   }
 
-  /** Transmit next loop turn (or earlier, when something else transmits first: `cancel`). */
+  /** ACK-only transmit in two loop turns (or earlier, when something else transmits first: `transmitted`). */
   transmitNextTurn(connection: Drivable): void {
     this.nextTurn.add(connection);
     if (!this.nextTurnScheduled) {
@@ -47,11 +50,13 @@ export class Scheduler {
   /** `connection` just transmitted: a pending next-turn transmit has nothing left to do. */
   transmitted(connection: Drivable): void {
     this.nextTurn.delete(connection);
+    this.ackDue.delete(connection);
   }
 
   forget(connection: Drivable): void {
     this.dirty.delete(connection);
     this.nextTurn.delete(connection);
+    this.ackDue.delete(connection);
     this.afterTicks.delete(connection);
   }
 
@@ -66,10 +71,22 @@ export class Scheduler {
     }
   };
 
+  /**
+   * Two stages, one turn each: a reply to what was just read is usually written in the next turn
+   * (a setImmediate of the application, a thread-pool job), after this immediate; it then carries
+   * the ACK. A connection whose drive is due in this turn's batch transmits there (or asks again).
+   */
   private readonly runNextTurn = (): void => {
     this.nextTurnScheduled = false;
-    for (const connection of this.nextTurn) connection.transmit();
+    const due = this.ackDue;
+    for (const connection of due) if (!this.dirty.has(connection)) connection.transmit();
+    due.clear();
+    for (const connection of this.nextTurn) due.add(connection);
     this.nextTurn.clear();
+    if (due.size > 0) {
+      this.nextTurnScheduled = true;
+      setImmediate(this.runNextTurn);
+    }
   };
 
   private readonly runAfterTicks = (): void => {
