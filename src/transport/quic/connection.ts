@@ -6,7 +6,7 @@ import { StreamInbox } from '../inbox.js';
 import { CreditWaiters } from '../shared.js';
 import { QuicStream } from './stream.js';
 import type { QuicStreamHost } from './stream.js';
-import { QuicMachine, Transmit } from './machine.js';
+import { QuicMachine, STALL_MS, Transmit } from './machine.js';
 import type { MachineEvent } from './machine.js';
 import type { Drivable, Scheduler } from './scheduler.js';
 
@@ -358,9 +358,19 @@ export class QuicConnection extends EventEmitter<ConnectionEvents> implements Co
   }
 
   private readonly onTimer = (): void => {
-    const late = performance.now() - this.timerAt;
+    const now = performance.now();
+    const late = now - this.timerAt;
     this.timer = undefined;
     this.timerAt = Infinity;
+    // On time and nothing due any more (a loss timer an ACK made moot, the usual case): re-arm only.
+    if (late <= STALL_MS && !this.disposed) {
+      const at = this.machine.pollTimeout(now);
+      if (at !== null && at > now + 1) {
+        this.timerAt = at;
+        this.timer = setTimeout(this.onTimer, at - now);
+        return;
+      }
+    }
     // Decided after this turn's I/O: after an event-loop stall the datagrams waiting in the socket
     // are fed first, so an idle or loss timer does not fire on a peer that did answer.
     setImmediate(this.onTimeout, late);

@@ -147,7 +147,7 @@ const FIN_ROOM = 1350;
 /** Below this many streams, probing each is cheaper than quiche's readable() iterator. */
 const PROBE_LIMIT = 8;
 /** A timer this late means the process was stalled (an event-loop block), not that the peer was silent. */
-const STALL_MS = 50;
+export const STALL_MS = 50;
 
 export class QuicMachine {
   readonly quiche: QuicheConnection;
