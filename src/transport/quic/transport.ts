@@ -2,59 +2,33 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
-import { numberOption } from '../../options.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
-import { resolveLimits } from '../limits.js';
-import type { TransportLimits, TransportOptions } from '../limits.js';
 import { SessionStore } from '../sessions.js';
 import { checkConnectionLimit, checkDialAddress, closeConnections, startKeepAliveSweep } from '../shared.js';
 import { QuicConnection } from './connection.js';
-import type { DatagramPath, QuicEndpoint } from './connection.js';
+import type { QuicEndpoint } from './connection.js';
 import { QuicMachine, READ_POOL_SIZE } from './machine.js';
 import type { ReadPool } from './machine.js';
 import { Scheduler } from './scheduler.js';
 import { leanWindows, makeQuicConfig, WindowBudget, windowCeiling } from './config.js';
-import type { WindowBudgetStats, WindowGrant } from './config.js';
-import { InitialGate, retryOption } from './gate.js';
-import type { QuicDropStats, RetryMode } from './gate.js';
+import type { WindowGrant } from './config.js';
+import { InitialGate } from './gate.js';
+import type { QuicDropStats } from './gate.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
 import type { DatagramHandler, DatagramSocket, UdpImplementation } from './udp.js';
+import { SendSlab } from './send-slab.js';
+import { UdpPath } from './udp-path.js';
+import { resolveOptions } from './transport-options.js';
+import type { QuicTransportOptions, QuicTransportStats, ResolvedQuicOptions } from './transport-options.js';
 
 export { ALPN } from './config.js';
 export type { QuicDropStats, RetryMode } from './gate.js';
+export type { QuicTransportOptions, QuicTransportStats } from './transport-options.js';
 
 const quiche = native.quiche;
 /** Length of the connection ids pnet issues; short-header packets carry exactly this many. */
 const CID_LEN = 16;
-const SLAB_SIZE = 1024 * 1024;
-/** A run goes to the socket once it holds this many bytes, so the first packets leave while quiche packs the rest. */
-const RUN_BYTES = 60 * 1024;
-
-export interface QuicTransportOptions extends TransportOptions {
-  /** Largest UDP payload sent (default 1350, safe off loopback; up to 16383 on loopback). */
-  maxDatagramSize?: number;
-  /** UDP socket buffer sizes (default 4 MiB; the kernel may cap them). */
-  socketBufferSize?: number;
-  /**
-   * The UDP socket: 'native' (pnet's addon, Linux: batched sends and receives), 'node' (node:dgram),
-   * or 'auto' (the default: $PNET_UDP when set, else native where the addon loads).
-   */
-  udp?: UdpImplementation | 'auto';
-  /**
-   * Stateless Retry (address validation, RFC 9000 §8.1.2) for Initials without a token: 'auto'
-   * (the default) once inbound handshakes in progress reach half of `maxPendingHandshakes` or
-   * new handshakes for unvalidated addresses come faster than 100/s (gate.ts; a host that completed
-   * a handshake in the last 10 minutes has its own budget of 1,000/s); 'always'; or 'never'.
-   */
-  retry?: RetryMode;
-  /**
-   * The node's budget for flow-control windows (default 1 GiB): connections get the full,
-   * auto-tuned windows (up to 24 MiB each) while their sum fits, lean ones past it (config.ts,
-   * WindowBudget; docs/LIMITS.md).
-   */
-  windowBudget?: number;
-}
 
 /**
  * An inbound handshake waits this many times the client's timeout: a client that completed within
@@ -62,71 +36,6 @@ export interface QuicTransportOptions extends TransportOptions {
  * saw such fresh connections closed by the hub's timeout and redialed them).
  */
 const INBOUND_HANDSHAKE_GRACE = 1.5;
-
-/** RFC 9000 §8.1: a server sends at most 3× the bytes it received from an address it has not validated. */
-const AMPLIFICATION_FACTOR = 3;
-
-export interface QuicTransportStats {
-  connections: number;
-  /** Inbound handshakes in progress. */
-  pendingHandshakes: number;
-  droppedDatagrams: QuicDropStats;
-  /** Datagrams not sent to an address not yet validated: over 3× the bytes received from it (RFC 9000 §8.1). */
-  amplificationLimited: number;
-  /** The flow-control window budget: full and lean connections, lean grants (a limit trip each). */
-  windows: WindowBudgetStats;
-  /** Connections closed for holding ABANDONED_STREAM_LIMIT streams quiche never collects (machine.ts). */
-  abandonedStreamCloses: number;
-  /** Validated hosts that lost their own Initial budget: undecryptable Initials past theirs (gate.ts). */
-  hostsDistrusted: number;
-  /** Tokenless Initials sent to Retry because their host held its share (1/16 of `maxPendingHandshakes`) of handshakes in progress that skipped Retry (gate.ts). */
-  hostHandshakeShare: number;
-}
-
-type Resolved = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };
-
-function resolveOptions(options: QuicTransportOptions): Resolved {
-  return {
-    ...resolveLimits(options),
-    maxDatagramSize: numberOption('QUIC option', 'maxDatagramSize', options.maxDatagramSize, 1350, { min: 1200, max: 16383, integer: true }),
-    socketBufferSize: numberOption('QUIC option', 'socketBufferSize', options.socketBufferSize, 4 * 1024 * 1024, { min: 0, above: true, integer: true }),
-    sessionResumption: options.sessionResumption ?? true,
-    retry: retryOption(options.retry),
-    windowBudget: numberOption('QUIC option', 'windowBudget', options.windowBudget, 1024 * 1024 * 1024, { min: 0, integer: true }),
-  };
-}
-
-/** One connection's path over the endpoint's UDP socket: its peer address and the connection ids mapped to it. */
-class UdpPath implements DatagramPath {
-  readonly keys: string[] = [];
-  connection: QuicConnection | undefined;
-  /** The windows this connection was made with, given back to the budget when it is gone. */
-  windows: WindowGrant | undefined;
-  /** Bytes received from the peer's address while it is not validated (the anti-amplification budget is 3× this). */
-  received = 0;
-  private sent = 0;
-  constructor(
-    private readonly endpoint: QuicTransport,
-    readonly localAddress: SocketAddress,
-    readonly remoteAddress: SocketAddress,
-    /** We dialed it, a Retry token proved it, or the handshake completed. */
-    public validated: boolean,
-  ) {}
-
-  transmit(machine: QuicMachine): void {
-    // A completed handshake proves the client got our packets at that address (RFC 9000 §8.1).
-    if (!this.validated && machine.established) this.validated = true;
-    if (this.validated) {
-      this.endpoint.sendRuns(machine, this.remoteAddress);
-      return;
-    }
-    this.sent += this.endpoint.sendRuns(machine, this.remoteAddress, AMPLIFICATION_FACTOR * this.received - this.sent);
-  }
-
-  release(): void {
-    this.endpoint.unmap(this);
-  }
-}
 
 /**
  * pnet's QUIC transport: one UDP socket shared by the dialing and listening roles,
@@ -138,7 +47,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   readonly kind = 'quic' as const;
   readonly localNodeId: NodeId;
   readonly localAddress: SocketAddress;
-  readonly options: Resolved;
+  readonly options: ResolvedQuicOptions;
   readonly scheduler = new Scheduler();
   /** TLS sessions saved by outbound connections, for the next dial to the same address. */
   readonly sessions: SessionStore;
@@ -152,24 +61,20 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly connections = new Set<QuicConnection>();
   private readonly gate: InitialGate;
   private readonly dropped: QuicDropStats;
-  private amplificationLimited = 0;
   private abandonedStreamCloses = 0;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
-  private slab = Buffer.allocUnsafe(SLAB_SIZE);
-  private slabOffset = 0;
+  private readonly sendSlab: SendSlab;
   private readonly keepAliveTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
   private cidPool = Buffer.alloc(0);
   private cidOffset = 0;
-  /** Relay v2's datagrams sent straight on the socket (`sendRelayed`): the run being gathered. */
-  private relayRun: { slab: Buffer; start: number; end: number; size: number; host: string; port: number } | undefined;
   /**
    * Takes datagrams that are not QUIC (the fixed bit 0x40 clear, which QUIC v1 never sends without
    * grease_quic_bit, RFC 9287): relay v2's link packets (docs/RELAY.md). Unset: dropped as bad headers.
    */
   onForeignDatagram: DatagramHandler | undefined;
 
-  private constructor(identity: Identity, socket: DatagramSocket, options: Resolved) {
+  private constructor(identity: Identity, socket: DatagramSocket, options: ResolvedQuicOptions) {
     super();
     this.localNodeId = identity.nodeId;
     this.socket = socket;
@@ -180,6 +85,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.leanConfig = makeQuicConfig(identity, lean);
     this.windows = new WindowBudget(options.windowBudget, windowCeiling(options), windowCeiling(lean));
     this.localAddress = socket.address;
+    this.sendSlab = new SendSlab(socket, options.maxDatagramSize);
     this.gate = new InitialGate({ retry: options.retry, maxConnections: options.maxConnections, maxPendingHandshakes: options.maxPendingHandshakes, cidLength: CID_LEN, handshakeTimeoutMs: options.handshakeTimeoutMs }, performance.now());
     this.dropped = this.gate.dropped;
     this.keepAliveTimer = startKeepAliveSweep(options.keepAliveIntervalMs, this.sweep);
@@ -232,7 +138,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       connections: this.connections.size,
       pendingHandshakes: this.gate.admission.inProgress,
       droppedDatagrams: { ...this.dropped },
-      amplificationLimited: this.amplificationLimited,
+      amplificationLimited: this.sendSlab.withheld,
       windows: this.windows.stats(),
       abandonedStreamCloses: this.abandonedStreamCloses,
       hostsDistrusted: this.gate.hostsDistrusted,
@@ -366,14 +272,14 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     switch (verdict.action) {
       case 'negotiate': {
         const { scid, dcid } = verdict.header;
-        this.sendStateless((out) => quiche.negotiateVersion(scid, dcid, out), host, port);
+        this.sendSlab.sendStateless((out) => quiche.negotiateVersion(scid, dcid, out), host, port);
         return;
       }
       case 'retry': {
         const { scid, dcid, version } = verdict.header;
         const retryScid = this.newConnectionId();
         const token = this.gate.retryToken(verdict.header, retryScid, host, port, now);
-        this.sendStateless((out) => quiche.retry(scid, dcid, retryScid, token, version, out), host, port);
+        this.sendSlab.sendStateless((out) => quiche.retry(scid, dcid, retryScid, token, version, out), host, port);
         return;
       }
       case 'accept':
@@ -420,108 +326,18 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.scheduler.schedule(connection);
   }
 
-  /** Writes one stateless packet into the send slab (no buffer per reply) and sends it. */
-  private sendStateless(write: (out: Buffer) => number, host: string, port: number): void {
-    const max = this.options.maxDatagramSize;
-    if (SLAB_SIZE - this.slabOffset < max) this.wrapSlab();
-    const offset = this.slabOffset;
-    const written = write(this.slab.subarray(offset, offset + max));
-    this.slabOffset = offset + written;
-    this.socket.send(this.slab, offset, written, written, port, host);
-  }
-
-  /**
-   * Drains a machine's datagrams into the slab and hands the socket each run of equal-sized
-   * packets (the last one may be shorter) in one call: the native socket sends a run as one GSO
-   * super-datagram. Packets past `budget` bytes (an unvalidated address's 3×) are not sent; quiche
-   * counts them lost. Returns the bytes sent.
-   */
+  /** Drains a machine's datagrams to `remote` (at most `budget` bytes; send-slab.ts). Returns the bytes sent. */
   sendRuns(machine: QuicMachine, remote: SocketAddress, budget = Infinity): number {
-    const { port, host } = remote;
-    let sent = 0;
-    const max = this.options.maxDatagramSize;
-    const socket = this.socket;
-    let runStart = this.slabOffset;
-    let runSize = 0;
-    for (;;) {
-      if (SLAB_SIZE - this.slabOffset < max || this.slabOffset - runStart >= RUN_BYTES) {
-        if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
-        if (SLAB_SIZE - this.slabOffset < max) this.wrapSlab();
-        runStart = this.slabOffset;
-      }
-      const offset = this.slabOffset;
-      const length = machine.pollTransmit(this.slab.subarray(offset, offset + max));
-      if (length === null) break;
-      if (sent + length > budget) {
-        this.amplificationLimited++;
-        continue;
-      }
-      sent += length;
-      if (offset === runStart) {
-        runSize = length;
-      } else if (length > runSize) {
-        // Larger than the run's packets: the run ends before it.
-        socket.send(this.slab, runStart, offset - runStart, runSize, port, host);
-        runStart = offset;
-        runSize = length;
-      }
-      this.slabOffset = offset + length;
-      if (length < runSize) {
-        // A shorter packet ends the run.
-        socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
-        runStart = this.slabOffset;
-      }
-    }
-    if (this.slabOffset > runStart) socket.send(this.slab, runStart, this.slabOffset - runStart, runSize, port, host);
-    return sent;
+    return this.sendSlab.sendRuns(machine, remote, budget);
   }
 
   /**
    * Sends `prefix` + `payload` as one UDP datagram to host:port, outside QUIC (relay v2's link
-   * packets). Consecutive ones to the same peer gather into one run, sent as one GSO send once
-   * this tick's work is done (a microtask), so a hop forwarding a received batch makes one call.
+   * packets), gathered with this tick's others to the same peer (send-slab.ts).
    */
   sendRelayed(prefix: Uint8Array, payload: Uint8Array, host: string, port: number): void {
-    const length = prefix.length + payload.length;
-    if (SLAB_SIZE - this.slabOffset < length) this.wrapSlab();
-    let run = this.relayRun;
-    const joins = run !== undefined && run.slab === this.slab && run.end === this.slabOffset && run.host === host && run.port === port && length <= run.size && run.end - run.start + length <= RUN_BYTES;
-    if (run !== undefined && !joins) {
-      this.flushRelayed();
-      run = undefined;
-    }
-    const slab = this.slab;
-    const offset = this.slabOffset;
-    slab.set(prefix, offset);
-    slab.set(payload, offset + prefix.length);
-    this.slabOffset = offset + length;
-    if (run === undefined) {
-      this.relayRun = { slab, start: offset, end: offset + length, size: length, host, port };
-      queueMicrotask(this.flushRelayed);
-    } else {
-      run.end += length;
-      // A shorter datagram ends the run (GSO: only the last one may be shorter).
-      if (length < run.size) this.flushRelayed();
-    }
+    this.sendSlab.sendRelayed(prefix, payload, host, port);
   }
-
-  /**
-   * The send slab is full: start again at its beginning when the socket copied everything it was
-   * given (native), else take a fresh one (the 'node' socket may still hold views of the old one
-   * while the kernel queue is full). Reuse spares a page fault per 4 KiB sent.
-   */
-  private wrapSlab(): void {
-    this.flushRelayed();
-    if (!this.socket.copiesOnSend) this.slab = Buffer.allocUnsafe(SLAB_SIZE);
-    this.slabOffset = 0;
-  }
-
-  private readonly flushRelayed = (): void => {
-    const run = this.relayRun;
-    if (run === undefined) return;
-    this.relayRun = undefined;
-    this.socket.send(run.slab, run.start, run.end - run.start, run.size, run.port, run.host);
-  };
 
   saveSession(connection: QuicConnection): void {
     if (!this.sessions.active) return;
