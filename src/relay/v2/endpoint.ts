@@ -257,7 +257,7 @@ export class RelayEndpoint<N> {
       if (length === null) return;
       // A packet for a closed flow is dropped; the machine must still be drained.
       if (flow.closed || length === 0) this.stats.sendFailed++;
-      else if (this.sendOut(flow, length)) path.noteSent(this.out, HEADER_BYTES, HEADER_BYTES + length);
+      else if (this.sendOut(flow, length)) path.noteSent(flow.lastSentId);
     }
   };
 

@@ -11,23 +11,25 @@ const MAX_CID = 20;
 /** The connection ids pnet issues; a short header carries exactly this many (it has no length byte). */
 const PNET_CID = 16;
 
-/**
- * The destination connection id of a QUIC packet at `bytes[offset..end]` copied into
- * `out[at..at+20]`: its length, or -1 if it cannot be read.
- */
-function copyDcid(bytes: Uint8Array, offset: number, end: number, out: Uint8Array, at: number): number {
+/** The length of the destination connection id of the QUIC packet at `bytes[offset..end]`, or -1 if it cannot be read. */
+function dcidLength(bytes: Uint8Array, offset: number, end: number): number {
   if (offset >= end) return -1;
-  let start = offset + 1;
-  let length = PNET_CID;
-  if ((bytes[offset]! & 0x80) !== 0) {
-    if (offset + 6 > end) return -1;
-    length = bytes[offset + 5]!;
-    start = offset + 6;
-    if (length > MAX_CID) return -1;
-  }
-  if (start + length > end) return -1;
-  out.set(bytes.subarray(start, start + length), at);
-  return length;
+  if ((bytes[offset]! & 0x80) === 0) return offset + 1 + PNET_CID <= end ? PNET_CID : -1;
+  if (offset + 6 > end) return -1;
+  const length = bytes[offset + 5]!;
+  return length <= MAX_CID && offset + 6 + length <= end ? length : -1;
+}
+
+/** Where that id starts: after the first byte (short header), or after version and length (long header). */
+function dcidStart(bytes: Uint8Array, offset: number): number {
+  return (bytes[offset]! & 0x80) === 0 ? offset + 1 : offset + 6;
+}
+
+/** Is `id` (whole) the `length` bytes at `bytes[start..]`? Compared in place: no copy per packet. */
+function sameId(id: Uint8Array, bytes: Uint8Array, start: number, length: number): boolean {
+  if (id.length !== length) return false;
+  for (let i = 0; i < length; i++) if (id[i] !== bytes[start + i]) return false;
+  return true;
 }
 
 /**
@@ -75,9 +77,10 @@ export class Flow implements RelayFlow {
   /** The connections on this flow (usually one; two while a restarted far node's new one starts). */
   readonly paths: RelayPath[] = [];
   private readonly transmit: (flow: Flow, packet: Uint8Array) => boolean;
-  private readonly dcids = Buffer.alloc(2 * MAX_CID);
-  private readonly dcidLengths = [-1, -1];
-  private readonly scratch = Buffer.alloc(MAX_CID);
+  /** The destination id of the last packet out (the kept copy below, which the path that sent it shares). */
+  lastSentId: Buffer | undefined;
+  /** The last two destination ids sent, newest first: a copy made when an id first goes out, shared with the path that sent it. */
+  private readonly sentIds: Buffer[] = [];
 
   constructor(transmit: (flow: Flow, packet: Uint8Array) => boolean, key: Uint8Array, pending: boolean, now: number, maxDatagramSize: number) {
     this.transmit = transmit;
@@ -94,39 +97,41 @@ export class Flow implements RelayFlow {
     return this.transmit(this, packet);
   }
 
-  /** Records the packet's destination connection id if it is new. */
+  /** Records the packet's destination connection id as `lastSentId` (a copy only when it is new; undefined if unreadable). */
   noteSent(bytes: Uint8Array, offset: number, end: number): void {
     this.sentSinceSweep = true;
-    const length = copyDcid(bytes, offset, end, this.scratch, 0);
-    if (length < 0 || this.matches(this.scratch, length)) return;
-    this.dcids.copy(this.dcids, MAX_CID, 0, MAX_CID);
-    this.dcidLengths[1] = this.dcidLengths[0]!;
-    this.scratch.copy(this.dcids, 0, 0, length);
-    this.dcidLengths[0] = length;
+    this.lastSentId = this.keptId(bytes, offset, end);
+  }
+
+  private keptId(bytes: Uint8Array, offset: number, end: number): Buffer | undefined {
+    const length = dcidLength(bytes, offset, end);
+    if (length < 0) return undefined;
+    const start = dcidStart(bytes, offset);
+    const ids = this.sentIds;
+    for (const id of ids) if (sameId(id, bytes, start, length)) return id;
+    const id = Buffer.from(bytes.subarray(start, start + length));
+    ids.unshift(id);
+    if (ids.length > 2) ids.pop();
+    return id;
   }
 
   /** The path whose connection the packet at `bytes[offset..end]` is addressed to, if any. */
   pathFor(bytes: Uint8Array, offset: number, end: number): RelayPath | undefined {
     const paths = this.paths;
     if (paths.length === 0) return undefined;
-    const length = copyDcid(bytes, offset, end, this.scratch, 0);
+    const length = dcidLength(bytes, offset, end);
     if (length < 0) return undefined;
-    for (const path of paths) if (path.owns(this.scratch, length)) return path;
+    const start = dcidStart(bytes, offset);
+    for (const path of paths) if (path.owns(bytes, start, length)) return path;
     return undefined;
   }
 
   /** Does the quoted packet start (an error report's quote) carry a connection id we sent? */
   quotes(quote: Uint8Array, offset: number, end: number): boolean {
-    const length = copyDcid(quote, offset, end, this.scratch, 0);
-    return length >= 0 && this.matches(this.scratch, length);
-  }
-
-  private matches(dcid: Uint8Array, length: number): boolean {
-    for (let slot = 0; slot < 2; slot++) {
-      if (this.dcidLengths[slot] !== length) continue;
-      if (this.dcids.compare(dcid, 0, length, slot * MAX_CID, slot * MAX_CID + length) === 0) return true;
-    }
-    return false;
+    const length = dcidLength(quote, offset, end);
+    if (length < 0) return false;
+    const start = dcidStart(quote, offset);
+    return this.sentIds.some((id) => sameId(id, quote, start, length));
   }
 }
 
@@ -150,9 +155,8 @@ export class RelayPath implements DatagramPath {
   /** Whatever the QUIC host hangs on the path (its connection). */
   owner: unknown;
   private readonly ids: Buffer[];
-  /** The destination connection id of this connection's last packet out (an UNKNOWN_CONNECTION report quotes it). */
-  private readonly sentDcid = Buffer.alloc(MAX_CID);
-  private sentDcidLength = -1;
+  /** The destination connection id of this connection's last packet out (an UNKNOWN_CONNECTION report quotes it): the flow's kept copy. */
+  private sentId: Buffer | undefined;
   private readonly transmitFrom: (path: RelayPath, source: PacketSource) => void;
   private readonly releaseFrom: (path: RelayPath) => void;
 
@@ -179,22 +183,22 @@ export class RelayPath implements DatagramPath {
     this.releaseFrom(this);
   }
 
-  /** Records the destination connection id of the packet at `bytes[offset..end]` that this connection sent. */
-  noteSent(bytes: Uint8Array, offset: number, end: number): void {
-    this.sentDcidLength = copyDcid(bytes, offset, end, this.sentDcid, 0);
+  /** This connection's last packet out went to `id` (the flow's copy, see Flow.noteSent). */
+  noteSent(id: Buffer | undefined): void {
+    this.sentId = id;
   }
 
   /** Does the quoted packet start (an error report's quote) carry the connection id this connection sends to? */
   sentTo(quote: Uint8Array, offset: number, end: number): boolean {
-    const length = this.sentDcidLength;
-    if (length < 0) return false;
-    const scratch = Buffer.alloc(MAX_CID);
-    return copyDcid(quote, offset, end, scratch, 0) === length && this.sentDcid.compare(scratch, 0, length, 0, length) === 0;
+    const id = this.sentId;
+    if (id === undefined) return false;
+    const length = dcidLength(quote, offset, end);
+    return length >= 0 && sameId(id, quote, dcidStart(quote, offset), length);
   }
 
-  /** Is `id[0..length]` one of this connection's ids? */
-  owns(id: Uint8Array, length: number): boolean {
-    for (const own of this.ids) if (own.length === length && own.compare(id, 0, length) === 0) return true;
+  /** Is `bytes[start..start+length]` one of this connection's ids? */
+  owns(bytes: Uint8Array, start: number, length: number): boolean {
+    for (const own of this.ids) if (sameId(own, bytes, start, length)) return true;
     return false;
   }
 }
