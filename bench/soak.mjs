@@ -13,6 +13,9 @@
 //   options: --seconds=N --nodes=N --workers=N --sample-seconds=N --out=PATH (default bench/results/soak)
 //            --no-attack (no attacker: its effect by comparison), --no-churn, --restart-bootstrap=random
 //            (a restarted node dials two random live nodes instead of its link peers, on a new port: the runs before 21:50)
+//            --churn-seconds=N (a kill or cut every N s), --snapshot-at=S[,S] (--snapshot-worker=i: a heap snapshot
+//            with the closed connections still alive held in globalThis.__closedAlive), --hang-test=busy|block (the watchdog's check)
+// A worker silent for 20 s is looked at before it is killed (the watchdog: <out>-hang-w<i>.json/.diag.json).
 // A failed call counts as lost only if both ends were up 10 s before it and the network was whole
 // between them (polled every 5 s); the rest are churn, by reason. Lost calls are logged by cause.
 //   SOAK_ATTACKS=heavyRequests,undecryptableInitials,... runs only those attacks (the attacker's count names)
@@ -273,6 +276,18 @@ async function worker() {
         break;
       }
         break;
+      case 'snapshot': {
+        // --snapshot-at: the closed connections still alive after a GC, held in globalThis.__closedAlive for the
+        // snapshot's reader (their retainers are what to find), then a heap snapshot.
+        globalThis.gc?.();
+        const alive = tracked.connectionRefs.map((r) => r.deref()).filter((c) => c?.closed);
+        globalThis.__closedAlive = alive;
+        const { writeHeapSnapshot } = await import('node:v8');
+        writeHeapSnapshot(message.file);
+        delete globalThis.__closedAlive;
+        reply(message, { type: 'snapshot', closedAlive: alive.length, kinds: alive.map((c) => `${c.constructor.name}/${c.path?.constructor?.name ?? '-'}/${c.direction ?? '-'}`) });
+        break;
+      }
       case 'report':
         reply(message, { type: 'report', counters: { ...counters, hung }, victims: victimStats() });
         break;
@@ -666,7 +681,8 @@ async function parent() {
   const churnOn = args['no-churn'] !== 'true';
   const restartRandom = args['restart-bootstrap'] === 'random';
   const warmupMs = Math.max(5_000, Math.round(seconds * 1000 * 0.15));
-  const churnEveryMs = quick ? 2_000 : 3_000;
+  // --churn-seconds=N: one kill or cut every N s (default 3; 2 with --quick): more same-port restarts per run when hunting a hang.
+  const churnEveryMs = args['churn-seconds'] !== undefined ? Number(args['churn-seconds']) * 1000 : quick ? 2_000 : 3_000;
   const rates = quick ? { requests: 20, streams: 4, fanouts: 1 } : { requests: 20, streams: 4, fanouts: 1 };
   const started = Date.now();
   const log = (...m) => console.error(`[soak ${((Date.now() - started) / 1000).toFixed(0)}s]`, ...m);
@@ -792,7 +808,19 @@ async function parent() {
     w.done = true; // its exit is this record, not a crash of its own
     crashes.push(`worker ${i} hung at ${at} s (watchdog: ${top ?? 'no JS frame'}), killed`);
     w.child.kill('SIGKILL');
+    // Its nodes are gone: calls to them count as churn from now on (the hang is reported on its own).
+    for (const n of nodes) if (n.worker === i) Object.assign(n, { up: false, churnable: false, stableSince: Date.now(), lastEvent: { kind: 'kill', at: Date.now() } });
+    broadcast();
   };
+  // --snapshot-at=S[,S...]: worker --snapshot-worker (default 1; 0 holds the victims) writes <out>-w<i>-<S>s.heapsnapshot.
+  for (const at of args['snapshot-at']?.split(',') ?? []) {
+    const i = Number(args['snapshot-worker'] ?? 1);
+    setTimeout(async () => {
+      const file = resolvePath(`${out}-w${i}-${at}s.heapsnapshot`);
+      const r = await workers[i].ask({ type: 'snapshot', file });
+      log(`snapshot ${file}: ${r.closedAlive} closed connections alive (${JSON.stringify(Object.fromEntries(Object.entries((r.kinds ?? []).reduce((m, k) => ((m[k] = (m[k] ?? 0) + 1), m), {}))))})`);
+    }, Number(at) * 1000).unref();
+  }
   if (args['hang-test'] !== undefined) {
     // The watchdog's check: the last worker's loop stops 20 s into traffic (busy: a JS loop; block: Atomics.wait).
     workers.at(-1).child.send({ type: 'hang-test', how: args['hang-test'], afterMs: 20_000, ms: 180_000 });
