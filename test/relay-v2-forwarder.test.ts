@@ -11,6 +11,7 @@ import {
   KeyTable,
   NextHopTable,
   RelayEndpoint,
+  WAY_BACK_MS,
   encodeData,
   pathAddress,
   writeErrorReport,
@@ -89,6 +90,24 @@ t.test('drops: malformed, no route, hop limit, loops, too big, refused', async (
   t.match(copyOf(f.handleDatagram('n1', encodeData(5, DST, SRC, packet), 0)), { kind: 'drop', reason: 'refused' });
   t.match(copyOf(f.handleDatagram('n1', encodeData(5, SELF, SRC, packet), 0)), { kind: 'deliver' }, 'policy is about transit only');
   t.match(f.stats, { malformed: 1, noRoute: 1, hopLimit: 1, loop: 2, tooBig: 1, refused: 1, delivered: 1, forwarded: 0 });
+});
+
+t.test('the way back: a destination with no route here goes the way its own datagrams came, for WAY_BACK_MS, while that link is up', async (t) => {
+  let room = 1310;
+  const f = hop([], {}, { room: () => room });
+  const packet = short(randomBytes(16));
+  t.match(copyOf(f.handleDatagram('n1', encodeData(5, DST, SRC, packet), 0)), { kind: 'drop', reason: 'noRoute' }, 'nothing known of DST yet');
+  t.match(copyOf(f.handleDatagram('n2', encodeData(5, SRC, DST, packet), 10)), { kind: 'forward', to: 'n1' }, "DST's answer goes where SRC's datagram came from");
+  t.match(copyOf(f.handleDatagram('n1', encodeData(5, DST, SRC, packet), 20)), { kind: 'forward', to: 'n2' }, "and SRC's next one where DST's came from");
+  t.equal(f.stats.forwardedBack, 2, 'counted');
+  room = 0;
+  t.match(copyOf(f.handleDatagram('n2', encodeData(5, SRC, DST, packet), 30)), { kind: 'drop', reason: 'noRoute' }, 'not to a link that is down');
+  room = 1310;
+  t.match(copyOf(f.handleDatagram('n2', encodeData(5, SRC, DST, packet), 20 + WAY_BACK_MS + 1)), { kind: 'drop', reason: 'noRoute' }, 'forgotten after WAY_BACK_MS without a datagram from SRC');
+  const routed = hop([[SRC, 'n9']]);
+  routed.handleDatagram('n1', encodeData(5, DST, SRC, packet), 0);
+  t.match(copyOf(routed.handleDatagram('n2', encodeData(5, SRC, DST, packet), 1)), { kind: 'forward', to: 'n9' }, 'a route wins: nothing learnt for a source with one');
+  t.equal(routed.stats.forwardedBack, 0);
 });
 
 t.test('error reports: for DATA only, never larger than the trigger, rate-limited, addressed to the source', async (t) => {
@@ -215,6 +234,29 @@ t.test('endpoint: open, send with the header, the far end accepts an Initial and
   a.setRoute(undefined);
   t.equal(flow.send(Buffer.alloc(100)), false, 'no route now');
   t.match(a.e.stats, { sent: 1, sendFailed: 1, sendTooBig: 1, sendNoRoute: 1 });
+});
+
+t.test('endpoint: with no route to the far node, a flow sends to the neighbour its packets came from, while fresh and that link is up', async (t) => {
+  const a = endpoint(SRC);
+  const d = endpoint(DST);
+  const flow = a.e.open(nodeIdAt(DST, 0), 0, 3);
+  t.ok(flow.send(initial(randomBytes(16))));
+  const event = d.e.receive(a.sent[0]!.datagram, 5, 'n7');
+  if (event.kind !== 'packet') return t.fail('a packet');
+  d.e.confirm(event.flow);
+  d.setRoute(undefined);
+  t.ok(event.flow.send(short(randomBytes(16))), 'sent with no route');
+  t.equal(d.sent.at(-1)!.to, 'n7', 'to the neighbour the far node\'s packets came from');
+  t.equal(d.e.stats.sentBack, 1, 'counted');
+  d.setRoom(0);
+  t.notOk(event.flow.send(short(randomBytes(16))), 'not on a link that is down');
+  d.setRoom(1310);
+  d.e.handleTimeout(5 + WAY_BACK_MS + 1);
+  t.notOk(event.flow.send(short(randomBytes(16))), 'nor after WAY_BACK_MS without a packet from it');
+  d.setRoute('n1');
+  t.ok(event.flow.send(short(randomBytes(16))));
+  t.equal(d.sent.at(-1)!.to, 'n1', 'a route wins');
+  t.equal(d.e.stats.sentBack, 1);
 });
 
 t.test('endpoint: only a full-size Initial opens a flow, within maxFlows and maxPendingFlows', async (t) => {

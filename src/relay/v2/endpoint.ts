@@ -5,6 +5,7 @@ import { heaviestOther } from '../../shares.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../../routing/index.js';
 import type { SocketAddress } from '../../transport/index.js';
 import { KeyTable } from './key-table.js';
+import { WAY_BACK_MS } from './forwarder.js';
 import { Flow, RelayPath, pathAddress, type PacketSource, type RelayFlow } from './flow.js';
 import {
   DEFAULT_HOP_LIMIT,
@@ -91,6 +92,8 @@ export interface EndpointStats extends Record<EndpointDropReason, number> {
   receivedBytes: number;
   /** Packets `send` refused: no route, link too small, too large, flow closed. */
   sendNoRoute: number;
+  /** Packets sent with no route to the far node, to the neighbour its packets came from lately (WAY_BACK_MS). */
+  sentBack: number;
   sendTooBig: number;
   sendFailed: number;
   errorsReported: number;
@@ -133,6 +136,7 @@ export class RelayEndpoint<N> {
     received: 0,
     receivedBytes: 0,
     sendNoRoute: 0,
+    sentBack: 0,
     sendTooBig: 0,
     sendFailed: 0,
     malformed: 0,
@@ -158,6 +162,8 @@ export class RelayEndpoint<N> {
   /** This node as quiche's local address on relayed paths. */
   readonly localAddress: SocketAddress;
   private nextSweep: number;
+  /** The clock as last fed (receive, handleTimeout): how fresh a flow's way in is. */
+  private clock: number;
 
   constructor(host: EndpointHost<N>, options: EndpointOptions = {}, now = 0) {
     if (host.selfKey.length !== KEY_BYTES) throw new RangeError('selfKey must be 32 bytes');
@@ -165,6 +171,7 @@ export class RelayEndpoint<N> {
     this.options = resolveOptions(options);
     this.out.set(host.selfKey, SRC_OFFSET);
     this.packetRoom = this.out.subarray(HEADER_BYTES, HEADER_BYTES + this.options.innerDatagramSize);
+    this.clock = now;
     this.localAddress = pathAddress(host.selfKey);
     this.nextSweep = now + this.sweepInterval();
   }
@@ -272,7 +279,7 @@ export class RelayEndpoint<N> {
   /** Sends `out[66..66+length]` (an inner packet) to the flow's far node: header, next hop, room. */
   private sendOut(flow: Flow, length: number): boolean {
     const stats = this.stats;
-    const next = this.host.nextHop(flow.key, 0);
+    const next = this.host.nextHop(flow.key, 0) ?? this.wayBack(flow);
     if (next === undefined) {
       stats.sendNoRoute++;
       return false;
@@ -290,6 +297,18 @@ export class RelayEndpoint<N> {
     stats.sent++;
     stats.sentBytes += total;
     return this.host.sendTo(next, out.subarray(0, total));
+  }
+
+  /**
+   * No route to the far node (its links' records not out yet, forwarder.ts WAY_BACK_MS): the
+   * neighbour its packets came from lately, if that link is up. The neighbour is the endpoint's
+   * own hop type: `receive` was given it as `prevHop`.
+   */
+  private wayBack(flow: Flow): N | undefined {
+    const hop = flow.wayIn as N | undefined;
+    if (hop === undefined || this.clock - flow.wayInAt > WAY_BACK_MS || this.host.room(hop) === 0) return undefined;
+    this.stats.sentBack++;
+    return hop;
   }
 
   /** A datagram the forwarder delivered here (destination = this node), from the neighbour `prevHop`. */
@@ -312,6 +331,11 @@ export class RelayEndpoint<N> {
       created = true;
     }
     flow.lastActivity = now;
+    this.clock = now;
+    if (prevHop !== '') {
+      flow.wayIn = prevHop;
+      flow.wayInAt = now;
+    }
     const packet = Buffer.from(datagram.buffer, datagram.byteOffset + HEADER_BYTES, datagram.byteLength - HEADER_BYTES);
     return { kind: 'packet', flow, path: flow.pathFor(datagram, HEADER_BYTES, datagram.length), packet, created, ...(evicted ? { evicted } : {}) };
   }
@@ -338,6 +362,7 @@ export class RelayEndpoint<N> {
    * connection's own idle timeout governs the rest); returns them: close their paths' connections.
    */
   handleTimeout(now: number): RelayFlow[] {
+    this.clock = now;
     if (now < this.nextSweep) return [];
     this.nextSweep = now + this.sweepInterval();
     const { idleTimeoutMs, pendingTimeoutMs } = this.options;

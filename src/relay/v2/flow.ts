@@ -73,6 +73,9 @@ export class Flow implements RelayFlow {
   lastActivity: number;
   /** Sent since the last sweep (so send() needs no clock). */
   sentSinceSweep = false;
+  /** The neighbour this flow's last datagram came from, and when: the way back while there is no route (endpoint.ts). */
+  wayIn: unknown;
+  wayInAt = -Infinity;
   readonly createdAt: number;
   /** The connections on this flow (usually one; two while a restarted far node's new one starts). */
   readonly paths: RelayPath[] = [];

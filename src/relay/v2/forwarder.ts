@@ -1,5 +1,6 @@
 import { numberOption } from '../../options.js';
 import { Budget, type BudgetRates } from './budget.js';
+import { KeyTable } from './key-table.js';
 import {
   DEFAULT_HOP_LIMIT,
   DST_OFFSET,
@@ -58,6 +59,8 @@ export interface ForwarderStats extends Record<DropReason, number> {
   delivered: number;
   forwarded: number;
   forwardedBytes: number;
+  /** Forwarded with no route of our own, the way the destination's own datagrams came (WAY_BACK_MS). */
+  forwardedBack: number;
   /** Error reports sent back towards a source. */
   errorsSent: number;
   /** Error reports not sent: over the errorsPerSecond budget. */
@@ -65,6 +68,16 @@ export interface ForwarderStats extends Record<DropReason, number> {
 }
 
 type Resolved = BudgetRates & { errorsPerSecond: number; hopLimit: number; maxNeighbours: number };
+
+/**
+ * How long the way back to a source this node has no route to stays usable: the neighbour its
+ * last datagram came from. Routes come back after a link returns only when both ends' records
+ * are out again, up to the routing's publication hold (1 s, doubling to 5 s under churn); the
+ * far end's answers went nowhere meanwhile (requests timed out at 3 s after a first hop's redial).
+ */
+export const WAY_BACK_MS = 10_000;
+/** Sources remembered with a way back at once (all forgotten at the cap: each is relearnt by its next datagram). */
+const MAX_WAYS_BACK = 4096;
 
 function resolveOptions(options: ForwarderOptions): Resolved {
   const where = 'relay forwarder option';
@@ -87,7 +100,8 @@ type DropAction<N> = Mutable<Extract<ForwardAction<N>, { kind: 'drop' }>>;
  * The hop of relay v2, sans-IO: fed each relayed datagram with the neighbour it came from, it
  * answers deliver, forward (to the next hop for the destination, hop limit decremented in place)
  * or drop (counted, maybe with an error report for the source). It keeps no state per flow, only
- * a budget per inbound neighbour, and allocates nothing per datagram.
+ * a budget per inbound neighbour and the way back to sources it has no route to, and allocates
+ * nothing per datagram.
  */
 export class Forwarder<N> {
   readonly stats: ForwarderStats = {
@@ -96,6 +110,7 @@ export class Forwarder<N> {
     delivered: 0,
     forwarded: 0,
     forwardedBytes: 0,
+    forwardedBack: 0,
     malformed: 0,
     overBudget: 0,
     refused: 0,
@@ -109,6 +124,8 @@ export class Forwarder<N> {
   private readonly host: ForwarderHost<N>;
   private readonly options: Resolved;
   private readonly budgets = new Map<N, Budget>();
+  /** Source key → the neighbour its last datagram came from, for sources with no route here (WAY_BACK_MS). */
+  private readonly waysBack = new KeyTable<{ hop: N; at: number }>();
   private readonly errorBudget: Budget | undefined;
   private readonly errorReport = Buffer.alloc(ERROR_BYTES);
   private readonly deliverAction: DeliverAction = { kind: 'deliver', datagram: this.errorReport };
@@ -155,8 +172,14 @@ export class Forwarder<N> {
     if (this.host.allow !== undefined && !this.host.allow(from, datagram)) return this.fail('refused', 'RELAY_REFUSED', from, datagram, now);
     const hopLimit = datagram[HOP_LIMIT_OFFSET]!;
     if (hopLimit <= 1) return this.fail('hopLimit', 'HOP_LIMIT', from, datagram, now);
-    const next = this.host.nextHop(datagram, DST_OFFSET);
-    if (next === undefined) return this.fail('noRoute', 'UNREACHABLE', from, datagram, now);
+    // No route to the source (its links' records not out yet): its datagrams' way in is the way back.
+    if (this.host.nextHop(datagram, SRC_OFFSET) === undefined) this.learnWayBack(datagram, from, now);
+    let next = this.host.nextHop(datagram, DST_OFFSET);
+    if (next === undefined) {
+      next = this.wayBack(datagram, now);
+      if (next === undefined) return this.fail('noRoute', 'UNREACHABLE', from, datagram, now);
+      this.stats.forwardedBack++;
+    }
     // Back where it came from: two routers disagree (link-state not yet converged).
     if (next === from) return this.drop('loop');
     const room = this.host.room(next);
@@ -170,6 +193,24 @@ export class Forwarder<N> {
     action.to = next;
     action.datagram = datagram;
     return action;
+  }
+
+  private learnWayBack(datagram: Uint8Array, from: N, now: number): void {
+    const known = this.waysBack.get(datagram, SRC_OFFSET);
+    if (known !== undefined) {
+      known.hop = from;
+      known.at = now;
+      return;
+    }
+    if (this.waysBack.size >= MAX_WAYS_BACK) this.waysBack.clear();
+    this.waysBack.set(datagram.subarray(SRC_OFFSET, SRC_OFFSET + 32), { hop: from, at: now });
+  }
+
+  /** The neighbour the destination's own datagrams came from lately, if its link is up. */
+  private wayBack(datagram: Uint8Array, now: number): N | undefined {
+    const known = this.waysBack.get(datagram, DST_OFFSET);
+    if (known === undefined || now - known.at > WAY_BACK_MS || this.host.room(known.hop) === 0) return undefined;
+    return known.hop;
   }
 
   /** The neighbour's budget, made on its first datagram; undefined past maxNeighbours (refused, nothing stored). */

@@ -34,7 +34,7 @@ export {
 export { KeyTable } from './key-table.js';
 export { NextHopTable } from './next-hops.js';
 export { Budget, type BudgetRates } from './budget.js';
-export { Forwarder, type ForwarderHost, type ForwarderOptions, type ForwardAction, type ForwarderStats } from './forwarder.js';
+export { Forwarder, WAY_BACK_MS, type ForwarderHost, type ForwarderOptions, type ForwardAction, type ForwarderStats } from './forwarder.js';
 export { RelayPath, pathAddress, type RelayFlow, type PacketSource } from './flow.js';
 export {
   RelayEndpoint,
