@@ -90,11 +90,13 @@ export interface LinkCounters {
   ahead: number;
   /** Of them, links whose first leg came (a fan-out found its link open). */
   aheadUsed: number;
+  /** Links opened ahead that failed before any leg went on them (no ACCEPT in time, reset, connection gone). */
+  aheadBroken: number;
 }
 
 /** The sender's links, one per next hop: legs go down as frames, their results come back tagged. */
 export class LegLinks {
-  readonly counters: LinkCounters = { opened: 0, leads: 0, broken: 0, rejected: 0, v1Legs: 0, ahead: 0, aheadUsed: 0 };
+  readonly counters: LinkCounters = { opened: 0, leads: 0, broken: 0, rejected: 0, v1Legs: 0, ahead: 0, aheadUsed: 0, aheadBroken: 0 };
   /** The links-ahead scheduler, if the node runs one. */
   watcher: LinkWatcher | undefined;
   /** False: links are opened as version 2 (the first leg waits for the ACCEPT) instead of 3 (for A/B runs and tests). */
@@ -351,6 +353,7 @@ export class LegLinks {
     this.retire(link, 'broken');
     const lost = [...link.queue, ...link.legs.values()].filter((leg) => !leg.over);
     if (lost.length > 0) this.counters.broken++;
+    else if (link.ahead && !link.used) this.counters.aheadBroken++;
     link.queue.length = 0;
     link.legs.clear();
     for (const leg of lost) {
