@@ -14,6 +14,8 @@ import { Identity } from '../src/identity/index.js';
 import { QuicTransport, makeQuicConfig } from '../src/transport/index.js';
 import type { Connection, QuicTransportOptions, SocketAddress, Stream } from '../src/transport/index.js';
 import { RetryTokens, TokenBucket, RETRY_TOKEN_LIFETIME_MS } from '../src/transport/quic/retry.js';
+import { InitialGate } from '../src/transport/quic/gate.js';
+import type { HandshakeTicket } from '../src/transport/quic/gate.js';
 
 const quiche = native.quiche;
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -144,6 +146,30 @@ t.test('token bucket: burst, then the rate', async (t) => {
   t.notOk(bucket.take(50), 'half a token after 50 ms');
   t.ok(bucket.take(100), 'one after 100 ms');
   t.notOk(bucket.take(100));
+});
+
+t.test("gate: a host's share of handshakes in progress that skipped Retry; past it a Retry, counted; token handshakes not charged", async (t) => {
+  const gate = new InitialGate({ retry: 'auto', maxConnections: 10_000, maxPendingHandshakes: 1000, cidLength: 16, handshakeTimeoutMs: 5000 }, 0);
+  t.equal(gate.hostShare, 62, '1/16 of maxPendingHandshakes');
+  const server = { host: '127.0.0.1', port: 9 };
+  const from = { host: '127.0.0.5', port: 1000 };
+  const initial = clientInitial(from, server);
+  const check = (host: string, now: number): string => gate.check(initial, host, 1000, now, { closing: false, connections: 0, pendingHandshakes: gate.admission.inProgress }).action;
+  const tickets: HandshakeTicket[] = [];
+  for (let i = 0; i < 62; i++) {
+    t.equal(check(from.host, i), 'accept');
+    tickets.push(gate.handshakeStarted(from.host, false, i));
+  }
+  t.equal(check(from.host, 70), 'retry', 'past its share: a Retry');
+  t.equal(gate.hostShareRetried, 1, 'counted');
+  t.equal(check('127.0.0.6', 71), 'accept', "another host's share is its own");
+  gate.handshakeStarted(from.host, true, 72);
+  gate.handshakeEnded(tickets.pop()!, false, 73);
+  t.equal(check(from.host, 74), 'accept', 'one ended (a token handshake is not charged): room for one more');
+  tickets.push(gate.handshakeStarted(from.host, false, 74));
+  t.equal(check(from.host, 75), 'retry');
+  for (const ticket of tickets) gate.handshakeEnded(ticket, true, 80);
+  t.equal(check(from.host, 81), 'accept', 'all ended: the host has its share again');
 });
 
 t.test('the retry option is checked', async (t) => {
