@@ -23,6 +23,8 @@
 //   --quick: 200 leaves in 2 processes, 10 s at rest (a smoke run)
 //   --restart-only: the join, then the hub kill and restart alone, printed as JSON (no result files)
 //   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
+//   --links-ahead=routers|always|never: the nodes' fanout.linksAhead (default: the library's); --cli-probe
+//     then also records the hub's memory (after a GC) and its link counters before the first exec
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
 import { fork, spawn } from 'node:child_process';
@@ -66,12 +68,23 @@ async function serveOpsFor(node) {
   serveOps(node, opsConfig(validateOpsConfig));
 }
 
+/** --links-ahead=MODE: the nodes' fanout.linksAhead (absent: the library's default; an older build ignores it). */
+const LINKS_AHEAD = arg('links-ahead', '');
+const fanoutOptions = () => (LINKS_AHEAD === '' ? {} : { fanout: { linksAhead: LINKS_AHEAD } });
+
+/** The process's memory after a full GC (the hub runs with --expose-gc). */
+async function memory() {
+  globalThis.gc?.();
+  const m = process.memoryUsage();
+  return { gc: globalThis.gc !== undefined, rssMiB: m.rss / 2 ** 20, heapUsedMiB: m.heapUsed / 2 ** 20, externalMiB: m.external / 2 ** 20, arrayBuffersMiB: m.arrayBuffers / 2 ** 20 };
+}
+
 const opsConfig = (validateOpsConfig) => validateOpsConfig({ operators: [arg('operator', '')], commands: { true: { argv: ['true'] } } });
 
 async function hubChild() {
   const { createNode } = await import('../dist/index.js');
   const { nodeServices } = await import('../dist/node/node.js');
-  const hub = await createNode({ listen: arg('listen', '127.0.0.1:0'), keyFile: arg('key', ''), routing: { role: AUTO ? 'auto' : 'router' } });
+  const hub = await createNode({ listen: arg('listen', '127.0.0.1:0'), keyFile: arg('key', ''), routing: { role: AUTO ? 'auto' : 'router' }, ...fanoutOptions() });
   hub.handleRequest('whoami', () => hub.id);
   await serveOpsFor(hub);
   const neighbours = nodeServices(hub).neighbours;
@@ -101,7 +114,8 @@ async function hubChild() {
     stats: router.stats(),
     fragments: router.record(hub.id)?.fragments ?? 0,
     quic: quicOf(hub.stats()),
-  }), { 'timing-reset': async () => (timing.reset(), {}), timing: async () => timing.summary(), 'prof-start': profStart, 'prof-stop': profStop });
+    links: nodeServices(hub).fanouts.linkCounters,
+  }), { memory, 'timing-reset': async () => (timing.reset(), {}), timing: async () => timing.summary(), 'prof-start': profStart, 'prof-stop': profStop });
   process.send({ type: 'ready', id: hub.id, address: hub.address });
 }
 
@@ -276,7 +290,7 @@ async function leavesChild() {
   await Promise.all(Array.from({ length: 50 }, async () => {
     while (next < count) {
       next++;
-      const node = await createNode({ listen: '127.0.0.1:0', bootstrap: [hubAddress], routing: { role: AUTO ? 'auto' : 'leaf' } });
+      const node = await createNode({ listen: '127.0.0.1:0', bootstrap: [hubAddress], routing: { role: AUTO ? 'auto' : 'leaf' }, ...fanoutOptions() });
       node.handleRequest('whoami', () => node.id);
       node.on('peer:down', ({ nodeId, error }) => {
         if (nodeId !== hubId) return;
@@ -296,7 +310,7 @@ async function leavesChild() {
 function child(role, args) {
   // HUB_CPU_PROF=DIR / LEAVES_CPU_PROF=DIR: that child runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
   const profDir = process.env[`${role.toUpperCase()}_CPU_PROF`];
-  const execArgv = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const execArgv = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(role === 'hub' ? ['--expose-gc'] : [])];
   const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   let seq = 0;
   const waiting = new Map();
@@ -608,7 +622,11 @@ async function main() {
     await sleep(10_000);
     await Promise.all(groups.map((g) => g.ask('stub-exec', { on: true })));
     hub.groups = groups;
-    console.log(JSON.stringify({ leaves, load: loadavg(), join: { fromLastStartMs: join.fromLastStartMs }, probe: await cliProbe(hub, address, hubId, operatorKey, leaves) }));
+    // Before the first exec: the hub's memory and the links it opened ahead (if any); after the third, the same.
+    const before = { memory: await hub.ask('memory'), links: (await hub.poll()).links };
+    const probe = await cliProbe(hub, address, hubId, operatorKey, leaves);
+    const after = { memory: await hub.ask('memory'), links: (await hub.poll()).links };
+    console.log(JSON.stringify({ leaves, linksAhead: LINKS_AHEAD || 'default', load: loadavg(), join: { fromLastStartMs: join.fromLastStartMs, fromFirstDialMs: join.fromFirstDialMs }, hubBefore: before, hubAfter: after, probe }));
     for (const g of [hub, ...groups]) g.send({ type: 'exit' });
     await sleep(2000);
     process.exit(0);
