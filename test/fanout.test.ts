@@ -148,7 +148,8 @@ t.test('a hop killed mid-fan-out: its subtree is rerouted along the other side o
 });
 
 t.test('a hop that forges an answer: the origin rejects it and reports the target failed', async (t) => {
-  const nodes = await network(t, 3, line(3));
+  // No links opened ahead: the origin's link to the middle node would be served before serveLeg is replaced below.
+  const nodes = await network(t, 3, line(3), true, { ...options, fanout: { linksAhead: 'never' } });
   const [origin, evil, target] = nodes as [PnetNode, PnetNode, PnetNode];
   const forger = await Identity.generate();
   // The middle node answers for the target: with its own key, and with a key claiming nothing.
