@@ -576,7 +576,8 @@ async function main() {
   const operatorKey = joinPath(dir, 'operator.key');
   const { loadOrCreateIdentity } = await import('../dist/index.js');
   const operatorId = (await loadOrCreateIdentity(operatorKey)).nodeId;
-  const roleArgs = AUTO ? ['--role=auto'] : [];
+  // The children read their own argv: the role and links-ahead flags are passed on.
+  const roleArgs = [...(AUTO ? ['--role=auto'] : []), ...(LINKS_AHEAD === '' ? [] : [`--links-ahead=${LINKS_AHEAD}`])];
   const hubArgs = [`--key=${joinPath(dir, 'hub.key')}`, `--operator=${operatorId}`, ...roleArgs];
   let hub = child('hub', hubArgs);
   const { id: hubId, address } = await hub.ready;
