@@ -24,7 +24,7 @@
 //   --restart-only: the join, then the hub kill and restart alone, printed as JSON (no result files)
 //   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
 //   --links-ahead=routers|always|never: the nodes' fanout.linksAhead (default: the library's); --cli-probe
-//     then also records the hub's memory (after a GC) and its link counters before the first exec
+//     then also records the hub's and each leaf process's memory (after a GC) and the hub's link counters before the first exec
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
 import { fork, spawn } from 'node:child_process';
@@ -280,7 +280,7 @@ async function leavesChild() {
     spawn: spawnQueue.stats(),
     cpu: process.cpuUsage(),
     rss: process.memoryUsage().rss,
-  }), { 'stub-exec': stubExec, 'prof-start': profStart, 'prof-stop': profStop });
+  }), { memory, 'stub-exec': stubExec, 'prof-start': profStart, 'prof-stop': profStop });
   process.send({ type: 'ready' });
   await new Promise((resolve) => process.once('message', (msg) => msg.type === 'start' && resolve()));
   firstDialAt = Date.now();
@@ -310,7 +310,7 @@ async function leavesChild() {
 function child(role, args) {
   // HUB_CPU_PROF=DIR / LEAVES_CPU_PROF=DIR: that child runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
   const profDir = process.env[`${role.toUpperCase()}_CPU_PROF`];
-  const execArgv = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(role === 'hub' ? ['--expose-gc'] : [])];
+  const execArgv = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--expose-gc'];
   const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   let seq = 0;
   const waiting = new Map();
@@ -624,9 +624,10 @@ async function main() {
     await Promise.all(groups.map((g) => g.ask('stub-exec', { on: true })));
     hub.groups = groups;
     // Before the first exec: the hub's memory and the links it opened ahead (if any); after the third, the same.
-    const before = { memory: await hub.ask('memory'), links: (await hub.poll()).links };
+    const leafMemory = () => Promise.all(groups.map((g) => g.ask('memory')));
+    const before = { memory: await hub.ask('memory'), links: (await hub.poll()).links, leafMemory: await leafMemory() };
     const probe = await cliProbe(hub, address, hubId, operatorKey, leaves);
-    const after = { memory: await hub.ask('memory'), links: (await hub.poll()).links };
+    const after = { memory: await hub.ask('memory'), links: (await hub.poll()).links, leafMemory: await leafMemory() };
     console.log(JSON.stringify({ leaves, linksAhead: LINKS_AHEAD || 'default', load: loadavg(), join: { fromLastStartMs: join.fromLastStartMs, fromFirstDialMs: join.fromFirstDialMs }, hubBefore: before, hubAfter: after, probe }));
     for (const g of [hub, ...groups]) g.send({ type: 'exit' });
     await sleep(2000);
