@@ -163,7 +163,22 @@ async function worker() {
     tracked.connectionRefs = tracked.connectionRefs.filter((r) => r.deref() !== undefined);
     const alive = tracked.connectionRefs.map((r) => r.deref());
     tracked.nodesKilled = tracked.nodesKilled.filter((r) => r.deref() !== undefined);
-    return { connectionsAlive: alive.length, closedConnectionsAlive: alive.filter((c) => c.closed).length, killedNodesAlive: tracked.nodesKilled.length };
+    // What the closed ones still alive are waiting for (private fields read for the diagnosis: the
+    // connection's disposal, its timer, quiche's closed/draining state and next timeout).
+    const closedStates = {};
+    for (const c of alive) {
+      if (!c.closed) continue;
+      let key;
+      try {
+        const q = c.machine?.quiche;
+        const t = q?.timeout();
+        key = [c.path?.constructor?.name ?? '-', c.direction, c.disposed ? 'disposed' : 'not disposed', c.timer ? 'timer' : 'no timer', q?.isClosed() ? 'quiche closed' : q?.isDraining() ? 'quiche draining' : 'quiche open', t === null ? 'no timeout' : 'timeout', c.machine?.established ? 'established' : 'not established'].join(' ');
+      } catch (error) {
+        key = `unreadable: ${String(error).slice(0, 60)}`;
+      }
+      closedStates[key] = (closedStates[key] ?? 0) + 1;
+    }
+    return { connectionsAlive: alive.length, closedConnectionsAlive: alive.filter((c) => c.closed).length, killedNodesAlive: tracked.nodesKilled.length, closedStates };
   };
   /** @type {Array<{identity: any, node: any, up: boolean, address: string, victim: boolean}>} */
   const slots = [];
@@ -764,7 +779,7 @@ async function parent() {
   const sample = async () => {
     const at = Math.round((Date.now() - t0) / 1000);
     const perWorker = (await Promise.all(workers.map((w) => w.ask({ type: 'sample' })))).filter((m) => !m.dead);
-    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, ...(v?.length ? { victims: v } : {}) })) };
+    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, closedStates }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, connectionsAlive, closedConnectionsAlive, closedStates, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, ...(v?.length ? { victims: v } : {}) })) };
     row.loadAverage = Number(loadavg()[0].toFixed(1));
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
     row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));

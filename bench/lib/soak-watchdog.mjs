@@ -69,7 +69,28 @@ async function capture(Session, report) {
   };
   // Frames carry a script id; its url comes with the scriptParsed events that Debugger.enable sends.
   const urls = new Map();
-  session.on('Debugger.scriptParsed', (m) => urls.set(m.params.scriptId, m.params.url));
+  const maps = new Map();
+  session.on('Debugger.scriptParsed', (m) => {
+    urls.set(m.params.scriptId, m.params.url);
+    if (m.params.sourceMapURL?.startsWith('data:')) maps.set(m.params.scriptId, m.params.sourceMapURL);
+  });
+  // tsx runs each .ts file as one minified line with an inline source map: frames are mapped back to the file's own lines.
+  const { SourceMap } = await import('node:module');
+  const { readFileSync } = await import('node:fs');
+  const original = (scriptId, line, column) => {
+    const url = maps.get(scriptId);
+    if (url === undefined) return undefined;
+    try {
+      if (typeof url === 'string') maps.set(scriptId, new SourceMap(JSON.parse(Buffer.from(url.slice(url.indexOf(',') + 1), 'base64').toString('utf8'))));
+      const entry = maps.get(scriptId).findEntry(line, column);
+      if (entry?.originalSource === undefined) return undefined;
+      const file = entry.originalSource.startsWith('file://') ? new URL(entry.originalSource) : entry.originalSource;
+      const text = readFileSync(file, 'utf8').split('\n')[entry.originalLine] ?? '';
+      return { url: entry.originalSource, line: entry.originalLine + 1, column: entry.originalColumn + 1, source: text.trim().slice(0, 200) };
+    } catch {
+      return undefined;
+    }
+  };
   await post('Debugger.enable');
   try {
     for (let i = 0; i < 3; i++) {
@@ -88,7 +109,8 @@ async function capture(Session, report) {
       }
       const frames = [];
       for (const f of params.callFrames.slice(0, 40)) {
-        frames.push({ fn: f.functionName || '(anonymous)', url: f.url || urls.get(f.location.scriptId) || '', line: f.location.lineNumber + 1, column: f.location.columnNumber + 1, source: await sourceLine(f.location.scriptId, f.location.lineNumber) });
+        const mapped = original(f.location.scriptId, f.location.lineNumber, f.location.columnNumber);
+        frames.push({ fn: f.functionName || '(anonymous)', ...(mapped ?? { url: f.url || urls.get(f.location.scriptId) || '', line: f.location.lineNumber + 1, column: f.location.columnNumber + 1, source: await sourceLine(f.location.scriptId, f.location.lineNumber) }) });
       }
       let trace;
       if (i === 0 && params.callFrames[0]) {
