@@ -145,7 +145,7 @@ async function worker() {
   let cpuAt = process.cpuUsage();
   // Objects that should be collected once closed: connections (direct, spare, relayed) seen by a
   // scan every 2 s, and killed nodes. Counted alive after a GC at each sample (a leak shows here).
-  const tracked = { connections: new WeakSet(), connectionRefs: [], nodesKilled: [] };
+  const tracked = { connections: new WeakSet(), connectionRefs: [], nodesKilled: [], closedAt: new WeakMap() };
   const scanConnections = () => {
     for (const slot of slots) {
       if (!slot.up) continue;
@@ -155,6 +155,7 @@ async function worker() {
         if (tracked.connections.has(c)) continue;
         tracked.connections.add(c);
         tracked.connectionRefs.push(new WeakRef(c));
+        c.once?.('close', () => tracked.closedAt.set(c, performance.now()));
       }
     }
   };
@@ -172,7 +173,9 @@ async function worker() {
       try {
         const q = c.machine?.quiche;
         const t = q?.timeout();
-        key = [c.path?.constructor?.name ?? '-', c.direction, c.disposed ? 'disposed' : 'not disposed', c.timer ? 'timer' : 'no timer', q?.isClosed() ? 'quiche closed' : q?.isDraining() ? 'quiche draining' : 'quiche open', t === null ? 'no timeout' : 'timeout', c.machine?.established ? 'established' : 'not established'].join(' ');
+        const bucket = (ms) => (ms === undefined || !Number.isFinite(ms) ? '-' : ms < 10_000 ? '<10s' : ms < 60_000 ? '10-60s' : ms < 300_000 ? '1-5min' : '>5min');
+        const closedAt = tracked.closedAt.get(c);
+        key = [c.path?.constructor?.name ?? '-', c.direction, c.disposed ? 'disposed' : 'not disposed', c.timer ? `timer in ${bucket(c.timerAt - performance.now())}` : 'no timer', q?.isClosed() ? 'quiche closed' : q?.isDraining() ? 'quiche draining' : 'quiche open', t === null ? 'no timeout' : `quiche timeout ${bucket(t)}`, c.machine?.established ? 'established' : 'not established', `closed ${closedAt === undefined ? '?' : bucket(performance.now() - closedAt)} ago`].join(' ');
       } catch (error) {
         key = `unreadable: ${String(error).slice(0, 60)}`;
       }
@@ -298,7 +301,7 @@ async function worker() {
         const alive = tracked.connectionRefs.map((r) => r.deref()).filter((c) => c?.closed);
         globalThis.__closedAlive = alive;
         const { writeHeapSnapshot } = await import('node:v8');
-        writeHeapSnapshot(message.file);
+        writeHeapSnapshot(message.file, { exposeNumericValues: true });
         delete globalThis.__closedAlive;
         reply(message, { type: 'snapshot', closedAlive: alive.length, kinds: alive.map((c) => `${c.constructor.name}/${c.path?.constructor?.name ?? '-'}/${c.direction ?? '-'}`) });
         break;
