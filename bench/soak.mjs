@@ -28,6 +28,23 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { execFile } from 'node:child_process';
 import { loadavg } from 'node:os';
 
+/**
+ * What the watchdog evaluates in a hung worker's top frames: a QUIC machine in scope (the 23:34 and
+ * r2 hangs were a transmit loop) is described, with the next few packets quiche writes (first byte: long or short header).
+ */
+const HANG_PROBE = `(() => { try {
+  if (typeof machine !== 'object' || !machine?.quiche) return undefined;
+  const q = machine.quiche;
+  const big = (k, v) => (typeof v === 'bigint' ? String(v) : v);
+  const state = { closed: machine.closed, established: machine.established, direction: machine.direction, closeRequest: machine.closeRequest, transmits: machine.transmits, sentSinceRecv: machine.sentSinceRecv, streams: machine.streams?.size,
+    qClosed: q.isClosed(), qDraining: q.isDraining(), qEstablished: q.isEstablished(), qTimeout: q.timeout(), qTimedOut: q.isTimedOut(), stats: q.stats(), localError: q.localError(), peerError: q.peerError(),
+    locals: { sent: typeof sent === 'undefined' ? undefined : sent, budget: typeof budget === 'undefined' ? undefined : budget, length: typeof length === 'undefined' ? undefined : length } };
+  const b = Buffer.alloc(1500);
+  state.next = [];
+  for (let i = 0; i < 8; i++) { const r = q.send(b); if (r === null) { state.next.push(null); break; } state.next.push({ len: r[0], first: b[0].toString(16), head: b.subarray(0, 12).toString('hex') }); }
+  return JSON.stringify(state, big);
+} catch (e) { return 'probe failed: ' + e; } })()`;
+
 /** Steps that had not settled this long after they began (each should end within its own 5 s deadline), by kind. */
 const STEP_LIMIT_MS = 20_000;
 const hung = {};
@@ -712,7 +729,7 @@ async function parent() {
   const prefix = `${resolvePath(out).split('/').pop()}-hang-w`;
   for (const f of readdirSync(dirname(resolvePath(out)))) if (f.startsWith(prefix)) rmSync(`${dirname(resolvePath(out))}/${f}`);
   const spawnChild = (role, index) => {
-    const env = { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index), ...(role === 'worker' ? { SOAK_HANG_FILE: hangFile(index) } : {}) };
+    const env = { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index), ...(role === 'worker' ? { SOAK_HANG_FILE: hangFile(index), SOAK_HANG_EVAL: HANG_PROBE } : {}) };
     const child = fork(SELF, [], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const channel = channelTo(child);
     // The last requests to the child and when they were answered (a hung worker's report lists them).

@@ -112,6 +112,20 @@ async function capture(Session, report) {
         const mapped = original(f.location.scriptId, f.location.lineNumber, f.location.columnNumber);
         frames.push({ fn: f.functionName || '(anonymous)', ...(mapped ?? { url: f.url || urls.get(f.location.scriptId) || '', line: f.location.lineNumber + 1, column: f.location.columnNumber + 1, source: await sourceLine(f.location.scriptId, f.location.lineNumber) }) });
       }
+      // The top frames' locals (name: value or class), and the caller's own probe (SOAK_HANG_EVAL, evaluated in each of them).
+      if (i === 0) {
+        for (const [k, f] of params.callFrames.slice(0, 4).entries()) {
+          const local = f.scopeChain.find((sc) => sc.type === 'local');
+          if (local?.object.objectId) {
+            const props = await post('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true }).catch(() => ({ result: [] }));
+            frames[k].locals = Object.fromEntries(props.result.slice(0, 30).map((p) => [p.name, p.value?.type === 'object' ? p.value.className ?? p.value.description : p.value?.value ?? p.value?.description]));
+          }
+          if (process.env.SOAK_HANG_EVAL) {
+            const r = await post('Debugger.evaluateOnCallFrame', { callFrameId: f.callFrameId, expression: process.env.SOAK_HANG_EVAL, returnByValue: true, silent: true }).catch((e) => ({ result: { value: String(e) } }));
+            frames[k].probe = r.result?.value;
+          }
+        }
+      }
       let trace;
       if (i === 0 && params.callFrames[0]) {
         const r = await post('Debugger.evaluateOnCallFrame', { callFrameId: params.callFrames[0].callFrameId, expression: 'JSON.stringify(globalThis.__soakTrace ?? null)', returnByValue: true, silent: true }).catch((e) => ({ result: { value: String(e) } }));
