@@ -168,14 +168,19 @@ const linkCounts = () => nodes.reduce((sum, node) => {
   return sum;
 }, {});
 const links0 = linkCounts();
-// QUIC packets sent and lost, summed over every node's connections (quiche's own counters, both ends).
+// QUIC packets sent, lost and retransmitted, summed over every node's connections (quiche's own
+// counters, both ends), datagrams quiche refused (machine.recvErrors, absent before it) and the
+// endpoints' drops by reason (unknown connection id, wrong source, ...): where a loss can come from.
 const quicPackets = () => nodes.reduce((sum, node) => {
   for (const [, connection] of nodeServices(node).peers.entries()) {
     const stats = connection.machine?.quiche.stats();
-    if (stats) for (const k of ['sent', 'lost']) sum[k] += stats[k];
+    if (stats) for (const k of ['sent', 'lost', 'retrans']) sum[k] += stats[k];
+    sum.recvErrors += connection.machine?.recvErrors ?? 0;
   }
+  const dropped = nodeServices(node).transports[0]?.stats?.().droppedDatagrams ?? {};
+  for (const [k, v] of Object.entries(dropped)) sum.dropped[k] = (sum.dropped[k] ?? 0) + v;
   return sum;
-}, { sent: 0, lost: 0 });
+}, { sent: 0, lost: 0, retrans: 0, recvErrors: 0, dropped: {} });
 const packets0 = quicPackets();
 // The kernel's UDP receive-buffer drops, machine-wide (Linux /proc/net/snmp; other processes count too).
 const udpRcvbufErrors = () => {
@@ -232,6 +237,10 @@ const result = {
   /** QUIC packets sent (all nodes, both ends of every connection) per measured run, and lost in all runs. */
   quicPacketsPerRun: (packets1.sent - packets0.sent) / RUNS,
   quicPacketsLost: packets1.lost - packets0.lost,
+  /** Packets quiche retransmitted and datagrams it refused, in all runs; endpoint drops by reason (only those that moved). */
+  quicRetransmitted: packets1.retrans - packets0.retrans,
+  quicRecvErrors: packets1.recvErrors - packets0.recvErrors,
+  quicDropped: Object.fromEntries(Object.entries(packets1.dropped).map(([k, v]) => [k, v - (packets0.dropped[k] ?? 0)]).filter(([, v]) => v !== 0)),
   /** UDP datagrams the kernel dropped for full receive buffers during the measured runs (machine-wide). */
   udpRcvbufErrors: rcvbuf0 === undefined ? undefined : rcvbuf1 - rcvbuf0,
   maxHops,
@@ -278,7 +287,7 @@ function markdown(r) {
 | RTT reads into the QUIC binding at rest, all nodes | ${r.restRttSamplesPerS === undefined ? 'not recorded' : `${Math.round(r.restRttSamplesPerS).toLocaleString('en')}/s`} |
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | process CPU per run (all threads) | ${r.cpuMs ? r.cpuMs.map(ms).join(', ') : 'not recorded'} |
-| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`}${r.udpRcvbufErrors === undefined ? '' : `; UDP receive-buffer drops (machine-wide) ${r.udpRcvbufErrors}`} |
+| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`}${r.udpRcvbufErrors === undefined ? '' : `; UDP receive-buffer drops (machine-wide) ${r.udpRcvbufErrors}`}${r.quicRetransmitted === undefined ? '' : `; retransmitted ${r.quicRetransmitted}, refused by quiche ${r.quicRecvErrors}, dropped by the endpoints ${JSON.stringify(r.quicDropped)}`} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
 | leg version; during the measured runs, all nodes: v2 links opened / broken / legs sent as v1 | ${r.legVersion ?? 1}; ${r.legLinks?.opened === undefined ? 'no v2 links (code before them)' : `${r.legLinks.opened} / ${r.legLinks.broken} / ${r.legLinks.v1Legs}`} |

@@ -164,6 +164,8 @@ export class QuicMachine {
   blockedRetriesSkipped = 0;
   /** Closed because ABANDONED_STREAM_LIMIT streams were left in quiche uncollected. */
   abandonedClose = false;
+  /** Datagrams quiche refused (undecryptable, duplicate, garbage): dropped, the connection lives on. */
+  recvErrors = 0;
   /** When quiche last took a datagram (caller's clock): the keep-alive sweep reads it. */
   lastActivity: number;
 
@@ -291,6 +293,7 @@ export class QuicMachine {
       this.stalledMs = 0;
     } catch {
       // A datagram quiche cannot use (garbage, duplicate, wrong keys) is dropped; the connection lives on.
+      this.recvErrors++;
     }
   }
 
