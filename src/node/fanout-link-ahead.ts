@@ -17,8 +17,6 @@ const MODES: readonly LinksAheadMode[] = ['routers', 'always', 'never'];
 /** Default pace: 2,000 neighbours' links in 20 s, ~5-10 % of a core spread over a join. */
 export const LINKS_AHEAD_PER_SECOND = 100;
 const TICK_MS = 100;
-/** Links opened ahead and not yet ACCEPTed: a busy peer or node slows the pace instead of piling up OPENs. */
-const MAX_OPENING = 32;
 /** A link opened ahead that broke unused waits this long before the next one, doubled per break up to MAX_RETRY_MS. */
 const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 5 * 60_000;
@@ -63,6 +61,12 @@ export class LinksAhead implements LinkWatcher {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly perTick: number;
+  /**
+   * Links opened ahead and not yet ACCEPTed, at most one second of the pace: busy peers (or a busy
+   * node) slow it instead of piling up OPENs. 32 held a 2,000-leaf join on loopback, whose leaf
+   * processes ACCEPTed ~1 s late, to ~32 links a second.
+   */
+  private readonly maxOpening: number;
   private readonly mode: LinksAheadMode;
 
   constructor(
@@ -73,6 +77,7 @@ export class LinksAhead implements LinkWatcher {
     const settings = linksAheadSettings(options);
     this.mode = settings.mode;
     this.perTick = Math.max(1, Math.round((settings.perSecond * TICK_MS) / 1000));
+    this.maxOpening = settings.perSecond;
     if (this.mode !== 'never') links.watcher = this;
   }
 
@@ -135,12 +140,12 @@ export class LinksAhead implements LinkWatcher {
     this.timer.unref();
   }
 
-  /** Opens up to perTick links, keeping at most MAX_OPENING unanswered; hops still waiting out a delay stay queued. */
+  /** Opens up to perTick links, keeping at most maxOpening unanswered; hops still waiting out a delay stay queued. */
   private tick(): void {
     this.timer = undefined;
     if (this.closed || !this.active()) return void this.queue.clear();
     const now = performance.now();
-    let budget = Math.min(this.perTick, MAX_OPENING - this.links.aheadOpening);
+    let budget = Math.min(this.perTick, this.maxOpening - this.links.aheadOpening);
     let delayed = 0;
     for (const hop of this.queue) {
       if (budget <= 0) break;
