@@ -313,7 +313,7 @@ export interface FanoutLimits {
    * node whose role is router), 'always', or 'never' (the first leg opens it).
    */
   linksAhead?: 'routers' | 'always' | 'never';
-  /** Links opened ahead per second at most (default 100), at most 32 of them awaiting their ACCEPT. */
+  /** Links opened ahead per second at most (default 100), and at most that many awaiting their ACCEPT. */
   linksAheadPerSecond?: number;
 }
 
