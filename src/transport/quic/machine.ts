@@ -148,6 +148,13 @@ const FIN_ROOM = 1350;
 const PROBE_LIMIT = 8;
 /** A timer this late means the process was stalled (an event-loop block), not that the peer was silent. */
 export const STALL_MS = 50;
+/**
+ * Packets a closing connection may write after quiche.close(). quiche 0.18 writes ACK-only
+ * Handshake packets without end when an application close meets a pending Handshake PTO (a client
+ * whose Finished went unacknowledged: it sends no PING while closing, so the probe is never spent);
+ * the soak's worker spun in that loop until the kernel killed it at 23 GB. A CONNECTION_CLOSE needs one.
+ */
+export const CLOSING_PACKETS = 16;
 
 export class QuicMachine {
   readonly quiche: QuicheConnection;
@@ -164,6 +171,10 @@ export class QuicMachine {
   blockedRetriesSkipped = 0;
   /** Closed because ABANDONED_STREAM_LIMIT streams were left in quiche uncollected. */
   abandonedClose = false;
+  /** Closing, quiche wrote CLOSING_PACKETS and would write more: the rest were not sent (it ends at its idle timer). */
+  closingSendsCut = false;
+  /** Packets written since quiche.close() was called; -1 while not closing. */
+  private closingPackets = -1;
   /** Datagrams quiche refused (undecryptable, duplicate, garbage): dropped, the connection lives on. */
   recvErrors = 0;
   /** When quiche last took a datagram (caller's clock): the keep-alive sweep reads it. */
@@ -598,6 +609,12 @@ export class QuicMachine {
       this.urgency = Transmit.NONE;
       return null;
     }
+    if (this.closingPackets >= 0 && ++this.closingPackets > CLOSING_PACKETS) {
+      this.closingSendsCut = true;
+      this.transmitting = false;
+      this.urgency = Transmit.NONE;
+      return null;
+    }
     this.sentSinceRecv += sent[0];
     return sent[0];
   }
@@ -919,6 +936,7 @@ export class QuicMachine {
   }
 
   private quicheClose(options: MachineCloseOptions): void {
+    if (this.closingPackets < 0) this.closingPackets = 0;
     try {
       this.quiche.close(true, options.code ?? 0, Buffer.from(options.reason ?? ''));
     } catch {
@@ -944,6 +962,7 @@ export class QuicMachine {
   private abort(error: PnetError): void {
     if (this.closed) return;
     this.closeError = error;
+    if (this.closingPackets < 0) this.closingPackets = 0;
     try {
       if (!this.quiche.isClosed() && !this.quiche.isDraining()) this.quiche.close(false, 0, Buffer.from(error.code));
     } catch {

@@ -43,6 +43,8 @@ export interface QuicTransportStats {
   windows: WindowBudgetStats;
   /** Connections closed for holding ABANDONED_STREAM_LIMIT streams quiche never collects (machine.ts). */
   abandonedStreamCloses: number;
+  /** Closing connections that wrote CLOSING_PACKETS and were stopped there (quiche 0.18's endless close after a Handshake PTO, machine.ts). */
+  closingSendsCut: number;
   /** Validated hosts that lost their own Initial budget: undecryptable Initials past theirs (gate.ts). */
   hostsDistrusted: number;
   /** Tokenless Initials sent to Retry because their host held its share (1/16 of `maxPendingHandshakes`) of handshakes in progress that skipped Retry (gate.ts). */

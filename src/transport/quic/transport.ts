@@ -62,6 +62,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly gate: InitialGate;
   private readonly dropped: QuicDropStats;
   private abandonedStreamCloses = 0;
+  private closingSendsCut = 0;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private readonly sendSlab: SendSlab;
   private readonly keepAliveTimer: NodeJS.Timeout;
@@ -141,6 +142,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       amplificationLimited: this.sendSlab.withheld,
       windows: this.windows.stats(),
       abandonedStreamCloses: this.abandonedStreamCloses,
+      closingSendsCut: this.closingSendsCut,
       hostsDistrusted: this.gate.hostsDistrusted,
       hostHandshakeShare: this.gate.hostShareRetried,
     };
@@ -353,6 +355,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   forget(connection: QuicConnection): void {
     if (!this.connections.delete(connection)) return;
     if (connection.machine.abandonedClose) this.abandonedStreamCloses++;
+    if (connection.machine.closingSendsCut) this.closingSendsCut++;
     const path = connection.path as UdpPath;
     if (path.windows !== undefined) this.windows.release(path.windows);
     path.windows = undefined;
