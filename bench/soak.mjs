@@ -259,6 +259,7 @@ async function worker() {
         const slot = slots[message.index];
         slot.up = false;
         tracked.nodesKilled.push(new WeakRef(slot.node));
+        counters.closingSendsCut += slot.node.stats().limits.quicClosingSendsCut ?? 0;
         await slot.node.close({ timeoutMs: 0 });
         note(`kill ${message.index} done`);
         reply(message, { type: 'killed', id: slot.node.id });
@@ -323,9 +324,12 @@ async function worker() {
         reply(message, { type: 'snapshot', closedAlive: alive.length, kinds: alive.map((c) => `${c.constructor.name}/${c.path?.constructor?.name ?? '-'}/${c.direction ?? '-'}`) });
         break;
       }
-      case 'report':
-        reply(message, { type: 'report', counters: { ...counters, hung }, victims: victimStats() });
+      case 'report': {
+        // Closes cut at CLOSING_PACKETS (quiche's endless close, the 23:34 hang): the killed nodes' and the live ones'.
+        const closingSendsCut = counters.closingSendsCut + slots.filter((x) => x.up).reduce((n, x) => n + (x.node.stats().limits.quicClosingSendsCut ?? 0), 0);
+        reply(message, { type: 'report', counters: { ...counters, closingSendsCut, hung }, victims: victimStats() });
         break;
+      }
       case 'exit':
         await Promise.all(slots.filter((s) => s.up).map((s) => s.node.close({ timeoutMs: 200 })));
         process.exit(0);
@@ -570,6 +574,7 @@ function newCounters() {
     portsLost: 0,
     linkCuts: 0,
     relayedStreams: 0,
+    closingSendsCut: 0,
   };
 }
 
@@ -1056,6 +1061,7 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
         return acc;
       }, {}),
       linkCuts: reports.reduce((s, r) => s + r.counters.linkCuts, 0),
+      closingSendsCut: reports.reduce((s, r) => s + (r.counters.closingSendsCut ?? 0), 0),
       portsLost: reports.reduce((s, r) => s + (r.counters.portsLost ?? 0), 0),
     },
     topology: {
@@ -1106,7 +1112,7 @@ function markdown(s) {
     }
   }
   lines.push('', `Requests to the attacked nodes per second: ${s.traffic.victimRequestsPerSecond['warm-up']} before the attack, ${s.traffic.victimRequestsPerSecond.attack} during. Request latency p50/p99: ${s.traffic.latency['warm-up'].p50Ms}/${s.traffic.latency['warm-up'].p99Ms} ms before, ${s.traffic.latency.attack.p50Ms}/${s.traffic.latency.attack.p99Ms} ms during. Streams that crossed a relay: ${s.traffic.relayedStreams}. Calls that had not settled ${STEP_LIMIT_MS / 1000} s after they began (each has a 5 s deadline): ${JSON.stringify(s.traffic.hungSteps)}.`, '');
-  lines.push('## Watchdog', '', s.hangs?.length ? 'Workers that did not answer a ping for 20 s (seconds of traffic; CPU of the process over 3 s while its own watchdog paused it now and then; its JS stack, threads and pending requests in the file named):' : 'No worker missed a ping for 20 s (pinged every 5 s).', '');
+  lines.push('## Watchdog', '', `Closing connections stopped after 16 packets (quiche 0.18's endless close after a Handshake PTO, the 23:34 hang; limits.quicClosingSendsCut): ${s.traffic.closingSendsCut ?? '-'}.`, '', s.hangs?.length ? 'Workers that did not answer a ping for 20 s (seconds of traffic; CPU of the process over 3 s while its own watchdog paused it now and then; its JS stack, threads and pending requests in the file named):' : 'No worker missed a ping for 20 s (pinged every 5 s).', '');
   for (const h of s.hangs ?? []) lines.push(`- worker ${h.worker} at ${h.atSeconds} s: CPU ${h.cpuPercent}%, RSS ${h.rssMiB} MiB; ${h.top}; ${h.recovered ? 'recovered' : 'killed'} (${h.file})`);
   if (s.hangs?.length) lines.push('');
   lines.push('## Attacker', '', '```', JSON.stringify(s.attacker), '```', '');
