@@ -191,6 +191,19 @@ const udpRcvbufErrors = () => {
     return undefined;
   }
 };
+// Other kernel drops, machine-wide: UDP sends refused for a full send buffer (SndbufErrors) and
+// packets dropped from the per-CPU input backlog that loopback goes through (/proc/net/softnet_stat, 2nd field).
+const kernelDrops = () => {
+  try {
+    const lines = readFileSync('/proc/net/snmp', 'utf8').split('\n').filter((l) => l.startsWith('Udp:'));
+    const sndbuf = Number(lines[1].split(/\s+/)[lines[0].split(/\s+/).indexOf('SndbufErrors')]);
+    const backlog = readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n').reduce((n, l) => n + parseInt(l.split(/\s+/)[1], 16), 0);
+    return { sndbuf, backlog };
+  } catch {
+    return undefined;
+  }
+};
+const kernel0 = kernelDrops();
 const rcvbuf0 = udpRcvbufErrors();
 const samplesMs = [];
 // Process CPU (all threads: the event loop and the thread pool's signatures) per run: less noisy than wall time on a shared machine.
@@ -220,6 +233,7 @@ const routingRuns = delta(routing1, routingStats());
 const links1 = linkCounts();
 const packets1 = quicPackets();
 const rcvbuf1 = udpRcvbufErrors();
+const kernel1 = kernelDrops();
 const legLinks = Object.fromEntries(Object.keys(links1).map((k) => [k, links1[k] - links0[k]]));
 perTarget.sort((a, b) => a - b);
 const memory = process.memoryUsage();
@@ -243,6 +257,9 @@ const result = {
   quicDropped: Object.fromEntries(Object.entries(packets1.dropped).map(([k, v]) => [k, v - (packets0.dropped[k] ?? 0)]).filter(([, v]) => v !== 0)),
   /** UDP datagrams the kernel dropped for full receive buffers during the measured runs (machine-wide). */
   udpRcvbufErrors: rcvbuf0 === undefined ? undefined : rcvbuf1 - rcvbuf0,
+  /** UDP sends refused for a full send buffer, and input-backlog drops, machine-wide, during the measured runs. */
+  udpSndbufErrors: kernel0 === undefined ? undefined : kernel1.sndbuf - kernel0.sndbuf,
+  softnetBacklogDrops: kernel0 === undefined ? undefined : kernel1.backlog - kernel0.backlog,
   maxHops,
   buildMs,
   dialledMs,
@@ -287,7 +304,7 @@ function markdown(r) {
 | RTT reads into the QUIC binding at rest, all nodes | ${r.restRttSamplesPerS === undefined ? 'not recorded' : `${Math.round(r.restRttSamplesPerS).toLocaleString('en')}/s`} |
 | operator fanout('all'): time to all answers (${r.samplesMs.length} runs) | ${r.samplesMs.map(ms).join(', ')} |
 | process CPU per run (all threads) | ${r.cpuMs ? r.cpuMs.map(ms).join(', ') : 'not recorded'} |
-| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`}${r.udpRcvbufErrors === undefined ? '' : `; UDP receive-buffer drops (machine-wide) ${r.udpRcvbufErrors}`}${r.quicRetransmitted === undefined ? '' : `; retransmitted ${r.quicRetransmitted}, refused by quiche ${r.quicRecvErrors}, dropped by the endpoints ${JSON.stringify(r.quicDropped)}`} |
+| QUIC packets sent per run (all nodes), per target; lost in all runs | ${r.quicPacketsPerRun === undefined ? 'not recorded' : `${Math.round(r.quicPacketsPerRun).toLocaleString('en')}, ${(r.quicPacketsPerRun / r.nodes).toFixed(2)}; ${r.quicPacketsLost}`}${r.udpRcvbufErrors === undefined ? '' : `; UDP receive-buffer drops (machine-wide) ${r.udpRcvbufErrors}`}${r.udpSndbufErrors === undefined ? '' : `, send-buffer refusals ${r.udpSndbufErrors}, input-backlog drops ${r.softnetBacklogDrops}`}${r.quicRetransmitted === undefined ? '' : `; retransmitted ${r.quicRetransmitted}, refused by quiche ${r.quicRecvErrors}, dropped by the endpoints ${JSON.stringify(r.quicDropped)}`} |
 | per target, p50 / p99 | ${ms(r.perTargetP50Ms)} / ${ms(r.perTargetP99Ms)} |
 | legs sent by the operator per run, max hops | ${r.legsSentPerRun} / ${r.maxHops} |
 | leg version; during the measured runs, all nodes: v2 links opened / broken / legs sent as v1 | ${r.legVersion ?? 1}; ${r.legLinks?.opened === undefined ? 'no v2 links (code before them)' : `${r.legLinks.opened} / ${r.legLinks.broken} / ${r.legLinks.v1Legs}`} |
