@@ -110,6 +110,19 @@ t.test('the way back: a destination with no route here goes the way its own data
   t.equal(routed.stats.forwardedBack, 0);
 });
 
+t.test("the ways back: one neighbour's made-up sources take at most its share, another's way back stays", async (t) => {
+  const f = hop([]);
+  const packet = short(randomBytes(16));
+  t.match(copyOf(f.handleDatagram('n2', encodeData(5, SRC, DST, packet), 0)), { kind: 'drop', reason: 'noRoute' }, "n2 brings SRC's first datagram");
+  for (let i = 0; i < 10_000; i++) f.handleDatagram('n1', encodeData(5, DST, randomBytes(32), packet), 1);
+  t.equal(f.stats.waysBackRefused, 10_000 - 512, "n1's sources past its share (512) are not learnt, counted");
+  t.match(copyOf(f.handleDatagram('n1', encodeData(5, DST, SRC, packet), 2)), { kind: 'forward', to: 'n2' }, "SRC's way back is still n2");
+  t.equal(f.stats.waysBackRefused, 10_000 - 512 + 1, 'n1, at its share, could not move it either');
+  f.neighbourDown('n1');
+  f.handleDatagram('n3', encodeData(5, DST, randomBytes(32), packet), 3);
+  t.equal(f.stats.waysBackRefused, 10_000 - 512 + 1, 'another neighbour has a share of its own');
+});
+
 t.test('error reports: for DATA only, never larger than the trigger, rate-limited, addressed to the source', async (t) => {
   const f = hop([], { errorsPerSecond: 2, burstMs: 1000 });
   const trigger = encodeData(5, DST, SRC, short(randomBytes(16)));

@@ -63,7 +63,7 @@ const TRANSPORT_SERIES: readonly Series[] = [
 ];
 
 /** Forwarder counters that are not a drop reason (the rest of ForwarderStats is one counter per reason). */
-const FORWARDER_TOTALS = new Set(['received', 'receivedBytes', 'delivered', 'forwarded', 'forwardedBytes', 'errorsSent', 'errorsSuppressed']);
+const FORWARDER_TOTALS = new Set(['received', 'receivedBytes', 'delivered', 'forwarded', 'forwardedBytes', 'forwardedBack', 'waysBackRefused', 'errorsSent', 'errorsSuppressed']);
 const ENDPOINT_DROPS = ['malformed', 'unknownFlow', 'flowLimit', 'staleError', 'pendingHopLimit'] as const;
 
 const DATAGRAM_RELAY_SERIES: readonly Series[] = [
@@ -73,6 +73,8 @@ const DATAGRAM_RELAY_SERIES: readonly Series[] = [
   { name: 'datagram_relay_delivered_datagrams_total', type: 'counter', help: 'Relay v2: relayed datagrams addressed to this node.', read: (s) => s.datagramRelay?.forwarder.delivered ?? 0 },
   { name: 'datagram_relay_forwarded_datagrams_total', type: 'counter', help: 'Relay v2: datagrams forwarded for others.', read: (s) => s.datagramRelay?.forwarder.forwarded ?? 0 },
   { name: 'datagram_relay_forwarded_bytes_total', type: 'counter', help: 'Relay v2: bytes forwarded for others.', read: (s) => s.datagramRelay?.forwarder.forwardedBytes ?? 0 },
+  { name: 'datagram_relay_forwarded_back_datagrams_total', type: 'counter', help: 'Relay v2: datagrams forwarded with no route, the way the destination\'s own datagrams came.', read: (s) => s.datagramRelay?.forwarder.forwardedBack ?? 0 },
+  { name: 'datagram_relay_ways_back_refused_total', type: 'counter', help: 'Relay v2: ways back not learnt, their neighbour held its share.', read: (s) => s.datagramRelay?.forwarder.waysBackRefused ?? 0 },
   {
     name: 'datagram_relay_dropped_total',
     type: 'counter',

@@ -61,6 +61,8 @@ export interface ForwarderStats extends Record<DropReason, number> {
   forwardedBytes: number;
   /** Forwarded with no route of our own, the way the destination's own datagrams came (WAY_BACK_MS). */
   forwardedBack: number;
+  /** Ways back not learnt: their neighbour held its share (WAYS_BACK_PER_NEIGHBOUR). */
+  waysBackRefused: number;
   /** Error reports sent back towards a source. */
   errorsSent: number;
   /** Error reports not sent: over the errorsPerSecond budget. */
@@ -78,6 +80,8 @@ type Resolved = BudgetRates & { errorsPerSecond: number; hopLimit: number; maxNe
 export const WAY_BACK_MS = 10_000;
 /** Sources remembered with a way back at once (all forgotten at the cap: each is relearnt by its next datagram). */
 const MAX_WAYS_BACK = 4096;
+/** Ways back one neighbour may hold (an eighth), so that one peer's made-up sources cannot keep clearing the others'. */
+const WAYS_BACK_PER_NEIGHBOUR = MAX_WAYS_BACK / 8;
 
 function resolveOptions(options: ForwarderOptions): Resolved {
   const where = 'relay forwarder option';
@@ -111,6 +115,7 @@ export class Forwarder<N> {
     forwarded: 0,
     forwardedBytes: 0,
     forwardedBack: 0,
+    waysBackRefused: 0,
     malformed: 0,
     overBudget: 0,
     refused: 0,
@@ -126,6 +131,8 @@ export class Forwarder<N> {
   private readonly budgets = new Map<N, Budget>();
   /** Source key → the neighbour its last datagram came from, for sources with no route here (WAY_BACK_MS). */
   private readonly waysBack = new KeyTable<{ hop: N; at: number }>();
+  /** Ways back held per neighbour (their share). */
+  private readonly waysBackHeld = new Map<N, number>();
   private readonly errorBudget: Budget | undefined;
   private readonly errorReport = Buffer.alloc(ERROR_BYTES);
   private readonly deliverAction: DeliverAction = { kind: 'deliver', datagram: this.errorReport };
@@ -149,6 +156,7 @@ export class Forwarder<N> {
   /** A neighbour connection closed: forget its budget. */
   neighbourDown(neighbour: N): void {
     this.budgets.delete(neighbour);
+    this.waysBackHeld.delete(neighbour);
   }
 
   /** One relayed datagram from `from` at `now` (ms). The action is valid until the next call. */
@@ -197,13 +205,33 @@ export class Forwarder<N> {
 
   private learnWayBack(datagram: Uint8Array, from: N, now: number): void {
     const known = this.waysBack.get(datagram, SRC_OFFSET);
-    if (known !== undefined) {
-      known.hop = from;
+    if (known !== undefined && known.hop === from) {
       known.at = now;
       return;
     }
-    if (this.waysBack.size >= MAX_WAYS_BACK) this.waysBack.clear();
-    this.waysBack.set(datagram.subarray(SRC_OFFSET, SRC_OFFSET + 32), { hop: from, at: now });
+    const held = this.waysBackHeld.get(from) ?? 0;
+    if (held >= WAYS_BACK_PER_NEIGHBOUR) {
+      this.stats.waysBackRefused++;
+      return;
+    }
+    if (known !== undefined) {
+      this.heldBy(known.hop, -1);
+      known.hop = from;
+      known.at = now;
+    } else {
+      if (this.waysBack.size >= MAX_WAYS_BACK) {
+        this.waysBack.clear();
+        this.waysBackHeld.clear();
+      }
+      this.waysBack.set(datagram.subarray(SRC_OFFSET, SRC_OFFSET + 32), { hop: from, at: now });
+    }
+    this.heldBy(from, 1);
+  }
+
+  private heldBy(neighbour: N, change: 1 | -1): void {
+    const held = (this.waysBackHeld.get(neighbour) ?? 0) + change;
+    if (held > 0) this.waysBackHeld.set(neighbour, held);
+    else this.waysBackHeld.delete(neighbour);
   }
 
   /** The neighbour the destination's own datagrams came from lately, if its link is up. */
