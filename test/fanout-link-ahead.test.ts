@@ -79,6 +79,22 @@ t.test('scheduler: a REJECTed link ahead is not asked again; the leg then goes v
   t.throws(() => linksAheadSettings({ linksAheadPerSecond: 0 }), { code: 'ERR_BAD_OPTION' });
 });
 
+t.test("scheduler: an 'auto' node's next hops named before it became a router get their links once it is one", async (t) => {
+  const { opens, open } = fakeOpener(async (fake) => void (fake.stream.remoteMetadata = { [LINK_KEY]: LINK_VERSION }));
+  const links = new LegLinks(open, () => true);
+  t.teardown(() => links.close());
+  let role: 'leaf' | 'router' = 'leaf';
+  const ahead = new LinksAhead(links, { role: () => role, isNeighbour: () => true });
+  const ids = hops(3);
+  ahead.routesChanged(named(ids.slice(0, 2)));
+  await sleep(250);
+  t.equal(opens.length, 0, 'nothing while a leaf');
+  role = 'router';
+  ahead.routesChanged(named(ids.slice(2)));
+  await until(() => links.counters.ahead === 3);
+  t.same(opens.map((o) => o.hop).sort(), [...ids].sort(), 'all three once a router (the first two were kept)');
+});
+
 // ---- real nodes ----------------------------------------------------------------
 
 const QUIC: NodeOptions = { quic: { idleTimeoutMs: 10_000 } };

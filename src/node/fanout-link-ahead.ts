@@ -81,9 +81,13 @@ export class LinksAhead implements LinkWatcher {
     if (this.mode !== 'never') links.watcher = this;
   }
 
-  /** The router's route changes: every next hop named is a neighbour a leg may go to. */
+  /**
+   * The router's route changes: every next hop named is a neighbour a leg may go to. Queued even
+   * while this node is not a router (an 'auto' node's first neighbours come before its role
+   * changes); the queue holds each next hop once and is drained once it is one.
+   */
   routesChanged(changes: readonly RouteChange[]): void {
-    if (this.closed || !this.active()) return;
+    if (this.closed) return;
     for (const change of changes) {
       const hop = change.nextHop;
       if (hop !== undefined && !this.links.has(hop) && !this.refused(hop)) this.queue.add(hop);
@@ -107,7 +111,6 @@ export class LinksAhead implements LinkWatcher {
     const wait = this.waits.get(hop);
     const retryMs = unused ? Math.min(MAX_RETRY_MS, (wait?.retryMs ?? FIRST_RETRY_MS / 2) * 2) : FIRST_RETRY_MS;
     this.waits.set(hop, { until: now + retryMs, retryMs, refused: false });
-    if (!this.active()) return;
     this.queue.add(hop);
     this.schedule();
   }
@@ -135,7 +138,7 @@ export class LinksAhead implements LinkWatcher {
   }
 
   private schedule(): void {
-    if (this.timer !== undefined || this.queue.size === 0 || this.closed) return;
+    if (this.timer !== undefined || this.queue.size === 0 || this.closed || !this.active()) return;
     this.timer = setTimeout(() => this.tick(), TICK_MS);
     this.timer.unref();
   }
@@ -143,7 +146,7 @@ export class LinksAhead implements LinkWatcher {
   /** Opens up to perTick links, keeping at most maxOpening unanswered; hops still waiting out a delay stay queued. */
   private tick(): void {
     this.timer = undefined;
-    if (this.closed || !this.active()) return void this.queue.clear();
+    if (this.closed || !this.active()) return;
     const now = performance.now();
     let budget = Math.min(this.perTick, this.maxOpening - this.links.aheadOpening);
     let delayed = 0;
