@@ -2,7 +2,7 @@
  * Sans-IO negotiation state machines: fed bytes, they return what happened
  * (and, for the acceptor, the exact bytes to answer). No streams, no timers.
  */
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import { PnetError } from '../errors.js';
 import {
   FrameReader,
@@ -35,6 +35,8 @@ export type OpenerOutcome =
    */
   | { readonly type: 'failed'; readonly error: PnetError };
 
+const NO_REST = Buffer.alloc(0);
+
 /** Opener side: awaiting ACCEPT or REJECT. */
 export class OpenerNegotiation {
   private readonly reader = new FrameReader();
@@ -57,7 +59,9 @@ export class OpenerNegotiation {
     const f = got.frame;
     switch (f.type) {
       case 'accept':
-        return (this.outcome = { type: 'accepted', metadata: f.metadata, rest: got.rest });
+        // `rest` (a view of the chunk) is handed over once and not kept: kept, it pinned the whole read pool for the channel's life.
+        this.outcome = { type: 'accepted', metadata: f.metadata, rest: NO_REST };
+        return { type: 'accepted', metadata: f.metadata, rest: got.rest };
       case 'reject':
         return (this.outcome = { type: 'failed', error: new ChannelRejectedError(f.code, f.reason) });
       case 'unsupported-version':
