@@ -104,6 +104,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
     limits: {
       ...limitTrips(negotiations, quic, relay, routing, fanout),
       ...datagramRelayTrips(datagramRelay),
+      quicClosingSendsCut: (quic?.closingSendsCut ?? 0) + (datagramRelay?.closingSendsCut ?? 0),
       ...requestTrips(sources.requests?.()),
       routingStreamsPeerLimit: sources.routingGate?.().refusedPeerLimit ?? 0,
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
@@ -152,7 +153,7 @@ function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRela
   };
 }
 
-function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof NodeServiceTrips | keyof RequestTrips> {
+function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof NodeServiceTrips | keyof RequestTrips | 'quicClosingSendsCut'> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,
@@ -170,7 +171,6 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicStreamsLeftOpen: quic?.abandonedStreamCloses ?? 0,
     quicHostDistrusted: quic?.hostsDistrusted ?? 0,
     quicHostHandshakeShare: quic?.hostHandshakeShare ?? 0,
-    quicClosingSendsCut: quic?.closingSendsCut ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,
     relayEvicted: relay.evicted,

@@ -53,6 +53,8 @@ export interface DatagramRelayOptions {
 export interface DatagramRelayStats {
   /** Relayed connections up now (both directions). */
   connections: number;
+  /** Relayed connections whose close was cut at CLOSING_PACKETS (quiche 0.18's endless close, src/transport/quic/machine.ts). */
+  closingSendsCut: number;
   forwarder: ForwarderStats;
   endpoint: EndpointStats;
   /** Datagrams on HTTP/2 links' streams. */
@@ -364,7 +366,7 @@ export class DatagramRelay {
   };
 
   stats(): DatagramRelayStats {
-    return { connections: this.quic.connectionCount, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? emptyRawLinkStats()) }, forwardsDropped: this.forwardsDropped };
+    return { connections: this.quic.connectionCount, closingSendsCut: this.quic.closingSendsCut, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? emptyRawLinkStats()) }, forwardsDropped: this.forwardsDropped };
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {

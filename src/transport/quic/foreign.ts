@@ -35,6 +35,7 @@ export class ForeignQuic implements QuicEndpoint {
   private readonly config: native.Config;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private readonly connections = new Set<QuicConnection>();
+  private closingSendsCutCount = 0;
   private readonly keepAliveTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
 
@@ -49,6 +50,11 @@ export class ForeignQuic implements QuicEndpoint {
 
   get connectionCount(): number {
     return this.connections.size;
+  }
+
+  /** Relayed connections whose close was cut at CLOSING_PACKETS (machine.ts). */
+  get closingSendsCut(): number {
+    return this.closingSendsCutCount;
   }
 
   /** A fresh connection id (the path must know it before the connection sends). */
@@ -97,7 +103,7 @@ export class ForeignQuic implements QuicEndpoint {
   saveSession(): void {}
 
   forget(connection: QuicConnection): void {
-    this.connections.delete(connection);
+    if (this.connections.delete(connection) && connection.machine.closingSendsCut) this.closingSendsCutCount++;
   }
 
   private readonly sweep = (now: number): void => {
