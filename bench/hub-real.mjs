@@ -159,6 +159,8 @@ function loopDelay() {
 function linkTiming(fanouts) {
   let t0 = performance.now();
   let cpu0 = process.cpuUsage();
+  // Page faults: a first touch of memory in a VM can cost far more than the same work on warm pages.
+  let usage0 = process.resourceUsage();
   let legs = [];
   let opens = [];
   const delay = monitorEventLoopDelay({ resolution: 10 });
@@ -186,6 +188,7 @@ function linkTiming(fanouts) {
     reset() {
       t0 = performance.now();
       cpu0 = process.cpuUsage();
+      usage0 = process.resourceUsage();
       legs = [];
       opens = [];
       delay.reset();
@@ -194,7 +197,9 @@ function linkTiming(fanouts) {
       const from = legs[0]?.at ?? t0;
       const rel = (xs) => dist(xs.filter((x) => x !== undefined).map((x) => x - from));
       const cpu = process.cpuUsage(cpu0);
+      const usage = process.resourceUsage();
       return {
+        pageFaults: { minor: usage.minorPageFault - usage0.minorPageFault, major: usage.majorPageFault - usage0.majorPageFault },
         legs: legs.length,
         linkOpens: opens.filter((o) => o.link).length,
         v1Opens: opens.filter((o) => !o.link).length,
