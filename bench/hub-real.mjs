@@ -315,7 +315,9 @@ async function leavesChild() {
 function child(role, args) {
   // HUB_CPU_PROF=DIR / LEAVES_CPU_PROF=DIR: that child runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
   const profDir = process.env[`${role.toUpperCase()}_CPU_PROF`];
-  const execArgv = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--expose-gc'];
+  // HUB_NODE_FLAGS / LEAVES_NODE_FLAGS: more node flags for that child (space-separated), e.g. V8 heap sizes.
+  const flags = (process.env[`${role.toUpperCase()}_NODE_FLAGS`] ?? '').split(' ').filter(Boolean);
+  const execArgv = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--expose-gc', ...flags];
   const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   let seq = 0;
   const waiting = new Map();
