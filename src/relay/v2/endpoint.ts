@@ -150,11 +150,11 @@ export class RelayEndpoint<N> {
   };
   readonly options: Resolved;
   private readonly host: EndpointHost<N>;
-  private readonly flows = new KeyTable<Flow>();
+  private readonly flows = new KeyTable<Flow<N>>();
   private pendingCount = 0;
   /** Pending flows by the previous hop that delivered their Initial, oldest first. */
-  private readonly pendingByHop = new Map<string, Set<Flow>>();
-  private readonly hopOf = new Map<Flow, string>();
+  private readonly pendingByHop = new Map<N | undefined, Set<Flow<N>>>();
+  private readonly hopOf = new Map<Flow<N>, N | undefined>();
   /** The datagram being sent: header fields rewritten per packet, our own key written once. */
   private readonly out = Buffer.alloc(MAX_RELAYED_BYTES);
   /** Where a machine writes its packet: right after the header in `out` (no copy). */
@@ -203,7 +203,7 @@ export class RelayEndpoint<N> {
       return existing;
     }
     if (this.flows.size >= this.options.maxFlows) throw new PnetError('ERR_CONNECTION_LIMIT', `relayed flow limit (${this.options.maxFlows}) reached`);
-    const flow = new Flow(this.transmit, key, false, now, this.options.innerDatagramSize);
+    const flow = new Flow<N>(this.transmit, key, false, now, this.options.innerDatagramSize);
     this.flows.set(key, flow);
     return flow;
   }
@@ -242,12 +242,12 @@ export class RelayEndpoint<N> {
   }
 
   /** The flow's own object if it is one of ours. */
-  private own(flow: RelayFlow): Flow | undefined {
-    return flow instanceof Flow && this.flows.get(flow.key, 0) === flow ? flow : undefined;
+  private own(flow: RelayFlow): Flow<N> | undefined {
+    return flow instanceof Flow && this.flows.get(flow.key, 0) === flow ? (flow as Flow<N>) : undefined;
   }
 
   /** What a flow's send() does: the packet after the header in `out`, then out. */
-  private readonly transmit = (flow: Flow, packet: Uint8Array): boolean => {
+  private readonly transmit = (flow: Flow<N>, packet: Uint8Array): boolean => {
     if (flow.closed || packet.length === 0 || packet.length > flow.maxDatagramSize) {
       this.stats.sendFailed++;
       return false;
@@ -258,7 +258,7 @@ export class RelayEndpoint<N> {
 
   /** What a path's transmit() does: drains the machine into `out` after the header, packet by packet. */
   private readonly drain = (path: RelayPath, source: PacketSource): void => {
-    const flow = path.flow as Flow;
+    const flow = path.flow as Flow<N>;
     for (;;) {
       const length = source.pollTransmit(this.packetRoom);
       if (length === null) return;
@@ -270,14 +270,14 @@ export class RelayEndpoint<N> {
 
   /** A connection ended: off its flow, and the flow forgotten with its last connection. */
   private readonly releasePath = (path: RelayPath): void => {
-    const flow = path.flow as Flow;
+    const flow = path.flow as Flow<N>;
     const at = flow.paths.indexOf(path);
     if (at >= 0) flow.paths.splice(at, 1);
     if (flow.paths.length === 0) this.close(flow);
   };
 
   /** Sends `out[66..66+length]` (an inner packet) to the flow's far node: header, next hop, room. */
-  private sendOut(flow: Flow, length: number): boolean {
+  private sendOut(flow: Flow<N>, length: number): boolean {
     const stats = this.stats;
     const next = this.host.nextHop(flow.key, 0) ?? this.wayBack(flow);
     if (next === undefined) {
@@ -304,27 +304,27 @@ export class RelayEndpoint<N> {
    * neighbour its packets came from lately, if that link is up. The neighbour is the endpoint's
    * own hop type: `receive` was given it as `prevHop`.
    */
-  private wayBack(flow: Flow): N | undefined {
-    const hop = flow.wayIn as N | undefined;
+  private wayBack(flow: Flow<N>): N | undefined {
+    const hop = flow.wayIn;
     if (hop === undefined || this.clock - flow.wayInAt > WAY_BACK_MS || this.host.room(hop) === 0) return undefined;
     this.stats.sentBack++;
     return hop;
   }
 
   /** A datagram the forwarder delivered here (destination = this node), from the neighbour `prevHop`. */
-  receive(datagram: Uint8Array, now: number, prevHop = ''): EndpointEvent {
+  receive(datagram: Uint8Array, now: number, prevHop?: N): EndpointEvent {
     this.stats.received++;
     this.stats.receivedBytes += datagram.length;
     if (headerProblem(datagram) !== undefined || !sameKey(datagram, DST_OFFSET, this.host.selfKey, 0)) return this.drop('malformed');
     if (datagram[0] !== KIND_DATA) return this.receiveError(datagram);
     let flow = this.flows.get(datagram, SRC_OFFSET);
     let created = false;
-    let evicted: Flow | undefined;
+    let evicted: Flow<N> | undefined;
     if (flow === undefined) {
       const refused = this.refuseNewFlow(datagram, prevHop);
       if (typeof refused === 'string') return this.drop(refused);
       evicted = refused;
-      flow = new Flow(this.transmit, datagram.subarray(SRC_OFFSET, SRC_OFFSET + KEY_BYTES), true, now, this.options.innerDatagramSize);
+      flow = new Flow<N>(this.transmit, datagram.subarray(SRC_OFFSET, SRC_OFFSET + KEY_BYTES), true, now, this.options.innerDatagramSize);
       this.flows.set(flow.key, flow);
       this.pendingCount++;
       this.joinHop(flow, prevHop);
@@ -332,7 +332,7 @@ export class RelayEndpoint<N> {
     }
     flow.lastActivity = now;
     this.clock = now;
-    if (prevHop !== '') {
+    if (prevHop !== undefined) {
       flow.wayIn = prevHop;
       flow.wayInAt = now;
     }
@@ -340,16 +340,16 @@ export class RelayEndpoint<N> {
     return { kind: 'packet', flow, path: flow.pathFor(datagram, HEADER_BYTES, datagram.length), packet, created, ...(evicted ? { evicted } : {}) };
   }
 
-  private joinHop(flow: Flow, hop: string): void {
+  private joinHop(flow: Flow<N>, hop: N | undefined): void {
     let set = this.pendingByHop.get(hop);
     if (set === undefined) this.pendingByHop.set(hop, (set = new Set()));
     set.add(flow);
     this.hopOf.set(flow, hop);
   }
 
-  private leaveHop(flow: Flow): void {
+  private leaveHop(flow: Flow<N>): void {
+    if (!this.hopOf.has(flow)) return;
     const hop = this.hopOf.get(flow);
-    if (hop === undefined) return;
     this.hopOf.delete(flow);
     const set = this.pendingByHop.get(hop);
     if (set === undefined) return;
@@ -366,7 +366,7 @@ export class RelayEndpoint<N> {
     if (now < this.nextSweep) return [];
     this.nextSweep = now + this.sweepInterval();
     const { idleTimeoutMs, pendingTimeoutMs } = this.options;
-    const evicted: Flow[] = [];
+    const evicted: Flow<N>[] = [];
     for (const [, flow] of this.flows.entries()) {
       if (flow.sentSinceSweep) {
         flow.sentSinceSweep = false;
@@ -393,7 +393,7 @@ export class RelayEndpoint<N> {
    * Why a datagram from an unknown far node may not open a flow; undefined if it may; a Flow if it
    * may once that pending flow (of the previous hop holding the most) was evicted, which this did.
    */
-  private refuseNewFlow(datagram: Uint8Array, hop: string): EndpointDropReason | Flow | undefined {
+  private refuseNewFlow(datagram: Uint8Array, hop: N | undefined): EndpointDropReason | Flow<N> | undefined {
     // Only a QUIC v1 Initial (long header, type 0) of full size opens a flow: stray packets of a
     // forgotten connection must not make new ones.
     const first = datagram[HEADER_BYTES]!;
@@ -404,7 +404,7 @@ export class RelayEndpoint<N> {
     if (holds >= this.options.maxPendingFlowsPerHop) return 'flowLimit';
     const heaviest = heaviestOther(this.pendingByHop, hop, (set) => set.size);
     if (heaviest === undefined || heaviest.weight <= holds + 1) return 'flowLimit';
-    const victim = heaviest.group.values().next().value as Flow;
+    const victim = heaviest.group.values().next().value as Flow<N>;
     this.close(victim);
     this.stats.pendingEvicted++;
     return victim;

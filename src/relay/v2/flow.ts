@@ -62,7 +62,7 @@ export interface RelayFlow {
  * the server's during the handshake), so an error report is believed only when it quotes one of
  * them: an off-path node cannot guess them.
  */
-export class Flow implements RelayFlow {
+export class Flow<N = unknown> implements RelayFlow {
   readonly remoteNodeId: NodeId;
   readonly address: SocketAddress;
   readonly maxDatagramSize: number;
@@ -74,18 +74,18 @@ export class Flow implements RelayFlow {
   /** Sent since the last sweep (so send() needs no clock). */
   sentSinceSweep = false;
   /** The neighbour this flow's last datagram came from, and when: the way back while there is no route (endpoint.ts). */
-  wayIn: unknown;
+  wayIn: N | undefined = undefined;
   wayInAt = -Infinity;
   readonly createdAt: number;
   /** The connections on this flow (usually one; two while a restarted far node's new one starts). */
   readonly paths: RelayPath[] = [];
-  private readonly transmit: (flow: Flow, packet: Uint8Array) => boolean;
+  private readonly transmit: (flow: Flow<N>, packet: Uint8Array) => boolean;
   /** The destination id of the last packet out (the kept copy below, which the path that sent it shares). */
   lastSentId: Buffer | undefined;
   /** The last two destination ids sent, newest first: a copy made when an id first goes out, shared with the path that sent it. */
   private readonly sentIds: Buffer[] = [];
 
-  constructor(transmit: (flow: Flow, packet: Uint8Array) => boolean, key: Uint8Array, pending: boolean, now: number, maxDatagramSize: number) {
+  constructor(transmit: (flow: Flow<N>, packet: Uint8Array) => boolean, key: Uint8Array, pending: boolean, now: number, maxDatagramSize: number) {
     this.transmit = transmit;
     this.key = Buffer.from(key.subarray(0, KEY_BYTES));
     this.remoteNodeId = nodeIdAt(this.key, 0);
