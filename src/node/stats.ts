@@ -171,6 +171,7 @@ function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | u
     quicStreamsLeftOpen: quic?.abandonedStreamCloses ?? 0,
     quicHostDistrusted: quic?.hostsDistrusted ?? 0,
     quicHostHandshakeShare: quic?.hostHandshakeShare ?? 0,
+    quicHandshakeEvicted: quic?.handshakesEvicted ?? 0,
     relayPeerLimit: relay.refusedPeerLimit,
     relayNodeLimit: relay.refusedNodeLimit,
     relayEvicted: relay.evicted,

@@ -360,6 +360,8 @@ export interface LimitTrips {
   quicHostDistrusted: number;
   /** QUIC: a tokenless Initial sent to Retry because its host held its share (1/16 of maxPendingHandshakes) of handshakes in progress that skipped Retry (gate.ts). */
   quicHostHandshakeShare: number;
+  /** QUIC: an inbound handshake closed at a full maxPendingHandshakes for a newcomer from a host holding fewer (the heaviest host's oldest, gate.ts). */
+  quicHandshakeEvicted: number;
   /** QUIC: a closing connection stopped after CLOSING_PACKETS (quiche 0.18 would write ACK-only Handshake packets without end, machine.ts). */
   quicClosingSendsCut: number;
   /** Relay: a neighbour over maxStreamsPerPeer. */

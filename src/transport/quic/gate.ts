@@ -1,6 +1,7 @@
 import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import { RetryTokens, TokenBucket } from './retry.js';
+import { HostHandshakes } from './host-handshakes.js';
 
 const quiche = native.quiche;
 
@@ -207,6 +208,8 @@ export interface HandshakeTicket {
   readonly admitted: number;
   readonly host: string;
   readonly charged: boolean;
+  /** Ended (completed, failed or evicted): a later end is a no-op. */
+  ended: boolean;
 }
 
 /** A host that completed a handshake: when, and its budget of undecryptable Initials (made at its first). */
@@ -251,6 +254,10 @@ export class InitialGate {
   readonly hostShare: number;
   /** Tokenless Initials sent to Retry because their host held its share of handshakes in progress. */
   hostShareRetried = 0;
+  /** Every inbound handshake in progress by host: at a full table a newcomer evicts the heaviest host's oldest. */
+  private readonly byHost = new HostHandshakes<HandshakeTicket>();
+  /** Handshakes in progress ended to give their slot to a newcomer from a host holding fewer (fair eviction). */
+  handshakesEvicted = 0;
   private readonly retries: TokenBucket;
   private readonly versionNegotiations: TokenBucket;
 
@@ -289,7 +296,7 @@ export class InitialGate {
       dropped.badHeader++;
       return DROP;
     }
-    if (load.connections >= this.options.maxConnections || load.pendingHandshakes >= this.options.maxPendingHandshakes) {
+    if (load.connections >= this.options.maxConnections) {
       dropped.refused++;
       return DROP;
     }
@@ -301,11 +308,11 @@ export class InitialGate {
     if (header.token !== undefined && header.token.length > 0) {
       // Only our Retry tokens are valid (no NEW_TOKEN): anything else is dropped, without state.
       const odcid = this.tokens.verify(header.token, header.dcid, host, port, now);
-      if (odcid !== undefined) return { action: 'accept', header, odcid };
+      if (odcid !== undefined) return this.accept(header, odcid, host, load);
       dropped.invalidToken++;
       return DROP;
     }
-    if (!this.wantsRetry(host, now, load)) return { action: 'accept', header, odcid: null };
+    if (!this.wantsRetry(host, now, load)) return this.accept(header, null, host, load);
     if (!this.retries.take(now)) {
       dropped.retryLimited++;
       return DROP;
@@ -314,21 +321,51 @@ export class InitialGate {
     return { action: 'retry', header };
   }
 
+  /**
+   * An Initial that may start a handshake: at a full table only if a host holding more than its
+   * own would gives up a slot (handshakeStarted evicts it, once quiche has decrypted the Initial).
+   */
+  private accept(header: native.Header, odcid: Buffer | null, host: string, load: GateLoad): InitialVerdict {
+    if (load.pendingHandshakes >= this.options.maxPendingHandshakes && this.byHost.victimFor(host) === undefined) {
+      this.dropped.refused++;
+      return DROP;
+    }
+    return { action: 'accept', header, odcid };
+  }
+
   /** The token of a Retry from `retryScid` to host:port. */
   retryToken(header: native.Header, retryScid: Uint8Array, host: string, port: number, now: number): Buffer {
     return this.tokens.mint(header.dcid, retryScid, host, port, now);
   }
 
+  /**
+   * Before a handshake from `host` starts (its Initial decrypted): at a full table, the handshake
+   * whose slot it takes (the heaviest host's oldest, ended here and counted) for the caller to close.
+   */
+  makeRoom(host: string, now: number): HandshakeTicket | undefined {
+    if (this.admission.inProgress < this.options.maxPendingHandshakes) return undefined;
+    const evicted = this.byHost.victimFor(host);
+    if (evicted === undefined) return undefined;
+    this.handshakeEnded(evicted, false, now);
+    this.handshakesEvicted++;
+    return evicted;
+  }
+
   /** An inbound handshake started; `validated` (a Retry token) is not charged to its host's share. */
   handshakeStarted(host: string, validated: boolean, now: number): HandshakeTicket {
     if (!validated) this.pendingByHost.set(host, (this.pendingByHost.get(host) ?? 0) + 1);
-    return { admitted: this.admission.start(now), host, charged: !validated };
+    const ticket: HandshakeTicket = { admitted: this.admission.start(now), host, charged: !validated, ended: false };
+    this.byHost.add(host, ticket);
+    return ticket;
   }
 
   /** An inbound handshake completed (`ok`: its host counts as validated) or failed. */
   handshakeEnded(ticket: HandshakeTicket, ok: boolean, now: number): void {
+    if (ticket.ended) return;
+    ticket.ended = true;
     this.admission.end(ticket.admitted, ok, now);
     const host = ticket.host;
+    this.byHost.delete(host, ticket);
     if (ticket.charged) {
       const left = (this.pendingByHost.get(host) ?? 1) - 1;
       if (left > 0) this.pendingByHost.set(host, left);

@@ -49,6 +49,8 @@ export interface QuicTransportStats {
   hostsDistrusted: number;
   /** Tokenless Initials sent to Retry because their host held its share (1/16 of `maxPendingHandshakes`) of handshakes in progress that skipped Retry (gate.ts). */
   hostHandshakeShare: number;
+  /** Inbound handshakes closed at a full `maxPendingHandshakes` for a newcomer from a host holding fewer: the heaviest host's oldest (gate.ts). */
+  handshakesEvicted: number;
 }
 
 export type ResolvedQuicOptions = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };

@@ -14,7 +14,7 @@ import { Scheduler } from './scheduler.js';
 import { leanWindows, makeQuicConfig, WindowBudget, windowCeiling } from './config.js';
 import type { WindowGrant } from './config.js';
 import { InitialGate } from './gate.js';
-import type { QuicDropStats } from './gate.js';
+import type { HandshakeTicket, QuicDropStats } from './gate.js';
 import { chooseUdp, openDatagramSocket } from './udp.js';
 import type { DatagramHandler, DatagramSocket, UdpImplementation } from './udp.js';
 import { SendSlab } from './send-slab.js';
@@ -61,6 +61,8 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly connections = new Set<QuicConnection>();
   private readonly gate: InitialGate;
   private readonly dropped: QuicDropStats;
+  /** Inbound handshakes in progress, by their gate ticket: the one a newcomer evicts is closed. */
+  private readonly handshakes = new Map<HandshakeTicket, QuicConnection>();
   private abandonedStreamCloses = 0;
   private closingSendsCut = 0;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
@@ -145,6 +147,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       closingSendsCut: this.closingSendsCut,
       hostsDistrusted: this.gate.hostsDistrusted,
       hostHandshakeShare: this.gate.hostShareRetried,
+      handshakesEvicted: this.gate.handshakesEvicted,
     };
   }
 
@@ -315,13 +318,19 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.map(path, key);
     if (odcid === null) this.map(path, scid.toString('latin1'));
     // In progress until it completes or fails: the gate's admission learns how long that takes here, and its host's share (gate.ts).
-    const ticket = this.gate.handshakeStarted(remote.host, odcid !== null, performance.now());
+    const now = performance.now();
+    const evicted = this.gate.makeRoom(remote.host, now);
+    if (evicted !== undefined) void this.handshakes.get(evicted)?.close({ graceful: false, reason: 'handshake evicted: too many in progress from its host' });
+    const ticket = this.gate.handshakeStarted(remote.host, odcid !== null, now);
+    this.handshakes.set(ticket, connection);
     connection.ready.then(
       () => {
+        this.handshakes.delete(ticket);
         this.gate.handshakeEnded(ticket, true, performance.now());
         this.emit('connection', connection);
       },
       () => {
+        this.handshakes.delete(ticket);
         this.gate.handshakeEnded(ticket, false, performance.now());
       },
     );
