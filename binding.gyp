@@ -40,7 +40,8 @@
     {
       "target_name": "pnet_udp",
       "sources": [
-        "native/src/udp.cc"
+        "native/src/udp.cc",
+        "native/src/reexec.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

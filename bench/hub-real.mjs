@@ -25,6 +25,8 @@
 //   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
 //   --links-ahead=routers|always|never: the nodes' fanout.linksAhead (default: the library's); --cli-probe
 //     then also records the hub's and each leaf process's memory (after a GC) and the hub's link counters before the first exec
+//   The hub runs with glibc's malloc on huge pages as `pnet node` does by default (src/cli/huge-pages.ts);
+//   PNET_HUGE_PAGES=0 runs it without, GLIBC_TUNABLES set here is passed as is.
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
 import { fork, spawn } from 'node:child_process';
@@ -312,13 +314,29 @@ async function leavesChild() {
   }));
 }
 
+/**
+ * The hub's environment as `pnet node` gives itself one (src/cli/huge-pages.ts: glibc's malloc on
+ * huge pages unless PNET_HUGE_PAGES=0 or GLIBC_TUNABLES is set here). The daemon re-executes
+ * itself with it; a forked child cannot (its IPC channel), so the hub is started with it. A build
+ * before it: the environment as is. The leaves (500 nodes a process, not daemons) never get it.
+ */
+async function hubEnvironment() {
+  const decide = await import('../dist/cli/huge-pages.js').catch(() => undefined);
+  if (decide === undefined) return { env: process.env, hugePages: { enabled: false, reason: 'a build without src/cli/huge-pages.ts' } };
+  const plan = decide.planHugePages({ ...decide.hugePagesFactsHere([]), forked: false });
+  if (!plan.exec) return { env: process.env, hugePages: plan.state };
+  return { env: { ...process.env, GLIBC_TUNABLES: decide.HUGE_PAGES_TUNABLE }, hugePages: { enabled: true, reason: `GLIBC_TUNABLES=${decide.HUGE_PAGES_TUNABLE}, as pnet node sets it` } };
+}
+let hubEnv;
+
 function child(role, args) {
   // HUB_CPU_PROF=DIR / LEAVES_CPU_PROF=DIR: that child runs under --cpu-prof (a restarted hub's profile covers the leaves' return).
   const profDir = process.env[`${role.toUpperCase()}_CPU_PROF`];
   // HUB_NODE_FLAGS / LEAVES_NODE_FLAGS: more node flags for that child (space-separated), e.g. V8 heap sizes.
   const flags = (process.env[`${role.toUpperCase()}_NODE_FLAGS`] ?? '').split(' ').filter(Boolean);
   const execArgv = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), '--expose-gc', ...flags];
-  const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
+  const env = role === 'hub' ? hubEnv.env : process.env;
+  const proc = fork(new URL(import.meta.url).pathname, [`--child=${role}`, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv, env });
   let seq = 0;
   const waiting = new Map();
   let ready;
@@ -586,6 +604,8 @@ async function main() {
   // The children read their own argv: the role and links-ahead flags are passed on.
   const roleArgs = [...(AUTO ? ['--role=auto'] : []), ...(LINKS_AHEAD === '' ? [] : [`--links-ahead=${LINKS_AHEAD}`])];
   const hubArgs = [`--key=${joinPath(dir, 'hub.key')}`, `--operator=${operatorId}`, ...roleArgs];
+  hubEnv = await hubEnvironment();
+  console.error('hub huge pages', JSON.stringify(hubEnv.hugePages));
   let hub = child('hub', hubArgs);
   const { id: hubId, address } = await hub.ready;
   hub.id = hubId;
@@ -635,7 +655,7 @@ async function main() {
     const before = { memory: await hub.ask('memory'), links: (await hub.poll()).links, leafMemory: await leafMemory() };
     const probe = await cliProbe(hub, address, hubId, operatorKey, leaves);
     const after = { memory: await hub.ask('memory'), links: (await hub.poll()).links, leafMemory: await leafMemory() };
-    console.log(JSON.stringify({ leaves, linksAhead: LINKS_AHEAD || 'default', load: loadavg(), join: { fromLastStartMs: join.fromLastStartMs, fromFirstDialMs: join.fromFirstDialMs }, hubBefore: before, hubAfter: after, probe }));
+    console.log(JSON.stringify({ leaves, linksAhead: LINKS_AHEAD || 'default', hugePages: hubEnv.hugePages, load: loadavg(), join: { fromLastStartMs: join.fromLastStartMs, fromFirstDialMs: join.fromFirstDialMs }, hubBefore: before, hubAfter: after, probe }));
     for (const g of [hub, ...groups]) g.send({ type: 'exit' });
     await sleep(2000);
     process.exit(0);
@@ -677,7 +697,7 @@ async function main() {
   console.error('cli spawn', JSON.stringify(cli.exec), JSON.stringify(cli.execDrops));
   for (const g of [hub, ...groups]) g.send({ type: 'exit' });
   rmSync(dir, { recursive: true, force: true });
-  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, roles: AUTO ? 'auto' : 'router/leaf', leaves, procs, join, rest, operator, cli, restart: restarted.restart, cliAfter };
+  const result = { date: new Date().toISOString(), machine: { cpus: cpus().length, model: cpus()[0]?.model }, roles: AUTO ? 'auto' : 'router/leaf', hugePages: hubEnv.hugePages, leaves, procs, join, rest, operator, cli, restart: restarted.restart, cliAfter };
   mkdirSync(dirname(OUT), { recursive: true });
   writeFileSync(`${OUT}.json`, JSON.stringify(result, null, 2));
   const md = markdown(result);
@@ -710,7 +730,7 @@ function markdown(r) {
     `| converged (hub routes to all, all leaves default to the hub), from the first leaf's start / from the last leaf's start (createNode with bootstrap, 50 at a time per process) | ${r.join.converged ? `${f(r.join.fromFirstDialMs / 1000, 2)} s / ${f(r.join.fromLastStartMs / 1000, 2)} s` : `NO: ${r.join.hubNeighbours} neighbours; 99% ${f(r.join.ninetyNineFromFirstDialMs / 1000, 1)} s after the first dial`} | ≤ 30 s after the last start |`,
     `| bootstrap dials failed at createNode / library redials during the join / hub connections the leaves lost (by code) | ${r.join.failedAtStart} / ${r.join.redials} / ${drops(r.join.drops)} | |`,
     `| hub CPU at rest (${f(r.rest.seconds, 0)} s) | ${f(r.rest.hubCpuPercent)} % of a core | ≤ 10 % |`,
-    `| hub RSS at rest | ${f(r.rest.hubRssMiB, 0)} MiB | ≤ 300 MiB |`,
+    `| hub RSS at rest (malloc on huge pages: ${r.hugePages.enabled ? 'yes' : `no, ${r.hugePages.reason}`}) | ${f(r.rest.hubRssMiB, 0)} MiB | ≤ 300 MiB |`,
     `| hub routing at rest, sent / received | ${kb(r.rest.hubRoutingSentBps)} / ${kb(r.rest.hubRoutingReceivedBps)} | ≤ 20 KB/s |`,
     `| leaf processes at rest (CPU % of a core each, RSS MiB each) | ${r.rest.leafProcessCpuPercent.map((x) => f(x)).join(', ')}; ${r.rest.leafProcessRssMiB.map((x) => f(x, 0)).join(', ')} | |`,
     `| CLI connects to the hub (OperatorSession.connect: key, node, handshake; 5 tries) | ${r.cli.connectMs.map((x) => f(x)).join(', ')} ms | ≤ 100 ms |`,

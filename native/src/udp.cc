@@ -6,6 +6,9 @@
 // datagrams on loopback that was about half of the transport's CPU time.
 #include <napi.h>
 
+// execve and glibcVersion, for `pnet node`'s start (reexec.cc).
+void DefineProcessFunctions(Napi::Env env, Napi::Object exports);
+
 #if defined(__linux__) && defined(PNET_HAVE_UV)
 #include <uv.h>
 
@@ -478,6 +481,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("UdpSocket", UdpSocket::Define(env));
   exports.Set("supported", Napi::Boolean::New(env, true));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  DefineProcessFunctions(env, exports);
   return exports;
 }
 
@@ -489,6 +493,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, false));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
+  DefineProcessFunctions(env, exports);
   return exports;
 }
 }  // namespace

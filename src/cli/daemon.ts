@@ -16,6 +16,7 @@ import { reachableAddresses } from './addresses.js';
 import { inventoryFileFor, loadInventory, saveInventory } from './inventory.js';
 import type { Inventory } from './inventory.js';
 import { logBootstrap } from './bootstrap.js';
+import { hugePagesState } from './huge-pages.js';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 
@@ -52,6 +53,7 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
     await node.close();
     throw error;
   }
+  const hugePages = hugePagesState();
   logger.info(
     {
       event: 'started',
@@ -68,9 +70,11 @@ export async function runDaemon(config: DaemonConfig, logger: Logger, stop: Prom
       commands: Object.keys(config.commands).sort(),
       allowShell: config.allowShell,
       metrics: metrics ? `http://${metrics.address}/metrics` : null,
+      hugePages,
     },
     'started',
   );
+  if (hugePages.reason.startsWith('execve')) logger.warn({ event: 'huge-pages', reason: hugePages.reason }, 'could not re-execute with malloc on huge pages');
   if (config.operators.length === 0) logger.warn({ event: 'config' }, 'no operators configured: every ops request will be refused');
 
   const signal = await stop;
