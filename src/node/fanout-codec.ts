@@ -3,9 +3,10 @@
  * node sends each next hop (envelope + that hop's share of the targets), and the frames that
  * come back up the tree (results, signed by the node that answered). Pure functions, no IO (the async signing and checking run on libuv's thread pool).
  */
-import { randomBytes, sign, type KeyObject } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
 import { PnetError, type PnetErrorCode } from '../errors.js';
 import { verifySignature, verifySignatureAsync, type NodeId } from '../identity/index.js';
+import { signOffThread, verifyOffThread } from './fanout-signer.js';
 import { isValidChannelName } from '../channel/index.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 
@@ -241,17 +242,14 @@ export function encodeResult(signer: Signer | undefined, requestId: Buffer, targ
 }
 
 /**
- * A target's signed result, signed on libuv's thread pool: in one process playing thousands of
- * targets (tests, the bench) the signatures then leave the event loop's thread.
+ * A target's signed result, signed off the event loop's thread (fanout-signer.ts: the thread
+ * pool, or a batch on one worker in a turn with many).
  */
 export function encodeSignedResultAsync(key: KeyObject, requestId: Buffer, target: Uint8Array, status: number, body: Uint8Array): Promise<Buffer> {
   const out = unsignedResult(target, status, body, true);
-  return new Promise((resolve, reject) => {
-    sign(null, replySigned(requestId, target, status, body), key, (error, signature) => {
-      if (error) return reject(error);
-      out.set(signature, out.length - SIGNATURE_BYTES);
-      resolve(out);
-    });
+  return signOffThread(key, replySigned(requestId, target, status, body)).then((signature) => {
+    out.set(signature, out.length - SIGNATURE_BYTES);
+    return out;
   });
 }
 
@@ -398,10 +396,12 @@ function parseUpFrame(frame: Buffer): UpFrame {
   return { type, frame, target, hops, status, body, signature: signed ? frame.subarray(o + bodyLength) : undefined };
 }
 
-/** verifyResult on libuv's thread pool. */
+/** verifyResult off the event loop's thread (fanout-signer.ts). */
 export function verifyResultAsync(requestId: Buffer, result: ResultFrame): Promise<boolean> {
-  if (result.signature === undefined) return Promise.resolve(false);
-  return verifySignatureAsync(nodeIdAt(result.target, 0), replySigned(requestId, result.target, result.status, result.body), result.signature);
+  const signature = result.signature;
+  if (signature === undefined) return Promise.resolve(false);
+  const data = replySigned(requestId, result.target, result.status, result.body);
+  return verifyOffThread(result.target, data, signature, () => verifySignatureAsync(nodeIdAt(result.target, 0), data, signature));
 }
 
 /** Whether a signed result really comes from its target, for this request. */
