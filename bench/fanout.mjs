@@ -27,6 +27,7 @@
 //   default --hubs: 1 below 1,000 nodes, else one per 2,500 nodes (at least 2)
 import { readFileSync, writeFileSync } from 'node:fs';
 import inspector from 'node:inspector';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createNode } from '../dist/index.js';
 import { nodeServices } from '../dist/node/node.js';
 
@@ -182,6 +183,20 @@ const quicPackets = () => nodes.reduce((sum, node) => {
   return sum;
 }, { sent: 0, lost: 0, retrans: 0, recvErrors: 0, dropped: {} });
 const packets0 = quicPackets();
+// The same counters per group (hubs, operator, leaves): which end sends the extra packets.
+const byRole = () => Object.fromEntries(Object.entries({ hubs, operator: [operator], leaves }).map(([group, members]) => {
+  const sum = { sent: 0, lost: 0, retrans: 0 };
+  for (const node of members) for (const [, connection] of nodeServices(node).peers.entries()) {
+    const stats = connection.machine?.quiche.stats();
+    if (stats) for (const k of ['sent', 'lost', 'retrans']) sum[k] += stats[k];
+  }
+  return [group, sum];
+}));
+const roles0 = byRole();
+// The main thread: busy share (event-loop utilisation) and how late the loop ran, over the measured runs.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const elu0 = performance.eventLoopUtilization();
 // The kernel's UDP receive-buffer drops, machine-wide (Linux /proc/net/snmp; other processes count too).
 const udpRcvbufErrors = () => {
   try {
@@ -232,6 +247,9 @@ if (session) writeFileSync(profile, JSON.stringify((await post('Profiler.stop'))
 const routingRuns = delta(routing1, routingStats());
 const links1 = linkCounts();
 const packets1 = quicPackets();
+const roles1 = byRole();
+const elu = performance.eventLoopUtilization(elu0);
+loopDelay.disable();
 const rcvbuf1 = udpRcvbufErrors();
 const kernel1 = kernelDrops();
 const legLinks = Object.fromEntries(Object.keys(links1).map((k) => [k, links1[k] - links0[k]]));
@@ -254,6 +272,10 @@ const result = {
   /** Packets quiche retransmitted and datagrams it refused, in all runs; endpoint drops by reason (only those that moved). */
   quicRetransmitted: packets1.retrans - packets0.retrans,
   quicRecvErrors: packets1.recvErrors - packets0.recvErrors,
+  /** Sent per run, lost and retransmitted in all runs, by group. */
+  quicByRole: Object.fromEntries(Object.keys(roles1).map((g) => [g, { sentPerRun: (roles1[g].sent - roles0[g].sent) / RUNS, lost: roles1[g].lost - roles0[g].lost, retrans: roles1[g].retrans - roles0[g].retrans }])),
+  /** Main thread over the measured runs (with the 1 s pauses between them): busy share, and loop delay p50 / p99 / max in ms. */
+  eventLoop: { utilization: elu.utilization, delayP50Ms: loopDelay.percentile(50) / 1e6, delayP99Ms: loopDelay.percentile(99) / 1e6, delayMaxMs: loopDelay.max / 1e6 },
   quicDropped: Object.fromEntries(Object.entries(packets1.dropped).map(([k, v]) => [k, v - (packets0.dropped[k] ?? 0)]).filter(([, v]) => v !== 0)),
   /** UDP datagrams the kernel dropped for full receive buffers during the measured runs (machine-wide). */
   udpRcvbufErrors: rcvbuf0 === undefined ? undefined : rcvbuf1 - rcvbuf0,
