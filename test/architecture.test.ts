@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../src');
 /** Bottom to top; a folder may import the ones before it. Files at src/ root are listed by name. */
-const LAYERS = ['errors.ts', 'options.ts', 'shares.ts', 'native-addons.ts', 'identity', 'transport', 'channel', 'routing', 'relay', 'node', 'index.ts', 'cli', 'demo.ts'];
+const LAYERS = ['errors.ts', 'options.ts', 'shares.ts', 'timers.ts', 'native-addons.ts', 'identity', 'transport', 'channel', 'routing', 'relay', 'node', 'index.ts', 'cli', 'demo.ts'];
 // index.ts is the package's public door; the CLI and the demo are clients of it.
 
 function sourceFiles(dir: string): string[] {

@@ -10,6 +10,7 @@ import type { Connection } from '../transport/index.js';
 import { openChannel } from '../channel/index.js';
 import { KEY_BYTES, Router, SharedRecordCache, keyBytesOf, nodeIdAt } from '../routing/index.js';
 import type { NextHopShare, NodeRole, RouteChange, RouterAction, RouterOptions } from '../routing/index.js';
+import { clearUnrefTimer } from '../timers.js';
 import { readAll } from './read-all.js';
 import type { RouteEvent, RouteInfo, Topology } from './types.js';
 
@@ -114,6 +115,8 @@ class RttTicker {
 export class Neighbours {
   readonly router: Router;
   private routerTimer: NodeJS.Timeout | undefined;
+  /** The router deadline routerTimer is set for. */
+  private routerTimerAt: number | undefined;
   /** Counts RTT sampling rounds from a random start (nodes of one process do not all read in the same round). */
   private sampleRound = Math.floor(Math.random() * SELDOM_ROUNDS);
   /** RTT sampling rounds run, and reads taken in them (each calls into the QUIC binding). */
@@ -183,7 +186,7 @@ export class Neighbours {
     this.leaveRttTicker();
     for (const pending of this.pending.values()) clearPending(pending);
     this.pending.clear();
-    if (this.routerTimer) clearTimeout(this.routerTimer);
+    clearUnrefTimer(this.routerTimer);
     this.routerTimer = undefined;
   }
 
@@ -341,8 +344,11 @@ export class Neighbours {
     if (this.closed) return;
     if (this.router.role !== this.saidRole) this.roleChanged();
     const deadline = this.router.nextDeadline();
-    if (this.routerTimer) clearTimeout(this.routerTimer);
+    // The same deadline (the usual case: a 30-minute refresh) keeps its timer.
+    if (this.routerTimer !== undefined && deadline === this.routerTimerAt) return;
+    clearUnrefTimer(this.routerTimer);
     this.routerTimer = undefined;
+    this.routerTimerAt = deadline;
     if (deadline !== undefined) {
       this.routerTimer = setTimeout(() => {
         this.routerTimer = undefined;
