@@ -31,6 +31,9 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createNode } from '../dist/index.js';
 import { nodeServices } from '../dist/node/node.js';
 
+// Ed25519 jobs batched on the fan-out's signing worker (absent on code before it).
+const signer = await import('../dist/node/fanout-signer.js').catch(() => undefined);
+const signerJobs = () => signer?.signerCounters().workerJobs;
 const argv = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const arg = (name, dflt) => Number(argv(name) ?? dflt);
 const N = arg('nodes', 100);
@@ -193,6 +196,7 @@ const byRole = () => Object.fromEntries(Object.entries({ hubs, operator: [operat
   return [group, sum];
 }));
 const roles0 = byRole();
+const signerJobs0 = signerJobs();
 // The main thread: busy share (event-loop utilisation) and how late the loop ran, over the measured runs.
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
@@ -274,6 +278,8 @@ const result = {
   quicRecvErrors: packets1.recvErrors - packets0.recvErrors,
   /** Sent per run, lost and retransmitted in all runs, by group. */
   quicByRole: Object.fromEntries(Object.keys(roles1).map((g) => [g, { sentPerRun: (roles1[g].sent - roles0[g].sent) / RUNS, lost: roles1[g].lost - roles0[g].lost, retrans: roles1[g].retrans - roles0[g].retrans }])),
+  /** Signatures and checks the signing worker took per run (undefined: code without it). */
+  signerJobsPerRun: signerJobs0 === undefined ? undefined : (signerJobs() - signerJobs0) / RUNS,
   /** Main thread over the measured runs (with the 1 s pauses between them): busy share, and loop delay p50 / p99 / max in ms. */
   eventLoop: { utilization: elu.utilization, delayP50Ms: loopDelay.percentile(50) / 1e6, delayP99Ms: loopDelay.percentile(99) / 1e6, delayMaxMs: loopDelay.max / 1e6 },
   quicDropped: Object.fromEntries(Object.entries(packets1.dropped).map(([k, v]) => [k, v - (packets0.dropped[k] ?? 0)]).filter(([, v]) => v !== 0)),
