@@ -11,6 +11,10 @@
  * whole record, so answers are the same as decoding and verifying afresh.
  *
  * A single real node has no use for it (it sees each version once).
+ *
+ * Only the newest version of each origin's fragment is kept: a router never takes an older one
+ * where it has a newer, and under churn every republication is a new version, so keeping them
+ * all filled the cache with dead ones (~3 a second per soak worker, each ~8 KiB: issue 15).
  */
 import { Buffer } from 'node:buffer';
 import { SIGNATURE_BYTES, type LinkStateRecord } from './codec.js';
@@ -25,6 +29,8 @@ export interface RecordCache {
 export class SharedRecordCache implements RecordCache {
   readonly #limit: number;
   readonly #bySignature = new Map<string, LinkStateRecord>();
+  /** The signature of the version kept, by origin and fragment. */
+  readonly #newest = new Map<string, string>();
   hits = 0;
   misses = 0;
 
@@ -49,10 +55,24 @@ export class SharedRecordCache implements RecordCache {
   add(record: LinkStateRecord): void {
     const b = record.bytes;
     const key = Buffer.from(b.buffer, b.byteOffset + b.length - SIGNATURE_BYTES, SIGNATURE_BYTES).toString('latin1');
+    const slot = `${record.origin}/${record.fragment}`;
+    const kept = this.#newest.get(slot);
+    if (kept !== undefined) {
+      if ((this.#bySignature.get(kept)?.seq ?? -1n) > record.seq) return;
+      this.#bySignature.delete(kept);
+    }
     if (this.#bySignature.size >= this.#limit) {
       const oldest = this.#bySignature.keys().next().value;
-      if (oldest !== undefined) this.#bySignature.delete(oldest);
+      if (oldest !== undefined) this.#forget(oldest);
     }
     this.#bySignature.set(key, Object.freeze(record));
+    this.#newest.set(slot, key);
+  }
+
+  #forget(key: string): void {
+    const record = this.#bySignature.get(key)!;
+    this.#bySignature.delete(key);
+    const slot = `${record.origin}/${record.fragment}`;
+    if (this.#newest.get(slot) === key) this.#newest.delete(slot);
   }
 }

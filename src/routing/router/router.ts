@@ -975,8 +975,11 @@ export class Router {
       if (cached.links.length > this.#cfg.maxLinks) return this.#drop('oversized');
       return cached;
     }
-    // Copy: the record outlives the message it came in.
-    const decoded = decodeRecord(Buffer.from(buf), this.#cfg.maxLinks);
+    // Copy: the record outlives the message it came in. Its own ArrayBuffer, not a slice of the
+    // 8 KiB Buffer pool, which a kept record would pin whole.
+    const own = Buffer.allocUnsafeSlow(buf.length);
+    buf.copy(own);
+    const decoded = decodeRecord(own, this.#cfg.maxLinks);
     if (!decoded.ok) return this.#drop(decoded.reason);
     const verdict = verifyRecord(decoded.value, this.#verify);
     if (verdict !== 'ok') return this.#drop(verdict);
