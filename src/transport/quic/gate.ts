@@ -323,7 +323,7 @@ export class InitialGate {
 
   /**
    * An Initial that may start a handshake: at a full table only if a host holding more than its
-   * own would gives up a slot (handshakeStarted evicts it, once quiche has decrypted the Initial).
+   * own would gives up a slot (makeRoom evicts it, once quiche has decrypted the Initial).
    */
   private accept(header: native.Header, odcid: Buffer | null, host: string, load: GateLoad): InitialVerdict {
     if (load.pendingHandshakes >= this.options.maxPendingHandshakes && this.byHost.victimFor(host) === undefined) {

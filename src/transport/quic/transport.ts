@@ -320,7 +320,9 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     // In progress until it completes or fails: the gate's admission learns how long that takes here, and its host's share (gate.ts).
     const now = performance.now();
     const evicted = this.gate.makeRoom(remote.host, now);
-    if (evicted !== undefined) void this.handshakes.get(evicted)?.close({ graceful: false, reason: 'handshake evicted: too many in progress from its host' });
+    const victim = evicted === undefined ? undefined : this.handshakes.get(evicted);
+    // One that completed in this same batch of datagrams (its ready not yet handled) is kept: its slot is free anyway.
+    if (victim !== undefined && !victim.machine.established) void victim.close({ graceful: false, reason: 'handshake evicted: too many in progress from its host' });
     const ticket = this.gate.handshakeStarted(remote.host, odcid !== null, now);
     this.handshakes.set(ticket, connection);
     connection.ready.then(
