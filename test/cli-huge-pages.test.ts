@@ -90,13 +90,14 @@ async function hugePageMappings(pid: number): Promise<number> {
   return ((await readFile(`/proc/${pid}/smaps`, 'utf8')).match(/^VmFlags:.* hg\b/gm) ?? []).length;
 }
 
-/** The processes whose parent is `pid` (the daemon's: its spawn helper), from /proc/<n>/stat. */
-async function childPids(pid: number): Promise<number[]> {
+/** The daemon's spawn helper: its child running spawn-helper-child (tsx may run an esbuild child beside it). */
+async function spawnHelpers(pid: number): Promise<number[]> {
   const found: number[] = [];
   for (const name of (await readdir('/proc')).filter((entry) => /^\d+$/.test(entry))) {
     const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '');
     // After the command's closing parenthesis: state, then the parent's pid.
-    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) found.push(Number(name));
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
+    if ((await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '')).includes('spawn-helper-child')) found.push(Number(name));
   }
   return found;
 }
@@ -122,7 +123,7 @@ t.test('pnet node re-executes itself with the tunable: same pid, stdio kept, chi
   t.ok(env.includes(`GLIBC_TUNABLES=${HUGE_PAGES_TUNABLE}`), 'the tunable is in the start environment glibc read');
   t.ok(env.includes(`${REEXEC_MARKER}=1`), 'with the marker that stops a second re-execution');
   t.ok((await hugePageMappings(pid)) > 0, "malloc's heap is madvised for huge pages (VmFlags hg)");
-  const helpers = await childPids(pid);
+  const helpers = await spawnHelpers(pid);
   t.equal(helpers.length, 1, 'the spawn helper runs');
   t.notOk((await startEnv(helpers[0]!)).some((entry) => entry.startsWith('GLIBC_TUNABLES=') || entry.startsWith(REEXEC_MARKER)), 'the spawn helper (and so every command) starts without the tunable');
   await stop(t, daemon);
