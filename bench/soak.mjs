@@ -261,6 +261,8 @@ async function worker() {
         tracked.nodesKilled.push(new WeakRef(slot.node));
         counters.closingSendsCut += slot.node.stats().limits.quicClosingSendsCut ?? 0;
         await slot.node.close({ timeoutMs: 0 });
+        // Only its id until the restart: the slot held the closed node 5 s, counted as a killed node alive.
+        slot.node = { id: slot.node.id };
         note(`kill ${message.index} done`);
         reply(message, { type: 'killed', id: slot.node.id });
         break;
