@@ -98,7 +98,10 @@ class BatchSigner {
     this.pending.push(job);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(this.flush);
+      // A timer, not an immediate: it runs before the next turn's I/O, so the answers come back in
+      // that turn's poll phase and are written before the driver's ACK-only transmits of that turn
+      // (scheduler.ts): the target's answer carries its ACK, as on the thread pool.
+      setTimeout(this.flush, 0);
     }
   }
 
