@@ -41,7 +41,8 @@
       "target_name": "pnet_udp",
       "sources": [
         "native/src/udp.cc",
-        "native/src/reexec.cc"
+        "native/src/reexec.cc",
+        "native/src/malloc.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

@@ -8,6 +8,8 @@
 
 // execve and glibcVersion, for `pnet node`'s start (reexec.cc).
 void DefineProcessFunctions(Napi::Env env, Napi::Object exports);
+// mallocTrim and mallocInfo, for the QUIC transport's trimmer and the soak (malloc.cc).
+void DefineMallocFunctions(Napi::Env env, Napi::Object exports);
 
 #if defined(__linux__) && defined(PNET_HAVE_UV)
 #include <uv.h>
@@ -482,6 +484,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, true));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   DefineProcessFunctions(env, exports);
+  DefineMallocFunctions(env, exports);
   return exports;
 }
 
@@ -494,6 +497,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("supported", Napi::Boolean::New(env, false));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   DefineProcessFunctions(env, exports);
+  DefineMallocFunctions(env, exports);
   return exports;
 }
 }  // namespace

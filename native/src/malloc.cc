@@ -1,0 +1,48 @@
+// glibc malloc's holdings, for the QUIC transport's trimmer (src/transport/quic/malloc-trim.ts):
+//   mallocTrim(): malloc_trim(0), which gives free pages of every arena back to the kernel; true when
+//     some were released. Churned connections (quiche, TLS) leave freed memory glibc keeps otherwise.
+//   mallocInfo(): mallinfo2's totals over all arenas, in bytes: { arena, uordblks, fordblks, hblkhd,
+//     keepcost } (in use = uordblks; free but held = fordblks), for the soak's samples.
+// Both are null where the C library is not glibc.
+#include <napi.h>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace {
+
+#if defined(__GLIBC__)
+Napi::Value MallocTrim(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+}
+
+Napi::Value MallocInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
+  struct mallinfo2 m = mallinfo2();
+#else
+  struct mallinfo m = mallinfo();  // int fields: wrong past 2 GiB, enough for a sample
+#endif
+  o.Set("arena", Napi::Number::New(env, static_cast<double>(m.arena)));
+  o.Set("uordblks", Napi::Number::New(env, static_cast<double>(m.uordblks)));
+  o.Set("fordblks", Napi::Number::New(env, static_cast<double>(m.fordblks)));
+  o.Set("hblkhd", Napi::Number::New(env, static_cast<double>(m.hblkhd)));
+  o.Set("keepcost", Napi::Number::New(env, static_cast<double>(m.keepcost)));
+  return o;
+}
+#endif
+
+}  // namespace
+
+// Called by both of udp.cc's Init (the batching socket and the stub).
+void DefineMallocFunctions(Napi::Env env, Napi::Object exports) {
+#if defined(__GLIBC__)
+  exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
+  exports.Set("mallocInfo", Napi::Function::New(env, MallocInfo, "mallocInfo"));
+#else
+  exports.Set("mallocTrim", env.Null());
+  exports.Set("mallocInfo", env.Null());
+#endif
+}
