@@ -4,6 +4,8 @@ import { resolveLimits } from '../limits.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
 import type { WindowBudgetStats } from './config.js';
 import { retryOption } from './gate.js';
+import { MALLOC_TRIM_PERIOD_MS } from './malloc-trim.js';
+import type { MallocTrimStats } from './malloc-trim.js';
 import type { QuicDropStats, RetryMode } from './gate.js';
 import type { UdpImplementation } from './udp.js';
 
@@ -30,6 +32,12 @@ export interface QuicTransportOptions extends TransportOptions {
    * WindowBudget; docs/LIMITS.md).
    */
   windowBudget?: number;
+  /**
+   * After a connection closes, give glibc malloc's free pages back to the kernel (`malloc_trim`),
+   * at most once per this many ms per process (default 10,000; 0: never). Churn otherwise leaves
+   * freed connection state held in malloc's arenas, and RSS climbs (malloc-trim.ts).
+   */
+  mallocTrimPeriodMs?: number;
 }
 
 export interface QuicTransportStats {
@@ -51,9 +59,11 @@ export interface QuicTransportStats {
   hostHandshakeShare: number;
   /** Inbound handshakes closed at a full `maxPendingHandshakes` for a newcomer from a host holding fewer: the heaviest host's oldest (gate.ts). */
   handshakesEvicted: number;
+  /** The process's malloc trims (process-wide: every transport of the process reports the same). */
+  mallocTrim: MallocTrimStats;
 }
 
-export type ResolvedQuicOptions = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number };
+export type ResolvedQuicOptions = TransportLimits & { maxDatagramSize: number; socketBufferSize: number; sessionResumption: boolean; retry: RetryMode; windowBudget: number; mallocTrimPeriodMs: number };
 
 export function resolveOptions(options: QuicTransportOptions): ResolvedQuicOptions {
   return {
@@ -63,5 +73,6 @@ export function resolveOptions(options: QuicTransportOptions): ResolvedQuicOptio
     sessionResumption: options.sessionResumption ?? true,
     retry: retryOption(options.retry),
     windowBudget: numberOption('QUIC option', 'windowBudget', options.windowBudget, 1024 * 1024 * 1024, { min: 0, integer: true }),
+    mallocTrimPeriodMs: numberOption('QUIC option', 'mallocTrimPeriodMs', options.mallocTrimPeriodMs, MALLOC_TRIM_PERIOD_MS, { min: 0 }),
   };
 }

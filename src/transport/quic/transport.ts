@@ -20,6 +20,7 @@ import type { DatagramHandler, DatagramSocket, UdpImplementation } from './udp.j
 import { SendSlab } from './send-slab.js';
 import { UdpPath } from './udp-path.js';
 import { resolveOptions } from './transport-options.js';
+import { mallocTrimmer } from './malloc-trim.js';
 import type { QuicTransportOptions, QuicTransportStats, ResolvedQuicOptions } from './transport-options.js';
 
 export { ALPN } from './config.js';
@@ -148,6 +149,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
       hostsDistrusted: this.gate.hostsDistrusted,
       hostHandshakeShare: this.gate.hostShareRetried,
       handshakesEvicted: this.gate.handshakesEvicted,
+      mallocTrim: mallocTrimmer.stats(),
     };
   }
 
@@ -370,6 +372,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     const path = connection.path as UdpPath;
     if (path.windows !== undefined) this.windows.release(path.windows);
     path.windows = undefined;
+    mallocTrimmer.connectionClosed(this.options.mallocTrimPeriodMs);
   }
 
   private readonly sweep = (now: number): void => {
