@@ -13,6 +13,8 @@
 //   options: --seconds=N --nodes=N --workers=N --sample-seconds=N --out=PATH (default bench/results/soak)
 //            --no-attack (no attacker: its effect by comparison), --no-churn, --restart-bootstrap=random
 //            (a restarted node dials two random live nodes instead of its link peers, on a new port: the runs before 21:50)
+//            --malloc-trim-ms=N (the nodes' QUIC option mallocTrimPeriodMs; 0: no malloc_trim after closes),
+//            --trim-at-sample (experiment: malloc_trim(0) just before each sample's memory, its release recorded),
 //            --churn-seconds=N (a kill or cut every N s), --snapshot-at=S[,S] (--snapshot-worker=i: a heap snapshot
 //            with the closed connections still alive held in globalThis.__closedAlive), --hang-test=busy|block (the watchdog's check)
 // A worker silent for 20 s is looked at before it is killed (the watchdog: <out>-hang-w<i>.json/.diag.json).
@@ -103,6 +105,26 @@ function memory() {
   const mib = (n) => Math.round((n / 1048576) * 10) / 10;
   // Native: what is neither V8's heap nor Buffers (quiche's connections, the allocator's holdings).
   return { rssMiB: mib(m.rss), heapUsedMiB: mib(m.heapUsed), heapTotalMiB: mib(m.heapTotal), externalMiB: mib(m.external), arrayBuffersMiB: mib(m.arrayBuffers), nativeMiB: mib(m.rss - m.heapTotal - m.external) };
+}
+
+/**
+ * glibc malloc's totals (mallinfo2 over all arenas, MiB: in use, free but held) after a GC, the
+ * library's trims so far and, with `trim`, what malloc_trim(0) gives back now (RSS before − after).
+ */
+async function mallocLook(trim) {
+  const { loadNativeAddon } = await import('../src/native-addons.js');
+  const { mallocTrimmer } = await import('../src/transport/quic/malloc-trim.js');
+  const addon = loadNativeAddon('pnet_udp');
+  if (typeof addon.mallocInfo !== 'function') return {};
+  globalThis.gc?.();
+  const mib = (n) => Math.round((n / 1048576) * 10) / 10;
+  const info = addon.mallocInfo();
+  const out = { mallocArenaMiB: mib(info.arena), mallocInUseMiB: mib(info.uordblks), mallocFreeMiB: mib(info.fordblks), mallocMmapMiB: mib(info.hblkhd), libraryTrims: mallocTrimmer.stats() };
+  if (!trim) return out;
+  const before = process.memoryUsage.rss();
+  const start = performance.now();
+  addon.mallocTrim();
+  return { ...out, sampleTrimMs: Math.round((performance.now() - start) * 10) / 10, sampleTrimReleasedMiB: mib(before - process.memoryUsage.rss()) };
 }
 
 /** IPC request/reply with a child: send {type, ...} with a request id, wait for the reply carrying it. */
@@ -209,7 +231,7 @@ async function worker() {
   let trafficStarted = Date.now();
 
   const make = async (identity, bootstrap = [], listen = '127.0.0.1:0') => {
-    const node = await createNode({ identity, listen, h2: false, bootstrap });
+    const node = await createNode({ identity, listen, h2: false, bootstrap, ...(process.env.SOAK_MALLOC_TRIM_MS ? { quic: { mallocTrimPeriodMs: Number(process.env.SOAK_MALLOC_TRIM_MS) } } : {}) });
     node.on('error', () => undefined);
     node.handleRequest('svc', (request) => request);
     node.handle('echo', (stream) => stream.pipe(stream));
@@ -305,12 +327,13 @@ async function worker() {
         reply(message, { type: 'topology', nodes: slots.filter((s) => s.up).map((s) => ({ id: s.node.id, peers: s.node.peers().filter((p) => p.transport !== 'relay').map((p) => p.nodeId) })) });
         break;
       case 'sample': {
+        const malloc = await mallocLook(process.env.SOAK_TRIM_AT_SAMPLE === '1');
         const mem = memory(); // after a GC: what is alive now is held
         const cpu = process.cpuUsage(cpuAt);
         cpuAt = process.cpuUsage();
         const loop = { loopDelayP99Ms: Math.round(loopDelay.percentile(99) / 1e6), loopDelayMaxMs: Math.round(loopDelay.max / 1e6), cpuSeconds: Math.round((cpu.user + cpu.system) / 1e5) / 10 };
         loopDelay.reset();
-        reply(message, { type: 'sample', memory: mem, nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0), ...connectionCounts(), ...aliveCounts(), ...loop });
+        reply(message, { type: 'sample', memory: { ...mem, ...malloc }, nodes: slots.filter((s) => s.up).length, peers: slots.reduce((n, s) => n + (s.up ? s.node.peers().length : 0), 0), ...connectionCounts(), ...aliveCounts(), ...loop });
         break;
       }
         break;
@@ -736,7 +759,8 @@ async function parent() {
   const prefix = `${resolvePath(out).split('/').pop()}-hang-w`;
   for (const f of readdirSync(dirname(resolvePath(out)))) if (f.startsWith(prefix)) rmSync(`${dirname(resolvePath(out))}/${f}`);
   const spawnChild = (role, index) => {
-    const env = { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index), ...(role === 'worker' ? { SOAK_HANG_FILE: hangFile(index), SOAK_HANG_EVAL: HANG_PROBE } : {}) };
+    const trimEnv = { ...(args['malloc-trim-ms'] !== undefined ? { SOAK_MALLOC_TRIM_MS: String(Number(args['malloc-trim-ms'])) } : {}), ...(args['trim-at-sample'] === 'true' ? { SOAK_TRIM_AT_SAMPLE: '1' } : {}) };
+    const env = { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index), ...(role === 'worker' ? { SOAK_HANG_FILE: hangFile(index), SOAK_HANG_EVAL: HANG_PROBE, ...trimEnv } : {}) };
     const child = fork(SELF, [], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const channel = channelTo(child);
     // The last requests to the child and when they were answered (a hung worker's report lists them).
@@ -803,10 +827,12 @@ async function parent() {
 
   // Samples, from the start of traffic, every sampleMs (and one at the end).
   const samples = [];
-  const sample = async () => {
+  // The one after the traffic stopped is marked: the rule reads the last minute's, not that one.
+  const sample = async (afterStop = false) => {
     const at = Math.round((Date.now() - t0) / 1000);
     const perWorker = (await Promise.all(workers.map((w) => w.ask({ type: 'sample' })))).filter((m) => !m.dead);
     const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, closedStates }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, connectionsAlive, closedConnectionsAlive, closedStates, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, ...(v?.length ? { victims: v } : {}) })) };
+    if (afterStop) row.afterStop = true;
     row.loadAverage = Number(loadavg()[0].toFixed(1));
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
     row.totalHeapUsedMiB = Math.round(row.workers.reduce((s, w) => s + w.heapUsedMiB, 0));
@@ -953,10 +979,10 @@ async function parent() {
   clearInterval(topologyPoller);
   clearInterval(watchdog);
   await sleep(500);
-  await sample();
+  await sample(true);
   const attackCounts = !attackOn ? { note: 'no attacker (--no-attack)' } : await Promise.race([attackDone, sleep(15_000).then(() => ({ note: 'attacker did not report' }))]);
   const reports = (await Promise.all(workers.map((w) => w.ask({ type: 'report' })))).filter((r) => !r.dead);
-  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology, restartRandom });
+  const summary = summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology, restartRandom, mallocTrimPeriodMs: args['malloc-trim-ms'] === undefined ? undefined : Number(args['malloc-trim-ms']) });
   summary.hangs = hangs;
   writeFileSync(`${out}.json`, JSON.stringify(summary, null, 1) + '\n');
   writeFileSync(`${out}.md`, markdown(summary));
@@ -972,7 +998,7 @@ async function parent() {
   process.exit(crashes.length === 0 ? 0 : 1);
 }
 
-function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology, restartRandom }) {
+function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates, churn, samples, reports, attackCounts, crashes, quick, attackOn, churnOn, topology, restartRandom, mallocTrimPeriodMs }) {
   const add = (a, b) => ({ ok: a.ok + b.ok, lost: a.lost + b.lost, churn: a.churn + b.churn });
   const zero = { ok: 0, lost: 0, churn: 0 };
   const sum = (phase, who, kind) => reports.reduce((acc, r) => add(acc, r.counters[phase][who][kind]), zero);
@@ -999,13 +1025,20 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
     return Object.fromEntries(Object.entries(acc).sort((a, b) => b[1] - a[1]));
   };
   const lostCodes = merged('lostCodes');
-  // Memory: the curve of the workers' total RSS; flat means the last sample <= 1.1x the second.
-  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB, externalMiB: s.totalExternalMiB }));
-  const second = curve[1];
-  const last = curve[curve.length - 1];
-  const flat = second && last ? last.rssMiB <= 1.1 * second.rssMiB : null;
-  // A spike at the second sample (the warm-up's connections) flatters that ratio: also the last over the lowest since.
-  const lowest = curve.length > 1 ? Math.min(...curve.slice(1).map((c) => c.rssMiB)) : null;
+  // Memory: the curve of the workers' total RSS. Flat (issue 15): the last minute's sample <= 1.1x
+  // the second minute's, the one at its end (120 s): the 60-s one is before the attack (90 s) and
+  // the warm-up's plateau. Runs too short for it use their second sample.
+  const workersSum = (row, key) => Math.round(row.workers.reduce((n, w) => n + (w[key] ?? 0), 0));
+  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, ...(s.afterStop ? { afterStop: true } : {}), rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB, externalMiB: s.totalExternalMiB, mallocInUseMiB: workersSum(s, 'mallocInUseMiB'), mallocFreeMiB: workersSum(s, 'mallocFreeMiB') }));
+  const during = curve.filter((c) => !c.afterStop);
+  const second = during[1];
+  const minute2 = during.find((c) => c.atSeconds >= 119) ?? second;
+  const last = during.at(-1);
+  const end = curve.at(-1);
+  const ratio = (a, b) => (a && b ? Number((a.rssMiB / b.rssMiB).toFixed(3)) : null);
+  const flat = minute2 && last ? last.rssMiB <= 1.1 * minute2.rssMiB : null;
+  // A spike at the reference sample flatters the ratio: also the last over the lowest since.
+  const lowest = during.length > 1 ? Math.min(...during.slice(during.indexOf(minute2)).map((c) => c.rssMiB)) : null;
   const victimLimits = reports.flatMap((r) => r.victims);
   const perSecond = (c, ms) => Number(((c.ok + c.lost + c.churn) / (ms / 1000)).toFixed(1));
   return {
@@ -1019,13 +1052,20 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
     workers: workerCount,
     warmupSeconds: warmupMs / 1000,
     sampleSeconds: sampleMs / 1000,
+    mallocTrimPeriodMs,
     ratesPerWorker: rates,
     churn,
     crashes,
     memory: {
       flat,
-      lastOverSecond: second && last ? Number((last.rssMiB / second.rssMiB).toFixed(3)) : null,
-      lastOverLowestSinceSecond: lowest && last ? Number((last.rssMiB / lowest).toFixed(3)) : null,
+      rule: 'last minute\'s sample <= 1.1x the second minute\'s (its end)',
+      minute2AtSeconds: minute2?.atSeconds ?? null,
+      secondAtSeconds: second?.atSeconds ?? null,
+      lastAtSeconds: last?.atSeconds ?? null,
+      lastOverMinute2: ratio(last, minute2),
+      lastOverSecond: ratio(last, second),
+      endOverMinute2: ratio(end, minute2),
+      lastOverLowestSinceMinute2: lowest && last ? Number((last.rssMiB / lowest).toFixed(3)) : null,
       curve,
       maxWorkerRssMiB: Math.max(...samples.flatMap((s) => s.workers.map((w) => w.rssMiB))),
       samples,
@@ -1081,13 +1121,25 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
   };
 }
 
+/** The library's malloc trims in the run (per worker, at the last sample) and, with --trim-at-sample, what a trim at each sample gave back. */
+function mallocTrimLine(s) {
+  const lastRow = s.memory.samples.at(-1);
+  const trims = lastRow.workers.map((w) => w.libraryTrims).filter(Boolean);
+  const library = trims.length === 0 ? 'not available (no mallocTrim in the UDP addon)' : `${trims.map((t) => t.trims).join(', ')} trims per worker (${s.mallocTrimPeriodMs === 0 ? 'off: --malloc-trim-ms=0' : `at most one per ${s.mallocTrimPeriodMs ?? 10000} ms after a close`}), ${trims.map((t) => t.totalMs).join(', ')} ms in all, longest ${Math.max(...trims.map((t) => t.maxMs))} ms, RSS given back ${trims.map((t) => Math.round(t.releasedBytes / 1048576)).join(', ')} MiB`;
+  const atSample = s.memory.samples.filter((row) => row.workers.some((w) => w.sampleTrimReleasedMiB !== undefined));
+  const sampled = atSample.length === 0 ? '' : ` A malloc_trim(0) before each sample (--trim-at-sample) gave back (MiB, all workers): ${atSample.map((row) => `${row.atSeconds} s: ${Math.round(row.workers.reduce((n, w) => n + (w.sampleTrimReleasedMiB ?? 0), 0))} (longest ${Math.max(...row.workers.map((w) => w.sampleTrimMs ?? 0))} ms)`).join('; ')}.`;
+  return `Library malloc trims: ${library}.${sampled}`;
+}
+
 function markdown(s) {
   const lines = [];
   lines.push(`# Soak (${s.mode}): ${s.nodes} nodes in ${s.workers} processes, ${s.seconds} s`, '');
   lines.push(`Run ${s.when}. Churn: ${s.churn.kills} kills (each restarted 5 s later with its key${s.restartBootstrap === 'random' ? ', dialing two random live nodes' : ', on its port, dialing its link peers that are up'}), ${s.churn.cuts} link cuts (redialed 3 s later). ${s.attackOn === false ? 'No attacker (--no-attack); the "attack" phase is the same time without it.' : `Attacker from ${s.warmupSeconds} s on.`}${s.churnOn === false ? ' No churn.' : ''} Crashes: ${s.crashes.length ? s.crashes.join('; ') : 'none'}.`, '');
-  lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) | external (MiB) |', '|---:|---:|---:|---:|');
-  for (const c of s.memory.curve) lines.push(`| ${c.atSeconds} | ${c.rssMiB} | ${c.heapUsedMiB} | ${c.externalMiB ?? '-'} |`);
-  lines.push('', `Last sample / second sample: ${s.memory.lastOverSecond} (flat: ${s.memory.flat}); last / lowest since the second: ${s.memory.lastOverLowestSinceSecond}. Largest worker RSS: ${s.memory.maxWorkerRssMiB} MiB. External counts Buffers; V8 keeps heap it no longer uses (its heap total) in RSS.`, '');
+  lines.push('## Memory (all workers, after a GC)', '', '| at (s) | RSS (MiB) | heap used (MiB) | external (MiB) | malloc in use (MiB) | malloc free, held (MiB) |', '|---:|---:|---:|---:|---:|---:|');
+  for (const c of s.memory.curve) lines.push(`| ${c.atSeconds}${c.afterStop ? ' (after the stop)' : ''} | ${c.rssMiB} | ${c.heapUsedMiB} | ${c.externalMiB ?? '-'} | ${c.mallocInUseMiB ?? '-'} | ${c.mallocFreeMiB ?? '-'} |`);
+  const m = s.memory;
+  lines.push('', `**Flat (the last minute's sample ≤ 1.1× the second minute's): ${m.flat}**: the ${m.lastAtSeconds}-s sample / the ${m.minute2AtSeconds}-s one ${m.lastOverMinute2}; the sample after the stop / the ${m.minute2AtSeconds}-s one ${m.endOverMinute2}; the ${m.lastAtSeconds}-s one / the second sample (${m.secondAtSeconds} s: in a full run before the attack, the warm-up's level; the rule's reference before 04:40) ${m.lastOverSecond}; last / lowest since minute 2: ${m.lastOverLowestSinceMinute2}. Largest worker RSS: ${m.maxWorkerRssMiB} MiB. External counts Buffers; V8 keeps heap it no longer uses (its heap total) in RSS; malloc's columns are glibc's mallinfo2 over all arenas (uordblks, fordblks).`, '');
+  lines.push(mallocTrimLine(s), '');
   lines.push('Native memory per worker (RSS − heap total − external, MiB; worker 0 holds the attacked nodes):', '', '| at (s) | ' + s.memory.samples[0].workers.map((_, i) => `worker ${i}`).join(' | ') + ' |', '|---:|' + s.memory.samples[0].workers.map(() => '---:').join('|') + '|');
   for (const row of s.memory.samples) lines.push(`| ${row.atSeconds} | ${row.workers.map((w) => w.nativeMiB ?? Math.round(w.rssMiB - w.heapTotalMiB - w.externalMiB)).join(' | ')} |`);
   lines.push('');
