@@ -25,8 +25,8 @@
 //   --role=auto: the hub and the leaves are all role 'auto' (the hub must become the router by itself)
 //   --links-ahead=routers|always|never: the nodes' fanout.linksAhead (default: the library's); --cli-probe
 //     then also records the hub's and each leaf process's memory (after a GC) and the hub's link counters before the first exec
-//   The hub runs with glibc's malloc on huge pages as `pnet node` does by default (src/cli/huge-pages.ts);
-//   PNET_HUGE_PAGES=0 runs it without, GLIBC_TUNABLES set here is passed as is.
+//   The hub runs with glibc's malloc on huge pages where `pnet node --huge-pages` would (src/cli/huge-pages.ts)
+//   when PNET_HUGE_PAGES=1 is set here (off by default, as the daemon); GLIBC_TUNABLES set here is passed as is.
 //
 // Uses dist/ (npm run build first). Writes <out>.json and <out>.md.
 import { fork, spawn } from 'node:child_process';
@@ -316,7 +316,7 @@ async function leavesChild() {
 
 /**
  * The hub's environment as `pnet node` gives itself one (src/cli/huge-pages.ts: glibc's malloc on
- * huge pages unless PNET_HUGE_PAGES=0 or GLIBC_TUNABLES is set here). The daemon re-executes
+ * huge pages with PNET_HUGE_PAGES=1 set here, unless GLIBC_TUNABLES is). The daemon re-executes
  * itself with it; a forked child cannot (its IPC channel), so the hub is started with it. A build
  * before it: the environment as is. The leaves (500 nodes a process, not daemons) never get it.
  */

@@ -1,7 +1,7 @@
 // `pnet node` re-executes itself with glibc's malloc on transparent huge pages (src/cli/huge-pages.ts):
 // the decision on every branch, then real daemons: the tunable in the process's start environment
 // and in its heap's mappings, the same pid (signals still stop it), stdio kept, children without
-// it, and both opt-outs.
+// it, and that it is off unless asked for.
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawn } from 'node:child_process';
@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HUGE_PAGES_TUNABLE, REEXEC_MARKER, hugePagesFactsHere, planHugePages } from '../src/cli/huge-pages.js';
+import { HUGE_PAGES_TUNABLE, OFF_BY_DEFAULT, REEXEC_MARKER, hugePagesFactsHere, planHugePages } from '../src/cli/huge-pages.js';
 import type { HugePagesFacts } from '../src/cli/huge-pages.js';
 import { childEnv } from './fixtures/child-env.js';
 
@@ -18,11 +18,12 @@ t.setTimeout(240_000);
 const ROOT = new URL('..', import.meta.url).pathname;
 const MAIN = new URL('../src/cli/main.ts', import.meta.url).pathname;
 
-const FACTS: HugePagesFacts = { platform: 'linux', env: {}, args: [], forked: false, thp: 'always [madvise] never\n', glibcVersion: '2.36' };
+const FACTS: HugePagesFacts = { platform: 'linux', env: {}, args: ['--huge-pages'], forked: false, thp: 'always [madvise] never\n', glibcVersion: '2.36' };
 const plan = (change: Partial<HugePagesFacts>) => planHugePages({ ...FACTS, ...change });
 
 t.test('the decision', async (t) => {
-  t.same(plan({}), { exec: true }, 'Linux, THP madvise, glibc 2.36, nothing set: re-execute');
+  t.same(plan({}), { exec: true }, 'Linux, THP madvise, glibc 2.36, --huge-pages: re-execute');
+  t.same(plan({ args: [], env: { PNET_HUGE_PAGES: '1' } }), { exec: true }, 'PNET_HUGE_PAGES=1 turns it on too');
   t.same(plan({ thp: '[always] madvise never' }), { exec: true }, 'THP always');
   t.same(plan({ glibcVersion: '2.35' }), { exec: true }, 'glibc 2.35');
   t.same(plan({ glibcVersion: '3.0' }), { exec: true }, 'a later major version');
@@ -31,8 +32,8 @@ t.test('the decision', async (t) => {
     t.equal(p.exec, false, what);
     if (!p.exec) t.match(p.state, { enabled: false, reason }, what);
   };
-  off({ args: ['--listen', '127.0.0.1:0', '--no-huge-pages'] }, /--no-huge-pages/, 'the flag opts out');
-  off({ env: { PNET_HUGE_PAGES: '0' } }, /PNET_HUGE_PAGES=0/, 'the variable opts out');
+  off({ args: ['--listen', '127.0.0.1:0'] }, /off by default/, 'off unless asked for');
+  off({ args: [], env: { PNET_HUGE_PAGES: '0' } }, /off by default/, 'PNET_HUGE_PAGES=0 is off');
   off({ platform: 'darwin' }, /not Linux/, 'not Linux');
   off({ forked: true }, /IPC channel/, 'a forked process keeps its IPC channel');
   off({ thp: 'always madvise [never]' }, /"never"/, 'THP never');
@@ -44,7 +45,7 @@ t.test('the decision', async (t) => {
   t.match(plan({ env: { [REEXEC_MARKER]: '1', GLIBC_TUNABLES: HUGE_PAGES_TUNABLE } }), { exec: false, state: { enabled: true, reason: /re-executed/ } }, 'the re-executed image does not re-execute again');
   t.match(plan({ env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' } }), { exec: false, state: { enabled: false, reason: /left as is/ } }, "the operator's own GLIBC_TUNABLES wins (off)");
   t.match(plan({ env: { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1' } }), { exec: false, state: { enabled: true } }, "the operator's own GLIBC_TUNABLES wins (on)");
-  t.match(plan({ env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', PNET_HUGE_PAGES: '0' } }), { exec: false, state: { enabled: true } }, 'an explicit GLIBC_TUNABLES beats the opt-out');
+  t.match(plan({ args: [], env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1' } }), { exec: false, state: { enabled: true } }, 'an explicit GLIBC_TUNABLES counts without the flag');
 });
 
 type LogLine = Record<string, unknown> & { event?: string };
@@ -109,13 +110,13 @@ async function stop(t: Test, daemon: Daemon): Promise<void> {
 }
 
 // This machine's own answer (THP mode, glibc, the addon), for a daemon started with no opt-out.
-const here = planHugePages({ ...hugePagesFactsHere([]), env: {}, forked: false });
+const here = planHugePages({ ...hugePagesFactsHere(['--huge-pages']), env: {}, forked: false });
 const applies = here.exec;
 
 t.test('pnet node re-executes itself with the tunable: same pid, stdio kept, children without it', { skip: applies ? false : `not applicable here: ${JSON.stringify(here)}` }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'pnet-huge-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const daemon = await startNode(t, dir, []);
+  const daemon = await startNode(t, dir, ['--huge-pages']);
   const pid = daemon.child.pid!;
   t.equal(daemon.started['pid'], pid, 'the log line comes from the pid that was spawned');
   t.match(daemon.started['hugePages'], { enabled: true, reason: /re-executed/ }, 'the started line says so');
@@ -129,8 +130,8 @@ t.test('pnet node re-executes itself with the tunable: same pid, stdio kept, chi
   await stop(t, daemon);
 });
 
-t.test('opting out: --no-huge-pages and PNET_HUGE_PAGES=0', { skip: applies ? false : 'not applicable here' }, async (t) => {
-  for (const [args, env, reason] of [[['--no-huge-pages'], {}, '--no-huge-pages'], [[], { PNET_HUGE_PAGES: '0' }, 'PNET_HUGE_PAGES=0']] as const) {
+t.test('off by default, and with PNET_HUGE_PAGES=0', { skip: applies ? false : 'not applicable here' }, async (t) => {
+  for (const [args, env, reason] of [[[], {}, OFF_BY_DEFAULT], [[], { PNET_HUGE_PAGES: '0' }, OFF_BY_DEFAULT]] as const) {
     const dir = await mkdtemp(join(tmpdir(), 'pnet-huge-'));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
     const daemon = await startNode(t, dir, [...args], { ...env });

@@ -31,7 +31,7 @@ export function addNode(program: Command, { io }: CommandContext): void {
     .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'))
     .option('--json', 'accepted for symmetry: the daemon always logs JSON lines')
     // Read by the executable before this parser runs (main.ts, huge-pages.ts): declared for --help and acceptance.
-    .option('--no-huge-pages', 'do not re-execute at start with glibc malloc on transparent huge pages (also PNET_HUGE_PAGES=0; docs/CLI.md)')
+    .option('--huge-pages', 're-execute at start with glibc malloc on transparent huge pages (also PNET_HUGE_PAGES=1; docs/CLI.md)')
     .action(async (options: NodeCliOptions) => {
       const [{ commandFromFlag, loadConfig, validateConfig }, { createLogger, runDaemon }] = await Promise.all([import('../config.js'), import('../daemon.js')]);
       const base = options.config !== undefined ? await loadConfig(options.config) : validateConfig({}, 'flags');
