@@ -69,8 +69,8 @@ parentPort.on('message', ({ id, count, buffer }) => {
 
 interface Job {
   readonly kind: typeof SIGN | typeof VERIFY;
-  /** A private key's 32 bytes then its public key's (sign), or a raw 32-byte public key (verify). */
-  readonly key: Uint8Array;
+  /** A private key's 32 bytes then its public key's (sign), or a raw 32-byte public key (verify): read only for the worker. */
+  readonly key: () => Uint8Array;
   readonly data: Uint8Array;
   readonly signature: Uint8Array | undefined;
   /** The same job on libuv's thread pool (few jobs, or no worker). */
@@ -79,8 +79,18 @@ interface Job {
   readonly done: (result: Buffer) => void;
 }
 
-/** Private keys' raw bytes (private then public), exported once per key. */
+/** Private keys' raw bytes (private then public), exported once per key and only for the worker. */
 const rawOf = new WeakMap<KeyObject, Buffer>();
+
+function rawKey(key: KeyObject): Buffer {
+  let raw = rawOf.get(key);
+  if (raw === undefined) {
+    const jwk = key.export({ format: 'jwk' });
+    raw = Buffer.concat([Buffer.from(jwk.d ?? '', 'base64url'), Buffer.from(jwk.x ?? '', 'base64url')]);
+    rawOf.set(key, raw);
+  }
+  return raw;
+}
 
 class BatchSigner {
   private pending: Job[] = [];
@@ -123,15 +133,17 @@ class BatchSigner {
   };
 
   private send(worker: Worker, jobs: Job[]): void {
+    const keys = jobs.map((job) => job.key());
     let size = 0;
-    for (const job of jobs) size += 2 + job.key.length + 4 + job.data.length + (job.kind === VERIFY ? SIGNATURE_BYTES : 0);
+    for (const [i, job] of jobs.entries()) size += 2 + keys[i]!.length + 4 + job.data.length + (job.kind === VERIFY ? SIGNATURE_BYTES : 0);
     const buffer = Buffer.allocUnsafeSlow(size);
     let o = 0;
-    for (const job of jobs) {
+    for (const [i, job] of jobs.entries()) {
+      const key = keys[i]!;
       buffer[o] = job.kind;
-      buffer[o + 1] = job.key.length;
-      buffer.set(job.key, o + 2);
-      o = buffer.writeUInt32BE(job.data.length, o + 2 + job.key.length);
+      buffer[o + 1] = key.length;
+      buffer.set(key, o + 2);
+      o = buffer.writeUInt32BE(job.data.length, o + 2 + key.length);
       buffer.set(job.data, o);
       o += job.data.length;
       if (job.signature !== undefined) {
@@ -190,12 +202,6 @@ export function signerCounters(): { batches: number; workerJobs: number } {
 
 /** Signs `data` with an Ed25519 private key, off the event loop's thread. */
 export function signOffThread(key: KeyObject, data: Uint8Array): Promise<Buffer> {
-  let raw = rawOf.get(key);
-  if (raw === undefined) {
-    const jwk = key.export({ format: 'jwk' });
-    raw = Buffer.concat([Buffer.from(jwk.d ?? '', 'base64url'), Buffer.from(jwk.x ?? '', 'base64url')]);
-    rawOf.set(key, raw);
-  }
   return new Promise<Buffer>((resolve, reject) => {
     const pool = (): void => sign(null, data, key, (error, signature) => (error ? reject(error) : resolve(signature)));
     const done = (result: Buffer): void => {
@@ -203,7 +209,7 @@ export function signOffThread(key: KeyObject, data: Uint8Array): Promise<Buffer>
       if (result[0] === 0 && result[1] === 0xff) pool();
       else resolve(result);
     };
-    signer.add({ kind: SIGN, key: raw, data, signature: undefined, pool, done });
+    signer.add({ kind: SIGN, key: () => rawKey(key), data, signature: undefined, pool, done });
   });
 }
 
@@ -215,6 +221,6 @@ export function verifyOffThread(publicKey: Uint8Array, data: Uint8Array, signatu
   if (publicKey.length !== 32 || signature.length !== SIGNATURE_BYTES) return Promise.resolve(false);
   return new Promise<boolean>((resolve) => {
     const onPool = (): void => void pool().then(resolve, () => resolve(false));
-    signer.add({ kind: VERIFY, key: publicKey, data, signature, pool: onPool, done: (result) => resolve(result[0] === 1) });
+    signer.add({ kind: VERIFY, key: () => publicKey, data, signature, pool: onPool, done: (result) => resolve(result[0] === 1) });
   });
 }
