@@ -2,6 +2,16 @@ import t from 'tap';
 import { Identity } from '../src/identity/index.js';
 import { ForeignQuic } from '../src/transport/index.js';
 import type { DatagramPath, QuicConnection, QuicMachine, SocketAddress } from '../src/transport/index.js';
+import { mallocTrimmer } from '../src/transport/quic/malloc-trim.js';
+import { loadNativeAddon } from '../src/native-addons.js';
+
+const glibcTrim = (() => {
+  try {
+    return typeof (loadNativeAddon('pnet_udp') as { mallocTrim?: unknown }).mallocTrim === 'function';
+  } catch {
+    return false;
+  }
+})();
 
 // Two QUIC connections over an in-memory DatagramPath (what relay v2's RelayPath is to them):
 // the production config, mutual TLS pinned to node ids, streams both ways.
@@ -81,8 +91,14 @@ t.test('a client and a server connection over an in-memory path', async (t) => {
   await ended;
   t.equal(Buffer.concat(reply).toString(), 'pong');
   t.ok(aPath.largest <= 1244 && bPath.largest <= 1244, `no packet over the inner size (${aPath.largest}, ${bPath.largest})`);
+  const trims = mallocTrimmer.stats().trims;
   await client.close({ timeoutMs: 500 });
   t.ok(client.closed);
+  if (glibcTrim) {
+    // A relayed connection's close returns malloc's free pages like a UDP one's (first trim of the process: no wait).
+    for (let i = 0; i < 40 && mallocTrimmer.stats().trims === trims; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    t.equal(mallocTrimmer.stats().trims, trims + 1, 'the close trimmed malloc once');
+  }
 });
 
 t.test('a wrong far node fails the handshake with ERR_PEER_ID_MISMATCH', async (t) => {

@@ -47,7 +47,7 @@ export interface DatagramRelayOptions {
   /** Sees every datagram this node forwards for others. */
   onForward?: (datagram: Buffer) => void;
   /** The relayed connections' QUIC limits (idle timeout, windows, stream limits): the node's QUIC options. */
-  quic?: Omit<TransportOptions, 'identity' | 'host' | 'port'>;
+  quic?: Omit<TransportOptions, 'identity' | 'host' | 'port'> & { mallocTrimPeriodMs?: number };
 }
 
 export interface DatagramRelayStats {

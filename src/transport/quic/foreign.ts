@@ -12,6 +12,7 @@ import { QuicMachine, READ_POOL_SIZE } from './machine.js';
 import type { ReadPool } from './machine.js';
 import { Scheduler } from './scheduler.js';
 import { makeQuicConfig } from './config.js';
+import { MALLOC_TRIM_PERIOD_MS, mallocTrimmer } from './malloc-trim.js';
 
 const quiche = native.quiche;
 /** pnet's connection ids: 16 bytes, fixed for a connection's life (a relayed path demultiplexes by them). */
@@ -20,6 +21,8 @@ export const FOREIGN_CID_LENGTH = 16;
 export interface ForeignQuicOptions extends TransportOptions {
   /** Largest QUIC packet the foreign path carries (relay v2: the inner size, 1244 by default). */
   maxDatagramSize: number;
+  /** As the UDP transport's option: malloc_trim at most once per this many ms after a close (0: never). */
+  mallocTrimPeriodMs?: number;
 }
 
 /**
@@ -38,12 +41,14 @@ export class ForeignQuic implements QuicEndpoint {
   private closingSendsCutCount = 0;
   private readonly keepAliveTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
+  private readonly mallocTrimPeriodMs: number;
 
   constructor(options: ForeignQuicOptions) {
     this.localNodeId = options.identity.nodeId;
     this.limits = resolveLimits(options);
     const maxDatagramSize = numberOption('foreign QUIC option', 'maxDatagramSize', options.maxDatagramSize, 1200, { min: 1200, max: 16383, integer: true });
     this.config = makeQuicConfig(options.identity, { ...this.limits, maxDatagramSize });
+    this.mallocTrimPeriodMs = numberOption('foreign QUIC option', 'mallocTrimPeriodMs', options.mallocTrimPeriodMs, MALLOC_TRIM_PERIOD_MS, { min: 0 });
     this.keepAliveTimer = startKeepAliveSweep(this.limits.keepAliveIntervalMs, this.sweep);
     this.keepAliveTimer.unref();
   }
@@ -103,7 +108,9 @@ export class ForeignQuic implements QuicEndpoint {
   saveSession(): void {}
 
   forget(connection: QuicConnection): void {
-    if (this.connections.delete(connection) && connection.machine.closingSendsCut) this.closingSendsCutCount++;
+    if (!this.connections.delete(connection)) return;
+    if (connection.machine.closingSendsCut) this.closingSendsCutCount++;
+    mallocTrimmer.connectionClosed(this.mallocTrimPeriodMs);
   }
 
   private readonly sweep = (now: number): void => {
