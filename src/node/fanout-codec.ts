@@ -3,10 +3,10 @@
  * node sends each next hop (envelope + that hop's share of the targets), and the frames that
  * come back up the tree (results, signed by the node that answered). Pure functions, no IO (the async signing and checking run on libuv's thread pool).
  */
-import { randomBytes, type KeyObject } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { PnetError, type PnetErrorCode } from '../errors.js';
 import { verifySignature, verifySignatureAsync, type NodeId } from '../identity/index.js';
-import { signOffThread, verifyOffThread } from './fanout-signer.js';
+import { verifyOffThread } from './fanout-signer.js';
 import { isValidChannelName } from '../channel/index.js';
 import { KEY_BYTES, keyBytesOf, nodeIdAt } from '../routing/index.js';
 
@@ -239,18 +239,6 @@ export function encodeResult(signer: Signer | undefined, requestId: Buffer, targ
     out.set(signer.sign(replySigned(requestId, target, status, body)), out.length - SIGNATURE_BYTES);
   }
   return out;
-}
-
-/**
- * A target's signed result, signed off the event loop's thread (fanout-signer.ts: the thread
- * pool, or a batch on one worker in a turn with many).
- */
-export function encodeSignedResultAsync(key: KeyObject, requestId: Buffer, target: Uint8Array, status: number, body: Uint8Array): Promise<Buffer> {
-  const out = unsignedResult(target, status, body, true);
-  return signOffThread(key, replySigned(requestId, target, status, body)).then((signature) => {
-    out.set(signature, out.length - SIGNATURE_BYTES);
-    return out;
-  });
 }
 
 /** A result frame with room for its signature at the end when `signed`. */

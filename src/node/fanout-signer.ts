@@ -1,6 +1,7 @@
 /**
- * Ed25519 for fan-out answers (a target signs its answer, the origin checks each answer) off the
- * event loop's thread. A turn with few signatures uses node:crypto's callback form (libuv's
+ * Ed25519 for fan-out answers off the event loop's thread: the origin's checks of every answer
+ * (targets sign their one answer on the event loop since session 9, so that it leaves in the turn
+ * that carries its leg's ACK; signOffThread stays for callers with many). A turn with few uses node:crypto's callback form (libuv's
  * thread pool, a job each); a turn with many, as at an origin checking thousands of answers or
  * in one process playing thousands of targets, sends them all in a few messages to one worker
  * thread per process: one wake-up per batch instead of a pool job, its wake-ups and its lock
