@@ -153,6 +153,29 @@ t.test('an idle relayed connection closes after relay.idleTimeoutMs; the next re
   t.equal((await a.request(c.id, 'whoami', 'two')).toString(), `${c.id}<-${a.id}:two`, 'and a new one serves the next request');
 });
 
+t.test('a relayed connection is replaced after rotateAfterStreams streams; one kept past twice that is closed', async (t) => {
+  const budget = 20;
+  const nodes = await network(t, 3, [[0, 1], [1, 2]], (i) => ({ rotateAfterStreams: i === 0 ? 1_000_000 : budget }));
+  const [a, , c] = nodes as [PnetNode, PnetNode, PnetNode];
+  // c uses its relayed connection to a: a fresh one every `budget` streams, every request answered.
+  const seen = new Set<unknown>();
+  for (let i = 0; i < 3 * budget + 5; i++) {
+    t.equal((await c.request(a.id, 'whoami', `r${i}`)).toString(), `${a.id}<-${c.id}:r${i}`);
+    seen.add(nodeServices(c).datagrams!.live(a.id));
+  }
+  t.ok(seen.size >= 3, `c used ${seen.size} relayed connections in turn`);
+  t.equal(nodeServices(c).datagrams!.stats().rotated, seen.size - 1, 'each replacement counted');
+  const deadline = Date.now() + 10_000;
+  while (relayPeers(c) > 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.equal(relayPeers(c), 1, 'the replaced ones closed (their streams had finished)');
+  // a never rotates (its budget is 1,000,000): c closes a connection a keeps using past twice c's budget.
+  for (let i = 0; i < 2 * budget + 2; i++) await a.request(c.id, 'whoami', `s${i}`).catch(() => undefined);
+  const until = Date.now() + 5_000;
+  while (nodeServices(c).datagrams!.stats().overBudgetClosed === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.ok(nodeServices(c).datagrams!.stats().overBudgetClosed >= 1, 'c closed the connection a wore past twice the budget');
+  t.equal((await a.request(c.id, 'whoami', 'after')).toString(), `${c.id}<-${a.id}:after`, 'a new one serves the next request');
+});
+
 t.test('relay.datagrams false: the stream relay carries it', async (t) => {
   const nodes = await network(t, 3, [[0, 1], [1, 2]], () => ({ relay: { datagrams: false } }));
   const [a, b, c] = nodes as [PnetNode, PnetNode, PnetNode];

@@ -10,7 +10,7 @@ import type { H2TransportOptions, QuicTransportOptions, SocketAddress, Transport
 import type { RouterOptions } from '../routing/index.js';
 import type { DatagramRelayOptions } from '../relay/index.js';
 import type { NodeOptions } from './types.js';
-import { ROTATE_AFTER_STREAMS } from './peers.js';
+import { ROTATE_AFTER_STREAMS } from '../transport/index.js';
 
 type QuicSettings = Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
 type H2Settings = Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
@@ -70,6 +70,7 @@ export function datagramRelayOptions(options: NodeOptions): DatagramRelayOptions
   const { maxDatagramSize: _size, socketBufferSize: _buffers, udp: _udp, ...limits } = quic;
   return {
     quic: limits,
+    ...(options.rotateAfterStreams === undefined ? {} : { rotateAfterStreams: options.rotateAfterStreams }),
     // The stream relay's maxHops is v2's hop limit (a datagram's TTL byte holds at most 255).
     ...(typeof relay.maxHops === 'number' && relay.maxHops >= 1 ? { hopLimit: Math.min(255, Math.floor(relay.maxHops)) } : {}),
     ...(relay.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: relay.idleTimeoutMs }),

@@ -4,17 +4,12 @@
  */
 import type { NodeId } from '../identity/index.js';
 import type { PnetError } from '../errors.js';
-import { formatAddress } from '../transport/index.js';
+import { formatAddress, ROTATE_AFTER_STREAMS } from '../transport/index.js';
 import type { Connection, SocketAddress } from '../transport/index.js';
 import type { PeerInfo, RotationStats } from './types.js';
 
 /** How long a connection that lost the duplicate-connection rule keeps serving before it drains. */
 const DUPLICATE_GRACE_MS = 500;
-/**
- * Streams after which a direct QUIC connection is replaced (`rotateAfterStreams`): quiche keeps
- * the id of every stream it finished until its connection closes (~10-20 bytes each, never freed).
- */
-export const ROTATE_AFTER_STREAMS = 65_536;
 /** How long a replaced connection's open streams get to finish. */
 const ROTATE_DRAIN_MS = 5 * 60_000;
 /** Dial addresses remembered, at most: the least recently dialed is forgotten first (counted). */

@@ -51,7 +51,8 @@ export interface NodeOptions {
   /**
    * A direct QUIC connection this node dialed is replaced by a fresh one after this many streams
    * (default 65536), its open streams left to finish; an inbound one whose peer never does is
-   * closed at twice this. quiche keeps every finished stream's id until its connection closes.
+   * closed at twice this. Relayed connections alike (the end that uses one replaces it). quiche
+   * keeps every finished stream's id until its connection closes.
    */
   rotateAfterStreams?: number;
   /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */

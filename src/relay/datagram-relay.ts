@@ -10,7 +10,7 @@ import { numberOption } from '../options.js';
 import type { Identity, NodeId } from '../identity/index.js';
 import { keyBytesOf } from '../routing/index.js';
 import type { RouteChange } from '../routing/index.js';
-import { ForeignQuic } from '../transport/index.js';
+import { ForeignQuic, ROTATE_AFTER_STREAMS } from '../transport/index.js';
 import type { QuicConnection, TransportOptions } from '../transport/index.js';
 import { Forwarder, HEADER_BYTES, NextHopTable, RelayEndpoint } from './v2/index.js';
 import type { EndpointOptions, EndpointStats, ForwarderOptions, ForwarderStats, RelayFlow } from './v2/index.js';
@@ -38,6 +38,12 @@ export interface DatagramRelayHost {
 export interface DatagramRelayOptions {
   /** A relayed connection with no stream for this long is closed (default 30 s). */
   idleTimeoutMs?: number;
+  /**
+   * A relayed connection this node uses is replaced by a fresh one after this many streams, and
+   * one kept past twice this (a far node that never replaces its own) is closed: the node's
+   * `rotateAfterStreams` (default 65,536; quiche keeps every finished stream's id until close).
+   */
+  rotateAfterStreams?: number;
   /** Hop limit put on every datagram this node sends (the relay's maxHops; default 16). */
   hopLimit?: number;
   /** Per-neighbour forwarding budgets and error reports (docs/RELAY.md). */
@@ -63,6 +69,10 @@ export interface DatagramRelayStats {
   rawLinks: RawLinkStats;
   /** Forwards the next hop's link did not take (its DATAGRAM queue full, or the link gone): dropped. */
   forwardsDropped: number;
+  /** Relayed connections replaced by a fresh one after `rotateAfterStreams` streams (the old ones' open streams finish). */
+  rotated: number;
+  /** Relayed connections closed past twice `rotateAfterStreams` (their far node kept using them). */
+  overBudgetClosed: number;
 }
 
 interface Relayed {
@@ -98,6 +108,8 @@ const DEFAULT_LINK_IDLE_MS = 5000;
 const POKE_DELAYS_MS = [0, 250, 1000];
 /** How long a far node that a hop refused datagrams for is served by the stream relay. */
 const REFUSED_MS = 60_000;
+/** How long a rotated relayed connection's open streams get to finish (as a direct one's). */
+const ROTATED_DRAIN_MS = 5 * 60_000;
 /** Refusals remembered at once (a bound; forgetting one costs one more failed handshake). */
 const MAX_REFUSED = 4096;
 
@@ -121,10 +133,14 @@ export class DatagramRelay {
   private readonly failures = new WeakMap<QuicConnection, PnetError>();
   private closing: Promise<void> | undefined;
   private forwardsDropped = 0;
+  private readonly rotateAfterStreams: number;
+  private rotated = 0;
+  private overBudgetClosed = 0;
 
   constructor(host: DatagramRelayHost, options: DatagramRelayOptions = {}) {
     this.host = host;
     this.idleTimeoutMs = numberOption('relay option', 'idleTimeoutMs', options.idleTimeoutMs, 30_000, { min: 0, above: true });
+    this.rotateAfterStreams = numberOption('relay option', 'rotateAfterStreams', options.rotateAfterStreams, ROTATE_AFTER_STREAMS, { min: 1, integer: true });
     this.onForward = options.onForward;
     const selfKey = keyBytesOf(host.identity.nodeId);
     const hopLimit = options.hopLimit;
@@ -239,8 +255,13 @@ export class DatagramRelay {
     if (this.closing) throw new PnetError('ERR_NODE_CLOSED', 'node is closed');
     const kept = this.byFar.get(far);
     if (kept !== undefined && !kept.connection.closing) {
-      kept.lastUsed = performance.now();
-      return this.ready(kept.connection);
+      if (kept.connection.streamsUsed < this.rotateAfterStreams) {
+        kept.lastUsed = performance.now();
+        return this.ready(kept.connection);
+      }
+      // Worn: a fresh connection takes the next streams; the old one's open streams finish first.
+      this.rotated++;
+      void kept.connection.close({ reason: 'relayed connection rotated', timeoutMs: ROTATED_DRAIN_MS });
     }
     const flow = this.endpoint.open(far, performance.now(), this.nextHops.hopsTo(far));
     const scid = this.quic.newConnectionId();
@@ -360,13 +381,16 @@ export class DatagramRelay {
       for (const path of flow.paths) void (path.owner as QuicConnection | undefined)?.close({ graceful: false, reason: 'relayed flow evicted' });
     }
     for (const kept of this.byFar.values()) {
-      if (kept.connection.streamCount > 0) kept.lastUsed = now;
+      if (kept.connection.streamsUsed >= 2 * this.rotateAfterStreams && !kept.connection.closing) {
+        this.overBudgetClosed++;
+        void kept.connection.close({ reason: 'relayed connection over its stream budget' });
+      } else if (kept.connection.streamCount > 0) kept.lastUsed = now;
       else if (now - kept.lastUsed >= this.idleTimeoutMs) void kept.connection.close({ reason: 'relayed connection idle' });
     }
   };
 
   stats(): DatagramRelayStats {
-    return { connections: this.quic.connectionCount, closingSendsCut: this.quic.closingSendsCut, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? emptyRawLinkStats()) }, forwardsDropped: this.forwardsDropped };
+    return { connections: this.quic.connectionCount, closingSendsCut: this.quic.closingSendsCut, forwarder: { ...this.forwarder.stats }, endpoint: { ...this.endpoint.stats }, streamLinks: { ...this.streamLinks.stats }, rawLinks: { ...(this.rawLinks?.stats ?? emptyRawLinkStats()) }, forwardsDropped: this.forwardsDropped, rotated: this.rotated, overBudgetClosed: this.overBudgetClosed };
   }
 
   close(options: { timeoutMs?: number } = {}): Promise<void> {

@@ -13,7 +13,7 @@ export { QuicTransport, ALPN } from './quic/transport.js';
 export type { QuicTransportOptions, QuicTransportStats, QuicDropStats } from './quic/transport.js';
 // The QUIC machine and its driver, for paths other than the UDP endpoint (relay v2 drives one
 // machine over a relayed DatagramPath).
-export { QuicConnection } from './quic/connection.js';
+export { QuicConnection, ROTATE_AFTER_STREAMS } from './quic/connection.js';
 export type { DatagramPath, QuicEndpoint, QuicConnectionInit } from './quic/connection.js';
 export { QuicMachine, Transmit, READ_POOL_SIZE } from './quic/machine.js';
 export type { MachineEvent, MachineOptions, MachineCloseOptions, ReadPool, WriteResult } from './quic/machine.js';

@@ -15,6 +15,12 @@ import type { Drivable, Scheduler } from './scheduler.js';
  * relayed path through neighbours tomorrow. The driver sends through it; whatever receives for
  * the path calls `connection.receive(datagram)`.
  */
+/**
+ * Streams after which a QUIC connection should be replaced (a node's `rotateAfterStreams` default):
+ * quiche keeps the id of every stream it finished until its connection closes (~10-20 bytes each).
+ */
+export const ROTATE_AFTER_STREAMS = 65_536;
+
 export interface DatagramPath {
   /** quiche's view of the path's ends (UDP addresses, or any stable pair for a path that is not UDP). */
   readonly localAddress: SocketAddress;
