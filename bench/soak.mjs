@@ -15,7 +15,7 @@
 //            (a restarted node dials two random live nodes instead of its link peers, on a new port: the runs before 21:50)
 //            --malloc-trim-ms=N (the nodes' QUIC option mallocTrimPeriodMs; 0: no malloc_trim after closes),
 //            --trim-at-sample (experiment: malloc_trim(0) just before each sample's memory, its release recorded),
-//            --churn-seconds=N (a kill or cut every N s), --snapshot-at=S[,S] (--snapshot-worker=i: a heap snapshot
+//            --churn-seconds=N (a kill or cut every N s), --worker-exec=I[,J]:PATH (workers I, J run by PATH, e.g. a heaptrack wrapper), --snapshot-at=S[,S] (--snapshot-worker=i: a heap snapshot
 //            with the closed connections still alive held in globalThis.__closedAlive), --hang-test=busy|block (the watchdog's check)
 // A worker silent for 20 s is looked at before it is killed (the watchdog: <out>-hang-w<i>.json/.diag.json).
 // A failed call counts as lost only if both ends were up 10 s before it and the network was whole
@@ -99,6 +99,15 @@ async function paced(until, perSecond, inFlight, step, name = 'step') {
   await Promise.all(running);
 }
 
+/** A GC, then turns of the event loop until the finalizers it queued have run (Node-API frees native objects there), then a GC again. */
+async function settleFinalizers() {
+  globalThis.gc?.();
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+  await sleep(50);
+  globalThis.gc?.();
+  for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 function memory() {
   globalThis.gc?.();
   const m = process.memoryUsage();
@@ -118,13 +127,33 @@ async function mallocLook(trim) {
   if (typeof addon.mallocInfo !== 'function') return {};
   globalThis.gc?.();
   const mib = (n) => Math.round((n / 1048576) * 10) / 10;
+  // Native objects a GC found dead are freed by their finalizers, which Node-API runs from an
+  // immediate: read once at once (what the samples read before 2026-12-07 07:15), then after the queue ran.
+  const unsettled = addon.mallocInfo().uordblks;
+  await settleFinalizers();
   const info = addon.mallocInfo();
-  const out = { mallocArenaMiB: mib(info.arena), mallocInUseMiB: mib(info.uordblks), mallocFreeMiB: mib(info.fordblks), mallocMmapMiB: mib(info.hblkhd), libraryTrims: mallocTrimmer.stats() };
+  const out = { mallocInUseUnsettledMiB: mib(unsettled), mallocArenaMiB: mib(info.arena), mallocInUseMiB: mib(info.uordblks), mallocFreeMiB: mib(info.fordblks), mallocMmapMiB: mib(info.hblkhd), ...arenasInUse(addon, mib), libraryTrims: mallocTrimmer.stats() };
   if (!trim) return out;
   const before = process.memoryUsage.rss();
   const start = performance.now();
   addon.mallocTrim();
   return { ...out, sampleTrimMs: Math.round((performance.now() - start) * 10) / 10, sampleTrimReleasedMiB: mib(before - process.memoryUsage.rss()) };
+}
+
+/**
+ * In use by arena (malloc_info: an arena's current size less its free chunks): the main thread's
+ * (heap 0) apart from the other threads' (the thread pool's crypto jobs, worker threads, V8's helpers).
+ */
+function arenasInUse(addon, mib) {
+  if (typeof addon.mallocArenas !== 'function') return {};
+  const inUse = [];
+  for (const part of addon.mallocArenas().split('<heap nr=').slice(1)) {
+    const heap = part.slice(0, part.indexOf('</heap>'));
+    const current = Number(/<system type="current" size="(\d+)"/.exec(heap)?.[1] ?? 0);
+    const free = [...heap.matchAll(/<total type="(?:fast|rest)" count="\d+" size="(\d+)"/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    inUse.push(current - free);
+  }
+  return { mallocMainInUseMiB: mib(inUse[0] ?? 0), mallocThreadsInUseMiB: mib(inUse.slice(1).reduce((a, b) => a + b, 0)), mallocArenas: inUse.length };
 }
 
 /** IPC request/reply with a child: send {type, ...} with a request id, wait for the reply carrying it. */
@@ -378,7 +407,13 @@ async function worker() {
       const streamsUsedMax = Math.max(0, ...conns.map((c) => c.streamsUsed ?? 0));
       return { quic: st.connections.quic, peers: s.node.peers().length, rotation: st.rotation, leftOpen: st.limits.quicStreamsLeftOpen, streamsOpen, streamsUsedMax, pendingHandshakes: st.handshakes.pending, streams: st.streams };
     });
-    return { quicConnections, redialFailures, victims };
+    // Stream ids quiche holds (~20 B each, until its connection closes): every live connection's streams so far.
+    const idsOf = (conns) => conns.reduce((m, c) => m + (c.streamsUsed ?? 0), 0);
+    const tables = live.map((s) => nodeServices(s.node)?.peers).filter((table) => table !== undefined);
+    const streamIdsHeld = tables.reduce((n, table) => n + idsOf([...table.connections.values(), ...table.spares.keys()]), 0);
+    const streamIdsHeldRelayed = tables.reduce((n, table) => n + idsOf([...table.relayed]), 0);
+    const mostIdsOnOne = Math.max(0, ...tables.flatMap((table) => [...table.connections.values(), ...table.spares.keys(), ...table.relayed].map((c) => c.streamsUsed ?? 0)));
+    return { quicConnections, redialFailures, victims, streamIdsHeld, streamIdsHeldRelayed, mostIdsOnOne };
   }
 
   function victimStats() {
@@ -763,7 +798,10 @@ async function parent() {
   const spawnChild = (role, index) => {
     const trimEnv = { ...(args['malloc-trim-ms'] !== undefined ? { SOAK_MALLOC_TRIM_MS: String(Number(args['malloc-trim-ms'])) } : {}), ...(args['trim-at-sample'] === 'true' ? { SOAK_TRIM_AT_SAMPLE: '1' } : {}) };
     const env = { ...process.env, SOAK_ROLE: role, SOAK_INDEX: String(index), ...(role === 'worker' ? { SOAK_HANG_FILE: hangFile(index), SOAK_HANG_EVAL: HANG_PROBE, ...trimEnv } : {}) };
-    const child = fork(SELF, [], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // --worker-exec=I[,J]:PATH runs workers I, J through PATH (a wrapper such as `exec heaptrack -o F node "$@"`: diagnosis).
+    const [execIndex, execPath] = (args['worker-exec'] ?? '').split(':');
+    const wrapped = role === 'worker' && execPath !== undefined && execIndex.split(',').map(Number).includes(index) ? { execPath } : {};
+    const child = fork(SELF, [], { env, execArgv: ['--import', 'tsx', '--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], ...wrapped });
     const channel = channelTo(child);
     // The last requests to the child and when they were answered (a hung worker's report lists them).
     const sent = [];
@@ -833,7 +871,7 @@ async function parent() {
   const sample = async (afterStop = false) => {
     const at = Math.round((Date.now() - t0) / 1000);
     const perWorker = (await Promise.all(workers.map((w) => w.ask({ type: 'sample' })))).filter((m) => !m.dead);
-    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, closedStates }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, connectionsAlive, closedConnectionsAlive, closedStates, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, ...(v?.length ? { victims: v } : {}) })) };
+    const row = { atSeconds: at, workers: perWorker.map(({ memory, nodes: n, peers, quicConnections, redialFailures, victims: v, connectionsAlive, closedConnectionsAlive, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, closedStates, streamIdsHeld, streamIdsHeldRelayed, mostIdsOnOne }) => ({ ...memory, nodes: n, peers, quicConnections, redialFailures, streamIdsHeld, streamIdsHeldRelayed, mostIdsOnOne, connectionsAlive, closedConnectionsAlive, closedStates, killedNodesAlive, loopDelayP99Ms, loopDelayMaxMs, cpuSeconds, ...(v?.length ? { victims: v } : {}) })) };
     if (afterStop) row.afterStop = true;
     row.loadAverage = Number(loadavg()[0].toFixed(1));
     row.totalRssMiB = Math.round(row.workers.reduce((s, w) => s + w.rssMiB, 0));
@@ -1031,7 +1069,7 @@ function summarise({ seconds, nodeCount, workerCount, warmupMs, sampleMs, rates,
   // the second minute's, the one at its end (120 s); the 60-s one is printed beside it. Runs too
   // short for it use their second sample.
   const workersSum = (row, key) => Math.round(row.workers.reduce((n, w) => n + (w[key] ?? 0), 0));
-  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, ...(s.afterStop ? { afterStop: true } : {}), rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB, externalMiB: s.totalExternalMiB, mallocInUseMiB: workersSum(s, 'mallocInUseMiB'), mallocFreeMiB: workersSum(s, 'mallocFreeMiB') }));
+  const curve = samples.map((s) => ({ atSeconds: s.atSeconds, ...(s.afterStop ? { afterStop: true } : {}), rssMiB: s.totalRssMiB, heapUsedMiB: s.totalHeapUsedMiB, externalMiB: s.totalExternalMiB, mallocInUseMiB: workersSum(s, 'mallocInUseMiB'), mallocFreeMiB: workersSum(s, 'mallocFreeMiB'), mallocMainInUseMiB: workersSum(s, 'mallocMainInUseMiB'), mallocThreadsInUseMiB: workersSum(s, 'mallocThreadsInUseMiB') }));
   const during = curve.filter((c) => !c.afterStop);
   const second = during[1];
   const minute2 = during.find((c) => c.atSeconds >= 119) ?? second;

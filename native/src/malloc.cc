@@ -3,11 +3,15 @@
 //     some were released. Churned connections (quiche, TLS) leave freed memory glibc keeps otherwise.
 //   mallocInfo(): mallinfo2's totals over all arenas, in bytes: { arena, uordblks, fordblks, hblkhd,
 //     keepcost } (in use = uordblks; free but held = fordblks), for the soak's samples.
+//   mallocArenas(): malloc_info's XML (every arena: its size and free chunks), for telling the main
+//     thread's allocations from other threads' (the soak's samples).
 // Both are null where the C library is not glibc.
 #include <napi.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
+#include <cstdio>
+#include <cstdlib>
 #endif
 
 namespace {
@@ -32,6 +36,18 @@ Napi::Value MallocInfo(const Napi::CallbackInfo& info) {
   o.Set("keepcost", Napi::Number::New(env, static_cast<double>(m.keepcost)));
   return o;
 }
+
+Napi::Value MallocArenas(const Napi::CallbackInfo& info) {
+  char* text = nullptr;
+  size_t length = 0;
+  FILE* stream = open_memstream(&text, &length);
+  if (stream == nullptr) return info.Env().Null();
+  malloc_info(0, stream);
+  fclose(stream);
+  Napi::String xml = Napi::String::New(info.Env(), text, length);
+  free(text);
+  return xml;
+}
 #endif
 
 }  // namespace
@@ -41,8 +57,10 @@ void DefineMallocFunctions(Napi::Env env, Napi::Object exports) {
 #if defined(__GLIBC__)
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
   exports.Set("mallocInfo", Napi::Function::New(env, MallocInfo, "mallocInfo"));
+  exports.Set("mallocArenas", Napi::Function::New(env, MallocArenas, "mallocArenas"));
 #else
   exports.Set("mallocTrim", env.Null());
   exports.Set("mallocInfo", env.Null());
+  exports.Set("mallocArenas", env.Null());
 #endif
 }
