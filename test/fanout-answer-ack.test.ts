@@ -4,10 +4,12 @@ import type { PnetNode } from '../src/index.js';
 import { nodeServices } from '../src/node/node.js';
 
 // A target's answer carries the ACK of its leg (issue 14, session 9): one packet per target per
-// fan-out. Targets sign their answer on the event loop, so it is written in the turn the leg's
-// ACK waits for (src/transport/quic/scheduler.ts). Signed on the worker thread, as when many
-// targets share a process (more than 32 signatures in a turn), it came back turns later and the
-// ACK went alone first: ~2 packets per target. Counted with quiche's own counters.
+// fan-out. Targets sign their answer on the event loop and the link writes it up after that batch
+// of drives (a microtask), so it leaves within the turns the leg's ACK waits for
+// (src/transport/quic/scheduler.ts). Signed on the worker thread, as when many targets share a
+// process (more than 32 signatures in a turn), it came back turns later and the ACK went alone
+// first: 1.72 packets per target; written up a turn later (a setImmediate flush), 1.23-1.35.
+// Counted with quiche's own counters.
 
 const LEAVES = 48;
 const RUNS = 3;
@@ -52,6 +54,6 @@ t.test('targets answering together: one packet each per fan-out, the answer carr
     t.equal(await fanout(), all.length, `run ${run}: every node answered`);
     packets += sentBy(leaves) - before;
   }
-  // Window updates and a stall past a probe timeout add some (1.2-1.35 a target seen); not ~1.7.
-  t.ok(packets >= LEAVES * RUNS && packets < LEAVES * RUNS * 1.5, `the leaves sent ${packets} packets for ${LEAVES * RUNS} answers (about twice as many when answers were signed on the worker)`);
+  // A stall of the loaded test process past a probe timeout can add a few (1.02 a target seen).
+  t.ok(packets >= LEAVES * RUNS && packets < LEAVES * RUNS * 1.2, `the leaves sent ${packets} packets for ${LEAVES * RUNS} answers (1.23-1.72 a target on the code before)`);
 });

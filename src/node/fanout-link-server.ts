@@ -1,7 +1,7 @@
 /**
  * The receiving end of a v2 fan-out link (fanout-link.ts): legs read as frames, each charged to
  * its peer's leg count and byte share with its own read deadline, run like v1 legs, and their
- * result frames written up together once per loop turn.
+ * result frames written up together once per batch of drives (a microtask).
  */
 import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
@@ -45,7 +45,7 @@ interface ServedLeg {
 /**
  * One v2 link served for a peer: legs are read as frames (each charged to the peer's leg count
  * and byte share, with its own read deadline), run like v1 legs, and their frames written up
- * together once per loop turn.
+ * together once per batch of drives.
  */
 export class LinkServer {
   private readonly served = new Map<number, ServedLeg>();
@@ -193,10 +193,11 @@ export class LinkServer {
     this.dirty.add(leg);
     if (this.flushing) return;
     this.flushing = true;
-    setImmediate(() => this.flush());
+    // After this batch of drives, not next turn: the answer then leaves a turn sooner, with its leg's ACK.
+    queueMicrotask(() => this.flush());
   }
 
-  /** One write per loop turn for all the link's legs: a QUIC stream write costs the same for one result or many. */
+  /** One write per batch of drives for all the link's legs: a QUIC stream write costs the same for one result or many. */
   private flush(): void {
     this.flushing = false;
     if (this.closed) return;
