@@ -4,16 +4,19 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { createRequire } from 'node:module';
+import { execFile } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Identity } from '../src/identity/index.js';
 import { QuicTransport } from '../src/transport/index.js';
 import { findNativeAddon } from '../src/native-addons.js';
 import { mallocTrimmer, nextTrimAt, MALLOC_TRIM_PERIOD_MS } from '../src/transport/quic/malloc-trim.js';
+import { childEnv } from './fixtures/child-env.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 const MiB = 1024 * 1024;
+const fixture = new URL('./fixtures/mmap-threshold.mts', import.meta.url).pathname;
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const require = createRequire(import.meta.url);
 interface MallocAddon {
@@ -84,4 +87,19 @@ t.test('mallocTrimPeriodMs 0: closes trim nothing', { skip: glibc ? false : 'not
   await closeSome(t, 0, 3);
   await delay(300);
   t.equal(mallocTrimmer.stats().trims, start, 'no trim');
+});
+
+t.test("glibc's mmap threshold is pinned: a 1 MiB chunk stays mmapped after one was freed", { skip: glibc ? false : 'not glibc or no UDP addon' }, async (t) => {
+  const run = (periodMs: number): Promise<{ pinned: boolean; mmappedGrowth: number; heapGrowth: number }> =>
+    new Promise((resolve, reject) =>
+      execFile(process.execPath, ['--expose-gc', '--import', 'tsx', fixture, String(periodMs)], { env: childEnv(), timeout: 60_000 }, (error, out, err) =>
+        error ? reject(new Error(`${error.message}\n${err}`)) : resolve(JSON.parse(out) as { pinned: boolean; mmappedGrowth: number; heapGrowth: number }),
+      ),
+    );
+  const pinned = await run(MALLOC_TRIM_PERIOD_MS);
+  t.ok(pinned.pinned, 'pinned when the transport started');
+  t.ok(pinned.mmappedGrowth >= MiB && pinned.heapGrowth < MiB / 2, `the second chunk is mmapped (${JSON.stringify(pinned)})`);
+  const dynamic = await run(0);
+  t.notOk(dynamic.pinned, 'mallocTrimPeriodMs 0 leaves malloc alone');
+  t.ok(dynamic.heapGrowth >= MiB && dynamic.mmappedGrowth < MiB / 2, `glibc's own rule put it in the heap (${JSON.stringify(dynamic)})`);
 });

@@ -3,6 +3,10 @@
 //     some were released. Churned connections (quiche, TLS) leave freed memory glibc keeps otherwise.
 //   mallocInfo(): mallinfo2's totals over all arenas, in bytes: { arena, uordblks, fordblks, hblkhd,
 //     keepcost } (in use = uordblks; free but held = fordblks), for the soak's samples.
+//   mallocPinMmapThreshold(bytes): mallopt(M_MMAP_THRESHOLD, bytes), which also turns off glibc's
+//     dynamic threshold: a freed mmapped chunk (a closed socket's 1 MiB receive slab) would raise the
+//     threshold to its size, and later chunks that size would live in the heap, where a trim cannot
+//     give back what small live chunks pin around them. true when set.
 //   mallocArenas(): malloc_info's XML (every arena: its size and free chunks), for telling the main
 //     thread's allocations from other threads' (the soak's samples).
 // Both are null where the C library is not glibc.
@@ -37,6 +41,15 @@ Napi::Value MallocInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value MallocPinMmapThreshold(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "mallocPinMmapThreshold(bytes)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, mallopt(M_MMAP_THRESHOLD, info[0].As<Napi::Number>().Int32Value()) == 1);
+}
+
 Napi::Value MallocArenas(const Napi::CallbackInfo& info) {
   char* text = nullptr;
   size_t length = 0;
@@ -58,9 +71,11 @@ void DefineMallocFunctions(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim, "mallocTrim"));
   exports.Set("mallocInfo", Napi::Function::New(env, MallocInfo, "mallocInfo"));
   exports.Set("mallocArenas", Napi::Function::New(env, MallocArenas, "mallocArenas"));
+  exports.Set("mallocPinMmapThreshold", Napi::Function::New(env, MallocPinMmapThreshold, "mallocPinMmapThreshold"));
 #else
   exports.Set("mallocTrim", env.Null());
   exports.Set("mallocInfo", env.Null());
   exports.Set("mallocArenas", env.Null());
+  exports.Set("mallocPinMmapThreshold", env.Null());
 #endif
 }

@@ -49,6 +49,7 @@ export class ForeignQuic implements QuicEndpoint {
     const maxDatagramSize = numberOption('foreign QUIC option', 'maxDatagramSize', options.maxDatagramSize, 1200, { min: 1200, max: 16383, integer: true });
     this.config = makeQuicConfig(options.identity, { ...this.limits, maxDatagramSize });
     this.mallocTrimPeriodMs = numberOption('foreign QUIC option', 'mallocTrimPeriodMs', options.mallocTrimPeriodMs, MALLOC_TRIM_PERIOD_MS, { min: 0 });
+    if (this.mallocTrimPeriodMs > 0) mallocTrimmer.pinMmapThreshold();
     this.keepAliveTimer = startKeepAliveSweep(this.limits.keepAliveIntervalMs, this.sweep);
     this.keepAliveTimer.unref();
   }

@@ -14,12 +14,17 @@ export interface MallocTrimStats {
   maxMs: number;
   /** RSS given back, summed over trims (RSS before minus after, bytes). */
   releasedBytes: number;
+  /** glibc's mmap threshold pinned at MMAP_THRESHOLD_BYTES (see pinMmapThreshold). */
+  mmapThresholdPinned: boolean;
 }
 
 /** Default period: at most one trim per 10 s per process, and only after a connection closed. */
 export const MALLOC_TRIM_PERIOD_MS = 10_000;
 /** A trim costs at most 1% of the loop: the next waits at least COST_FACTOR times the last one's duration. */
 const COST_FACTOR = 100;
+
+/** Chunks this big or bigger are mmapped and given back to the kernel when freed (glibc's default start). */
+export const MMAP_THRESHOLD_BYTES = 128 * 1024;
 
 /** The decision, sans-IO: when the next trim may run, given the last one's time and cost. */
 export function nextTrimAt(lastAt: number, lastCostMs: number, periodMs: number): number {
@@ -28,6 +33,7 @@ export function nextTrimAt(lastAt: number, lastCostMs: number, periodMs: number)
 
 interface MallocAddon {
   mallocTrim(): boolean;
+  mallocPinMmapThreshold?: ((bytes: number) => boolean) | null;
 }
 
 let addon: MallocAddon | null | undefined;
@@ -46,10 +52,26 @@ function mallocAddon(): MallocAddon | null {
 
 /** The process's trimmer: connections' closes arm one unref'd timer at the next allowed time. */
 class MallocTrimmer {
-  private readonly counts: MallocTrimStats = { trims: 0, totalMs: 0, maxMs: 0, releasedBytes: 0 };
+  private readonly counts: MallocTrimStats = { trims: 0, totalMs: 0, maxMs: 0, releasedBytes: 0, mmapThresholdPinned: false };
+  private pinTried = false;
   private lastAt = -Infinity;
   private lastCostMs = 0;
   private timer: NodeJS.Timeout | undefined;
+
+  /**
+   * Once per process, when a QUIC endpoint starts (unless trims are off or the user tuned malloc):
+   * glibc raises its mmap threshold to the size of each mmapped chunk freed, so after a node closes
+   * (its socket's 1 MiB receive slab) chunks of that size come from the heap, where they outlive the
+   * trims among small live chunks: under churn the soak's malloc in use rose as its mmapped fell.
+   * Pinning the threshold keeps big chunks mmapped, given back whole when freed.
+   */
+  pinMmapThreshold(): void {
+    if (this.pinTried) return;
+    this.pinTried = true;
+    if (process.env.MALLOC_MMAP_THRESHOLD_ !== undefined || process.env.GLIBC_TUNABLES?.includes('mmap_threshold')) return;
+    const pin = mallocAddon()?.mallocPinMmapThreshold;
+    if (typeof pin === 'function') this.counts.mmapThresholdPinned = pin(MMAP_THRESHOLD_BYTES);
+  }
 
   /** A connection closed: trim once the period since the last trim has passed. */
   connectionClosed(periodMs: number): void {

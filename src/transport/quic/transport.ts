@@ -98,6 +98,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   /** Binds the UDP socket and starts serving. */
   static async listen(options: QuicTransportOptions): Promise<QuicTransport> {
     const resolved = resolveOptions(options);
+    if (resolved.mallocTrimPeriodMs > 0) mallocTrimmer.pinMmapThreshold();
     let transport: QuicTransport | undefined;
     const socket = await openDatagramSocket(chooseUdp(options.udp), {
       host: options.host ?? '127.0.0.1',
