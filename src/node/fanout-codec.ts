@@ -1,7 +1,7 @@
 /**
  * Fan-out wire format (docs/FANOUT.md): the origin's signed envelope, the leg a
  * node sends each next hop (envelope + that hop's share of the targets), and the frames that
- * come back up the tree (results, signed by the node that answered). Pure functions, no IO (the async signing and checking run on libuv's thread pool).
+ * come back up the tree (results, signed by the node that answered). Pure functions, no IO (the async checks run off the event loop, fanout-signer.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { PnetError, type PnetErrorCode } from '../errors.js';

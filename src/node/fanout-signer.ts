@@ -1,42 +1,35 @@
 /**
- * Ed25519 for fan-out answers off the event loop's thread: the origin's checks of every answer
- * (targets sign their one answer on the event loop since session 9, so that it leaves in the turn
- * that carries its leg's ACK; signOffThread stays for callers with many). A turn with few uses node:crypto's callback form (libuv's
- * thread pool, a job each); a turn with many, as at an origin checking thousands of answers or
- * in one process playing thousands of targets, sends them all in a few messages to one worker
- * thread per process: one wake-up per batch instead of a pool job, its wake-ups and its lock
- * traffic per signature, and one busy thread beside the event loop instead of four
- * (docs/FANOUT.md, "10,000 nodes").
+ * Ed25519 checks of fan-out answers (the origin checks each answer) off the event loop's thread.
+ * Targets sign their one answer on the event loop, so that it leaves in the turn that carries its
+ * leg's ACK (docs/FANOUT.md). A turn with few checks uses node:crypto's callback form (libuv's
+ * thread pool, a job each); a turn with many, as at an origin checking thousands of answers,
+ * sends them all in a few messages to one worker thread per process: one wake-up per batch
+ * instead of a pool job, its wake-ups and its lock traffic per check, and one busy thread beside
+ * the event loop instead of four (docs/FANOUT.md, "10,000 nodes").
  */
-import { sign, type KeyObject } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 
 /** Jobs in one turn from which the worker is worth starting (it costs a thread and ~40 ms once). */
 const WORKER_MIN_JOBS = 32;
-/** Jobs per message: the first answers come back while later ones are signed. */
+/** Jobs per message: the first answers come back while later ones are checked. */
 const BATCH_JOBS = 256;
-const SIGN = 0;
-const VERIFY = 1;
+const KEY_BYTES = 32;
 const SIGNATURE_BYTES = 64;
-/** Keys the worker keeps imported, per kind: a 10,000-node process signs with 10,000 keys and checks as many. */
+/** Public keys the worker keeps imported: a 10,000-node origin checks as many. */
 const KEY_CACHE_LIMIT = 16_384;
 
-// The worker: decodes a batch (kind, key length, key: the private key's 32 bytes and its public
-// key's, or a raw public key; data length, data, and for a check the signature), answers 64 bytes
-// per job (a signature, or byte 0 = 1 if valid).
+// The worker: decodes a batch (per job: a raw 32-byte public key, data length, data, the
+// signature) and answers one byte per job (1 if valid).
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
-const { createPrivateKey, createPublicKey, sign, verify } = require('node:crypto');
-// Keys imported as JWK (DER goes through OpenSSL's decoders: ~10x slower), one cache per kind.
-const caches = [new Map(), new Map()];
-function keyOf(kind, bytes) {
-  const cache = caches[kind];
+const { createPublicKey, verify } = require('node:crypto');
+// Keys imported as JWK (DER goes through OpenSSL's decoders: ~10x slower).
+const cache = new Map();
+function keyOf(bytes) {
   const id = bytes.toString('latin1');
   let key = cache.get(id);
   if (key === undefined) {
-    key = kind === ${SIGN}
-      ? createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: bytes.toString('base64url', 0, 32), x: bytes.toString('base64url', 32, 64) }, format: 'jwk' })
-      : createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: bytes.toString('base64url') }, format: 'jwk' });
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: bytes.toString('base64url') }, format: 'jwk' });
     if (cache.size >= ${KEY_CACHE_LIMIT}) cache.delete(cache.keys().next().value);
     cache.set(id, key);
   }
@@ -44,24 +37,19 @@ function keyOf(kind, bytes) {
 }
 parentPort.on('message', ({ id, count, buffer }) => {
   const input = Buffer.from(buffer);
-  const out = Buffer.alloc(count * ${SIGNATURE_BYTES});
+  const out = Buffer.alloc(count);
   let o = 0;
   for (let i = 0; i < count; i++) {
-    const kind = input[o];
-    const keyLength = input[o + 1];
-    const keyBytes = input.subarray(o + 2, o + 2 + keyLength);
-    o += 2 + keyLength;
-    const dataLength = input.readUInt32BE(o);
-    const data = input.subarray(o + 4, o + 4 + dataLength);
-    o += 4 + dataLength;
-    const signature = kind === ${SIGN} ? undefined : input.subarray(o, o + ${SIGNATURE_BYTES});
-    if (signature !== undefined) o += ${SIGNATURE_BYTES};
+    const keyBytes = input.subarray(o, o + ${KEY_BYTES});
+    const dataLength = input.readUInt32BE(o + ${KEY_BYTES});
+    const data = input.subarray(o + ${KEY_BYTES} + 4, o + ${KEY_BYTES} + 4 + dataLength);
+    o += ${KEY_BYTES} + 4 + dataLength;
+    const signature = input.subarray(o, o + ${SIGNATURE_BYTES});
+    o += ${SIGNATURE_BYTES};
     try {
-      if (signature === undefined) sign(null, data, keyOf(kind, keyBytes)).copy(out, i * ${SIGNATURE_BYTES});
-      else out[i * ${SIGNATURE_BYTES}] = verify(null, data, keyOf(kind, keyBytes), signature) ? 1 : 0;
+      out[i] = verify(null, data, keyOf(keyBytes), signature) ? 1 : 0;
     } catch {
-      out[i * ${SIGNATURE_BYTES}] = 0;
-      out[i * ${SIGNATURE_BYTES} + 1] = 0xff;
+      out[i] = 0;
     }
   }
   parentPort.postMessage({ id, out: out.buffer }, [out.buffer]);
@@ -69,28 +57,14 @@ parentPort.on('message', ({ id, count, buffer }) => {
 `;
 
 interface Job {
-  readonly kind: typeof SIGN | typeof VERIFY;
-  /** A private key's 32 bytes then its public key's (sign), or a raw 32-byte public key (verify): read only for the worker. */
-  readonly key: () => Uint8Array;
+  /** A raw 32-byte public key. */
+  readonly key: Uint8Array;
   readonly data: Uint8Array;
-  readonly signature: Uint8Array | undefined;
-  /** The same job on libuv's thread pool (few jobs, or no worker). */
+  readonly signature: Uint8Array;
+  /** The same check on libuv's thread pool (few jobs, or no worker). */
   readonly pool: () => void;
-  /** 64 result bytes from the worker. */
-  readonly done: (result: Buffer) => void;
-}
-
-/** Private keys' raw bytes (private then public), exported once per key and only for the worker. */
-const rawOf = new WeakMap<KeyObject, Buffer>();
-
-function rawKey(key: KeyObject): Buffer {
-  let raw = rawOf.get(key);
-  if (raw === undefined) {
-    const jwk = key.export({ format: 'jwk' });
-    raw = Buffer.concat([Buffer.from(jwk.d ?? '', 'base64url'), Buffer.from(jwk.x ?? '', 'base64url')]);
-    rawOf.set(key, raw);
-  }
-  return raw;
+  /** The worker's answer. */
+  readonly done: (valid: boolean) => void;
 }
 
 class BatchSigner {
@@ -109,9 +83,7 @@ class BatchSigner {
     this.pending.push(job);
     if (!this.scheduled) {
       this.scheduled = true;
-      // A timer, not an immediate: it runs before the next turn's I/O, so the answers come back in
-      // that turn's poll phase and are written before the driver's ACK-only transmits of that turn
-      // (scheduler.ts): the target's answer carries its ACK, as on the thread pool.
+      // After this turn's answers have all arrived: one batch for them, back before the next turn's I/O.
       setTimeout(this.flush, 0);
     }
   }
@@ -134,23 +106,16 @@ class BatchSigner {
   };
 
   private send(worker: Worker, jobs: Job[]): void {
-    const keys = jobs.map((job) => job.key());
     let size = 0;
-    for (const [i, job] of jobs.entries()) size += 2 + keys[i]!.length + 4 + job.data.length + (job.kind === VERIFY ? SIGNATURE_BYTES : 0);
+    for (const job of jobs) size += KEY_BYTES + 4 + job.data.length + SIGNATURE_BYTES;
     const buffer = Buffer.allocUnsafeSlow(size);
     let o = 0;
-    for (const [i, job] of jobs.entries()) {
-      const key = keys[i]!;
-      buffer[o] = job.kind;
-      buffer[o + 1] = key.length;
-      buffer.set(key, o + 2);
-      o = buffer.writeUInt32BE(job.data.length, o + 2 + key.length);
+    for (const job of jobs) {
+      buffer.set(job.key, o);
+      o = buffer.writeUInt32BE(job.data.length, o + KEY_BYTES);
       buffer.set(job.data, o);
-      o += job.data.length;
-      if (job.signature !== undefined) {
-        buffer.set(job.signature, o);
-        o += SIGNATURE_BYTES;
-      }
+      buffer.set(job.signature, o + job.data.length);
+      o += job.data.length + SIGNATURE_BYTES;
     }
     const id = this.nextBatch++;
     this.inFlight.set(id, jobs);
@@ -180,7 +145,7 @@ class BatchSigner {
     this.inFlight.delete(id);
     // Idle: the worker must not keep the process alive.
     if (this.inFlight.size === 0) this.worker?.unref();
-    for (let i = 0; i < jobs.length; i++) jobs[i]!.done(out.subarray(i * SIGNATURE_BYTES, (i + 1) * SIGNATURE_BYTES));
+    for (let i = 0; i < jobs.length; i++) jobs[i]!.done(out[i] === 1);
   }
 
   /** The worker is gone: its jobs and all later ones run on the thread pool. */
@@ -201,27 +166,14 @@ export function signerCounters(): { batches: number; workerJobs: number } {
   return { batches: signer.batches, workerJobs: signer.workerJobs };
 }
 
-/** Signs `data` with an Ed25519 private key, off the event loop's thread. */
-export function signOffThread(key: KeyObject, data: Uint8Array): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
-    const pool = (): void => sign(null, data, key, (error, signature) => (error ? reject(error) : resolve(signature)));
-    const done = (result: Buffer): void => {
-      // A failed signature in the worker (byte 1 = 0xff with byte 0 = 0 is also a valid signature's start): redone on the pool.
-      if (result[0] === 0 && result[1] === 0xff) pool();
-      else resolve(result);
-    };
-    signer.add({ kind: SIGN, key: () => rawKey(key), data, signature: undefined, pool, done });
-  });
-}
-
 /**
  * Checks an Ed25519 signature by a raw 32-byte public key, off the event loop's thread; `pool`
  * is the same check on libuv's thread pool (few checks this turn, or no worker). Never rejects.
  */
 export function verifyOffThread(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array, pool: () => Promise<boolean>): Promise<boolean> {
-  if (publicKey.length !== 32 || signature.length !== SIGNATURE_BYTES) return Promise.resolve(false);
+  if (publicKey.length !== KEY_BYTES || signature.length !== SIGNATURE_BYTES) return Promise.resolve(false);
   return new Promise<boolean>((resolve) => {
     const onPool = (): void => void pool().then(resolve, () => resolve(false));
-    signer.add({ kind: VERIFY, key: () => publicKey, data, signature, pool: onPool, done: (result) => resolve(result[0] === 1) });
+    signer.add({ key: publicKey, data, signature, pool: onPool, done: resolve });
   });
 }

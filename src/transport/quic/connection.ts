@@ -11,16 +11,16 @@ import type { MachineEvent } from './machine.js';
 import type { Drivable, Scheduler } from './scheduler.js';
 
 /**
- * What carries a connection's datagrams: the UDP endpoint today (UdpPath in transport.ts), a
- * relayed path through neighbours tomorrow. The driver sends through it; whatever receives for
- * the path calls `connection.receive(datagram)`.
- */
-/**
  * Streams after which a QUIC connection should be replaced (a node's `rotateAfterStreams` default):
  * quiche keeps the id of every stream it finished until its connection closes (~10-20 bytes each).
  */
 export const ROTATE_AFTER_STREAMS = 65_536;
 
+/**
+ * What carries a connection's datagrams: the UDP endpoint today (UdpPath in transport.ts), a
+ * relayed path through neighbours tomorrow. The driver sends through it; whatever receives for
+ * the path calls `connection.receive(datagram)`.
+ */
 export interface DatagramPath {
   /** quiche's view of the path's ends (UDP addresses, or any stable pair for a path that is not UDP). */
   readonly localAddress: SocketAddress;
