@@ -5,6 +5,7 @@
 // streams finish on it), and closes an inbound one at twice the budget when its peer never does.
 // Real nodes over loopback.
 import t from 'tap';
+import type { Test } from 'tap';
 import { once } from 'node:events';
 import { createNode } from '../src/index.js';
 import type { PnetNode } from '../src/index.js';
@@ -84,7 +85,67 @@ t.test('an inbound connection whose peer never rotates is closed at twice the bu
   t.equal(String(await c.request(b.id, 'echo', 'again')), 'again', 'a fresh connection is served');
 });
 
-t.test('rotateAfterStreams must be a positive integer', async (t) => {
+// The node-wide budget (maxStreamIdsHeld): many peers each far under their own rotateAfterStreams
+// may together hold more of quiche's memory than the node allows; the most worn go first.
+const FAR = 1_000_000;
+
+async function hubWithPeers(t: Test, maxStreamIdsHeld: number): Promise<{ hub: PnetNode; peers: PnetNode[]; downs: string[] }> {
+  const hub = await createNode({ h2: false, rotateAfterStreams: FAR, maxStreamIdsHeld });
+  const peers = await Promise.all([0, 1, 2].map(() => createNode({ h2: false, rotateAfterStreams: FAR })));
+  t.teardown(() => closeAll([hub, ...peers]));
+  hub.handleRequest('echo', (request) => request);
+  const downs: string[] = [];
+  for (const node of [hub, ...peers]) node.on('peer:down', ({ nodeId }) => downs.push(nodeId));
+  for (const peer of peers) await peer.dial(hub.address);
+  return { hub, peers, downs };
+}
+
+t.test('over the node-wide budget the most worn connection is replaced by one the node dials back: its peer never goes down, the others are untouched', async (t) => {
+  const { hub, peers, downs } = await hubWithPeers(t, 3000);
+  const [heavy, ...light] = peers as [PnetNode, PnetNode, PnetNode];
+  for (const peer of light) for (let i = 0; i < 200; i++) await peer.request(hub.id, 'echo', 'x');
+  const lightBefore = light.map((peer) => nodeServices(hub).peers.live(peer.id)!);
+  const heavyBefore = nodeServices(hub).peers.live(heavy.id)!;
+  let sent = 0;
+  let wrong = 0;
+  for (; hub.stats().rotation.nodeBudgetRetired === 0 && sent < 4000; sent++) if (String(await heavy.request(hub.id, 'echo', `h${sent}`)) !== `h${sent}`) wrong++;
+  t.equal(wrong, 0, 'every request answered with its own bytes');
+  t.equal(hub.stats().rotation.nodeBudgetRetired, 1, `one connection retired, after the heavy peer's ${sent} requests`);
+  t.equal(hub.stats().limits.nodeStreamBudget, 1, 'counted in stats().limits');
+  t.ok(heavyBefore.streamsUsed >= 2000, `the heavy peer's connection had carried ${heavyBefore.streamsUsed} streams`);
+  await until(() => heavy.stats().rotation.replaced >= 1 && hub.stats().rotation.replaced >= 1, 10_000);
+  const heavyNow = nodeServices(hub).peers.live(heavy.id)!;
+  t.not(heavyNow, heavyBefore, 'the hub keeps a fresh connection to the heavy peer');
+  t.equal(heavyNow.direction, 'outbound', 'dialed back by the hub');
+  t.equal(nodeServices(heavy).peers.live(hub.id)?.direction, 'inbound', 'the heavy peer keeps the same one');
+  t.equal(String(await heavy.request(hub.id, 'echo', 'after')), 'after', 'and is served on it');
+  t.same(light.map((peer) => nodeServices(hub).peers.live(peer.id)), lightBefore, "the light peers' connections are the same, open");
+  t.same(downs, [], 'no peer went down at any node');
+  await until(() => heavyBefore.closing, 10_000);
+  t.ok(heavyBefore.closing, 'the worn connection drains');
+});
+
+t.test('over the node-wide budget a connection too fresh for the duplicate rule is closed, its streams left to finish', async (t) => {
+  const { hub, peers } = await hubWithPeers(t, 300);
+  const [heavy, light] = peers as [PnetNode, PnetNode, PnetNode];
+  for (let i = 0; i < 20; i++) await light.request(hub.id, 'echo', 'x');
+  const lightBefore = nodeServices(hub).peers.live(light.id)!;
+  const heavyBefore = nodeServices(hub).peers.live(heavy.id)!;
+  const closed = once(heavyBefore, 'close');
+  let failed = 0;
+  for (let i = 0; i < 400 && hub.stats().rotation.nodeBudgetRetired === 0; i++) await heavy.request(hub.id, 'echo', 'x').catch(() => failed++);
+  await closed;
+  t.equal(hub.stats().rotation.nodeBudgetRetired, 1, 'retired once');
+  t.equal(failed, 0, 'no request failed');
+  t.ok(heavyBefore.streamsUsed < 1024, `it had carried ${heavyBefore.streamsUsed} streams`);
+  t.equal(nodeServices(hub).peers.live(light.id), lightBefore, "the light peer's connection is untouched");
+  await heavy.dial(hub.address);
+  t.equal(String(await heavy.request(hub.id, 'echo', 'again')), 'again', 'the heavy peer is served again on a fresh connection');
+});
+
+t.test('rotateAfterStreams and maxStreamIdsHeld must be positive integers', async (t) => {
   await t.rejects(createNode({ rotateAfterStreams: 0 }), { code: 'ERR_BAD_OPTION' });
   await t.rejects(createNode({ rotateAfterStreams: 1.5 }), { code: 'ERR_BAD_OPTION' });
+  await t.rejects(createNode({ maxStreamIdsHeld: 0 }), { code: 'ERR_BAD_OPTION' });
+  await t.rejects(createNode({ maxStreamIdsHeld: 2.5 }), { code: 'ERR_BAD_OPTION' });
 });

@@ -11,6 +11,7 @@ import type { RouterOptions } from '../routing/index.js';
 import type { DatagramRelayOptions } from '../relay/index.js';
 import type { NodeOptions } from './types.js';
 import { ROTATE_AFTER_STREAMS } from '../transport/index.js';
+import { MAX_STREAM_IDS_HELD } from './peers.js';
 
 type QuicSettings = Omit<QuicTransportOptions, 'identity' | 'host' | 'port'>;
 type H2Settings = Omit<H2TransportOptions, 'identity' | 'host' | 'port'>;
@@ -27,6 +28,7 @@ export interface NodeSettings {
   readonly transportMemoryMs: number;
   readonly negotiationTimeoutMs: number;
   readonly rotateAfterStreams: number;
+  readonly maxStreamIdsHeld: number;
   readonly rttSampleMs: number;
   readonly neighbourHoldDownMs: number;
   /** The router's own options (it checks them itself). */
@@ -46,6 +48,7 @@ export function nodeSettings(options: NodeOptions): NodeSettings {
     transportMemoryMs: numberOption(WHERE, 'transportMemoryMs', options.transportMemoryMs, 10 * 60_000),
     negotiationTimeoutMs: numberOption(WHERE, 'negotiationTimeoutMs', options.negotiationTimeoutMs, 10_000, { max: MAX_TIMER_MS }),
     rotateAfterStreams: numberOption(WHERE, 'rotateAfterStreams', options.rotateAfterStreams, ROTATE_AFTER_STREAMS, { min: 1, integer: true }),
+    maxStreamIdsHeld: numberOption(WHERE, 'maxStreamIdsHeld', options.maxStreamIdsHeld, MAX_STREAM_IDS_HELD, { min: 1, integer: true }),
     rttSampleMs: numberOption(WHERE, 'routing.rttSampleMs', rttSampleMs, 1000, { min: 0, above: true, max: MAX_TIMER_MS }),
     neighbourHoldDownMs: numberOption(WHERE, 'routing.neighbourHoldDownMs', neighbourHoldDownMs, 200, { max: MAX_TIMER_MS }),
     router,

@@ -114,7 +114,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
         this.keeper?.peerDown(nodeId);
       },
       rotate: (connection) => this.dialer.dial(connection.remoteAddress, { expectedNodeId: connection.remoteNodeId }),
-    }, settings.rotateAfterStreams);
+    }, settings.rotateAfterStreams, undefined, settings.maxStreamIdsHeld);
     this.dialer = new Dialer(transports, settings, (connection, target) => {
       this.peerTable.rememberAddress(connection.remoteNodeId, target);
       this.adopt(connection);

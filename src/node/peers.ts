@@ -14,6 +14,10 @@ const DUPLICATE_GRACE_MS = 500;
 const ROTATE_DRAIN_MS = 5 * 60_000;
 /** Dial addresses remembered, at most: the least recently dialed is forgotten first (counted). */
 export const MAX_KNOWN_ADDRESSES = 65_536;
+/** Streams by which a connection carried fewer than the other makes both ends keep it: far above the streams in flight either end has not seen yet. */
+const FRESH_MARGIN = 1024;
+/** Streams carried by all of a node's open QUIC connections before the most worn are retired (~20 B of quiche's memory each). */
+export const MAX_STREAM_IDS_HELD = 2_097_152;
 
 /** What the table tells its owner: a peer came (its first connection) or went (its last one), or a connection it dialed is worn. */
 export interface PeerEvents {
@@ -33,16 +37,25 @@ export class PeerTable {
   addressesEvicted = 0;
   /** End-to-end connections to far nodes (relay v2): listed by peers(), never routing neighbours. */
   private readonly relayed = new Set<Connection>();
-  readonly rotation: RotationStats = { rotated: 0, replaced: 0, overBudgetClosed: 0 };
+  readonly rotation: RotationStats = { rotated: 0, replaced: 0, overBudgetClosed: 0, nodeBudgetRetired: 0 };
   /** A worn connection's stream count at which its redial may be tried (again). */
   private readonly nextRotation = new WeakMap<Connection, number>();
+  /** Connections retired for the node-wide budget: no longer counted in it while they go. */
+  private readonly retiring = new WeakSet<Connection>();
+  /** Streams opened or accepted since the node-wide count was last taken, and how many between counts. */
+  private streamsSinceCount = 0;
+  private readonly countEvery: number;
 
   constructor(
     private readonly self: NodeId,
     private readonly events: PeerEvents,
     private readonly rotateAfter = ROTATE_AFTER_STREAMS,
     private readonly maxAddresses = MAX_KNOWN_ADDRESSES,
-  ) {}
+    private readonly maxStreamIds = MAX_STREAM_IDS_HELD,
+  ) {
+    // Often enough that the budget is overrun by at most ~1/64 of it between counts.
+    this.countEvery = Math.max(1, Math.min(1024, Math.floor(maxStreamIds / 64)));
+  }
 
   /** Remember where `nodeId` was reached (a dial of ours), forgetting the least recently dialed at the bound. */
   rememberAddress(nodeId: NodeId, address: SocketAddress): void {
@@ -69,12 +82,46 @@ export class PeerTable {
     const connection = this.connections.get(nodeId);
     if (connection === undefined || connection.closing) return undefined;
     if (connection.streamsUsed >= this.rotateAfter) this.worn(connection);
+    this.countStream();
     return connection;
   }
 
   /** A stream the peer opened on `connection`: a worn connection is replaced (ours) or, far past its budget, closed (theirs). */
   streamAccepted(connection: Connection): void {
     if (connection.streamsUsed >= this.rotateAfter && !connection.closing) this.worn(connection);
+    this.countStream();
+  }
+
+  /** Every `countEvery` streams, the streams all open QUIC connections carried are summed against the node's budget. */
+  private countStream(): void {
+    if (++this.streamsSinceCount < this.countEvery) return;
+    this.streamsSinceCount = 0;
+    const counted = [...this.connections.values(), ...this.relayed].filter((c) => c.transport === 'quic' && !c.closing && !this.retiring.has(c));
+    let total = 0;
+    for (const connection of counted) total += connection.streamsUsed;
+    if (total <= this.maxStreamIds) return;
+    // Fair eviction: the connections that carried the most go first, down to 3/4 of the budget so
+    // the next count does not trip again at once.
+    counted.sort((a, b) => b.streamsUsed - a.streamsUsed);
+    for (const connection of counted) {
+      if (total <= (this.maxStreamIds * 3) / 4) break;
+      total -= connection.streamsUsed;
+      this.retire(connection);
+    }
+  }
+
+  /**
+   * Over the node's budget. A kept connection is replaced by a fresh one this node dials, whichever
+   * end dialed it (both ends prefer the fresh one by FRESH_MARGIN), so the peer never goes down;
+   * a relayed one, one too fresh for that rule, or one whose peer cannot be dialed back closes,
+   * its open streams left to finish.
+   */
+  private retire(connection: Connection): void {
+    this.retiring.add(connection);
+    this.rotation.nodeBudgetRetired++;
+    const drain = (): void => void connection.close({ reason: 'node stream budget spent', timeoutMs: ROTATE_DRAIN_MS });
+    if (this.connections.get(connection.remoteNodeId) !== connection || connection.streamsUsed < FRESH_MARGIN) return drain();
+    this.events.rotate(connection).catch(drain);
   }
 
   /**
@@ -125,7 +172,7 @@ export class PeerTable {
       const keep = preferred(existing, connection, this.self, this.rotateAfter);
       const drop = keep === existing ? connection : existing;
       this.connections.set(id, keep);
-      const replaced = isWorn(drop, this.rotateAfter) && !isWorn(keep, this.rotateAfter);
+      const replaced = (isWorn(drop, this.rotateAfter) && !isWorn(keep, this.rotateAfter)) || drop.streamsUsed - keep.streamsUsed >= FRESH_MARGIN;
       if (replaced) this.rotation.replaced++;
       const timer = setTimeout(() => {
         this.spares.delete(drop);
@@ -177,11 +224,13 @@ export class PeerTable {
 
 /**
  * Both ends pick the same survivor: QUIC over HTTP/2 (both ends see the same kinds), then the
- * one not worn, then the connection dialed by the smaller node id, then the smaller key.
+ * one not worn, then the one that carried FRESH_MARGIN fewer streams, then the connection dialed
+ * by the smaller node id, then the smaller key.
  */
 function preferred(a: Connection, b: Connection, self: NodeId, rotateAfter: number): Connection {
   if (a.transport !== b.transport) return a.transport === 'quic' ? a : b;
   if (isWorn(a, rotateAfter) !== isWorn(b, rotateAfter)) return isWorn(a, rotateAfter) ? b : a;
+  if (Math.abs(a.streamsUsed - b.streamsUsed) >= FRESH_MARGIN) return a.streamsUsed < b.streamsUsed ? a : b;
   const dialerA = a.direction === 'outbound' ? self : a.remoteNodeId;
   const dialerB = b.direction === 'outbound' ? self : b.remoteNodeId;
   if (dialerA !== dialerB) return dialerA < dialerB ? a : b;

@@ -110,10 +110,11 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
       streamPeerTurn: sources.streamTurnWaits?.() ?? 0,
       connectionStreamBudget: sources.rotation?.().overBudgetClosed ?? 0,
+      nodeStreamBudget: sources.rotation?.().nodeBudgetRetired ?? 0,
       knownAddressesEvicted: sources.addressesEvicted?.() ?? 0,
     },
     bootstrap: { addresses: 0, redials: 0, redialFailures: 0, reconnected: 0, ...sources.bootstrap?.() },
-    rotation: { rotated: 0, replaced: 0, overBudgetClosed: 0, ...sources.rotation?.() },
+    rotation: { rotated: 0, replaced: 0, overBudgetClosed: 0, nodeBudgetRetired: 0, ...sources.rotation?.() },
     streamTurns: sources.streamTurns?.() ?? { waited: 0, released: { others: 0, idle: 0, maxWait: 0, alone: 0 } },
   };
 }
@@ -130,7 +131,7 @@ function sumNegotiations(all: readonly NegotiationStats[]): NegotiationStats {
 }
 
 /** Trips the node's own services count (the routing gate, stream turns, connection rotation). */
-type NodeServiceTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget' | 'knownAddressesEvicted'>;
+type NodeServiceTrips = Pick<LimitTrips, 'routingStreamsPeerLimit' | 'routingStreamsNodeLimit' | 'streamPeerTurn' | 'connectionStreamBudget' | 'nodeStreamBudget' | 'knownAddressesEvicted'>;
 type DatagramRelayTrips = Pick<
   LimitTrips,
   'datagramRelayOverBudget' | 'datagramRelayHopLimit' | 'datagramRelayErrorBudget' | 'datagramRelayFlowLimit' | 'datagramRelayEvicted' | 'datagramRelayPendingHopLimit' | 'datagramRelayPendingEvicted'

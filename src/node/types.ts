@@ -55,6 +55,14 @@ export interface NodeOptions {
    * keeps every finished stream's id until its connection closes.
    */
   rotateAfterStreams?: number;
+  /**
+   * All open QUIC connections together (direct and relayed) may carry this many streams (default
+   * 2,097,152, ~40 MiB of quiche's finished-stream ids); past it the most worn are retired (a
+   * connection this node dialed is replaced by a fresh one, any other closes, its open streams left
+   * to finish) until the sum is under 3/4 of it. Bounds a node that many peers each keep near
+   * their own `rotateAfterStreams`.
+   */
+  maxStreamIdsHeld?: number;
   /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */
   routing?: Omit<RouterOptions, 'signer' | 'verify' | 'recordCache' | 'random' | 'pathComputer'> & {
     /** Neighbour RTT is sampled this often (default 1000 ms). */
@@ -395,6 +403,8 @@ export interface LimitTrips {
   streamPeerTurn: number;
   /** Connections: an inbound QUIC connection closed at twice `rotateAfterStreams` (its peer never dialed a fresh one). */
   connectionStreamBudget: number;
+  /** Connections: one retired because all open QUIC connections together carried `maxStreamIdsHeld` streams (the most worn go first). */
+  nodeStreamBudget: number;
   /** Connections: a dial address forgotten at the bound of remembered addresses (65,536; the least recently dialed goes). */
   knownAddressesEvicted: number;
   /** Fan-out: legs refused OVERLOADED at maxActiveLegs. */
@@ -500,4 +510,6 @@ export interface RotationStats {
   replaced: number;
   /** Inbound connections closed at twice the budget: the peer never dialed a fresh one. */
   overBudgetClosed: number;
+  /** Connections retired (redialed if this node dialed them, else closed) because all open ones together carried `maxStreamIdsHeld` streams: the most worn first. */
+  nodeBudgetRetired: number;
 }
