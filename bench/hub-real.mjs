@@ -384,6 +384,7 @@ async function converge(hub, groups, leaves, since, limitMs) {
     fewestJoined = Math.min(fewestJoined, joined);
     if (hubState.routes >= leaves && hubState.neighbours >= leaves && defaulted >= leaves && joined >= leaves) {
       convergedAt = Date.now();
+      ninetyNineAt ??= convergedAt; // the last poll went from under 99% to all
       break;
     }
     const counts = `${joined}/${defaulted}/${hubState.neighbours}/${hubState.routes}`;
