@@ -42,7 +42,7 @@ export class PeerTable {
   private readonly nextRotation = new WeakMap<Connection, number>();
   /** Connections retired for the node-wide budget: no longer counted in it while they go. */
   private readonly retiring = new WeakSet<Connection>();
-  /** Streams opened or accepted since the node-wide count was last taken, and how many between counts. */
+  /** Lookups for a new stream (live(), which other services call too) and streams accepted since the node-wide count was last taken, and how many between counts. */
   private streamsSinceCount = 0;
   private readonly countEvery: number;
 
@@ -92,7 +92,7 @@ export class PeerTable {
     this.countStream();
   }
 
-  /** Every `countEvery` streams, the streams all open QUIC connections carried are summed against the node's budget. */
+  /** Every `countEvery` lookups or accepted streams, the streams all open QUIC connections carried are summed against the node's budget (O(connections), so at most once per 1,024 calls). */
   private countStream(): void {
     if (++this.streamsSinceCount < this.countEvery) return;
     this.streamsSinceCount = 0;
