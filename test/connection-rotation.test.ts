@@ -125,7 +125,7 @@ t.test('over the node-wide budget the most worn connection is replaced by one th
   t.ok(heavyBefore.closing, 'the worn connection drains');
 });
 
-t.test('over the node-wide budget a connection too fresh for the duplicate rule is closed, its streams left to finish', async (t) => {
+t.test('over the node-wide budget a connection too fresh for the duplicate rule is closed (5 s for its open streams, a routing stream among them)', async (t) => {
   const { hub, peers } = await hubWithPeers(t, 300);
   const [heavy, light] = peers as [PnetNode, PnetNode, PnetNode];
   for (let i = 0; i < 20; i++) await light.request(hub.id, 'echo', 'x');

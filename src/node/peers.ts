@@ -114,12 +114,13 @@ export class PeerTable {
    * Over the node's budget. A kept connection is replaced by a fresh one this node dials, whichever
    * end dialed it (both ends prefer the fresh one by FRESH_MARGIN), so the peer never goes down;
    * a relayed one, one too fresh for that rule, or one whose peer cannot be dialed back closes,
-   * its open streams left to finish.
+   * its open streams given 5 s to finish.
    */
   private retire(connection: Connection): void {
     this.retiring.add(connection);
     this.rotation.nodeBudgetRetired++;
-    const drain = (): void => void connection.close({ reason: 'node stream budget spent', timeoutMs: ROTATE_DRAIN_MS });
+    // As the inbound close at twice the budget: 5 s for open streams (a routing or link stream never ends by itself).
+    const drain = (): void => void connection.close({ reason: 'node stream budget spent' });
     if (this.connections.get(connection.remoteNodeId) !== connection || connection.streamsUsed < FRESH_MARGIN) return drain();
     this.events.rotate(connection).catch(drain);
   }

@@ -57,9 +57,10 @@ export interface NodeOptions {
   rotateAfterStreams?: number;
   /**
    * All open QUIC connections together (direct and relayed) may carry this many streams (default
-   * 2,097,152, ~40 MiB of quiche's finished-stream ids); past it the most worn are retired (a
-   * connection this node dialed is replaced by a fresh one, any other closes, its open streams left
-   * to finish) until the sum is under 3/4 of it. Bounds a node that many peers each keep near
+   * 2,097,152, ~40 MiB of quiche's finished-stream ids); past it the most worn are retired until
+   * the sum is under 3/4 of it: replaced by a fresh connection this node dials (whichever end
+   * dialed the old one; its peer stays up), or, when that cannot be (relayed, under 1,024 streams,
+   * the peer not dialable), closed with 5 s for its open streams. Bounds a node that many peers each keep near
    * their own `rotateAfterStreams`.
    */
   maxStreamIdsHeld?: number;
