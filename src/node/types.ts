@@ -60,8 +60,8 @@ export interface NodeOptions {
    * 2,097,152, ~40 MiB of quiche's finished-stream ids); past it the most worn are retired until
    * the sum is under 3/4 of it: replaced by a fresh connection this node dials (whichever end
    * dialed the old one; its peer stays up), or, when that cannot be (relayed, under 1,024 streams,
-   * the peer not dialable), closed with 5 s for its open streams. Bounds a node that many peers each keep near
-   * their own `rotateAfterStreams`.
+   * the peer not dialable), closed with 5 s for its open streams. Bounds a node that many peers
+   * each keep near their own `rotateAfterStreams`.
    */
   maxStreamIdsHeld?: number;
   /** Link-state router tuning (record lifetime, refresh, costs) and how often RTT is sampled. */
@@ -511,6 +511,6 @@ export interface RotationStats {
   replaced: number;
   /** Inbound connections closed at twice the budget: the peer never dialed a fresh one. */
   overBudgetClosed: number;
-  /** Connections retired (redialed if this node dialed them, else closed) because all open ones together carried `maxStreamIdsHeld` streams: the most worn first. */
+  /** Connections retired because all open ones together carried `maxStreamIdsHeld` streams, the most worn first: replaced by one this node dials back, else closed. */
   nodeBudgetRetired: number;
 }
