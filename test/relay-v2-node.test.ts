@@ -169,10 +169,14 @@ t.test('a relayed connection is replaced after rotateAfterStreams streams; one k
   while (relayPeers(c) > 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   t.equal(relayPeers(c), 1, 'the replaced ones closed (their streams had finished)');
   // a never rotates (its budget is 1,000,000): c closes a connection a keeps using past twice c's budget.
+  const worn = nodeServices(a).datagrams!.live(c.id);
   for (let i = 0; i < 2 * budget + 2; i++) await a.request(c.id, 'whoami', `s${i}`).catch(() => undefined);
   const until = Date.now() + 5_000;
   while (nodeServices(c).datagrams!.stats().overBudgetClosed === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
   t.ok(nodeServices(c).datagrams!.stats().overBudgetClosed >= 1, 'c closed the connection a wore past twice the budget');
+  // A request sent before c's close reaches a fails on the closing connection (ERR_CONNECTION_CLOSED): wait for a to hear it.
+  const heard = Date.now() + 10_000;
+  while (worn !== undefined && !worn.closed && Date.now() < heard) await new Promise((resolve) => setTimeout(resolve, 50));
   t.equal((await a.request(c.id, 'whoami', 'after')).toString(), `${c.id}<-${a.id}:after`, 'a new one serves the next request');
 });
 
