@@ -993,10 +993,7 @@ export class QuicMachine {
     const peer = this.quiche.peerError();
     const local = this.quiche.localError();
     const failure = peer ?? local;
-    if (failure === null) {
-      // quiche closes with no error only for a stateless reset (RFC 9000 §10.3): the peer has lost the connection.
-      return this.established ? new PnetError('ERR_CONNECTION_CLOSED', `connection reset by peer ${this.remoteNodeId ?? `${host}:${port}`} (a stateless reset: it no longer has this connection, e.g. it restarted)`) : undefined;
-    }
+    if (failure === null) return undefined;
     const reason = Buffer.from(failure.reason).toString('utf8');
     if (failure.isApp && failure.errorCode === 0) return undefined;
     if (!this.established) {

@@ -21,7 +21,6 @@ import { SendSlab } from './send-slab.js';
 import { UdpPath } from './udp-path.js';
 import { resolveOptions } from './transport-options.js';
 import { mallocTrimmer } from './malloc-trim.js';
-import { StatelessResets } from './stateless-reset.js';
 import type { QuicTransportOptions, QuicTransportStats, ResolvedQuicOptions } from './transport-options.js';
 
 export { ALPN } from './config.js';
@@ -60,8 +59,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private readonly leanConfig: native.Config;
   private readonly windows: WindowBudget;
   private readonly byCid = new Map<string, UdpPath>();
-  /** Connections this endpoint dialed, by the peer's "host:port": where a stateless reset (no connection id of ours) can come from. */
-  private readonly dialedByAddress = new Map<string, UdpPath>();
   private readonly connections = new Set<QuicConnection>();
   private readonly gate: InitialGate;
   private readonly dropped: QuicDropStats;
@@ -71,8 +68,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private closingSendsCut = 0;
   private readonly readPool: ReadPool = { buffer: Buffer.allocUnsafe(READ_POOL_SIZE), offset: 0 };
   private readonly sendSlab: SendSlab;
-  /** Stateless reset tokens for the connection ids this endpoint issues, from its node key (the same after a restart). */
-  private readonly resets: StatelessResets;
   private readonly keepAliveTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
   private cidPool = Buffer.alloc(0);
@@ -97,7 +92,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     this.sendSlab = new SendSlab(socket, options.maxDatagramSize);
     this.gate = new InitialGate({ retry: options.retry, maxConnections: options.maxConnections, maxPendingHandshakes: options.maxPendingHandshakes, cidLength: CID_LEN, handshakeTimeoutMs: options.handshakeTimeoutMs }, performance.now());
     this.dropped = this.gate.dropped;
-    this.resets = new StatelessResets(identity.privateKey);
     this.keepAliveTimer = startKeepAliveSweep(options.keepAliveIntervalMs, this.sweep);
   }
 
@@ -167,9 +161,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     const scid = this.newConnectionId();
     const remote = { host: address.host, port: address.port };
     const windows = this.windows.grant();
-    const config = this.configFor(windows);
-    config.setStatelessResetToken(null); // a client sends none (RFC 9000 §18.2)
-    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, config);
+    const handshake = quiche.Connection.connect('pnet', scid, this.localAddress, remote, this.configFor(windows));
     const session = this.sessions.get(remote, options.expectedNodeId);
     if (session !== undefined) {
       try {
@@ -180,7 +172,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
     const connection = this.open(handshake, 'outbound', remote, true, options.timeoutMs ?? this.options.handshakeTimeoutMs, windows, options.expectedNodeId);
     this.map(connection.path as UdpPath, scid.toString('latin1'));
-    this.dialedByAddress.set(`${remote.host}:${remote.port}`, connection.path as UdpPath);
     const signal = options.signal;
     const abandon = (): void => void connection.close({ graceful: false, reason: 'dial abandoned' });
     if (signal?.aborted) abandon();
@@ -242,8 +233,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     for (const key of path.keys) {
       if (this.byCid.get(key) === path) this.byCid.delete(key);
     }
-    const address = `${path.remoteAddress.host}:${path.remoteAddress.port}`;
-    if (this.dialedByAddress.get(address) === path) this.dialedByAddress.delete(address);
   }
 
   private onDatagram(datagram: Buffer, host: string, port: number): void {
@@ -272,7 +261,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     const path = this.byCid.get(key);
     if (path === undefined) {
       if (long) this.acceptInitial(datagram, host, port, key);
-      else this.answerUnknown(datagram, host, port);
+      else this.dropped.unknownConnection++;
       return;
     }
     if (port !== path.remoteAddress.port || host !== path.remoteAddress.host) {
@@ -282,25 +271,6 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     }
     if (!path.validated) path.received += length;
     path.connection!.receive(datagram, performance.now());
-  }
-
-  /**
-   * A short-header datagram for no connection here: a peer of a connection this endpoint no longer
-   * knows (it restarted, or forgot the connection). A stateless reset with the token its issued id
-   * carried tells the peer at once, instead of after its idle timeout.
-   */
-  private answerUnknown(datagram: Buffer, host: string, port: number): void {
-    this.dropped.unknownConnection++;
-    // From a server this endpoint dialed: maybe its stateless reset, whose id is random. quiche
-    // knows the token the server gave and closes the connection if it matches; else it drops it.
-    const dialed = this.dialedByAddress.get(`${host}:${port}`);
-    if (dialed?.connection !== undefined) {
-      dialed.connection.receive(datagram, performance.now());
-      return;
-    }
-    const reset = this.resets.packet(datagram.subarray(1, 1 + CID_LEN), datagram.length);
-    if (reset === undefined || !this.gate.allowsStatelessReset(performance.now())) return;
-    this.sendSlab.sendStateless((out) => reset.copy(out), host, port);
   }
 
   /** A long-header datagram for no known connection: the gate decides (gate.ts), this does the IO. */
@@ -333,10 +303,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   private startHandshake(datagram: Buffer, remote: SocketAddress, key: string, header: native.Header, odcid: Buffer | null): void {
     const scid = odcid === null ? this.newConnectionId() : Buffer.from(header.dcid);
     const windows = this.windows.grant();
-    const config = this.configFor(windows);
-    // quiche copies the config's transport parameters at accept: the token is this id's.
-    config.setStatelessResetToken(this.resets.tokenValue(scid));
-    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, config);
+    const handshake = quiche.Connection.accept(scid, odcid, this.localAddress, remote, this.configFor(windows));
     const length = datagram.length;
     try {
       handshake.recv(datagram, { from: remote, to: this.localAddress });
