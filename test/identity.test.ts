@@ -23,6 +23,7 @@ import {
   type NodeId,
 } from '../src/identity/index.js';
 import { base32Decode, base32Encode } from '../src/identity/base32.js';
+import { readEd25519Certificate } from '../src/identity/certificate-der.js';
 
 const webCrypto = webcrypto as unknown as Crypto;
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
@@ -450,6 +451,68 @@ t.test('verifyPeerCertificate', async (t) => {
   t.equal(verifyPeerCertificate([a.certDer], new Date(Date.now() - HOUR / 2)), a.nodeId, 'within the clock-skew window');
   reject([a.certDer], /expired/, 'expired after ~10 years', new Date(Date.now() + 3651 * DAY));
   t.equal(verifyPeerCertificate([a.certDer], new Date(Date.now() + 3640 * DAY)), a.nodeId, 'valid for ~10 years');
+});
+
+/** What OpenSSL (node:crypto's X509Certificate) says of a leaf: its node id, or why not. */
+function verifiedByOpenSsl(der: Uint8Array, now: number): string {
+  try {
+    const cert = new X509Certificate(der);
+    if (cert.publicKey.asymmetricKeyType !== 'ed25519') return 'not ed25519';
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) return 'dates';
+    if (!cert.verify(cert.publicKey)) return 'signature';
+    const jwk = cert.publicKey.export({ format: 'jwk' });
+    return nodeIdFromPublicKey(Buffer.from(jwk.x!, 'base64url'));
+  } catch {
+    return 'unparsable';
+  }
+}
+
+t.test('the DER reader agrees with OpenSSL (fields of good certificates, verdicts on mutated ones)', async (t) => {
+  const ids = await Promise.all(Array.from({ length: 8 }, () => Identity.generate()));
+  for (const id of ids) {
+    const fields = readEd25519Certificate(id.certDer);
+    const cert = new X509Certificate(id.certDer);
+    t.ok(fields, 'a pnet certificate is in the plain shape');
+    t.equal(nodeIdFromPublicKey(fields!.publicKey), id.nodeId);
+    t.equal(fields!.notBefore, Date.parse(cert.validFrom));
+    t.equal(fields!.notAfter, Date.parse(cert.validTo));
+    t.ok(cryptoVerify(null, fields!.signed, cert.publicKey, fields!.signature), 'signed part and signature as OpenSSL sees them');
+  }
+  // GeneralizedTime (after 2049) and a certificate with an extension are read too.
+  const keys = await ed25519Keys();
+  const late = await x509.X509CertificateGenerator.createSelfSigned(
+    { name: 'CN=late', keys, signingAlgorithm: { name: 'Ed25519' }, notBefore: new Date('2049-06-01T00:00:00Z'), notAfter: new Date('2051-01-02T03:04:05Z'), extensions: [new x509.BasicConstraintsExtension(false, undefined, true)] },
+    webCrypto,
+  );
+  const lateFields = readEd25519Certificate(new Uint8Array(late.rawData));
+  t.equal(lateFields?.notAfter, Date.parse('2051-01-02T03:04:05Z'), 'GeneralizedTime');
+  t.equal(verifyPeerCertificate([new Uint8Array(late.rawData)], new Date('2050-01-01T00:00:00Z')), nodeIdFromPublicKey(await rawKey(keys)));
+  t.equal(readEd25519Certificate(await ecdsaSelfSigned()), undefined, 'ECDSA: left to OpenSSL');
+
+  // One to three bytes changed anywhere: verifyPeerCertificate accepts exactly what OpenSSL
+  // accepts, with the same node id (the reader may only hand over, never accept more).
+  const now = Date.now();
+  let agreed = 0;
+  let readByUs = 0;
+  fc.assert(
+    fc.property(fc.nat(ids.length - 1), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 3 }), (which, changes) => {
+      const der = Uint8Array.from(ids[which]!.certDer);
+      for (const [at, xor] of changes) der[at % der.length]! ^= xor;
+      const expected = verifiedByOpenSsl(der, now);
+      let got: string;
+      try {
+        got = verifyPeerCertificate([der], new Date(now));
+      } catch {
+        got = 'rejected';
+      }
+      if (readEd25519Certificate(der) !== undefined) readByUs++;
+      agreed++;
+      return expected.length === 56 ? got === expected : got === 'rejected';
+    }),
+    { numRuns: 3000 },
+  );
+  t.equal(agreed, 3000);
+  t.ok(readByUs > 1000, `the reader itself judged ${readByUs} of the 3,000 (the rest went to OpenSSL)`);
 });
 
 t.test('certificateDerFromPem', async (t) => {
