@@ -217,3 +217,23 @@ t.test('listenTransports: a taken TCP port fails a fixed number and leaves nothi
   t.equal(both.quic!.address.port, both.h2!.address.port);
   await Promise.all([both.quic!.close(), both.h2!.close()]);
 });
+
+t.test('dials share one TLS context per identity (building one parses the PEM key and certificate, ~1.3 ms)', async (t) => {
+  const b = await listen(t, bob);
+  const a = await listen(t, alice, { sessionResumption: false });
+  const real = tls.createSecureContext;
+  let built = 0;
+  tls.createSecureContext = (options) => {
+    built++;
+    return real(options);
+  };
+  t.teardown(() => {
+    tls.createSecureContext = real;
+  });
+  for (let i = 0; i < 5; i++) {
+    const connection = await a.dial(b.address, { expectedNodeId: bob.nodeId });
+    t.equal(connection.remoteNodeId, bob.nodeId);
+    await connection.close({ graceful: false });
+  }
+  t.ok(built <= 1, `TLS contexts built for 5 dials: ${built} (one each before)`);
+});

@@ -3,15 +3,14 @@ import type { Duplex } from 'node:stream';
 import { PnetError } from '../errors.js';
 import { verifyPeerCertificate } from '../identity/index.js';
 import type { Identity, NodeId } from '../identity/index.js';
+import { secureContextFor } from '../transport/index.js';
 
 /** ALPN inside a relayed stream: the two ends run TLS 1.3 with their node certificates. */
 export const TUNNEL_ALPN = 'pnet-tunnel/1';
 
 function baseOptions(identity: Identity): tls.TLSSocketOptions & tls.ConnectionOptions {
   return {
-    key: identity.keyPem,
-    cert: identity.certPem,
-    minVersion: 'TLSv1.3',
+    secureContext: secureContextFor(identity), // key, certificate, TLS 1.3 only
     ALPNProtocols: [TUNNEL_ALPN],
     // Self-signed node certificates: pnet checks them itself and pins the node id.
     rejectUnauthorized: false,

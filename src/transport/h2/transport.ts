@@ -11,6 +11,7 @@ import { resolveLimits } from '../limits.js';
 import { SessionStore } from '../sessions.js';
 import { checkConnectionLimit, checkDialAddress, closeConnections, startKeepAliveSweep } from '../shared.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
+import { secureContextFor } from '../tls-context.js';
 import { H2Connection } from './connection.js';
 import type { H2ConnectionHost, H2ConnectionSettings } from './connection.js';
 
@@ -214,10 +215,8 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       ...(session === undefined ? {} : { session: Buffer.from(session.session) }),
       host: address.host,
       port: address.port,
-      key: this.identity.keyPem,
-      cert: this.identity.certPem,
+      secureContext: secureContextFor(this.identity), // key, certificate, TLS 1.3 only
       ALPNProtocols: [H2_ALPN],
-      minVersion: 'TLSv1.3',
       rejectUnauthorized: false, // pnet checks the certificate itself, below
     });
     socket.setNoDelay(true);
