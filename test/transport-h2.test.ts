@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { Identity } from '../src/identity/index.js';
 import type { PnetError } from '../src/errors.js';
-import { H2Transport } from '../src/transport/index.js';
+import { H2Transport, HandshakeAdmission } from '../src/transport/index.js';
 import type { Connection, H2TransportOptions, Stream } from '../src/transport/index.js';
 import { childEnv } from './fixtures/child-env.js';
 
@@ -236,4 +236,24 @@ t.test('dials share one TLS context per identity (building one parses the PEM ke
     await connection.close({ graceful: false });
   }
   t.ok(built <= 1, `TLS contexts built for 5 dials: ${built} (one each before)`);
+});
+
+t.test('a shared admission that holds handshakes back closes new TCP connections before TLS, and counts them', async (t) => {
+  const admission = new HandshakeAdmission(5000, performance.now());
+  const b = await listen(t, bob, { admission });
+  const a = await listen(t, alice);
+  // Behind: one handshake took 4 s (slow), and 128 are in progress (the floor of what may wait).
+  const now = performance.now();
+  admission.end(admission.start(now - 4000), true, now);
+  const waiting = Array.from({ length: 128 }, () => admission.start(now));
+  await t.rejects(a.dial(b.address, { timeoutMs: 2000 }), { code: 'ERR_HANDSHAKE' });
+  t.equal(b.admissionLimited, 1, 'counted');
+  t.equal(b.rejectedConnections, 0, 'once: not also as a failed TLS handshake');
+  t.equal(b.connectionCount, 0);
+  t.equal(admission.inProgress, 128, 'the refused connection never counted as in progress');
+  for (const id of waiting) admission.end(id, true, performance.now());
+  const connection = await a.dial(b.address, { expectedNodeId: bob.nodeId });
+  t.equal(connection.remoteNodeId, bob.nodeId, 'admitted again once fewer wait');
+  t.equal(admission.inProgress, 0, 'its handshake ended in the admission');
+  t.equal(b.admissionLimited, 1);
 });

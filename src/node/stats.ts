@@ -6,7 +6,7 @@
 import type { NegotiationStats } from '../channel/index.js';
 import type { DatagramRelayStats, RelayStats } from '../relay/index.js';
 import type { RouterStats } from '../routing/index.js';
-import { QuicTransport } from '../transport/index.js';
+import { H2Transport, QuicTransport } from '../transport/index.js';
 import type { Connection, QuicDropStats, QuicTransportStats, Transport, TransportKind } from '../transport/index.js';
 import type { RoutingGateStats } from './routing-gate.js';
 import type { RequestLimitStats } from './request-budget.js';
@@ -72,11 +72,14 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
   const connections: Record<TransportKind, number> = { quic: 0, h2: 0 };
   let datagramsDropped: QuicDropStats | undefined;
   let quic: QuicTransportStats | undefined;
+  let h2AdmissionLimit = 0;
   for (const transport of sources.transports) {
     connections[transport.kind] += transport.connectionCount;
     if (transport instanceof QuicTransport) {
       quic = transport.stats();
       datagramsDropped = quic.droppedDatagrams;
+    } else if (transport instanceof H2Transport) {
+      h2AdmissionLimit += transport.admissionLimited;
     }
   }
   let peers = 0;
@@ -105,6 +108,7 @@ export function takeStats(sources: StatsSources, handshakes: HandshakeCounter): 
       ...limitTrips(negotiations, quic, relay, routing, fanout),
       ...datagramRelayTrips(datagramRelay),
       quicClosingSendsCut: (quic?.closingSendsCut ?? 0) + (datagramRelay?.closingSendsCut ?? 0),
+      h2AdmissionLimit,
       ...requestTrips(sources.requests?.()),
       routingStreamsPeerLimit: sources.routingGate?.().refusedPeerLimit ?? 0,
       routingStreamsNodeLimit: sources.routingGate?.().refusedNodeLimit ?? 0,
@@ -154,7 +158,7 @@ function datagramRelayTrips(stats: DatagramRelayStats | undefined): DatagramRela
   };
 }
 
-function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof NodeServiceTrips | keyof RequestTrips | 'quicClosingSendsCut'> {
+function limitTrips(negotiations: NegotiationStats, quic: QuicTransportStats | undefined, relay: RelayStats, routing: RouterStats, fanout: FanoutCounters): Omit<LimitTrips, keyof DatagramRelayTrips | keyof NodeServiceTrips | keyof RequestTrips | 'quicClosingSendsCut' | 'h2AdmissionLimit'> {
   const f = (key: FanoutLimitCounter): number => fanout[key] ?? 0;
   return {
     channelPeerShare: negotiations.rejectedPeerLimit,

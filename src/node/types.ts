@@ -360,6 +360,8 @@ export interface LimitTrips {
   quicRetryLimit: number;
   /** QUIC: Initials dropped while the endpoint is behind (admission by latency: more in progress than it completes in half the handshake timeout). */
   quicAdmissionLimit: number;
+  /** HTTP/2: inbound TCP connections closed before TLS while the node was behind on handshakes (the admission QUIC's gate shares). */
+  h2AdmissionLimit: number;
   /** QUIC: version negotiation answers not sent, over their rate limit. */
   quicVersionNegotiationLimit: number;
   /** QUIC: connections given the lean flow-control windows, the full ones past the node's windowBudget. */

@@ -30,6 +30,7 @@ export { H2Transport, H2_ALPN } from './h2/transport.js';
 export type { H2TransportOptions } from './h2/transport.js';
 export { parseAddress, formatAddress } from './address.js';
 export { secureContextFor } from './tls-context.js';
+export { HandshakeAdmission } from './admission.js';
 export type { TransportOptions } from './limits.js';
 export { listenTransports, LISTEN_ATTEMPTS } from './listen.js';
 export type { ListenTransportsOptions } from './listen.js';

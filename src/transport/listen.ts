@@ -35,7 +35,9 @@ export async function listenTransports(options: ListenTransportsOptions): Promis
     const quic = quicSettings ? await QuicTransport.listen({ ...quicSettings, identity, host, port: listen.port }) : undefined;
     if (!h2Settings) return { quic: quic! };
     try {
-      const h2 = await H2Transport.listen({ ...h2Settings, identity, host, port: quic?.address.port ?? listen.port });
+      // One admission for both: their inbound handshakes take the same CPU.
+      const admission = quic === undefined ? {} : { admission: quic.admission };
+      const h2 = await H2Transport.listen({ ...h2Settings, ...admission, identity, host, port: quic?.address.port ?? listen.port });
       return quic ? { quic, h2 } : { h2 };
     } catch (error) {
       await quic?.close();

@@ -12,6 +12,7 @@ import { SessionStore } from '../sessions.js';
 import { checkConnectionLimit, checkDialAddress, closeConnections, startKeepAliveSweep } from '../shared.js';
 import type { TransportLimits, TransportOptions } from '../limits.js';
 import { secureContextFor } from '../tls-context.js';
+import type { HandshakeAdmission } from '../admission.js';
 import { H2Connection } from './connection.js';
 import type { H2ConnectionHost, H2ConnectionSettings } from './connection.js';
 
@@ -23,6 +24,12 @@ export interface H2TransportOptions extends TransportOptions {
   reversePool?: number;
   /** Largest HTTP/2 DATA frame this side accepts (SETTINGS_MAX_FRAME_SIZE; default 64 KiB). */
   maxFrameSize?: number;
+  /**
+   * Admission by latency shared with the QUIC endpoint on the same port (listenTransports passes
+   * QUIC's): while it holds handshakes back, a new TCP connection is closed before its TLS
+   * handshake. Absent: every connection within the limits gets its handshake.
+   */
+  admission?: HandshakeAdmission;
 }
 
 type Resolved = TransportLimits & { reversePool: number; maxFrameSize: number; sessionResumption: boolean };
@@ -54,6 +61,8 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
   readonly options: Resolved;
   /** Inbound TLS connections dropped: failed handshakes, garbage, bad certificates, wrong ALPN, over limits. */
   rejectedConnections = 0;
+  /** Inbound TCP connections closed before TLS while the shared admission held handshakes back. */
+  admissionLimited = 0;
 
   private readonly identity: Identity;
   private readonly server: tls.Server;
@@ -63,18 +72,20 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
   readonly sessions: SessionStore;
   /** Every TCP socket this transport owns (handshaking, established or ending), to destroy on close. */
   private readonly sockets = new Set<Socket>();
-  /** When each inbound TCP connection arrived, by remote address: seeds its RTT. */
-  private readonly acceptedAt = new Map<string, number>();
+  /** When each inbound TCP connection arrived, by remote address (seeds its RTT), and its admission handle. */
+  private readonly accepted = new Map<string, { at: number; admitted: number | undefined }>();
+  private readonly admission: HandshakeAdmission | undefined;
   private readonly sweepTimer: NodeJS.Timeout;
   private closing: Promise<void> | undefined;
 
-  private constructor(identity: Identity, server: tls.Server, options: Resolved) {
+  private constructor(identity: Identity, server: tls.Server, options: Resolved, admission: HandshakeAdmission | undefined) {
     super();
     this.identity = identity;
     this.localNodeId = identity.nodeId;
     this.server = server;
     this.options = options;
     this.sessions = new SessionStore(options.sessionResumption);
+    this.admission = admission;
     this.settings = {
       maxStreamsPerConnection: options.maxStreamsPerConnection,
       streamOpenTimeoutMs: options.streamOpenTimeoutMs,
@@ -88,7 +99,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
     const bound = server.address();
     if (bound === null || typeof bound === 'string') throw new PnetError('ERR_BAD_ADDRESS', 'TLS server has no TCP address');
     this.localAddress = { host: bound.address, port: bound.port };
-    server.on('connection', this.onTcpConnection);
+    server.prependListener('connection', this.onTcpConnection);
     server.on('secureConnection', this.onSecureConnection);
     server.on('tlsClientError', (_error, socket) => {
       // Garbage, plain HTTP, a TLS version or ALPN we refuse, a handshake timeout: drop the socket.
@@ -129,7 +140,7 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       server.close();
       throw new PnetError('ERR_BAD_ADDRESS', `cannot listen on TCP ${host}:${options.port ?? 0}: ${error.message}`, { cause: error });
     });
-    return new H2Transport(options.identity, server, resolved);
+    return new H2Transport(options.identity, server, resolved, options.admission);
   }
 
   get address(): SocketAddress {
@@ -156,16 +167,30 @@ export class H2Transport extends EventEmitter<TransportEvents> implements Transp
       socket.destroy();
       return;
     }
+    const now = performance.now();
+    // The node is behind on handshakes (QUIC's measure): a TLS handshake now would add to it.
+    if (this.admission !== undefined && !this.admission.admits(now)) {
+      this.admissionLimited++;
+      socket.destroy();
+      return;
+    }
     this.own(socket);
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
-    this.acceptedAt.set(key, performance.now());
-    socket.once('close', () => this.acceptedAt.delete(key));
+    this.accepted.set(key, { at: now, admitted: this.admission?.start(now) });
+    socket.once('close', () => this.handshakeEnded(key, false));
   };
 
+  /** The TLS handshake of an inbound connection ended (a repeated end is a no-op); its arrival time. */
+  private handshakeEnded(key: string, ok: boolean): number | undefined {
+    const accepted = this.accepted.get(key);
+    if (accepted === undefined) return undefined;
+    this.accepted.delete(key);
+    if (accepted.admitted !== undefined) this.admission!.end(accepted.admitted, ok, performance.now());
+    return accepted.at;
+  }
+
   private readonly onSecureConnection = (socket: tls.TLSSocket): void => {
-    const key = `${socket.remoteAddress}:${socket.remotePort}`;
-    const acceptedAt = this.acceptedAt.get(key);
-    this.acceptedAt.delete(key);
+    const acceptedAt = this.handshakeEnded(`${socket.remoteAddress}:${socket.remotePort}`, true);
     socket.on('error', noop); // the HTTP/2 session reports what matters
     if (this.closing || this.connections.size >= this.options.maxConnections || socket.alpnProtocol !== H2_ALPN) {
       this.rejectedConnections++;

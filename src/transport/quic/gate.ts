@@ -2,6 +2,7 @@ import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import { RetryTokens, TokenBucket } from './retry.js';
 import { HostHandshakes } from './host-handshakes.js';
+import { HandshakeAdmission } from '../admission.js';
 
 const quiche = native.quiche;
 
@@ -38,22 +39,6 @@ const RETRIES_PER_SECOND = 1000;
 const VERSION_NEGOTIATIONS_PER_SECOND = 100;
 /** RFC 9000 §7.2: a client's first destination connection id is at least 8 bytes. */
 const MIN_INITIAL_DCID_LEN = 8;
-/** A handshake that took longer than this share of the handshake timeout says the endpoint is behind. */
-const SLOW_SHARE = 0.3;
-/** How long one slow handshake keeps the admission limit on (longer while one in progress is older than slow). */
-const SLOW_HOLD_MS = 2000;
-/** While behind, handshakes in progress may be what completes in this share of the timeout (the rest would time out, after their crypto). */
-const WAIT_SHARE = 0.5;
-/**
- * While behind, at least this many in progress: the rate cannot tell a slow endpoint from slow
- * clients (a join's leaf processes), and a limit that follows it down strangled a loaded join
- * (16: 2,885 Initials dropped, 405 dials failed).
- */
-const MIN_ADMITTED = 128;
-/** The completion rate is counted over this many buckets of BUCKET_MS. */
-const BUCKETS = 8;
-const BUCKET_MS = 250;
-
 /** Datagrams the endpoint dropped, by reason. */
 export interface QuicDropStats {
   /** Shorter than a short header with pnet's connection id. */
@@ -80,102 +65,6 @@ export interface QuicDropStats {
   invalidToken: number;
   /** An Initial dropped while the endpoint is behind: more handshakes in progress than it completes in half the handshake timeout. */
   admissionLimited: number;
-}
-
-/**
- * Admission by latency (sans-IO, fed the clock): while recent handshakes were slow (over 0.3 of
- * the handshake timeout), new ones start only while those in progress are fewer than the
- * endpoint completes in half the timeout; the client resends its Initial after its probe timeout.
- * Off while handshakes are quick, so a join burst or an operator at rest is never held back;
- * abandoned handshakes never complete, so they cannot switch it on.
- */
-export class HandshakeAdmission {
-  private readonly started = new Map<number, number>();
-  private next = 0;
-  /** Handshakes completed per BUCKET_MS, a ring of BUCKETS. */
-  private readonly completed = new Array<number>(BUCKETS).fill(0);
-  private bucket = 0;
-  private slowUntil = -Infinity;
-
-  constructor(
-    private readonly handshakeTimeoutMs: number,
-    now: number,
-  ) {
-    this.bucket = Math.floor(now / BUCKET_MS);
-  }
-
-  /** Handshakes in progress. */
-  get inProgress(): number {
-    return this.started.size;
-  }
-
-  /** A handshake started: its handle for `ended`. */
-  start(now: number): number {
-    const id = ++this.next;
-    this.started.set(id, now);
-    return id;
-  }
-
-  /** A handshake completed (`ok`) or failed. */
-  end(id: number, ok: boolean, now: number): void {
-    const startedAt = this.started.get(id);
-    if (startedAt === undefined) return;
-    this.started.delete(id);
-    if (!ok) return;
-    this.roll(now);
-    this.completed[this.bucket % BUCKETS]!++;
-    if (now - startedAt > SLOW_SHARE * this.handshakeTimeoutMs) this.slowUntil = now + SLOW_HOLD_MS;
-  }
-
-  /** Whether a new handshake may start now. */
-  admits(now: number): boolean {
-    if (now >= this.slowUntil && !this.stillBehind(now)) return true;
-    this.roll(now);
-    let total = 0;
-    for (const n of this.completed) total += n;
-    const perMs = total / (BUCKETS * BUCKET_MS);
-    return this.waiting(now) < Math.max(MIN_ADMITTED, perMs * WAIT_SHARE * this.handshakeTimeoutMs);
-  }
-
-  /**
-   * Handshakes in progress that a client may still be waiting for: one older than the dial's
-   * timeout here lingers only for a Finished that may be queued (the inbound 1.5× wait), and its
-   * client has most likely given up; it holds no admission slot (in a 2,000-leaf restart such
-   * handshakes held the slots while completions fell to ~20/s).
-   */
-  private waiting(now: number): number {
-    let expired = 0;
-    for (const startedAt of this.started.values()) {
-      if (now - startedAt <= this.handshakeTimeoutMs) break;
-      expired++;
-    }
-    return this.started.size - expired;
-  }
-
-  /**
-   * The hold is over, but a handshake in progress is older than slow: nothing completed lately
-   * because the endpoint stalls, not because it is quick. Only a hold already on is kept, so
-   * abandoned handshakes alone never start one.
-   */
-  private stillBehind(now: number): boolean {
-    if (now - this.slowUntil > SLOW_HOLD_MS) return false;
-    let oldest: number | undefined;
-    for (const startedAt of this.started.values()) {
-      if (now - startedAt > this.handshakeTimeoutMs) continue; // given up by its client (see waiting())
-      oldest = startedAt;
-      break;
-    }
-    if (oldest === undefined || now - oldest <= SLOW_SHARE * this.handshakeTimeoutMs) return false;
-    this.slowUntil = now + SLOW_HOLD_MS;
-    return true;
-  }
-
-  /** Moves the ring to `now`'s bucket, emptying the buckets passed. */
-  private roll(now: number): void {
-    const bucket = Math.floor(now / BUCKET_MS);
-    for (let b = this.bucket + 1; b <= bucket && b <= this.bucket + BUCKETS; b++) this.completed[b % BUCKETS] = 0;
-    if (bucket > this.bucket) this.bucket = bucket;
-  }
 }
 
 /** The `retry` option, checked. */
@@ -274,6 +163,8 @@ export class InitialGate {
   hostShareRetried = 0;
   /** Every inbound handshake in progress by host: at a full table a newcomer evicts the heaviest host's oldest. */
   private readonly byHost = new HostHandshakes<HandshakeTicket>();
+  /** QUIC handshakes in progress (the admission's count includes HTTP/2's when listenTransports shares it). */
+  pendingHandshakes = 0;
   /** Handshakes in progress ended to give their slot to a newcomer from a host holding fewer (fair eviction). */
   handshakesEvicted = 0;
   private readonly retries: TokenBucket;
@@ -366,7 +257,7 @@ export class InitialGate {
    * whose slot it takes (the heaviest host's oldest, ended here and counted) for the caller to close.
    */
   makeRoom(host: string, now: number): HandshakeTicket | undefined {
-    if (this.admission.inProgress < this.options.maxPendingHandshakes) return undefined;
+    if (this.pendingHandshakes < this.options.maxPendingHandshakes) return undefined;
     const evicted = this.byHost.victimFor(host);
     if (evicted === undefined) return undefined;
     this.handshakeEnded(evicted, false, now);
@@ -378,6 +269,7 @@ export class InitialGate {
   handshakeStarted(host: string, validated: boolean, now: number): HandshakeTicket {
     if (!validated) this.pendingByHost.set(host, (this.pendingByHost.get(host) ?? 0) + 1);
     const ticket: HandshakeTicket = { admitted: this.admission.start(now), host, charged: !validated, ended: false };
+    this.pendingHandshakes++;
     this.byHost.add(host, ticket);
     return ticket;
   }
@@ -386,6 +278,7 @@ export class InitialGate {
   handshakeEnded(ticket: HandshakeTicket, ok: boolean, now: number): void {
     if (ticket.ended) return;
     ticket.ended = true;
+    this.pendingHandshakes--;
     this.admission.end(ticket.admitted, ok, now);
     const host = ticket.host;
     this.byHost.delete(host, ticket);

@@ -4,6 +4,7 @@ import * as native from '@matrixai/quic/native/index.js';
 import { PnetError } from '../../errors.js';
 import type { Identity, NodeId } from '../../identity/index.js';
 import type { DialOptions, SocketAddress, Transport, TransportEvents } from '../types.js';
+import type { HandshakeAdmission } from '../admission.js';
 import { SessionStore } from '../sessions.js';
 import { checkConnectionLimit, checkDialAddress, closeConnections, startKeepAliveSweep } from '../shared.js';
 import { QuicConnection } from './connection.js';
@@ -118,6 +119,11 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
     return this.localAddress;
   }
 
+  /** Admission by latency of this endpoint's inbound handshakes (listenTransports shares it with HTTP/2). */
+  get admission(): HandshakeAdmission {
+    return this.gate.admission;
+  }
+
   /** Which UDP socket this transport uses. */
   get udp(): UdpImplementation {
     return this.socket.implementation;
@@ -141,7 +147,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   stats(): QuicTransportStats {
     return {
       connections: this.connections.size,
-      pendingHandshakes: this.gate.admission.inProgress,
+      pendingHandshakes: this.gate.pendingHandshakes,
       droppedDatagrams: { ...this.dropped },
       amplificationLimited: this.sendSlab.withheld,
       windows: this.windows.stats(),
@@ -276,7 +282,7 @@ export class QuicTransport extends EventEmitter<TransportEvents> implements Tran
   /** A long-header datagram for no known connection: the gate decides (gate.ts), this does the IO. */
   private acceptInitial(datagram: Buffer, host: string, port: number, key: string): void {
     const now = performance.now();
-    const verdict = this.gate.check(datagram, host, port, now, { closing: this.closing !== undefined, connections: this.connections.size, pendingHandshakes: this.gate.admission.inProgress });
+    const verdict = this.gate.check(datagram, host, port, now, { closing: this.closing !== undefined, connections: this.connections.size, pendingHandshakes: this.gate.pendingHandshakes });
     switch (verdict.action) {
       case 'negotiate': {
         const { scid, dcid } = verdict.header;
