@@ -136,7 +136,7 @@ async function profStart() {
 async function profStop({ name }) {
   const post = (m, p) => new Promise((resolve, reject) => inspector.post(m, p, (e, r) => (e ? reject(e) : resolve(r))));
   const { profile } = await post('Profiler.stop');
-  writeFileSync(joinPath(process.env.HUB_EXEC_PROF, `${name}.cpuprofile`), JSON.stringify(profile));
+  writeFileSync(joinPath(process.env.HUB_EXEC_PROF ?? process.env.HUB_REST_PROF, `${name}.cpuprofile`), JSON.stringify(profile));
   inspector.disconnect();
   inspector = undefined;
   return {};
@@ -460,7 +460,10 @@ async function atRest(hub, groups, restS) {
   const h0 = await hub.poll();
   const l0 = await Promise.all(groups.map((g) => g.poll()));
   const w0 = performance.now();
+  // HUB_REST_PROF=DIR: the hub's CPU profile of the rest window, DIR/rest.cpuprofile (its CPU figure then carries the profiler).
+  if (process.env.HUB_REST_PROF) await hub.ask('prof-start');
   await sleep(restS * 1000);
+  if (process.env.HUB_REST_PROF) await hub.ask('prof-stop', { name: 'rest' });
   const h1 = await hub.poll();
   const l1 = await Promise.all(groups.map((g) => g.poll()));
   const wall = performance.now() - w0;
