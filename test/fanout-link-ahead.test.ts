@@ -2,7 +2,8 @@
 // link to each next hop as the routes name it, at a bounded pace, so the first fan-out finds its
 // links open. The scheduler on in-memory streams (pace, REJECT), then real nodes on loopback: the
 // first fan-out uses the links opened ahead, a neighbour that REJECTs them still gets its legs,
-// a restarted neighbour's link is reopened. Asserts on counters, never on time.
+// a restarted neighbour's link is reopened. The scheduler runs in virtual time; the real nodes'
+// asserts are on counters, never on time.
 import t from 'tap';
 import type { Test } from 'tap';
 import { createNode } from '../src/index.js';
@@ -11,6 +12,7 @@ import { ChannelRejectedError } from '../src/channel/index.js';
 import { Identity } from '../src/identity/index.js';
 import { nodeServices } from '../src/node/node.js';
 import { LinksAhead, linksAheadSettings } from '../src/node/fanout-link-ahead.js';
+import type { LinksAheadClock } from '../src/node/fanout-link-ahead.js';
 import { LINK_KEY, LINK_VERSION, LegLinks } from '../src/node/fanout-link.js';
 import type { RouteChange } from '../src/routing/index.js';
 import { collect, fakeOpener, keep, legBytes, linkCounters, sleep, until } from './fixtures/fanout-link.js';
@@ -20,6 +22,38 @@ t.setTimeout(120_000);
 const hops = (n: number) => Array.from({ length: n }, (_, i) => `hop${i}` as unknown as NodeId);
 const named = (ids: NodeId[]): RouteChange[] => ids.map((id) => ({ dest: id, nextHop: id, previousNextHop: undefined }));
 
+/** Virtual time for the scheduler: its timers run in order as time is advanced, promises and streams settled after each. */
+function virtualClock(): { clock: LinksAheadClock; advance: (ms: number) => Promise<void> } {
+  let time = 0;
+  const timers = new Set<{ at: number; fn: () => void }>();
+  const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  const clock: LinksAheadClock = {
+    now: () => time,
+    setTimer: (fn, ms) => {
+      const timer = { at: time + ms, fn };
+      timers.add(timer);
+      return timer;
+    },
+    clearTimer: (handle) => void timers.delete(handle as { at: number; fn: () => void }),
+  };
+  const advance = async (ms: number): Promise<void> => {
+    const end = time + ms;
+    await settle();
+    for (;;) {
+      const next = [...timers].sort((a, b) => a.at - b.at)[0];
+      if (next === undefined || next.at > end) break;
+      timers.delete(next);
+      time = next.at;
+      next.fn();
+      await settle();
+    }
+    time = end;
+  };
+  return { clock, advance };
+}
+
+const ROUTER = { role: () => 'router' as const, isNeighbour: () => true };
+
 t.test('scheduler: links open at the pace, at most a second of it (20) awaiting their ACCEPT; the first leg goes on the open link', async (t) => {
   let accept!: () => void;
   const accepted = new Promise<void>((resolve) => (accept = resolve));
@@ -28,51 +62,60 @@ t.test('scheduler: links open at the pace, at most a second of it (20) awaiting 
     fake.stream.remoteMetadata = { [LINK_KEY]: LINK_VERSION };
   });
   const links = new LegLinks(open, () => true);
-  const ahead = new LinksAhead(links, { role: () => 'router', isNeighbour: () => true }, { linksAheadPerSecond: 20 });
+  const { clock, advance } = virtualClock();
+  const ahead = new LinksAhead(links, ROUTER, { linksAheadPerSecond: 20 }, clock);
   t.teardown(() => links.close());
   const ids = hops(50);
   ahead.routesChanged(named(ids));
-  await until(() => opens.length >= 20);
-  await sleep(300); // three more ticks: none may open while 20 wait for their ACCEPT
-  t.equal(opens.length, 20, '20 opened, none past that while unanswered');
+  await advance(500);
+  t.equal(opens.length, 10, 'two per 100 ms tick (20 a second)');
+  await advance(800);
+  t.equal(opens.length, 20, '20 opened, none past that while unanswered (three more ticks)');
   t.ok(opens.every((o) => o.how === true), 'each as a version 2 link, no leg on it');
   accept();
-  await until(() => links.counters.ahead === 50);
-  t.equal(links.counters.ahead, 50, 'the other 30 followed once the first were answered');
+  await advance(1500);
+  t.equal(links.counters.ahead, 50, 'the other 30 followed once the first were answered, at the pace (15 ticks)');
   t.equal(ahead.waiting, 0);
   const leg = keep();
   links.send(ids[7]!, legBytes(0xaa), 1 << 20, leg.sink);
-  await sleep(0);
+  await advance(0);
   t.equal(opens.length, 50, 'the leg opened nothing');
   t.equal(links.counters.aheadUsed, 1, 'it went on the link opened ahead');
   t.equal(opens.find((o) => o.hop === ids[7])!.written.length, 1, 'as one LEG frame');
   ahead.routesChanged(named(ids));
-  await sleep(250);
+  await advance(1000);
   t.equal(opens.length, 50, 'route changes naming hops with links open nothing more');
 });
 
-t.test('scheduler: a REJECTed link ahead is not asked again; the leg then goes v1; a leaf opens nothing; bad options refused', async (t) => {
+t.test('scheduler: a REJECTed link ahead is not asked again for 10 minutes; the leg then goes v1; a leaf opens nothing; bad options refused', async (t) => {
   const { opens, open } = fakeOpener(async () => {
     throw new ChannelRejectedError('OVERLOADED', 'two links here already');
   });
   const links = new LegLinks(open, () => true);
-  new LinksAhead(links, { role: () => 'router', isNeighbour: () => true }).routesChanged(named(hops(1)));
+  const { clock, advance } = virtualClock();
+  const ahead = new LinksAhead(links, ROUTER, {}, clock);
   t.teardown(() => links.close());
-  await until(() => links.counters.rejected === 1);
+  ahead.routesChanged(named(hops(1)));
+  await advance(100);
   t.equal(links.counters.rejected, 1, 'the REJECT is counted');
-  (links.watcher as LinksAhead).routesChanged(named(hops(1)));
-  await sleep(250);
-  t.equal(opens.length, 1, 'not asked ahead again (10 minutes)');
+  ahead.routesChanged(named(hops(1)));
+  await advance(9 * 60_000);
+  t.equal(opens.length, 1, 'not asked ahead again within 10 minutes');
   const leg = keep();
   links.send(hops(1)[0]!, legBytes(0xbb), 1 << 20, leg.sink);
   await until(() => links.counters.v1Legs === 1);
   t.equal(links.counters.v1Legs, 1, 'the leg asked for a link, was REJECTed, and went as a v1 leg');
   t.equal(opens.at(-1)!.how, false);
+  // The v1 answer (no links) renewed the 10 minutes.
+  await advance(10 * 60_000 + 1);
+  ahead.routesChanged(named(hops(1)));
+  await advance(100);
+  t.equal(opens.at(-1)!.how, true, 'asked ahead again 10 minutes after the last refusal');
 
   const leaf = fakeOpener();
   const leafLinks = new LegLinks(leaf.open, () => true);
-  new LinksAhead(leafLinks, { role: () => 'leaf', isNeighbour: () => true }).routesChanged(named(hops(3)));
-  await sleep(250);
+  new LinksAhead(leafLinks, { role: () => 'leaf', isNeighbour: () => true }, {}, clock).routesChanged(named(hops(3)));
+  await advance(1000);
   t.equal(leaf.opens.length, 0, "a leaf (default 'routers') opens no link ahead");
   leafLinks.close();
   t.throws(() => linksAheadSettings({ linksAhead: 'sometimes' as never }), { code: 'ERR_BAD_OPTION' });
@@ -84,15 +127,17 @@ t.test("scheduler: an 'auto' node's next hops named before it became a router ge
   const links = new LegLinks(open, () => true);
   t.teardown(() => links.close());
   let role: 'leaf' | 'router' = 'leaf';
-  const ahead = new LinksAhead(links, { role: () => role, isNeighbour: () => true });
+  const { clock, advance } = virtualClock();
+  const ahead = new LinksAhead(links, { role: () => role, isNeighbour: () => true }, {}, clock);
   const ids = hops(3);
   ahead.routesChanged(named(ids.slice(0, 2)));
-  await sleep(250);
+  await advance(1000);
   t.equal(opens.length, 0, 'nothing while a leaf');
   role = 'router';
   ahead.routesChanged(named(ids.slice(2)));
-  await until(() => links.counters.ahead === 3);
-  t.same(opens.map((o) => o.hop).sort(), [...ids].sort(), 'all three once a router (the first two were kept)');
+  await advance(100);
+  t.equal(links.counters.ahead, 3);
+  t.same(opens.map((o) => o.hop).sort(), [...ids].sort(), 'all three once a router, in one tick (the first two were kept)');
 });
 
 // ---- real nodes ----------------------------------------------------------------

@@ -7,6 +7,7 @@
 import { PnetError } from '../errors.js';
 import type { NodeId } from '../identity/index.js';
 import { numberOption } from '../options.js';
+import { clearUnrefTimer } from '../timers.js';
 import type { NodeRole, RouteChange } from '../routing/index.js';
 import type { LegLinks, LinkRetired, LinkWatcher } from './fanout-link.js';
 
@@ -39,6 +40,19 @@ export interface LinksAheadHost {
   isNeighbour(hop: NodeId): boolean;
 }
 
+/** The clock and timer the scheduler runs on: the node's (below), or a test's virtual one. */
+export interface LinksAheadClock {
+  now(): number;
+  setTimer(fn: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+const nodeClock: LinksAheadClock = {
+  now: () => performance.now(),
+  setTimer: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimer: (handle) => clearUnrefTimer(handle as NodeJS.Timeout | undefined),
+};
+
 export interface LinksAheadOptions {
   linksAhead?: LinksAheadMode;
   linksAheadPerSecond?: number;
@@ -56,9 +70,9 @@ export function linksAheadSettings(options: LinksAheadOptions = {}): { mode: Lin
 export class LinksAhead implements LinkWatcher {
   /** Hops waiting for their link, in the order they appeared (a Set keeps it and drops repeats). */
   private readonly queue = new Set<NodeId>();
-  /** Per hop: not before this time (performance.now()), and the next retry delay. */
+  /** Per hop: not before this time (the clock's), and the next retry delay. */
   private readonly waits = new Map<NodeId, Wait>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: unknown;
   private closed = false;
   private readonly perTick: number;
   /**
@@ -73,6 +87,7 @@ export class LinksAhead implements LinkWatcher {
     private readonly links: LegLinks,
     private readonly host: LinksAheadHost,
     options: LinksAheadOptions = {},
+    private readonly clock: LinksAheadClock = nodeClock,
   ) {
     const settings = linksAheadSettings(options);
     this.mode = settings.mode;
@@ -101,7 +116,7 @@ export class LinksAhead implements LinkWatcher {
 
   retired(hop: NodeId, why: LinkRetired, unused: boolean): void {
     if (this.closed || why === 'idle') return;
-    const now = performance.now();
+    const now = this.clock.now();
     if (this.waits.size >= MAX_WAITS) for (const [id, wait] of this.waits) if (wait.until <= now) this.waits.delete(id);
     if (why === 'rejected' || why === 'v1') {
       this.waits.set(hop, { until: now + REFUSED_MS, retryMs: FIRST_RETRY_MS, refused: true });
@@ -117,7 +132,7 @@ export class LinksAhead implements LinkWatcher {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
     this.timer = undefined;
     this.queue.clear();
     this.waits.clear();
@@ -130,7 +145,7 @@ export class LinksAhead implements LinkWatcher {
 
   private refused(hop: NodeId): boolean {
     const wait = this.waits.get(hop);
-    return wait !== undefined && wait.refused && wait.until > performance.now();
+    return wait !== undefined && wait.refused && wait.until > this.clock.now();
   }
 
   private active(): boolean {
@@ -139,15 +154,14 @@ export class LinksAhead implements LinkWatcher {
 
   private schedule(): void {
     if (this.timer !== undefined || this.queue.size === 0 || this.closed || !this.active()) return;
-    this.timer = setTimeout(() => this.tick(), TICK_MS);
-    this.timer.unref();
+    this.timer = this.clock.setTimer(() => this.tick(), TICK_MS);
   }
 
   /** Opens up to perTick links, keeping at most maxOpening unanswered; hops still waiting out a delay stay queued. */
   private tick(): void {
     this.timer = undefined;
     if (this.closed || !this.active()) return;
-    const now = performance.now();
+    const now = this.clock.now();
     let budget = Math.min(this.perTick, this.maxOpening - this.links.aheadOpening);
     let delayed = 0;
     for (const hop of this.queue) {
