@@ -5,6 +5,7 @@ import { execService } from '../src/cli/ops/exec.js';
 import { DEFAULT_MAX_RUNNING, spawnQueue } from '../src/cli/spawn-queue.js';
 import { validateOpsConfig } from '../src/cli/config.js';
 import type { PnetNode } from '../src/index.js';
+import { childEnv } from './fixtures/child-env.js';
 
 /** A task that finishes when told to. */
 function gated<T>(value: T): { task: () => Promise<T>; started: boolean; finish: () => void } {
@@ -101,7 +102,7 @@ t.test('PNET_EXEC_MAX_RUNNING sets the default running limit; a bad value keeps 
   const module = new URL('../src/cli/spawn-queue.ts', import.meta.url).href;
   const read = (value: string): string =>
     execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `import(${JSON.stringify(module)}).then((m) => console.log(m.DEFAULT_MAX_RUNNING))`], {
-      env: { ...process.env, PNET_EXEC_MAX_RUNNING: value },
+      env: childEnv({ PNET_EXEC_MAX_RUNNING: value }),
       encoding: 'utf8',
     }).trim();
   t.equal(read('8'), '8');
