@@ -1,4 +1,4 @@
-// Cancelling an unref'd timer so Node lets go of its timer list.
+// Cancelling an unref'd timer so Node lets go of its timer list; the node's timers for sans-IO parts.
 
 /**
  * Cancels a timer made with `.unref()`. Node keeps one timer list per distinct duration and drops
@@ -14,3 +14,16 @@ export function clearUnrefTimer(timer: NodeJS.Timeout | undefined): void {
   timer.ref();
   clearTimeout(timer);
 }
+
+/** Timers a sans-IO part is given: the node's (below), or a test's virtual ones. */
+export interface Timers {
+  /** Runs `fn` after `ms`; the handle cancels it. */
+  setTimer(fn: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+/** Node's timers, unref'd (they never hold the process open) and cleared with clearUnrefTimer. */
+export const unrefTimers: Timers = {
+  setTimer: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimer: (handle) => clearUnrefTimer(handle as NodeJS.Timeout | undefined),
+};

@@ -44,10 +44,9 @@ export function verifyPeerCertificate(chain: readonly Uint8Array[] | null | unde
 
 const MAX_CACHED = 4096;
 const MAX_CACHED_DER = 2048;
-/** Certificates that passed every check, by their DER bytes, oldest first. */
-const verified = new Map<string, { nodeId: NodeId; notBefore: number; notAfter: number }>();
-
 type Verified = { nodeId: NodeId; notBefore: number; notAfter: number };
+/** Certificates that passed every check, by their DER bytes, oldest first. */
+const verified = new Map<string, Verified>();
 
 function verifyUncached(leaf: Uint8Array, now: Date): Verified {
   const fields = readEd25519Certificate(leaf);

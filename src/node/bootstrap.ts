@@ -7,6 +7,7 @@
 import { PnetError } from '../errors.js';
 import type { NodeId } from '../identity/index.js';
 import { numberOption, sectionOption } from '../options.js';
+import type { Timers } from '../timers.js';
 import type { BootstrapEvent, BootstrapRedialOptions, BootstrapResult, BootstrapStats } from './types.js';
 
 /** The checked redial options. */
@@ -41,14 +42,11 @@ export function redialDelay(schedule: RedialSchedule, failures: number, random: 
   return Math.round(base * (0.5 + 0.5 * random()));
 }
 
-/** What the keeper needs from its node and its clock. */
-export interface KeeperIo {
+/** What the keeper needs from its node and its clock (its timers: setTimer, clearTimer). */
+export interface KeeperIo extends Timers {
   dial(address: string): Promise<NodeId>;
   /** The node holds a kept connection to this peer now. */
   connected(nodeId: NodeId): boolean;
-  /** Runs `fn` after `ms`; the handle cancels it. */
-  setTimer(fn: () => void, ms: number): unknown;
-  clearTimer(handle: unknown): void;
   /** Told every redial's outcome. */
   event(event: BootstrapEvent): void;
   random?: () => number;

@@ -7,7 +7,7 @@
 import { PnetError } from '../errors.js';
 import type { NodeId } from '../identity/index.js';
 import { numberOption } from '../options.js';
-import { clearUnrefTimer } from '../timers.js';
+import { unrefTimers, type Timers } from '../timers.js';
 import type { NodeRole, RouteChange } from '../routing/index.js';
 import type { LegLinks, LinkRetired, LinkWatcher } from './fanout-link.js';
 
@@ -41,17 +41,11 @@ export interface LinksAheadHost {
 }
 
 /** The clock and timer the scheduler runs on: the node's (below), or a test's virtual one. */
-export interface LinksAheadClock {
+export interface LinksAheadClock extends Timers {
   now(): number;
-  setTimer(fn: () => void, ms: number): unknown;
-  clearTimer(handle: unknown): void;
 }
 
-const nodeClock: LinksAheadClock = {
-  now: () => performance.now(),
-  setTimer: (fn, ms) => setTimeout(fn, ms).unref(),
-  clearTimer: (handle) => clearUnrefTimer(handle as NodeJS.Timeout | undefined),
-};
+const nodeClock: LinksAheadClock = { ...unrefTimers, now: () => performance.now() };
 
 export interface LinksAheadOptions {
   linksAhead?: LinksAheadMode;

@@ -28,6 +28,7 @@ import { FANOUT_CHANNEL, FanoutService, legOpenOptions } from './fanout.js';
 import { LinksAhead } from './fanout-link-ahead.js';
 import { HandshakeCounter, takeStats } from './stats.js';
 import { BootstrapKeeper, redialSchedule } from './bootstrap.js';
+import { unrefTimers } from '../timers.js';
 import type {
   BootstrapEvent,
   BootstrapResult,
@@ -271,8 +272,7 @@ export class PnetNode extends EventEmitter<NodeEvents> {
     const io = {
       dial: (address: string) => this.dial(address),
       connected: (id: NodeId) => this.peerTable.live(id) !== undefined,
-      setTimer: (fn: () => void, ms: number) => setTimeout(fn, ms).unref(),
-      clearTimer: (handle: unknown) => clearTimeout(handle as NodeJS.Timeout),
+      ...unrefTimers,
       event: (event: BootstrapEvent) => this.emit('bootstrap', event),
     };
     return new BootstrapKeeper(redial, io, this.bootstrapOutcome);
