@@ -520,12 +520,17 @@ t.test('peer resets before OPEN / during authorise → ERR_STREAM_RESET, no repl
   {
     const [client, server] = await tcpPair(t);
     const registry = new ChannelRegistry();
+    // The peer resets while authorise runs, which answers only once the reset has reached this side
+    // (timers raced here: a reset 10 ms in lost to a 50 ms authorise on a loaded CI machine).
     registry.register('svc', () => void t.fail('handler must not run'), {
-      authorise: () => new Promise((r) => setTimeout(() => r(true), 50)),
+      authorise: () =>
+        new Promise((r) => {
+          server.once('close', () => r(true));
+          client.resetAndDestroy();
+        }),
     });
     const resultP = serve(server, registry);
     openChannel(client, 'svc');
-    setTimeout(() => client.resetAndDestroy(), 10);
     const r = await resultP;
     t.equal(!r.accepted && r.error.code, 'ERR_STREAM_RESET', 'reset during authorise');
     t.equal(registry.pendingNegotiations, 0);
