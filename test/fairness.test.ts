@@ -2,19 +2,19 @@
 // one-request peer to 3-7% of the rate it had alone. The node now takes up each peer's new
 // streams a turn of the event loop at a time, and while another peer is active a busy peer's
 // waiting streams only after three other peers' starts, 1 ms of idle event loop or 20 ms
-// (src/node/turns.ts; the rest wait unread in flow control, before negotiation). The heavy peer
-// is its own process and is paused and resumed, so "alone" and "beside" windows alternate and
-// load from elsewhere on the machine falls on both. Asserted, as medians over the rounds: the
-// light peer's share of the replies the server gave while both ran (the scheduler's own result:
-// ~3/4 now, 61-68% with two other starts, ~1/2 with equal starts, ~1/3 with one stream per peer
-// per turn; it does not depend on the machine's speed) and its rate beside the heavy peer over
-// its rate alone, with a margin (medians 0.41-0.81 at load 3.4-15, docs/LIMITS.md;
-// bench/fairness.mjs gives the 3-process figures).
+// (src/node/turns.ts; the rest wait unread in flow control, before negotiation). Each peer is its
+// own process, as on separate hosts, and the busy one is paused and resumed, so "alone" and
+// "beside" windows alternate and load from elsewhere on the machine falls on both. Asserted: the
+// light peer's rate beside the busy peer over its rate alone, median over the rounds, at least
+// half (medians 0.72-0.89 at load 3-10 with the turns, 0.21-0.27 without: docs/LIMITS.md;
+// bench/fairness.mjs compares the rules). Its share of the replies while both ran is commented,
+// not asserted: ~70%, less where the server's idle time lets the busy peer's waiting streams go.
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { createNode } from '../src/index.js';
 import type { NodeId, PnetNode } from '../src/index.js';
+import type { Test } from 'tap';
 import { nodeServices } from '../src/node/node.js';
 import { BACKLOG_IDLE_MS, OTHERS_PER_BACKLOG_START, PeerTurns } from '../src/node/turns.js';
 import { PassThrough } from 'node:stream';
@@ -23,70 +23,76 @@ import { childEnv } from './fixtures/child-env.js';
 const WINDOW_MS = 1_000;
 const ROUNDS = 5;
 
-async function rate(node: PnetNode, target: NodeId): Promise<number> {
-  const until = performance.now() + WINDOW_MS;
-  let ok = 0;
-  while (performance.now() < until) {
-    await node.request(target, 'svc', 'x', { timeoutMs: 10_000 });
-    ok++;
-  }
-  return ok / (WINDOW_MS / 1000);
-}
-
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-t.test('a one-request peer keeps its rate beside a peer with 64 in flight', async (t) => {
-  const server = await createNode({ listen: '127.0.0.1:0', h2: false });
-  const light = await createNode({ listen: '127.0.0.1:0', h2: false });
-  t.teardown(() => Promise.all([server.close({ timeoutMs: 200 }), light.close({ timeoutMs: 200 })]).then(() => undefined));
-  const replies = { light: 0, heavy: 0 };
-  server.handleRequest('svc', (request, info) => {
-    replies[info.remoteNodeId === light.id ? 'light' : 'heavy']++;
-    return request;
-  });
-  await light.dial(server.address);
-  const heavy = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/heavy-peer.mts', import.meta.url).pathname], {
-    env: childEnv({ TARGET: server.address, TARGET_ID: server.id, IN_FLIGHT: '64', MAX_MS: '60000' }),
+/** A peer in its own process keeping `inFlight` requests to `server` on 'svc' going while told to run (test/fixtures/heavy-peer.mts). */
+function spawnPeer(t: Test, server: PnetNode, inFlight: number) {
+  const child = spawn(process.execPath, ['--import', 'tsx', new URL('./fixtures/heavy-peer.mts', import.meta.url).pathname], {
+    env: childEnv({ TARGET: server.address, TARGET_ID: server.id, IN_FLIGHT: String(inFlight), MAX_MS: '90000' }),
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   t.teardown(() => {
-    if (heavy.exitCode === null) heavy.kill('SIGKILL');
+    if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const lines = createInterface({ input: heavy.stdout! })[Symbol.asyncIterator]();
-  const next = async (): Promise<Record<string, unknown>> => JSON.parse(String((await lines.next()).value)) as Record<string, unknown>;
-  t.same(await next(), { ready: true }, 'the heavy peer is connected');
-  await rate(light, server.id); // warm-up
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  return {
+    next: async (): Promise<Record<string, unknown>> => JSON.parse(String((await lines.next()).value)) as Record<string, unknown>,
+    say: (line: 'run' | 'pause' | 'exit'): void => void child.stdin!.write(line + '\n'),
+  };
+}
+
+t.test('a one-request peer keeps half its rate beside a peer with 64 in flight (each its own process)', async (t) => {
+  const server = await createNode({ listen: '127.0.0.1:0', h2: false });
+  t.teardown(() => server.close({ timeoutMs: 200 }));
+  const replies = new Map<string, number>();
+  server.handleRequest('svc', (request, info) => {
+    replies.set(info.remoteNodeId, (replies.get(info.remoteNodeId) ?? 0) + 1);
+    return request;
+  });
+  const heavy = spawnPeer(t, server, 64);
+  const light = spawnPeer(t, server, 1);
+  const { id: heavyId } = await heavy.next();
+  const { id: lightId } = await light.next();
+  t.ok(typeof heavyId === 'string' && typeof lightId === 'string', 'both peers are connected');
+  /** The light peer's rate over a window (its own count and clock, from its first request to its last reply). */
+  const lightRate = async (): Promise<number> => {
+    light.say('run');
+    await light.next();
+    await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
+    light.say('pause');
+    const { window, ms } = (await light.next()) as { window: number; ms: number };
+    return window / (ms / 1000);
+  };
+  for (let i = 0; i < 2; i++) await lightRate(); // warm-up (the first windows' rates still climb)
   const ratios: number[] = [];
   const shares: number[] = [];
   const figures: string[] = [];
   // Why the heavy peer's waiting streams were taken up, per window (node.stats().streamTurns).
   const released = (): Record<string, number> => server.stats().streamTurns.released;
   for (let round = 0; round < ROUNDS; round++) {
-    const alone = await rate(light, server.id);
-    heavy.stdin!.write('run\n');
-    t.same(await next(), { running: true });
-    replies.light = replies.heavy = 0;
+    const alone = await lightRate();
+    heavy.say('run');
+    t.match(await heavy.next(), { running: true });
+    replies.clear();
     const before = released();
-    const beside = await rate(light, server.id);
+    const beside = await lightRate();
     const after = released();
     const why = Object.keys(after).map((k) => `${k} ${after[k]! - before[k]!}`).join(' ');
-    const share = replies.light / (replies.light + replies.heavy);
-    heavy.stdin!.write('pause\n');
-    await next();
+    const [l, h] = [replies.get(lightId as string) ?? 0, replies.get(heavyId as string) ?? 0];
+    heavy.say('pause');
+    await heavy.next();
     ratios.push(beside / alone);
-    shares.push(share);
-    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)} (${(share * 100).toFixed(0)}%; released: ${why})`);
+    shares.push(l / (l + h));
+    figures.push(`${alone.toFixed(0)}/${beside.toFixed(0)} (${((l / (l + h)) * 100).toFixed(0)}%; released: ${why})`);
   }
-  heavy.stdin!.write('exit\n');
+  heavy.say('exit');
+  light.say('exit');
   const ratio = median(ratios);
   const share = median(shares);
   t.comment(`light alone/beside 64 in flight, per second (its share of the replies): ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%, share ${(share * 100).toFixed(0)}%`);
-  // Three other starts per waiting stream of a busy peer: medians 72-75% (two: 61-68%, equal starts: 48-51%: both fail).
-  t.ok(share >= 0.65, `the light peer got ${(share * 100).toFixed(0)}% of the replies while both ran (median of ${ROUNDS})`);
-  // The goal is 0.5: medians 0.41-0.81 at load 3.4-15 (0.41 at load 11 on 2026-12-06 21:27) (the heavy peer's quarter of the requests, its waiting streams'
-  // intake and its own process's CPU still cost the light peer; single windows 0.23-1.3), so a margin below the lowest.
-  t.ok(ratio >= 0.35, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
-  t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for its turns, counted");
+  // Medians 0.72-0.89 at load 3-10 (docs/LIMITS.md); with the turns off 0.21-0.27.
+  t.ok(ratio >= 0.5, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
+  t.ok(server.stats().limits.streamPeerTurn > 0, "the heavy peer's extra streams waited for their turns, counted");
   t.equal(nodeServices(server).streams.turnWaits, server.stats().limits.streamPeerTurn);
   const turnStats = server.stats().streamTurns;
   t.equal(turnStats.waited, server.stats().limits.streamPeerTurn, 'stats().streamTurns counts the same waits...');
