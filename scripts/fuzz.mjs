@@ -1,20 +1,23 @@
 #!/usr/bin/env node
-// Codec fuzzing (issue 15): random and mutated inputs into every decoder of the channel layer and
-// the decoders other layers export through their index.ts (relay v2 datagrams and link framing,
-// node ids). The property is the same everywhere: nothing but a PnetError escapes (or none at
-// all, where the API returns errors), and nothing decoded or buffered is larger than its bound.
+// Codec fuzzing (issue 15): random and mutated inputs into every decoder a peer's bytes reach: the
+// channel layer's, relay v2's datagrams and link framing, node ids, the fan-out legs, envelopes
+// and upstream frames, and the routing messages and records. The property is the same
+// everywhere: nothing but a PnetError escapes (or none at all, where the API returns errors),
+// nothing decoded or buffered is larger than its bound, and nothing passes a signature check but
+// the bytes that were signed.
 //
 //   npm run build && npm run fuzz -- --seconds 600 [--seed 42] [--dist DIR]
 //
-// test/fuzz-codecs.test.ts runs the same targets over src/ with a bounded number of cases.
-// The routing record codec and the fan-out codec are not exported by their folders' index.ts,
-// so they are not reached from here (see docs/LIMITS.md).
+// test/fuzz-codecs.test.ts runs the same targets over src/ with a bounded number of cases. The
+// fan-out and routing codecs are not exported by their folders' index.ts: their modules are
+// loaded by path (node/fanout-codec.js, routing/router/codec.js).
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
 /**
- * The targets, given the library (`lib`: channel, relayV2, identity modules and PnetError, from
- * src/ or dist/) and fast-check. Each is `{ name, property, runs }`: `runs` is the share of a
+ * The targets, given the library (`lib`: channel, relayV2, identity, fanout (codec) and routing
+ * (codec) modules and PnetError, from src/ or dist/) and fast-check. Each is `{ name, property, runs }`: `runs` is the share of a
  * bounded run (the test's budget), the long run splits its time evenly instead.
  */
 export function fuzzTargets(lib, fc) {
@@ -157,6 +160,127 @@ export function fuzzTargets(lib, fc) {
       property: fc.property(fc.oneof(fc.string({ maxLength: 80 }), fc.stringMatching(/^[a-z2-7]{50,60}$/)), (text) => {
         const id = onlyPnetError(() => identity.parseNodeId(text), ['ERR_BAD_NODE_ID']);
         if (id !== undefined) check(identity.isNodeId(id), 'a parsed id is canonical');
+      }),
+    },
+    ...fanoutTargets(lib, fc, onlyPnetError),
+    ...routingTargets(lib, fc),
+  ];
+}
+
+/** An Ed25519 signer made here (the codecs take any `{ nodeId, sign }`). */
+function testSigner(identity) {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const nodeId = identity.nodeIdFromPublicKey(Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url'));
+  return { nodeId, sign: (data) => sign(null, data, privateKey) };
+}
+
+/** The fan-out's leg (and its envelope), upstream frames and error bodies. */
+function fanoutTargets(lib, fc, onlyPnetError) {
+  const { fanout, identity, PnetError } = lib;
+  const origin = testSigner(identity);
+  const answerer = testSigner(identity);
+  const keys = [answerer, testSigner(identity)].map((s) => Buffer.from(identity.nodeIdToBytes(s.nodeId)));
+  const fields = { ttlMs: 5000, maxReplyBytes: 4096, channel: 'ops/exec', metadata: { k: 'v' }, payload: Buffer.from('uptime') };
+  const envelopes = [true, false].map((all) => fanout.encodeEnvelope(origin, { ...fields, all }));
+  const legs = envelopes.map((envelope, i) =>
+    fanout.encodeLeg({
+      flags: 0,
+      hopLimit: 8,
+      budgetMs: 4000,
+      envelope: envelope.bytes,
+      targets: Buffer.concat(keys),
+      tickets: i === 0 ? Buffer.alloc(0) : Buffer.concat(keys.map((k) => fanout.signTicket(origin, envelope.requestId, k))),
+    }),
+  );
+  const requestId = envelopes[0].requestId;
+  const results = [
+    fanout.encodeResult(answerer, requestId, keys[0], fanout.STATUS_OK, Buffer.from('up 3 days')),
+    fanout.encodeResult(answerer, requestId, keys[0], fanout.STATUS_ERROR, fanout.encodeErrorBody('ERR_HANDLER_FAILED', 'exit 1')),
+    fanout.encodeResult(undefined, requestId, keys[1], fanout.STATUS_HOP_ERROR, fanout.encodeErrorBody('UNREACHABLE', 'no route')),
+  ];
+  const upStream = Buffer.concat([fanout.encodeExpect(keys[1]), ...results]);
+  const maxFrame = 4096;
+  const signedBytes = (list) => new Set(list.map((b) => Buffer.from(b).toString('hex')));
+  const validEnvelopes = signedBytes(envelopes.map((e) => e.bytes));
+  const validResults = signedBytes(results.slice(0, 2));
+  const input = (valid, maxLength) => fc.oneof(fc.uint8Array({ maxLength }), mutated(fc, fc.constantFrom(...valid))).map(toBuffer);
+  const splits = fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 8 });
+  return [
+    {
+      name: 'fan-out decodeLeg and decodeEnvelope',
+      runs: 2000,
+      property: fc.property(input(legs, 600), (bytes) => {
+        const leg = onlyPnetError(() => fanout.decodeLeg(bytes), ['BAD_FRAME', 'VERSION']);
+        if (leg === undefined) return;
+        const count = leg.targets.length / 32;
+        check(Number.isInteger(count) && count <= fanout.MAX_FANOUT_TARGETS, 'whole keys within the target bound');
+        check(leg.tickets.length === 0 || leg.tickets.length === count * 64, 'one ticket per target, or none');
+        const envelope = onlyPnetError(() => fanout.decodeEnvelope(leg.envelope), ['BAD_FRAME', 'VERSION', 'UNAUTHORIZED']);
+        if (envelope === undefined) return;
+        check(validEnvelopes.has(envelope.bytes.toString('hex')), 'only the signed envelopes verify');
+        check(envelope.payload.length <= fanout.MAX_FANOUT_PAYLOAD && Object.values(envelope.metadata).every((v) => typeof v === 'string'), 'payload and metadata within bounds');
+      }),
+    },
+    {
+      name: 'fan-out UpFrameReader (chunked, against splitUpFrames) and verifyResult',
+      runs: 2000,
+      property: fc.property(input([upStream], 700), splits, (bytes, cuts) => {
+        const reader = new fanout.UpFrameReader(maxFrame);
+        const chunked = [];
+        let failed = false;
+        for (const chunk of chunks(bytes, cuts)) {
+          const frames = onlyPnetError(() => reader.push(chunk), ['BAD_FRAME']);
+          if (frames === undefined) {
+            failed = true;
+            break;
+          }
+          chunked.push(...frames);
+        }
+        const whole = onlyPnetError(() => fanout.splitUpFrames(bytes, maxFrame), ['BAD_FRAME']);
+        if (whole !== undefined) check(!failed && whole.length === chunked.length, 'chunked and whole agree');
+        for (const frame of chunked) {
+          if (frame.type !== fanout.FRAME_RESULT) continue;
+          check(frame.frame.length <= 4 + maxFrame, 'a frame within its bound');
+          // The hop count is not signed (each relaying node bumps it): compared as the answerer sent it.
+          const sent = Buffer.from(frame.frame);
+          sent[fanout.RESULT_HOPS_OFFSET] = 0;
+          if (fanout.verifyResult(requestId, frame)) check(validResults.has(sent.toString('hex')), 'only the signed results verify');
+          if (frame.status !== fanout.STATUS_OK) check(fanout.decodeErrorBody(frame.body) instanceof PnetError, 'an error body is a PnetError');
+        }
+      }),
+    },
+    {
+      name: 'fan-out decodeErrorBody',
+      runs: 1000,
+      property: fc.property(fc.uint8Array({ maxLength: 1200 }).map(toBuffer), (body) => {
+        const error = fanout.decodeErrorBody(body);
+        check(error instanceof PnetError && /^[A-Z_]{1,40}$/.test(error.code), 'a PnetError with a code of the code alphabet');
+        check(Buffer.byteLength(error.message) <= 3 * fanout.MAX_ERROR_MESSAGE_BYTES, 'message within bound');
+      }),
+    },
+  ];
+}
+
+/** The routing stream's messages and the records in them (never throw: errors are results). */
+function routingTargets(lib, fc) {
+  const { routing, identity } = lib;
+  const origin = testSigner(identity);
+  const record = routing.encodeRecord({ origin: origin.nodeId, seq: 7n, lifetimeMs: 60_000, links: [{ to: testSigner(identity).nodeId, cost: 3 }] }, origin.sign);
+  const message = routing.encodeMessage([{ remainingMs: 50_000, record }]);
+  const input = fc.oneof(fc.uint8Array({ maxLength: 400 }), mutated(fc, fc.constantFrom(message, record))).map(toBuffer);
+  return [
+    {
+      name: 'routing decodeMessage, decodeRecord and verifyRecord',
+      runs: 2000,
+      property: fc.property(input, (bytes) => {
+        const decoded = routing.decodeMessage(bytes, 1 << 16);
+        const records = decoded.ok ? decoded.value.map((e) => e.record).filter((r) => r !== undefined) : [bytes];
+        for (const bytesOfRecord of records) {
+          const got = routing.decodeRecord(bytesOfRecord);
+          if (!got.ok) continue;
+          check(got.value.links.length <= routing.MAX_LINKS, 'links within bound');
+          if (routing.verifyRecord(got.value) === 'ok') check(Buffer.from(got.value.bytes).equals(Buffer.from(record)), 'only the signed record verifies');
+        }
       }),
     },
   ];
@@ -316,10 +440,10 @@ async function main() {
   const dist = args.dist === undefined ? new URL('../dist/', import.meta.url) : pathToFileURL(`${realpathSync(args.dist)}/`);
   let lib;
   try {
-    const [channel, relayV2, identity, errors] = await Promise.all(
-      ['channel/index.js', 'relay/v2/index.js', 'identity/index.js', 'errors.js'].map((p) => import(new URL(p, dist).href)),
+    const [channel, relayV2, identity, fanout, routing, errors] = await Promise.all(
+      ['channel/index.js', 'relay/v2/index.js', 'identity/index.js', 'node/fanout-codec.js', 'routing/router/codec.js', 'errors.js'].map((p) => import(new URL(p, dist).href)),
     );
-    lib = { channel, relayV2, identity, PnetError: errors.PnetError };
+    lib = { channel, relayV2, identity, fanout, routing, PnetError: errors.PnetError };
   } catch (err) {
     console.error(`cannot load dist/ (run npm run build first): ${err.message}`);
     process.exitCode = 2;

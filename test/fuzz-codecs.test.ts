@@ -1,5 +1,6 @@
 // Issue 15: the codec fuzzers as a test. Every target of scripts/fuzz.mjs (the channel layer's
-// decoders, machines and encoders; relay v2's datagram decoder and link framing; node ids) runs
+// decoders, machines and encoders; relay v2's datagram decoder and link framing; node ids; the
+// fan-out's legs, envelopes, upstream frames and error bodies; routing messages and records) runs
 // a bounded number of random and mutated inputs over src/: nothing but a PnetError escapes and
 // nothing decoded or buffered passes its bound. `npm run fuzz -- --seconds N` is the long run.
 import t from 'tap';
@@ -9,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import * as channel from '../src/channel/index.js';
 import * as relayV2 from '../src/relay/v2/index.js';
 import * as identity from '../src/identity/index.js';
+import * as fanout from '../src/node/fanout-codec.js';
+import * as routing from '../src/routing/router/codec.js';
 import { PnetError } from '../src/errors.js';
 
 interface FuzzTarget {
@@ -29,10 +32,10 @@ interface FuzzModule {
 // a plain .mjs (it runs over dist/ too): imported by URL, typed here
 const script = new URL('../scripts/fuzz.mjs', import.meta.url).href;
 const { fuzzTargets, fuzzFor } = (await import(script)) as FuzzModule;
-const lib = { channel, relayV2, identity, PnetError };
+const lib = { channel, relayV2, identity, fanout, routing, PnetError };
 const targets = fuzzTargets(lib, fc);
 
-t.ok(targets.length >= 8, `${targets.length} targets`);
+t.ok(targets.length >= 12, `${targets.length} targets`);
 for (const target of targets) {
   t.test(target.name, async (t) => {
     const details = fc.check(target.property, { numRuns: target.runs });
