@@ -6,8 +6,8 @@
 // own process, as on separate hosts, and the busy one is paused and resumed, so "alone" and
 // "beside" windows alternate and load from elsewhere on the machine falls on both. Asserted: the
 // light peer's rate beside the busy peer over its rate alone, median over the rounds, at least
-// half (medians 0.72-0.89 at load 3-10 with the turns, 0.21-0.27 without: docs/LIMITS.md;
-// bench/fairness.mjs compares the rules). Its share of the replies while both ran is commented,
+// half (medians 0.57-1.02 over 5 windows and 0.71-0.88 over 7 at load 2-10 with the turns,
+// 0.19-0.23 without: docs/LIMITS.md; bench/fairness.mjs compares the rules). Its share of the replies while both ran is commented,
 // not asserted: ~70%, less where the server's idle time lets the busy peer's waiting streams go.
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -104,7 +104,7 @@ t.test('a one-request peer keeps half its rate beside a peer with 64 in flight (
   const ratio = median(ratios);
   const share = median(shares);
   t.comment(`light alone/beside 64 in flight, per second (its share of the replies): ${figures.join(', ')}; median ratio ${(ratio * 100).toFixed(0)}%, share ${(share * 100).toFixed(0)}%`);
-  // Medians 0.72-0.89 at load 3-10 (docs/LIMITS.md); with the turns off 0.21-0.27.
+  // The issue's goal. Medians of 7: 0.71-0.88 at load 2-10, in CI too; with the turns off (medians of 5) 0.19-0.23.
   t.ok(ratio >= 0.5, `the light peer kept ${(ratio * 100).toFixed(0)}% of its rate (median of ${ROUNDS})`);
   // The busy peer's waiting streams are held unread in flow control: a stream each, not their bytes. What the rounds leave
   // behind, after a GC: measured -68 to +10 MiB (peaks beside the busy peer up to +132 MiB: garbage not yet collected).
