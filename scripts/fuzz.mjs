@@ -16,9 +16,10 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
 /**
- * The targets, given the library (`lib`: channel, relayV2, identity, fanout (codec) and routing
- * (codec) modules and PnetError, from src/ or dist/) and fast-check. Each is `{ name, property, runs }`: `runs` is the share of a
- * bounded run (the test's budget), the long run splits its time evenly instead.
+ * The targets, given the library (`lib`: the channel, relayV2, identity, fanout (codec) and
+ * routing (codec) modules and PnetError, from src/ or dist/) and fast-check. Each is
+ * `{ name, property, runs }`: `runs` is the share of a bounded run (the test's budget), the long
+ * run splits its time evenly instead.
  */
 export function fuzzTargets(lib, fc) {
   const { channel, relayV2, identity, PnetError } = lib;
@@ -174,9 +175,8 @@ function testSigner(identity) {
   return { nodeId, sign: (data) => sign(null, data, privateKey) };
 }
 
-/** The fan-out's leg (and its envelope), upstream frames and error bodies. */
-function fanoutTargets(lib, fc, onlyPnetError) {
-  const { fanout, identity, PnetError } = lib;
+/** Signed fan-out bytes as a node makes them: envelopes (to all, listed), their legs, results and an EXPECT. */
+function fanoutSamples(fanout, identity) {
   const origin = testSigner(identity);
   const answerer = testSigner(identity);
   const keys = [answerer, testSigner(identity)].map((s) => Buffer.from(identity.nodeIdToBytes(s.nodeId)));
@@ -198,11 +198,17 @@ function fanoutTargets(lib, fc, onlyPnetError) {
     fanout.encodeResult(answerer, requestId, keys[0], fanout.STATUS_ERROR, fanout.encodeErrorBody('ERR_HANDLER_FAILED', 'exit 1')),
     fanout.encodeResult(undefined, requestId, keys[1], fanout.STATUS_HOP_ERROR, fanout.encodeErrorBody('UNREACHABLE', 'no route')),
   ];
-  const upStream = Buffer.concat([fanout.encodeExpect(keys[1]), ...results]);
+  return { envelopes, legs, requestId, signedResults: results.slice(0, 2), upStream: Buffer.concat([fanout.encodeExpect(keys[1]), ...results]) };
+}
+
+/** The fan-out's leg (and its envelope), upstream frames and error bodies. */
+function fanoutTargets(lib, fc, onlyPnetError) {
+  const { fanout, identity, PnetError } = lib;
+  const { envelopes, legs, requestId, signedResults, upStream } = fanoutSamples(fanout, identity);
   const maxFrame = 4096;
   const signedBytes = (list) => new Set(list.map((b) => Buffer.from(b).toString('hex')));
   const validEnvelopes = signedBytes(envelopes.map((e) => e.bytes));
-  const validResults = signedBytes(results.slice(0, 2));
+  const validResults = signedBytes(signedResults);
   const input = (valid, maxLength) => fc.oneof(fc.uint8Array({ maxLength }), mutated(fc, fc.constantFrom(...valid))).map(toBuffer);
   const splits = fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 8 });
   return [
