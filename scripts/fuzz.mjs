@@ -43,7 +43,7 @@ export function fuzzTargets(lib, fc) {
     { weight: 1, arbitrary: headerThenJunk(fc, channel) },
     { weight: 4, arbitrary: mutated(fc, frames) },
   ).map(toBuffer);
-  const splits = fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 });
+  const splits = chunkLengths(fc);
 
   return [
     {
@@ -209,13 +209,12 @@ function fanoutTargets(lib, fc, onlyPnetError) {
   const signedBytes = (list) => new Set(list.map((b) => Buffer.from(b).toString('hex')));
   const validEnvelopes = signedBytes(envelopes.map((e) => e.bytes));
   const validResults = signedBytes(signedResults);
-  const input = (valid, maxLength) => fc.oneof(fc.uint8Array({ maxLength }), mutated(fc, fc.constantFrom(...valid))).map(toBuffer);
-  const splits = fc.array(fc.integer({ min: 1, max: 97 }), { minLength: 1, maxLength: 8 });
+  const splits = chunkLengths(fc);
   return [
     {
       name: 'fan-out decodeLeg and decodeEnvelope',
       runs: 2000,
-      property: fc.property(input(legs, 600), (bytes) => {
+      property: fc.property(randomOrMutated(fc, legs, 600), (bytes) => {
         const leg = onlyPnetError(() => fanout.decodeLeg(bytes), ['BAD_FRAME', 'VERSION']);
         if (leg === undefined) return;
         const count = leg.targets.length / 32;
@@ -230,7 +229,7 @@ function fanoutTargets(lib, fc, onlyPnetError) {
     {
       name: 'fan-out UpFrameReader (chunked, against splitUpFrames) and verifyResult',
       runs: 2000,
-      property: fc.property(input([upStream], 700), splits, (bytes, cuts) => {
+      property: fc.property(randomOrMutated(fc, [upStream], 700), splits, (bytes, cuts) => {
         const reader = new fanout.UpFrameReader(maxFrame);
         const chunked = [];
         let failed = false;
@@ -273,12 +272,11 @@ function routingTargets(lib, fc) {
   const origin = testSigner(identity);
   const record = routing.encodeRecord({ origin: origin.nodeId, seq: 7n, lifetimeMs: 60_000, links: [{ to: testSigner(identity).nodeId, cost: 3 }] }, origin.sign);
   const message = routing.encodeMessage([{ remainingMs: 50_000, record }]);
-  const input = fc.oneof(fc.uint8Array({ maxLength: 400 }), mutated(fc, fc.constantFrom(message, record))).map(toBuffer);
   return [
     {
       name: 'routing decodeMessage, decodeRecord and verifyRecord',
       runs: 2000,
-      property: fc.property(input, (bytes) => {
+      property: fc.property(randomOrMutated(fc, [message, record], 400), (bytes) => {
         const decoded = routing.decodeMessage(bytes, 1 << 16);
         const records = decoded.ok ? decoded.value.map((e) => e.record).filter((r) => r !== undefined) : [bytes];
         for (const bytesOfRecord of records) {
@@ -328,6 +326,16 @@ function checkFrame(frame, limits) {
 
 function toBuffer(u8) {
   return Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength);
+}
+
+/** Chunk lengths for `chunks`. */
+function chunkLengths(fc) {
+  return fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 16 });
+}
+
+/** Random bytes, or one of the `samples` (encoded by the library) with a few edits: a Buffer. */
+function randomOrMutated(fc, samples, maxLength) {
+  return fc.oneof(fc.uint8Array({ maxLength }), mutated(fc, fc.constantFrom(...samples))).map(toBuffer);
 }
 
 /** `input` cut at the given lengths (cycled), every byte once, in order. */
